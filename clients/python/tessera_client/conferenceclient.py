@@ -1,0 +1,910 @@
+"""ConferenceClient: one participant of a Tessera (or OWT) room, over Socket.IO and WebRTC."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from types import TracebackType
+from typing import Any
+
+import socketio
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from socketio import exceptions as sio_exceptions
+
+from .errors import ClientConnectionError, ClientError, NegotiationError, RequestTimeout
+from .eventqueue import EventQueue, Predicate
+from .publication import Publication
+from .session import Session
+from .streaminfo import apply_stream_update, stream_track_kinds
+from .subscription import Subscription
+from .tokens import (
+    decode_ticket,
+    decode_token,
+    parse_relogin_reply,
+    portal_url,
+    ticket_refresh_delay,
+)
+
+logger = logging.getLogger("tessera_client")
+
+#: The server pushes of the Client-Portal protocol.
+PUSH_EVENTS = ("participant", "stream", "text", "progress", "drop")
+
+Listener = Callable[[Any], Any]
+
+
+class ConferenceClient:
+    """A participant in a conference room, speaking the OWT Client-Portal protocol 1.2.
+
+    It behaves on the wire like OWT's JavaScript SDK (``Owt.Conference.ConferenceClient``):
+    one Socket.IO connection (WebSocket transport) for signaling, one
+    ``RTCPeerConnection`` for all publications and subscriptions, renegotiated by a
+    new client offer for every change, with m-lines never removed.
+
+    Room state is kept up to date from the server pushes: ``participants``
+    (including this client) and ``streams`` (StreamInfo dicts). Every push is also
+    kept in a per-event queue for :meth:`next_event`.
+
+    Typical use::
+
+        client = ConferenceClient()
+        await client.join(token)
+        publication = await client.publish(video=track)
+        subscription = await client.subscribe(stream_id)
+        ...
+        await client.leave()
+    """
+
+    def __init__(
+        self,
+        *,
+        ice_servers: list[RTCIceServer] | None = None,
+        sdk_type: str = "Python",
+        sdk_version: str = "5.1",
+        protocol: str = "1.2",
+        reconnect: bool = True,
+        bundle_policy: RTCBundlePolicy = RTCBundlePolicy.MAX_BUNDLE,
+        request_timeout: float = 10.0,
+        reconnection_attempts: int = 10,
+        reconnection_delay: float = 0.2,
+        reconnection_delay_max: float = 5.0,
+    ) -> None:
+        # No ICE servers by default: aiortc would otherwise query a public STUN server.
+        self.ice_servers: list[RTCIceServer] = list(ice_servers or [])
+        self.sdk_type = sdk_type
+        self.sdk_version = sdk_version
+        self.protocol = protocol
+        self.reconnect = reconnect
+        self.bundle_policy = bundle_policy
+        self.request_timeout = request_timeout
+        self.reconnection_attempts = reconnection_attempts
+        self.reconnection_delay = reconnection_delay
+        self.reconnection_delay_max = reconnection_delay_max
+
+        #: The login reply.
+        self.info: dict[str, Any] = {}
+        self.participant_id: str | None = None
+        self.room_id: str | None = None
+        #: participant id -> {"id", "user", "role"}, this client included.
+        self.participants: dict[str, dict[str, Any]] = {}
+        #: stream id -> StreamInfo.
+        self.streams: dict[str, dict[str, Any]] = {}
+        #: This client's live publications and subscriptions, by id.
+        self.publications: dict[str, Publication] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        #: The one peer connection (created by the first publish or subscribe).
+        self.pc: RTCPeerConnection | None = None
+        #: The portal's id of that connection's transport (from the first session reply).
+        self.transport_id: str | None = None
+        #: Set on ``progress {id: transport id, status: "ready"}`` (ICE and DTLS up).
+        self.transport_ready = asyncio.Event()
+        #: Set while logged in over a live connection; cleared while reconnecting.
+        self.connected = asyncio.Event()
+        #: Set when the portal sends ``drop`` or the session is lost for good.
+        self.dropped = asyncio.Event()
+        #: How many times the session was resumed with ``relogin``.
+        self.reconnections = 0
+        #: Every server push, kept per event name until consumed by :meth:`next_event`.
+        self.events = EventQueue()
+
+        # python-socketio's own reconnection is off: it does not reconnect after a
+        # client-side engine.io abort (how tests simulate a network drop), so this
+        # client runs its own loop that reconnects and then sends ``relogin``.
+        self.sio: socketio.AsyncClient = socketio.AsyncClient(
+            reconnection=False, handle_sigint=False
+        )
+        for event in PUSH_EVENTS:
+            self.sio.on(event, self._push_handler(event))
+        self.sio.on("disconnect", self._on_disconnect)
+
+        self._url: str | None = None
+        self._headers: dict[str, str] = {}
+        self._ticket: str | None = None
+        self._joined = False
+        self._logged_in = False
+        self._closed = False
+        self._lost = False
+        self._negotiation = asyncio.Lock()
+        self._answer_waiter: tuple[str, asyncio.Future[dict[str, Any]]] | None = None
+        self._pending: set[asyncio.Future[tuple[Any, ...]]] = set()
+        self._mid_owner: dict[str, Subscription] = {}
+        self._early_progress: dict[str, tuple[str, Any]] = {}
+        self._listeners: dict[str, list[Listener]] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._reconnect_task: asyncio.Future[Any] | None = None
+        self._ticket_task: asyncio.Future[Any] | None = None
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def on_drop(self) -> asyncio.Event:
+        """The same event as :attr:`dropped`."""
+        return self.dropped
+
+    @property
+    def is_joined(self) -> bool:
+        """Logged in and neither left nor lost (the connection may be reconnecting)."""
+        return self._logged_in and not self._closed and not self._lost
+
+    @property
+    def reconnection_ticket(self) -> str | None:
+        """The current reconnection ticket, if the portal issued one."""
+        return self._ticket
+
+    async def __aenter__(self) -> ConferenceClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.leave()
+
+    # ------------------------------------------------------------- join/leave
+
+    async def join(
+        self, token: str, *, origin: str | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Connect to the portal named in ``token`` and log in; returns the login reply.
+
+        ``origin`` is sent as the WebSocket ``Origin`` header. Raises ``ValueError``
+        for a malformed token, :class:`ClientConnectionError` when the portal cannot
+        be reached and :class:`ClientError` when it refuses the login.
+        """
+        if self._joined:
+            raise RuntimeError("join() was already called on this client")
+        if self._closed:
+            raise RuntimeError("This client has left; create a new one")
+        timeout = self.request_timeout if timeout is None else timeout
+        self._url = portal_url(decode_token(token))
+        self._headers = {"Origin": origin} if origin else {}
+        self._joined = True
+        try:
+            await self._connect_socket()
+        except Exception as exc:
+            self._joined = False
+            await self._disconnect_socket()
+            raise ClientConnectionError(
+                f"Cannot connect to the portal at {self._url}: {exc}"
+            ) from exc
+        login = {
+            "token": token,
+            "userAgent": {"sdk": {"type": self.sdk_type, "version": self.sdk_version}},
+            "protocol": self.protocol,
+        }
+        try:
+            info = await self._emit("login", login, timeout)
+            if not isinstance(info, dict):
+                raise ClientError(f"Unexpected login reply: {info!r}")
+        except ClientError:
+            self._joined = False
+            await self._disconnect_socket()
+            raise
+        self._apply_login(info)
+        self.connected.set()
+        self._start_ticket_refresh()
+        return info
+
+    async def leave(self) -> None:
+        """Log out, close the peer connection and disconnect. Calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._cancel(self._reconnect_task)
+        self._cancel(self._ticket_task)
+        if self.connected.is_set():
+            try:
+                await self._emit("logout", None, min(self.request_timeout, 5.0))
+            except ClientError as exc:
+                logger.debug("logout: %s", exc)
+        self.connected.clear()
+        self._end_everything(ClientConnectionError("The client has left"))
+        await self._close_pc()
+        await self._disconnect_socket()
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    # --------------------------------------------------------------- requests
+
+    async def request(self, name: str, data: Any = None, timeout: float = 10.0) -> Any:
+        """Emit ``name`` with ``data`` and wait for the two-argument ack ``(status, data)``.
+
+        Returns the reply data on ``"ok"``; raises :class:`ClientError` with the
+        server's message on ``"error"`` and :class:`RequestTimeout` (a
+        ``ClientError`` and a ``TimeoutError``) when no ack comes within
+        ``timeout`` seconds. While the client is reconnecting, the request waits
+        for the session to be resumed (within the same timeout).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        await self._wait_connected(name, timeout)
+        return await self._emit(name, data, max(deadline - loop.time(), 0.001))
+
+    async def send_text(self, message: str, to: str = "all") -> None:
+        """Send a text message to everyone (``"all"``) or to one participant id."""
+        await self.request("text", {"to": to, "message": message}, self.request_timeout)
+
+    async def next_event(
+        self, event: str, predicate: Predicate | None = None, timeout: float = 10.0
+    ) -> Any:
+        """The next ``event`` push (``participant``, ``stream``, ``text``, ``progress``, ``drop``)
+        whose data satisfies ``predicate``.
+
+        Pushes that arrived earlier and were not consumed yet count too, so a test
+        can trigger something first and wait for its notification afterwards.
+        Raises :class:`RequestTimeout` (a ``TimeoutError``) after ``timeout`` seconds.
+        """
+        return await self.events.get(event, predicate, timeout)
+
+    def on(self, event: str, listener: Listener) -> None:
+        """Call ``listener(data)`` for every ``event`` push (a coroutine function is scheduled)."""
+        self._listeners.setdefault(event, []).append(listener)
+
+    # -------------------------------------------------------- publish/subscribe
+
+    async def publish(
+        self,
+        *,
+        audio: MediaStreamTrack | None = None,
+        video: MediaStreamTrack | None = None,
+        attributes: dict[str, Any] | None = None,
+        audio_source: str = "mic",
+        video_source: str = "camera",
+        timeout: float | None = None,
+    ) -> Publication:
+        """Publish an audio and/or a video track; returns once the answer is applied.
+
+        Adds sendonly transceivers (audio first), creates an offer, sends
+        ``publish`` with the mids and then the offer with ``soac``. Wait for
+        ``publication.ready`` (or :meth:`Publication.wait_ready`) for media to flow.
+        """
+        if audio is None and video is None:
+            raise ValueError("Nothing to publish: give an audio and/or a video track")
+        for kind, track in (("audio", audio), ("video", video)):
+            if track is not None and track.kind != kind:
+                raise ValueError(f"The {kind} track is a {track.kind} track")
+        timeout = self.request_timeout if timeout is None else timeout
+        attrs = dict(attributes or {})
+        self._check_joined()
+        async with self._negotiation:
+            self._check_joined()
+            pc = self._ensure_pc()
+            transceivers: dict[str, RTCRtpTransceiver] = {}
+            tracks: dict[str, MediaStreamTrack] = {}
+            sources: dict[str, str] = {}
+            for kind, track, source in (
+                ("audio", audio, audio_source),
+                ("video", video, video_source),
+            ):
+                if track is not None:
+                    transceivers[kind] = pc.addTransceiver(track, direction="sendonly")
+                    tracks[kind] = track
+                    sources[kind] = source
+            await self._create_offer(transceivers.values(), stop_sending=True)
+            message = {
+                "media": {
+                    "tracks": [
+                        {"type": kind, "mid": t.mid, "source": sources[kind]}
+                        for kind, t in transceivers.items()
+                    ]
+                },
+                "attributes": attrs,
+                "transport": self._transport_message(),
+            }
+            try:
+                reply = await self.request("publish", message, timeout)
+                stream_id, transport_id = self._session_reply(reply)
+            except ClientError:
+                self._deactivate(transceivers.values(), stop_sending=True)
+                raise
+            publication = Publication(self, stream_id, transceivers, tracks, attrs)
+            self.publications[stream_id] = publication
+            self._apply_early_progress(publication)
+            try:
+                await self._exchange(transport_id, timeout)
+            except ClientError:
+                self._abandon(publication, "unpublish", stop_sending=True)
+                raise
+        return publication
+
+    async def subscribe(
+        self,
+        stream_id: str,
+        *,
+        audio: bool = True,
+        video: bool = True,
+        video_parameters: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Subscription:
+        """Subscribe to a stream of the room; returns once the answer is applied.
+
+        Asks only for the kinds the stream has (when the stream is known from
+        ``streams``). ``video_parameters`` (``resolution``, ``framerate``,
+        ``bitrate``, ``keyFrameInterval``) go with the video track request. The
+        remote tracks are in ``subscription.audio_track`` / ``video_track``.
+        """
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            kinds = stream_track_kinds(stream)
+            audio = audio and "audio" in kinds
+            video = video and "video" in kinds
+        if not audio and not video:
+            raise ValueError(f"Nothing to subscribe to in stream {stream_id}")
+        timeout = self.request_timeout if timeout is None else timeout
+        self._check_joined()
+        async with self._negotiation:
+            self._check_joined()
+            pc = self._ensure_pc()
+            transceivers: dict[str, RTCRtpTransceiver] = {}
+            for kind, wanted in (("audio", audio), ("video", video)):
+                if wanted:
+                    transceivers[kind] = pc.addTransceiver(kind, direction="recvonly")
+            await self._create_offer(transceivers.values(), stop_sending=False)
+            track_requests: list[dict[str, Any]] = []
+            for kind, transceiver in transceivers.items():
+                track_request: dict[str, Any] = {
+                    "type": kind,
+                    "mid": transceiver.mid,
+                    "from": stream_id,
+                }
+                if kind == "video" and video_parameters:
+                    track_request["parameters"] = video_parameters
+                track_requests.append(track_request)
+            message = {
+                "media": {"tracks": track_requests},
+                "transport": self._transport_message(),
+            }
+            try:
+                reply = await self.request("subscribe", message, timeout)
+                subscription_id, transport_id = self._session_reply(reply)
+            except ClientError:
+                self._deactivate(transceivers.values(), stop_sending=False)
+                raise
+            subscription = Subscription(self, subscription_id, stream_id, transceivers)
+            self.subscriptions[subscription_id] = subscription
+            for transceiver in transceivers.values():
+                if transceiver.mid is not None:
+                    self._mid_owner[transceiver.mid] = subscription
+            self._apply_early_progress(subscription)
+            try:
+                await self._exchange(transport_id, timeout)
+            except ClientError:
+                self._abandon(subscription, "unsubscribe", stop_sending=False)
+                raise
+        return subscription
+
+    # ------------------------------------------------------ negotiation helpers
+
+    def _ensure_pc(self) -> RTCPeerConnection:
+        if self.pc is None:
+            configuration = RTCConfiguration(
+                iceServers=self.ice_servers, bundlePolicy=self.bundle_policy
+            )
+            pc = RTCPeerConnection(configuration=configuration)
+            pc.on("track", self._on_track)
+
+            @pc.on("connectionstatechange")
+            def on_connection_state() -> None:
+                logger.debug("peer connection state: %s", pc.connectionState)
+
+            self.pc = pc
+        return self.pc
+
+    async def _create_offer(
+        self, new_transceivers: Iterable[RTCRtpTransceiver], *, stop_sending: bool
+    ) -> None:
+        """createOffer + setLocalDescription (which assigns mids and gathers candidates)."""
+        assert self.pc is not None
+        try:
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        except Exception as exc:
+            self._deactivate(new_transceivers, stop_sending=stop_sending)
+            raise NegotiationError(f"Cannot create an offer: {exc}") from exc
+
+    def _transport_message(self) -> dict[str, Any]:
+        transport: dict[str, Any] = {"type": "webrtc"}
+        if self.transport_id is not None:
+            transport["id"] = self.transport_id
+        return transport
+
+    def _session_reply(self, reply: Any) -> tuple[str, str]:
+        if not isinstance(reply, dict) or not isinstance(reply.get("id"), str):
+            raise ClientError(f"Unexpected reply: {reply!r}")
+        session_id: str = reply["id"]
+        transport_id = reply.get("transportId")
+        if not isinstance(transport_id, str):
+            transport_id = self.transport_id or session_id
+        if self.transport_id is None:
+            self.transport_id = transport_id
+        return session_id, transport_id
+
+    async def _exchange(self, transport_id: str, timeout: float) -> None:
+        """Send the current local offer with ``soac`` and apply the answer pushed back."""
+        assert self.pc is not None
+        description = self.pc.localDescription
+        if description is None:
+            raise NegotiationError("No local offer to send")
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # Registered before the offer goes out: the answer may overtake the soac ack.
+        self._answer_waiter = (transport_id, future)
+        try:
+            await self.request(
+                "soac",
+                {"id": transport_id, "signaling": {"type": "offer", "sdp": description.sdp}},
+                timeout,
+            )
+            try:
+                answer = await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"Waiting for the answer on transport {transport_id} timed out"
+                    f" after {timeout} s"
+                ) from None
+        finally:
+            if self._answer_waiter is not None and self._answer_waiter[1] is future:
+                self._answer_waiter = None
+        if self.pc is None:
+            raise ClientConnectionError("The peer connection was closed")
+        try:
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=str(answer.get("sdp", "")), type="answer")
+            )
+        except Exception as exc:
+            raise NegotiationError(f"Cannot apply the answer: {exc}") from exc
+        self._collect_remote_tracks()
+
+    @staticmethod
+    def _deactivate(transceivers: Iterable[RTCRtpTransceiver], *, stop_sending: bool) -> None:
+        # m-lines are never removed: they stay in later offers as inactive.
+        for transceiver in transceivers:
+            transceiver.direction = "inactive"
+            if stop_sending:
+                transceiver.sender.replaceTrack(None)
+
+    def _abandon(self, session: Session, stop_request: str, *, stop_sending: bool) -> None:
+        """Forget a session whose negotiation failed and tell the portal, without waiting."""
+        session._stopped = True
+        session._end()
+        self._forget(session)
+        self._deactivate(session.transceivers.values(), stop_sending=stop_sending)
+        if self.connected.is_set():
+            self._spawn(self._quiet_request(stop_request, {"id": session.id}))
+
+    async def _retire_session(self, session: Session, *, stop_sending: bool) -> None:
+        """After unpublish/unsubscribe: mark its m-lines inactive and send a new offer."""
+        self._forget(session)
+        async with self._negotiation:
+            self._deactivate(session.transceivers.values(), stop_sending=stop_sending)
+            if self.pc is None or self.transport_id is None or not self.is_joined:
+                return
+            try:
+                await self._create_offer((), stop_sending=stop_sending)
+                await self._exchange(self.transport_id, self.request_timeout)
+            except ClientError as exc:
+                logger.warning("Renegotiation after stopping %s failed: %s", session.id, exc)
+
+    def _forget(self, session: Session) -> None:
+        self.publications.pop(session.id, None)
+        self.subscriptions.pop(session.id, None)
+        for mid, owner in list(self._mid_owner.items()):
+            if owner is session:
+                del self._mid_owner[mid]
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if self.pc is None:
+            return
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track and transceiver.mid is not None:
+                owner = self._mid_owner.get(transceiver.mid)
+                if owner is not None:
+                    owner._set_track(transceiver.kind, track)
+                return
+
+    def _collect_remote_tracks(self) -> None:
+        if self.pc is None:
+            return
+        for transceiver in self.pc.getTransceivers():
+            owner = self._mid_owner.get(transceiver.mid or "")
+            track = transceiver.receiver.track
+            if owner is None or track is None:
+                continue
+            current = owner.audio_track if transceiver.kind == "audio" else owner.video_track
+            if current is None:
+                owner._set_track(transceiver.kind, track)
+
+    async def _close_pc(self) -> None:
+        pc, self.pc = self.pc, None
+        if pc is not None:
+            try:
+                await pc.close()
+            except Exception:
+                logger.exception("Closing the peer connection failed")
+
+    # ------------------------------------------------------------ server pushes
+
+    def _push_handler(self, event: str) -> Callable[..., None]:
+        def handler(*args: Any) -> None:
+            self._dispatch(event, args[0] if args else None)
+
+        return handler
+
+    def _dispatch(self, event: str, data: Any) -> None:
+        """Apply one server push (live or replayed after relogin) and queue it."""
+        try:
+            if event == "participant":
+                self._apply_participant(data)
+            elif event == "stream":
+                self._apply_stream(data)
+            elif event == "progress":
+                self._apply_progress(data)
+            elif event == "drop":
+                self._apply_drop()
+        except Exception:
+            logger.exception("Cannot apply the '%s' push %r", event, data)
+        self.events.put(event, data)
+        for listener in list(self._listeners.get(event, ())):
+            try:
+                result = listener(data)
+                if inspect.isawaitable(result):
+                    self._spawn(_await(result))
+            except Exception:
+                logger.exception("A '%s' listener failed", event)
+
+    def _apply_login(self, info: dict[str, Any]) -> None:
+        self.info = info
+        self.participant_id = str(info["id"]) if "id" in info else None
+        room = info.get("room") if isinstance(info.get("room"), dict) else {}
+        assert isinstance(room, dict)
+        self.room_id = str(room["id"]) if "id" in room else None
+        self.participants = {
+            str(p["id"]): p
+            for p in room.get("participants") or []
+            if isinstance(p, dict) and "id" in p
+        }
+        if self.participant_id is not None and self.participant_id not in self.participants:
+            self.participants[self.participant_id] = {
+                "id": self.participant_id,
+                "user": info.get("user"),
+                "role": info.get("role"),
+            }
+        self.streams = {
+            str(s["id"]): s for s in room.get("streams") or [] if isinstance(s, dict) and "id" in s
+        }
+        ticket = info.get("reconnectionTicket")
+        self._ticket = ticket if isinstance(ticket, str) else None
+        self._logged_in = True
+
+    def _apply_participant(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        action, payload = data.get("action"), data.get("data")
+        if action == "join" and isinstance(payload, dict) and "id" in payload:
+            self.participants[str(payload["id"])] = payload
+        elif action == "leave":
+            participant_id = payload.get("id") if isinstance(payload, dict) else payload
+            self.participants.pop(str(participant_id), None)
+
+    def _apply_stream(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        stream_id, status = data.get("id"), data.get("status")
+        if status == "add":
+            info = data.get("data")
+            if isinstance(info, dict):
+                self.streams[str(info.get("id", stream_id))] = info
+        elif status == "remove":
+            self.streams.pop(str(stream_id), None)
+            publication = self.publications.get(str(stream_id))
+            if publication is not None:
+                publication._end()
+            for subscription in list(self.subscriptions.values()):
+                if subscription.stream_id == stream_id:
+                    subscription._end()
+        elif status == "update":
+            update = data.get("data")
+            current = self.streams.get(str(stream_id))
+            if current is not None and isinstance(update, dict) and "field" in update:
+                self.streams[str(stream_id)] = apply_stream_update(
+                    current, str(update["field"]), update.get("value")
+                )
+
+    def _apply_progress(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        status = str(data.get("status"))
+        transport_id = data.get("id")
+        session_id = data.get("sessionId")
+        if session_id is None and transport_id != self.transport_id:
+            # An older portal reports a session on a transport of its own.
+            session_id = transport_id if self._session(str(transport_id)) else None
+        if session_id is not None:
+            session = self._session(str(session_id))
+            if session is not None:
+                session._on_progress(status, data.get("data"))
+            elif len(self._early_progress) < 100:
+                self._early_progress[str(session_id)] = (status, data.get("data"))
+            return
+        waiter = self._answer_waiter
+        if status == "soac":
+            signaling = data.get("data")
+            # Server candidates are ignored: the answer already carries them.
+            if isinstance(signaling, dict) and signaling.get("type") == "answer":
+                if waiter is not None and waiter[0] == transport_id and not waiter[1].done():
+                    waiter[1].set_result(signaling)
+                else:
+                    logger.warning("Unexpected answer on transport %s", transport_id)
+        elif status == "ready":
+            self.transport_ready.set()
+        elif status == "error":
+            logger.warning("Transport %s failed: %s", transport_id, data.get("data"))
+            if waiter is not None and waiter[0] == transport_id and not waiter[1].done():
+                waiter[1].set_exception(ClientError(data.get("data")))
+
+    def _apply_drop(self) -> None:
+        self.dropped.set()
+        self._spawn(self._lose_session("dropped by the portal"))
+
+    def _session(self, session_id: str) -> Session | None:
+        return self.publications.get(session_id) or self.subscriptions.get(session_id)
+
+    def _apply_early_progress(self, session: Session) -> None:
+        early = self._early_progress.pop(session.id, None)
+        if early is not None:
+            session._on_progress(*early)
+
+    # ------------------------------------------------- connection and reconnection
+
+    async def _connect_socket(self) -> None:
+        await self.sio.connect(
+            self._url,
+            headers=self._headers,
+            transports=["websocket"],
+            wait_timeout=self.request_timeout,
+        )
+
+    async def _disconnect_socket(self) -> None:
+        try:
+            if self.sio.connected:
+                await self.sio.disconnect()
+            elif self.sio.eio.state == "connected":
+                await self.sio.eio.disconnect()
+            # engine.io keeps its aiohttp session after a failed connection attempt.
+            http = getattr(self.sio.eio, "http", None)
+            if self.sio.eio.state == "disconnected" and http is not None and not http.closed:
+                await http.close()
+        except Exception:
+            logger.debug("Disconnecting the socket failed", exc_info=True)
+
+    async def _emit(self, name: str, data: Any, timeout: float) -> Any:
+        future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+
+        def ack(*args: Any) -> None:
+            if not future.done():
+                future.set_result(args)
+
+        self._pending.add(future)
+        try:
+            try:
+                await self.sio.emit(name, data, callback=ack)
+            except sio_exceptions.SocketIOError as exc:
+                raise ClientConnectionError(
+                    f"Cannot send '{name}': not connected to the portal"
+                ) from exc
+            try:
+                args = await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise RequestTimeout(f"Request '{name}' timed out after {timeout:g} s") from None
+        finally:
+            self._pending.discard(future)
+        status = args[0] if args else None
+        payload = args[1] if len(args) > 1 else None
+        if status in ("ok", "success"):
+            return payload
+        if status == "error":
+            raise ClientError(payload)
+        raise ClientError(f"Unexpected reply to '{name}': {list(args)!r}")
+
+    async def _quiet_request(self, name: str, data: Any) -> None:
+        try:
+            await self._emit(name, data, self.request_timeout)
+        except ClientError as exc:
+            logger.debug("%s: %s", name, exc)
+
+    def _check_joined(self) -> None:
+        if self._closed:
+            raise ClientConnectionError("The client has left")
+        if self._lost:
+            raise ClientConnectionError("The session with the portal was lost")
+        if not self._logged_in:
+            raise ClientConnectionError("Not joined")
+
+    async def _wait_connected(self, name: str, timeout: float) -> None:
+        if self.connected.is_set():
+            return
+        self._check_joined()
+        connected = asyncio.ensure_future(self.connected.wait())
+        dropped = asyncio.ensure_future(self.dropped.wait())
+        try:
+            await asyncio.wait(
+                {connected, dropped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            connected.cancel()
+            dropped.cancel()
+        if self.connected.is_set():
+            return
+        self._check_joined()
+        if self.dropped.is_set():
+            raise ClientConnectionError("The session with the portal was lost")
+        raise RequestTimeout(f"Request '{name}' timed out after {timeout:g} s (reconnecting)")
+
+    def _on_disconnect(self, reason: Any = None) -> None:
+        logger.info("Disconnected from the portal (%s)", reason)
+        self.connected.clear()
+        self._fail_pending(ClientConnectionError("The connection to the portal was lost"))
+        self._cancel(self._ticket_task)
+        if self._closed or self._lost or not self._logged_in:
+            return
+        if self._reconnect_task is not None and not self._reconnect_task.done():
+            return  # the reconnection loop is already at work
+        if not self.reconnect or self._ticket is None or self.dropped.is_set():
+            self._spawn(self._lose_session(f"disconnected ({reason})"))
+            return
+        self._reconnect_task = self._spawn(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        """Reconnect the socket and ``relogin`` with the ticket, with backoff."""
+        delay = self.reconnection_delay
+        for attempt in range(1, self.reconnection_attempts + 1):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.reconnection_delay_max)
+            if self._closed or self._lost or self.dropped.is_set() or self._ticket is None:
+                break
+            if not self.sio.connected:
+                try:
+                    await self._connect_socket()
+                except Exception as exc:
+                    logger.info("Reconnection attempt %d failed: %s", attempt, exc)
+                    await self._disconnect_socket()
+                    continue
+            try:
+                reply = await self._emit("relogin", self._ticket, self.request_timeout)
+            except (ClientConnectionError, RequestTimeout) as exc:
+                logger.info("relogin attempt %d failed: %s", attempt, exc)
+                await self._disconnect_socket()
+                continue
+            except ClientError as exc:
+                logger.warning("relogin refused: %s", exc)
+                break
+            try:
+                ticket, messages = parse_relogin_reply(reply)
+            except ValueError as exc:
+                logger.warning("relogin reply not understood (%s): %r", exc, reply)
+                ticket, messages = self._ticket, []
+            self._ticket = ticket
+            self.reconnections += 1
+            self._reconnect_task = None
+            for message in messages:
+                self._dispatch(message["event"], message.get("data"))
+            if self._lost or self._closed:
+                return
+            self.connected.set()
+            self._start_ticket_refresh()
+            logger.info("Session resumed (%d queued notifications)", len(messages))
+            return
+        self._reconnect_task = None
+        await self._lose_session("reconnection failed")
+
+    async def _lose_session(self, reason: str) -> None:
+        """The session is gone for good: set ``dropped`` and release everything."""
+        if self._lost or self._closed:
+            return
+        self._lost = True
+        logger.warning("Session with the portal lost: %s", reason)
+        self.connected.clear()
+        self.dropped.set()
+        self._cancel(self._ticket_task)
+        self._cancel(self._reconnect_task)
+        self._end_everything(ClientConnectionError(f"The session was lost: {reason}"))
+        await self._close_pc()
+        await self._disconnect_socket()
+
+    def _end_everything(self, error: ClientError) -> None:
+        self._fail_pending(error)
+        waiter, self._answer_waiter = self._answer_waiter, None
+        if waiter is not None and not waiter[1].done():
+            waiter[1].set_exception(error)
+        for session in [*self.publications.values(), *self.subscriptions.values()]:
+            session._end()
+
+    def _fail_pending(self, error: ClientError) -> None:
+        for future in list(self._pending):
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+
+    def _start_ticket_refresh(self) -> None:
+        self._cancel(self._ticket_task)
+        self._ticket_task = None
+        if self.reconnect and self._ticket is not None:
+            self._ticket_task = self._spawn(self._ticket_refresh_loop())
+
+    async def _ticket_refresh_loop(self) -> None:
+        """Refresh the reconnection ticket at half of its remaining lifetime."""
+        while self._ticket is not None:
+            try:
+                ticket_info = decode_ticket(self._ticket)
+            except ValueError:
+                logger.info("Reconnection ticket is opaque; not refreshing it")
+                return
+            delay = ticket_refresh_delay(ticket_info, time.time())
+            if delay is None:
+                return
+            await asyncio.sleep(delay)
+            try:
+                ticket = await self._emit("refreshReconnectionTicket", None, self.request_timeout)
+            except ClientConnectionError:
+                return  # resumed after relogin
+            except ClientError as exc:
+                logger.warning("Refreshing the reconnection ticket failed: %s", exc)
+                continue
+            if not isinstance(ticket, str):
+                logger.warning("Unexpected reconnection ticket: %r", ticket)
+                return
+            self._ticket = ticket
+
+    # --------------------------------------------------------------- utilities
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("Background task failed", exc_info=task.exception())
+
+    @staticmethod
+    def _cancel(task: asyncio.Future[Any] | None) -> None:
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+
+
+async def _await(awaitable: Any) -> None:
+    await awaitable

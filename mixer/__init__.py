@@ -1,0 +1,1 @@
+"""Mixer: layouts, video compositor, audio mixer, encoders and views."""

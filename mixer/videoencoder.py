@@ -1,0 +1,121 @@
+"""VideoEncoder: one real-time PyAV encoder for one output format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, TypeAlias
+
+import av
+from av.video.frame import PictureType
+
+VIDEO_TIME_BASE = Fraction(1, 90000)
+
+Packet: TypeAlias = "av.Packet[Any]"
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """A distinct output format: one encoder is shared by everyone who wants it."""
+
+    codec: str  # "vp8" | "h264"
+    width: int
+    height: int
+    framerate: int
+    bitrate: int  # bits per second
+    keyframe_interval: int  # seconds between periodic keyframes (OWT semantics)
+
+
+def default_bitrate(width: int, height: int, framerate: int) -> int:
+    """OWT's automatic bitrate: scaled from 720p30 at 2 Mbit/s by pixel rate."""
+    pixels = width * height * framerate
+    reference = 1280 * 720 * 30
+    kbps = 2000 * (pixels / reference) ** 0.75
+    return max(100_000, int(kbps * 1000))
+
+
+class VideoEncoder:
+    """Encodes yuv420p frames of exactly the configured size, on its caller's thread.
+
+    Settings are for real-time use: VP8 `deadline=realtime` with a fast
+    `cpu-used` and no denoiser, x264 `ultrafast` + `zerolatency` constrained
+    baseline. Not thread-safe: keep one encoder on one worker thread.
+    """
+
+    # Encoders ever created in this process: tests and metrics use it to prove
+    # that pass-through forwarding encodes nothing.
+    created = 0
+
+    def __init__(self, settings: EncoderSettings) -> None:
+        VideoEncoder.created += 1
+        self.settings = settings
+        self.frames = 0
+        self.keyframes = 0
+        self._context = self._create(settings)
+
+    @staticmethod
+    def _create(s: EncoderSettings) -> av.VideoCodecContext:
+        gop = max(1, s.keyframe_interval * s.framerate)
+        if s.codec == "vp8":
+            ctx = av.CodecContext.create("libvpx", "w")
+            ctx.options = {
+                "deadline": "realtime",
+                "cpu-used": "-16",
+                "noise-sensitivity": "0",
+                "lag-in-frames": "0",
+                "error-resilient": "1",
+                "static-thresh": "1",
+                "undershoot-pct": "100",
+                "overshoot-pct": "15",
+                "bufsize": str(s.bitrate),
+                "minrate": str(s.bitrate),
+                "maxrate": str(s.bitrate),
+                "qmin": "2",
+                "qmax": "56",
+            }
+        elif s.codec == "h264":
+            ctx = av.CodecContext.create("libx264", "w")
+            ctx.options = {
+                "preset": "ultrafast",
+                "tune": "zerolatency",
+                "profile": "baseline",
+                "level": "31",
+                # Repeat SPS/PPS before every IDR so any receiver can start there.
+                "x264-params": "repeat-headers=1:annexb=1:sliced-threads=0",
+            }
+            ctx.profile = "Baseline"
+        else:
+            raise ValueError(f"unsupported video codec {s.codec!r}")
+        ctx.width = s.width
+        ctx.height = s.height
+        ctx.pix_fmt = "yuv420p"
+        ctx.bit_rate = s.bitrate
+        ctx.framerate = Fraction(s.framerate, 1)
+        ctx.time_base = VIDEO_TIME_BASE
+        ctx.gop_size = gop
+        ctx.thread_count = 1
+        ctx.open()
+        return ctx
+
+    def encode(self, frame: av.VideoFrame, pts: int, keyframe: bool) -> list[Packet]:
+        """Encode one frame with presentation time `pts` (90 kHz).
+
+        Returns the packets (normally one), each with `pts` and a 90 kHz time base.
+        """
+        # Frames decoded from a keyframe carry pict_type I; passing that on
+        # would make every such frame a keyframe (2x CPU and bitrate).
+        frame.pict_type = PictureType.I if keyframe else PictureType.NONE
+        frame.pts = pts
+        frame.time_base = VIDEO_TIME_BASE
+        packets = list(self._context.encode(frame))
+        for packet in packets:
+            packet.pts = pts
+            packet.dts = pts
+            packet.time_base = VIDEO_TIME_BASE
+            if packet.is_keyframe:
+                self.keyframes += 1
+        self.frames += 1
+        return packets
+
+    def close(self) -> None:
+        self._context = None  # type: ignore[assignment]

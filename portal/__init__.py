@@ -1,0 +1,1 @@
+"""Portal: signaling, tokens, rooms, REST management API and app assembly."""

@@ -1,0 +1,150 @@
+"""The ``tessera`` command: run the server, or issue a join token from the shell.
+
+``tessera serve [--config FILE] [--host H] [--port P]``
+``tessera token ROOM --user NAME --role ROLE [--service ID] [--config FILE] [--lifetime S]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+from typing import cast
+
+from portal.config import Config, ConfigError, load_config
+from portal.roomoptions import DEFAULT_ROLE_NAMES, OptionsError, parse_room_options
+from portal.store import Store, bootstrap_default_service
+from portal.tokens import MAX_CLAIM_LENGTH, issue_token
+
+__all__ = ["main"]
+
+# Exit status for usage and configuration errors, as argparse uses.
+EXIT_USAGE = 2
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _CommandError(Exception):
+    """An error to print as ``tessera: <message>`` before exiting with status 2."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tessera-mcu")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tessera", description="Tessera: a WebRTC MCU in the style of OWT."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the portal and media server")
+    serve.add_argument("--config", metavar="FILE", help="TOML file over config/default.toml")
+    serve.add_argument("--host", help="address to listen on (server.host)")
+    serve.add_argument("--port", type=int, help="port to listen on, 0 = any (server.port)")
+
+    token = commands.add_parser("token", help="print a join token for a room")
+    token.add_argument("room", metavar="ROOM", help="room id or room name")
+    token.add_argument("--user", required=True, help="user name shown to the others")
+    token.add_argument("--role", required=True, help="role in the room, e.g. presenter")
+    token.add_argument("--service", metavar="ID", help="service id (default: service.id)")
+    token.add_argument("--config", metavar="FILE", help="TOML file over config/default.toml")
+    token.add_argument(
+        "--lifetime", type=float, metavar="SECONDS", help="validity (default: tokens.lifetime)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tessera`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _token(args)
+    except ConfigError as exc:
+        print(f"tessera: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except _CommandError as exc:
+        print(f"tessera: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def configure_logging(config: Config) -> None:
+    """One line per event: time, level, logger name, message; level from ``[log]``."""
+    logging.basicConfig(level=config.log.level, format=LOG_FORMAT, force=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = load_config(
+        args.config, overrides={"server.host": args.host, "server.port": args.port}
+    )
+    configure_logging(config)
+    # Imported here: the server pulls in aiortc, aiohttp and the mixer, which `token` never needs.
+    server = importlib.import_module("portal.server")
+    run = cast(Callable[[Config], object], server.run)
+    try:
+        status = run(config)
+    except KeyboardInterrupt:
+        return 130
+    return status if isinstance(status, int) else 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    for name, value in (("room", args.room), ("user", args.user)):
+        if not value or len(value) > MAX_CLAIM_LENGTH or not value.isprintable():
+            raise _CommandError(f"{name} must be 1 to {MAX_CLAIM_LENGTH} printable characters")
+    lifetime = config.tokens.lifetime if args.lifetime is None else args.lifetime
+    if not lifetime > 0:
+        raise _CommandError("--lifetime must be a positive number of seconds")
+
+    store = Store(config.database_path())
+    try:
+        bootstrap_default_service(store, config)
+        service_id = args.service or config.service.id
+        service = store.get_service(service_id)
+        if service is None:
+            raise _CommandError(f"service {service_id!r} does not exist")
+        roles = _roles_of(store, service_id, args.room)
+    finally:
+        store.close()
+
+    if args.role not in roles:
+        raise _CommandError(f"role {args.role!r} is not one of {', '.join(roles)}")
+    token = issue_token(
+        service_id=service.id,
+        key=service.key,
+        room=args.room,
+        user=args.user,
+        role=args.role,
+        host=config.advertised_host(),
+        secure=config.server.secure,
+        lifetime=lifetime,
+    )
+    print(token)
+    return 0
+
+
+def _roles_of(store: Store, service_id: str, room: str) -> tuple[str, ...]:
+    """Role names of the stored room named by id or name; the default roles otherwise."""
+    record = store.get_room(service_id, room) or store.find_room_by_name(service_id, room)
+    if record is None:
+        return DEFAULT_ROLE_NAMES  # an ad-hoc room gets the default options
+    try:
+        options = parse_room_options(record.options)
+    except OptionsError:
+        return DEFAULT_ROLE_NAMES
+    return tuple(role.role for role in options.roles)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

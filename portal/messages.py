@@ -1,0 +1,167 @@
+"""Validation of Client-Portal requests (pure: no I/O, no asyncio).
+
+Each request is parsed into a small pydantic model. Real clients send fields
+Tessera does not use, so unknown fields are ignored; the fields Tessera uses
+are strictly typed, and a failure becomes a message naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from .validation import describe_validation_error
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+Mid = Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class RequestError(Exception):
+    """A request the portal refuses; str() is the message sent to the client."""
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+
+class SdkInfo(_Message):
+    type: Annotated[str, Field(min_length=1, max_length=64)]
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class UserAgent(_Message):
+    sdk: SdkInfo
+
+
+class Login(_Message):
+    token: Annotated[str, Field(min_length=1, max_length=8192)]
+    userAgent: UserAgent
+    protocol: Literal["1.0", "1.1", "1.2"]
+
+
+class TransportRef(_Message):
+    type: Literal["webrtc"] = "webrtc"
+    id: Id | None = None
+
+
+class PublishTrack(_Message):
+    type: Literal["audio", "video"]
+    mid: Mid
+    source: Annotated[str, Field(min_length=1, max_length=32)] = "mic"
+    parameters: dict[str, Any] | None = None
+
+
+class PublishMedia(_Message):
+    tracks: Annotated[list[PublishTrack], Field(min_length=1, max_length=2)]
+
+
+class Publish(_Message):
+    media: PublishMedia
+    attributes: dict[str, Any] | None = None
+    transport: TransportRef = TransportRef()
+
+
+class SubscribeTrack(_Message):
+    type: Literal["audio", "video"]
+    mid: Mid
+    from_: Id = Field(alias="from")
+    parameters: dict[str, Any] | None = None
+    format: dict[str, Any] | None = None
+
+
+class SubscribeMedia(_Message):
+    tracks: Annotated[list[SubscribeTrack], Field(min_length=1, max_length=2)]
+
+
+class Subscribe(_Message):
+    media: SubscribeMedia
+    transport: TransportRef = TransportRef()
+
+
+class Candidate(_Message):
+    candidate: Annotated[str, Field(max_length=1024)]
+    sdpMid: Annotated[str, Field(max_length=32)] | None = None
+    sdpMLineIndex: Annotated[int, Field(ge=0, le=1024)] | None = None
+
+
+class Signaling(_Message):
+    type: Literal["offer", "candidate", "removed-candidates"]
+    sdp: Annotated[str, Field(max_length=262144)] | None = None
+    candidate: Candidate | None = None
+
+
+class Soac(_Message):
+    id: Id
+    signaling: Signaling
+
+
+class SessionRef(_Message):
+    id: Id
+
+
+class StreamControl(_Message):
+    id: Id
+    operation: Literal["pause", "play", "mix", "unmix", "set-region", "get-region"]
+    data: Any = None
+
+
+class SubscriptionControl(_Message):
+    id: Id
+    operation: Literal["update", "pause", "play", "querybwe"]
+    data: Any = None
+
+
+class Text(_Message):
+    to: Id
+    message: str
+
+
+class TrackUpdate(_Message):
+    from_: Id | None = Field(default=None, alias="from")
+    parameters: dict[str, Any] | None = None
+
+
+class SubscriptionUpdate(_Message):
+    audio: TrackUpdate | None = None
+    video: TrackUpdate | None = None
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def parse(model: type[T], data: Any) -> T:
+    """Validate `data` as `model`, or raise RequestError naming the bad field."""
+    if not isinstance(data, dict):
+        raise RequestError(f"Invalid {_name(model)} request: expected an object")
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise RequestError(
+            f"Invalid {_name(model)} request: {describe_validation_error(exc)}"
+        ) from None
+
+
+def parse_av(data: Any) -> list[str]:
+    """The kinds named by a pause/play `data` ("audio", "video" or "av")."""
+    if data == "av":
+        return ["audio", "video"]
+    if data in ("audio", "video"):
+        return [data]
+    raise RequestError("Invalid track kind: expected 'audio', 'video' or 'av'")
+
+
+def _name(model: type[BaseModel]) -> str:
+    names = {
+        "Login": "login",
+        "Publish": "publish",
+        "Subscribe": "subscribe",
+        "Soac": "soac",
+        "SessionRef": "session",
+        "StreamControl": "stream-control",
+        "SubscriptionControl": "subscription-control",
+        "Text": "text",
+        "SubscriptionUpdate": "update",
+    }
+    return names.get(model.__name__, model.__name__)

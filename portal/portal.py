@@ -1,0 +1,512 @@
+"""Portal: the Socket.IO Client-Portal protocol (OWT 1.2) on top of rooms."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import socketio
+
+from webrtc_agent.forwardstream import ForwardStream, TrackSpec
+from webrtc_agent.mediasource import ParameterError, VideoFormat
+from webrtc_agent.publication import Publication
+from webrtc_agent.streaminfo import resolve_video_codec, resolve_video_request
+from webrtc_agent.subscription import SubscribedTrack, Subscription
+from webrtc_agent.transport import SignalingError, Transport
+
+from . import messages as m
+from .background import spawn
+from .messages import RequestError
+from .participant import Participant
+from .tokens import TokenError, issue_ticket, read_token_service, verify_ticket, verify_token
+
+if TYPE_CHECKING:
+    from .server import Server
+
+logger = logging.getLogger(__name__)
+
+Reply = tuple[str, Any]
+Handler = Callable[[Participant, Any], Awaitable[Any]]
+
+
+@dataclass
+class Connection:
+    """A Socket.IO connection, before and after login."""
+
+    sid: str
+    origin: str | None
+    address: str | None
+    participant: Participant | None = None
+    login_timer: asyncio.TimerHandle | None = None
+    logged_out: bool = False
+    opened: float = field(default_factory=time.monotonic)
+
+
+class Portal:
+    """Answers Client-Portal requests; each reply is ("ok", data) or ("error", reason).
+
+    Every request is validated, checked against the participant's permissions
+    and the room's limits, and any failure becomes an error reply and a log
+    line: nothing a client sends can crash a room or the connection.
+    """
+
+    def __init__(self, server: Server, sio: socketio.AsyncServer) -> None:
+        self.server = server
+        self.sio = sio
+        self.config = server.config
+        self.connections: dict[str, Connection] = {}
+        self.participants: dict[str, Participant] = {}
+        self._handlers: dict[str, Handler] = {
+            "logout": self.on_logout,
+            "refreshReconnectionTicket": self.on_refresh_ticket,
+            "publish": self.on_publish,
+            "unpublish": self.on_unpublish,
+            "subscribe": self.on_subscribe,
+            "unsubscribe": self.on_unsubscribe,
+            "soac": self.on_soac,
+            "stream-control": self.on_stream_control,
+            "subscription-control": self.on_subscription_control,
+            "text": self.on_text,
+        }
+        sio.on("connect", self.on_connect)
+        sio.on("disconnect", self.on_disconnect)
+        sio.on("login", self._wrap("login", self.on_login))
+        sio.on("relogin", self._wrap("relogin", self.on_relogin))
+        for name, handler in self._handlers.items():
+            sio.on(name, self._wrap(name, self._logged_in(handler)))
+        sio.on("*", self.on_unknown)
+
+    # -- plumbing -------------------------------------------------------
+
+    async def emit(self, event: str, sid: str, data: Any) -> None:
+        if data is None:
+            await self.sio.emit(event, to=sid)
+        else:
+            await self.sio.emit(event, data, to=sid)
+
+    def _wrap(
+        self, name: str, handler: Callable[[Connection, Any], Awaitable[Any]]
+    ) -> Callable[..., Awaitable[Reply]]:
+        async def run(sid: str, *args: Any) -> Reply:
+            data = args[0] if args else None
+            connection = self.connections.get(sid)
+            if connection is None:
+                return ("error", "Connection is closed")
+            try:
+                size = len(json.dumps(data, separators=(",", ":")))
+            except (TypeError, ValueError):
+                return ("error", "Request is not valid JSON")
+            if size > self.config.portal.max_message_bytes:
+                logger.warning("sid %s: %s request of %d bytes refused", sid, name, size)
+                return ("error", f"Request is too large ({size} bytes)")
+            try:
+                return ("ok", await handler(connection, data))
+            except (RequestError, TokenError, ParameterError, SignalingError) as exc:
+                who = connection.participant.id if connection.participant else sid
+                logger.info("%s: %s refused: %s", who, name, exc)
+                return ("error", str(exc))
+            except Exception:
+                logger.exception("%s request failed", name)
+                return ("error", "Internal error")
+
+        return run
+
+    def _logged_in(self, handler: Handler) -> Callable[[Connection, Any], Awaitable[Any]]:
+        async def run(connection: Connection, data: Any) -> Any:
+            participant = connection.participant
+            if participant is None or participant.closed:
+                raise RequestError("Not logged in")
+            return await handler(participant, data)
+
+        return run
+
+    async def on_unknown(self, event: str, sid: str, *args: Any) -> Reply:
+        logger.info("sid %s: unknown request %.40r", sid, event)
+        return ("error", f"Unknown request: {str(event)[:40]}")
+
+    # -- connection -----------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        connection = Connection(
+            sid=sid,
+            origin=environ.get("HTTP_ORIGIN"),
+            address=environ.get("REMOTE_ADDR"),
+        )
+        self.connections[sid] = connection
+        loop = asyncio.get_running_loop()
+        connection.login_timer = loop.call_later(
+            self.config.portal.login_timeout, self._login_timeout, sid
+        )
+
+    def _login_timeout(self, sid: str) -> None:
+        connection = self.connections.get(sid)
+        if connection is not None and connection.participant is None:
+            logger.info("sid %s: no login in time, closing", sid)
+            spawn(self.sio.disconnect(sid), "closing a connection")
+
+    async def on_disconnect(self, sid: str, *_: Any) -> None:
+        connection = self.connections.pop(sid, None)
+        if connection is None:
+            return
+        if connection.login_timer is not None:
+            connection.login_timer.cancel()
+        participant = connection.participant
+        if participant is None or participant.closed or participant.sid != sid:
+            return
+        # Keep the participant for a while: the client may come back with relogin.
+        participant.sid = None
+        keep = self.config.portal.reconnection_keep
+        logger.info("participant %s: connection lost, keeping it for %.0f s", participant.id, keep)
+        participant.away_timer = asyncio.get_running_loop().call_later(
+            keep, lambda: spawn(self._expire(participant), "expiring a participant")
+        )
+
+    async def _expire(self, participant: Participant) -> None:
+        if participant.sid is None and not participant.closed:
+            logger.info("participant %s: did not come back, removing", participant.id)
+            await self.remove_participant(participant)
+
+    async def remove_participant(self, participant: Participant) -> None:
+        self.participants.pop(participant.id, None)
+        await participant.room.remove_participant(participant)
+
+    async def kick(self, participant: Participant) -> None:
+        """Drop a participant (REST DELETE): it gets `drop`, then is disconnected."""
+        sid = participant.sid
+        participant.notify("drop")
+        await asyncio.sleep(0)
+        await self.remove_participant(participant)
+        if sid is not None:
+            connection = self.connections.get(sid)
+            if connection is not None:
+                connection.logged_out = True
+            await self.sio.disconnect(sid)
+
+    # -- login ----------------------------------------------------------
+
+    async def on_login(self, connection: Connection, data: Any) -> Any:
+        if connection.participant is not None:
+            raise RequestError("Already logged in")
+        if self.server.closing:
+            raise RequestError("Server is shutting down")
+        request = m.parse(m.Login, data)
+        service_id = read_token_service(request.token)
+        service = self.server.store.get_service(service_id)
+        if service is None:
+            raise TokenError("Token was not issued by a known service")
+        claims = verify_token(request.token, service.key)
+        self.server.check_origin(service, connection.origin)
+        if self.config.tokens.single_use and not self.server.store.consume_token(
+            claims.token_id, claims.expires_at
+        ):
+            raise TokenError("Token has already been used")
+        room = await self.server.find_room(service, claims.room, create=service.adhoc_rooms)
+        if room is None:
+            raise RequestError("Room does NOT exist")
+        permission = room.permission_for(claims.role)
+        if permission is None:
+            raise RequestError(f"Role {claims.role} is not defined in this room")
+        if room.is_full():
+            raise RequestError("Room is full")
+        if connection.participant is not None or connection.sid not in self.connections:
+            raise RequestError("Connection is closed")
+        participant = Participant(
+            uuid.uuid4().hex, claims.user, claims.role, permission, room, self.emit
+        )
+        participant.sid = connection.sid
+        connection.participant = participant
+        if connection.login_timer is not None:
+            connection.login_timer.cancel()
+        self.participants[participant.id] = participant
+        room.add_participant(participant)
+        return {
+            "id": participant.id,
+            "user": participant.user,
+            "role": participant.role,
+            "permission": participant.permission,
+            "room": room.describe(),
+            "reconnectionTicket": self._ticket(participant),
+        }
+
+    def _ticket(self, participant: Participant) -> str:
+        ticket = issue_ticket(
+            participant.id, self.server.ticket_secret, self.config.portal.ticket_lifetime
+        )
+        participant.ticket_id = verify_ticket(ticket, self.server.ticket_secret).ticket_id
+        return ticket
+
+    async def on_refresh_ticket(self, participant: Participant, data: Any) -> Any:
+        return self._ticket(participant)
+
+    async def on_relogin(self, connection: Connection, data: Any) -> Any:
+        if connection.participant is not None:
+            raise RequestError("Already logged in")
+        if not isinstance(data, str) or len(data) > 4096:
+            raise RequestError("Invalid relogin request: expected a reconnection ticket")
+        claims = verify_ticket(data, self.server.ticket_secret)
+        participant = self.participants.get(claims.participant_id)
+        if participant is None or participant.closed:
+            raise RequestError("Participant does NOT exist")
+        if claims.ticket_id != participant.ticket_id:
+            raise TokenError("Reconnection ticket is no longer valid")
+        service = self.server.store.get_service(participant.room.service_id)
+        if service is not None:
+            self.server.check_origin(service, connection.origin)
+        old_sid = participant.sid
+        if participant.away_timer is not None:
+            participant.away_timer.cancel()
+            participant.away_timer = None
+        participant.sid = connection.sid
+        connection.participant = participant
+        if connection.login_timer is not None:
+            connection.login_timer.cancel()
+        if old_sid is not None and old_sid != connection.sid:
+            # The old connection is a zombie the server has not noticed yet.
+            old = self.connections.get(old_sid)
+            if old is not None:
+                old.participant = None
+            spawn(self.sio.disconnect(old_sid), "closing a stale connection")
+        logger.info("participant %s: reconnected", participant.id)
+        return {"ticket": self._ticket(participant), "messages": participant.take_missed()}
+
+    async def on_logout(self, participant: Participant, data: Any) -> Any:
+        sid = participant.sid
+        if sid is not None and sid in self.connections:
+            self.connections[sid].participant = None
+            self.connections[sid].logged_out = True
+        await self.remove_participant(participant)
+        return None
+
+    # -- publish / subscribe --------------------------------------------
+
+    def _transport(
+        self, participant: Participant, ref: m.TransportRef, session_id: str
+    ) -> Transport:
+        if ref.id is not None:
+            transport = participant.transports.get(ref.id)
+            if transport is None:
+                raise RequestError("Transport does NOT exist")
+            return transport
+        transport = self.server.agent.create_transport(session_id, participant)
+        participant.transports[transport.id] = transport
+        return transport
+
+    async def on_publish(self, participant: Participant, data: Any) -> Any:
+        request = m.parse(m.Publish, data)
+        kinds = [t.type for t in request.media.tracks]
+        if len(set(kinds)) != len(kinds):
+            raise RequestError("Invalid publish request: one track of each kind at most")
+        allowed = participant.permission.get("publish") or {}
+        for kind in kinds:
+            if not allowed.get(kind):
+                raise RequestError(f"Permission denied: cannot publish {kind}")
+        room = participant.room
+        if room.input_limit_reached():
+            raise RequestError("Too many inputs")
+        stream_id = uuid.uuid4().hex
+        settings = room.settings
+        stream = ForwardStream(
+            stream_id,
+            participant.id,
+            [
+                TrackSpec(kind=t.type, mid=t.mid, source=t.source, parameters=t.parameters or {})
+                for t in request.media.tracks
+            ],
+            request.attributes,
+            media_out=settings.get("mediaOut", {}),
+            transcoding=settings.get("transcoding", {}),
+            keyframe_min_interval=self.config.webrtc.keyframe_min_interval,
+        )
+        fresh = request.transport.id is None
+        transport = self._transport(participant, request.transport, stream_id)
+        publication = Publication(transport, stream)
+        try:
+            transport.add_session(publication)
+        except SignalingError:
+            if fresh:
+                await self._drop_transport(participant, transport)
+            raise
+        participant.publications[stream_id] = publication
+        logger.info("participant %s: publish %s %s", participant.id, stream_id, kinds)
+        return {"id": stream_id, "transportId": transport.id}
+
+    async def on_subscribe(self, participant: Participant, data: Any) -> Any:
+        request = m.parse(m.Subscribe, data)
+        allowed = participant.permission.get("subscribe") or {}
+        room = participant.room
+        tracks: list[SubscribedTrack] = []
+        kinds = [t.type for t in request.media.tracks]
+        if len(set(kinds)) != len(kinds):
+            raise RequestError("Invalid subscribe request: one track of each kind at most")
+        for wanted in request.media.tracks:
+            if not allowed.get(wanted.type):
+                raise RequestError(f"Permission denied: cannot subscribe {wanted.type}")
+            stream = room.streams.get(wanted.from_)
+            if stream is None:
+                raise RequestError("Stream does NOT exist")
+            if not stream.has_track(wanted.type):
+                raise RequestError(f"Stream has no {wanted.type} track")
+            fmt: VideoFormat | str
+            if wanted.type == "video":
+                info = _track_info(stream.info(), "video")
+                codec = resolve_video_codec(info, wanted.format)
+                fmt = resolve_video_request(info, wanted.parameters)
+                if codec != fmt.codec:
+                    fmt = VideoFormat(
+                        codec=codec,
+                        width=fmt.width,
+                        height=fmt.height,
+                        framerate=fmt.framerate,
+                        bitrate=fmt.bitrate,
+                        keyframe_interval=fmt.keyframe_interval,
+                    )
+            else:
+                fmt = stream.codec("audio") or "opus"
+            tracks.append(
+                SubscribedTrack(kind=wanted.type, mid=wanted.mid, stream=stream, format=fmt)
+            )
+        subscription_id = uuid.uuid4().hex
+        fresh = request.transport.id is None
+        transport = self._transport(participant, request.transport, subscription_id)
+        subscription = Subscription(transport, subscription_id, tracks)
+        try:
+            transport.add_session(subscription)
+        except SignalingError:
+            if fresh:
+                await self._drop_transport(participant, transport)
+            raise
+        participant.subscriptions[subscription_id] = subscription
+        logger.info(
+            "participant %s: subscribe %s to %s",
+            participant.id,
+            subscription_id,
+            sorted(subscription.stream_ids()),
+        )
+        return {"id": subscription_id, "transportId": transport.id}
+
+    async def _drop_transport(self, participant: Participant, transport: Transport) -> None:
+        participant.transports.pop(transport.id, None)
+        await self.server.agent.close_transport(transport)
+
+    async def on_unpublish(self, participant: Participant, data: Any) -> Any:
+        request = m.parse(m.SessionRef, data)
+        if request.id not in participant.publications:
+            raise RequestError("Stream does NOT exist")
+        participant.end_session(request.id)
+        return None
+
+    async def on_unsubscribe(self, participant: Participant, data: Any) -> Any:
+        request = m.parse(m.SessionRef, data)
+        if request.id not in participant.subscriptions:
+            raise RequestError("Subscription does NOT exist")
+        participant.end_session(request.id)
+        return None
+
+    async def on_soac(self, participant: Participant, data: Any) -> Any:
+        request = m.parse(m.Soac, data)
+        transport = participant.transports.get(request.id)
+        if transport is None:
+            raise RequestError("Transport does NOT exist")
+        signaling = request.signaling
+        if signaling.type == "offer":
+            if not signaling.sdp:
+                raise RequestError("Invalid soac request: signaling.sdp is missing")
+            await transport.handle_offer(signaling.sdp)
+        elif signaling.type == "candidate":
+            if signaling.candidate is None:
+                raise RequestError("Invalid soac request: signaling.candidate is missing")
+            await transport.add_candidate(signaling.candidate.model_dump())
+        return None
+
+    # -- control --------------------------------------------------------
+
+    async def on_stream_control(self, participant: Participant, data: Any) -> Any:
+        request = m.parse(m.StreamControl, data)
+        room = participant.room
+        stream = room.streams.get(request.id)
+        publication = participant.publications.get(request.id)
+        if stream is None and publication is None:
+            raise RequestError("Stream does NOT exist")
+        if request.operation in ("pause", "play"):
+            if publication is None:
+                raise RequestError("Permission denied: not the owner of the stream")
+            active = request.operation == "play"
+            for kind in m.parse_av(request.data):
+                if kind in publication.stream.tracks:
+                    if request.id in room.streams:
+                        room.set_track_status(request.id, kind, active)
+                    else:
+                        publication.stream.set_active(kind, active)
+            return None
+        raise RequestError(
+            f"Operation {request.operation} needs mixing, which is not available yet"
+        )
+
+    async def on_subscription_control(self, participant: Participant, data: Any) -> Any:
+        request = m.parse(m.SubscriptionControl, data)
+        subscription = participant.subscriptions.get(request.id)
+        if subscription is None:
+            raise RequestError("Subscription does NOT exist")
+        if request.operation in ("pause", "play"):
+            for kind in m.parse_av(request.data):
+                subscription.set_paused(kind, request.operation == "pause")
+            return None
+        if request.operation == "querybwe":
+            estimate = subscription.transport.estimated_bitrate(subscription)
+            return {"estimatedBitrate": estimate or 0}
+        update = m.parse(m.SubscriptionUpdate, request.data)
+        room = participant.room
+        changes: list[tuple[str, Any, VideoFormat | str]] = []
+        for kind, wanted in (("audio", update.audio), ("video", update.video)):
+            if wanted is None:
+                continue
+            current = subscription.tracks.get(kind)
+            if current is None:
+                raise RequestError(f"Subscription has no {kind} track")
+            stream = room.streams.get(wanted.from_) if wanted.from_ else current.stream
+            if stream is None:
+                raise RequestError("Stream does NOT exist")
+            if not stream.has_track(kind):
+                raise RequestError(f"Stream has no {kind} track")
+            fmt: VideoFormat | str
+            if kind == "video":
+                fmt = resolve_video_request(_track_info(stream.info(), "video"), wanted.parameters)
+            else:
+                fmt = stream.codec("audio") or "opus"
+            changes.append((kind, stream, fmt))
+        for kind, stream, fmt in changes:
+            subscription.switch(kind, stream, fmt)
+        return None
+
+    async def on_text(self, participant: Participant, data: Any) -> Any:
+        request = m.parse(m.Text, data)
+        if len(request.message) > self.config.portal.text_max_length:
+            raise RequestError(
+                f"Text is too long (at most {self.config.portal.text_max_length} characters)"
+            )
+        room = participant.room
+        if request.to == "all":
+            room.notify_all(
+                "text",
+                {"from": participant.id, "to": "all", "message": request.message},
+                exclude=participant.id,
+            )
+            return None
+        target = room.participants.get(request.to)
+        if target is None:
+            raise RequestError("Target participant does NOT exist")
+        target.notify("text", {"from": participant.id, "to": "me", "message": request.message})
+        return None
+
+
+def _track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:
+    for track in info.get("media", {}).get("tracks", []):
+        if track.get("type") == kind:
+            return dict(track)
+    return {}

@@ -1,0 +1,173 @@
+"""Room: the single authority on a room's participants and streams."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from webrtc_agent.mediasource import Stream
+from webrtc_agent.publication import Publication
+
+from .participant import Participant
+from .roomoptions import RoomOptions
+
+if TYPE_CHECKING:
+    from .server import Server
+
+logger = logging.getLogger(__name__)
+
+
+class Room:
+    """A conference room of one service: participants, and the stream registry.
+
+    Forward streams (publications) and, later, mixed streams (views) live in
+    the same `streams` registry, so a subscription or recording treats them
+    alike.
+    """
+
+    def __init__(
+        self,
+        server: Server,
+        service_id: str,
+        room_id: str,
+        name: str,
+        options: RoomOptions,
+        *,
+        persistent: bool,
+    ) -> None:
+        self.server = server
+        self.service_id = service_id
+        self.id = room_id
+        self.name = name
+        self.options = options
+        self.persistent = persistent
+        self.participants: dict[str, Participant] = {}
+        self.streams: dict[str, Stream] = {}
+        self.closed = False
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.options.to_json()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "views": [v["label"] for v in self.settings.get("views", [])],
+            "participants": [p.describe() for p in self.participants.values()],
+            "streams": [s.info() for s in self.streams.values()],
+        }
+
+    def notify_all(self, event: str, data: Any, exclude: str | None = None) -> None:
+        for participant in list(self.participants.values()):
+            if participant.id != exclude:
+                participant.notify(event, data)
+
+    # -- participants ---------------------------------------------------
+
+    def permission_for(self, role: str) -> dict[str, Any] | None:
+        for entry in self.settings.get("roles", []):
+            if entry.get("role") == role:
+                return {
+                    "publish": dict(entry.get("publish", {})),
+                    "subscribe": dict(entry.get("subscribe", {})),
+                }
+        return None
+
+    def is_full(self) -> bool:
+        limit = int(self.settings.get("participantLimit", -1))
+        return 0 <= limit <= len(self.participants)
+
+    def add_participant(self, participant: Participant) -> None:
+        self.participants[participant.id] = participant
+        if self.settings.get("notifying", {}).get("participantActivities", True):
+            self.notify_all(
+                "participant", {"action": "join", "data": participant.describe()}, participant.id
+            )
+        logger.info(
+            "room %s: participant %s (%s, %s) joined",
+            self.id,
+            participant.id,
+            participant.user,
+            participant.role,
+        )
+
+    async def remove_participant(self, participant: Participant) -> None:
+        """The participant left (logout, kick, or it stayed away too long)."""
+        if self.participants.pop(participant.id, None) is None:
+            return
+        await participant.close()
+        if self.settings.get("notifying", {}).get("participantActivities", True):
+            self.notify_all("participant", {"action": "leave", "data": participant.id})
+        logger.info("room %s: participant %s left", self.id, participant.id)
+        if not self.participants:
+            await self.server.room_empty(self)
+
+    # -- streams --------------------------------------------------------
+
+    def forward_stream_count(self) -> int:
+        return sum(1 for s in self.streams.values() if s.type == "forward")
+
+    def input_limit_reached(self) -> bool:
+        limit = int(self.settings.get("inputLimit", -1))
+        pending = sum(len(p.publications) for p in self.participants.values())
+        return 0 <= limit <= pending
+
+    def publication_ready(self, participant: Participant, publication: Publication) -> None:
+        """A publication is negotiated and connected: list it and tell everyone."""
+        stream = publication.stream
+        if stream.id in self.streams or self.closed:
+            return
+        self.streams[stream.id] = stream
+        logger.info("room %s: stream %s added by %s", self.id, stream.id, participant.id)
+        self.notify_stream("add", stream.id, stream.info())
+
+    def notify_stream(self, status: str, stream_id: str, data: Any = None) -> None:
+        if not self.settings.get("notifying", {}).get("streamChange", True):
+            return
+        message: dict[str, Any] = {"id": stream_id, "status": status}
+        if data is not None:
+            message["data"] = data
+        self.notify_all("stream", message)
+
+    def remove_stream(self, stream_id: str) -> None:
+        """The stream ended: end what others took from it, then tell everyone."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        for participant in list(self.participants.values()):
+            for subscription in list(participant.subscriptions.values()):
+                if stream_id in subscription.stream_ids():
+                    if subscription.detach_stream(stream_id):
+                        participant.end_session(subscription.id)
+        self.notify_stream("remove", stream_id)
+        logger.info("room %s: stream %s removed", self.id, stream_id)
+
+    def set_track_status(self, stream_id: str, kind: str, active: bool) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return
+        set_active = getattr(stream, "set_active", None)
+        if set_active is not None:
+            set_active(kind, active)
+        self.notify_stream(
+            "update",
+            stream_id,
+            {"field": f"{kind}.status", "value": "active" if active else "inactive"},
+        )
+
+    async def close(self) -> None:
+        """Idempotent: every participant is dropped, every stream ends."""
+        if self.closed:
+            return
+        self.closed = True
+        for participant in list(self.participants.values()):
+            participant.notify("drop")
+            await participant.close()
+            if participant.sid is not None:
+                await self.server.disconnect_sid(participant.sid)
+        self.participants.clear()
+        for stream in list(self.streams.values()):
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        self.streams.clear()

@@ -1,0 +1,204 @@
+"""Server: assembles the store, rooms, portal, WebRTC agent and HTTP app; owns their lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from webrtc_agent.agent import WebrtcAgent
+
+from .config import Config
+from .messages import RequestError
+from .portal import Portal
+from .room import Room
+from .roomoptions import RoomOptions, parse_room_options
+from .store import ServiceRecord, Store, bootstrap_default_service, new_room_id
+
+logger = logging.getLogger(__name__)
+
+SERVER_KEY: web.AppKey[Server] = web.AppKey("server")
+
+
+class Server:
+    """The parent of everything: services' rooms, the portal and the WebRTC agent.
+
+    Rooms defined over REST live in the store and are loaded when someone
+    joins; ad-hoc rooms live only while they have participants.
+    """
+
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store or Store(config.database_path())
+        self.default_service = bootstrap_default_service(self.store, config)
+        self.ticket_secret = secrets.token_bytes(32)
+        self.agent = WebrtcAgent(
+            stun_servers=list(config.webrtc.stun_servers),
+            keyframe_min_interval=config.webrtc.keyframe_min_interval,
+        )
+        # Engine.IO refuses (by closing the connection) only far larger frames;
+        # up to that the portal answers an oversized request with an error.
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            cors_allowed_origins="*",  # per-service origins are checked at login
+            max_http_buffer_size=max(config.portal.max_message_bytes * 32, 2_000_000),
+            logger=False,
+            engineio_logger=False,
+        )
+        self.portal = Portal(self, self.sio)
+        self.rooms: dict[str, Room] = {}
+        self.port = config.server.port  # the bound port, once listening (server.port may be 0)
+        self._room_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.closing = False
+
+    def advertised_host(self) -> str:
+        """`host:port` written into join tokens."""
+        return self.config.advertised_host(self.port)
+
+    # -- services and origins -------------------------------------------
+
+    def check_origin(self, service: ServiceRecord, origin: str | None) -> None:
+        """Refuse a browser whose Origin is not on the service's list (if it has one)."""
+        allowed = service.allowed_origins
+        if origin and allowed and "*" not in allowed and origin not in allowed:
+            logger.warning("service %s: origin %s refused", service.id, origin)
+            raise RequestError(f"Origin {origin} is not allowed")
+
+    # -- rooms ----------------------------------------------------------
+
+    def loaded_room(self, service_id: str, ref: str) -> Room | None:
+        room = self.rooms.get(ref)
+        if room is not None and room.service_id == service_id:
+            return room
+        for room in self.rooms.values():
+            if room.service_id == service_id and room.name == ref and not room.persistent:
+                return room
+        return None
+
+    async def find_room(self, service: ServiceRecord, ref: str, *, create: bool) -> Room | None:
+        """The room `ref` (an id or a name) of `service`, loading or creating it."""
+        lock = self._room_locks.setdefault((service.id, ref), asyncio.Lock())
+        async with lock:
+            room = self.loaded_room(service.id, ref)
+            if room is not None and not room.closed:
+                return room
+            record = self.store.get_room(service.id, ref) or self.store.find_room_by_name(
+                service.id, ref
+            )
+            if record is not None:
+                room = self.rooms.get(record.id)
+                if room is None or room.closed:
+                    options = parse_room_options(record.options)
+                    room = Room(self, service.id, record.id, record.name, options, persistent=True)
+                    self.rooms[room.id] = room
+                return room
+            if not create:
+                return None
+            room = Room(
+                self,
+                service.id,
+                new_room_id(),
+                ref,
+                parse_room_options({"name": ref}),
+                persistent=False,
+            )
+            self.rooms[room.id] = room
+            logger.info("service %s: ad-hoc room %s (%s) created", service.id, room.id, ref)
+            return room
+
+    async def room_empty(self, room: Room) -> None:
+        """The last participant left: an ad-hoc room ends; a stored room is unloaded."""
+        if room.participants:
+            return
+        self.rooms.pop(room.id, None)
+        await room.close()
+        if not room.persistent:
+            logger.info("ad-hoc room %s (%s) removed", room.id, room.name)
+
+    async def reload_room_options(self, room_id: str, options: RoomOptions) -> None:
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.options = options
+
+    async def delete_room(self, room: Room) -> None:
+        self.rooms.pop(room.id, None)
+        for participant in list(room.participants.values()):
+            await self.portal.kick(participant)
+        await room.close()
+
+    async def disconnect_sid(self, sid: str) -> None:
+        await self.sio.disconnect(sid)
+
+    # -- lifecycle ------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "rooms": len(self.rooms),
+            "participants": sum(len(r.participants) for r in self.rooms.values()),
+            **self.agent.stats(),
+        }
+
+    async def shutdown(self) -> None:
+        """Stop taking logins and tell every client (`drop`) before connections close."""
+        self.closing = True
+        for room in list(self.rooms.values()):
+            for participant in list(room.participants.values()):
+                participant.notify("drop")
+        await asyncio.sleep(0)
+        await self.sio.shutdown()
+
+    async def close(self) -> None:
+        """Drop every participant, close every room and transport, then the store."""
+        self.closing = True
+        for room in list(self.rooms.values()):
+            await room.close()
+        self.rooms.clear()
+        await self.agent.close()
+        self.store.close()
+
+
+def create_app(config: Config, store: Store | None = None) -> web.Application:
+    """The aiohttp application: Socket.IO portal and REST API on one port."""
+    server = Server(config, store)
+    app = web.Application(client_max_size=config.portal.max_message_bytes * 16)
+    app[SERVER_KEY] = server
+    server.sio.attach(app)
+    from .rest import setup_rest
+
+    setup_rest(app, server)
+
+    async def lifecycle(app: web.Application) -> Any:
+        yield
+        await server.close()
+
+    async def shutdown(app: web.Application) -> None:
+        # Long-lived Socket.IO connections would otherwise hold shutdown open.
+        await server.shutdown()
+
+    app.on_shutdown.append(shutdown)
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def run(config: Config) -> None:
+    """`tessera serve`: run until interrupted."""
+    app = create_app(config)
+    server = app[SERVER_KEY]
+    host, port = config.server.host, config.server.port
+    room = config.service.default_room
+    logger.info(
+        "Tessera listening on http://%s:%d (Socket.IO portal and REST /v1); "
+        "get a join token with: tessera token %s --user NAME --role presenter "
+        "(service %s)",
+        host,
+        port,
+        room,
+        server.default_service.id,
+    )
+    web.run_app(
+        app, host=host, port=port, print=None, shutdown_timeout=config.server.shutdown_timeout
+    )

@@ -1,0 +1,316 @@
+"""Persistent state in one SQLite file: services (tenants), rooms, consumed token ids.
+
+One process owns the database. The store is synchronous and quick (tiny rows,
+WAL journal); callers on the event loop may call it directly or hand it to an
+executor, which is why the one connection may be used from any thread, behind
+a lock.
+
+Every room query takes the service id: two services never see each other's rooms,
+even when they choose the same room id.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from portal.roomoptions import RoomOptions
+
+if TYPE_CHECKING:
+    from portal.config import Config
+
+__all__ = [
+    "DuplicateError",
+    "NotFoundError",
+    "RoomRecord",
+    "ServiceRecord",
+    "Store",
+    "StoreError",
+    "bootstrap_default_service",
+    "new_room_id",
+]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS services (
+    id              TEXT PRIMARY KEY,
+    key             TEXT NOT NULL,
+    allowed_origins TEXT NOT NULL,   -- JSON list of strings
+    adhoc_rooms     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rooms (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order
+    id         TEXT NOT NULL,
+    service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    options    TEXT NOT NULL,        -- JSON form of RoomOptions
+    UNIQUE (service_id, id)
+);
+CREATE INDEX IF NOT EXISTS rooms_by_name ON rooms (service_id, name, seq);
+CREATE TABLE IF NOT EXISTS consumed_tokens (
+    id         TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS consumed_tokens_by_expiry ON consumed_tokens (expires_at);
+"""
+
+
+class StoreError(Exception):
+    """Base class of the store's errors."""
+
+
+class DuplicateError(StoreError):
+    """A record with that id already exists."""
+
+
+class NotFoundError(StoreError):
+    """No record with that id exists."""
+
+
+@dataclass
+class ServiceRecord:
+    """A service (tenant / API key): its secret, allowed browser origins, ad-hoc room policy."""
+
+    id: str
+    key: str
+    allowed_origins: list[str] = field(default_factory=list)
+    adhoc_rooms: bool = True
+
+
+@dataclass
+class RoomRecord:
+    """A stored room; ``options`` is the JSON form of RoomOptions (camelCase)."""
+
+    id: str
+    service_id: str
+    name: str
+    options: dict[str, Any]
+
+
+def new_room_id() -> str:
+    """A new room id: 24 lowercase hex digits like a MongoDB ObjectId (as OWT's room ids).
+
+    As in an ObjectId, the first 8 digits are the creation time, so ids sort roughly by age.
+    """
+    return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+
+
+class Store:
+    """Services, rooms and consumed token ids in SQLite (``":memory:"`` for tests)."""
+
+    def __init__(self, path: str | Path) -> None:
+        location = str(path)
+        if location != ":memory:":
+            file = Path(location).expanduser()
+            file.parent.mkdir(parents=True, exist_ok=True)
+            location = str(file)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            location, check_same_thread=False, isolation_level=None
+        )
+        self._conn.row_factory = sqlite3.Row
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            with self._transaction() as conn:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    # -- plumbing --
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # Autocommit connection + explicit BEGIN IMMEDIATE: each method is one atomic unit.
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the store is closed")
+        return self._conn
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._connection().execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        """Close the database; idempotent."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- services --
+
+    def put_service(self, service: ServiceRecord) -> None:
+        """Create or replace a service."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO services (id, key, allowed_origins, adhoc_rooms) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET key = excluded.key,"
+                " allowed_origins = excluded.allowed_origins, adhoc_rooms = excluded.adhoc_rooms",
+                (
+                    service.id,
+                    service.key,
+                    json.dumps(list(service.allowed_origins)),
+                    int(service.adhoc_rooms),
+                ),
+            )
+
+    def get_service(self, service_id: str) -> ServiceRecord | None:
+        """The service with that id, or None."""
+        rows = self._query("SELECT * FROM services WHERE id = ?", (service_id,))
+        return _service(rows[0]) if rows else None
+
+    def list_services(self) -> list[ServiceRecord]:
+        """All services, by id."""
+        return [_service(row) for row in self._query("SELECT * FROM services ORDER BY id")]
+
+    # -- rooms --
+
+    def create_room(self, room: RoomRecord) -> None:
+        """Store a new room; DuplicateError if the service has a room with that id."""
+        with self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM services WHERE id = ?", (room.service_id,)).fetchone():
+                try:
+                    conn.execute(
+                        "INSERT INTO rooms (id, service_id, name, options) VALUES (?, ?, ?, ?)",
+                        (room.id, room.service_id, room.name, json.dumps(room.options)),
+                    )
+                except sqlite3.IntegrityError:
+                    raise DuplicateError(f"room {room.id!r} already exists") from None
+            else:
+                raise NotFoundError(f"service {room.service_id!r} does not exist")
+
+    def update_room(self, room: RoomRecord) -> None:
+        """Replace a room's name and options; NotFoundError if there is no such room."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE rooms SET name = ?, options = ? WHERE service_id = ? AND id = ?",
+                (room.name, json.dumps(room.options), room.service_id, room.id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"room {room.id!r} does not exist")
+
+    def get_room(self, service_id: str, room_id: str) -> RoomRecord | None:
+        """The service's room with that id, or None."""
+        rows = self._query(
+            "SELECT * FROM rooms WHERE service_id = ? AND id = ?", (service_id, room_id)
+        )
+        return _room(rows[0]) if rows else None
+
+    def find_room_by_name(self, service_id: str, name: str) -> RoomRecord | None:
+        """The service's first-created room with that name, or None (names need not be unique)."""
+        rows = self._query(
+            "SELECT * FROM rooms WHERE service_id = ? AND name = ? ORDER BY seq LIMIT 1",
+            (service_id, name),
+        )
+        return _room(rows[0]) if rows else None
+
+    def list_rooms(self, service_id: str, page: int = 1, per_page: int = 50) -> list[RoomRecord]:
+        """One page (1-based) of the service's rooms, in creation order."""
+        if page < 1 or per_page < 1:
+            raise ValueError("page and per_page start at 1")
+        rows = self._query(
+            "SELECT * FROM rooms WHERE service_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+            (service_id, per_page, (page - 1) * per_page),
+        )
+        return [_room(row) for row in rows]
+
+    def delete_room(self, service_id: str, room_id: str) -> bool:
+        """Delete a room; False if the service has no room with that id."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM rooms WHERE service_id = ? AND id = ?", (service_id, room_id)
+            )
+            return cursor.rowcount > 0
+
+    # -- single-use tokens --
+
+    def consume_token(self, token_id: str, expires_at: float, now: float | None = None) -> bool:
+        """Mark a token id used: True the first time, False if it was already used.
+
+        A row is only needed until the token expires (after that the token is
+        refused anyway), so expired rows are purged here and the table stays small.
+        """
+        current = time.time() if now is None else now
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM consumed_tokens WHERE expires_at < ?", (current,))
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO consumed_tokens (id, expires_at) VALUES (?, ?)",
+                (token_id, expires_at),
+            )
+            return cursor.rowcount == 1
+
+
+def _service(row: sqlite3.Row) -> ServiceRecord:
+    return ServiceRecord(
+        id=row["id"],
+        key=row["key"],
+        allowed_origins=list(json.loads(row["allowed_origins"])),
+        adhoc_rooms=bool(row["adhoc_rooms"]),
+    )
+
+
+def _room(row: sqlite3.Row) -> RoomRecord:
+    return RoomRecord(
+        id=row["id"],
+        service_id=row["service_id"],
+        name=row["name"],
+        options=json.loads(row["options"]),
+    )
+
+
+def bootstrap_default_service(store: Store, config: Config) -> ServiceRecord:
+    """Make sure the configured service and its default room exist; return the service.
+
+    An empty ``service.key`` keeps the key stored by an earlier start (tokens
+    already handed out stay valid) or generates one; a configured key wins.
+    """
+    settings = config.service
+    existing = store.get_service(settings.id)
+    key = settings.key or (existing.key if existing else "") or secrets.token_urlsafe(32)
+    service = ServiceRecord(
+        id=settings.id,
+        key=key,
+        allowed_origins=list(settings.allowed_origins),
+        adhoc_rooms=settings.adhoc_rooms,
+    )
+    if service != existing:
+        store.put_service(service)
+    if store.find_room_by_name(service.id, settings.default_room) is None:
+        options = RoomOptions(name=settings.default_room)
+        store.create_room(
+            RoomRecord(
+                id=new_room_id(),
+                service_id=service.id,
+                name=settings.default_room,
+                options=options.to_json(),
+            )
+        )
+    return service

@@ -1,0 +1,122 @@
+"""Synthetic media of known content: solid-colour video, pure tones, and their measurement."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import time
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamTrack
+
+VIDEO_CLOCK = 90000
+AUDIO_RATE = 48000
+
+
+class ColorVideoTrack(MediaStreamTrack):
+    """Frames of one RGB colour at `fps`, in real time."""
+
+    kind = "video"
+
+    def __init__(
+        self, rgb: tuple[int, int, int], width: int = 320, height: int = 240, fps: int = 30
+    ):
+        super().__init__()
+        self.fps = fps
+        rgb_frame = np.zeros((height, width, 3), np.uint8)
+        rgb_frame[:] = rgb
+        self._frame = av.VideoFrame.from_ndarray(rgb_frame, format="rgb24").reformat(
+            format="yuv420p"
+        )
+        self._start: float | None = None
+        self._count = 0
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._count / self.fps
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        frame = av.VideoFrame.from_ndarray(self._frame.to_ndarray(), format="yuv420p")
+        frame.pts = self._count * VIDEO_CLOCK // self.fps
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self._count += 1
+        return frame
+
+
+class ToneTrack(MediaStreamTrack):
+    """A sine tone at `frequency` Hz, 20 ms frames, in real time."""
+
+    kind = "audio"
+
+    def __init__(self, frequency: float, amplitude: float = 0.3):
+        super().__init__()
+        self.frequency = frequency
+        self.amplitude = amplitude
+        self._samples = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._samples / AUDIO_RATE
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        n = AUDIO_RATE // 50
+        t = (np.arange(n) + self._samples) / AUDIO_RATE
+        wave = (self.amplitude * 32767 * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = self._samples
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        self._samples += n
+        return frame
+
+
+def mean_rgb(
+    frame: av.VideoFrame, box: tuple[float, float, float, float] | None = None
+) -> np.ndarray:
+    """Mean colour of a frame, or of a box (left, top, width, height as fractions) in it."""
+    rgb = frame.to_ndarray(format="rgb24").astype(np.float64)
+    if box is not None:
+        h, w = rgb.shape[:2]
+        left, top, width, height = box
+        # Stay clear of the edges, where scaling blends neighbours.
+        x0, x1 = int(w * (left + width * 0.2)), int(w * (left + width * 0.8))
+        y0, y1 = int(h * (top + height * 0.2)), int(h * (top + height * 0.8))
+        rgb = rgb[y0:y1, x0:x1]
+    return rgb.reshape(-1, 3).mean(axis=0)
+
+
+def close_to(rgb: np.ndarray, expected: tuple[int, int, int], tolerance: float = 40) -> bool:
+    return bool(np.all(np.abs(rgb - np.array(expected)) < tolerance))
+
+
+def tone_energy(samples: np.ndarray, frequency: float, rate: int = AUDIO_RATE) -> float:
+    """Relative energy of `samples` (mono float or int) in a narrow band around `frequency`."""
+    x = samples.astype(np.float64)
+    x = x - x.mean()
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    freqs = np.fft.rfftfreq(len(x), 1 / rate)
+    band = (freqs > frequency - 15) & (freqs < frequency + 15)
+    return float(spectrum[band].sum() / (spectrum.sum() + 1e-9))
+
+
+async def collect_audio(track: MediaStreamTrack, seconds: float) -> np.ndarray:
+    """Receive `seconds` of audio from a remote track as mono int16 samples."""
+    chunks = []
+    total = 0
+    while total < seconds * AUDIO_RATE:
+        frame = await asyncio.wait_for(track.recv(), 5)
+        data = frame.to_ndarray()
+        channels = len(frame.layout.channels)
+        mono = data.reshape(-1, channels).mean(axis=1) if channels > 1 else data.reshape(-1)
+        chunks.append(mono)
+        total += len(mono)
+    return np.concatenate(chunks)
+
+
+async def next_video_frame(track: MediaStreamTrack, timeout: float = 10) -> av.VideoFrame:
+    frame = await asyncio.wait_for(track.recv(), timeout)
+    assert isinstance(frame, av.VideoFrame)
+    return frame

@@ -1,0 +1,1 @@
+"""WebRTC agent: aiortc sessions, publications in and subscriptions out."""

@@ -1,0 +1,40 @@
+"""WebrtcAgent: the factory and registry of every client Transport."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .transport import Transport, TransportObserver
+
+
+class WebrtcAgent:
+    """Creates Transports for participants and closes whatever is left at shutdown.
+
+    A participant owns its transports; the agent only keeps the index that
+    shutdown, metrics and leak checks need.
+    """
+
+    def __init__(
+        self, *, stun_servers: list[str] | None = None, keyframe_min_interval: float = 1.0
+    ):
+        self.stun_servers = list(stun_servers or [])
+        self.keyframe_min_interval = keyframe_min_interval
+        self.transports: dict[str, Transport] = {}
+
+    def create_transport(self, transport_id: str, observer: TransportObserver) -> Transport:
+        transport = Transport(transport_id, observer, stun_servers=self.stun_servers)
+        self.transports[transport_id] = transport
+        return transport
+
+    async def close_transport(self, transport: Transport) -> None:
+        self.transports.pop(transport.id, None)
+        await transport.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {"transports": len(self.transports)}
+
+    async def close(self) -> None:
+        transports = list(self.transports.values())
+        self.transports.clear()
+        await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)

@@ -1,0 +1,156 @@
+"""The few places where Tessera reaches into aiortc's private state.
+
+aiortc has no public API for three things an SFU/MCU needs: taking the encoded
+frames a receiver has reassembled (to forward them without decoding), turning
+decoding on and off, and hearing a receiver's keyframe request on a sender that
+sends pre-encoded packets. Keeping every such reach-in here means an aiortc
+upgrade is checked in one file (tests/integration cover each of them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from .mediasource import is_keyframe
+
+logger = logging.getLogger(__name__)
+
+EncodedFrameHandler = Callable[[RTCRtpCodecParameters, bytes, int], None]
+
+
+class EncodedFrameTap(queue.Queue[Any]):
+    """Stands in for an RTCRtpReceiver's decoder queue.
+
+    The receiver puts every reassembled encoded frame here (on the event loop
+    thread). The tap hands it to Tessera first, then passes it on to aiortc's
+    decoder thread only while someone wants decoded frames: a forward stream
+    that nobody mixes or transcodes costs no decode at all.
+    """
+
+    def __init__(self, on_frame: EncodedFrameHandler) -> None:
+        super().__init__()
+        self.on_frame = on_frame
+        self._decode = False
+        self._waiting_keyframe = True
+
+    @property
+    def decode(self) -> bool:
+        return self._decode
+
+    @decode.setter
+    def decode(self, value: bool) -> None:
+        if value and not self._decode:
+            # A decoder started mid-stream fails on every frame until a keyframe.
+            self._waiting_keyframe = True
+        self._decode = value
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is None:
+            # aiortc's signal to end the decoder thread.
+            super().put(item, block, timeout)
+            return
+        codec, encoded_frame = item
+        try:
+            self.on_frame(codec, encoded_frame.data, encoded_frame.timestamp)
+        except Exception:
+            # A faulty listener must not break the receiver's RTP loop.
+            logger.exception("encoded frame listener failed")
+        if not self._decode:
+            return
+        if self._waiting_keyframe:
+            if not is_keyframe(codec.name.lower(), encoded_frame.data):
+                return
+            self._waiting_keyframe = False
+        super().put(item, block, timeout)
+
+
+def install_encoded_tap(
+    receiver: RTCRtpReceiver, on_frame: EncodedFrameHandler | None = None
+) -> EncodedFrameTap:
+    """Replace the receiver's decoder queue with a tap; call before the receiver starts.
+
+    Idempotent: a receiver that already has a tap gets its listener replaced.
+    Without a listener the tap only stops aiortc from decoding media nobody uses.
+    """
+    existing = getattr(receiver, "_RTCRtpReceiver__decoder_queue", None)
+    if isinstance(existing, EncodedFrameTap):
+        if on_frame is not None:
+            existing.on_frame = on_frame
+        return existing
+    tap = EncodedFrameTap(on_frame or _ignore)
+    receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
+    return tap
+
+
+def send_picture_loss(receiver: RTCRtpReceiver) -> None:
+    """Ask the remote publisher for a keyframe (RTCP PLI) on its media SSRC."""
+    rtx = set(getattr(receiver, "_RTCRtpReceiver__rtx_ssrc", {}).keys())
+    sources = [s.source for s in receiver.getSynchronizationSources() if s.source not in rtx]
+    if not sources:
+        return
+    task = asyncio.ensure_future(receiver._send_rtcp_pli(sources[0]))
+    task.add_done_callback(_log_failure)
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Route a subscriber's PLI/FIR to `callback`.
+
+    aiortc only sets a flag on its own encode path, which a sender of
+    pre-encoded packets never takes: without this the request is lost.
+    """
+    sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+def prefer_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> bool:
+    """Move `mime_type` to the front of the transceiver's negotiated codecs.
+
+    Called between setRemoteDescription and createAnswer, so that a subscriber
+    that supports the publisher's codec gets it and the packets pass through.
+    Returns False when the remote side does not support the codec.
+    """
+    codecs: list[RTCRtpCodecParameters] = list(transceiver._codecs)
+    wanted = [c for c in codecs if c.mimeType.lower() == mime_type.lower()]
+    if not wanted:
+        return False
+    # Keep the matching codec's RTX (apt=payload type) right behind it.
+    pts = {c.payloadType for c in wanted}
+    rtx = [
+        c
+        for c in codecs
+        if c.name.lower() == "rtx" and int(str(c.parameters.get("apt", -1))) in pts
+    ]
+    rest = [c for c in codecs if c not in wanted and c not in rtx]
+    transceiver._codecs = wanted + rtx + rest
+    return True
+
+
+def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | None:
+    """The codec the transceiver sends or receives with (the first negotiated)."""
+    codecs: list[RTCRtpCodecParameters] = transceiver._codecs
+    for codec in codecs:
+        if codec.name.lower() != "rtx":
+            return codec
+    return None
+
+
+def _ignore(*_: Any) -> None:
+    pass
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("RTCP send failed: %s", task.exception())
+
+
+def estimated_bitrate(sender: RTCRtpSender) -> int | None:
+    """The receiver's REMB estimate, which aiortc stores on the sender's packetizer."""
+    encoder = getattr(sender, "_RTCRtpSender__encoder", None)
+    value = getattr(encoder, "target_bitrate", None)
+    return int(value) if isinstance(value, int | float) else None

@@ -1,0 +1,42 @@
+"""Publication: a participant's published tracks, exposed as a ForwardStream."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .forwardstream import ForwardStream, TrackSpec
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+
+class Publication:
+    """A publish session on a Transport; its media is the ForwardStream `stream`."""
+
+    kind = "publication"
+
+    def __init__(self, transport: Transport, stream: ForwardStream) -> None:
+        self.id = stream.id
+        self.transport = transport
+        self.stream = stream
+        self.ready = False
+        self.closed = False
+
+    @property
+    def mids(self) -> dict[str, str]:
+        return {t.spec.mid: t.kind for t in self.stream.tracks.values()}
+
+    @property
+    def tracks(self) -> list[TrackSpec]:
+        return [t.spec for t in self.stream.tracks.values()]
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "publication", "ready": self.ready}
+
+    def close(self) -> None:
+        """Idempotent; the owning Transport forgets the session."""
+        if self.closed:
+            return
+        self.closed = True
+        self.stream.close()
+        self.transport.session_closed(self)

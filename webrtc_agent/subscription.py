@@ -1,0 +1,124 @@
+"""Subscription: tracks of one or more streams sent to a participant."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .mediasource import PacketSource, Stream, VideoFormat
+from .packettrack import PacketTrack
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SubscribedTrack:
+    """One subscribed track: which stream it comes from and in which format."""
+
+    kind: str
+    mid: str
+    stream: Stream
+    format: VideoFormat | str  # VideoFormat for video; the audio codec name for audio
+    packet_track: PacketTrack | None = None
+    paused: bool = False
+
+    @property
+    def source(self) -> PacketSource | None:
+        return self.packet_track.source if self.packet_track else None
+
+
+class Subscription:
+    """A subscribe session on a Transport: shared packet sources → the participant's senders."""
+
+    kind = "subscription"
+
+    def __init__(self, transport: Transport, subscription_id: str, tracks: list[SubscribedTrack]):
+        self.id = subscription_id
+        self.transport = transport
+        self.tracks = {t.kind: t for t in tracks}
+        self.ready = False
+        self.closed = False
+
+    @property
+    def mids(self) -> dict[str, str]:
+        return {t.mid: t.kind for t in self.tracks.values()}
+
+    def stream_ids(self) -> set[str]:
+        return {t.stream.id for t in self.tracks.values()}
+
+    def bind(self, kind: str, codec: str) -> PacketTrack:
+        """Create the sender's track once the transport negotiated `codec` for `kind`."""
+        track = self.tracks[kind]
+        fmt = track.format
+        if isinstance(fmt, VideoFormat):
+            if fmt.codec != codec:
+                fmt = VideoFormat(
+                    codec=codec,
+                    width=fmt.width,
+                    height=fmt.height,
+                    framerate=fmt.framerate,
+                    bitrate=fmt.bitrate,
+                    keyframe_interval=fmt.keyframe_interval,
+                )
+        else:
+            fmt = codec
+        track.format = fmt
+        source = track.stream.packet_source(kind, fmt)
+        track.packet_track = PacketTrack(kind, source)
+        track.packet_track.set_paused(track.paused)
+        return track.packet_track
+
+    def switch(self, kind: str, stream: Stream, fmt: VideoFormat | str) -> None:
+        """subscription-control update: take `kind` from another stream or format.
+
+        Raises ParameterError (nothing changes) if the stream cannot provide it.
+        """
+        track = self.tracks[kind]
+        if track.packet_track is not None:
+            if isinstance(fmt, VideoFormat) and isinstance(track.format, VideoFormat):
+                fmt = VideoFormat(
+                    codec=track.format.codec,
+                    width=fmt.width,
+                    height=fmt.height,
+                    framerate=fmt.framerate,
+                    bitrate=fmt.bitrate,
+                    keyframe_interval=fmt.keyframe_interval,
+                )
+            elif isinstance(track.format, str):
+                fmt = track.format
+            source = stream.packet_source(kind, fmt)
+            track.packet_track.attach(source)
+        track.stream = stream
+        track.format = fmt
+
+    def set_paused(self, kind: str, paused: bool) -> None:
+        track = self.tracks.get(kind)
+        if track is None:
+            return
+        track.paused = paused
+        if track.packet_track is not None:
+            track.packet_track.set_paused(paused)
+
+    def detach_stream(self, stream_id: str) -> bool:
+        """The stream went away: stop the tracks that came from it. True if none are left."""
+        for track in self.tracks.values():
+            if track.stream.id == stream_id and track.packet_track is not None:
+                track.packet_track.stop()
+        return all(t.stream.id == stream_id for t in self.tracks.values())
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "subscription", "ready": self.ready}
+
+    def close(self) -> None:
+        """Idempotent: stops the sender tracks and detaches from the sources."""
+        if self.closed:
+            return
+        self.closed = True
+        for track in self.tracks.values():
+            if track.packet_track is not None:
+                track.packet_track.stop()
+        self.transport.session_closed(self)

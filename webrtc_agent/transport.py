@@ -1,0 +1,270 @@
+"""Transport: one client RTCPeerConnection, renegotiated by the client's offers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+from aiortc.sdp import candidate_from_sdp
+
+from . import aiortcext
+from .mediasource import ParameterError
+from .offercheck import OfferError, check_offer
+from .publication import Publication
+from .subscription import Subscription
+
+logger = logging.getLogger(__name__)
+
+Session = Publication | Subscription
+
+
+class SignalingError(Exception):
+    """An offer or candidate the transport cannot use (message for the client)."""
+
+
+class TransportObserver(Protocol):
+    """What a Transport reports to its owner (the portal's Participant)."""
+
+    def transport_progress(self, transport: Transport, message: dict[str, Any]) -> None: ...
+
+    def session_ready(self, session: Session) -> None: ...
+
+    def session_failed(self, session: Session, reason: str) -> None: ...
+
+    def transport_failed(self, transport: Transport) -> None: ...
+
+
+class Transport:
+    """One client RTCPeerConnection carrying any number of publications and subscriptions.
+
+    The client always offers and the server always answers (PROTOCOL.md). A
+    publish or subscribe request first claims its mids with `add_session`;
+    the next offer that carries those mids binds them. Old m-lines stay in
+    every later offer; a mid that no live session claims is answered inactive.
+    """
+
+    def __init__(
+        self,
+        transport_id: str,
+        observer: TransportObserver,
+        *,
+        stun_servers: list[str] | None = None,
+    ) -> None:
+        self.id = transport_id
+        self.observer = observer
+        servers = [RTCIceServer(urls=url) for url in stun_servers or []]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self.sessions: dict[str, Session] = {}
+        self._claimed: dict[str, Session] = {}  # mid -> session awaiting or holding it
+        self._used_mids: set[str] = set()
+        self._negotiated: set[str] = set()
+        self._lock = asyncio.Lock()
+        self.connected = False
+        self.closed = False
+        self.offers = 0
+        self.pc.on("connectionstatechange", self._on_state)
+
+    # -- sessions -------------------------------------------------------
+
+    def add_session(self, session: Session) -> None:
+        """Claim the session's mids; raises SignalingError if a mid is taken."""
+        for mid in session.mids:
+            if mid in self._claimed or mid in self._used_mids:
+                raise SignalingError(f"MID {mid} is already in use")
+        self.sessions[session.id] = session
+        for mid in session.mids:
+            self._claimed[mid] = session
+
+    def session_closed(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        self._negotiated.discard(session.id)
+        for mid in list(self._claimed):
+            if self._claimed[mid] is session:
+                del self._claimed[mid]
+                self._used_mids.add(mid)
+                self._deactivate(mid)
+
+    def _deactivate(self, mid: str) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.mid == mid:
+                transceiver.direction = "inactive"
+
+    # -- signaling ------------------------------------------------------
+
+    async def handle_offer(self, sdp: str) -> None:
+        """Apply a client offer and push the answer as a `progress` message."""
+        async with self._lock:
+            if self.closed:
+                raise SignalingError("Transport is closed")
+            try:
+                check_offer(sdp, self._negotiated_mlines())
+            except OfferError as exc:
+                logger.warning("transport %s: offer refused: %s", self.id, exc)
+                raise SignalingError(f"Invalid offer: {exc}") from exc
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except Exception as exc:
+                logger.warning("transport %s: bad offer: %s", self.id, exc)
+                raise SignalingError(f"Invalid offer: {exc}") from exc
+            self.offers += 1
+            newly: list[Session] = []
+            failures: list[tuple[Session, str]] = []
+            for transceiver in self.pc.getTransceivers():
+                mid = transceiver.mid
+                session = self._claimed.get(mid) if mid is not None else None
+                if session is None:
+                    self._unclaimed(transceiver)
+                    continue
+                if session.id in self._negotiated:
+                    continue
+                try:
+                    self._bind(session, transceiver)
+                except ParameterError as exc:
+                    failures.append((session, str(exc)))
+                    continue
+                if session not in newly:
+                    newly.append(session)
+            try:
+                answer = await self.pc.createAnswer()
+                await self.pc.setLocalDescription(answer)
+            except Exception as exc:
+                logger.warning("transport %s: cannot answer: %s", self.id, exc)
+                raise SignalingError(f"Cannot answer the offer: {exc}") from exc
+            local = self.pc.localDescription
+            self.observer.transport_progress(
+                self,
+                {"id": self.id, "status": "soac", "data": {"type": "answer", "sdp": local.sdp}},
+            )
+            for session, reason in failures:
+                self.observer.session_failed(session, reason)
+            for session in newly:
+                if all(self._mid_present(mid) for mid in session.mids):
+                    self._negotiated.add(session.id)
+            if self.connected:
+                self._announce_ready()
+
+    def _negotiated_mlines(self) -> list[tuple[str, str]]:
+        description = self.pc.remoteDescription
+        if description is None:
+            return []
+        return [(m.rtp.muxId, m.kind) for m in _parse(description.sdp).media]
+
+    def _mid_present(self, mid: str) -> bool:
+        return any(t.mid == mid for t in self.pc.getTransceivers())
+
+    def _unclaimed(self, transceiver: RTCRtpTransceiver) -> None:
+        # Media nobody asked for is neither decoded nor answered with a send.
+        aiortcext.install_encoded_tap(transceiver.receiver)
+        transceiver.direction = "inactive"
+
+    def _bind(self, session: Session, transceiver: RTCRtpTransceiver) -> None:
+        mid = transceiver.mid
+        assert mid is not None
+        if isinstance(session, Publication):
+            track = session.stream.track_by_mid(mid)
+            if track is None or track.kind != transceiver.kind:
+                raise ParameterError(f"MID {mid} is not a {transceiver.kind} track")
+            codec = aiortcext.negotiated_codec(transceiver)
+            if codec is None:
+                raise ParameterError(f"No codec negotiated for MID {mid}")
+            transceiver.direction = "recvonly"
+            track.bind(transceiver.receiver, codec)
+            return
+        kind = session.mids[mid]
+        if kind != transceiver.kind:
+            raise ParameterError(f"MID {mid} is not a {kind} track")
+        wanted = session.tracks[kind]
+        fmt = wanted.format
+        codec_name = fmt.codec if not isinstance(fmt, str) else fmt
+        if not aiortcext.prefer_codec(transceiver, f"{kind}/{codec_name}"):
+            negotiated = aiortcext.negotiated_codec(transceiver)
+            if negotiated is None:
+                raise ParameterError(f"No codec negotiated for MID {mid}")
+            codec_name = negotiated.name.lower()
+            if kind == "video" and codec_name not in ("vp8", "h264"):
+                raise ParameterError(f"Video codec {codec_name} is not supported")
+        aiortcext.install_encoded_tap(transceiver.receiver)
+        packet_track = session.bind(kind, codec_name)
+        transceiver.direction = "sendonly"
+        transceiver.sender.replaceTrack(packet_track)
+        aiortcext.on_keyframe_request(transceiver.sender, packet_track.request_keyframe)
+
+    async def add_candidate(self, candidate: dict[str, Any]) -> None:
+        """A trickled client candidate (`a=` prefix tolerated)."""
+        text = candidate.get("candidate")
+        if not isinstance(text, str):
+            raise SignalingError("Candidate is missing")
+        text = text.strip()
+        if text.startswith("a="):
+            text = text[2:]
+        if text.startswith("candidate:"):
+            text = text[len("candidate:") :]
+        if not text:
+            return  # end-of-candidates
+        try:
+            parsed = candidate_from_sdp(text)
+        except Exception as exc:
+            raise SignalingError(f"Invalid candidate: {exc}") from exc
+        mid = candidate.get("sdpMid")
+        index = candidate.get("sdpMLineIndex")
+        parsed.sdpMid = mid if isinstance(mid, str) else None
+        parsed.sdpMLineIndex = index if isinstance(index, int) else None
+        if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
+            parsed.sdpMLineIndex = 0
+        try:
+            await self.pc.addIceCandidate(parsed)
+        except Exception as exc:
+            raise SignalingError(f"Invalid candidate: {exc}") from exc
+
+    # -- state ----------------------------------------------------------
+
+    async def _on_state(self) -> None:
+        state = self.pc.connectionState
+        logger.debug("transport %s: connection %s", self.id, state)
+        if state == "connected" and not self.connected:
+            self.connected = True
+            self.observer.transport_progress(self, {"id": self.id, "status": "ready"})
+            self._announce_ready()
+        elif state in ("failed", "closed") and not self.closed:
+            self.observer.transport_failed(self)
+
+    def _announce_ready(self) -> None:
+        for session in list(self.sessions.values()):
+            if session.id in self._negotiated and not session.ready:
+                session.ready = True
+                self.observer.session_ready(session)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "connectionState": self.pc.connectionState,
+            "sessions": [s.describe() for s in self.sessions.values()],
+        }
+
+    def estimated_bitrate(self, session: Subscription) -> int | None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.mid in session.mids and transceiver.kind == "video":
+                return aiortcext.estimated_bitrate(transceiver.sender)
+        return None
+
+    async def close(self) -> None:
+        """Idempotent: closes every session and the peer connection."""
+        if self.closed:
+            return
+        self.closed = True
+        for session in list(self.sessions.values()):
+            session.close()
+        await self.pc.close()
+
+
+def _parse(text: str) -> aiortc_sdp.SessionDescription:
+    return aiortc_sdp.SessionDescription.parse(text)
