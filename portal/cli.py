@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
+import secrets
 import sys
 from collections.abc import Callable
 from typing import cast
 
 from portal.config import Config, ConfigError, load_config
 from portal.roomoptions import DEFAULT_ROLE_NAMES, OptionsError, parse_room_options
-from portal.store import Store, bootstrap_default_service
+from portal.store import ServiceRecord, Store, bootstrap_default_service
 from portal.tokens import MAX_CLAIM_LENGTH, issue_token
+
+SERVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 __all__ = ["main"]
 
@@ -60,6 +64,23 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--lifetime", type=float, metavar="SECONDS", help="validity (default: tokens.lifetime)"
     )
+    service = commands.add_parser("service", help="list, show or create services (tenants)")
+    service_commands = service.add_subparsers(dest="service_command", required=True)
+    listing = service_commands.add_parser("list", help="print every service id")
+    show = service_commands.add_parser("show", help="print a service's id, key and settings")
+    show.add_argument("id", nargs="?", metavar="ID", help="service id (default: service.id)")
+    create = service_commands.add_parser("create", help="create a service with a new key")
+    create.add_argument("id", metavar="ID", help="the new service's id")
+    create.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="allowed browser origin (repeat for more; none = any origin)",
+    )
+    create.add_argument("--no-adhoc-rooms", action="store_true", help="tokens need existing rooms")
+    for sub in (listing, show, create):
+        sub.add_argument("--config", metavar="FILE", help="TOML file over config/default.toml")
     return parser
 
 
@@ -69,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "service":
+            return _service(args)
         return _token(args)
     except ConfigError as exc:
         print(f"tessera: configuration error: {exc}", file=sys.stderr)
@@ -132,6 +155,41 @@ def _token(args: argparse.Namespace) -> int:
     )
     print(token)
     return 0
+
+
+def _service(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = Store(config.database_path())
+    try:
+        bootstrap_default_service(store, config)
+        if args.service_command == "list":
+            for record in store.list_services():
+                print(record.id)
+            return 0
+        if args.service_command == "create":
+            if not SERVICE_ID.fullmatch(args.id):
+                raise _CommandError("service id must be 1 to 64 letters, digits, '_' or '-'")
+            if store.get_service(args.id) is not None:
+                raise _CommandError(f"service {args.id!r} already exists")
+            store.put_service(
+                ServiceRecord(
+                    id=args.id,
+                    key=secrets.token_urlsafe(32),
+                    allowed_origins=list(args.origin),
+                    adhoc_rooms=not args.no_adhoc_rooms,
+                )
+            )
+        service_id = getattr(args, "id", None) or config.service.id
+        shown = store.get_service(service_id)
+        if shown is None:
+            raise _CommandError(f"service {service_id!r} does not exist")
+        print(f"id: {shown.id}")
+        print(f"key: {shown.key}")
+        print(f"allowed_origins: {', '.join(shown.allowed_origins) or '(any)'}")
+        print(f"adhoc_rooms: {str(shown.adhoc_rooms).lower()}")
+        return 0
+    finally:
+        store.close()
 
 
 def _roles_of(store: Store, service_id: str, room: str) -> tuple[str, ...]:

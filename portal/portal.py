@@ -179,13 +179,15 @@ class Portal:
     async def kick(self, participant: Participant) -> None:
         """Drop a participant (REST DELETE): it gets `drop`, then is disconnected."""
         sid = participant.sid
-        participant.notify("drop")
-        await asyncio.sleep(0)
-        await self.remove_participant(participant)
         if sid is not None:
             connection = self.connections.get(sid)
             if connection is not None:
+                connection.participant = None
                 connection.logged_out = True
+            # Sent before the disconnect, on the same connection, so it arrives first.
+            await self.emit("drop", sid, None)
+        await self.remove_participant(participant)
+        if sid is not None:
             await self.sio.disconnect(sid)
 
     # -- login ----------------------------------------------------------

@@ -160,11 +160,10 @@ class Room:
         if self.closed:
             return
         self.closed = True
+        # Whoever closes a room with people in it (shutdown, REST delete) has
+        # already sent them `drop`.
         for participant in list(self.participants.values()):
-            participant.notify("drop")
             await participant.close()
-            if participant.sid is not None:
-                await self.server.disconnect_sid(participant.sid)
         self.participants.clear()
         for stream in list(self.streams.values()):
             close = getattr(stream, "close", None)

@@ -13,6 +13,7 @@ from aiohttp import web
 from webrtc_agent.agent import WebrtcAgent
 
 from .config import Config
+from .looplag import LoopLagMonitor
 from .messages import RequestError
 from .portal import Portal
 from .room import Room
@@ -50,6 +51,7 @@ class Server:
             engineio_logger=False,
         )
         self.portal = Portal(self, self.sio)
+        self.loop_lag = LoopLagMonitor()
         self.rooms: dict[str, Room] = {}
         self.port = config.server.port  # the bound port, once listening (server.port may be 0)
         self._room_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -130,15 +132,13 @@ class Server:
             await self.portal.kick(participant)
         await room.close()
 
-    async def disconnect_sid(self, sid: str) -> None:
-        await self.sio.disconnect(sid)
-
     # -- lifecycle ------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         return {
             "rooms": len(self.rooms),
             "participants": sum(len(r.participants) for r in self.rooms.values()),
+            "loopLagP99": self.loop_lag.percentile(99),
             **self.agent.stats(),
         }
 
@@ -147,8 +147,8 @@ class Server:
         self.closing = True
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
-                participant.notify("drop")
-        await asyncio.sleep(0)
+                if participant.sid is not None:
+                    await self.portal.emit("drop", participant.sid, None)
         await self.sio.shutdown()
 
     async def close(self) -> None:
@@ -172,7 +172,9 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     setup_rest(app, server)
 
     async def lifecycle(app: web.Application) -> Any:
+        server.loop_lag.start()
         yield
+        await server.loop_lag.stop()
         await server.close()
 
     async def shutdown(app: web.Application) -> None:

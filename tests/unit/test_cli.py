@@ -187,3 +187,42 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["token", "r", "--role", "viewer"])  # --user is required
     assert info.value.code == 2
+
+
+def test_service_create_show_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[storage]\ndata_dir = "{tmp_path}"\n')
+    assert (
+        main(["service", "create", "acme", "--origin", "https://a.example", "--config", str(conf)])
+        == 0
+    )
+    created = capsys.readouterr().out
+    assert "id: acme" in created and "https://a.example" in created
+    key = next(line.split(": ", 1)[1] for line in created.splitlines() if line.startswith("key:"))
+    assert len(key) >= 32
+    assert main(["service", "show", "acme", "--config", str(conf)]) == 0
+    assert f"key: {key}" in capsys.readouterr().out
+    assert main(["service", "list", "--config", str(conf)]) == 0
+    assert capsys.readouterr().out.split() == ["acme", "default"]
+    assert main(["service", "create", "acme", "--config", str(conf)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["service", "create", "bad id!", "--config", str(conf)]) == 2
+    # A token for the new service verifies with its key.
+    assert (
+        main(
+            [
+                "token",
+                "r1",
+                "--user",
+                "u",
+                "--role",
+                "presenter",
+                "--service",
+                "acme",
+                "--config",
+                str(conf),
+            ]
+        )
+        == 0
+    )
+    assert verify_token(capsys.readouterr().out.strip(), key).service == "acme"
