@@ -48,7 +48,7 @@ class TransportRef(_Message):
 
 class PublishTrack(_Message):
     type: Literal["audio", "video"]
-    mid: Mid
+    mid: Mid | None = None  # None: an older client; the offer's m-line of this kind
     source: Annotated[str, Field(min_length=1, max_length=32)] = "mic"
     parameters: dict[str, Any] | None = None
 
@@ -65,7 +65,7 @@ class Publish(_Message):
 
 class SubscribeTrack(_Message):
     type: Literal["audio", "video"]
-    mid: Mid
+    mid: Mid | None = None
     from_: Id = Field(alias="from")
     parameters: dict[str, Any] | None = None
     format: dict[str, Any] | None = None
@@ -141,6 +141,33 @@ def parse(model: type[T], data: Any) -> T:
         raise RequestError(
             f"Invalid {_name(model)} request: {describe_validation_error(exc)}"
         ) from None
+
+
+def normalize_session_request(data: Any) -> Any:
+    """Bring the older forms of publish/subscribe to the 1.2 form.
+
+    OWT's 4.x clients (protocol 1.0/1.1) send `media: {audio: {...} | false,
+    video: {...} | false}` on a transport of their own, without mids; the 1.2
+    document puts the transport id at the top level as `transportId`.
+    """
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    media = data.get("media")
+    if isinstance(media, dict) and "tracks" not in media:
+        tracks = []
+        for kind in ("audio", "video"):
+            option = media.get(kind)
+            if option is None or option is False:
+                continue
+            if not isinstance(option, dict):
+                raise RequestError(f"Invalid request: media.{kind} must be an object or false")
+            keys = ("source", "from", "parameters", "format")
+            tracks.append({"type": kind, **{k: option[k] for k in keys if k in option}})
+        data["media"] = {"tracks": tracks}
+    if "transport" not in data and isinstance(data.get("transportId"), str):
+        data["transport"] = {"type": "webrtc", "id": data["transportId"]}
+    return data
 
 
 def parse_av(data: Any) -> list[str]:

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -300,10 +300,11 @@ class Portal:
         return transport
 
     async def on_publish(self, participant: Participant, data: Any) -> Any:
-        request = m.parse(m.Publish, data)
+        request = m.parse(m.Publish, m.normalize_session_request(data))
         kinds = [t.type for t in request.media.tracks]
         if len(set(kinds)) != len(kinds):
             raise RequestError("Invalid publish request: one track of each kind at most")
+        _check_mids(request.media.tracks)
         allowed = participant.permission.get("publish") or {}
         for kind in kinds:
             if not allowed.get(kind):
@@ -317,7 +318,9 @@ class Portal:
             stream_id,
             participant.id,
             [
-                TrackSpec(kind=t.type, mid=t.mid, source=t.source, parameters=t.parameters or {})
+                TrackSpec(
+                    kind=t.type, mid=t.mid or "", source=t.source, parameters=t.parameters or {}
+                )
                 for t in request.media.tracks
             ],
             request.attributes,
@@ -339,13 +342,14 @@ class Portal:
         return {"id": stream_id, "transportId": transport.id}
 
     async def on_subscribe(self, participant: Participant, data: Any) -> Any:
-        request = m.parse(m.Subscribe, data)
+        request = m.parse(m.Subscribe, m.normalize_session_request(data))
         allowed = participant.permission.get("subscribe") or {}
         room = participant.room
         tracks: list[SubscribedTrack] = []
         kinds = [t.type for t in request.media.tracks]
         if len(set(kinds)) != len(kinds):
             raise RequestError("Invalid subscribe request: one track of each kind at most")
+        _check_mids(request.media.tracks)
         for wanted in request.media.tracks:
             if not allowed.get(wanted.type):
                 raise RequestError(f"Permission denied: cannot subscribe {wanted.type}")
@@ -371,7 +375,7 @@ class Portal:
             else:
                 fmt = stream.codec("audio") or "opus"
             tracks.append(
-                SubscribedTrack(kind=wanted.type, mid=wanted.mid, stream=stream, format=fmt)
+                SubscribedTrack(kind=wanted.type, mid=wanted.mid or "", stream=stream, format=fmt)
             )
         subscription_id = uuid.uuid4().hex
         fresh = request.transport.id is None
@@ -512,3 +516,9 @@ def _track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:
         if track.get("type") == kind:
             return dict(track)
     return {}
+
+
+def _check_mids(tracks: Sequence[m.PublishTrack | m.SubscribeTrack]) -> None:
+    mids = [t.mid for t in tracks if t.mid]
+    if len(set(mids)) != len(mids):
+        raise RequestError("Invalid request: two tracks with the same mid")

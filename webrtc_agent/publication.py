@@ -24,7 +24,15 @@ class Publication:
 
     @property
     def mids(self) -> dict[str, str]:
-        return {t.spec.mid: t.kind for t in self.stream.tracks.values()}
+        """mid -> kind of the tracks whose mid is known."""
+        return {t.spec.mid: t.kind for t in self.stream.tracks.values() if t.spec.mid}
+
+    def kinds_without_mid(self) -> list[str]:
+        return [t.kind for t in self.stream.tracks.values() if not t.spec.mid]
+
+    def assign_mid(self, kind: str, mid: str) -> None:
+        """An older client did not name its mids: the offer's m-line of `kind` is it."""
+        self.stream.tracks[kind].spec.mid = mid
 
     @property
     def tracks(self) -> list[TrackSpec]:

@@ -45,7 +45,15 @@ class Subscription:
 
     @property
     def mids(self) -> dict[str, str]:
-        return {t.mid: t.kind for t in self.tracks.values()}
+        """mid -> kind of the tracks whose mid is known."""
+        return {t.mid: t.kind for t in self.tracks.values() if t.mid}
+
+    def kinds_without_mid(self) -> list[str]:
+        return [t.kind for t in self.tracks.values() if not t.mid]
+
+    def assign_mid(self, kind: str, mid: str) -> None:
+        """An older client did not name its mids: the offer's m-line of `kind` is it."""
+        self.tracks[kind].mid = mid
 
     def stream_ids(self) -> set[str]:
         return {t.stream.id for t in self.tracks.values()}

@@ -116,6 +116,7 @@ class Transport:
                 logger.warning("transport %s: bad offer: %s", self.id, exc)
                 raise SignalingError(f"Invalid offer: {exc}") from exc
             self.offers += 1
+            self._claim_by_kind()
             newly: list[Session] = []
             failures: list[tuple[Session, str]] = []
             for transceiver in self.pc.getTransceivers():
@@ -125,6 +126,11 @@ class Transport:
                     self._unclaimed(transceiver)
                     continue
                 if session.id in self._negotiated:
+                    continue
+                if session.kinds_without_mid():
+                    reason = f"Offer has no {session.kinds_without_mid()[0]} media section"
+                    if (session, reason) not in failures:
+                        failures.append((session, reason))
                     continue
                 try:
                     self._bind(session, transceiver)
@@ -151,6 +157,22 @@ class Transport:
                     self._negotiated.add(session.id)
             if self.connected:
                 self._announce_ready()
+
+    def _claim_by_kind(self) -> None:
+        # Sessions of older clients named no mids: give each the first new
+        # m-line of its kind, in offer order.
+        waiting = [s for s in self.sessions.values() if s.kinds_without_mid()]
+        if not waiting:
+            return
+        for transceiver in self.pc.getTransceivers():
+            mid = transceiver.mid
+            if mid is None or mid in self._claimed or mid in self._used_mids:
+                continue
+            for session in waiting:
+                if transceiver.kind in session.kinds_without_mid():
+                    session.assign_mid(transceiver.kind, mid)
+                    self._claimed[mid] = session
+                    break
 
     def _negotiated_mlines(self) -> list[tuple[str, str]]:
         description = self.pc.remoteDescription

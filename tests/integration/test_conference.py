@@ -284,3 +284,49 @@ async def test_origin_not_allowed_is_refused(tessera: RunningServer) -> None:
     ok = ConferenceClient()
     await ok.join(tessera.token(service=strict), origin="https://app.example")
     await ok.leave()
+
+
+async def test_older_client_with_one_transport_per_session(tessera: RunningServer) -> None:
+    """OWT 4.x clients: media {audio, video} without mids, a peer connection per session."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from tests.integration.test_bad_inputs import raw
+
+    old = await raw(tessera)
+    status, _ = await old.login(tessera.token(user="legacy"))
+    assert status == "ok"
+    progress: list[dict[str, object]] = []
+    old.sio.on("progress", lambda data: progress.append(data))
+    pc = RTCPeerConnection()
+    pc.addTransceiver(ColorVideoTrack(BLUE), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    status, reply = await old.request(
+        "publish",
+        {"media": {"audio": False, "video": {"source": "camera"}}, "attributes": {"v": 4}},
+    )
+    assert status == "ok"
+    session = reply["id"]
+    status, _ = await old.request(
+        "soac", {"id": session, "signaling": {"type": "offer", "sdp": pc.localDescription.sdp}}
+    )
+    assert status == "ok"
+    for _ in range(50):
+        answers = [p for p in progress if p.get("status") == "soac"]
+        if answers:
+            break
+        await asyncio.sleep(0.1)
+    answer = answers[0]["data"]
+    assert isinstance(answer, dict)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+    viewer = await joined(tessera, "viewer")
+    added = await viewer.next_event("stream", lambda d: d["status"] == "add")
+    assert added["id"] == session
+    sub = await viewer.subscribe(session)
+    await sub.wait_ready()
+    assert sub.video_track is not None
+    for _ in range(5):
+        frame = await next_video_frame(sub.video_track)
+    assert close_to(mean_rgb(frame), BLUE)
+    await viewer.leave()
+    await pc.close()
+    await old.sio.disconnect()
