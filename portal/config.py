@@ -142,6 +142,12 @@ class WebRTCConfig(_Section):
         return value
 
 
+class MixerConfig(_Section):
+    """``[mixer]``: mixed streams (views)."""
+
+    frame_timeout: Seconds
+
+
 class LogConfig(_Section):
     """``[log]``: logging."""
 
@@ -163,6 +169,7 @@ class Config(_Section):
     portal: PortalConfig
     service: ServiceConfig
     webrtc: WebRTCConfig
+    mixer: MixerConfig
     log: LogConfig
 
     def data_dir(self, env: Mapping[str, str] | None = None) -> Path:
@@ -205,6 +212,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "portal": PortalConfig,
     "service": ServiceConfig,
     "webrtc": WebRTCConfig,
+    "mixer": MixerConfig,
     "log": LogConfig,
 }
 

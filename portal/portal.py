@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import socketio
 
+from mixer.layout import LayoutError
 from webrtc_agent.forwardstream import ForwardStream, TrackSpec
 from webrtc_agent.mediasource import ParameterError, VideoFormat
 from webrtc_agent.publication import Publication
@@ -107,7 +108,7 @@ class Portal:
                 return ("error", f"Request is too large ({size} bytes)")
             try:
                 return ("ok", await handler(connection, data))
-            except (RequestError, TokenError, ParameterError, SignalingError) as exc:
+            except (RequestError, TokenError, ParameterError, SignalingError, LayoutError) as exc:
                 who = connection.participant.id if connection.participant else sid
                 logger.info("%s: %s refused: %s", who, name, exc)
                 return ("error", str(exc))
@@ -380,7 +381,7 @@ class Portal:
         subscription_id = uuid.uuid4().hex
         fresh = request.transport.id is None
         transport = self._transport(participant, request.transport, subscription_id)
-        subscription = Subscription(transport, subscription_id, tracks)
+        subscription = Subscription(transport, subscription_id, tracks, participant.id)
         try:
             transport.add_session(subscription)
         except SignalingError:
@@ -450,9 +451,31 @@ class Portal:
                     else:
                         publication.stream.set_active(kind, active)
             return None
-        raise RequestError(
-            f"Operation {request.operation} needs mixing, which is not available yet"
-        )
+        view = room.views.get(_view_label(request.data) or "")
+        if view is None:
+            raise RequestError("View does NOT exist")
+        if not isinstance(stream, ForwardStream):
+            raise RequestError("Stream is not ready")
+        if request.operation in ("mix", "unmix"):
+            if publication is None:
+                raise RequestError("Permission denied: not the owner of the stream")
+            if request.operation == "mix":
+                room.mix(stream.id, view.label)
+            else:
+                room.unmix(stream.id, view.label)
+            return None
+        if request.operation == "get-region":
+            region = view.layout.get_region(stream.id)
+            if region is None:
+                raise RequestError("Stream is not in a region of this view")
+            return {"region": region}
+        region_id = request.data.get("region") if isinstance(request.data, dict) else None
+        if not isinstance(region_id, str):
+            raise RequestError("Invalid set-region request: data.region must be a region id")
+        if not view.has_input(stream.id):
+            raise RequestError("Stream is not mixed in this view")
+        view.set_region(stream.id, region_id)
+        return None
 
     async def on_subscription_control(self, participant: Participant, data: Any) -> Any:
         request = m.parse(m.SubscriptionControl, data)
@@ -509,6 +532,15 @@ class Portal:
             raise RequestError("Target participant does NOT exist")
         target.notify("text", {"from": participant.id, "to": "me", "message": request.message})
         return None
+
+
+def _view_label(data: Any) -> str | None:
+    """mix/unmix/get-region name the view directly; set-region as data.view."""
+    if isinstance(data, str):
+        return data
+    if isinstance(data, dict) and isinstance(data.get("view"), str):
+        return str(data["view"])
+    return None
 
 
 def _track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ rooms do not exist (404).
 
 from __future__ import annotations
 
+import copy
 import hmac
 import json
 import logging
@@ -29,6 +30,7 @@ import jwt
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from mixer.layout import LayoutError
 from webrtc_agent.mediasource import Stream
 
 from .mauth import AuthError, NonceCache, parse_mauth, verify_mauth
@@ -59,7 +61,7 @@ JWT_LEEWAY = 60
 _CHALLENGE = 'MAuth realm="tessera", Bearer realm="tessera"'
 # JWT claims of a join token (portal.tokens): such a JWT grants a seat in a room, not the API.
 _JOIN_TOKEN_CLAIMS = ("room", "user", "role")
-_LAYOUT_STREAM_RE = re.compile(r"^/info/layout/\d+/stream$")
+_LAYOUT_STREAM_RE = re.compile(r"^/info/layout/(\d+)/stream$")
 
 
 class ErrorCode(IntEnum):
@@ -757,11 +759,11 @@ class RestApi:
         operations = _expect_patch(await self._read_json(request))
         # Validate everything first: a patch applies whole or not at all.
         changes = [
-            _track_status_change(stream, operation, f"[{index}]")
+            _stream_change(room, stream, operation, f"[{index}]")
             for index, operation in enumerate(operations)
         ]
-        for kind, active in changes:
-            room.set_track_status(stream.id, kind, active)
+        for change in changes:
+            change()
         return web.json_response(stream.info())
 
     async def delete_stream(self, request: web.Request) -> web.StreamResponse:
@@ -825,8 +827,10 @@ def _apply_permission(permission: dict[str, Any], operation: dict[str, Any], whe
     permission[action] = {"audio": value["audio"], "video": value["video"]}
 
 
-def _track_status_change(stream: Stream, operation: dict[str, Any], where: str) -> tuple[str, bool]:
-    """(kind, active) of a StatusUpdate, or RestError saying why it cannot apply."""
+def _stream_change(
+    room: Room, stream: Stream, operation: dict[str, Any], where: str
+) -> Callable[[], None]:
+    """Check one OWT StreamUpdate and return the change to make, or raise RestError."""
     path, op, value = operation["path"], operation["op"], operation["value"]
     if path in ("/media/audio/status", "/media/video/status"):
         kind = path.split("/")[2]
@@ -838,9 +842,42 @@ def _track_status_change(stream: Stream, operation: dict[str, Any], where: str) 
             raise _bad_request(f"{where}: only a forward stream's track status can be changed")
         if not stream.has_track(kind):
             raise _bad_request(f"{where}: the stream has no {kind} track")
-        return kind, value == "active"
-    if path in ("/info/inViews", "/info/layout") or _LAYOUT_STREAM_RE.match(path):
-        raise _bad_request(f"{where}: Mixing is not available yet")
+        return lambda: room.set_track_status(stream.id, kind, value == "active")
+    if path == "/info/inViews":
+        if stream.type != "forward":
+            raise _bad_request(f"{where}: only forward streams are mixed into views")
+        if op not in ("add", "remove"):
+            raise _bad_request(f"{where}.op: /info/inViews takes 'add' or 'remove'")
+        if not isinstance(value, str) or value not in room.views:
+            raise _bad_request(f"{where}.value: view {str(value)[:64]!r} does NOT exist")
+        if op == "add":
+            return lambda: room.mix(stream.id, value)
+        return lambda: room.unmix(stream.id, value)
+    match = _LAYOUT_STREAM_RE.match(path)
+    if path == "/info/layout" or match:
+        view = room.views.get(getattr(stream, "label", ""))
+        if stream.type != "mixed" or view is None:
+            raise _bad_request(f"{where}: only a mixed stream has a layout")
+        if op != "replace":
+            raise _bad_request(f"{where}.op: {path} takes 'replace'")
+        if match:
+            layout = view.layout.to_json()
+            index = int(match.group(1))
+            if index >= len(layout):
+                raise _bad_request(f"{where}.path: the layout has no entry {index}")
+            if not isinstance(value, str):
+                raise _bad_request(f"{where}.value: a stream id is required")
+            layout[index] = {**layout[index], "stream": value}
+            value = layout
+        if not isinstance(value, list):
+            raise _bad_request(f"{where}.value: a list of {{stream, region}} is required")
+        trial = copy.deepcopy(view.layout)
+        try:
+            trial.apply(value)
+        except LayoutError as exc:
+            raise _bad_request(f"{where}.value: {exc}") from None
+        new_layout = value
+        return lambda: view.apply_layout(new_layout)
     raise _bad_request(
         f"{where}.path: {path[:80]!r} cannot be changed; expected /media/audio/status, "
         "/media/video/status, /info/inViews or /info/layout"

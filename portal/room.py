@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from mixer.mixedstream import MixedStream
+from webrtc_agent.forwardstream import ForwardStream
 from webrtc_agent.mediasource import Stream
 from webrtc_agent.publication import Publication
 
@@ -43,7 +45,36 @@ class Room:
         self.persistent = persistent
         self.participants: dict[str, Participant] = {}
         self.streams: dict[str, Stream] = {}
+        self.views: dict[str, MixedStream] = {}
         self.closed = False
+        self._create_views()
+
+    def _create_views(self) -> None:
+        settings = self.settings
+        for view in settings.get("views", []):
+            mixed = MixedStream(
+                self.id,
+                view,
+                media_out=settings.get("mediaOut", {}),
+                transcoding=settings.get("transcoding", {}),
+                listener=self,
+                keyframe_min_interval=self.server.config.webrtc.keyframe_min_interval,
+                frame_timeout=self.server.config.mixer.frame_timeout,
+            )
+            self.views[mixed.label] = mixed
+            self.streams[mixed.id] = mixed
+
+    # -- MixedStreamListener --------------------------------------------
+
+    def layout_changed(self, mixed: MixedStream) -> None:
+        if mixed.id in self.streams:
+            self.notify_stream(
+                "update", mixed.id, {"field": "video.layout", "value": mixed.layout.to_json()}
+            )
+
+    def active_input_changed(self, mixed: MixedStream, stream_id: str) -> None:
+        if mixed.id in self.streams:
+            self.notify_stream("update", mixed.id, {"field": "activeInput", "value": stream_id})
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -119,7 +150,33 @@ class Room:
             return
         self.streams[stream.id] = stream
         logger.info("room %s: stream %s added by %s", self.id, stream.id, participant.id)
+        auto_mix = bool(self.settings.get("autoMix", True))
+        if auto_mix:
+            stream.in_views = list(self.views)
         self.notify_stream("add", stream.id, stream.info())
+        if auto_mix:
+            for label in list(self.views):
+                self.mix(stream.id, label)
+
+    def mix(self, stream_id: str, label: str) -> None:
+        """Add a forward stream to a view (stream-control mix, REST inViews add)."""
+        stream = self.streams.get(stream_id)
+        view = self.views.get(label)
+        if not isinstance(stream, ForwardStream) or view is None:
+            return
+        owner = self.participants.get(stream.owner)
+        view.add_input(stream, stream.owner, owner.user if owner else "")
+        if label not in stream.in_views:
+            stream.in_views.append(label)
+
+    def unmix(self, stream_id: str, label: str) -> None:
+        stream = self.streams.get(stream_id)
+        view = self.views.get(label)
+        if not isinstance(stream, ForwardStream) or view is None:
+            return
+        view.remove_input(stream_id)
+        if label in stream.in_views:
+            stream.in_views.remove(label)
 
     def notify_stream(self, status: str, stream_id: str, data: Any = None) -> None:
         if not self.settings.get("notifying", {}).get("streamChange", True):
@@ -131,9 +188,12 @@ class Room:
 
     def remove_stream(self, stream_id: str) -> None:
         """The stream ended: end what others took from it, then tell everyone."""
-        stream = self.streams.pop(stream_id, None)
-        if stream is None:
+        stream = self.streams.get(stream_id)
+        if not isinstance(stream, ForwardStream):
             return
+        for view in self.views.values():
+            view.remove_input(stream_id)
+        del self.streams[stream_id]
         for participant in list(self.participants.values()):
             for subscription in list(participant.subscriptions.values()):
                 if stream_id in subscription.stream_ids():
@@ -146,9 +206,10 @@ class Room:
         stream = self.streams.get(stream_id)
         if stream is None:
             return
-        set_active = getattr(stream, "set_active", None)
-        if set_active is not None:
-            set_active(kind, active)
+        if isinstance(stream, ForwardStream):
+            stream.set_active(kind, active)
+            for view in self.views.values():
+                view.set_input_status(stream_id, kind, active)
         self.notify_stream(
             "update",
             stream_id,
@@ -165,8 +226,10 @@ class Room:
         for participant in list(self.participants.values()):
             await participant.close()
         self.participants.clear()
+        for view in self.views.values():
+            view.close()
         for stream in list(self.streams.values()):
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            if isinstance(stream, ForwardStream):
+                stream.close()
         self.streams.clear()
+        self.views.clear()

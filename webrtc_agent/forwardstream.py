@@ -378,7 +378,9 @@ class ForwardStream(Stream):
             },
         }
 
-    def packet_source(self, kind: str, fmt: VideoFormat | str) -> PacketSource:
+    def packet_source(
+        self, kind: str, fmt: VideoFormat | str, subscriber: str | None = None
+    ) -> PacketSource:
         track = self.tracks.get(kind)
         if track is None:
             raise ParameterError(f"Stream has no {kind} track")

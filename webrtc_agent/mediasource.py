@@ -222,9 +222,13 @@ class Stream(ABC):
         """The codec a track is available in without transcoding ("vp8", "opus")."""
 
     @abstractmethod
-    def packet_source(self, kind: str, fmt: VideoFormat | str) -> PacketSource:
+    def packet_source(
+        self, kind: str, fmt: VideoFormat | str, subscriber: str | None = None
+    ) -> PacketSource:
         """A shared encoded source: `fmt` is a VideoFormat for video, a codec name for audio.
 
+        `subscriber` is the participant that will receive it (a mixed stream
+        gives a publishing participant a mix without its own voice).
         Raises ParameterError when the stream cannot produce it.
         """
 

@@ -36,8 +36,15 @@ class Subscription:
 
     kind = "subscription"
 
-    def __init__(self, transport: Transport, subscription_id: str, tracks: list[SubscribedTrack]):
+    def __init__(
+        self,
+        transport: Transport,
+        subscription_id: str,
+        tracks: list[SubscribedTrack],
+        subscriber: str | None = None,
+    ):
         self.id = subscription_id
+        self.subscriber = subscriber
         self.transport = transport
         self.tracks = {t.kind: t for t in tracks}
         self.ready = False
@@ -75,7 +82,7 @@ class Subscription:
         else:
             fmt = codec
         track.format = fmt
-        source = track.stream.packet_source(kind, fmt)
+        source = track.stream.packet_source(kind, fmt, self.subscriber)
         track.packet_track = PacketTrack(kind, source)
         track.packet_track.set_paused(track.paused)
         return track.packet_track
@@ -98,7 +105,7 @@ class Subscription:
                 )
             elif isinstance(track.format, str):
                 fmt = track.format
-            source = stream.packet_source(kind, fmt)
+            source = stream.packet_source(kind, fmt, self.subscriber)
             track.packet_track.attach(source)
         track.stream = stream
         track.format = fmt

@@ -65,11 +65,11 @@ async def test_publish_subscribe_pause_unpublish_leave(tessera: RunningServer) -
     assert stream.transcoders == {}  # type: ignore[attr-defined]
 
     await publication.pause("video")
-    update = await bob.next_event("stream", lambda d: d["status"] == "update")
+    update = await bob.next_event("stream", lambda d: d["id"] == publication.id)
     assert update["data"] == {"field": "video.status", "value": "inactive"}
     assert bob.streams[publication.id]["media"]["tracks"][1]["status"] == "inactive"
     await publication.play("video")
-    update = await bob.next_event("stream", lambda d: d["status"] == "update")
+    update = await bob.next_event("stream", lambda d: d["id"] == publication.id)
     assert update["data"] == {"field": "video.status", "value": "active"}
 
     await publication.unpublish()

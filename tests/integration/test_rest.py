@@ -695,7 +695,7 @@ async def test_patch_validation_is_pure_and_names_the_problem() -> None:
         _apply_permission,
         _expect_patch,
         _permission_copy,
-        _track_status_change,
+        _stream_change,
     )
 
     permission = _permission_copy(
@@ -750,25 +750,44 @@ async def test_patch_validation_is_pure_and_names_the_problem() -> None:
         def has_track(self, kind: str) -> bool:
             return kind == "video"
 
+    class FakeRoom:
+        views: dict[str, Any] = {"common": object()}
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[Any, ...]] = []
+
+        def set_track_status(self, stream_id: str, kind: str, active: bool) -> None:
+            self.calls.append(("status", stream_id, kind, active))
+
+        def mix(self, stream_id: str, label: str) -> None:
+            self.calls.append(("mix", stream_id, label))
+
     stream: Any = FakeStream()
-    assert _track_status_change(
-        stream, {"op": "replace", "path": "/media/video/status", "value": "inactive"}, "[0]"
-    ) == ("video", False)
+    room: Any = FakeRoom()
+    change = _stream_change(
+        room, stream, {"op": "replace", "path": "/media/video/status", "value": "inactive"}, "[0]"
+    )
+    assert room.calls == []  # checked, not applied yet
+    change()
+    assert room.calls == [("status", "s1", "video", False)]
+    _stream_change(room, stream, {"op": "add", "path": "/info/inViews", "value": "common"}, "[0]")()
+    assert room.calls[-1] == ("mix", "s1", "common")
     cases = [
         ({"op": "replace", "path": "/media/audio/status", "value": "inactive"}, ["no audio"]),
         ({"op": "replace", "path": "/media/video/status", "value": "off"}, ["[0].value"]),
         ({"op": "remove", "path": "/media/video/status", "value": "active"}, ["[0].op"]),
-        ({"op": "add", "path": "/info/inViews", "value": "common"}, ["Mixing is not available"]),
-        ({"op": "replace", "path": "/info/layout", "value": []}, ["Mixing is not available"]),
+        ({"op": "add", "path": "/info/inViews", "value": "nope"}, ["does NOT exist"]),
+        ({"op": "replace", "path": "/info/inViews", "value": "common"}, ["[0].op"]),
+        ({"op": "replace", "path": "/info/layout", "value": []}, ["only a mixed stream"]),
         (
             {"op": "replace", "path": "/info/layout/0/stream", "value": "s1"},
-            ["Mixing is not available"],
+            ["only a mixed stream"],
         ),
         ({"op": "replace", "path": "/info/owner", "value": "x"}, ["[0].path"]),
     ]
     for operation, words in cases:
         with pytest.raises(RestError) as info:
-            _track_status_change(stream, operation, "[0]")
+            _stream_change(room, stream, operation, "[0]")
         assert 400 <= info.value.status < 500
         for word in words:
             assert word in info.value.message

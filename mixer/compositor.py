@@ -1,0 +1,241 @@
+"""VideoCompositor: draws a view's regions into one preallocated yuv420p canvas."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from .avatar import render_avatar
+from .layout import Placement, Region, place, region_rect
+
+Rect = tuple[int, int, int, int]
+
+
+def rgb_to_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """BT.601 limited range, as libvpx and x264 expect for yuv420p."""
+    r, g, b = (c / 255 for c in rgb)
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    u = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    v = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+    return round(y), round(u), round(v)
+
+
+@dataclass
+class InputPicture:
+    """What the compositor knows of one input of a view.
+
+    `frame` is replaced by the event loop thread as frames arrive and read by
+    the compositor thread; swapping one reference is atomic in CPython, and a
+    frame is never modified after it is published here.
+    """
+
+    stream_id: str
+    user: str
+    frame: av.VideoFrame | None = None
+    frame_time: float = 0.0  # time.monotonic() when `frame` arrived
+    video_active: bool = True  # False while the publisher has paused video
+    has_video: bool = True  # False for audio-only publications
+
+
+@dataclass
+class _Drawn:
+    source: object
+    rect: Rect
+
+
+class VideoCompositor:
+    """Composites a view into one canvas, redrawing only regions whose picture changed.
+
+    Each input keeps one scaler across frames (MEDIA-NOTES: a scaler per frame
+    costs ~60% more). A region shows its input's newest frame; an input
+    without video, paused, or whose frames stopped for `frame_timeout`
+    seconds shows its avatar instead. Regions are drawn in list order, so
+    overlapping regions are deterministic (later regions on top).
+    Not thread-safe: one view thread calls `compose`.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        background: tuple[int, int, int] = (0, 0, 0),
+        fit_policy: str = "letterbox",
+        frame_timeout: float = 2.0,
+    ) -> None:
+        self.width = width
+        self.height = height
+        self.fit_policy = fit_policy
+        self.frame_timeout = frame_timeout
+        self.background = rgb_to_yuv(background)
+        # One contiguous yuv420p buffer; the planes are views into it.
+        self.canvas = np.empty((height * 3 // 2, width), np.uint8)
+        self._y = self.canvas[:height]
+        quarter = height // 4
+        self._u = self.canvas[height : height + quarter].reshape(height // 2, width // 2)
+        self._v = self.canvas[height + quarter :].reshape(height // 2, width // 2)
+        self._scalers: dict[str, VideoReformatter] = {}
+        self._drawn: dict[str, _Drawn] = {}
+        self._layout_version = -1
+        self.redrawn_regions = 0
+        self._fill((0, 0, width, height))
+
+    def compose(
+        self,
+        assignments: Sequence[tuple[Region, str | None]],
+        inputs: dict[str, InputPicture],
+        layout_version: int,
+        now: float,
+    ) -> np.ndarray:
+        """Bring the canvas up to date and return it (the caller copies it before encoding)."""
+        if layout_version != self._layout_version:
+            self._layout_version = layout_version
+            self._drawn.clear()
+            self._fill((0, 0, self.width, self.height))
+        redrawn: list[Rect] = []
+        for region, stream_id in assignments:
+            rect = region_rect(region.area, self.width, self.height)
+            picture = inputs.get(stream_id) if stream_id is not None else None
+            source = self._source_of(picture, now)
+            drawn = self._drawn.get(region.id)
+            unchanged = drawn is not None and drawn.rect == rect and _same(drawn.source, source)
+            if unchanged and not any(_overlap(rect, r) for r in redrawn):
+                continue
+            self._draw(rect, picture, source)
+            self._drawn[region.id] = _Drawn(source, rect)
+            redrawn.append(rect)
+            self.redrawn_regions += 1
+        for stream_id in list(self._scalers):
+            if stream_id not in inputs:
+                del self._scalers[stream_id]
+        return self.canvas
+
+    def _source_of(self, picture: InputPicture | None, now: float) -> object:
+        if picture is None:
+            return None
+        frame = picture.frame
+        fresh = frame is not None and now - picture.frame_time <= self.frame_timeout
+        if picture.has_video and picture.video_active and fresh:
+            return frame
+        return ("avatar", picture.user, picture.stream_id)
+
+    def _draw(self, rect: Rect, picture: InputPicture | None, source: object) -> None:
+        self._fill(rect)
+        if picture is None or source is None:
+            return
+        if isinstance(source, av.VideoFrame):
+            self._draw_frame(rect, picture.stream_id, source)
+        else:
+            self._draw_avatar(rect, picture)
+
+    def _draw_frame(self, rect: Rect, stream_id: str, frame: av.VideoFrame) -> None:
+        placement = place(frame.width, frame.height, rect, self.fit_policy)
+        scaled, window = self._scale(stream_id, frame, placement)
+        self._blit(scaled, window, placement.dest, placement.size)
+
+    def _scale(
+        self, stream_id: str, frame: av.VideoFrame, placement: Placement
+    ) -> tuple[av.VideoFrame, tuple[int, int]]:
+        """Scale so the placement's crop lands at its size; return the frame and window origin."""
+        cx, cy, cw, ch = placement.crop
+        w, h = placement.size
+        full_w = _even(frame.width * w / cw)
+        full_h = _even(frame.height * h / ch)
+        ox = min(_even(cx * w / cw), max(0, full_w - w))
+        oy = min(_even(cy * h / ch), max(0, full_h - h))
+        scaler = self._scalers.get(stream_id)
+        if scaler is None:
+            scaler = self._scalers[stream_id] = VideoReformatter()
+        scaled = scaler.reformat(
+            frame,
+            width=full_w,
+            height=full_h,
+            format="yuv420p",
+            interpolation=Interpolation.BILINEAR,
+        )
+        return scaled, (ox, oy)
+
+    def _blit(
+        self,
+        frame: av.VideoFrame,
+        window: tuple[int, int],
+        dest: tuple[int, int],
+        size: tuple[int, int],
+    ) -> None:
+        ox, oy = window
+        dx, dy = dest
+        w = min(size[0], self.width - dx, frame.width - ox)
+        h = min(size[1], self.height - dy, frame.height - oy)
+        if w <= 0 or h <= 0:
+            return
+        planes = [_plane(frame, i) for i in range(3)]
+        self._y[dy : dy + h, dx : dx + w] = planes[0][oy : oy + h, ox : ox + w]
+        hx, hy, hw, hh = dx // 2, dy // 2, w // 2, h // 2
+        ux, uy = ox // 2, oy // 2
+        self._u[hy : hy + hh, hx : hx + hw] = planes[1][uy : uy + hh, ux : ux + hw]
+        self._v[hy : hy + hh, hx : hx + hw] = planes[2][uy : uy + hh, ux : ux + hw]
+
+    def _draw_avatar(self, rect: Rect, picture: InputPicture) -> None:
+        x, y, w, h = rect
+        tile = _avatar_yuv(picture.user, picture.stream_id, w, h)
+        self._y[y : y + h, x : x + w] = tile[0]
+        self._u[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = tile[1]
+        self._v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = tile[2]
+
+    def _fill(self, rect: Rect) -> None:
+        x, y, w, h = rect
+        yy, uu, vv = self.background
+        self._y[y : y + h, x : x + w] = yy
+        self._u[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = uu
+        self._v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = vv
+
+
+def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
+    plane = frame.planes[index]
+    rows = frame.height if index == 0 else (frame.height + 1) // 2
+    data: np.ndarray = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+    return data[:rows]
+
+
+def _avatar_cache_key(user: str, key: str, w: int, h: int) -> tuple[str, str, int, int]:
+    return (user, key, w, h)
+
+
+_AVATARS: dict[tuple[str, str, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _avatar_yuv(user: str, key: str, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cache_key = _avatar_cache_key(user, key, w, h)
+    tile = _AVATARS.get(cache_key)
+    if tile is None:
+        rgb = render_avatar(user, key, w, h)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        yuv = frame.reformat(format="yuv420p")
+        tile = (
+            _plane(yuv, 0)[:h, :w].copy(),
+            _plane(yuv, 1)[: h // 2, : w // 2].copy(),
+            _plane(yuv, 2)[: h // 2, : w // 2].copy(),
+        )
+        if len(_AVATARS) > 256:
+            _AVATARS.clear()
+        _AVATARS[cache_key] = tile
+    return tile
+
+
+def _same(a: object, b: object) -> bool:
+    # Frames are compared by identity (a new frame is a new picture), avatars by value.
+    if isinstance(a, av.VideoFrame) or isinstance(b, av.VideoFrame):
+        return a is b
+    return a == b
+
+
+def _even(value: float) -> int:
+    return max(2, round(value / 2) * 2)
+
+
+def _overlap(a: Rect, b: Rect) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]

@@ -1,0 +1,550 @@
+"""MixedStream: a view of a room, composited and mixed, encoded once per output format."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import av
+import numpy as np
+from av.audio.resampler import AudioResampler
+
+from webrtc_agent.forwardstream import ForwardStream
+from webrtc_agent.mediasource import (
+    FrameSource,
+    PacketSource,
+    ParameterError,
+    Stream,
+    VideoFormat,
+)
+from webrtc_agent.streaminfo import optional_video
+
+from .audiomix import AudioMix, VoiceActivity
+from .compositor import InputPicture, VideoCompositor
+from .layout import Layout, LayoutTemplates, Region
+from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
+from .videoencoder import EncoderSettings, default_bitrate
+
+logger = logging.getLogger(__name__)
+
+AUDIO_SAMPLES = 960  # 20 ms at 48 kHz
+AUDIO_CHANNELS = 2
+# At most this much audio waits per input; more means the input runs fast or
+# the mixer fell behind, and the oldest samples go (bounded latency).
+MAX_BUFFERED_SAMPLES = AUDIO_SAMPLES * 10
+
+
+class MixedStreamListener(Protocol):
+    """What a mixed stream tells its room (on the event loop thread)."""
+
+    def layout_changed(self, mixed: MixedStream) -> None: ...
+
+    def active_input_changed(self, mixed: MixedStream, stream_id: str) -> None: ...
+
+
+@dataclass
+class ViewStats:
+    """Counters of a view, for metrics and benchmarks (seconds are thread CPU time)."""
+
+    frames: int = 0
+    dropped: int = 0
+    composite_seconds: float = 0.0
+    audio_ticks: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class _VideoSink:
+    """Keeps the newest decoded frame of one input for the compositor."""
+
+    def __init__(self, picture: InputPicture) -> None:
+        self.picture = picture
+
+    def on_frame(self, frame: av.VideoFrame | av.AudioFrame) -> None:
+        if isinstance(frame, av.VideoFrame):
+            self.picture.frame_time = time.monotonic()
+            self.picture.frame = frame
+
+
+class _AudioSink:
+    """Buffers one input's decoded audio; the audio thread converts and reads it."""
+
+    def __init__(self) -> None:
+        self.frames: deque[av.AudioFrame] = deque(maxlen=50)
+        self._resampler: AudioResampler | None = None
+        self._buffer = np.zeros(0, np.int16)
+        self.active = True
+
+    def on_frame(self, frame: av.VideoFrame | av.AudioFrame) -> None:
+        if isinstance(frame, av.AudioFrame):
+            self.frames.append(frame)
+
+    def read(self) -> np.ndarray | None:
+        """Audio thread: the next 20 ms (interleaved stereo int16), or None if not there yet."""
+        while self.frames:
+            frame = self.frames.popleft()
+            if self._resampler is None:
+                self._resampler = AudioResampler(format="s16", layout="stereo", rate=48000)
+            for out in self._resampler.resample(frame):
+                self._buffer = np.concatenate([self._buffer, out.to_ndarray().reshape(-1)])
+        need = AUDIO_SAMPLES * AUDIO_CHANNELS
+        limit = MAX_BUFFERED_SAMPLES * AUDIO_CHANNELS
+        if len(self._buffer) > limit:
+            self._buffer = self._buffer[-limit:]
+        if len(self._buffer) < need:
+            return None
+        chunk, self._buffer = self._buffer[:need], self._buffer[need:]
+        return chunk if self.active else None
+
+
+@dataclass
+class MixInput:
+    """One forward stream mixed into a view."""
+
+    stream: ForwardStream
+    owner: str
+    picture: InputPicture
+    video_sink: _VideoSink
+    audio_sink: _AudioSink
+
+
+class MixedStream(Stream):
+    """One view of a room: layout, compositor, audio mixer and shared encoders.
+
+    Listed in the room's streams as `<room id>-<label>` with type "mixed".
+    The view's threads run only while some output has a receiver: a view
+    nobody watches decodes, composites and encodes nothing. Video ticks at the
+    view's frame rate on its own clock and always takes each input's newest
+    frame, so a slow or silent input never stalls it.
+    """
+
+    type = "mixed"
+
+    def __init__(
+        self,
+        room_id: str,
+        view: dict[str, Any],
+        *,
+        media_out: dict[str, Any],
+        transcoding: dict[str, Any],
+        listener: MixedStreamListener,
+        keyframe_min_interval: float = 1.0,
+        frame_timeout: float = 2.0,
+    ) -> None:
+        self.label = str(view["label"])
+        self.id = f"{room_id}-{self.label}"
+        self.listener = listener
+        self.media_out = media_out
+        self.transcoding = transcoding
+        self.keyframe_min_interval = keyframe_min_interval
+        self.frame_timeout = frame_timeout
+        self._loop = asyncio.get_running_loop()
+        video = view.get("video") or None
+        audio = view.get("audio") or None
+        self.video_options: dict[str, Any] | None = video
+        self.audio_options: dict[str, Any] | None = audio
+        if video is not None:
+            params = video.get("parameters", {})
+            resolution = params.get("resolution", {"width": 1280, "height": 720})
+            self.width = int(resolution["width"])
+            self.height = int(resolution["height"])
+            self.framerate = int(params.get("framerate") or 30)
+            self.keyframe_interval = int(params.get("keyFrameInterval") or 100)
+            self.bitrate = params.get("bitrate")
+            self.video_codec = str(video.get("format", {}).get("codec", "vp8"))
+            layout_options = video.get("layout", {})
+            self.fit_policy = str(layout_options.get("fitPolicy", "letterbox"))
+            bg = video.get("bgColor", {"r": 0, "g": 0, "b": 0})
+            self.background = (int(bg["r"]), int(bg["g"]), int(bg["b"]))
+            self.keep_active_primary = bool(video.get("keepActiveInputPrimary", False))
+            max_input = int(video.get("maxInput", 16))
+            self.layout = Layout(LayoutTemplates.from_options(layout_options), max_input)
+        else:
+            self.layout = Layout(LayoutTemplates.from_options({}), 16)
+            self.keep_active_primary = False
+        self.vad = bool(audio.get("vad", True)) if audio is not None else False
+        self.inputs: dict[str, MixInput] = {}
+        self.active_input: str | None = None
+        self.video_outputs: dict[EncoderSettings, MixedVideoOutput] = {}
+        self.audio_outputs: dict[str | None, MixedAudioOutput] = {}
+        self.stats = ViewStats()
+        # Snapshots the view threads read; replaced (never mutated) on the loop thread.
+        self._assignments: tuple[tuple[tuple[Region, str | None], ...], int] = ((), -1)
+        self._pictures: dict[str, InputPicture] = {}
+        self._audio_inputs: tuple[tuple[str, str, _AudioSink], ...] = ()
+        self._video_outs: tuple[MixedVideoOutput, ...] = ()
+        self._audio_outs: tuple[MixedAudioOutput, ...] = ()
+        self._removed_audio: deque[str] = deque()  # inputs the audio thread must forget
+        self._video_thread: _ViewThread | None = None
+        self._audio_thread: _ViewThread | None = None
+        self.closed = False
+        self._publish_layout(notify=False)
+
+    # -- Stream ---------------------------------------------------------
+
+    def has_track(self, kind: str) -> bool:
+        return (self.video_options if kind == "video" else self.audio_options) is not None
+
+    def codec(self, kind: str) -> str | None:
+        if not self.has_track(kind):
+            return None
+        return self.video_codec if kind == "video" else "opus"
+
+    def info(self) -> dict[str, Any]:
+        tracks: list[dict[str, Any]] = []
+        if self.audio_options is not None:
+            tracks.append(
+                {
+                    "type": "audio",
+                    "format": {"codec": "opus", "sampleRate": 48000, "channelNum": 2},
+                    "status": "active",
+                }
+            )
+        if self.video_options is not None:
+            video: dict[str, Any] = {
+                "type": "video",
+                "format": {
+                    "codec": self.video_codec,
+                    **({"profile": "CB"} if self.video_codec == "h264" else {}),
+                },
+                "status": "active",
+                "parameters": {
+                    "resolution": {"width": self.width, "height": self.height},
+                    "framerate": self.framerate,
+                    "keyFrameInterval": self.keyframe_interval,
+                },
+            }
+            if self.bitrate:
+                video["parameters"]["bitrate"] = self.bitrate
+            optional = optional_video(
+                self.video_codec,
+                (self.width, self.height),
+                self.framerate,
+                self.media_out,
+                self.transcoding,
+            )
+            if optional:
+                video["optional"] = optional
+            tracks.append(video)
+        return {
+            "id": self.id,
+            "type": "mixed",
+            "data": None,
+            "media": {"tracks": tracks},
+            "info": {
+                "label": self.label,
+                "activeInput": self.active_input or "unknown",
+                "layout": self.layout.to_json(),
+            },
+        }
+
+    def packet_source(
+        self, kind: str, fmt: VideoFormat | str, subscriber: str | None = None
+    ) -> PacketSource:
+        if self.closed:
+            raise ParameterError("Stream does NOT exist")
+        if kind == "audio":
+            if self.audio_options is None:
+                raise ParameterError("Stream has no audio track")
+            if fmt != "opus":
+                raise ParameterError(f"Audio codec {fmt} is not acceptable")
+            output = self.audio_outputs.get(subscriber)
+            if output is None:
+                output = MixedAudioOutput(subscriber, self._loop, self._audio_output_active)
+                self.audio_outputs[subscriber] = output
+            return output
+        if self.video_options is None or not isinstance(fmt, VideoFormat):
+            raise ParameterError("Stream has no video track")
+        settings = self.encoder_settings(fmt)
+        video_output = self.video_outputs.get(settings)
+        if video_output is None:
+            video_output = MixedVideoOutput(
+                settings, self._loop, self.keyframe_min_interval, self._video_output_active
+            )
+            self.video_outputs[settings] = video_output
+        return video_output
+
+    def encoder_settings(self, fmt: VideoFormat) -> EncoderSettings:
+        """The distinct output format a request resolves to (one encoder per value)."""
+        width = fmt.width or self.width
+        height = fmt.height or self.height
+        framerate = min(fmt.framerate or self.framerate, self.framerate)
+        base = int(self.bitrate * 1000) if isinstance(self.bitrate, int | float) else None
+        bitrate = base or default_bitrate(width, height, framerate)
+        if fmt.bitrate:
+            bitrate = int(bitrate * fmt.bitrate)
+        return EncoderSettings(
+            codec=fmt.codec,
+            width=width,
+            height=height,
+            framerate=framerate,
+            bitrate=bitrate,
+            keyframe_interval=fmt.keyframe_interval or self.keyframe_interval,
+        )
+
+    def frame_source(self, kind: str) -> FrameSource | None:
+        return None
+
+    # -- inputs ---------------------------------------------------------
+
+    def has_input(self, stream_id: str) -> bool:
+        return stream_id in self.inputs
+
+    def add_input(self, stream: ForwardStream, owner: str, user: str) -> None:
+        """Mix `stream` into this view (idempotent); it takes the next free region."""
+        if stream.id in self.inputs or self.closed:
+            return
+        video = stream.tracks.get("video")
+        audio = stream.tracks.get("audio")
+        picture = InputPicture(
+            stream_id=stream.id,
+            user=user,
+            has_video=video is not None,
+            video_active=video.active if video is not None else False,
+        )
+        mix_input = MixInput(stream, owner, picture, _VideoSink(picture), _AudioSink())
+        mix_input.audio_sink.active = audio.active if audio is not None else False
+        self.inputs[stream.id] = mix_input
+        if self.video_options is not None:
+            self.layout.add(stream.id)
+        self._publish_inputs()
+        if self._video_thread is not None:
+            self._attach(mix_input, "video")
+        if self._audio_thread is not None:
+            self._attach(mix_input, "audio")
+        self._publish_layout()
+
+    def remove_input(self, stream_id: str) -> None:
+        mix_input = self.inputs.pop(stream_id, None)
+        if mix_input is None:
+            return
+        self._detach(mix_input, "video")
+        self._detach(mix_input, "audio")
+        if self.video_options is not None:
+            self.layout.remove(stream_id)
+        self._removed_audio.append(stream_id)
+        if self.active_input == stream_id:
+            self.active_input = None
+        self._publish_inputs()
+        self._publish_layout()
+
+    def set_input_status(self, stream_id: str, kind: str, active: bool) -> None:
+        """The publisher paused or resumed a track: paused video shows the avatar."""
+        mix_input = self.inputs.get(stream_id)
+        if mix_input is None:
+            return
+        if kind == "video":
+            mix_input.picture.video_active = active
+        else:
+            mix_input.audio_sink.active = active
+
+    def set_region(self, stream_id: str, region_id: str) -> None:
+        self.layout.set_region(stream_id, region_id)
+        self._publish_layout()
+
+    def apply_layout(self, layout: list[dict[str, Any]]) -> None:
+        self.layout.apply(layout)
+        self._publish_layout()
+
+    def _attach(self, mix_input: MixInput, kind: str) -> None:
+        source = mix_input.stream.frame_source(kind)
+        if source is not None:
+            source.add_sink(mix_input.video_sink if kind == "video" else mix_input.audio_sink)
+
+    def _detach(self, mix_input: MixInput, kind: str) -> None:
+        source = mix_input.stream.frame_source(kind)
+        if source is not None:
+            source.remove_sink(mix_input.video_sink if kind == "video" else mix_input.audio_sink)
+
+    def _publish_inputs(self) -> None:
+        self._pictures = {sid: i.picture for sid, i in self.inputs.items()}
+        self._audio_inputs = tuple(
+            (sid, i.owner, i.audio_sink)
+            for sid, i in self.inputs.items()
+            if "audio" in i.stream.tracks
+        )
+
+    def _publish_layout(self, notify: bool = True) -> None:
+        version = self.layout.version
+        if version == self._assignments[1]:
+            return
+        self._assignments = (tuple(self.layout.assignments()), version)
+        if notify:
+            self.listener.layout_changed(self)
+
+    def _set_active_input(self, stream_id: str) -> None:
+        if self.closed or stream_id not in self.inputs or stream_id == self.active_input:
+            return
+        self.active_input = stream_id
+        self.listener.active_input_changed(self, stream_id)
+        if self.keep_active_primary and self.layout.set_primary(stream_id):
+            self._publish_layout()
+
+    # -- running --------------------------------------------------------
+
+    def _video_output_active(self, output: MixedVideoOutput, active: bool) -> None:
+        self._video_outs = tuple(o for o in self.video_outputs.values() if o.sink_count)
+        if not active and not output.sink_count:
+            # An encoder with no receivers stops and is forgotten.
+            self.video_outputs.pop(output.settings, None)
+            output.close()
+        self._update_threads()
+
+    def _audio_output_active(self, output: MixedAudioOutput, active: bool) -> None:
+        self._audio_outs = tuple(o for o in self.audio_outputs.values() if o.sink_count)
+        if not active and not output.sink_count:
+            self.audio_outputs.pop(output.key, None)
+            output.close()
+        self._update_threads()
+
+    def _update_threads(self) -> None:
+        want_video = bool(self._video_outs) and not self.closed
+        want_audio = bool(self._audio_outs) and not self.closed
+        if want_video and self._video_thread is None:
+            for mix_input in self.inputs.values():
+                self._attach(mix_input, "video")
+            self._video_thread = _ViewThread(f"view-{self.label}-video", self._video_loop)
+        elif not want_video and self._video_thread is not None:
+            self._video_thread.stop()
+            self._video_thread = None
+            for mix_input in self.inputs.values():
+                self._detach(mix_input, "video")
+        if want_audio and self._audio_thread is None:
+            for mix_input in self.inputs.values():
+                self._attach(mix_input, "audio")
+            self._audio_thread = _ViewThread(f"view-{self.label}-audio", self._audio_loop)
+        elif not want_audio and self._audio_thread is not None:
+            self._audio_thread.stop()
+            self._audio_thread = None
+            for mix_input in self.inputs.values():
+                self._detach(mix_input, "audio")
+
+    @property
+    def running(self) -> bool:
+        return self._video_thread is not None or self._audio_thread is not None
+
+    def _video_loop(self, stop: threading.Event) -> None:
+        compositor = VideoCompositor(
+            self.width,
+            self.height,
+            background=self.background,
+            fit_policy=self.fit_policy,
+            frame_timeout=self.frame_timeout,
+        )
+        period = 1.0 / self.framerate
+        start = time.monotonic()
+        tick = 0
+        while not stop.is_set():
+            due = start + tick * period
+            now = time.monotonic()
+            if due > now:
+                if stop.wait(due - now):
+                    break
+            elif now - due > period:
+                # Fell behind by more than a frame: skip the missed ticks.
+                missed = int((now - due) / period)
+                tick += missed
+                self.stats.dropped += missed
+            assignments, version = self._assignments
+            started = time.thread_time()
+            canvas = compositor.compose(assignments, self._pictures, version, time.monotonic())
+            frame = av.VideoFrame.from_numpy_buffer(canvas.copy(), format="yuv420p")
+            self.stats.composite_seconds += time.thread_time() - started
+            pts = round(tick * 90000 / self.framerate)
+            for output in self._video_outs:
+                try:
+                    output.encode(frame, pts)
+                except Exception:
+                    logger.exception("view %s: encoding failed", self.id)
+            self.stats.frames += 1
+            tick += 1
+
+    def _audio_loop(self, stop: threading.Event) -> None:
+        mix = AudioMix(channels=AUDIO_CHANNELS, samples=AUDIO_SAMPLES)
+        vad = VoiceActivity()
+        full_encoder = OpusEncoder(AUDIO_CHANNELS)
+        period = AUDIO_SAMPLES / 48000
+        start = time.monotonic()
+        tick = 0
+        while not stop.is_set():
+            due = start + tick * period
+            now = time.monotonic()
+            if due > now:
+                if stop.wait(due - now):
+                    break
+            elif now - due > 5 * period:
+                tick += int((now - due) / period)
+            inputs = self._audio_inputs
+            chunks: dict[str, np.ndarray] = {}
+            for stream_id, _, sink in inputs:
+                chunk = sink.read()
+                if chunk is not None:
+                    chunks[stream_id] = chunk
+            result = mix.mix(chunks)
+            if self.vad:
+                while self._removed_audio:
+                    vad.remove(self._removed_audio.popleft())
+                changed = vad.update(result.levels)
+                if changed is not None:
+                    self._loop.call_soon_threadsafe(self._set_active_input, changed)
+            pts = tick * AUDIO_SAMPLES
+            full_packets: list[Any] | None = None
+            owners: dict[str, str] = {}
+            for stream_id, owner, _ in inputs:
+                owners.setdefault(owner, stream_id)
+            for output in self._audio_outs:
+                own = owners.get(output.key) if output.key is not None else None
+                try:
+                    if own is not None and own in result.minus:
+                        output.encode_minus(result.minus[own], pts)
+                    else:
+                        if full_packets is None:
+                            full_packets = full_encoder.encode(result.full, pts)
+                        output.deliver(full_packets)
+                except Exception:
+                    logger.exception("view %s: audio encoding failed", self.id)
+            self.stats.audio_ticks += 1
+            tick += 1
+
+    def close(self) -> None:
+        """Idempotent: stops the threads, detaches from the inputs, ends every output."""
+        if self.closed:
+            return
+        self.closed = True
+        self._video_outs = ()
+        self._audio_outs = ()
+        self._update_threads()
+        for mix_input in list(self.inputs.values()):
+            self._detach(mix_input, "video")
+            self._detach(mix_input, "audio")
+        self.inputs.clear()
+        for video_output in self.video_outputs.values():
+            video_output.close()
+        for audio_output in self.audio_outputs.values():
+            audio_output.close()
+        self.video_outputs.clear()
+        self.audio_outputs.clear()
+
+
+class _ViewThread:
+    """A named daemon thread running `target(stop_event)` until stopped."""
+
+    def __init__(self, name: str, target: Any) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(target,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, target: Any) -> None:
+        try:
+            target(self._stop)
+        except Exception:
+            logger.exception("%s crashed", self._thread.name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2)

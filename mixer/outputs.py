@@ -1,0 +1,179 @@
+"""Encoded outputs of a mixed stream: one per distinct format, shared by all its receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from webrtc_agent.mediasource import KeyframeRequester, PacketSource
+
+from .videoencoder import EncoderSettings, Packet, VideoEncoder
+
+logger = logging.getLogger(__name__)
+
+AUDIO_TIME_BASE = Fraction(1, 48000)
+
+
+class MixedVideoOutput(PacketSource):
+    """A view's video in one format (codec, size, frame rate, bitrate, keyframe interval).
+
+    The view thread hands it each composed canvas; it scales (when its size
+    differs from the view's) and encodes on that thread, then delivers the
+    packets to its sinks on the event loop. Keyframe requests from any
+    receiver reach this one encoder, at most one per `keyframe_min_interval`.
+    """
+
+    def __init__(
+        self,
+        settings: EncoderSettings,
+        loop: asyncio.AbstractEventLoop,
+        keyframe_min_interval: float,
+        on_active: Callable[[MixedVideoOutput, bool], None],
+    ) -> None:
+        super().__init__("video", settings.codec, 90000)
+        self.settings = settings
+        self._loop = loop
+        self._on_active = on_active
+        self._encoder: VideoEncoder | None = None
+        self._scaler = VideoReformatter()
+        self._force_keyframe = threading.Event()
+        self._keyframes = KeyframeRequester(self._force_keyframe.set, keyframe_min_interval)
+        self._next_pts = 0
+        self.encode_seconds = 0.0  # thread CPU time spent scaling and encoding
+        self.frames = 0
+
+    @property
+    def encoder(self) -> VideoEncoder | None:
+        return self._encoder
+
+    def _on_first_sink(self) -> None:
+        self._force_keyframe.set()
+        self._on_active(self, True)
+
+    def _on_last_sink(self) -> None:
+        self._on_active(self, False)
+
+    def request_keyframe(self) -> None:
+        self._keyframes.request()
+
+    def encode(self, canvas: av.VideoFrame, pts: int) -> None:
+        """Called on the view thread for every composed frame."""
+        if pts < self._next_pts or self.closed:
+            return  # decimate to this output's frame rate
+        self._next_pts = max(self._next_pts + 90000 // self.settings.framerate, pts)
+        started = time.thread_time()
+        s = self.settings
+        if self._encoder is None:
+            self._encoder = VideoEncoder(s)
+            self._force_keyframe.set()
+        frame = canvas
+        if (canvas.width, canvas.height) != (s.width, s.height):
+            frame = self._scaler.reformat(
+                canvas, width=s.width, height=s.height, interpolation=Interpolation.BILINEAR
+            )
+        keyframe = self._force_keyframe.is_set()
+        self._force_keyframe.clear()
+        packets = self._encoder.encode(frame, pts, keyframe)
+        self.encode_seconds += time.thread_time() - started
+        self.frames += 1
+        if packets:
+            self._loop.call_soon_threadsafe(self._deliver, packets)
+
+    def _deliver(self, packets: list[Packet]) -> None:
+        for packet in packets:
+            self.emit(packet, bool(packet.is_keyframe))
+
+    def close(self) -> None:
+        self._keyframes.close()
+        super().close()
+        self._encoder = None
+
+
+class OpusEncoder:
+    """A 48 kHz Opus encoder for 20 ms frames of interleaved int16 (one thread at a time)."""
+
+    def __init__(self, channels: int = 2) -> None:
+        self.channels = channels
+        layout = "stereo" if channels == 2 else "mono"
+        ctx = av.CodecContext.create("libopus", "w")
+        ctx.sample_rate = 48000
+        ctx.layout = layout
+        ctx.format = "s16"
+        ctx.time_base = AUDIO_TIME_BASE
+        ctx.bit_rate = 64000 if channels == 2 else 32000
+        ctx.options = {"application": "voip", "frame_duration": "20"}
+        ctx.open()
+        self._context: Any = ctx
+        self._layout = layout
+
+    def encode(self, samples: np.ndarray, pts: int) -> list[Packet]:
+        frame = av.AudioFrame.from_ndarray(
+            samples.reshape(1, -1), format="s16", layout=self._layout
+        )
+        frame.sample_rate = 48000
+        frame.pts = pts
+        frame.time_base = AUDIO_TIME_BASE
+        packets = list(self._context.encode(frame))
+        for packet in packets:
+            packet.time_base = AUDIO_TIME_BASE
+        return packets
+
+
+class MixedAudioOutput(PacketSource):
+    """A view's mixed audio for one participant (or, with key None, for recorders).
+
+    A participant with inputs in the view gets its own mix-minus from its own
+    encoder; everyone else's output relays the one shared encode of the full
+    mix, so listeners cost no extra encode. A listener who starts publishing
+    switches to its mix-minus on the next tick and never hears itself.
+    """
+
+    def __init__(
+        self,
+        key: str | None,
+        loop: asyncio.AbstractEventLoop,
+        on_active: Callable[[MixedAudioOutput, bool], None],
+    ) -> None:
+        super().__init__("audio", "opus", 48000)
+        self.key = key
+        self._loop = loop
+        self._on_active = on_active
+        self.own_encoder: OpusEncoder | None = None
+        self.encode_seconds = 0.0
+
+    def _on_first_sink(self) -> None:
+        self._on_active(self, True)
+
+    def _on_last_sink(self) -> None:
+        self._on_active(self, False)
+
+    def encode_minus(self, samples: np.ndarray, pts: int) -> None:
+        """Audio thread: encode this participant's mix-minus with its own encoder."""
+        started = time.thread_time()
+        if self.own_encoder is None:
+            self.own_encoder = OpusEncoder(2)
+        packets = self.own_encoder.encode(samples, pts)
+        self.encode_seconds += time.thread_time() - started
+        self.deliver(packets)
+
+    def deliver(self, packets: list[Packet]) -> None:
+        """Audio thread: hand packets to the sinks on the event loop."""
+        if packets and not self.closed:
+            self._loop.call_soon_threadsafe(self._emit_all, packets)
+
+    def _emit_all(self, packets: list[Packet]) -> None:
+        for packet in packets:
+            self.emit(packet, True)
+
+    def close(self) -> None:
+        super().close()
+        self.own_encoder = None
