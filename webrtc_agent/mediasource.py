@@ -221,6 +221,15 @@ class Stream(ABC):
     def codec(self, kind: str) -> str | None:
         """The codec a track is available in without transcoding ("vp8", "opus")."""
 
+    def offered_codecs(self, kind: str) -> list[str]:
+        """Codecs a subscriber can get this track in: its own and its optional formats."""
+        for track in self.info().get("media", {}).get("tracks", []):
+            if track.get("type") == kind:
+                own = [str(track.get("format", {}).get("codec", ""))]
+                optional = (track.get("optional") or {}).get("format") or []
+                return own + [str(f.get("codec", "")) for f in optional]
+        return []
+
     @abstractmethod
     def packet_source(
         self, kind: str, fmt: VideoFormat | str, subscriber: str | None = None

@@ -207,6 +207,15 @@ class Transport:
         wanted = session.tracks[kind]
         fmt = wanted.format
         codec_name = fmt.codec if not isinstance(fmt, str) else fmt
+        client_first = aiortcext.negotiated_codec(transceiver)
+        if (
+            kind == "video"
+            and wanted.stream.type == "mixed"
+            and client_first is not None
+            and client_first.name.lower() in wanted.stream.offered_codecs(kind)
+        ):
+            # A mixed stream is encoded anyway: follow the subscriber's codec order.
+            codec_name = client_first.name.lower()
         if not aiortcext.prefer_codec(transceiver, f"{kind}/{codec_name}"):
             negotiated = aiortcext.negotiated_codec(transceiver)
             if negotiated is None:

@@ -372,3 +372,36 @@ async def test_active_speaker_moves_into_the_primary_region(tessera: RunningServ
     assert {e["stream"]: e["region"]["id"] for e in layout}[l_pub.id] == "1"
     for client in (quiet, loud, listener):
         await client.leave()
+
+
+async def test_h264_subscriber_gets_an_h264_encode_of_the_view(tessera: RunningServer) -> None:
+    pub_client = await joined(tessera, "pub")
+    pub = await pub_client.publish(video=ColorVideoTrack(GREEN))
+    await pub.wait_ready()
+    viewer = await joined(tessera, "viewer")
+    sub = await viewer.subscribe(mixed_id(viewer), audio=False, video_codecs=["h264"])
+    await sub.wait_ready()
+    assert sub.video_track is not None
+    frame = await frame_where(
+        sub.video_track, lambda f: close_to(mean_rgb(f, (0.3, 0.3, 0.4, 0.4)), GREEN)
+    )
+    assert close_to(mean_rgb(frame, (0.3, 0.3, 0.4, 0.4)), GREEN)
+    view = tessera.server.rooms[viewer.room_id].views["common"]  # type: ignore[index]
+    assert [s.codec for s in view.video_outputs] == ["h264"]
+    for client in (pub_client, viewer):
+        await client.leave()
+
+
+async def test_auto_mix_off_waits_for_mix(tessera: RunningServer) -> None:
+    status, room = await rest(
+        tessera, "POST", "/v1/rooms", {"name": "manual", "options": {"autoMix": False}}
+    )
+    assert status == 200, room
+    a = ConferenceClient()
+    await a.join(tessera.token(room=room["id"], user="a"))
+    pub = await a.publish(video=ColorVideoTrack(RED))
+    await pub.wait_ready()
+    assert a.streams[f"{room['id']}-common"]["info"]["layout"] == []
+    await pub.control("mix", "common")
+    assert [e["stream"] for e in await wait_layout(a, 1)] == [pub.id]
+    await a.leave()

@@ -348,14 +348,17 @@ class ConferenceClient:
         audio: bool = True,
         video: bool = True,
         video_parameters: dict[str, Any] | None = None,
+        video_codecs: list[str] | None = None,
         timeout: float | None = None,
     ) -> Subscription:
         """Subscribe to a stream of the room; returns once the answer is applied.
 
         Asks only for the kinds the stream has (when the stream is known from
         ``streams``). ``video_parameters`` (``resolution``, ``framerate``,
-        ``bitrate``, ``keyFrameInterval``) go with the video track request. The
-        remote tracks are in ``subscription.audio_track`` / ``video_track``.
+        ``bitrate``, ``keyFrameInterval``) go with the video track request.
+        ``video_codecs`` (e.g. ``["h264"]``) orders the offered codecs, as OWT's
+        JavaScript SDK does with ``options.video.codecs``. The remote tracks are
+        in ``subscription.audio_track`` / ``video_track``.
         """
         stream = self.streams.get(stream_id)
         if stream is not None:
@@ -373,6 +376,8 @@ class ConferenceClient:
             for kind, wanted in (("audio", audio), ("video", video)):
                 if wanted:
                     transceivers[kind] = pc.addTransceiver(kind, direction="recvonly")
+            if video_codecs and "video" in transceivers:
+                transceivers["video"].setCodecPreferences(_codec_preferences(video_codecs))
             await self._create_offer(transceivers.values(), stop_sending=False)
             track_requests: list[dict[str, Any]] = []
             for kind, transceiver in transceivers.items():
@@ -908,3 +913,14 @@ class ConferenceClient:
 
 async def _await(awaitable: Any) -> None:
     await awaitable
+
+
+def _codec_preferences(names: list[str]) -> list[Any]:
+    """aiortc's video codec capabilities reordered: the named codecs (and their RTX) first."""
+    from aiortc import RTCRtpReceiver
+
+    capabilities = RTCRtpReceiver.getCapabilities("video")
+    codecs = list(capabilities.codecs) if capabilities is not None else []
+    wanted = [c for name in names for c in codecs if c.name.lower() == name.lower()]
+    rest = [c for c in codecs if c not in wanted]
+    return wanted + rest
