@@ -35,10 +35,16 @@ class UserAgent(_Message):
     sdk: SdkInfo
 
 
+class ReconnectionOptions(_Message):
+    keepTime: Annotated[float, Field(ge=-1)] = -1  # seconds; -1: the server's setting
+
+
 class Login(_Message):
     token: Annotated[str, Field(min_length=1, max_length=8192)]
     userAgent: UserAgent
     protocol: Literal["1.0", "1.1", "1.2"]
+    # Absent or an object: the client wants a reconnection ticket; false: it does not.
+    reconnection: ReconnectionOptions | bool | None = None
 
 
 class TransportRef(_Message):

@@ -55,6 +55,7 @@ class Participant:
         self.missed: list[dict[str, Any]] = []
         self.away_timer: asyncio.TimerHandle | None = None
         self.ticket_id: str | None = None
+        self.keep_time = 0.0  # seconds kept after a lost connection (0: removed at once)
         self.closed = False
 
     def describe(self) -> dict[str, Any]:

@@ -162,7 +162,11 @@ class Portal:
             return
         # Keep the participant for a while: the client may come back with relogin.
         participant.sid = None
-        keep = self.config.portal.reconnection_keep
+        keep = participant.keep_time
+        if keep <= 0:
+            logger.info("participant %s: connection lost", participant.id)
+            await self.remove_participant(participant)
+            return
         logger.info("participant %s: connection lost, keeping it for %.0f s", participant.id, keep)
         participant.away_timer = asyncio.get_running_loop().call_later(
             keep, lambda: spawn(self._expire(participant), "expiring a participant")
@@ -227,15 +231,22 @@ class Portal:
         if connection.login_timer is not None:
             connection.login_timer.cancel()
         self.participants[participant.id] = participant
+        keep = self.config.portal.reconnection_keep
+        reconnection = request.reconnection
+        if isinstance(reconnection, m.ReconnectionOptions) and reconnection.keepTime > 0:
+            keep = min(keep, reconnection.keepTime)
+        participant.keep_time = 0.0 if reconnection is False else keep
         room.add_participant(participant)
-        return {
+        reply: dict[str, Any] = {
             "id": participant.id,
             "user": participant.user,
             "role": participant.role,
             "permission": participant.permission,
             "room": room.describe(),
-            "reconnectionTicket": self._ticket(participant),
         }
+        if reconnection is not False:
+            reply["reconnectionTicket"] = self._ticket(participant)
+        return reply
 
     def _ticket(self, participant: Participant) -> str:
         ticket = issue_ticket(

@@ -369,6 +369,7 @@ class ForwardStream(Stream):
         return {
             "id": self.id,
             "type": "forward",
+            "data": False,
             "media": {"tracks": tracks},
             "info": {
                 "owner": self.owner,

@@ -330,3 +330,24 @@ async def test_older_client_with_one_transport_per_session(tessera: RunningServe
     await viewer.leave()
     await pc.close()
     await old.sio.disconnect()
+
+
+async def test_client_that_wants_no_reconnection_leaves_at_once(tessera: RunningServer) -> None:
+    from tests.integration.test_bad_inputs import raw
+
+    watcher = await joined(tessera, "watcher")
+    client = await raw(tessera)
+    status, info = await client.request(
+        "login",
+        {
+            "token": tessera.token(user="oneshot"),
+            "userAgent": {"sdk": {"type": "JavaScript", "version": "5.1"}},
+            "protocol": "1.2",
+            "reconnection": False,
+        },
+    )
+    assert status == "ok" and "reconnectionTicket" not in info
+    await client.sio.disconnect()
+    left = await watcher.next_event("participant", lambda d: d["action"] == "leave", timeout=5)
+    assert left["data"] == info["id"]
+    await watcher.leave()
