@@ -161,11 +161,13 @@ class MixedStream(Stream):
             bg = video.get("bgColor", {"r": 0, "g": 0, "b": 0})
             self.background = (int(bg["r"]), int(bg["g"]), int(bg["b"]))
             self.keep_active_primary = bool(video.get("keepActiveInputPrimary", False))
+            self.motion_factor = float(video.get("motionFactor") or 0.8)
             max_input = int(video.get("maxInput", 16))
             self.layout = Layout(LayoutTemplates.from_options(layout_options), max_input)
         else:
             self.layout = Layout(LayoutTemplates.from_options({}), 16)
             self.keep_active_primary = False
+            self.motion_factor = 0.8
         self.vad = bool(audio.get("vad", True)) if audio is not None else False
         self.inputs: dict[str, MixInput] = {}
         self.active_input: str | None = None
@@ -274,7 +276,7 @@ class MixedStream(Stream):
         height = fmt.height or self.height
         framerate = min(fmt.framerate or self.framerate, self.framerate)
         base = int(self.bitrate * 1000) if isinstance(self.bitrate, int | float) else None
-        bitrate = base or default_bitrate(width, height, framerate)
+        bitrate = base or default_bitrate(width, height, framerate, fmt.codec, self.motion_factor)
         if fmt.bitrate:
             bitrate = int(bitrate * fmt.bitrate)
         return EncoderSettings(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import pairwise
 from typing import Any, TypeAlias
 
 import av
@@ -26,12 +27,31 @@ class EncoderSettings:
     keyframe_interval: int  # seconds between periodic keyframes (OWT semantics)
 
 
-def default_bitrate(width: int, height: int, framerate: int) -> int:
-    """OWT's automatic bitrate: scaled from 720p30 at 2 Mbit/s by pixel rate."""
-    pixels = width * height * framerate
-    reference = 1280 * 720 * 30
-    kbps = 2000 * (pixels / reference) ** 0.75
-    return max(100_000, int(kbps * 1000))
+# OWT's partial-linear table: pixels per frame at 30 fps -> kbit/s (mediaUtil.js).
+_STANDARD_BITRATE = (
+    (0, 0),
+    (320 * 240, 400),
+    (640 * 480, 800),
+    (1280 * 720, 2000),
+    (1920 * 1080, 4000),
+    (3840 * 2160, 16000),
+    (7680 * 4320, 64000),
+)
+_CODEC_FACTOR = {"h264": 1.0, "vp8": 1.2, "vp9": 0.8, "h265": 0.9}
+
+
+def default_bitrate(
+    width: int, height: int, framerate: int, codec: str = "vp8", motion_factor: float = 0.8
+) -> int:
+    """OWT's automatic bitrate (bit/s) for a resolution and frame rate when none is set."""
+    size = width * height * framerate / 30
+    kbps = 64000.0
+    for (prev, low), (nxt, high) in pairwise(_STANDARD_BITRATE):
+        if prev < size <= nxt:
+            kbps = low + (high - low) * (size - prev) / (nxt - prev)
+            break
+    kbps *= _CODEC_FACTOR.get(codec, 1.0) * motion_factor
+    return max(50_000, int(kbps * 1000))
 
 
 class VideoEncoder:

@@ -221,7 +221,7 @@ class VideoTranscoder(PacketSource):
             height,
         ):
             framerate = self.format.framerate or 30
-            bitrate = default_bitrate(width, height, framerate)
+            bitrate = default_bitrate(width, height, framerate, self.format.codec)
             if self.format.bitrate:
                 bitrate = int(bitrate * self.format.bitrate)
             self._encoder = VideoEncoder(

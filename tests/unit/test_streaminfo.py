@@ -126,3 +126,13 @@ def test_keyframe_detection() -> None:
     assert is_keyframe("h264", b"\x00\x00\x00\x01\x67\x42" + b"\x00\x00\x01\x65\x88")
     assert not is_keyframe("h264", b"\x00\x00\x00\x01\x41\x9a")
     assert not is_keyframe("vp8", b"")
+
+
+def test_owt_default_bitrate() -> None:
+    from mixer.videoencoder import default_bitrate
+
+    # 720p30: 2000 kbit/s x 1.0 (h264) x 0.8 (motion factor), as OWT computes it.
+    assert default_bitrate(1280, 720, 30, "h264") == 1_600_000
+    assert default_bitrate(1280, 720, 30, "vp8") == 1_920_000
+    assert default_bitrate(640, 480, 30, "h264", 1.0) == 800_000
+    assert default_bitrate(1280, 720, 15, "h264", 1.0) < default_bitrate(1280, 720, 30, "h264", 1.0)
