@@ -104,6 +104,7 @@ class ServiceConfig(_Section):
     allowed_origins: list[str]
     adhoc_rooms: bool
     default_room: str = Field(min_length=1, max_length=256)
+    recording: bool
 
     @field_validator("key")
     @classmethod
@@ -148,6 +149,12 @@ class MixerConfig(_Section):
     frame_timeout: Seconds
 
 
+class RecordingConfig(_Section):
+    """``[recording]``: where recordings go."""
+
+    directory: str
+
+
 class LogConfig(_Section):
     """``[log]``: logging."""
 
@@ -170,6 +177,7 @@ class Config(_Section):
     service: ServiceConfig
     webrtc: WebRTCConfig
     mixer: MixerConfig
+    recording: RecordingConfig
     log: LogConfig
 
     def data_dir(self, env: Mapping[str, str] | None = None) -> Path:
@@ -192,6 +200,12 @@ class Config(_Section):
         path = Path(database).expanduser()
         return path if path.is_absolute() else self.data_dir(env) / path
 
+    def recording_dir(self, env: Mapping[str, str] | None = None) -> Path:
+        """Where recordings are written (``recording.directory`` or <data_dir>/recordings)."""
+        if self.recording.directory:
+            return Path(self.recording.directory).expanduser()
+        return self.data_dir(env) / "recordings"
+
     def advertised_host(self, port: int | None = None) -> str:
         """``host:port`` that clients connect to, as written into join tokens.
 
@@ -213,6 +227,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "service": ServiceConfig,
     "webrtc": WebRTCConfig,
     "mixer": MixerConfig,
+    "recording": RecordingConfig,
     "log": LogConfig,
 }
 

@@ -31,7 +31,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from mixer.layout import LayoutError
-from webrtc_agent.mediasource import Stream
+from recorder.muxer import CONTAINERS, MuxerError
+from recorder.recording import MediaChoice, Recording
+from webrtc_agent.mediasource import ParameterError, Stream
 
 from .mauth import AuthError, NonceCache, parse_mauth, verify_mauth
 from .participant import Participant
@@ -321,6 +323,12 @@ class RestApi:
         add("GET", "/rooms/{room}/streams/{stream}", self.get_stream, both)
         add("PATCH", "/rooms/{room}/streams/{stream}", self.patch_stream, both)
         add("DELETE", "/rooms/{room}/streams/{stream}", self.delete_stream, both)
+        add("POST", "/rooms/{room}/recordings", self.create_recording, both)
+        add("GET", "/rooms/{room}/recordings", self.list_recordings, both)
+        add("GET", "/rooms/{room}/recordings/{recording}", self.get_recording, both)
+        add("PATCH", "/rooms/{room}/recordings/{recording}", self.patch_recording, both)
+        add("DELETE", "/rooms/{room}/recordings/{recording}", self.delete_recording, both)
+        add("GET", "/rooms/{room}/recordings/{recording}/file", self.download_recording, both)
 
     # -- middleware: authentication and error translation ----------------
 
@@ -777,6 +785,142 @@ class RestApi:
             room.remove_stream(stream.id)
         logger.info("room %s: stream %s removed over REST", room.id, stream.id)
         return web.Response()
+
+    # -- recordings -----------------------------------------------------
+
+    def _recording(self, request: web.Request) -> tuple[RoomRef, Recording]:
+        ref = self._room(request)
+        service = self._credentials(request).service
+        recording_id = _path_id(request, "recording", ErrorCode.NOT_FOUND, "Recording")
+        entry = self.server.recordings.get(recording_id)
+        if entry is None or entry[0] != service.id or entry[1] != ref.id:
+            raise RestError(404, ErrorCode.NOT_FOUND, "Recording not found")
+        return ref, entry[2]
+
+    async def create_recording(self, request: web.Request) -> web.StreamResponse:
+        service = self._credentials(request).service
+        ref = self._room(request)
+        body = _recording_request(await self._read_json(request))
+        if not service.recording:
+            raise RestError(
+                403, ErrorCode.PERMISSION_DENIED, "Recording is switched off for this service"
+            )
+        if ref.loaded is None:
+            raise _bad_request("The room has no streams to record (nobody is in it)")
+        try:
+            recording = ref.loaded.start_recording(body.container, body.media)
+        except (ParameterError, MuxerError) as exc:
+            raise _bad_request(str(exc)) from None
+        return web.json_response(recording.describe())
+
+    async def list_recordings(self, request: web.Request) -> web.StreamResponse:
+        ref = self._room(request)
+        service = self._credentials(request).service
+        recordings = self.server.recordings_of(service.id, ref.id)
+        return web.json_response([r.describe() for r in recordings])
+
+    async def get_recording(self, request: web.Request) -> web.StreamResponse:
+        _, recording = self._recording(request)
+        return web.json_response(recording.describe())
+
+    async def patch_recording(self, request: web.Request) -> web.StreamResponse:
+        ref, recording = self._recording(request)
+        operations = _expect_patch(await self._read_json(request))
+        sources: dict[str, str] = {}
+        for index, operation in enumerate(operations):
+            path, op, value = operation["path"], operation["op"], operation["value"]
+            if path not in ("/media/audio/from", "/media/video/from"):
+                raise _bad_request(
+                    f"[{index}].path: expected /media/audio/from or /media/video/from"
+                )
+            if op != "replace":
+                raise _bad_request(f"[{index}].op: {path} takes 'replace'")
+            if not isinstance(value, str) or not value:
+                raise _bad_request(f"[{index}].value: a stream id is required")
+            sources[path.split("/")[2]] = value
+        if ref.loaded is None or recording.state != "recording":
+            raise _bad_request("The recording is not running")
+        try:
+            recording.update(ref.loaded.streams, sources.get("audio"), sources.get("video"))
+        except ParameterError as exc:
+            raise _bad_request(str(exc)) from None
+        return web.json_response(recording.describe())
+
+    async def delete_recording(self, request: web.Request) -> web.StreamResponse:
+        _, recording = self._recording(request)
+        await recording.stop()
+        return web.json_response(recording.describe())
+
+    async def download_recording(self, request: web.Request) -> web.StreamResponse:
+        _, recording = self._recording(request)
+        if recording.state == "recording":
+            raise _bad_request("The recording is still running; stop it first", 409)
+        if not recording.path.is_file():
+            raise RestError(404, ErrorCode.NOT_FOUND, "The recording has no file")
+        return web.FileResponse(
+            recording.path,
+            headers={
+                "Content-Disposition": f'attachment; filename="{recording.path.name}"',
+            },
+        )
+
+
+# -- recording requests (pure) -------------------------------------------------
+
+
+@dataclass
+class RecordingRequest:
+    """A checked POST /recordings body."""
+
+    container: str
+    media: MediaChoice
+
+
+def _recording_request(body: Any) -> RecordingRequest:
+    """OWT's {container, media: {audio: {from} | false, video: {from, parameters} | false}}."""
+    data = _expect_object(body)
+    unknown = sorted(set(data) - {"container", "media"})
+    if unknown:
+        raise _bad_request(f"{unknown[0]}: unknown field (expected container, media)")
+    container = data.get("container", "auto")
+    if container not in ("auto", *CONTAINERS):
+        raise _bad_request(f"container: expected one of auto, {', '.join(CONTAINERS)}")
+    media = data.get("media")
+    if not isinstance(media, dict):
+        raise _bad_request("media: an object with audio and/or video is required")
+    sources: dict[str, str | None] = {}
+    parameters: dict[str, Any] | None = None
+    video_format: dict[str, Any] | None = None
+    for kind in ("audio", "video"):
+        value = media.get(kind, False)
+        if value is False or value is None:
+            sources[kind] = None
+            continue
+        if not isinstance(value, dict) or not isinstance(value.get("from"), str):
+            raise _bad_request(f'media.{kind}: expected {{"from": <stream id>}} or false')
+        extra = sorted(set(value) - {"from", "parameters", "format"})
+        if extra:
+            raise _bad_request(f"media.{kind}.{extra[0]}: unknown field")
+        sources[kind] = value["from"][:MAX_ID_LENGTH]
+        if kind == "video" and value.get("parameters") is not None:
+            if not isinstance(value["parameters"], dict):
+                raise _bad_request("media.video.parameters: an object is required")
+            parameters = value["parameters"]
+        if kind == "video" and value.get("format") is not None:
+            if not isinstance(value["format"], dict):
+                raise _bad_request('media.video.format: an object like {"codec": "h264"}')
+            video_format = value["format"]
+    if sources["audio"] is None and sources["video"] is None:
+        raise _bad_request("media: at least one of audio and video is required")
+    return RecordingRequest(
+        container=str(container),
+        media=MediaChoice(
+            audio_from=sources["audio"],
+            video_from=sources["video"],
+            video_parameters=parameters,
+            video_format=video_format,
+        ),
+    )
 
 
 # -- JSON-patch semantics (pure) ---------------------------------------------

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mixer.mixedstream import MixedStream
+from recorder.recording import MediaChoice, Recording
 from webrtc_agent.forwardstream import ForwardStream
 from webrtc_agent.mediasource import Stream
 from webrtc_agent.publication import Publication
 
+from .background import spawn
 from .participant import Participant
 from .roomoptions import RoomOptions
 
@@ -46,6 +50,10 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self.streams: dict[str, Stream] = {}
         self.views: dict[str, MixedStream] = {}
+        # Called with every participant/stream event (recordings keep timelines).
+        self.observers: list[Callable[[str, Any], None]] = []
+        self.recordings: dict[str, Recording] = {}
+        self.auto_recording: Recording | None = None
         self.closed = False
         self._create_views()
 
@@ -108,12 +116,26 @@ class Room:
         limit = int(self.settings.get("participantLimit", -1))
         return 0 <= limit <= len(self.participants)
 
+    def broadcast(self, event: str, data: Any, *, exclude: str | None = None) -> None:
+        """A room event: observers (recordings' timelines) always hear it; participants
+        hear it unless the room's `notifying` options turn that kind off."""
+        for observer in list(self.observers):
+            try:
+                observer(event, data)
+            except Exception:
+                logger.exception("room %s: observer failed", self.id)
+        notifying = self.settings.get("notifying", {})
+        key = "participantActivities" if event == "participant" else "streamChange"
+        if notifying.get(key, True):
+            self.notify_all(event, data, exclude)
+
     def add_participant(self, participant: Participant) -> None:
         self.participants[participant.id] = participant
-        if self.settings.get("notifying", {}).get("participantActivities", True):
-            self.notify_all(
-                "participant", {"action": "join", "data": participant.describe()}, participant.id
-            )
+        self.broadcast(
+            "participant",
+            {"action": "join", "data": participant.describe()},
+            exclude=participant.id,
+        )
         logger.info(
             "room %s: participant %s (%s, %s) joined",
             self.id,
@@ -127,8 +149,7 @@ class Room:
         if self.participants.pop(participant.id, None) is None:
             return
         await participant.close()
-        if self.settings.get("notifying", {}).get("participantActivities", True):
-            self.notify_all("participant", {"action": "leave", "data": participant.id})
+        self.broadcast("participant", {"action": "leave", "data": participant.id})
         logger.info("room %s: participant %s left", self.id, participant.id)
         if not self.participants:
             await self.server.room_empty(self)
@@ -157,6 +178,67 @@ class Room:
         if auto_mix:
             for label in list(self.views):
                 self.mix(stream.id, label)
+        if self.settings.get("autoRecord") and self.auto_recording is None and self.views:
+            self._start_auto_recording()
+
+    # -- recordings -----------------------------------------------------
+
+    def start_recording(self, container: str, media: MediaChoice) -> Recording:
+        """Start recording (REST POST); raises ParameterError or MuxerError, keeping nothing."""
+        recording = Recording(
+            uuid.uuid4().hex,
+            self.id,
+            self.server.config.recording_dir() / self.id,
+            container,
+            media,
+            host=self.server.advertised_host(),
+            on_finished=self._recording_finished,
+        )
+        self._snapshot_into(recording)
+        recording.start(self.streams)
+        self.recordings[recording.id] = recording
+        self.observers.append(recording.observe)
+        self.server.recording_started(self, recording)
+        return recording
+
+    def _snapshot_into(self, recording: Recording) -> None:
+        # The timeline starts with who and what is in the room already.
+        timeline = recording.timeline
+        for participant in self.participants.values():
+            timeline.add(
+                "join", participant=participant.id, user=participant.user, role=participant.role
+            )
+        for stream in self.streams.values():
+            if isinstance(stream, ForwardStream):
+                timeline.add("stream-add", stream=stream.id, owner=stream.owner, kind="forward")
+                for kind, track in stream.tracks.items():
+                    if not track.active:
+                        timeline.add("mute", stream=stream.id, kind=kind)
+        for view in self.views.values():
+            timeline.add("layout", stream=view.id, layout=view.layout.to_json())
+            if view.active_input:
+                timeline.add("active-speaker", stream=view.id, input=view.active_input)
+
+    def _start_auto_recording(self) -> None:
+        service = self.server.store.get_service(self.service_id)
+        if service is None or not service.recording:
+            return
+        view = next(iter(self.views.values()))
+        media = MediaChoice(
+            audio_from=view.id if view.has_track("audio") else None,
+            video_from=view.id if view.has_track("video") else None,
+        )
+        try:
+            self.auto_recording = self.start_recording("auto", media)
+        except Exception as exc:
+            logger.error("room %s: automatic recording failed to start: %s", self.id, exc)
+
+    def _recording_finished(self, recording: Recording) -> None:
+        self.recordings.pop(recording.id, None)
+        if recording.observe in self.observers:
+            self.observers.remove(recording.observe)
+        if self.auto_recording is recording:
+            self.auto_recording = None
 
     def mix(self, stream_id: str, label: str) -> None:
         """Add a forward stream to a view (stream-control mix, REST inViews add)."""
@@ -179,12 +261,10 @@ class Room:
             stream.in_views.remove(label)
 
     def notify_stream(self, status: str, stream_id: str, data: Any = None) -> None:
-        if not self.settings.get("notifying", {}).get("streamChange", True):
-            return
         message: dict[str, Any] = {"id": stream_id, "status": status}
         if data is not None:
             message["data"] = data
-        self.notify_all("stream", message)
+        self.broadcast("stream", message)
 
     def remove_stream(self, stream_id: str) -> None:
         """The stream ended: end what others took from it, then tell everyone."""
@@ -194,6 +274,9 @@ class Room:
         for view in self.views.values():
             view.remove_input(stream_id)
         del self.streams[stream_id]
+        for recording in list(self.recordings.values()):
+            if recording.source_gone(stream_id):
+                spawn(recording.stop(), "finishing a recording")
         for participant in list(self.participants.values()):
             for subscription in list(participant.subscriptions.values()):
                 if stream_id in subscription.stream_ids():
@@ -226,6 +309,8 @@ class Room:
         for participant in list(self.participants.values()):
             await participant.close()
         self.participants.clear()
+        for recording in list(self.recordings.values()):
+            await recording.stop()
         for view in self.views.values():
             view.close()
         for stream in list(self.streams.values()):

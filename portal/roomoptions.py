@@ -499,7 +499,7 @@ class SipOptions(_Model):
 
 
 class RoomOptions(_Model):
-    """A room's configuration, in OWT's schema plus Tessera's ``autoMix``."""
+    """A room's configuration, in OWT's schema plus Tessera's ``autoMix`` and ``autoRecord``."""
 
     name: str = Field(default="", max_length=256)
     input_limit: int = Field(default=-1, ge=-1)  # -1 = unlimited
@@ -515,6 +515,8 @@ class RoomOptions(_Model):
     sip: SipOptions | None = None
     # Tessera: a published stream joins every view at once (OWT needs a "mix" request).
     auto_mix: bool = True
+    # Tessera: record the first view from the first publication until the room empties.
+    auto_record: bool = False
 
     @field_validator("roles")
     @classmethod

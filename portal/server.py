@@ -10,6 +10,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
+from recorder.recording import Recording
 from webrtc_agent.agent import WebrtcAgent
 
 from .config import Config
@@ -53,6 +54,8 @@ class Server:
         self.portal = Portal(self, self.sio)
         self.loop_lag = LoopLagMonitor()
         self.rooms: dict[str, Room] = {}
+        # Every recording of this run, running or finished, for REST listing and download.
+        self.recordings: dict[str, tuple[str, str, Recording]] = {}
         self.port = config.server.port  # the bound port, once listening (server.port may be 0)
         self._room_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.closing = False
@@ -111,6 +114,12 @@ class Server:
             self.rooms[room.id] = room
             logger.info("service %s: ad-hoc room %s (%s) created", service.id, room.id, ref)
             return room
+
+    def recording_started(self, room: Room, recording: Recording) -> None:
+        self.recordings[recording.id] = (room.service_id, room.id, recording)
+
+    def recordings_of(self, service_id: str, room_id: str) -> list[Recording]:
+        return [r for s, rid, r in self.recordings.values() if s == service_id and rid == room_id]
 
     async def room_empty(self, room: Room) -> None:
         """The last participant left: an ad-hoc room ends; a stored room is unloaded."""

@@ -38,14 +38,15 @@ __all__ = [
     "new_room_id",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (
     id              TEXT PRIMARY KEY,
     key             TEXT NOT NULL,
     allowed_origins TEXT NOT NULL,   -- JSON list of strings
-    adhoc_rooms     INTEGER NOT NULL
+    adhoc_rooms     INTEGER NOT NULL,
+    recording       INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS rooms (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order
@@ -84,6 +85,7 @@ class ServiceRecord:
     key: str
     allowed_origins: list[str] = field(default_factory=list)
     adhoc_rooms: bool = True
+    recording: bool = True  # False: no room of this service may be recorded
 
 
 @dataclass
@@ -126,6 +128,11 @@ class Store:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(services)")}
+                if "recording" not in columns:  # a version 1 database
+                    conn.execute(
+                        "ALTER TABLE services ADD COLUMN recording INTEGER NOT NULL DEFAULT 1"
+                    )
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # -- plumbing --
@@ -171,14 +178,17 @@ class Store:
         """Create or replace a service."""
         with self._transaction() as conn:
             conn.execute(
-                "INSERT INTO services (id, key, allowed_origins, adhoc_rooms) VALUES (?, ?, ?, ?)"
+                "INSERT INTO services (id, key, allowed_origins, adhoc_rooms, recording)"
+                " VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET key = excluded.key,"
-                " allowed_origins = excluded.allowed_origins, adhoc_rooms = excluded.adhoc_rooms",
+                " allowed_origins = excluded.allowed_origins, adhoc_rooms = excluded.adhoc_rooms,"
+                " recording = excluded.recording",
                 (
                     service.id,
                     service.key,
                     json.dumps(list(service.allowed_origins)),
                     int(service.adhoc_rooms),
+                    int(service.recording),
                 ),
             )
 
@@ -274,6 +284,7 @@ def _service(row: sqlite3.Row) -> ServiceRecord:
         key=row["key"],
         allowed_origins=list(json.loads(row["allowed_origins"])),
         adhoc_rooms=bool(row["adhoc_rooms"]),
+        recording=bool(row["recording"]),
     )
 
 
@@ -300,6 +311,7 @@ def bootstrap_default_service(store: Store, config: Config) -> ServiceRecord:
         key=key,
         allowed_origins=list(settings.allowed_origins),
         adhoc_rooms=settings.adhoc_rooms,
+        recording=settings.recording,
     )
     if service != existing:
         store.put_service(service)

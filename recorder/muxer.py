@@ -1,0 +1,606 @@
+"""PacketMuxer: writes already-encoded audio/video packets into one recording file.
+
+A recording is a sink of a stream's shared `PacketSource`s: it receives the
+very packets that subscribers get and muxes them, so recording a view costs
+muxing (≈ 0.05 ms per 720p frame), never another encode.
+
+What FFmpeg (PyAV 18, libavformat 62) does here, checked rather than assumed:
+
+- Which codecs a muxer takes is asked of FFmpeg (`avformat_query_codec`): WebM
+  takes VP8, VP9, AV1, Opus, Vorbis (not H.264, not AAC); MP4 takes H.264, VP9,
+  AV1, Opus and AAC but refuses VP8; Matroska takes everything recordable here.
+- A stream for pre-encoded packets needs a codec context that is never opened
+  (opening libx264 would invent SPS/PPS that do not match the packets).
+  `add_mux_stream()` has no codec context, so its extradata and channel count
+  cannot be set; `add_stream_from_template(template, opaque=True)` gives a
+  context that PyAV marks "template initialised" and therefore never opens,
+  whose fields (size, extradata, layout) are copied into the stream at the
+  header. The template comes from a scratch in-memory container.
+- Matroska refuses H.264 without extradata (`InvalidDataError` at the header;
+  MP4 would take it from the first packet). Both muxers accept Annex-B SPS/PPS
+  as extradata, write avcC from it and convert the Annex-B packets themselves.
+- MP4 refuses Opus without a 19-byte OpusHead (its `dOps` box); WebM accepts
+  Opus without one but then has no CodecPrivate, which the Matroska spec
+  requires for Opus: both get the OpusHead.
+- A template stream carries the template's 24 fps, which Matroska would write
+  as DefaultDuration: the frame rate is reset to 0 (real-time video is
+  variable-rate; every block has its own timestamp).
+- `av.open(path, "w")` creates nothing: the file is opened when the header is
+  written, so a recording that never starts leaves no file.
+- Matroska closes a cluster after `cluster_time_limit` ms or
+  `cluster_size_limit` bytes; a cluster reaches the file when it is closed.
+  With 1 s clusters and `flush_packets=1` (no AVIO buffering), a WebM/MKV
+  file cut off at any point (process killed) plays up to its last cluster.
+  Cues and the duration are written by `close()`, which makes it seekable.
+- MP4 is written non-fragmented: its index (moov) is written by `close()`,
+  so an MP4 recording is only playable after a clean close. Fragmented MP4
+  (`movflags=frag_keyframe+empty_moov`, 1 s `frag_duration`) would survive a
+  crash, but its moov then holds no duration (no mehd) for players that read
+  only the moov, and `global_sidx` rewrites the whole file at close.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import io
+import logging
+import os
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import av
+
+from webrtc_agent.mediasource import Packet, vp8_frame_size
+
+logger = logging.getLogger(__name__)
+
+CONTAINERS = ("webm", "mkv", "mp4")
+VIDEO_CODECS = ("vp8", "vp9", "h264")
+AUDIO_CODECS = ("opus",)
+
+# The queue to the worker holds at most this much media (by arrival time).
+MAX_QUEUE_SECONDS = 5.0
+MAX_QUEUE_BYTES = 64 << 20
+# A track whose timestamps stray this far from arrival time is re-anchored on
+# arrival (its source was switched).
+REANCHOR_SECONDS = 2.0
+
+VIDEO_TIME_BASE = Fraction(1, 90000)
+AUDIO_TIME_BASE = Fraction(1, 48000)
+
+# RFC 7845 5.1: version 1, 2 channels, pre-skip 312, 48 kHz, gain 0, family 0.
+OPUS_HEAD = b"OpusHead" + struct.pack("<BBHIhB", 1, 2, 312, 48000, 0, 0)
+
+_FORMATS = {"webm": "webm", "mkv": "matroska", "mp4": "mp4"}
+_LABELS = {"webm": "WebM", "mkv": "Matroska (mkv)", "mp4": "MP4"}
+_CODEC_NAMES = {"vp8": "VP8", "vp9": "VP9", "h264": "H.264", "opus": "Opus"}
+_MATROSKA_OPTIONS = {
+    "cluster_time_limit": "1000",  # ms
+    "cluster_size_limit": str(2 << 20),  # bytes
+    "flush_packets": "1",
+}
+_MP4_OPTIONS: dict[str, str] = {}  # non-fragmented: see the module docstring
+_START_CODE = b"\x00\x00\x00\x01"
+
+
+class MuxerError(Exception):
+    """Why a file cannot be written (a message for the user)."""
+
+
+# -- container choice ---------------------------------------------------------
+
+
+@functools.cache
+def _accepts(container: str, codec: str) -> bool:
+    """Whether FFmpeg's muxer for `container` takes `codec` (asked in memory, no file)."""
+    scratch = av.open(io.BytesIO(), "w", format=_FORMATS[container])
+    try:
+        scratch.add_mux_stream(codec)
+    except ValueError:
+        return False
+    finally:
+        scratch.close()
+    return True
+
+
+def _fits(container: str, codecs: list[str]) -> bool:
+    return all(_accepts(container, c) for c in codecs)
+
+
+def _refusal(container: str, codecs: list[str]) -> str | None:
+    refused = [c for c in codecs if not _accepts(container, c)]
+    if not refused:
+        return None
+    names = " and ".join(_CODEC_NAMES[c] for c in refused)
+    others = [c for c in CONTAINERS if c != container and _fits(c, codecs)]
+    advice = f": record in {' or '.join(others)} instead" if others else ""
+    return f"{_LABELS[container]} cannot hold {names}{advice}"
+
+
+def _normalise(codec: str | None) -> str | None:
+    return codec.lower() if codec else None
+
+
+def choose_container(requested: str, video_codec: str | None, audio_codec: str | None) -> str:
+    """The container to record these codecs in; raises MuxerError when they cannot go there.
+
+    "auto" picks WebM for VP8/VP9 and/or Opus, MP4 for H.264 (with Opus),
+    Matroska otherwise. Nothing is opened or created: call this before a file
+    exists, so that a refused combination leaves no empty file behind.
+    """
+    video = _normalise(video_codec)
+    audio = _normalise(audio_codec)
+    if video is None and audio is None:
+        raise MuxerError("nothing to record: the stream has neither audio nor video")
+    if video is not None and video not in VIDEO_CODECS:
+        raise MuxerError(f"cannot record {video} video (recordable: {', '.join(VIDEO_CODECS)})")
+    if audio is not None and audio not in AUDIO_CODECS:
+        raise MuxerError(f"cannot record {audio} audio (recordable: {', '.join(AUDIO_CODECS)})")
+    codecs = [c for c in (video, audio) if c is not None]
+    wanted = requested.lower()
+    if wanted == "matroska":
+        wanted = "mkv"
+    if wanted == "auto":
+        preferred = "mp4" if video == "h264" else "webm"
+        for candidate in (preferred, "mkv"):
+            if _fits(candidate, codecs):
+                return candidate
+        raise MuxerError(f"no container takes {' and '.join(_CODEC_NAMES[c] for c in codecs)}")
+    if wanted not in CONTAINERS:
+        raise MuxerError(f"unknown container {requested!r} (use auto, {', '.join(CONTAINERS)})")
+    reason = _refusal(wanted, codecs)
+    if reason is not None:
+        raise MuxerError(reason)
+    return wanted
+
+
+# -- bitstream helpers ----------------------------------------------------------
+
+
+def h264_parameter_sets(data: bytes) -> tuple[bytes | None, bytes | None]:
+    """The first SPS and PPS NAL units of an Annex-B access unit (without start codes)."""
+    sps: bytes | None = None
+    pps: bytes | None = None
+    start = data.find(b"\x00\x00\x01")
+    while start >= 0:
+        begin = start + 3
+        if begin >= len(data):
+            break
+        nal_type = data[begin] & 0x1F
+        if nal_type in (1, 5):
+            break  # a slice: parameter sets come before it, and it is the big part
+        nxt = data.find(b"\x00\x00\x01", begin)
+        end = len(data) if nxt < 0 else nxt
+        if nal_type in (7, 8):
+            # A zero before the next start code belongs to a 4-byte start code.
+            unit = data[begin:end].rstrip(b"\x00") if nxt >= 0 else data[begin:end]
+            if nal_type == 7 and sps is None:
+                sps = unit
+            elif nal_type == 8 and pps is None:
+                pps = unit
+        start = nxt
+    return sps, pps
+
+
+def probe_video_size(codec: str, data: bytes) -> tuple[int, int] | None:
+    """Width and height of an encoded keyframe: the VP8 header, else one decode."""
+    if codec == "vp8":
+        size = vp8_frame_size(data)
+        if size is not None:
+            return size
+    try:
+        decoder: Any = av.CodecContext.create(codec, "r")
+        frames = list(decoder.decode(av.Packet(data))) + list(decoder.decode(None))
+    except (av.error.FFmpegError, ValueError):
+        return None
+    for frame in frames:
+        return int(frame.width), int(frame.height)
+    return None
+
+
+# -- timestamps ------------------------------------------------------------------
+
+
+@dataclass
+class TrackClock:
+    """Maps one track's source timestamps onto the recording's clock.
+
+    A track starts at its first packet's arrival (relative to the recording's
+    first packet) and then follows its own pts, so each track keeps its own
+    smooth timing while A/V sync is as good as the arrival times. If the
+    source is switched and its pts jump backwards, or stray more than
+    `limit` seconds from arrival, the track is re-anchored on arrival.
+    Output timestamps strictly increase.
+    """
+
+    time_base: Fraction  # of the output stream
+    limit: float = REANCHOR_SECONDS
+    last: int | None = None
+    reanchors: int = 0
+    _anchor: int = 0
+    _anchor_pts: int = 0
+    _source_base: Fraction | None = None
+    _scale: Fraction = Fraction(1)
+
+    def place(self, pts: int | None, time_base: Fraction | None, arrival: float) -> int:
+        """Output pts (in `time_base`) of a packet that arrived `arrival` s into the recording."""
+        arrival_ticks = round(max(0.0, arrival) / self.time_base)
+        if pts is None or time_base is None:
+            ticks = arrival_ticks
+        elif self.last is None or time_base != self._source_base:
+            ticks = self._reanchor(pts, time_base, arrival_ticks)
+        else:
+            ticks = self._anchor + round((pts - self._anchor_pts) * self._scale)
+            limit_ticks = self.limit / self.time_base
+            if ticks < self.last or abs(ticks - arrival_ticks) > limit_ticks:
+                ticks = self._reanchor(pts, time_base, arrival_ticks)
+                self.reanchors += 1
+        if self.last is not None and ticks <= self.last:
+            ticks = self.last + 1
+        self.last = ticks
+        return ticks
+
+    def _reanchor(self, pts: int, time_base: Fraction, arrival_ticks: int) -> int:
+        start = arrival_ticks if self.last is None else max(arrival_ticks, self.last + 1)
+        self._anchor = start
+        self._anchor_pts = pts
+        self._source_base = time_base
+        self._scale = time_base / self.time_base
+        return start
+
+    def rescale(self, duration: int, time_base: Fraction | None) -> int:
+        if not duration or time_base is None:
+            return 0
+        return round(duration * time_base / self.time_base)
+
+
+# -- the muxer -----------------------------------------------------------------------
+
+
+class _Item(NamedTuple):
+    kind: str
+    data: bytes
+    pts: int | None
+    time_base: Fraction | None
+    duration: int
+    keyframe: bool
+    arrival: float
+
+
+def describe_error(exc: BaseException, path: Path) -> str:
+    """A message for the user about why `path` cannot be written."""
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        what = "disk full"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = "directory not writable"
+    elif code == errno.ENOENT:
+        what = "directory does not exist"
+    elif code == errno.ENOTDIR:
+        what = "directory does not exist (a part of the path is a file)"
+    elif code == errno.EISDIR:
+        what = "the path is a directory"
+    elif code == errno.EFBIG:
+        what = "file too large for the file system"
+    elif isinstance(exc, OSError) and exc.strerror:
+        what = exc.strerror
+    else:
+        what = f"muxing failed ({type(exc).__name__}: {exc})"
+    return f"cannot write recording {path}: {what}"
+
+
+class PacketMuxer:
+    """Writes one recording file from encoded audio/video packets on a worker thread of its own.
+
+    `write()` is called on the event loop thread and only queues a copy of
+    the packet's bytes and timing (the packets are shared with other sinks and
+    never touched afterwards). The worker starts the file on the first video
+    keyframe (audio before it is dropped so that A/V start together; an
+    audio-only recording starts on its first packet), maps every track onto
+    the recording's clock (see `TrackClock`) and muxes without re-encoding.
+
+    On an I/O error (directory not writable, disk full) the worker stops
+    writing, calls `on_error(reason)` once from its own thread and discards
+    whatever is still queued; `write()` never raises. The queue holds at most
+    `max_queue_seconds` of media; beyond that packets are dropped (video until
+    the next keyframe) and counted in `dropped`.
+
+    WebM/MKV files are playable up to their last 1 s cluster even if the
+    process dies; MP4 files are only playable after `close()`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        container: str,
+        *,
+        video_codec: str | None,
+        audio_codec: str | None,
+        on_error: Callable[[str], None],
+        max_queue_seconds: float = MAX_QUEUE_SECONDS,
+    ) -> None:
+        self.path = Path(path)
+        # Raises MuxerError before anything exists on disk.
+        self.container = choose_container(container, video_codec, audio_codec)
+        self.video_codec = _normalise(video_codec)
+        self.audio_codec = _normalise(audio_codec)
+        self._on_error = on_error
+        self._max_queue_seconds = max_queue_seconds
+        self._kinds = frozenset(
+            kind
+            for kind, codec in (("video", self.video_codec), ("audio", self.audio_codec))
+            if codec is not None
+        )
+
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._queue: deque[_Item] = deque()
+        self._queued_bytes = 0
+        self._closing = False
+        self._video_gap = False  # dropping video until the next keyframe
+
+        # Worker state.
+        self._output: Any = None
+        self._streams: dict[str, Any] = {}
+        self._clocks: dict[str, TrackClock] = {}
+        self._origin = 0.0
+        self._ends: dict[str, int] = {}
+        self._sps: bytes | None = None
+        self._pps: bytes | None = None
+        self._last_stat = 0.0
+
+        self.dropped = 0  # queue overflow (loop thread)
+        self.skipped = 0  # before the first keyframe (worker thread)
+        self.packets_written = 0
+        self.error: str | None = None
+        self._failed = False
+        self._started = False
+        self._bytes_written = 0
+        self._video_size: tuple[int, int] | None = None
+
+        self._thread = threading.Thread(
+            target=self._run, name=f"muxer {self.path.name}", daemon=True
+        )
+        self._thread.start()
+
+    # -- loop thread ---------------------------------------------------------
+
+    def write(
+        self, kind: str, packet: Packet, keyframe: bool, arrival: float | None = None
+    ) -> None:
+        """Queue a copy of `packet` (arrival defaults to `time.monotonic()`); never blocks."""
+        if self._closing or self._failed or kind not in self._kinds:
+            return
+        try:
+            now = time.monotonic() if arrival is None else arrival
+            video = kind == "video"
+            if video and self._video_gap and not keyframe:
+                self.dropped += 1
+                return
+            data = bytes(packet)
+            time_base = packet.time_base
+            item = _Item(
+                kind,
+                data,
+                packet.pts,
+                Fraction(time_base) if time_base is not None else None,
+                packet.duration or 0,
+                keyframe,
+                now,
+            )
+            with self._lock:
+                if self._queue and (
+                    now - self._queue[0].arrival > self._max_queue_seconds
+                    or self._queued_bytes + len(data) > MAX_QUEUE_BYTES
+                ):
+                    self.dropped += 1
+                    if video:
+                        self._video_gap = True
+                    return
+                if video:
+                    self._video_gap = False
+                self._queue.append(item)
+                self._queued_bytes += len(data)
+                self._wakeup.notify()
+        except Exception:
+            logger.exception("recording %s: cannot queue a packet", self.path)
+
+    def close(self) -> None:
+        """Write what is queued, then the cues and duration; blocks (use run_in_executor)."""
+        with self._lock:
+            self._closing = True
+            self._wakeup.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    @property
+    def bytes_written(self) -> int:
+        return self._bytes_written
+
+    @property
+    def duration(self) -> float:
+        """Seconds of media written."""
+        ends = [
+            float(end * self._clocks[kind].time_base)
+            for kind, end in self._ends.items()
+            if kind in self._clocks
+        ]
+        return max(ends, default=0.0)
+
+    @property
+    def started(self) -> bool:
+        """The first video keyframe (or, audio-only, the first audio packet) is written."""
+        return self._started
+
+    @property
+    def failed(self) -> bool:
+        return self._failed
+
+    @property
+    def video_size(self) -> tuple[int, int] | None:
+        return self._video_size
+
+    # -- worker thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._check_directory()
+        except OSError as exc:
+            self._fail(exc)
+        while True:
+            with self._lock:
+                while not self._queue and not self._closing:
+                    self._wakeup.wait()
+                if not self._queue:
+                    break
+                item = self._queue.popleft()
+                self._queued_bytes -= len(item.data)
+            if self._failed:
+                continue  # discard: keep write() cheap and the queue empty
+            try:
+                self._handle(item)
+            except Exception as exc:
+                self._fail(exc)
+        self._finish()
+
+    def _check_directory(self) -> None:
+        # Fail early (before any media arrives) without creating the file.
+        parent = self.path.parent
+        if not parent.exists():
+            raise FileNotFoundError(errno.ENOENT, "no such directory", str(parent))
+        if not parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(parent))
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "permission denied", str(parent))
+
+    def _handle(self, item: _Item) -> None:
+        if self._output is None:
+            if not self._can_start(item):
+                self.skipped += 1
+                return
+            self._open(item)
+        self._mux(item)
+
+    def _can_start(self, item: _Item) -> bool:
+        if self.video_codec is None:
+            return item.kind == "audio"
+        if item.kind != "video":
+            return False  # audio waits for the first video keyframe
+        if self.video_codec == "h264":
+            sps, pps = h264_parameter_sets(item.data)
+            self._sps = sps or self._sps
+            self._pps = pps or self._pps
+        if not item.keyframe:
+            return False
+        if self.video_codec == "h264" and (self._sps is None or self._pps is None):
+            logger.warning("recording %s: H.264 keyframe without SPS/PPS, waiting", self.path)
+            return False
+        size = probe_video_size(self.video_codec, item.data)
+        if size is None:
+            logger.warning("recording %s: cannot read the keyframe's size, waiting", self.path)
+            return False
+        self._video_size = size
+        return True
+
+    def _open(self, first: _Item) -> None:
+        options = _MP4_OPTIONS if self.container == "mp4" else _MATROSKA_OPTIONS
+        output: Any = av.open(
+            str(self.path), "w", format=_FORMATS[self.container], container_options=options
+        )
+        self._output = output
+        if self.video_codec is not None and self._video_size is not None:
+            stream = _add_stream(output, self.video_codec)
+            ctx = stream.codec_context
+            ctx.width, ctx.height = self._video_size
+            ctx.framerate = Fraction(0, 1)  # variable: no Matroska DefaultDuration
+            if self.video_codec == "h264" and self._sps and self._pps:
+                ctx.extradata = _START_CODE + self._sps + _START_CODE + self._pps
+            stream.time_base = VIDEO_TIME_BASE
+            self._streams["video"] = stream
+        if self.audio_codec is not None:
+            stream = _add_stream(output, self.audio_codec)
+            ctx = stream.codec_context
+            ctx.sample_rate = 48000
+            ctx.layout = "stereo"
+            ctx.extradata = OPUS_HEAD
+            stream.time_base = AUDIO_TIME_BASE
+            self._streams["audio"] = stream
+        output.start_encoding()  # opens the file and writes the header
+        # Matroska chooses its own time base (1 ms) at the header.
+        self._clocks = {
+            kind: TrackClock(Fraction(stream.time_base)) for kind, stream in self._streams.items()
+        }
+        self._origin = first.arrival
+
+    def _mux(self, item: _Item) -> None:
+        clock = self._clocks[item.kind]
+        pts = clock.place(item.pts, item.time_base, item.arrival - self._origin)
+        packet = av.Packet(item.data)
+        packet.stream = self._streams[item.kind]
+        packet.time_base = clock.time_base
+        packet.pts = pts
+        packet.dts = pts  # no B-frames in real-time streams
+        duration = clock.rescale(item.duration, item.time_base)
+        if duration > 0:
+            packet.duration = duration
+        packet.is_keyframe = item.keyframe
+        self._output.mux(packet)
+        self._ends[item.kind] = pts + duration
+        self.packets_written += 1
+        self._started = True
+        now = time.monotonic()
+        if now - self._last_stat > 0.25:
+            self._last_stat = now
+            self._stat()
+
+    def _stat(self) -> None:
+        try:
+            self._bytes_written = self.path.stat().st_size
+        except OSError:
+            pass
+
+    def _finish(self) -> None:
+        output, self._output = self._output, None
+        if output is None:
+            return
+        try:
+            output.close()  # trailer: cues, duration, MP4 index
+        except Exception as exc:
+            self._fail(exc)
+        self._stat()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failed:
+            return
+        self._failed = True
+        reason = describe_error(exc, self.path)
+        self.error = reason
+        logger.warning("%s", reason)
+        output, self._output = self._output, None
+        if output is not None:
+            try:
+                output.close()
+            except Exception:
+                pass  # the file is lost already; this only releases the descriptor
+        try:
+            self._on_error(reason)
+        except Exception:
+            logger.exception("recording %s: error listener failed", self.path)
+
+
+def _add_stream(output: Any, codec: str) -> Any:
+    """A stream for pre-encoded `codec` packets whose codec context is never opened."""
+    scratch: Any = av.open(io.BytesIO(), "w", format="matroska")
+    try:
+        template = scratch.add_stream(codec)
+        return output.add_stream_from_template(template, opaque=True)
+    finally:
+        scratch.close()

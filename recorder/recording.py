@@ -1,0 +1,318 @@
+"""Recording: a room's stream(s) written to a file, a sink beside subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from webrtc_agent.mediasource import Packet, PacketSource, ParameterError, Stream, VideoFormat
+from webrtc_agent.streaminfo import resolve_video_codec, resolve_video_request
+
+from .muxer import MuxerError, PacketMuxer, choose_container
+from .timeline import Timeline, room_event
+
+logger = logging.getLogger(__name__)
+
+EXTENSIONS = {"webm": "webm", "mkv": "mkv", "mp4": "mp4"}
+# How often the timeline sidecar is rewritten while recording, so that a
+# killed server still leaves it nearly complete next to the playable file.
+SIDECAR_INTERVAL = 5.0
+
+
+@dataclass
+class MediaChoice:
+    """Which stream each track of a recording comes from."""
+
+    audio_from: str | None
+    video_from: str | None
+    video_parameters: dict[str, Any] | None = None
+    video_format: dict[str, Any] | None = None  # {"codec": "h264"} to record another format
+
+    def to_json(self) -> dict[str, Any]:
+        video: dict[str, Any] | bool = False
+        if self.video_from is not None:
+            video = {"from": self.video_from}
+            if self.video_format:
+                video["format"] = self.video_format
+            if self.video_parameters:
+                video["parameters"] = self.video_parameters
+        return {
+            "audio": {"from": self.audio_from} if self.audio_from is not None else False,
+            "video": video,
+        }
+
+
+class _TrackSink:
+    """Takes one track's shared packets for the muxer (the muxer copies them)."""
+
+    def __init__(self, recording: Recording, kind: str) -> None:
+        self.recording = recording
+        self.kind = kind
+        self.source: PacketSource | None = None
+
+    def on_packet(self, packet: Packet, keyframe: bool) -> None:
+        self.recording._write(self.kind, packet, keyframe)
+
+    def attach(self, source: PacketSource) -> None:
+        if self.source is not None:
+            self.source.remove_sink(self)
+        self.source = source
+        source.add_sink(self)
+        source.request_keyframe()
+
+    def detach(self) -> None:
+        if self.source is not None:
+            self.source.remove_sink(self)
+            self.source = None
+
+
+class Recording:
+    """One recording of a room: the packets already encoded for subscribers, muxed.
+
+    It binds to shared PacketSources exactly like a subscription, so
+    recording a view costs muxing, not another encode. A timeline sidecar
+    (JSON) next to the file lists joins, leaves, layout changes, the active
+    speaker, pauses and mutes on the recording's own clock.
+    """
+
+    def __init__(
+        self,
+        recording_id: str,
+        room_id: str,
+        directory: Path,
+        container: str,
+        media: MediaChoice,
+        *,
+        host: str,
+        on_finished: Callable[[Recording], None] | None = None,
+    ) -> None:
+        self.id = recording_id
+        self.room_id = room_id
+        self.requested_container = container
+        self.container = container
+        self.media = media
+        self.host = host
+        self.directory = directory
+        self.path = directory / f"{recording_id}.{EXTENSIONS.get(container, 'mkv')}"
+        self.sidecar = directory / f"{recording_id}.timeline.json"
+        self.state = "initializing"
+        self.reason: str | None = None
+        self.started_at = time.time()
+        self.stopped_at: float | None = None
+        self.timeline = Timeline(recording_id, room_id, self.started_at)
+        self._sinks = {"audio": _TrackSink(self, "audio"), "video": _TrackSink(self, "video")}
+        self._muxer: PacketMuxer | None = None
+        self._has_video = media.video_from is not None
+        self._loop = asyncio.get_running_loop()
+        self._sidecar_task: asyncio.Task[None] | None = None
+        self._on_finished = on_finished
+
+    # -- lifecycle ------------------------------------------------------
+
+    def start(self, streams: dict[str, Stream]) -> None:
+        """Bind to the sources and open the file; raises ParameterError or MuxerError."""
+        audio = self._audio_source(streams, self.media.audio_from)
+        video = self._video_source(streams, self.media.video_from, self.media.video_parameters)
+        if audio is None and video is None:
+            raise ParameterError("A recording needs an audio or a video source")
+        self.container = choose_container(
+            self.requested_container,
+            video.codec if video is not None else None,
+            audio.codec if audio is not None else None,
+        )
+        self.path = self.path.with_suffix("." + EXTENSIONS[self.container])
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MuxerError(f"Cannot create {self.directory}: {exc.strerror or exc}") from exc
+        self._muxer = PacketMuxer(
+            self.path,
+            self.container,
+            video_codec=video.codec if video is not None else None,
+            audio_codec=audio.codec if audio is not None else None,
+            on_error=self._muxer_failed,
+        )
+        self.state = "recording"
+        if audio is not None:
+            self._sinks["audio"].attach(audio)
+        if video is not None:
+            self._sinks["video"].attach(video)
+        self._sidecar_task = asyncio.ensure_future(self._keep_sidecar())
+        logger.info("room %s: recording %s started into %s", self.room_id, self.id, self.path)
+
+    def _audio_source(
+        self, streams: dict[str, Stream], stream_id: str | None
+    ) -> PacketSource | None:
+        if stream_id is None:
+            return None
+        stream = streams.get(stream_id)
+        if stream is None:
+            raise ParameterError(f"Stream {stream_id} does NOT exist")
+        if not stream.has_track("audio"):
+            raise ParameterError(f"Stream {stream_id} has no audio")
+        return stream.packet_source("audio", stream.codec("audio") or "opus", None)
+
+    def _video_source(
+        self, streams: dict[str, Stream], stream_id: str | None, parameters: dict[str, Any] | None
+    ) -> PacketSource | None:
+        if stream_id is None:
+            return None
+        stream = streams.get(stream_id)
+        if stream is None:
+            raise ParameterError(f"Stream {stream_id} does NOT exist")
+        if not stream.has_track("video"):
+            raise ParameterError(f"Stream {stream_id} has no video")
+        track = next(t for t in stream.info()["media"]["tracks"] if t["type"] == "video")
+        fmt: VideoFormat = resolve_video_request(track, parameters)
+        codec = resolve_video_codec(track, self.media.video_format)
+        if codec != fmt.codec:
+            fmt = VideoFormat(
+                codec=codec,
+                width=fmt.width,
+                height=fmt.height,
+                framerate=fmt.framerate,
+                bitrate=fmt.bitrate,
+                keyframe_interval=fmt.keyframe_interval,
+            )
+        return stream.packet_source("video", fmt, None)
+
+    def update(
+        self, streams: dict[str, Stream], audio_from: str | None, video_from: str | None
+    ) -> None:
+        """PATCH: take a track from another stream (timestamps continue)."""
+        if self.state != "recording":
+            raise ParameterError("Recording is not running")
+        audio = self._audio_source(streams, audio_from) if audio_from else None
+        video = (
+            self._video_source(streams, video_from, self.media.video_parameters)
+            if video_from
+            else None
+        )
+        if audio is not None:
+            if self.media.audio_from is None:
+                raise ParameterError("This recording has no audio track")
+            self._sinks["audio"].attach(audio)
+            self.media.audio_from = audio_from
+        if video is not None:
+            if self.media.video_from is None:
+                raise ParameterError("This recording has no video track")
+            self._sinks["video"].attach(video)
+            self.media.video_from = video_from
+        self.timeline.add("source-change", audio=self.media.audio_from, video=self.media.video_from)
+
+    def source_gone(self, stream_id: str) -> bool:
+        """A source stream ended: drop its track; True when nothing is left to record."""
+        if self.media.audio_from == stream_id:
+            self._sinks["audio"].detach()
+        if self.media.video_from == stream_id:
+            self._sinks["video"].detach()
+        return all(s.source is None for s in self._sinks.values())
+
+    async def stop(self) -> None:
+        """Stop and finalise the file and the sidecar (idempotent)."""
+        if self.state not in ("recording", "failed", "initializing") or self.stopped_at:
+            return
+        for sink in self._sinks.values():
+            sink.detach()
+        self.stopped_at = time.time()
+        if self._sidecar_task is not None:
+            self._sidecar_task.cancel()
+        muxer = self._muxer
+        if muxer is not None:
+            await self._loop.run_in_executor(None, muxer.close)
+        if self.state != "failed":
+            self.state = "stopped"
+        self.timeline.add("stop")
+        await self._loop.run_in_executor(None, self._write_sidecar)
+        logger.info(
+            "room %s: recording %s %s (%.1f s, %d bytes)",
+            self.room_id,
+            self.id,
+            self.state,
+            self.duration,
+            self.size,
+        )
+        if self._on_finished is not None:
+            self._on_finished(self)
+
+    # -- media ----------------------------------------------------------
+
+    def _write(self, kind: str, packet: Packet, keyframe: bool) -> None:
+        muxer = self._muxer
+        if muxer is None or self.state != "recording":
+            return
+        arrival = time.monotonic()
+        if self.timeline.origin is None:
+            starts = keyframe if kind == "video" else not self._has_video
+            if starts:
+                self.timeline.origin = arrival
+        muxer.write(kind, packet, keyframe, arrival)
+
+    def _muxer_failed(self, reason: str) -> None:
+        # Called on the muxer's thread: the room must not notice beyond the state.
+        self._loop.call_soon_threadsafe(self._fail, reason)
+
+    def _fail(self, reason: str) -> None:
+        if self.state == "recording":
+            logger.error("room %s: recording %s failed: %s", self.room_id, self.id, reason)
+            self.state = "failed"
+            self.reason = reason
+            for sink in self._sinks.values():
+                sink.detach()
+
+    # -- timeline -------------------------------------------------------
+
+    def observe(self, event: str, data: Any) -> None:
+        """A room event (Room.observers)."""
+        translated = room_event(event, data)
+        if translated is not None:
+            kind, details = translated
+            self.timeline.add(kind, **details)
+
+    async def _keep_sidecar(self) -> None:
+        while True:
+            await asyncio.sleep(SIDECAR_INTERVAL)
+            try:
+                await self._loop.run_in_executor(None, self._write_sidecar)
+            except OSError as exc:
+                logger.warning("recording %s: cannot write the timeline: %s", self.id, exc)
+
+    def _write_sidecar(self) -> None:
+        try:
+            self.timeline.write(self.sidecar)
+        except OSError as exc:
+            logger.warning("recording %s: cannot write the timeline: %s", self.id, exc)
+
+    # -- description ----------------------------------------------------
+
+    @property
+    def duration(self) -> float:
+        return self._muxer.duration if self._muxer is not None else 0.0
+
+    @property
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
+    def describe(self) -> dict[str, Any]:
+        """The REST object: OWT's {id, media, storage} plus state, times and size."""
+        info: dict[str, Any] = {
+            "id": self.id,
+            "media": self.media.to_json(),
+            "storage": {"host": self.host, "file": str(self.path)},
+            "container": self.container,
+            "state": self.state,
+            "startTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
+            "duration": round(self.duration, 3),
+            "size": self.size,
+        }
+        if self.reason:
+            info["reason"] = self.reason
+        return info

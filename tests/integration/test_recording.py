@@ -1,0 +1,349 @@
+"""Recording rooms and streams: real peers, the real muxer, files read back with PyAV."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from tessera_client import ConferenceClient
+
+from tests.support import RunningServer, start_server
+from tests.synthetic import ColorVideoTrack, ToneTrack, close_to, mean_rgb, tone_energy
+
+RED = (220, 30, 30)
+BLUE = (30, 30, 220)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def rest(
+    tessera_url: str, key: str, method: str, path: str, body: Any = None
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, tessera_url + path, json=body, headers=headers) as resp:
+            if resp.content_type == "application/json":
+                return resp.status, await resp.json()
+            return resp.status, await resp.read()
+
+
+async def api(tessera: RunningServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    return await rest(tessera.url, tessera.server.default_service.key, method, path, body)
+
+
+def box(region: dict[str, Any]) -> tuple[float, float, float, float]:
+    area = region["area"]
+    return tuple(float(Fraction(area[k])) for k in ("left", "top", "width", "height"))  # type: ignore[return-value]
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """Codecs, size, duration, the last decoded frame and the audio samples of a file."""
+    with av.open(str(path)) as container:
+        info: dict[str, Any] = {"video": None, "audio": None, "frames": 0}
+        video = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        if video is not None:
+            info["video"] = video.codec_context.name
+        if audio is not None:
+            info["audio"] = audio.codec_context.name
+        samples = []
+        last = None
+        first_video = last_video = None
+        streams = [s for s in (video, audio) if s is not None]
+        for packet in container.demux(*streams):
+            for frame in packet.decode():
+                if isinstance(frame, av.VideoFrame):
+                    info["frames"] += 1
+                    last = frame
+                    t = float(frame.pts * frame.time_base) if frame.pts is not None else None
+                    if t is not None:
+                        first_video = t if first_video is None else first_video
+                        last_video = t
+                elif isinstance(frame, av.AudioFrame):
+                    samples.append(frame.to_ndarray().reshape(-1))
+        info["last"] = last
+        info["size"] = (last.width, last.height) if last is not None else None
+        info["video_span"] = (first_video, last_video)
+        info["samples"] = np.concatenate(samples) if samples else np.zeros(0)
+    return info
+
+
+async def publishers(
+    tessera: RunningServer, room: str = "default"
+) -> list[tuple[ConferenceClient, str]]:
+    out = []
+    for user, colour, tone in (("Ada", RED, 440), ("Bob", BLUE, 880)):
+        client = ConferenceClient()
+        await client.join(tessera.token(room=room, user=user))
+        pub = await client.publish(video=ColorVideoTrack(colour), audio=ToneTrack(tone, 0.2))
+        await pub.wait_ready()
+        out.append((client, pub.id))
+    return out
+
+
+async def wait_state(tessera: RunningServer, room: str, rec_id: str, state: str) -> dict[str, Any]:
+    for _ in range(100):
+        status, info = await api(tessera, "GET", f"/v1/rooms/{room}/recordings/{rec_id}")
+        assert status == 200
+        if info["state"] == state:
+            return info  # type: ignore[no-any-return]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"recording did not reach {state}: {info}")
+
+
+async def test_record_the_mixed_view_with_timeline(tessera: RunningServer) -> None:
+    pubs = await publishers(tessera)
+    client = pubs[0][0]
+    room = client.room_id
+    assert room is not None
+    mixed = f"{room}-common"
+    layout = client.streams[mixed]["info"]["layout"]
+    for _ in range(50):
+        layout = client.streams[mixed]["info"]["layout"]
+        if len(layout) == 2:
+            break
+        await asyncio.sleep(0.1)
+    status, rec = await api(
+        tessera,
+        "POST",
+        f"/v1/rooms/{room}/recordings",
+        {"container": "webm", "media": {"audio": {"from": mixed}, "video": {"from": mixed}}},
+    )
+    assert status == 200, rec
+    assert rec["storage"]["file"].endswith(".webm") and rec["media"]["video"]["from"] == mixed
+    started = time.monotonic()
+    await asyncio.sleep(1.5)
+    late = ConferenceClient()
+    await late.join(tessera.token(user="Late Comer"))
+    joined_at = time.monotonic() - started
+    await asyncio.sleep(2.0)
+    status, info = await api(tessera, "DELETE", f"/v1/rooms/{room}/recordings/{rec['id']}")
+    assert status == 200 and info["state"] == "stopped"
+    elapsed = time.monotonic() - started
+    path = Path(rec["storage"]["file"])
+    media = read_file(path)
+    assert media["video"] == "vp8" and media["audio"] == "opus"
+    assert media["size"] == (1280, 720)
+    first, last = media["video_span"]
+    assert abs((last - first) - elapsed) < 0.1 * elapsed + 0.5, (first, last, elapsed)
+    assert abs(info["duration"] - elapsed) < 0.1 * elapsed + 0.5
+    frame = media["last"]
+    colours = {pubs[0][1]: RED, pubs[1][1]: BLUE}
+    for entry in layout:
+        assert close_to(mean_rgb(frame, box(entry["region"])), colours[entry["stream"]]), entry
+    samples = media["samples"]
+    assert len(samples) > 48000
+    assert (
+        tone_energy(samples[-48000 * 2 : -48000], 440) > 0.05
+    )  # interleaved stereo halves the rate
+    # The timeline sidecar: the late join at the right time, the layout, everyone present.
+    sidecar = json.loads(path.with_name(f"{rec['id']}.timeline.json").read_text())
+    events = sidecar["events"]
+    joins = [e for e in events if e["type"] == "join"]
+    assert {e["user"] for e in joins} >= {"Ada", "Bob", "Late Comer"}
+    late_join = next(e for e in joins if e["user"] == "Late Comer")
+    assert abs(late_join["t"] - joined_at) < 1.0, (late_join, joined_at)
+    assert any(e["type"] == "layout" for e in events)
+    # Download over HTTP, with the same authentication.
+    status, body = await api(tessera, "GET", f"/v1/rooms/{room}/recordings/{rec['id']}/file")
+    assert status == 200 and body == path.read_bytes()
+    status, _ = await rest(
+        tessera.url, "wrong-key", "GET", f"/v1/rooms/{room}/recordings/{rec['id']}/file"
+    )
+    assert status == 401
+    status, listing = await api(tessera, "GET", f"/v1/rooms/{room}/recordings")
+    assert [r["id"] for r in listing] == [rec["id"]] and listing[0]["size"] == path.stat().st_size
+    for c, _ in pubs:
+        await c.leave()
+    await late.leave()
+
+
+async def test_record_a_forward_stream_and_mp4_of_h264_view(tessera: RunningServer) -> None:
+    pubs = await publishers(tessera)
+    client, stream_id = pubs[0]
+    room = client.room_id
+    status, rec = await api(
+        tessera,
+        "POST",
+        f"/v1/rooms/{room}/recordings",
+        {
+            "container": "auto",
+            "media": {"audio": {"from": stream_id}, "video": {"from": stream_id}},
+        },
+    )
+    assert status == 200, rec
+    status, mp4 = await api(
+        tessera,
+        "POST",
+        f"/v1/rooms/{room}/recordings",
+        {
+            "container": "mp4",
+            "media": {
+                "audio": False,
+                "video": {"from": f"{room}-common", "format": {"codec": "h264"}},
+            },
+        },
+    )
+    assert status == 200, mp4
+    await asyncio.sleep(2.5)
+    for r in (rec, mp4):
+        status, _ = await api(tessera, "DELETE", f"/v1/rooms/{room}/recordings/{r['id']}")
+        assert status == 200
+    forward = read_file(Path(rec["storage"]["file"]))
+    assert forward["video"] == "vp8" and forward["size"] == (320, 240)
+    assert close_to(mean_rgb(forward["last"]), RED)
+    h264 = read_file(Path(mp4["storage"]["file"]))
+    assert mp4["storage"]["file"].endswith(".mp4") and h264["video"] == "h264"
+    assert h264["frames"] > 30
+    for c, _ in pubs:
+        await c.leave()
+
+
+async def test_impossible_container_is_refused_without_a_file(tessera: RunningServer) -> None:
+    pubs = await publishers(tessera)
+    room = pubs[0][0].room_id
+    status, error = await api(
+        tessera,
+        "POST",
+        f"/v1/rooms/{room}/recordings",
+        {
+            "container": "webm",
+            "media": {"video": {"from": f"{room}-common", "format": {"codec": "h264"}}},
+        },
+    )
+    assert status == 400 and "webm" in error["error"]["message"].lower()
+    directory = tessera.server.config.recording_dir() / str(room)
+    assert not directory.exists() or not any(directory.iterdir())
+    for bad in (
+        {"container": "avi", "media": {}},
+        {"media": {"audio": False, "video": False}},
+        [1],
+    ):
+        status, error = await api(tessera, "POST", f"/v1/rooms/{room}/recordings", bad)
+        assert status == 400, bad
+    for c, _ in pubs:
+        await c.leave()
+
+
+async def test_unwritable_directory_fails_the_recording_not_the_room(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    tessera = await start_server(tmp_path / "data", **{"recording.directory": str(blocker / "rec")})
+    try:
+        pubs = await publishers(tessera)
+        room = pubs[0][0].room_id
+        status, error = await api(
+            tessera,
+            "POST",
+            f"/v1/rooms/{room}/recordings",
+            {"media": {"audio": {"from": pubs[0][1]}, "video": {"from": pubs[0][1]}}},
+        )
+        assert status in (200, 400)
+        if status == 200:
+            info = await wait_state(tessera, room, error["id"], "failed")  # type: ignore[arg-type]
+            assert info["reason"]
+        else:
+            assert "Cannot" in error["error"]["message"] or "directory" in error["error"]["message"]
+        # The room still works: a subscriber gets media.
+        viewer = ConferenceClient()
+        await viewer.join(tessera.token(user="viewer"))
+        sub = await viewer.subscribe(pubs[0][1])
+        await sub.wait_ready()
+        assert sub.video_track is not None
+        await asyncio.wait_for(sub.video_track.recv(), 10)
+        await viewer.leave()
+        for c, _ in pubs:
+            await c.leave()
+    finally:
+        await tessera.stop()
+
+
+async def test_auto_record_and_service_switch(tessera: RunningServer) -> None:
+    status, room = await api(
+        tessera, "POST", "/v1/rooms", {"name": "auto", "options": {"autoRecord": True}}
+    )
+    assert status == 200, room
+    pubs = await publishers(tessera, room=room["id"])
+    await asyncio.sleep(1.5)
+    status, listing = await api(tessera, "GET", f"/v1/rooms/{room['id']}/recordings")
+    assert status == 200 and len(listing) == 1 and listing[0]["state"] == "recording"
+    assert listing[0]["media"]["video"]["from"] == f"{room['id']}-common"
+    for c, _ in pubs:
+        await c.leave()
+    # The room emptied: the automatic recording is finished.
+    info = await wait_state(tessera, room["id"], listing[0]["id"], "stopped")
+    assert read_file(Path(info["storage"]["file"]))["frames"] > 10
+    # A service that forbids recording gets 403.
+    service = tessera.server.default_service
+    service.recording = False
+    tessera.server.store.put_service(service)
+    pubs = await publishers(tessera)
+    status, error = await api(
+        tessera,
+        "POST",
+        f"/v1/rooms/{pubs[0][0].room_id}/recordings",
+        {"media": {"audio": {"from": pubs[0][1]}}},
+    )
+    assert status == 403 and "switched off" in error["error"]["message"]
+    for c, _ in pubs:
+        await c.leave()
+
+
+async def test_killed_server_leaves_a_playable_file(tmp_path: Path) -> None:
+    config = tmp_path / "tessera.toml"
+    config.write_text(
+        f'[server]\nport = 0\n[storage]\ndata_dir = "{tmp_path}"\n[log]\nlevel = "WARNING"\n'
+    )
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.serve_for_test", str(config), str(port_file)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        for _ in range(100):
+            if port_file.exists() and port_file.read_text().strip():
+                break
+            await asyncio.sleep(0.1)
+        port, key, token_room = port_file.read_text().split()
+        url = f"http://127.0.0.1:{port}"
+        status, token = await rest(
+            url, key, "POST", f"/v1/rooms/{token_room}/tokens", {"user": "a", "role": "presenter"}
+        )
+        assert status == 200, token
+        client = ConferenceClient(reconnect=False)
+        await client.join(token)
+        pub = await client.publish(video=ColorVideoTrack(RED), audio=ToneTrack(440))
+        await pub.wait_ready()
+        room = client.room_id
+        status, rec = await rest(
+            url,
+            key,
+            "POST",
+            f"/v1/rooms/{room}/recordings",
+            {"container": "mkv", "media": {"audio": {"from": pub.id}, "video": {"from": pub.id}}},
+        )
+        assert status == 200, rec
+        await asyncio.sleep(3.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        path = Path(rec["storage"]["file"])
+        assert path.stat().st_size > 0
+        media = read_file(path)
+        assert media["frames"] > 30, media["frames"]
+        assert close_to(mean_rgb(media["last"]), RED)
+        await client.leave()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -1,0 +1,36 @@
+"""A Tessera server in a subprocess: `python -m tests.serve_for_test CONFIG PORTFILE`.
+
+Writes "<port> <service key> <default room id>" to PORTFILE once listening, so
+the test can reach it and then kill it (SIGKILL) to check what survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from portal.config import load_config
+from portal.server import SERVER_KEY, create_app
+
+
+async def main(config_path: str, port_file: str) -> None:
+    config = load_config(config_path, env={})
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = app[SERVER_KEY]
+    assert site._server is not None
+    server.port = site._server.sockets[0].getsockname()[1]
+    record = server.store.find_room_by_name(server.default_service.id, config.service.default_room)
+    assert record is not None
+    Path(port_file).write_text(f"{server.port} {server.default_service.key} {record.id}\n")
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
