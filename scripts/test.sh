@@ -2,6 +2,12 @@
 # Install what the tests need into .venv, then lint, type-check and run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# System tools the tests drive: FFmpeg's command line is the RTMP receiver of the
+# streaming-out tests. Installed where missing when we may (root with apt-get);
+# elsewhere those tests skip and say how to enable them.
+if ! command -v ffmpeg >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+fi
 bash scripts/venv.sh -e '.[test]' -e ./clients/python
 export PATH="$PWD/.venv/bin:$PATH"
 
@@ -9,7 +15,7 @@ echo "== ruff"
 ruff check .
 ruff format --check .
 echo "== mypy"
-mypy portal webrtc_agent mixer
+mypy portal webrtc_agent mixer recorder bench
 mypy clients/python/tessera_client
 echo "== pytest"
 pytest -q -p no:cacheprovider tests clients/python/tests "$@"
