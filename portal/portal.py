@@ -17,7 +17,7 @@ from mixer.layout import LayoutError
 from webrtc_agent.forwardstream import ForwardStream, TrackSpec
 from webrtc_agent.mediasource import ParameterError, VideoFormat
 from webrtc_agent.publication import Publication
-from webrtc_agent.streaminfo import resolve_video_codec, resolve_video_request
+from webrtc_agent.streaminfo import resolve_video, resolve_video_request
 from webrtc_agent.subscription import SubscribedTrack, Subscription
 from webrtc_agent.transport import SignalingError, Transport
 
@@ -373,17 +373,7 @@ class Portal:
             fmt: VideoFormat | str
             if wanted.type == "video":
                 info = _track_info(stream.info(), "video")
-                codec = resolve_video_codec(info, wanted.format)
-                fmt = resolve_video_request(info, wanted.parameters)
-                if codec != fmt.codec:
-                    fmt = VideoFormat(
-                        codec=codec,
-                        width=fmt.width,
-                        height=fmt.height,
-                        framerate=fmt.framerate,
-                        bitrate=fmt.bitrate,
-                        keyframe_interval=fmt.keyframe_interval,
-                    )
+                fmt = resolve_video(info, wanted.parameters, wanted.format)
             else:
                 fmt = stream.codec("audio") or "opus"
             tracks.append(

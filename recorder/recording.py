@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from webrtc_agent.mediasource import Packet, PacketSource, ParameterError, Stream, VideoFormat
-from webrtc_agent.streaminfo import resolve_video_codec, resolve_video_request
+from webrtc_agent.streaminfo import resolve_video
 
 from .muxer import MuxerError, PacketMuxer, choose_container
 from .timeline import Timeline, room_event
@@ -168,17 +168,7 @@ class Recording:
         if not stream.has_track("video"):
             raise ParameterError(f"Stream {stream_id} has no video")
         track = next(t for t in stream.info()["media"]["tracks"] if t["type"] == "video")
-        fmt: VideoFormat = resolve_video_request(track, parameters)
-        codec = resolve_video_codec(track, self.media.video_format)
-        if codec != fmt.codec:
-            fmt = VideoFormat(
-                codec=codec,
-                width=fmt.width,
-                height=fmt.height,
-                framerate=fmt.framerate,
-                bitrate=fmt.bitrate,
-                keyframe_interval=fmt.keyframe_interval,
-            )
+        fmt: VideoFormat = resolve_video(track, parameters, self.media.video_format)
         return stream.packet_source("video", fmt, None)
 
     def update(

@@ -10,22 +10,13 @@ import asyncio
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
 from portal.config import load_config
-from portal.server import SERVER_KEY, create_app
+from tests.support import serve
 
 
 async def main(config_path: str, port_file: str) -> None:
     config = load_config(config_path, env={})
-    app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = app[SERVER_KEY]
-    assert site._server is not None
-    server.port = site._server.sockets[0].getsockname()[1]
+    server = (await serve(config)).server
     record = server.store.find_room_by_name(server.default_service.id, config.service.default_room)
     assert record is not None
     Path(port_file).write_text(f"{server.port} {server.default_service.key} {record.id}\n")

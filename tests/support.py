@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from portal.config import load_config
+from portal.config import Config, load_config
 from portal.server import SERVER_KEY, Server, create_app
 from portal.store import ServiceRecord
 from portal.tokens import issue_token
@@ -54,7 +54,11 @@ class RunningServer:
 async def start_server(data_dir: Path, **overrides: Any) -> RunningServer:
     """Start a server on a free port with `overrides` ({"portal.reconnection_keep": 2}, ...)."""
     settings = {"storage.data_dir": str(data_dir), "server.port": 0, **overrides}
-    config = load_config(None, env={}, overrides=settings)
+    return await serve(load_config(None, env={}, overrides=settings))
+
+
+async def serve(config: Config) -> RunningServer:
+    """Run the app of `config` on 127.0.0.1, on a free port."""
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()

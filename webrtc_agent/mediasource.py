@@ -11,6 +11,7 @@ source use other threads.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -56,6 +57,9 @@ class VideoFormat:
     framerate: int | None = None
     bitrate: float | None = None  # a multiplier of the stream's bitrate ("x0.8" -> 0.8)
     keyframe_interval: int | None = None
+
+    def with_codec(self, codec: str) -> VideoFormat:
+        return dataclasses.replace(self, codec=codec)
 
     @property
     def is_original(self) -> bool:

@@ -152,6 +152,11 @@ def resolve_video_request(track: Mapping[str, Any], parameters: Any) -> VideoFor
     )
 
 
+def resolve_video(track: Mapping[str, Any], parameters: Any, fmt: Any = None) -> VideoFormat:
+    """A subscription's or recording's video request (`format` and `parameters`), checked."""
+    return resolve_video_request(track, parameters).with_codec(resolve_video_codec(track, fmt))
+
+
 def resolve_video_codec(track: Mapping[str, Any], fmt: Any) -> str:
     """The codec a subscription asks for: the track's own or one of its optional formats."""
     own = str(track.get("format", {}).get("codec", "vp8"))

@@ -69,18 +69,7 @@ class Subscription:
         """Create the sender's track once the transport negotiated `codec` for `kind`."""
         track = self.tracks[kind]
         fmt = track.format
-        if isinstance(fmt, VideoFormat):
-            if fmt.codec != codec:
-                fmt = VideoFormat(
-                    codec=codec,
-                    width=fmt.width,
-                    height=fmt.height,
-                    framerate=fmt.framerate,
-                    bitrate=fmt.bitrate,
-                    keyframe_interval=fmt.keyframe_interval,
-                )
-        else:
-            fmt = codec
+        fmt = fmt.with_codec(codec) if isinstance(fmt, VideoFormat) else codec
         track.format = fmt
         source = track.stream.packet_source(kind, fmt, self.subscriber)
         track.packet_track = PacketTrack(kind, source)
@@ -95,14 +84,8 @@ class Subscription:
         track = self.tracks[kind]
         if track.packet_track is not None:
             if isinstance(fmt, VideoFormat) and isinstance(track.format, VideoFormat):
-                fmt = VideoFormat(
-                    codec=track.format.codec,
-                    width=fmt.width,
-                    height=fmt.height,
-                    framerate=fmt.framerate,
-                    bitrate=fmt.bitrate,
-                    keyframe_interval=fmt.keyframe_interval,
-                )
+                # The sender's codec was negotiated: keep it, change the rest.
+                fmt = fmt.with_codec(track.format.codec)
             elif isinstance(track.format, str):
                 fmt = track.format
             source = stream.packet_source(kind, fmt, self.subscriber)
