@@ -80,6 +80,9 @@ class VideoCompositor:
         self._v = self.canvas[height + quarter :].reshape(height // 2, width // 2)
         self._scalers: dict[str, VideoReformatter] = {}
         self._drawn: dict[str, _Drawn] = {}
+        # Geometry is exact fraction arithmetic: worth computing once, not per frame.
+        self._rects: dict[object, Rect] = {}
+        self._placements: dict[tuple[int, int, Rect], Placement] = {}
         self._layout_version = -1
         self.redrawn_regions = 0
         self._fill((0, 0, width, height))
@@ -98,7 +101,9 @@ class VideoCompositor:
             self._fill((0, 0, self.width, self.height))
         redrawn: list[Rect] = []
         for region, stream_id in assignments:
-            rect = region_rect(region.area, self.width, self.height)
+            rect = self._rects.get(region.area)
+            if rect is None:
+                rect = self._rects[region.area] = region_rect(region.area, self.width, self.height)
             picture = inputs.get(stream_id) if stream_id is not None else None
             source = self._source_of(picture, now)
             drawn = self._drawn.get(region.id)
@@ -124,16 +129,24 @@ class VideoCompositor:
         return ("avatar", picture.user, picture.stream_id)
 
     def _draw(self, rect: Rect, picture: InputPicture | None, source: object) -> None:
-        self._fill(rect)
         if picture is None or source is None:
-            return
-        if isinstance(source, av.VideoFrame):
+            self._fill(rect)
+        elif isinstance(source, av.VideoFrame):
             self._draw_frame(rect, picture.stream_id, source)
         else:
             self._draw_avatar(rect, picture)
 
     def _draw_frame(self, rect: Rect, stream_id: str, frame: av.VideoFrame) -> None:
-        placement = place(frame.width, frame.height, rect, self.fit_policy)
+        key = (frame.width, frame.height, rect)
+        placement = self._placements.get(key)
+        if placement is None:
+            if len(self._placements) > 1024:
+                self._placements.clear()
+            placement = self._placements[key] = place(
+                frame.width, frame.height, rect, self.fit_policy
+            )
+        if placement.size != (rect[2], rect[3]):
+            self._fill(rect)  # letterbox bars; a picture that covers the rect needs none
         scaled, window = self._scale(stream_id, frame, placement)
         self._blit(scaled, window, placement.dest, placement.size)
 

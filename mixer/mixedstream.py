@@ -454,7 +454,9 @@ class MixedStream(Stream):
             assignments, version = self._assignments
             started = time.thread_time()
             canvas = compositor.compose(assignments, self._pictures, version, time.monotonic())
-            frame = av.VideoFrame.from_numpy_buffer(canvas.copy(), format="yuv420p")
+            # No copy: every output encodes on this thread before the next compose,
+            # and the encoders copy what they keep.
+            frame = av.VideoFrame.from_numpy_buffer(canvas, format="yuv420p")
             self.stats.composite_seconds += time.thread_time() - started
             pts = round(tick * 90000 / self.framerate)
             for output in self._video_outs:

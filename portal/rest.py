@@ -33,6 +33,7 @@ from aiohttp.typedefs import Handler
 from mixer.layout import LayoutError
 from recorder.muxer import CONTAINERS, MuxerError
 from recorder.recording import MediaChoice, Recording
+from recorder.streamingout import StreamingOut
 from webrtc_agent.mediasource import ParameterError, Stream
 
 from .mauth import AuthError, NonceCache, parse_mauth, verify_mauth
@@ -329,6 +330,11 @@ class RestApi:
         add("PATCH", "/rooms/{room}/recordings/{recording}", self.patch_recording, both)
         add("DELETE", "/rooms/{room}/recordings/{recording}", self.delete_recording, both)
         add("GET", "/rooms/{room}/recordings/{recording}/file", self.download_recording, both)
+        add("POST", "/rooms/{room}/streaming-outs", self.create_streaming_out, both)
+        add("GET", "/rooms/{room}/streaming-outs", self.list_streaming_outs, both)
+        add("GET", "/rooms/{room}/streaming-outs/{streaming}", self.get_streaming_out, both)
+        add("PATCH", "/rooms/{room}/streaming-outs/{streaming}", self.patch_streaming_out, both)
+        add("DELETE", "/rooms/{room}/streaming-outs/{streaming}", self.delete_streaming_out, both)
 
     # -- middleware: authentication and error translation ----------------
 
@@ -826,18 +832,7 @@ class RestApi:
     async def patch_recording(self, request: web.Request) -> web.StreamResponse:
         ref, recording = self._recording(request)
         operations = _expect_patch(await self._read_json(request))
-        sources: dict[str, str] = {}
-        for index, operation in enumerate(operations):
-            path, op, value = operation["path"], operation["op"], operation["value"]
-            if path not in ("/media/audio/from", "/media/video/from"):
-                raise _bad_request(
-                    f"[{index}].path: expected /media/audio/from or /media/video/from"
-                )
-            if op != "replace":
-                raise _bad_request(f"[{index}].op: {path} takes 'replace'")
-            if not isinstance(value, str) or not value:
-                raise _bad_request(f"[{index}].value: a stream id is required")
-            sources[path.split("/")[2]] = value
+        sources = _source_patch(operations)
         if ref.loaded is None or recording.state != "recording":
             raise _bad_request("The recording is not running")
         try:
@@ -863,6 +858,94 @@ class RestApi:
                 "Content-Disposition": f'attachment; filename="{recording.path.name}"',
             },
         )
+
+    # -- streaming-outs -------------------------------------------------
+
+    def _streaming_out(self, request: web.Request) -> tuple[RoomRef, StreamingOut]:
+        ref = self._room(request)
+        service = self._credentials(request).service
+        streaming_id = _path_id(request, "streaming", ErrorCode.NOT_FOUND, "Streaming-out")
+        entry = self.server.streaming_outs.get(streaming_id)
+        if entry is None or entry[0] != service.id or entry[1] != ref.id:
+            raise RestError(404, ErrorCode.NOT_FOUND, "Streaming-out not found")
+        return ref, entry[2]
+
+    async def create_streaming_out(self, request: web.Request) -> web.StreamResponse:
+        ref = self._room(request)
+        body = _expect_object(await self._read_json(request))
+        protocol = body.get("protocol", "rtmp")
+        if protocol not in ("rtmp", "hls"):
+            raise _bad_request("protocol: expected rtmp or hls")
+        url = body.get("url")
+        if protocol == "rtmp" and not isinstance(url, str):
+            raise _bad_request("url: an rtmp:// URL is required")
+        parameters: dict[str, Any] = {}
+        hls = body.get("parameters") or {}
+        if not isinstance(hls, dict):
+            raise _bad_request("parameters: an object is required")
+        for key, name in (("hlsTime", "hls_time"), ("hlsListSize", "hls_list_size")):
+            value = hls.get(key)
+            if value is not None:
+                if not isinstance(value, int) or not 1 <= value <= 60:
+                    raise _bad_request(f"parameters.{key}: a whole number from 1 to 60")
+                parameters[name] = value
+        unknown = sorted(set(body) - {"protocol", "url", "parameters", "media"})
+        if unknown:
+            raise _bad_request(
+                f"{unknown[0]}: unknown field (expected protocol, url, parameters, media)"
+            )
+        media = _recording_request({"media": body.get("media")}).media
+        if ref.loaded is None:
+            raise _bad_request("The room has no streams (nobody is in it)")
+        try:
+            out = ref.loaded.start_streaming_out(
+                str(protocol), url if protocol == "rtmp" else None, media, parameters
+            )
+        except (ParameterError, MuxerError) as exc:
+            raise _bad_request(str(exc)) from None
+        return web.json_response(out.describe())
+
+    async def list_streaming_outs(self, request: web.Request) -> web.StreamResponse:
+        ref = self._room(request)
+        service = self._credentials(request).service
+        outs = self.server.streaming_outs_of(service.id, ref.id)
+        return web.json_response([o.describe() for o in outs])
+
+    async def get_streaming_out(self, request: web.Request) -> web.StreamResponse:
+        _, out = self._streaming_out(request)
+        return web.json_response(out.describe())
+
+    async def patch_streaming_out(self, request: web.Request) -> web.StreamResponse:
+        ref, out = self._streaming_out(request)
+        operations = _expect_patch(await self._read_json(request))
+        sources = _source_patch(operations)
+        if ref.loaded is None or out.state not in ("connecting", "streaming"):
+            raise _bad_request("The streaming-out is not running")
+        try:
+            out.update(ref.loaded.streams, sources.get("audio"), sources.get("video"))
+        except ParameterError as exc:
+            raise _bad_request(str(exc)) from None
+        return web.json_response(out.describe())
+
+    async def delete_streaming_out(self, request: web.Request) -> web.StreamResponse:
+        _, out = self._streaming_out(request)
+        await out.stop()
+        return web.json_response(out.describe())
+
+
+def _source_patch(operations: list[dict[str, Any]]) -> dict[str, str]:
+    """[{op: replace, path: /media/{audio,video}/from, value: stream id}] -> {kind: id}."""
+    sources: dict[str, str] = {}
+    for index, operation in enumerate(operations):
+        path, op, value = operation["path"], operation["op"], operation["value"]
+        if path not in ("/media/audio/from", "/media/video/from"):
+            raise _bad_request(f"[{index}].path: expected /media/audio/from or /media/video/from")
+        if op != "replace":
+            raise _bad_request(f"[{index}].op: {path} takes 'replace'")
+        if not isinstance(value, str) or not value:
+            raise _bad_request(f"[{index}].value: a stream id is required")
+        sources[path.split("/")[2]] = value
+    return sources
 
 
 # -- recording requests (pure) -------------------------------------------------

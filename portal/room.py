@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mixer.mixedstream import MixedStream
 from recorder.recording import MediaChoice, Recording
+from recorder.streamingout import StreamingOut
 from webrtc_agent.forwardstream import ForwardStream
 from webrtc_agent.mediasource import Stream
 from webrtc_agent.publication import Publication
@@ -53,6 +54,7 @@ class Room:
         # Called with every participant/stream event (recordings keep timelines).
         self.observers: list[Callable[[str, Any], None]] = []
         self.recordings: dict[str, Recording] = {}
+        self.streaming_outs: dict[str, StreamingOut] = {}
         self.auto_recording: Recording | None = None
         self.closed = False
         self._create_views()
@@ -201,6 +203,33 @@ class Room:
         self.server.recording_started(self, recording)
         return recording
 
+    def start_streaming_out(
+        self, protocol: str, url: str | None, media: MediaChoice, parameters: dict[str, Any]
+    ) -> StreamingOut:
+        """Push a stream out (REST POST); raises ParameterError or MuxerError, keeping nothing."""
+        streaming_id = uuid.uuid4().hex
+        hls_directory = None
+        if protocol == "hls":
+            hls_directory = self.server.config.data_dir() / "hls" / streaming_id
+            url = f"/hls/{streaming_id}/{streaming_id}.m3u8"
+        out = StreamingOut(
+            streaming_id,
+            self.id,
+            protocol,
+            url,
+            media,
+            hls_directory=hls_directory,
+            on_finished=self._streaming_out_finished,
+            **parameters,
+        )
+        out.start(self.streams)
+        self.streaming_outs[out.id] = out
+        self.server.streaming_out_started(self, out)
+        return out
+
+    def _streaming_out_finished(self, out: StreamingOut) -> None:
+        self.streaming_outs.pop(out.id, None)
+
     def _snapshot_into(self, recording: Recording) -> None:
         # The timeline starts with who and what is in the room already.
         timeline = recording.timeline
@@ -277,6 +306,9 @@ class Room:
         for recording in list(self.recordings.values()):
             if recording.source_gone(stream_id):
                 spawn(recording.stop(), "finishing a recording")
+        for out in list(self.streaming_outs.values()):
+            if out.source_gone(stream_id):
+                spawn(out.stop(), "finishing a streaming-out")
         for participant in list(self.participants.values()):
             for subscription in list(participant.subscriptions.values()):
                 if stream_id in subscription.stream_ids():
@@ -311,6 +343,8 @@ class Room:
         self.participants.clear()
         for recording in list(self.recordings.values()):
             await recording.stop()
+        for out in list(self.streaming_outs.values()):
+            await out.stop()
         for view in self.views.values():
             view.close()
         for stream in list(self.streams.values()):

@@ -11,6 +11,7 @@ import socketio
 from aiohttp import web
 
 from recorder.recording import Recording
+from recorder.streamingout import StreamingOut
 from webrtc_agent.agent import WebrtcAgent
 
 from .config import Config
@@ -56,6 +57,7 @@ class Server:
         self.rooms: dict[str, Room] = {}
         # Every recording of this run, running or finished, for REST listing and download.
         self.recordings: dict[str, tuple[str, str, Recording]] = {}
+        self.streaming_outs: dict[str, tuple[str, str, StreamingOut]] = {}
         self.port = config.server.port  # the bound port, once listening (server.port may be 0)
         self._room_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.closing = False
@@ -118,6 +120,14 @@ class Server:
     def recording_started(self, room: Room, recording: Recording) -> None:
         self.recordings[recording.id] = (room.service_id, room.id, recording)
 
+    def streaming_out_started(self, room: Room, out: StreamingOut) -> None:
+        self.streaming_outs[out.id] = (room.service_id, room.id, out)
+
+    def streaming_outs_of(self, service_id: str, room_id: str) -> list[StreamingOut]:
+        return [
+            o for s, rid, o in self.streaming_outs.values() if s == service_id and rid == room_id
+        ]
+
     def recordings_of(self, service_id: str, room_id: str) -> list[Recording]:
         return [r for s, rid, r in self.recordings.values() if s == service_id and rid == room_id]
 
@@ -179,6 +189,7 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     from .rest import setup_rest
 
     setup_rest(app, server)
+    app.router.add_get("/hls/{streaming}/{file}", _hls_file)
 
     async def lifecycle(app: web.Application) -> Any:
         server.loop_lag.start()
@@ -193,6 +204,25 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.on_shutdown.append(shutdown)
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def _hls_file(request: web.Request) -> web.StreamResponse:
+    """An HLS playlist or segment: the unguessable streaming-out id is the capability."""
+    server = request.app[SERVER_KEY]
+    streaming_id = request.match_info["streaming"]
+    name = request.match_info["file"]
+    entry = server.streaming_outs.get(streaming_id)
+    if entry is None or entry[2].hls_directory is None:
+        raise web.HTTPNotFound(text="No such HLS stream")
+    if "/" in name or name.startswith(".") or not name.endswith((".m3u8", ".ts")):
+        raise web.HTTPNotFound(text="No such HLS file")
+    path = entry[2].hls_directory / name
+    if not path.is_file():
+        raise web.HTTPNotFound(text="No such HLS file")
+    content_type = "application/vnd.apple.mpegurl" if name.endswith(".m3u8") else "video/mp2t"
+    return web.FileResponse(
+        path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
+    )
 
 
 def run(config: Config) -> None:

@@ -262,10 +262,12 @@ class TrackClock:
         return round(duration * time_base / self.time_base)
 
 
-# -- the muxer -----------------------------------------------------------------------
+# -- the worker ------------------------------------------------------------------------
 
 
-class _Item(NamedTuple):
+class QueuedPacket(NamedTuple):
+    """A copy of a shared packet's bytes and timing, waiting for the worker."""
+
     kind: str
     data: bytes
     pts: int | None
@@ -275,8 +277,8 @@ class _Item(NamedTuple):
     arrival: float
 
 
-def describe_error(exc: BaseException, path: Path) -> str:
-    """A message for the user about why `path` cannot be written."""
+def describe_error(exc: BaseException, path: Path, subject: str = "recording") -> str:
+    """A message for the user about why `path` (a `subject`) cannot be written."""
     code = getattr(exc, "errno", None)
     if code in (errno.ENOSPC, errno.EDQUOT):
         what = "disk full"
@@ -294,10 +296,342 @@ def describe_error(exc: BaseException, path: Path) -> str:
         what = exc.strerror
     else:
         what = f"muxing failed ({type(exc).__name__}: {exc})"
-    return f"cannot write recording {path}: {what}"
+    return f"cannot write {subject} {path}: {what}"
 
 
-class PacketMuxer:
+def check_directory(directory: Path) -> None:
+    """Raise the OSError that writing a file into `directory` would meet (creates nothing)."""
+    if not directory.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such directory", str(directory))
+    if not directory.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(directory))
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "permission denied", str(directory))
+
+
+def h264_extradata(sps: bytes, pps: bytes) -> bytes:
+    """Annex-B SPS/PPS as extradata: the Matroska, MP4 and FLV muxers write avcC from it."""
+    return _START_CODE + sps + _START_CODE + pps
+
+
+def add_packet_stream(output: Any, codec: str) -> Any:
+    """A stream for pre-encoded `codec` packets whose codec context is never opened."""
+    scratch: Any = av.open(io.BytesIO(), "w", format="matroska")
+    try:
+        template = scratch.add_stream(codec)
+        return output.add_stream_from_template(template, opaque=True)
+    finally:
+        scratch.close()
+
+
+class PacketWriter:
+    """The worker behind a sink of shared encoded packets: queue, keyframe start, clocks, errors.
+
+    `write()` is called on the event loop thread and only queues a copy of
+    the packet's bytes and timing (the packets are shared with other sinks and
+    never touched afterwards). A worker thread of its own starts the output
+    on the first video keyframe (audio before it is dropped so that A/V start
+    together; an audio-only output starts on its first packet), maps every
+    track onto the output's clock (see `TrackClock`) and writes the packets.
+
+    On an error the worker stops, calls `on_error(reason)` once from its own
+    thread and discards whatever is still queued; `write()` never raises. The
+    queue holds at most `max_queue_seconds` of media; beyond that packets are
+    dropped (video until the next keyframe) and counted in `dropped`.
+
+    Subclasses open the output in `_open` (and may override `_prepare`,
+    `_clock_base`, `_emit`, `_flush`, `_stat` and `_describe`); they call
+    `_start_worker()` at the end of their `__init__`.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        video_codec: str | None,
+        audio_codec: str | None,
+        on_error: Callable[[str], None],
+        max_queue_seconds: float = MAX_QUEUE_SECONDS,
+        thread_name: str,
+    ) -> None:
+        self.label = label  # "recording /path/file.webm", for log lines
+        self.video_codec = _normalise(video_codec)
+        self.audio_codec = _normalise(audio_codec)
+        self._on_error = on_error
+        self._max_queue_seconds = max_queue_seconds
+        self._kinds = frozenset(
+            kind
+            for kind, codec in (("video", self.video_codec), ("audio", self.audio_codec))
+            if codec is not None
+        )
+
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._queue: deque[QueuedPacket] = deque()
+        self._queued_bytes = 0
+        self._closing = False
+        self._video_gap = False  # dropping video until the next keyframe
+
+        # Worker state.
+        self._output: Any = None
+        self._streams: dict[str, Any] = {}
+        self._clocks: dict[str, TrackClock] = {}
+        self._origin = 0.0
+        self._ends: dict[str, int] = {}
+        self._sps: bytes | None = None
+        self._pps: bytes | None = None
+        self._last_stat = 0.0
+
+        self.dropped = 0  # queue overflow (loop thread)
+        self.skipped = 0  # before the first keyframe (worker thread)
+        self.packets_written = 0
+        self.error: str | None = None
+        self._failed = False
+        self._started = False
+        self._video_size: tuple[int, int] | None = None
+
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+
+    def _start_worker(self) -> None:
+        self._thread.start()
+
+    # -- loop thread ---------------------------------------------------------
+
+    def write(
+        self, kind: str, packet: Packet, keyframe: bool, arrival: float | None = None
+    ) -> None:
+        """Queue a copy of `packet` (arrival defaults to `time.monotonic()`); never blocks."""
+        if self._closing or self._failed or kind not in self._kinds:
+            return
+        try:
+            now = time.monotonic() if arrival is None else arrival
+            video = kind == "video"
+            if video and self._video_gap and not keyframe:
+                self.dropped += 1
+                return
+            data = bytes(packet)
+            time_base = packet.time_base
+            item = QueuedPacket(
+                kind,
+                data,
+                packet.pts,
+                Fraction(time_base) if time_base is not None else None,
+                packet.duration or 0,
+                keyframe,
+                now,
+            )
+            with self._lock:
+                if self._queue and (
+                    now - self._queue[0].arrival > self._max_queue_seconds
+                    or self._queued_bytes + len(data) > MAX_QUEUE_BYTES
+                ):
+                    self.dropped += 1
+                    if video:
+                        self._video_gap = True
+                    return
+                if video:
+                    self._video_gap = False
+                self._queue.append(item)
+                self._queued_bytes += len(data)
+                self._wakeup.notify()
+        except Exception:
+            logger.exception("%s: cannot queue a packet", self.label)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Write what is queued, then finish the output; blocks (use run_in_executor).
+
+        With a `timeout`, gives up waiting for a worker stuck in I/O (a stalled
+        server): what is still queued is discarded, the worker finishes the
+        output whenever its I/O returns, and False is returned.
+        """
+        with self._lock:
+            self._closing = True
+            self._wakeup.notify()
+        if threading.current_thread() is self._thread:
+            return True
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            return True
+        with self._lock:
+            self._queue.clear()
+            self._queued_bytes = 0
+        logger.warning("%s: the worker did not finish in %.1f s", self.label, timeout or 0)
+        return False
+
+    @property
+    def duration(self) -> float:
+        """Seconds of media written."""
+        ends = [
+            float(end * self._clocks[kind].time_base)
+            for kind, end in self._ends.items()
+            if kind in self._clocks
+        ]
+        return max(ends, default=0.0)
+
+    @property
+    def started(self) -> bool:
+        """The first video keyframe (or, audio-only, the first audio packet) is written."""
+        return self._started
+
+    @property
+    def failed(self) -> bool:
+        return self._failed
+
+    @property
+    def video_size(self) -> tuple[int, int] | None:
+        return self._video_size
+
+    # -- worker thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._prepare()
+        except Exception as exc:
+            self._fail(exc)
+        while not self._failed:
+            with self._lock:
+                while not self._queue and not self._closing:
+                    self._wakeup.wait()
+                if not self._queue:
+                    break
+                item = self._queue.popleft()
+                self._queued_bytes -= len(item.data)
+            try:
+                self._handle(item)
+            except Exception as exc:
+                self._fail(exc)
+        if self._failed:
+            with self._lock:  # write() ignores new packets from now on
+                self._queue.clear()
+                self._queued_bytes = 0
+        self._finish()
+
+    def _prepare(self) -> None:
+        """Checks before any media arrives (raise to fail early)."""
+
+    def _handle(self, item: QueuedPacket) -> None:
+        if self._output is None:
+            if not self._can_start(item):
+                self.skipped += 1
+                return
+            self._open(item)
+            # Some muxers choose their own time base at the header.
+            self._clocks = {kind: TrackClock(self._clock_base(kind)) for kind in self._streams}
+            self._origin = item.arrival
+        self._mux(item)
+
+    def _can_start(self, item: QueuedPacket) -> bool:
+        if self.video_codec is None:
+            return item.kind == "audio"
+        if item.kind != "video":
+            return False  # audio waits for the first video keyframe
+        if self.video_codec == "h264":
+            sps, pps = h264_parameter_sets(item.data)
+            self._sps = sps or self._sps
+            self._pps = pps or self._pps
+        if not item.keyframe:
+            return False
+        if self.video_codec == "h264" and (self._sps is None or self._pps is None):
+            logger.warning("%s: H.264 keyframe without SPS/PPS, waiting", self.label)
+            return False
+        size = probe_video_size(self.video_codec, item.data)
+        if size is None:
+            logger.warning("%s: cannot read the keyframe's size, waiting", self.label)
+            return False
+        self._video_size = size
+        return True
+
+    def _open(self, first: QueuedPacket) -> None:
+        """Create the output (set `_output` first), its `_streams`, and write the header."""
+        raise NotImplementedError
+
+    def _add_video_stream(self, output: Any) -> Any:
+        """The video stream for the packets as they are, described by the first keyframe."""
+        assert self.video_codec is not None and self._video_size is not None
+        stream = add_packet_stream(output, self.video_codec)
+        ctx = stream.codec_context
+        ctx.width, ctx.height = self._video_size
+        ctx.framerate = Fraction(0, 1)  # variable: no Matroska DefaultDuration
+        if self.video_codec == "h264" and self._sps and self._pps:
+            ctx.extradata = h264_extradata(self._sps, self._pps)
+        stream.time_base = VIDEO_TIME_BASE
+        self._streams["video"] = stream
+        return stream
+
+    def _clock_base(self, kind: str) -> Fraction:
+        """The time base a track's `TrackClock` counts in (its stream's, by default)."""
+        return Fraction(self._streams[kind].time_base)
+
+    def _mux(self, item: QueuedPacket) -> None:
+        clock = self._clocks[item.kind]
+        pts = clock.place(item.pts, item.time_base, item.arrival - self._origin)
+        duration = clock.rescale(item.duration, item.time_base)
+        self._ends[item.kind] = self._emit(item, pts, duration)
+        self.packets_written += 1
+        self._started = True
+        now = time.monotonic()
+        if now - self._last_stat > 0.25:
+            self._last_stat = now
+            self._stat()
+
+    def _emit(self, item: QueuedPacket, pts: int, duration: int) -> int:
+        """Write one packet at `pts` on its track's clock; returns where it ends."""
+        self._output.mux(self._packet(item, pts, duration))
+        return pts + duration
+
+    def _packet(self, item: QueuedPacket, pts: int, duration: int) -> Any:
+        """The packet to mux for `item`, on its track's stream and clock."""
+        packet = av.Packet(item.data)
+        packet.stream = self._streams[item.kind]
+        packet.time_base = self._clocks[item.kind].time_base
+        packet.pts = pts
+        packet.dts = pts  # no B-frames in real-time streams
+        if duration > 0:
+            packet.duration = duration
+        packet.is_keyframe = item.keyframe
+        return packet
+
+    def _stat(self) -> None:
+        """Called now and then while writing, and at the end."""
+
+    def _flush(self, output: Any) -> None:
+        """Before the trailer: write what encoders still hold."""
+
+    def _finish(self) -> None:
+        output = self._output
+        if output is not None:
+            try:
+                self._flush(output)
+                self._output = None
+                output.close()  # trailer: cues, duration, MP4 index, HLS playlist
+            except Exception as exc:
+                self._fail(exc)
+        self._stat()
+
+    def _describe(self, exc: BaseException) -> str:
+        """A message for the user about an error of the worker."""
+        return f"{self.label}: {exc}"
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failed:
+            return
+        self._failed = True
+        reason = self._describe(exc)
+        self.error = reason
+        logger.warning("%s", reason)
+        output, self._output = self._output, None
+        if output is not None:
+            try:
+                output.close()
+            except Exception:
+                pass  # the output is lost already; this only releases the descriptor
+        try:
+            self._on_error(reason)
+        except Exception:
+            logger.exception("%s: error listener failed", self.label)
+
+
+class PacketMuxer(PacketWriter):
     """Writes one recording file from encoded audio/video packets on a worker thread of its own.
 
     `write()` is called on the event loop thread and only queues a copy of
@@ -330,203 +664,37 @@ class PacketMuxer:
         self.path = Path(path)
         # Raises MuxerError before anything exists on disk.
         self.container = choose_container(container, video_codec, audio_codec)
-        self.video_codec = _normalise(video_codec)
-        self.audio_codec = _normalise(audio_codec)
-        self._on_error = on_error
-        self._max_queue_seconds = max_queue_seconds
-        self._kinds = frozenset(
-            kind
-            for kind, codec in (("video", self.video_codec), ("audio", self.audio_codec))
-            if codec is not None
+        super().__init__(
+            f"recording {self.path}",
+            video_codec=video_codec,
+            audio_codec=audio_codec,
+            on_error=on_error,
+            max_queue_seconds=max_queue_seconds,
+            thread_name=f"muxer {self.path.name}",
         )
-
-        self._lock = threading.Lock()
-        self._wakeup = threading.Condition(self._lock)
-        self._queue: deque[_Item] = deque()
-        self._queued_bytes = 0
-        self._closing = False
-        self._video_gap = False  # dropping video until the next keyframe
-
-        # Worker state.
-        self._output: Any = None
-        self._streams: dict[str, Any] = {}
-        self._clocks: dict[str, TrackClock] = {}
-        self._origin = 0.0
-        self._ends: dict[str, int] = {}
-        self._sps: bytes | None = None
-        self._pps: bytes | None = None
-        self._last_stat = 0.0
-
-        self.dropped = 0  # queue overflow (loop thread)
-        self.skipped = 0  # before the first keyframe (worker thread)
-        self.packets_written = 0
-        self.error: str | None = None
-        self._failed = False
-        self._started = False
         self._bytes_written = 0
-        self._video_size: tuple[int, int] | None = None
-
-        self._thread = threading.Thread(
-            target=self._run, name=f"muxer {self.path.name}", daemon=True
-        )
-        self._thread.start()
-
-    # -- loop thread ---------------------------------------------------------
-
-    def write(
-        self, kind: str, packet: Packet, keyframe: bool, arrival: float | None = None
-    ) -> None:
-        """Queue a copy of `packet` (arrival defaults to `time.monotonic()`); never blocks."""
-        if self._closing or self._failed or kind not in self._kinds:
-            return
-        try:
-            now = time.monotonic() if arrival is None else arrival
-            video = kind == "video"
-            if video and self._video_gap and not keyframe:
-                self.dropped += 1
-                return
-            data = bytes(packet)
-            time_base = packet.time_base
-            item = _Item(
-                kind,
-                data,
-                packet.pts,
-                Fraction(time_base) if time_base is not None else None,
-                packet.duration or 0,
-                keyframe,
-                now,
-            )
-            with self._lock:
-                if self._queue and (
-                    now - self._queue[0].arrival > self._max_queue_seconds
-                    or self._queued_bytes + len(data) > MAX_QUEUE_BYTES
-                ):
-                    self.dropped += 1
-                    if video:
-                        self._video_gap = True
-                    return
-                if video:
-                    self._video_gap = False
-                self._queue.append(item)
-                self._queued_bytes += len(data)
-                self._wakeup.notify()
-        except Exception:
-            logger.exception("recording %s: cannot queue a packet", self.path)
-
-    def close(self) -> None:
-        """Write what is queued, then the cues and duration; blocks (use run_in_executor)."""
-        with self._lock:
-            self._closing = True
-            self._wakeup.notify()
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
+        self._start_worker()
 
     @property
     def bytes_written(self) -> int:
         return self._bytes_written
 
-    @property
-    def duration(self) -> float:
-        """Seconds of media written."""
-        ends = [
-            float(end * self._clocks[kind].time_base)
-            for kind, end in self._ends.items()
-            if kind in self._clocks
-        ]
-        return max(ends, default=0.0)
-
-    @property
-    def started(self) -> bool:
-        """The first video keyframe (or, audio-only, the first audio packet) is written."""
-        return self._started
-
-    @property
-    def failed(self) -> bool:
-        return self._failed
-
-    @property
-    def video_size(self) -> tuple[int, int] | None:
-        return self._video_size
-
     # -- worker thread -------------------------------------------------------
 
-    def _run(self) -> None:
-        try:
-            self._check_directory()
-        except OSError as exc:
-            self._fail(exc)
-        while True:
-            with self._lock:
-                while not self._queue and not self._closing:
-                    self._wakeup.wait()
-                if not self._queue:
-                    break
-                item = self._queue.popleft()
-                self._queued_bytes -= len(item.data)
-            if self._failed:
-                continue  # discard: keep write() cheap and the queue empty
-            try:
-                self._handle(item)
-            except Exception as exc:
-                self._fail(exc)
-        self._finish()
-
-    def _check_directory(self) -> None:
+    def _prepare(self) -> None:
         # Fail early (before any media arrives) without creating the file.
-        parent = self.path.parent
-        if not parent.exists():
-            raise FileNotFoundError(errno.ENOENT, "no such directory", str(parent))
-        if not parent.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(parent))
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "permission denied", str(parent))
+        check_directory(self.path.parent)
 
-    def _handle(self, item: _Item) -> None:
-        if self._output is None:
-            if not self._can_start(item):
-                self.skipped += 1
-                return
-            self._open(item)
-        self._mux(item)
-
-    def _can_start(self, item: _Item) -> bool:
-        if self.video_codec is None:
-            return item.kind == "audio"
-        if item.kind != "video":
-            return False  # audio waits for the first video keyframe
-        if self.video_codec == "h264":
-            sps, pps = h264_parameter_sets(item.data)
-            self._sps = sps or self._sps
-            self._pps = pps or self._pps
-        if not item.keyframe:
-            return False
-        if self.video_codec == "h264" and (self._sps is None or self._pps is None):
-            logger.warning("recording %s: H.264 keyframe without SPS/PPS, waiting", self.path)
-            return False
-        size = probe_video_size(self.video_codec, item.data)
-        if size is None:
-            logger.warning("recording %s: cannot read the keyframe's size, waiting", self.path)
-            return False
-        self._video_size = size
-        return True
-
-    def _open(self, first: _Item) -> None:
+    def _open(self, first: QueuedPacket) -> None:
         options = _MP4_OPTIONS if self.container == "mp4" else _MATROSKA_OPTIONS
         output: Any = av.open(
             str(self.path), "w", format=_FORMATS[self.container], container_options=options
         )
         self._output = output
         if self.video_codec is not None and self._video_size is not None:
-            stream = _add_stream(output, self.video_codec)
-            ctx = stream.codec_context
-            ctx.width, ctx.height = self._video_size
-            ctx.framerate = Fraction(0, 1)  # variable: no Matroska DefaultDuration
-            if self.video_codec == "h264" and self._sps and self._pps:
-                ctx.extradata = _START_CODE + self._sps + _START_CODE + self._pps
-            stream.time_base = VIDEO_TIME_BASE
-            self._streams["video"] = stream
+            self._add_video_stream(output)
         if self.audio_codec is not None:
-            stream = _add_stream(output, self.audio_codec)
+            stream = add_packet_stream(output, self.audio_codec)
             ctx = stream.codec_context
             ctx.sample_rate = 48000
             ctx.layout = "stereo"
@@ -534,32 +702,6 @@ class PacketMuxer:
             stream.time_base = AUDIO_TIME_BASE
             self._streams["audio"] = stream
         output.start_encoding()  # opens the file and writes the header
-        # Matroska chooses its own time base (1 ms) at the header.
-        self._clocks = {
-            kind: TrackClock(Fraction(stream.time_base)) for kind, stream in self._streams.items()
-        }
-        self._origin = first.arrival
-
-    def _mux(self, item: _Item) -> None:
-        clock = self._clocks[item.kind]
-        pts = clock.place(item.pts, item.time_base, item.arrival - self._origin)
-        packet = av.Packet(item.data)
-        packet.stream = self._streams[item.kind]
-        packet.time_base = clock.time_base
-        packet.pts = pts
-        packet.dts = pts  # no B-frames in real-time streams
-        duration = clock.rescale(item.duration, item.time_base)
-        if duration > 0:
-            packet.duration = duration
-        packet.is_keyframe = item.keyframe
-        self._output.mux(packet)
-        self._ends[item.kind] = pts + duration
-        self.packets_written += 1
-        self._started = True
-        now = time.monotonic()
-        if now - self._last_stat > 0.25:
-            self._last_stat = now
-            self._stat()
 
     def _stat(self) -> None:
         try:
@@ -567,40 +709,5 @@ class PacketMuxer:
         except OSError:
             pass
 
-    def _finish(self) -> None:
-        output, self._output = self._output, None
-        if output is None:
-            return
-        try:
-            output.close()  # trailer: cues, duration, MP4 index
-        except Exception as exc:
-            self._fail(exc)
-        self._stat()
-
-    def _fail(self, exc: BaseException) -> None:
-        if self._failed:
-            return
-        self._failed = True
-        reason = describe_error(exc, self.path)
-        self.error = reason
-        logger.warning("%s", reason)
-        output, self._output = self._output, None
-        if output is not None:
-            try:
-                output.close()
-            except Exception:
-                pass  # the file is lost already; this only releases the descriptor
-        try:
-            self._on_error(reason)
-        except Exception:
-            logger.exception("recording %s: error listener failed", self.path)
-
-
-def _add_stream(output: Any, codec: str) -> Any:
-    """A stream for pre-encoded `codec` packets whose codec context is never opened."""
-    scratch: Any = av.open(io.BytesIO(), "w", format="matroska")
-    try:
-        template = scratch.add_stream(codec)
-        return output.add_stream_from_template(template, opaque=True)
-    finally:
-        scratch.close()
+    def _describe(self, exc: BaseException) -> str:
+        return describe_error(exc, self.path)

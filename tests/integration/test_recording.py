@@ -347,3 +347,104 @@ async def test_killed_server_leaves_a_playable_file(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_streaming_out_rtmp_to_a_real_receiver_and_hls(
+    tessera: RunningServer, tmp_path: Path
+) -> None:
+    import shutil
+
+    import pytest
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("the RTMP receiver needs FFmpeg's command line: apt-get install ffmpeg")
+    pubs = await publishers(tessera)
+    room = pubs[0][0].room_id
+    mixed = f"{room}-common"
+    port = free_port()
+    received = tmp_path / "received.flv"
+    receiver = subprocess.Popen(
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-listen",
+            "1",
+            "-i",
+            f"rtmp://127.0.0.1:{port}/live/x",
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+            str(received),
+        ],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.sleep(1.0)  # the receiver listens
+        status, rtmp = await api(
+            tessera,
+            "POST",
+            f"/v1/rooms/{room}/streaming-outs",
+            {
+                "protocol": "rtmp",
+                "url": f"rtmp://127.0.0.1:{port}/live/x",
+                "media": {"audio": {"from": mixed}, "video": {"from": mixed}},
+            },
+        )
+        assert status == 200, rtmp
+        status, hls = await api(
+            tessera,
+            "POST",
+            f"/v1/rooms/{room}/streaming-outs",
+            {
+                "protocol": "hls",
+                "parameters": {"hlsTime": 1},
+                "media": {"audio": {"from": mixed}, "video": {"from": mixed}},
+            },
+        )
+        assert status == 200, hls
+        await asyncio.sleep(4.0)
+        # The HLS playlist is served over HTTP while it runs.
+        async with aiohttp.ClientSession() as session:
+            async with session.get(tessera.url + hls["url"]) as resp:
+                assert resp.status == 200
+                playlist = await resp.text()
+            segment = next(line for line in playlist.splitlines() if line.endswith(".ts"))
+            async with session.get(
+                tessera.url + hls["url"].rsplit("/", 1)[0] + "/" + segment
+            ) as resp:
+                assert resp.status == 200 and len(await resp.read()) > 1000
+        for out in (rtmp, hls):
+            status, info = await api(
+                tessera, "DELETE", f"/v1/rooms/{room}/streaming-outs/{out['id']}"
+            )
+            assert status == 200 and info["state"] == "stopped", info
+        receiver.wait(15)
+        media = read_file(received)
+        assert media["video"] == "h264" and media["audio"] == "aac"
+        assert media["size"] == (1280, 720) and media["frames"] > 60
+        assert len(media["samples"]) > 48000
+        status, error = await api(
+            tessera,
+            "POST",
+            f"/v1/rooms/{room}/streaming-outs",
+            {"protocol": "rtmp", "url": "file:///etc/passwd", "media": {"audio": {"from": mixed}}},
+        )
+        assert status == 400 and "rtmp" in error["error"]["message"].lower()
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait(10)
+        for c, _ in pubs:
+            await c.leave()
