@@ -169,6 +169,9 @@ class VideoCompositor:
             height=full_h,
             format="yuv420p",
             interpolation=Interpolation.BILINEAR,
+            # swscale would split each small scale across cores; the views'
+            # and encoders' own threads already use them.
+            threads=1,
         )
         return scaled, (ox, oy)
 

@@ -78,7 +78,11 @@ class MixedVideoOutput(PacketSource):
         frame = canvas
         if (canvas.width, canvas.height) != (s.width, s.height):
             frame = self._scaler.reformat(
-                canvas, width=s.width, height=s.height, interpolation=Interpolation.BILINEAR
+                canvas,
+                width=s.width,
+                height=s.height,
+                interpolation=Interpolation.BILINEAR,
+                threads=1,
             )
         keyframe = self._force_keyframe.is_set()
         self._force_keyframe.clear()

@@ -235,7 +235,9 @@ class VideoTranscoder(PacketSource):
                 )
             )
             keyframe = True
-        scaled = self._reformatter.reformat(frame, width=width, height=height, format="yuv420p")
+        scaled = self._reformatter.reformat(
+            frame, width=width, height=height, format="yuv420p", threads=1
+        )
         return self._encoder.encode(scaled, pts, keyframe)
 
     def _encoded(self, future: asyncio.Future[list[Packet]]) -> None:

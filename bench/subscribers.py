@@ -1,0 +1,368 @@
+"""Part 4: the server CPU of adding subscribers to one view, end to end over loopback.
+
+The Tessera server runs in its own process (`bench._server`), so its CPU is
+read from /proc apart from the clients. One publisher sends a moving 640x360
+camera-like track into the default room; its `common` view then gets 1, 10,
+50 ... video-only subscribers of one format, which all share the view's one
+720p encoder. The subscriber clients do not decode: an encoded-frame tap on
+each receiver counts the frames and bytes that arrive, which proves the
+media flows without drowning this process in 50 x 720p decodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from tessera_client import ConferenceClient
+
+from portal.tokens import issue_token
+from webrtc_agent.aiortcext import install_encoded_tap
+
+from .content import MovingVideoTrack
+from .machine import SystemCpu, process_cpu_seconds
+
+ROOT = Path(__file__).resolve().parents[1]
+#: "At most 1% of a core per subscriber."
+PER_SUBSCRIBER_TARGET_PERCENT = 1.0
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SubscriberBenchConfig:
+    """What part 4 measures; the defaults are the full run."""
+
+    steps: tuple[int, ...] = (0, 1, 10, 50)
+    window: float = 6.0  # seconds of server CPU per step
+    settle: float = 2.0  # seconds after the last subscriber of a step receives media
+    batch: int = 10  # subscribers connecting at once
+    width: int = 640
+    height: int = 360
+    framerate: int = 30
+    connect_timeout: float = 30.0
+
+
+QUICK_SUBSCRIBERS = SubscriberBenchConfig(steps=(0, 1, 2), window=2.0, settle=1.0)
+
+
+@dataclass(frozen=True)
+class SubscriberStep:
+    """One measurement window with `subscribers` subscribers (CPU in % of one core)."""
+
+    subscribers: int
+    window_s: float
+    server_cpu_percent: float
+    bench_cpu_percent: float  # this process: the publisher and every subscriber client
+    machine_busy_percent: float  # every process on the machine, sum over its cores
+    fps_mean: float  # encoded frames received per subscriber per second
+    fps_min: float
+    kbps_mean: float  # encoded video received per subscriber
+    connect_seconds: float  # to bring this step's new subscribers to their first frame
+
+
+@dataclass(frozen=True)
+class SubscriberCost:
+    """Server CPU per added subscriber between two steps, in % of one core."""
+
+    label: str
+    start: int
+    end: int
+    percent_per_subscriber: float
+
+
+@dataclass(frozen=True)
+class SubscriberFigures:
+    """Part 4's windows, the cost per added subscriber and what the server logged."""
+
+    config: SubscriberBenchConfig
+    steps: list[SubscriberStep]
+    costs: list[SubscriberCost]
+    late_taps: int  # receivers that had started before their tap was installed (must be 0)
+    server_log: list[str] = field(default_factory=list)
+    target_percent: float = PER_SUBSCRIBER_TARGET_PERCENT
+
+    @property
+    def headline(self) -> SubscriberCost | None:
+        """The widest span that excludes starting the view (e.g. 1 -> 50)."""
+        spans = [c for c in self.costs if c.start > 0]
+        return max(spans, key=lambda c: c.end - c.start) if spans else None
+
+    @property
+    def meets_target(self) -> bool:
+        """Every span after the first subscriber costs at most the target per subscriber."""
+        spans = [c for c in self.costs if c.start > 0]
+        return bool(spans) and all(c.percent_per_subscriber <= self.target_percent for c in spans)
+
+
+class TappedClient(ConferenceClient):
+    """A ConferenceClient that counts the encoded video it receives instead of decoding it.
+
+    aiortc 1.16 emits `track` inside setRemoteDescription, before it schedules
+    the receiver's start (which hands the decoder queue to the decoder thread),
+    so a tap installed from the `track` event takes every frame. The client
+    creates its peer connection lazily; hooking its creation is the one place
+    that sees the connection before any answer is applied.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.frames = 0
+        self.bytes = 0
+        self.late_taps = 0
+        self.first_frame = asyncio.Event()
+
+    def _ensure_pc(self) -> RTCPeerConnection:
+        created = self.pc is None
+        pc = super()._ensure_pc()
+        if created:
+            pc.on("track", self._tap)
+        return pc
+
+    def _tap(self, track: MediaStreamTrack) -> None:
+        if self.pc is None or track.kind != "video":
+            return
+        for transceiver in self.pc.getTransceivers():
+            receiver: RTCRtpReceiver = transceiver.receiver
+            if receiver.track is track:
+                if getattr(receiver, "_RTCRtpReceiver__started", False):
+                    self.late_taps += 1
+                install_encoded_tap(receiver, self._on_frame)
+
+    def _on_frame(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> None:
+        self.frames += 1
+        self.bytes += len(data)
+        self.first_frame.set()
+
+
+class ServerProcess:
+    """`python -m bench._server` in a child process; tokens are signed with its service key."""
+
+    def __init__(self, process: asyncio.subprocess.Process, info: dict[str, Any], log: Path):
+        self.process = process
+        self.info = info
+        self.log = log
+
+    @classmethod
+    async def start(cls, data_dir: Path, timeout: float = 60.0) -> ServerProcess:
+        """Start the server and wait for its ready line."""
+        log = data_dir / "server.log"
+        with log.open("wb") as stderr:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench._server",
+                "--data-dir",
+                str(data_dir),
+                "--log-level",
+                "WARNING",
+                cwd=ROOT,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+            )
+        assert process.stdout is not None
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), timeout)
+            info = json.loads(line)
+        except (TimeoutError, ValueError) as exc:
+            process.kill()
+            await process.wait()
+            raise RuntimeError(f"the server did not start: {log.read_text()[-2000:]}") from exc
+        return cls(process, info, log)
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the server so far."""
+        return process_cpu_seconds(self.pid)
+
+    def token(self, user: str, role: str) -> str:
+        """A join token for the default room."""
+        return issue_token(
+            service_id=self.info["service"],
+            key=self.info["key"],
+            room=self.info["room"],
+            user=user,
+            role=role,
+            host=self.info["host"],
+            secure=False,
+            lifetime=600.0,
+        )
+
+    async def stop(self) -> list[str]:
+        """Close its stdin (it shuts down cleanly), kill it if it lingers; return its log."""
+        if self.process.returncode is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                await asyncio.wait_for(self.process.wait(), 15)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        try:
+            return [line for line in self.log.read_text().splitlines() if line.strip()]
+        except OSError:
+            return []
+
+
+async def _wait_layout(
+    client: ConferenceClient, stream_id: str, count: int, timeout: float
+) -> None:
+    """Until the view `stream_id` shows `count` streams."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        stream = client.streams.get(stream_id) or {}
+        if len(stream.get("info", {}).get("layout", [])) >= count:
+            return
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise RuntimeError(f"{stream_id} never showed {count} stream(s)")
+        try:
+            await client.next_event("stream", lambda d: d.get("status") == "update", remaining)
+        except TimeoutError:
+            pass
+
+
+async def _connect(
+    server: ServerProcess, stream_id: str, number: int, timeout: float
+) -> TappedClient:
+    """One subscriber: join, subscribe to the view's video, wait for its first frame."""
+    client = TappedClient(request_timeout=timeout)
+    try:
+        await client.join(server.token(f"viewer-{number}", "viewer"))
+        subscription = await client.subscribe(stream_id, audio=False)
+        await subscription.wait_ready(timeout)
+        await asyncio.wait_for(client.first_frame.wait(), timeout)
+    except BaseException:
+        await _leave(client)
+        raise
+    return client
+
+
+async def _leave(client: ConferenceClient) -> None:
+    try:
+        await asyncio.wait_for(client.leave(), 10)
+    except Exception as exc:
+        logger.debug("leave failed: %s", exc)
+
+
+async def _measure(
+    server: ServerProcess, clients: list[TappedClient], window: float, connect_seconds: float
+) -> SubscriberStep:
+    frames0 = [c.frames for c in clients]
+    bytes0 = [c.bytes for c in clients]
+    server0, own0, machine0 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
+    start = time.monotonic()
+    await asyncio.sleep(window)
+    elapsed = time.monotonic() - start
+    server1, own1, machine1 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
+    fps = [(c.frames - f) / elapsed for c, f in zip(clients, frames0, strict=True)]
+    kbps = [(c.bytes - b) * 8 / elapsed / 1000 for c, b in zip(clients, bytes0, strict=True)]
+    return SubscriberStep(
+        subscribers=len(clients),
+        window_s=elapsed,
+        server_cpu_percent=(server1 - server0) / elapsed * 100,
+        bench_cpu_percent=(own1 - own0) / elapsed * 100,
+        machine_busy_percent=machine1.busy_cores_since(machine0, elapsed) * 100,
+        fps_mean=sum(fps) / len(fps) if fps else 0.0,
+        fps_min=min(fps) if fps else 0.0,
+        kbps_mean=sum(kbps) / len(kbps) if kbps else 0.0,
+        connect_seconds=connect_seconds,
+    )
+
+
+def subscriber_costs(steps: list[SubscriberStep]) -> list[SubscriberCost]:
+    """Server CPU per added subscriber between consecutive steps, and over the whole span.
+
+    The step from 0 subscribers also starts the view (decode, composite and the
+    shared encode); the later spans are the cost of one more receiver of it.
+    """
+    costs: list[SubscriberCost] = []
+    ordered = sorted(steps, key=lambda s: s.subscribers)
+    for before, after in itertools.pairwise(ordered):
+        added = after.subscribers - before.subscribers
+        if added <= 0:
+            continue
+        label = "first (starts the view)" if before.subscribers == 0 else "marginal"
+        costs.append(
+            SubscriberCost(
+                label=label,
+                start=before.subscribers,
+                end=after.subscribers,
+                percent_per_subscriber=(after.server_cpu_percent - before.server_cpu_percent)
+                / added,
+            )
+        )
+    watched = [s for s in ordered if s.subscribers > 0]
+    if len(watched) > 2:
+        first, last = watched[0], watched[-1]
+        costs.append(
+            SubscriberCost(
+                label="overall",
+                start=first.subscribers,
+                end=last.subscribers,
+                percent_per_subscriber=(last.server_cpu_percent - first.server_cpu_percent)
+                / (last.subscribers - first.subscribers),
+            )
+        )
+    return costs
+
+
+async def run_subscriber_bench(config: SubscriberBenchConfig) -> SubscriberFigures:
+    """Part 4: start the server, publish, add subscribers step by step, measure, clean up."""
+    steps: list[SubscriberStep] = []
+    clients: list[TappedClient] = []
+    with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
+        server = await ServerProcess.start(Path(tmp))
+        publisher = ConferenceClient(request_timeout=config.connect_timeout)
+        log: list[str] = []
+        try:
+            await publisher.join(server.token("publisher", "presenter"))
+            track = MovingVideoTrack(config.width, config.height, config.framerate, seed=7)
+            publication = await publisher.publish(video=track)
+            await publication.wait_ready(config.connect_timeout)
+            view = f"{publisher.room_id}-common"
+            await _wait_layout(publisher, view, 1, config.connect_timeout)
+            await asyncio.sleep(config.settle)
+            for target in sorted(set(config.steps)):
+                started = time.monotonic()
+                while len(clients) < target:
+                    count = min(config.batch, target - len(clients))
+                    numbers = range(len(clients), len(clients) + count)
+                    results = await asyncio.gather(
+                        *(_connect(server, view, n, config.connect_timeout) for n in numbers),
+                        return_exceptions=True,
+                    )
+                    clients.extend(r for r in results if isinstance(r, TappedClient))
+                    errors = [r for r in results if isinstance(r, BaseException)]
+                    if errors:
+                        raise RuntimeError(f"a subscriber failed to connect: {errors[0]!r}")
+                connect_seconds = time.monotonic() - started
+                await asyncio.sleep(config.settle)
+                steps.append(await _measure(server, clients, config.window, connect_seconds))
+        finally:
+            await asyncio.gather(*(_leave(c) for c in clients))
+            await _leave(publisher)
+            log = await server.stop()
+    return SubscriberFigures(
+        config=config,
+        steps=steps,
+        costs=subscriber_costs(steps),
+        late_taps=sum(c.late_taps for c in clients),
+        server_log=log[-20:],
+    )
