@@ -32,7 +32,7 @@ from aiohttp.typedefs import Handler
 
 from mixer.layout import LayoutError
 from recorder.muxer import CONTAINERS, MuxerError
-from recorder.recording import MediaChoice, Recording
+from recorder.recording import MediaChoice, Recording, StoredRecording
 from recorder.streamingout import StreamingOut
 from webrtc_agent.mediasource import ParameterError, Stream
 
@@ -794,14 +794,14 @@ class RestApi:
 
     # -- recordings -----------------------------------------------------
 
-    def _recording(self, request: web.Request) -> tuple[RoomRef, Recording]:
+    def _recording(self, request: web.Request) -> tuple[RoomRef, Recording | StoredRecording]:
         ref = self._room(request)
         service = self._credentials(request).service
         recording_id = _path_id(request, "recording", ErrorCode.NOT_FOUND, "Recording")
-        entry = self.server.recordings.get(recording_id)
-        if entry is None or entry[0] != service.id or entry[1] != ref.id:
+        recording = self.server.find_recording(service.id, ref.id, recording_id)
+        if recording is None:
             raise RestError(404, ErrorCode.NOT_FOUND, "Recording not found")
-        return ref, entry[2]
+        return ref, recording
 
     async def create_recording(self, request: web.Request) -> web.StreamResponse:
         service = self._credentials(request).service

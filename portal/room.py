@@ -264,6 +264,7 @@ class Room:
 
     def _recording_finished(self, recording: Recording) -> None:
         self.recordings.pop(recording.id, None)
+        self.server.recording_finished(self, recording)
         if recording.observe in self.observers:
             self.observers.remove(recording.observe)
         if self.auto_recording is recording:

@@ -10,7 +10,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from recorder.recording import Recording
+from recorder.recording import Recording, StoredRecording
 from recorder.streamingout import StreamingOut
 from webrtc_agent.agent import WebrtcAgent
 
@@ -57,6 +57,7 @@ class Server:
         self.rooms: dict[str, Room] = {}
         # Every recording of this run, running or finished, for REST listing and download.
         self.recordings: dict[str, tuple[str, str, Recording]] = {}
+        self._close_interrupted_recordings()
         self.streaming_outs: dict[str, tuple[str, str, StreamingOut]] = {}
         self.port = config.server.port  # the bound port, once listening (server.port may be 0)
         self._room_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -117,8 +118,35 @@ class Server:
             logger.info("service %s: ad-hoc room %s (%s) created", service.id, room.id, ref)
             return room
 
+    def _close_interrupted_recordings(self) -> None:
+        # A recording still "recording" in the store was cut off by a stop or
+        # a crash: its WebM/Matroska file plays up to the cut.
+        for recording_id, info in self.store.interrupted_recordings():
+            info["state"] = "stopped"
+            info["reason"] = "the server stopped while recording; the file ends where it was cut"
+            self.store.update_recording(recording_id, info)
+
     def recording_started(self, room: Room, recording: Recording) -> None:
         self.recordings[recording.id] = (room.service_id, room.id, recording)
+        self._save_recording(room.service_id, room.id, recording)
+
+    def recording_finished(self, room: Room, recording: Recording) -> None:
+        self._save_recording(room.service_id, room.id, recording)
+
+    def _save_recording(self, service_id: str, room_id: str, recording: Recording) -> None:
+        try:
+            self.store.save_recording(
+                recording.id, service_id, room_id, recording.describe(), str(recording.path)
+            )
+        except Exception:
+            logger.exception("recording %s: cannot save it in the store", recording.id)
+
+    def find_recording(
+        self, service_id: str, room_id: str, recording_id: str
+    ) -> Recording | StoredRecording | None:
+        return next(
+            (r for r in self.recordings_of(service_id, room_id) if r.id == recording_id), None
+        )
 
     def streaming_out_started(self, room: Room, out: StreamingOut) -> None:
         self.streaming_outs[out.id] = (room.service_id, room.id, out)
@@ -128,8 +156,16 @@ class Server:
             o for s, rid, o in self.streaming_outs.values() if s == service_id and rid == room_id
         ]
 
-    def recordings_of(self, service_id: str, room_id: str) -> list[Recording]:
-        return [r for s, rid, r in self.recordings.values() if s == service_id and rid == room_id]
+    def recordings_of(self, service_id: str, room_id: str) -> list[Recording | StoredRecording]:
+        """This run's recordings of a room, then those of earlier runs."""
+        live: list[Recording | StoredRecording] = [
+            r for s, rid, r in self.recordings.values() if s == service_id and rid == room_id
+        ]
+        known = {r.id for r in live}
+        for recording_id, info, file in self.store.list_recordings(service_id, room_id):
+            if recording_id not in known:
+                live.append(StoredRecording(recording_id, info, file))
+        return live
 
     async def room_empty(self, room: Room) -> None:
         """The last participant left: an ad-hoc room ends; a stored room is unloaded."""

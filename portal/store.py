@@ -62,6 +62,14 @@ CREATE TABLE IF NOT EXISTS consumed_tokens (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS consumed_tokens_by_expiry ON consumed_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS recordings (
+    id         TEXT PRIMARY KEY,
+    service_id TEXT NOT NULL,
+    room_id    TEXT NOT NULL,
+    info       TEXT NOT NULL,        -- JSON: the REST description when last saved
+    file       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recordings_by_room ON recordings (service_id, room_id);
 """
 
 
@@ -259,6 +267,48 @@ class Store:
                 "DELETE FROM rooms WHERE service_id = ? AND id = ?", (service_id, room_id)
             )
             return cursor.rowcount > 0
+
+    # -- recordings --
+
+    def save_recording(
+        self, recording_id: str, service_id: str, room_id: str, info: dict[str, Any], file: str
+    ) -> None:
+        """Create or update what is known of a recording (its REST description and file)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO recordings (id, service_id, room_id, info, file)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET info = excluded.info, file = excluded.file",
+                (recording_id, service_id, room_id, json.dumps(info), file),
+            )
+
+    def update_recording(self, recording_id: str, info: dict[str, Any]) -> None:
+        """Replace the stored description of a recording."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE recordings SET info = ? WHERE id = ?", (json.dumps(info), recording_id)
+            )
+
+    def list_recordings(
+        self, service_id: str, room_id: str
+    ) -> list[tuple[str, dict[str, Any], str]]:
+        """(id, info, file) of a room's recordings, oldest first."""
+        rows = self._query(
+            "SELECT id, info, file FROM recordings WHERE service_id = ? AND room_id = ?"
+            " ORDER BY rowid",
+            (service_id, room_id),
+        )
+        return [(row["id"], json.loads(row["info"]), row["file"]) for row in rows]
+
+    def interrupted_recordings(self) -> list[tuple[str, dict[str, Any]]]:
+        """Recordings stored as running: the server stopped (or died) while they ran."""
+        rows = self._query("SELECT id, info FROM recordings")
+        found = []
+        for row in rows:
+            info = json.loads(row["info"])
+            if info.get("state") == "recording":
+                found.append((row["id"], info))
+        return found
 
     # -- single-use tokens --
 

@@ -306,3 +306,32 @@ class Recording:
         if self.reason:
             info["reason"] = self.reason
         return info
+
+
+class StoredRecording:
+    """A recording of an earlier run of the server, as the store remembers it.
+
+    Listed and downloadable like a live Recording; it can no longer change.
+    """
+
+    def __init__(self, recording_id: str, info: dict[str, Any], file: str) -> None:
+        self.id = recording_id
+        self.info = info
+        self.path = Path(file)
+        self.state = str(info.get("state", "stopped"))
+
+    def describe(self) -> dict[str, Any]:
+        info = dict(self.info)
+        try:
+            info["size"] = self.path.stat().st_size
+        except OSError:
+            info["size"] = 0
+        return info
+
+    def update(
+        self, streams: dict[str, Stream], audio_from: str | None, video_from: str | None
+    ) -> None:
+        raise ParameterError("Recording is not running")
+
+    async def stop(self) -> None:
+        """Nothing to do: it ended with the run that made it."""

@@ -343,6 +343,16 @@ async def test_killed_server_leaves_a_playable_file(tmp_path: Path) -> None:
         assert media["frames"] > 30, media["frames"]
         assert close_to(mean_rgb(media["last"]), RED)
         await client.leave()
+        # The next start of the server still lists it, stopped, with the reason.
+        again = await start_server(tmp_path)
+        try:
+            status, listing = await api(again, "GET", f"/v1/rooms/{room}/recordings")
+            assert status == 200 and [r["id"] for r in listing] == [rec["id"]]
+            assert listing[0]["state"] == "stopped" and "server stopped" in listing[0]["reason"]
+            status, body = await api(again, "GET", f"/v1/rooms/{room}/recordings/{rec['id']}/file")
+            assert status == 200 and len(body) == path.stat().st_size
+        finally:
+            await again.stop()
     finally:
         if proc.poll() is None:
             proc.kill()
