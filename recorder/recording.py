@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webrtc_agent.mediasource import Packet, PacketSource, ParameterError, Stream, VideoFormat
-from webrtc_agent.streaminfo import resolve_video
+from webrtc_agent.mediasource import Packet, PacketSource, ParameterError, Stream
 
 from .muxer import MuxerError, PacketMuxer, choose_container
+from .sources import audio_source, video_source
 from .timeline import Timeline, room_event
 
 logger = logging.getLogger(__name__)
@@ -116,8 +116,10 @@ class Recording:
 
     def start(self, streams: dict[str, Stream]) -> None:
         """Bind to the sources and open the file; raises ParameterError or MuxerError."""
-        audio = self._audio_source(streams, self.media.audio_from)
-        video = self._video_source(streams, self.media.video_from, self.media.video_parameters)
+        audio = audio_source(streams, self.media.audio_from)
+        video = video_source(
+            streams, self.media.video_from, self.media.video_parameters, self.media.video_format
+        )
         if audio is None and video is None:
             raise ParameterError("A recording needs an audio or a video source")
         self.container = choose_container(
@@ -145,41 +147,15 @@ class Recording:
         self._sidecar_task = asyncio.ensure_future(self._keep_sidecar())
         logger.info("room %s: recording %s started into %s", self.room_id, self.id, self.path)
 
-    def _audio_source(
-        self, streams: dict[str, Stream], stream_id: str | None
-    ) -> PacketSource | None:
-        if stream_id is None:
-            return None
-        stream = streams.get(stream_id)
-        if stream is None:
-            raise ParameterError(f"Stream {stream_id} does NOT exist")
-        if not stream.has_track("audio"):
-            raise ParameterError(f"Stream {stream_id} has no audio")
-        return stream.packet_source("audio", stream.codec("audio") or "opus", None)
-
-    def _video_source(
-        self, streams: dict[str, Stream], stream_id: str | None, parameters: dict[str, Any] | None
-    ) -> PacketSource | None:
-        if stream_id is None:
-            return None
-        stream = streams.get(stream_id)
-        if stream is None:
-            raise ParameterError(f"Stream {stream_id} does NOT exist")
-        if not stream.has_track("video"):
-            raise ParameterError(f"Stream {stream_id} has no video")
-        track = next(t for t in stream.info()["media"]["tracks"] if t["type"] == "video")
-        fmt: VideoFormat = resolve_video(track, parameters, self.media.video_format)
-        return stream.packet_source("video", fmt, None)
-
     def update(
         self, streams: dict[str, Stream], audio_from: str | None, video_from: str | None
     ) -> None:
         """PATCH: take a track from another stream (timestamps continue)."""
         if self.state != "recording":
             raise ParameterError("Recording is not running")
-        audio = self._audio_source(streams, audio_from) if audio_from else None
+        audio = audio_source(streams, audio_from) if audio_from else None
         video = (
-            self._video_source(streams, video_from, self.media.video_parameters)
+            video_source(streams, video_from, self.media.video_parameters, self.media.video_format)
             if video_from
             else None
         )

@@ -46,7 +46,6 @@ What PyAV 18 / FFmpeg 8 do here, checked rather than assumed:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import logging
 import os
@@ -67,7 +66,6 @@ import numpy as np
 from av.packet import PacketSideData
 
 from webrtc_agent.mediasource import Packet, PacketSource, ParameterError, Stream
-from webrtc_agent.streaminfo import resolve_video_request
 
 from .muxer import (
     AUDIO_TIME_BASE,
@@ -82,6 +80,7 @@ from .muxer import (
     probe_video_size,
 )
 from .recording import MediaChoice
+from .sources import audio_source, video_source
 
 logger = logging.getLogger(__name__)
 
@@ -1082,35 +1081,19 @@ class StreamingOut:
     def _audio_source(
         self, streams: dict[str, Stream], stream_id: str | None
     ) -> PacketSource | None:
-        if stream_id is None:
-            return None
-        stream = streams.get(stream_id)
-        if stream is None:
-            raise ParameterError(f"Stream {stream_id} does NOT exist")
-        if not stream.has_track("audio"):
-            raise ParameterError(f"Stream {stream_id} has no audio")
-        return stream.packet_source("audio", stream.codec("audio") or "opus", None)
+        return audio_source(streams, stream_id)
 
     def _video_source(
         self, streams: dict[str, Stream], stream_id: str | None, parameters: dict[str, Any] | None
     ) -> PacketSource | None:
-        if stream_id is None:
-            return None
-        stream = streams.get(stream_id)
-        if stream is None:
-            raise ParameterError(f"Stream {stream_id} does NOT exist")
-        if not stream.has_track("video"):
-            raise ParameterError(f"Stream {stream_id} has no video")
         wanted = self.media.video_format
         if wanted is not None and (
             not isinstance(wanted, dict) or str(wanted.get("codec", "")).lower() != "h264"
         ):
             raise ParameterError("Format is not acceptable: streaming-outs carry H.264 video")
-        track = next(t for t in stream.info()["media"]["tracks"] if t["type"] == "video")
         # Size, frame rate, bitrate and keyframe interval as a subscription asks
         # for them; the codec is always H.264 (shared encode or transcoder).
-        fmt = dataclasses.replace(resolve_video_request(track, parameters), codec="h264")
-        return stream.packet_source("video", fmt, None)
+        return video_source(streams, stream_id, parameters, codec="h264")
 
     def update(
         self, streams: dict[str, Stream], audio_from: str | None, video_from: str | None

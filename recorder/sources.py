@@ -1,0 +1,49 @@
+"""Which shared packet sources a recording or streaming-out takes its tracks from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webrtc_agent.mediasource import PacketSource, ParameterError, Stream
+from webrtc_agent.streaminfo import resolve_video, resolve_video_request
+
+
+def _stream(streams: dict[str, Stream], stream_id: str, kind: str) -> Stream:
+    stream = streams.get(stream_id)
+    if stream is None:
+        raise ParameterError(f"Stream {stream_id} does NOT exist")
+    if not stream.has_track(kind):
+        raise ParameterError(f"Stream {stream_id} has no {kind}")
+    return stream
+
+
+def audio_source(streams: dict[str, Stream], stream_id: str | None) -> PacketSource | None:
+    """The stream's audio as it is encoded for subscribers (None: no audio wanted)."""
+    if stream_id is None:
+        return None
+    stream = _stream(streams, stream_id, "audio")
+    return stream.packet_source("audio", stream.codec("audio") or "opus", None)
+
+
+def video_source(
+    streams: dict[str, Stream],
+    stream_id: str | None,
+    parameters: dict[str, Any] | None,
+    video_format: dict[str, Any] | None = None,
+    *,
+    codec: str | None = None,
+) -> PacketSource | None:
+    """The stream's video in the requested format, shared with subscribers of that format.
+
+    `parameters` and `video_format` are checked like a subscription's; `codec`
+    forces a codec the output must have (RTMP carries only H.264).
+    """
+    if stream_id is None:
+        return None
+    stream = _stream(streams, stream_id, "video")
+    track = next(t for t in stream.info()["media"]["tracks"] if t["type"] == "video")
+    if codec is not None:
+        fmt = resolve_video_request(track, parameters).with_codec(codec)
+    else:
+        fmt = resolve_video(track, parameters, video_format)
+    return stream.packet_source("video", fmt, None)
