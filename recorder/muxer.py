@@ -49,6 +49,7 @@ import os
 import struct
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -326,7 +327,7 @@ def add_packet_stream(output: Any, codec: str) -> Any:
         scratch.close()
 
 
-class PacketWriter:
+class PacketWriter(ABC):
     """The worker behind a sink of shared encoded packets: queue, keyframe start, clocks, errors.
 
     `write()` is called on the event loop thread and only queues a copy of
@@ -517,7 +518,7 @@ class PacketWriter:
                 self._queued_bytes = 0
         self._finish()
 
-    def _prepare(self) -> None:
+    def _prepare(self) -> None:  # noqa: B027 - an optional hook
         """Checks before any media arrives (raise to fail early)."""
 
     def _handle(self, item: QueuedPacket) -> None:
@@ -552,9 +553,9 @@ class PacketWriter:
         self._video_size = size
         return True
 
+    @abstractmethod
     def _open(self, first: QueuedPacket) -> None:
         """Create the output (set `_output` first), its `_streams`, and write the header."""
-        raise NotImplementedError
 
     def _add_video_stream(self, output: Any) -> Any:
         """The video stream for the packets as they are, described by the first keyframe."""
@@ -602,10 +603,10 @@ class PacketWriter:
         packet.is_keyframe = item.keyframe
         return packet
 
-    def _stat(self) -> None:
+    def _stat(self) -> None:  # noqa: B027 - an optional hook
         """Called now and then while writing, and at the end."""
 
-    def _flush(self, output: Any) -> None:
+    def _flush(self, output: Any) -> None:  # noqa: B027 - an optional hook
         """Before the trailer: write what encoders still hold."""
 
     def _finish(self) -> None:
