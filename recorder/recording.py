@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webrtc_agent.mediasource import Packet, PacketSource, ParameterError, Stream
+from webrtc_agent.mediasource import Packet, ParameterError, Stream
 
 from .muxer import MuxerError, PacketMuxer, choose_container
-from .sources import audio_source, video_source
+from .sources import TrackSink, audio_source, video_source
 from .timeline import Timeline, room_event
 
 logger = logging.getLogger(__name__)
@@ -45,30 +45,6 @@ class MediaChoice:
             "audio": {"from": self.audio_from} if self.audio_from is not None else False,
             "video": video,
         }
-
-
-class _TrackSink:
-    """Takes one track's shared packets for the muxer (the muxer copies them)."""
-
-    def __init__(self, recording: Recording, kind: str) -> None:
-        self.recording = recording
-        self.kind = kind
-        self.source: PacketSource | None = None
-
-    def on_packet(self, packet: Packet, keyframe: bool) -> None:
-        self.recording._write(self.kind, packet, keyframe)
-
-    def attach(self, source: PacketSource) -> None:
-        if self.source is not None:
-            self.source.remove_sink(self)
-        self.source = source
-        source.add_sink(self)
-        source.request_keyframe()
-
-    def detach(self) -> None:
-        if self.source is not None:
-            self.source.remove_sink(self)
-            self.source = None
 
 
 class Recording:
@@ -105,7 +81,7 @@ class Recording:
         self.started_at = time.time()
         self.stopped_at: float | None = None
         self.timeline = Timeline(recording_id, room_id, self.started_at)
-        self._sinks = {"audio": _TrackSink(self, "audio"), "video": _TrackSink(self, "video")}
+        self._sinks = {"audio": TrackSink(self, "audio"), "video": TrackSink(self, "video")}
         self._muxer: PacketMuxer | None = None
         self._has_video = media.video_from is not None
         self._loop = asyncio.get_running_loop()

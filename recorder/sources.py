@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from webrtc_agent.mediasource import PacketSource, ParameterError, Stream
+from webrtc_agent.mediasource import Packet, PacketSource, ParameterError, Stream
 from webrtc_agent.streaminfo import resolve_video, resolve_video_request
 
 
@@ -47,3 +47,37 @@ def video_source(
     else:
         fmt = resolve_video(track, parameters, video_format)
     return stream.packet_source("video", fmt, None)
+
+
+class PacketWriterOwner(Protocol):
+    """What a TrackSink hands its packets to (a Recording, a StreamingOut)."""
+
+    def _write(self, kind: str, packet: Packet, keyframe: bool) -> None: ...
+
+
+class TrackSink:
+    """One track of a recording or streaming-out: a sink on a shared packet source.
+
+    The owner's writer copies what it keeps; the shared packet is never touched.
+    """
+
+    def __init__(self, owner: PacketWriterOwner, kind: str) -> None:
+        self.owner = owner
+        self.kind = kind
+        self.source: PacketSource | None = None
+
+    def on_packet(self, packet: Packet, keyframe: bool) -> None:
+        self.owner._write(self.kind, packet, keyframe)
+
+    def attach(self, source: PacketSource) -> None:
+        """Take the track from `source` (leaving the previous one); ask it for a keyframe."""
+        if self.source is not None:
+            self.source.remove_sink(self)
+        self.source = source
+        source.add_sink(self)
+        source.request_keyframe()
+
+    def detach(self) -> None:
+        if self.source is not None:
+            self.source.remove_sink(self)
+            self.source = None

@@ -80,7 +80,7 @@ from .muxer import (
     probe_video_size,
 )
 from .recording import MediaChoice
-from .sources import audio_source, video_source
+from .sources import TrackSink, audio_source, video_source
 
 logger = logging.getLogger(__name__)
 
@@ -909,13 +909,13 @@ class StreamPusher(PacketWriter):
 # -- the room's object ------------------------------------------------------------------
 
 
-class _TrackSink:
-    """Takes one track's shared packets for the pusher (which copies them)."""
+class _TrackSink(TrackSink):
+    """A TrackSink that keeps keyframes coming (HLS segments and joining players need them)."""
+
+    owner: StreamingOut
 
     def __init__(self, owner: StreamingOut, kind: str) -> None:
-        self.owner = owner
-        self.kind = kind
-        self.source: PacketSource | None = None
+        super().__init__(owner, kind)
         self._awaiting_keyframe = False
         self._last_keyframe = 0.0
         self._last_request = 0.0
@@ -942,18 +942,9 @@ class _TrackSink:
         self.owner._write(self.kind, packet, keyframe)
 
     def attach(self, source: PacketSource) -> None:
-        if self.source is not None:
-            self.source.remove_sink(self)
-        self.source = source
         self._awaiting_keyframe = True
         self._last_keyframe = self._last_request = time.monotonic()
-        source.add_sink(self)
-        source.request_keyframe()
-
-    def detach(self) -> None:
-        if self.source is not None:
-            self.source.remove_sink(self)
-            self.source = None
+        super().attach(source)
 
 
 class StreamingOut:
