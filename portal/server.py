@@ -9,6 +9,7 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from prometheus_client import generate_latest
 
 from recorder.recording import Recording, StoredRecording
 from recorder.streamingout import StreamingOut
@@ -17,6 +18,7 @@ from webrtc_agent.agent import WebrtcAgent
 from .config import Config
 from .looplag import LoopLagMonitor
 from .messages import RequestError
+from .metrics import create_registry
 from .portal import Portal
 from .room import Room
 from .roomoptions import RoomOptions, parse_room_options
@@ -226,6 +228,24 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
 
     setup_rest(app, server)
     app.router.add_get("/hls/{streaming}/{file}", _hls_file)
+    registry = create_registry(server)
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            body=generate_latest(registry), content_type="text/plain", charset="utf-8"
+        )
+
+    async def healthz(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(request: web.Request) -> web.StreamResponse:
+        if server.closing:
+            return web.json_response({"status": "shutting down"}, status=503)
+        return web.json_response({"status": "ready"})
+
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
 
     async def lifecycle(app: web.Application) -> Any:
         server.loop_lag.start()

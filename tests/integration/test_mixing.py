@@ -405,3 +405,38 @@ async def test_auto_mix_off_waits_for_mix(tessera: RunningServer) -> None:
     await pub.control("mix", "common")
     assert [e["stream"] for e in await wait_layout(a, 1)] == [pub.id]
     await a.leave()
+
+
+async def test_metrics_health_and_readiness(tessera: RunningServer) -> None:
+    import aiohttp
+
+    pub_client = await joined(tessera, "pub")
+    pub = await pub_client.publish(video=ColorVideoTrack(RED), audio=ToneTrack(440))
+    await pub.wait_ready()
+    viewer = await joined(tessera, "viewer")
+    sub = await viewer.subscribe(mixed_id(viewer))
+    await sub.wait_ready()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(tessera.url + "/metrics") as resp:
+            assert resp.status == 200
+        await asyncio.sleep(2.0)
+        async with session.get(tessera.url + "/metrics") as resp:
+            text = await resp.text()
+        async with session.get(tessera.url + "/healthz") as resp:
+            assert resp.status == 200
+        async with session.get(tessera.url + "/readyz") as resp:
+            assert resp.status == 200
+
+    def value(name: str) -> float:
+        line = next(line for line in text.splitlines() if line.startswith(name))
+        return float(line.rsplit(" ", 1)[1])
+
+    assert value("tessera_participants") == 2
+    assert value("tessera_publications") == 1 and value("tessera_subscriptions") == 1
+    assert value("tessera_views_running") == 1 and value("tessera_encoders") == 1
+    assert value('tessera_transports{state="connected"}') == 2
+    assert 25 <= value(f'tessera_view_fps{{view="{mixed_id(viewer)}"}}') <= 35
+    assert value("process_resident_memory_bytes") > 0
+    assert "tessera_event_loop_lag_seconds" in text
+    for client in (pub_client, viewer):
+        await client.leave()
