@@ -41,6 +41,10 @@ async def serve(
         "server.host": "127.0.0.1",
         "server.port": 0,
         "log.level": log_level,
+        # Every benchmark client logs in from 127.0.0.1, and fast.
+        "limits.login_attempts_per_minute": 100_000,
+        "limits.requests_per_second": 10_000.0,
+        "limits.request_burst": 10_000,
     }
     config = load_config(config_file, env={}, overrides=overrides)
     logging.basicConfig(

@@ -155,6 +155,17 @@ class RecordingConfig(_Section):
     directory: str
 
 
+class LimitsConfig(_Section):
+    """``[limits]``: what one client or one service may use."""
+
+    publications_per_participant: int = Field(gt=0)
+    subscriptions_per_participant: int = Field(gt=0)
+    rooms_per_service: int = Field(gt=0)
+    requests_per_second: float = Field(gt=0)
+    request_burst: int = Field(gt=0)
+    login_attempts_per_minute: int = Field(gt=0)
+
+
 class LogConfig(_Section):
     """``[log]``: logging."""
 
@@ -178,6 +189,7 @@ class Config(_Section):
     webrtc: WebRTCConfig
     mixer: MixerConfig
     recording: RecordingConfig
+    limits: LimitsConfig
     log: LogConfig
 
     def data_dir(self, env: Mapping[str, str] | None = None) -> Path:
@@ -228,6 +240,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "webrtc": WebRTCConfig,
     "mixer": MixerConfig,
     "recording": RecordingConfig,
+    "limits": LimitsConfig,
     "log": LogConfig,
 }
 

@@ -25,6 +25,7 @@ from . import messages as m
 from .background import spawn
 from .messages import RequestError
 from .participant import Participant
+from .ratelimit import AttemptCounter, TokenBucket
 from .tokens import TokenError, issue_ticket, read_token_service, verify_ticket, verify_token
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class Connection:
     address: str | None
     participant: Participant | None = None
     login_timer: asyncio.TimerHandle | None = None
+    bucket: TokenBucket | None = None
+    last_refusal_log: float = 0.0
     logged_out: bool = False
     opened: float = field(default_factory=time.monotonic)
 
@@ -63,6 +66,7 @@ class Portal:
         self.config = server.config
         self.connections: dict[str, Connection] = {}
         self.participants: dict[str, Participant] = {}
+        self.login_attempts = AttemptCounter(self.config.limits.login_attempts_per_minute)
         self._handlers: dict[str, Handler] = {
             "logout": self.on_logout,
             "refreshReconnectionTicket": self.on_refresh_ticket,
@@ -99,6 +103,13 @@ class Portal:
             connection = self.connections.get(sid)
             if connection is None:
                 return ("error", "Connection is closed")
+            now = time.monotonic()
+            if connection.bucket is not None and not connection.bucket.allow(now):
+                # A flooding client gets errors; one log line a second, not one per request.
+                if now - connection.last_refusal_log > 1.0:
+                    connection.last_refusal_log = now
+                    logger.warning("sid %s: too many requests, refusing", sid)
+                return ("error", "Too many requests: slow down")
             try:
                 size = len(json.dumps(data, separators=(",", ":")))
             except (TypeError, ValueError):
@@ -134,10 +145,12 @@ class Portal:
     # -- connection -----------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        limits = self.config.limits
         connection = Connection(
             sid=sid,
             origin=environ.get("HTTP_ORIGIN"),
             address=environ.get("REMOTE_ADDR"),
+            bucket=TokenBucket(limits.requests_per_second, limits.request_burst),
         )
         self.connections[sid] = connection
         loop = asyncio.get_running_loop()
@@ -202,6 +215,7 @@ class Portal:
             raise RequestError("Already logged in")
         if self.server.closing:
             raise RequestError("Server is shutting down")
+        self._count_login_attempt(connection)
         request = m.parse(m.Login, data)
         service_id = read_token_service(request.token)
         service = self.server.store.get_service(service_id)
@@ -248,6 +262,11 @@ class Portal:
             reply["reconnectionTicket"] = self._ticket(participant)
         return reply
 
+    def _count_login_attempt(self, connection: Connection) -> None:
+        if not self.login_attempts.allow(connection.address or "?", time.monotonic()):
+            logger.warning("address %s: too many login attempts", connection.address)
+            raise RequestError("Too many login attempts from this address; try again later")
+
     def _ticket(self, participant: Participant) -> str:
         ticket = issue_ticket(
             participant.id, self.server.ticket_secret, self.config.portal.ticket_lifetime
@@ -261,6 +280,7 @@ class Portal:
     async def on_relogin(self, connection: Connection, data: Any) -> Any:
         if connection.participant is not None:
             raise RequestError("Already logged in")
+        self._count_login_attempt(connection)
         if not isinstance(data, str) or len(data) > 4096:
             raise RequestError("Invalid relogin request: expected a reconnection ticket")
         claims = verify_ticket(data, self.server.ticket_secret)
@@ -322,6 +342,9 @@ class Portal:
             if not allowed.get(kind):
                 raise RequestError(f"Permission denied: cannot publish {kind}")
         room = participant.room
+        limit = self.config.limits.publications_per_participant
+        if len(participant.publications) >= limit:
+            raise RequestError(f"Too many publications (at most {limit} per participant)")
         if room.input_limit_reached():
             raise RequestError("Too many inputs")
         stream_id = uuid.uuid4().hex
@@ -357,6 +380,9 @@ class Portal:
         request = m.parse(m.Subscribe, m.normalize_session_request(data))
         allowed = participant.permission.get("subscribe") or {}
         room = participant.room
+        limit = self.config.limits.subscriptions_per_participant
+        if len(participant.subscriptions) >= limit:
+            raise RequestError(f"Too many subscriptions (at most {limit} per participant)")
         tracks: list[SubscribedTrack] = []
         kinds = [t.type for t in request.media.tracks]
         if len(set(kinds)) != len(kinds):

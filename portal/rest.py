@@ -556,6 +556,13 @@ class RestApi:
         body = _expect_object(await self._read_json(request))
         name, options, prefix = _split_room_body(body, None)
         name = _check_name(name, "name")
+        limit = self.server.config.limits.rooms_per_service
+        if self.server.store.count_rooms(service.id) >= limit:
+            raise RestError(
+                403,
+                ErrorCode.PERMISSION_DENIED,
+                f"Too many rooms for this service (at most {limit})",
+            )
         try:
             parsed = parse_room_options({**options, "name": name})
         except OptionsError as exc:

@@ -108,6 +108,9 @@ class Server:
                 return room
             if not create:
                 return None
+            limit = self.config.limits.rooms_per_service
+            if sum(1 for r in self.rooms.values() if r.service_id == service.id) >= limit:
+                raise RequestError(f"Too many rooms for this service (at most {limit})")
             room = Room(
                 self,
                 service.id,

@@ -260,6 +260,11 @@ class Store:
         )
         return [_room(row) for row in rows]
 
+    def count_rooms(self, service_id: str) -> int:
+        """How many rooms the service has stored."""
+        rows = self._query("SELECT COUNT(*) AS n FROM rooms WHERE service_id = ?", (service_id,))
+        return int(rows[0]["n"])
+
     def delete_room(self, service_id: str, room_id: str) -> bool:
         """Delete a room; False if the service has no room with that id."""
         with self._transaction() as conn:

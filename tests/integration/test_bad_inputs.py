@@ -266,3 +266,42 @@ async def test_vanished_client_is_cleaned_up(tmp_path: Any) -> None:
         assert tessera.server.portal.participants == {}
     finally:
         await tessera.stop()
+
+
+async def test_limits_refuse_with_clear_errors(tmp_path: Any) -> None:
+    from tests.support import start_server
+
+    tessera = await start_server(
+        tmp_path,
+        **{
+            "limits.requests_per_second": 5.0,
+            "limits.request_burst": 10,
+            "limits.publications_per_participant": 1,
+            "limits.login_attempts_per_minute": 6,
+        },
+    )
+    try:
+        flooder = await raw(tessera)
+        status, _ = await flooder.login(tessera.token(user="flooder"))
+        assert status == "ok"
+        replies = [await flooder.request("text", {"to": "all", "message": "x"}) for _ in range(30)]
+        assert ("error", "Too many requests: slow down") in replies
+        # Another client is not affected by the flood.
+        calm = ConferenceClient()
+        await calm.join(tessera.token(user="calm"))
+        publication = await calm.publish(video=ColorVideoTrack((0, 90, 0)))
+        await publication.wait_ready()
+        with pytest.raises(Exception, match="Too many publications"):
+            await calm.publish(video=ColorVideoTrack((0, 0, 90)))
+        await calm.leave()
+        # Logins from one address are counted (6 a minute here, 3 used so far).
+        errors = []
+        for _ in range(5):
+            probe = await raw(tessera)
+            status, message = await probe.login("bad-token")
+            errors.append(message)
+            await probe.sio.disconnect()
+        assert any("Too many login attempts" in m for m in errors)
+        await flooder.sio.disconnect()
+    finally:
+        await tessera.stop()
