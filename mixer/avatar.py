@@ -34,7 +34,7 @@ CHROMA = 0.13
 DISC_DIAMETER = 0.72  # of the tile's shorter side
 TEXT_SIZE = 0.45  # font size (em) as a fraction of the disc diameter
 TEXT_WIDTH = 0.72  # initials may use at most this much of the disc's width
-MIN_FONT_PX = 7  # below this initials are not legible: colour and disc only
+MIN_FONT_PX = 7  # below this initials are not legible: a tiny tile gets the silhouette
 
 # Avatar tiles are few (one per audio-only input and region size) and small, but
 # a full-view 1080p tile is 6 MB: keep the cache moderate.
@@ -155,8 +155,9 @@ def render_avatar(user_name: str, key: str, width: int, height: int) -> npt.NDAr
     The background colour comes from `key`, the disc is the same hue a little
     darker, and the initials of `user_name` are centred on it in white. When the
     initials cannot be drawn with the bundled font (Pillow's covers ASCII: "É"
-    is drawn as "E", Cyrillic or CJK names are not), or there is no name, the
-    disc shows a head-and-shoulders silhouette instead.
+    is drawn as "E", Cyrillic or CJK names are not), when there is no name, or
+    when the tile is too small for legible letters, the disc shows a
+    head-and-shoulders silhouette instead.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"avatar size must be positive, not {width}x{height}")
