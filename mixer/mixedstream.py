@@ -389,18 +389,20 @@ class MixedStream(Stream):
     # -- running --------------------------------------------------------
 
     def _video_output_active(self, output: MixedVideoOutput, active: bool) -> None:
-        self._video_outs = tuple(o for o in self.video_outputs.values() if o.sink_count)
-        if not active and not output.sink_count:
-            # An encoder with no receivers stops and is forgotten.
-            self.video_outputs.pop(output.settings, None)
-            output.close()
-        self._update_threads()
+        self._output_changed(self.video_outputs, output.settings, output, active)
 
     def _audio_output_active(self, output: MixedAudioOutput, active: bool) -> None:
-        self._audio_outs = tuple(o for o in self.audio_outputs.values() if o.sink_count)
+        self._output_changed(self.audio_outputs, output.key, output, active)
+
+    def _output_changed(
+        self, outputs: dict[Any, Any], key: Any, output: PacketSource, active: bool
+    ) -> None:
         if not active and not output.sink_count:
-            self.audio_outputs.pop(output.key, None)
+            # An encoder with no receivers stops and is forgotten.
+            outputs.pop(key, None)
             output.close()
+        self._video_outs = tuple(o for o in self.video_outputs.values() if o.sink_count)
+        self._audio_outs = tuple(o for o in self.audio_outputs.values() if o.sink_count)
         self._update_threads()
 
     def _update_threads(self) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+from tessera_client import ConferenceClient
 
 from portal.config import Config, load_config
 from portal.server import SERVER_KEY, Server, create_app
@@ -68,3 +71,38 @@ async def serve(config: Config) -> RunningServer:
     assert site._server is not None
     server.port = site._server.sockets[0].getsockname()[1]
     return RunningServer(app=app, runner=runner, server=server, port=server.port)
+
+
+async def joined(
+    tessera: RunningServer, user: str, role: str = "presenter", **kw: Any
+) -> ConferenceClient:
+    """A ConferenceClient logged in to `tessera` (room "default" unless `room=` is given)."""
+    client = ConferenceClient()
+    await client.join(tessera.token(user=user, role=role, **kw))
+    return client
+
+
+async def rest_call(
+    url: str, key: str, method: str, path: str, body: Any = None
+) -> tuple[int, Any]:
+    """One REST request with `Authorization: Bearer <key>`: (status, JSON or raw body)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, url + path, json=body, headers=headers) as resp:
+            if resp.content_type == "application/json":
+                return resp.status, await resp.json()
+            return resp.status, await resp.read()
+
+
+async def api(tessera: RunningServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """A REST request to `tessera` as its default service."""
+    return await rest_call(tessera.url, tessera.server.default_service.key, method, path, body)
+
+
+def region_box(region: dict[str, Any]) -> tuple[float, float, float, float]:
+    """A layout region's area as (left, top, width, height) fractions of the view."""
+    area = region["area"]
+    left, top, width, height = (
+        float(Fraction(area[k])) for k in ("left", "top", "width", "height")
+    )
+    return left, top, width, height

@@ -8,7 +8,7 @@ import pytest
 from tessera_client import ClientError, ConferenceClient
 
 from mixer.videoencoder import VideoEncoder
-from tests.support import RunningServer
+from tests.support import RunningServer, joined
 from tests.synthetic import (
     ColorVideoTrack,
     ToneTrack,
@@ -21,14 +21,6 @@ from tests.synthetic import (
 
 RED = (230, 30, 30)
 BLUE = (30, 30, 230)
-
-
-async def joined(
-    tessera: RunningServer, user: str, role: str = "presenter", **kw: object
-) -> ConferenceClient:
-    client = ConferenceClient()
-    await client.join(tessera.token(user=user, role=role, **kw))  # type: ignore[arg-type]
-    return client
 
 
 async def test_publish_subscribe_pause_unpublish_leave(tessera: RunningServer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 from tessera_client import ClientError, ConferenceClient
 
 from mixer.videoencoder import VideoEncoder
-from tests.support import RunningServer
+from tests.support import RunningServer, api, joined, region_box
 from tests.synthetic import (
     ColorVideoTrack,
     ToneTrack,
@@ -25,17 +24,6 @@ from tests.synthetic import (
 RED = (220, 30, 30)
 GREEN = (30, 200, 30)
 BLUE = (30, 30, 220)
-
-
-def box(region: dict[str, Any]) -> tuple[float, float, float, float]:
-    area = region["area"]
-    return tuple(float(Fraction(area[k])) for k in ("left", "top", "width", "height"))  # type: ignore[return-value]
-
-
-async def joined(tessera: RunningServer, user: str) -> ConferenceClient:
-    client = ConferenceClient()
-    await client.join(tessera.token(user=user))
-    return client
 
 
 def mixed_id(client: ConferenceClient) -> str:
@@ -88,13 +76,15 @@ async def test_colours_land_in_their_regions(tessera: RunningServer) -> None:
 
     def all_in_place(frame: Any) -> bool:
         return all(
-            close_to(mean_rgb(frame, box(e["region"])), colours[e["stream"]]) for e in layout
+            close_to(mean_rgb(frame, region_box(e["region"])), colours[e["stream"]]) for e in layout
         )
 
     frame = await frame_where(sub.video_track, all_in_place)
     assert (frame.width, frame.height) == (1280, 720)
     for entry in layout:
-        assert close_to(mean_rgb(frame, box(entry["region"])), colours[entry["stream"]]), entry
+        assert close_to(mean_rgb(frame, region_box(entry["region"])), colours[entry["stream"]]), (
+            entry
+        )
 
     # The server agrees: three inputs in the layout.
     view = tessera.server.rooms[viewer.room_id].views["common"]  # type: ignore[index]
@@ -117,7 +107,7 @@ async def test_audio_only_and_paused_video_show_an_avatar(tessera: RunningServer
     await cam_pub.wait_ready()
     viewer = await joined(tessera, "viewer")
     layout = await wait_layout(viewer, 2)
-    regions = {e["stream"]: box(e["region"]) for e in layout}
+    regions = {e["stream"]: region_box(e["region"]) for e in layout}
     sub = await viewer.subscribe(mixed_id(viewer), audio=False)
     await sub.wait_ready()
     assert sub.video_track is not None
@@ -263,24 +253,15 @@ async def test_set_region_get_region_mix_unmix(tessera: RunningServer) -> None:
 
 
 def test_box_helper() -> None:
-    assert box({"area": {"left": "1/2", "top": "0/1", "width": "1/2", "height": "1/2"}}) == (
+    assert region_box({"area": {"left": "1/2", "top": "0/1", "width": "1/2", "height": "1/2"}}) == (
         0.5,
         0.0,
         0.5,
         0.5,
     )
     assert np.isclose(
-        sum(box({"area": {"left": "1/3", "top": "1/3", "width": "1/3", "height": "0/1"}})), 1
+        sum(region_box({"area": {"left": "1/3", "top": "1/3", "width": "1/3", "height": "0/1"}})), 1
     )
-
-
-async def rest(tessera: RunningServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    import aiohttp
-
-    headers = {"Authorization": f"Bearer {tessera.server.default_service.key}"}
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, tessera.url + path, json=body, headers=headers) as resp:
-            return resp.status, await resp.json(content_type=None)
 
 
 async def test_rest_layout_and_in_views(tessera: RunningServer) -> None:
@@ -296,7 +277,7 @@ async def test_rest_layout_and_in_views(tessera: RunningServer) -> None:
         {"stream": layout[1]["stream"], "region": layout[0]["region"]},
         {"stream": layout[0]["stream"], "region": layout[1]["region"]},
     ]
-    status, info = await rest(
+    status, info = await api(
         tessera,
         "PATCH",
         f"/v1.1/rooms/{room}/streams/{room}-common",
@@ -310,7 +291,7 @@ async def test_rest_layout_and_in_views(tessera: RunningServer) -> None:
     }
     await b.next_event("stream", lambda d: d["status"] == "update" and d["id"] == f"{room}-common")
     # A bad layout changes nothing.
-    status, error = await rest(
+    status, error = await api(
         tessera,
         "PATCH",
         f"/v1.1/rooms/{room}/streams/{room}-common",
@@ -324,7 +305,7 @@ async def test_rest_layout_and_in_views(tessera: RunningServer) -> None:
     )
     assert status == 400 and "ghost" in error["error"]["message"]
     # Unmix over REST.
-    status, _ = await rest(
+    status, _ = await api(
         tessera,
         "PATCH",
         f"/v1.1/rooms/{room}/streams/{a_pub.id}",
@@ -346,7 +327,7 @@ async def test_active_speaker_moves_into_the_primary_region(tessera: RunningServ
             },
         }
     ]
-    status, room = await rest(
+    status, room = await api(
         tessera, "POST", "/v1/rooms", {"name": "lecture", "options": {"views": views}}
     )
     assert status == 200, room
@@ -393,7 +374,7 @@ async def test_h264_subscriber_gets_an_h264_encode_of_the_view(tessera: RunningS
 
 
 async def test_auto_mix_off_waits_for_mix(tessera: RunningServer) -> None:
-    status, room = await rest(
+    status, room = await api(
         tessera, "POST", "/v1/rooms", {"name": "manual", "options": {"autoMix": False}}
     )
     assert status == 200, room

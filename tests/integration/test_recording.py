@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -18,32 +17,12 @@ import av
 import numpy as np
 from tessera_client import ConferenceClient
 
-from tests.support import RunningServer, start_server
+from tests.support import RunningServer, api, region_box, rest_call, start_server
 from tests.synthetic import ColorVideoTrack, ToneTrack, close_to, mean_rgb, tone_energy
 
 RED = (220, 30, 30)
 BLUE = (30, 30, 220)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def rest(
-    tessera_url: str, key: str, method: str, path: str, body: Any = None
-) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {key}"}
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, tessera_url + path, json=body, headers=headers) as resp:
-            if resp.content_type == "application/json":
-                return resp.status, await resp.json()
-            return resp.status, await resp.read()
-
-
-async def api(tessera: RunningServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    return await rest(tessera.url, tessera.server.default_service.key, method, path, body)
-
-
-def box(region: dict[str, Any]) -> tuple[float, float, float, float]:
-    area = region["area"]
-    return tuple(float(Fraction(area[k])) for k in ("left", "top", "width", "height"))  # type: ignore[return-value]
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -140,7 +119,9 @@ async def test_record_the_mixed_view_with_timeline(tessera: RunningServer) -> No
     frame = media["last"]
     colours = {pubs[0][1]: RED, pubs[1][1]: BLUE}
     for entry in layout:
-        assert close_to(mean_rgb(frame, box(entry["region"])), colours[entry["stream"]]), entry
+        assert close_to(mean_rgb(frame, region_box(entry["region"])), colours[entry["stream"]]), (
+            entry
+        )
     samples = media["samples"]
     assert len(samples) > 48000
     assert (
@@ -157,7 +138,7 @@ async def test_record_the_mixed_view_with_timeline(tessera: RunningServer) -> No
     # Download over HTTP, with the same authentication.
     status, body = await api(tessera, "GET", f"/v1/rooms/{room}/recordings/{rec['id']}/file")
     assert status == 200 and body == path.read_bytes()
-    status, _ = await rest(
+    status, _ = await rest_call(
         tessera.url, "wrong-key", "GET", f"/v1/rooms/{room}/recordings/{rec['id']}/file"
     )
     assert status == 401
@@ -317,7 +298,7 @@ async def test_killed_server_leaves_a_playable_file(tmp_path: Path) -> None:
             await asyncio.sleep(0.1)
         port, key, token_room = port_file.read_text().split()
         url = f"http://127.0.0.1:{port}"
-        status, token = await rest(
+        status, token = await rest_call(
             url, key, "POST", f"/v1/rooms/{token_room}/tokens", {"user": "a", "role": "presenter"}
         )
         assert status == 200, token
@@ -326,7 +307,7 @@ async def test_killed_server_leaves_a_playable_file(tmp_path: Path) -> None:
         pub = await client.publish(video=ColorVideoTrack(RED), audio=ToneTrack(440))
         await pub.wait_ready()
         room = client.room_id
-        status, rec = await rest(
+        status, rec = await rest_call(
             url,
             key,
             "POST",

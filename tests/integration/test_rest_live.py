@@ -2,50 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import aiohttp
 from tessera_client import ConferenceClient
 
-from tests.support import RunningServer
+from tests.support import RunningServer, api
 from tests.synthetic import ColorVideoTrack
 
 
-async def call(tessera: RunningServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {tessera.server.default_service.key}"}
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, tessera.url + path, json=body, headers=headers) as resp:
-            return resp.status, await resp.json(content_type=None)
-
-
 async def test_rest_token_participants_streams(tessera: RunningServer) -> None:
-    status, room = await call(tessera, "POST", "/v1/rooms", {"name": "weekly", "options": {}})
+    status, room = await api(tessera, "POST", "/v1/rooms", {"name": "weekly", "options": {}})
     assert status == 200
     room_id = room["id"]
-    status, token = await call(
+    status, token = await api(
         tessera, "POST", f"/v1/rooms/{room_id}/tokens", {"user": "alice", "role": "presenter"}
     )
     assert status == 200
     alice = ConferenceClient()
     await alice.join(token)
     assert alice.room_id == room_id
-    _, token = await call(
+    _, token = await api(
         tessera, "POST", f"/v1/rooms/{room_id}/tokens", {"user": "bob", "role": "presenter"}
     )
     bob = ConferenceClient()
     await bob.join(token)
 
-    status, people = await call(tessera, "GET", f"/v1/rooms/{room_id}/participants")
+    status, people = await api(tessera, "GET", f"/v1/rooms/{room_id}/participants")
     assert status == 200 and {p["user"] for p in people} == {"alice", "bob"}
 
     publication = await alice.publish(video=ColorVideoTrack((200, 0, 0)))
     await publication.wait_ready()
-    status, streams = await call(tessera, "GET", f"/v1.1/rooms/{room_id}/streams")
+    status, streams = await api(tessera, "GET", f"/v1.1/rooms/{room_id}/streams")
     assert status == 200
     assert sorted(s["id"] for s in streams) == sorted([publication.id, f"{room_id}-common"])
 
     # Pause over REST: everyone is told.
-    status, _ = await call(
+    status, _ = await api(
         tessera,
         "PATCH",
         f"/v1.1/rooms/{room_id}/streams/{publication.id}",
@@ -58,7 +48,7 @@ async def test_rest_token_participants_streams(tessera: RunningServer) -> None:
     assert update["data"] == {"field": "video.status", "value": "inactive"}
 
     # Take away Bob's right to publish: his next publish is refused.
-    status, info = await call(
+    status, info = await api(
         tessera,
         "PATCH",
         f"/v1/rooms/{room_id}/participants/{bob.participant_id}",
@@ -72,13 +62,13 @@ async def test_rest_token_participants_streams(tessera: RunningServer) -> None:
         assert "Permission denied" in str(exc)
 
     # Delete the stream over REST: Bob hears it is gone.
-    status, _ = await call(tessera, "DELETE", f"/v1.1/rooms/{room_id}/streams/{publication.id}")
+    status, _ = await api(tessera, "DELETE", f"/v1.1/rooms/{room_id}/streams/{publication.id}")
     assert status == 200
     removed = await bob.next_event("stream", lambda d: d["status"] == "remove")
     assert removed["id"] == publication.id
 
     # Kick Bob: he gets `drop`, Alice sees him leave.
-    status, _ = await call(
+    status, _ = await api(
         tessera, "DELETE", f"/v1/rooms/{room_id}/participants/{bob.participant_id}"
     )
     assert status == 200
@@ -88,5 +78,5 @@ async def test_rest_token_participants_streams(tessera: RunningServer) -> None:
     await alice.leave()
     await bob.leave()
     # The REST room persists after everyone left.
-    status, again = await call(tessera, "GET", f"/v1/rooms/{room_id}")
+    status, again = await api(tessera, "GET", f"/v1/rooms/{room_id}")
     assert status == 200 and again["name"] == "weekly"
