@@ -230,6 +230,9 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     from .rest import setup_rest
 
     setup_rest(app, server)
+    from .webapp import setup_web
+
+    setup_web(app, server)
     app.router.add_get("/hls/{streaming}/{file}", _hls_file)
     registry = create_registry(server)
 
