@@ -65,6 +65,7 @@ class Portal:
         self.sio = sio
         self.config = server.config
         self.connections: dict[str, Connection] = {}
+        self._no_connections = asyncio.Event()  # set whenever the last connection closes
         self.participants: dict[str, Participant] = {}
         self.login_attempts = AttemptCounter(self.config.limits.login_attempts_per_minute)
         self._handlers: dict[str, Handler] = {
@@ -164,8 +165,20 @@ class Portal:
             logger.info("sid %s: no login in time, closing", sid)
             spawn(self.sio.disconnect(sid), "closing a connection")
 
+    async def wait_disconnected(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for every Socket.IO connection to close."""
+        if not self.connections:
+            return
+        self._no_connections.clear()
+        try:
+            await asyncio.wait_for(self._no_connections.wait(), timeout)
+        except TimeoutError:
+            pass
+
     async def on_disconnect(self, sid: str, *_: Any) -> None:
         connection = self.connections.pop(sid, None)
+        if not self.connections:
+            self._no_connections.set()
         if connection is None:
             return
         if connection.login_timer is not None:

@@ -25,6 +25,8 @@ from .roomoptions import RoomOptions, parse_room_options
 from .store import ServiceRecord, Store, bootstrap_default_service, new_room_id
 
 logger = logging.getLogger(__name__)
+# Seconds clients get to close their connections after `drop` on shutdown.
+DROP_GRACE = 2.0
 
 SERVER_KEY: web.AppKey[Server] = web.AppKey("server")
 
@@ -64,6 +66,7 @@ class Server:
         self.port = config.server.port  # the bound port, once listening (server.port may be 0)
         self._room_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.closing = False
+        self._shut_down = False
 
     def advertised_host(self) -> str:
         """`host:port` written into join tokens."""
@@ -204,11 +207,22 @@ class Server:
 
     async def shutdown(self) -> None:
         """Stop taking logins and tell every client (`drop`) before connections close."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         self.closing = True
         for room in list(self.rooms.values()):
             for participant in list(room.participants.values()):
                 if participant.sid is not None:
                     await self.portal.emit("drop", participant.sid, None)
+        # Clients close their sockets on `drop`; wait for that (briefly) while aiohttp still
+        # reads them: once its own shutdown begins it ignores incoming frames, and a close
+        # from a browser would go unseen until the Engine.IO ping timeout (45 s).
+        await self.portal.wait_disconnected(
+            min(DROP_GRACE, self.config.server.shutdown_timeout / 2)
+        )
+        for sid in list(self.portal.connections):
+            await self.sio.disconnect(sid)
         await self.sio.shutdown()
 
     async def close(self) -> None:

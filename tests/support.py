@@ -51,6 +51,8 @@ class RunningServer:
         )
 
     async def stop(self) -> None:
+        # As `tessera serve` does on SIGTERM: drop the clients, then stop aiohttp.
+        await self.server.shutdown()
         await self.runner.cleanup()
 
 

@@ -1,0 +1,118 @@
+"""The conference page in real Chromium: three people meet, mix, chat, mute, share, leave."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from portal.room import Room
+from tests.browser.harness import Browser, Page
+from tests.support import RunningServer
+
+# The page keeps its state in window.tessera (see web/js/app.js).
+MIXED_FRAMES = """async () => {
+  const s = window.tessera.mixedSubscription;
+  if (!s) return 0;
+  const video = (await s.getStats()).find((r) => r.kind === "video");
+  return video ? video.framesDecoded : 0;
+}"""
+
+
+async def join_page(
+    browser: Browser, tessera: RunningServer, user: str, room: str = "default"
+) -> Page:
+    """Open the page, fill in the form and join; returns once camera and mix are set up."""
+    page = await browser.new_page(tessera.url + "/")
+    await page.fill("#name", user)
+    await page.fill("#room", room)
+    await page.click("#join-button")
+    await page.wait_for(
+        "() => window.tessera.client && window.tessera.camera && window.tessera.mixedSubscription",
+        timeout=30,
+    )
+    return page
+
+
+def room_of(tessera: RunningServer, room_name: str = "default") -> Room:
+    return next(r for r in tessera.server.rooms.values() if r.name == room_name)
+
+
+async def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_three_pages_meet_in_the_mix(
+    browser: Browser, tessera: RunningServer, artifacts: Path
+) -> None:
+    names = ["Ada Lovelace", "Grace Hopper", "Alan Turing"]
+    pages = [await join_page(browser, tessera, name) for name in names]
+    room = room_of(tessera)
+    view = room.views["common"]
+    await wait_until(lambda: len(view.layout.to_json()) == 3, what="three inputs in the layout")
+
+    # Every page decodes the mixed stream at the view's size, and keeps decoding.
+    for page in pages:
+        await page.wait_for(
+            "(w) => document.getElementById('mixed-video').videoWidth === w", view.width
+        )
+        before = await page.evaluate(MIXED_FRAMES)
+        await page.wait_for(f"async () => ({MIXED_FRAMES})() > {before} + 10", timeout=15)
+        await page.wait_for("() => document.querySelectorAll('#participant-list li').length === 3")
+
+    # Text chat reaches the others, with the sender's name.
+    await pages[0].click("[data-tab=chat]")
+    await pages[0].fill("#chat-input", "Hello from Ada")
+    await pages[0].click("#chat-form button")
+    for page in pages[1:]:
+        await page.wait_for(
+            "() => [...document.querySelectorAll('#chat-log li')].some((li) =>"
+            " li.textContent.includes('Hello from Ada') && li.textContent.includes('Ada Lovelace'))"
+        )
+        assert await page.evaluate("() => document.getElementById('chat-unread').textContent") == (
+            "1"
+        )
+
+    # The screenshot people see in the README: three participants, the mix large.
+    await pages[1].wait_for(f"async () => ({MIXED_FRAMES})() > 60", timeout=15)
+    # (docs/conference-page.png is a copy of one such screenshot.)
+    await pages[1].screenshot(artifacts / "conference-three-participants.png")
+
+    # Muting the camera: the others see "cam off" and the mix shows the avatar.
+    ada_stream = next(
+        s.id
+        for s in room.streams.values()
+        if getattr(s, "owner", None) == room_participant(room, names[0])
+    )
+    await pages[0].click("#camera-button")
+    await pages[0].wait_for(
+        "() => document.getElementById('camera-button').getAttribute('aria-pressed') === 'true'"
+    )
+    await wait_until(
+        lambda: not view.inputs[ada_stream].picture.video_active, what="Ada's input paused"
+    )
+    await pages[2].wait_for(
+        "(id) => document.querySelector(`#participant-list li[data-participant='${id}']"
+        " [data-kind=video]`).textContent === 'cam off'",
+        room_participant(room, names[0]),
+    )
+    await pages[0].click("#camera-button")
+    await wait_until(
+        lambda: view.inputs[ada_stream].picture.video_active, what="Ada's input playing again"
+    )
+
+    # Leaving updates everyone's list and the layout.
+    await pages[2].click("#leave-button")
+    await pages[2].wait_for("() => !document.getElementById('join-screen').hidden")
+    for page in pages[:2]:
+        await page.wait_for("() => document.querySelectorAll('#participant-list li').length === 2")
+    await wait_until(lambda: len(view.layout.to_json()) == 2, what="two inputs after a leave")
+
+
+def room_participant(room: Room, user: str) -> str:
+    return next(p.id for p in room.participants.values() if p.user == user)

@@ -1,0 +1,194 @@
+"""The JavaScript client (web/js/tessera.js) in Chromium: regions, interop, reconnection."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from tessera_client import ConferenceClient
+
+from tests.browser.harness import Browser, Page
+from tests.support import RunningServer, joined, region_box
+from tests.synthetic import ColorVideoTrack, close_to, mean_rgb, next_video_frame
+
+# Join with the library and publish a canvas painted one colour (kept repainting so
+# that captureStream keeps producing frames).
+PUBLISH_CANVAS = """async ({token, colour}) => {
+  const { ConferenceClient } = await import("/static/js/tessera.js");
+  const canvas = document.createElement("canvas");
+  canvas.width = 320;
+  canvas.height = 180;
+  const context = canvas.getContext("2d");
+  const paint = () => { context.fillStyle = colour; context.fillRect(0, 0, 320, 180); };
+  paint();
+  setInterval(paint, 40);
+  const client = new ConferenceClient();
+  window.client = client;
+  await client.join(token);
+  const stream = canvas.captureStream(25);
+  const publication = await client.publish(stream, {attributes: {name: "canvas"}});
+  window.publication = publication;
+  await publication.ready;
+  return {participant: client.id, stream: publication.id};
+}"""
+
+# Join with the library, subscribe to a stream and show it in a <video>.
+SUBSCRIBE = """async ({token, stream, mixed}) => {
+  const { ConferenceClient } = await import("/static/js/tessera.js");
+  const client = window.client || new ConferenceClient();
+  window.client = client;
+  if (!client.joined) await client.join(token);
+  const id = stream || [...client.streams.values()].find((s) => s.type === "mixed").id;
+  const subscription = await client.subscribe(id, {audio: false, video: true});
+  const video = document.createElement("video");
+  video.muted = true;
+  video.autoplay = true;
+  video.srcObject = subscription.stream;
+  // On screen: Chromium does not paint a video nobody can see, and drawImage reads the paint.
+  video.style.cssText = "position: fixed; inset: 0; width: 640px; height: 360px; z-index: 10";
+  document.body.append(video);
+  window.video = video;
+  window.subscription = subscription;
+  return id;
+}"""
+
+# Mean RGB of a box (fractions of the picture) of window.video.
+SAMPLE = """([left, top, width, height]) => {
+  const video = window.video;
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  const context = canvas.getContext("2d");
+  context.drawImage(video, 0, 0);
+  const x = Math.round(left * canvas.width), y = Math.round(top * canvas.height);
+  const w = Math.max(1, Math.round(width * canvas.width));
+  const h = Math.max(1, Math.round(height * canvas.height));
+  const data = context.getImageData(x, y, w, h).data;
+  const sum = [0, 0, 0];
+  for (let i = 0; i < data.length; i += 4) {
+    sum[0] += data[i]; sum[1] += data[i + 1]; sum[2] += data[i + 2];
+  }
+  const n = data.length / 4;
+  return sum.map((v) => v / n);
+}"""
+
+
+async def blank_page(browser: Browser, tessera: RunningServer) -> Page:
+    # The conference page's import map resolves "socket.io-client" for the library.
+    return await browser.new_page(tessera.url + "/")
+
+
+def centre(box: tuple[float, float, float, float]) -> list[float]:
+    left, top, width, height = box
+    return [left + width * 0.3, top + height * 0.3, width * 0.4, height * 0.4]
+
+
+async def sample_until(
+    page: Page, box: list[float], expected: tuple[int, int, int], timeout: float = 20.0
+) -> list[float]:
+    """Sample until the box shows ``expected`` (decoders need a few frames to settle)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    rgb: list[float] = []
+    while loop.time() < deadline:
+        if await page.evaluate("() => window.video && window.video.videoWidth > 0"):
+            rgb = await page.evaluate(SAMPLE, box)
+            if close_to(np.array(rgb), expected):
+                return rgb
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"box {box} shows {rgb}, not {expected}")
+
+
+async def test_canvas_colours_appear_in_their_layout_regions(
+    browser: Browser, tessera: RunningServer
+) -> None:
+    colours = {"red": (220, 30, 30), "blue": (30, 40, 220)}
+    published: dict[str, str] = {}
+    for name, rgb in colours.items():
+        page = await blank_page(browser, tessera)
+        reply = await page.evaluate(
+            PUBLISH_CANVAS,
+            {"token": tessera.token(user=name), "colour": "rgb({}, {}, {})".format(*rgb)},
+        )
+        published[name] = reply["stream"]
+    watcher = await blank_page(browser, tessera)
+    mixed_id = await watcher.evaluate(SUBSCRIBE, {"token": tessera.token(user="watcher")})
+    view = tessera.server.rooms[mixed_id.rsplit("-", 1)[0]].views["common"]
+    layout = {entry["stream"]: entry["region"] for entry in view.layout.to_json()}
+    assert set(layout) == set(published.values())
+    for name, stream_id in published.items():
+        await sample_until(watcher, centre(region_box(layout[stream_id])), colours[name])
+
+
+async def test_python_publisher_to_browser_and_browser_publisher_to_python(
+    browser: Browser, tessera: RunningServer
+) -> None:
+    python = await joined(tessera, "python")
+    try:
+        publication = await python.publish(video=ColorVideoTrack((200, 40, 40), 320, 240))
+        # Python -> browser: the browser receives the forward stream.
+        page = await blank_page(browser, tessera)
+        await page.evaluate(
+            SUBSCRIBE, {"token": tessera.token(user="browser"), "stream": publication.id}
+        )
+        await sample_until(page, [0.3, 0.3, 0.4, 0.4], (200, 40, 40))
+        assert await page.evaluate("() => window.video.videoWidth") == 320
+
+        # Browser -> Python: the Python client receives the browser's canvas.
+        canvas_page = await blank_page(browser, tessera)
+        reply = await canvas_page.evaluate(
+            PUBLISH_CANVAS, {"token": tessera.token(user="canvas"), "colour": "rgb(30, 40, 220)"}
+        )
+        subscription = await python.subscribe(reply["stream"], audio=False)
+        assert subscription.video_track is not None
+        deadline = asyncio.get_running_loop().time() + 20
+        rgb = None
+        while asyncio.get_running_loop().time() < deadline:
+            frame = await next_video_frame(subscription.video_track)
+            rgb = mean_rgb(frame)
+            if close_to(rgb, (30, 40, 220)):
+                break
+        assert rgb is not None and close_to(rgb, (30, 40, 220)), rgb
+    finally:
+        await python.leave()
+
+
+async def test_reconnects_with_the_ticket_after_a_network_drop(
+    browser: Browser, tessera: RunningServer
+) -> None:
+    page = await blank_page(browser, tessera)
+    reply = await page.evaluate(
+        PUBLISH_CANVAS, {"token": tessera.token(user="roaming"), "colour": "rgb(0, 160, 0)"}
+    )
+    participant_id, stream_id = reply["participant"], reply["stream"]
+    await page.evaluate(
+        """() => {
+          window.events = [];
+          for (const name of ["reconnecting", "reconnected", "left", "text"]) {
+            window.client.addEventListener(name, (e) => window.events.push([name, e.detail]));
+          }
+        }"""
+    )
+    # Drop the network under Socket.IO: the engine's transport closes, as on a Wi-Fi change.
+    await page.evaluate("() => { window.client.socket.io.engine.close(); }")
+    await page.wait_for("() => window.events.some(([name]) => name === 'reconnected')", timeout=20)
+    events: list[Any] = await page.evaluate("() => window.events.map(([name]) => name)")
+    assert "reconnecting" in events and "left" not in events
+    assert await page.evaluate("() => window.client.id") == participant_id
+    room = next(r for r in tessera.server.rooms.values() if participant_id in r.participants)
+    assert stream_id in room.streams
+    # The same participant still gets messages and can still publish.
+    sender: ConferenceClient = await joined(tessera, "sender")
+    try:
+        await sender.send_text("still there?")
+        await page.wait_for(
+            "() => window.events.some(([name, d]) =>"
+            " name === 'text' && d.message === 'still there?')"
+        )
+        assert await page.evaluate(
+            "async () => (await window.client.subscribe(window.client.streams.keys().next().value"
+            ", {audio: false})).id.length > 0"
+        )
+    finally:
+        await sender.leave()
