@@ -29,6 +29,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "LogConfig",
+    "PeerConfig",
     "PortalConfig",
     "ServerConfig",
     "ServiceConfig",
@@ -105,6 +106,7 @@ class ServiceConfig(_Section):
     adhoc_rooms: bool
     default_room: str = Field(min_length=1, max_length=256)
     recording: bool
+    peer_tokens: bool
 
     @field_validator("key")
     @classmethod
@@ -166,6 +168,16 @@ class LimitsConfig(_Section):
     login_attempts_per_minute: int = Field(gt=0)
 
 
+class PeerConfig(_Section):
+    """``[peer]``: the PeerJS-compatible signaling endpoint (peer model)."""
+
+    path: str = Field(pattern=r"^/([A-Za-z0-9_.~-]+/)*$")
+    alive_timeout: Seconds
+    expire_timeout: Seconds
+    concurrent_limit: int = Field(gt=0)
+    allow_discovery: bool
+
+
 class LogConfig(_Section):
     """``[log]``: logging."""
 
@@ -190,6 +202,7 @@ class Config(_Section):
     mixer: MixerConfig
     recording: RecordingConfig
     limits: LimitsConfig
+    peer: PeerConfig
     log: LogConfig
 
     def data_dir(self, env: Mapping[str, str] | None = None) -> Path:
@@ -241,6 +254,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "mixer": MixerConfig,
     "recording": RecordingConfig,
     "limits": LimitsConfig,
+    "peer": PeerConfig,
     "log": LogConfig,
 }
 
