@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiortc import (
@@ -106,9 +107,10 @@ class RoomPeer:
         member = self.members.get(key)
         try:
             if kind == OFFER:
+                offer = parse_offer(payload)  # before joining: a bad offer joins nothing
                 if member is None:
                     member = await self._join(service_id, peer_id, room)
-                await member.offer(payload)
+                await member.offer(offer)
             elif kind == CANDIDATE and member is not None:
                 await member.candidate(payload)
             elif kind == LEAVE and member is not None:
@@ -233,33 +235,17 @@ class RoomPeerMember:
 
     # -- signaling from the peer ------------------------------------------
 
-    async def offer(self, payload: dict[str, Any]) -> None:
-        connection_id = payload.get("connectionId")
-        if not isinstance(connection_id, str) or not 0 < len(connection_id) <= 128:
-            raise CallRefused("OFFER needs a connectionId")
-        description = payload.get("sdp")
-        sdp = description.get("sdp") if isinstance(description, dict) else None
-        if not isinstance(sdp, str) or not sdp:
-            raise CallRefused("OFFER needs an sdp")
-        if connection_id in self.calls or connection_id in self.links:
-            raise CallRefused(f"Connection {connection_id} exists already")
-        kind = payload.get("type")
-        if kind == "media":
-            call = MediaCall(self, connection_id)
-            self.calls[connection_id] = call
-            await call.start(sdp)
-        elif kind == "data":
-            serialization = str(payload.get("serialization", "binary"))
-            if serialization not in DATA_SERIALIZATIONS:
-                raise CallRefused(
-                    f"Data connections to the room peer need serialization 'json' or 'raw'; "
-                    f"{serialization[:20]!r} (BinaryPack) is not supported"
-                )
-            link = DataLink(self, connection_id, serialization)
-            self.links[connection_id] = link
-            await link.start(sdp)
+    async def offer(self, offer: Offer) -> None:
+        if offer.connection_id in self.calls or offer.connection_id in self.links:
+            raise CallRefused(f"Connection {offer.connection_id} exists already")
+        if offer.kind == "media":
+            call = MediaCall(self, offer.connection_id)
+            self.calls[offer.connection_id] = call
+            await call.start(offer.sdp, offer.sections)
         else:
-            raise CallRefused("OFFER type must be 'media' or 'data'")
+            link = DataLink(self, offer.connection_id, offer.serialization)
+            self.links[offer.connection_id] = link
+            await link.start(offer.sdp)
 
     async def candidate(self, payload: dict[str, Any]) -> None:
         connection_id = payload.get("connectionId")
@@ -335,14 +321,10 @@ class MediaCall:
         self.transport: Transport | None = None
         self.answered = False
 
-    async def start(self, sdp: str) -> None:
+    async def start(self, sdp: str, offered: list[tuple[str, str, bool]]) -> None:
         member = self.member
         participant = member.participant
         room = member.room
-        try:
-            offered = _media_sections(sdp)
-        except ValueError as exc:
-            raise CallRefused(f"Invalid offer: {exc}") from None
         publish = participant.permission.get("publish") or {}
         subscribe = participant.permission.get("subscribe") or {}
         view = next(iter(room.views.values()), None)
@@ -353,8 +335,8 @@ class MediaCall:
         try:
             in_tracks = [
                 TrackSpec(kind=kind, mid=mid, source="mic" if kind == "audio" else "camera")
-                for mid, kind in offered
-                if publish.get(kind)
+                for mid, kind, sends in offered
+                if sends and publish.get(kind)
             ]
             if in_tracks:
                 settings = room.settings
@@ -372,7 +354,7 @@ class MediaCall:
                 participant.publications[publication.id] = publication
             out_tracks: list[SubscribedTrack] = []
             if view is not None:
-                for mid, kind in offered:
+                for mid, kind, _ in offered:
                     if not subscribe.get(kind) or not view.has_track(kind):
                         continue
                     fmt: Any
@@ -547,19 +529,64 @@ class DataLink:
         self.member.connection_ended(self.connection_id)
 
 
-def _media_sections(sdp: str) -> list[tuple[str, str]]:
-    """(mid, kind) of the offer's first audio and first video m-line."""
+@dataclass(frozen=True)
+class Offer:
+    """A checked OFFER payload for the room peer."""
+
+    connection_id: str
+    kind: str  # "media" | "data"
+    sdp: str
+    serialization: str  # data connections only
+    sections: list[tuple[str, str, bool]]  # media: (mid, kind, the caller sends)
+
+
+def parse_offer(payload: dict[str, Any]) -> Offer:
+    """The OFFER payload of a peerjs call or data connection; CallRefused naming the problem."""
+    connection_id = payload.get("connectionId")
+    if not isinstance(connection_id, str) or not 0 < len(connection_id) <= MAX_CONNECTION_ID_LENGTH:
+        raise CallRefused("OFFER needs a connectionId")
+    description = payload.get("sdp")
+    sdp = description.get("sdp") if isinstance(description, dict) else None
+    if not isinstance(sdp, str) or not sdp:
+        raise CallRefused("OFFER needs an sdp")
+    kind = payload.get("type")
+    if kind == "data":
+        serialization = str(payload.get("serialization", "binary"))
+        if serialization not in DATA_SERIALIZATIONS:
+            raise CallRefused(
+                "Data connections to the room peer need serialization 'json' or 'raw'; "
+                f"{serialization[:20]!r} (BinaryPack) is not supported"
+            )
+        return Offer(connection_id, kind, sdp, serialization, [])
+    if kind != "media":
+        raise CallRefused("OFFER type must be 'media' or 'data'")
+    try:
+        sections = _media_sections(sdp)
+    except ValueError as exc:
+        raise CallRefused(f"Invalid offer: {exc}") from None
+    if not sections:
+        raise CallRefused("Invalid offer: no audio or video media section")
+    return Offer(connection_id, kind, sdp, "", sections)
+
+
+def _media_sections(sdp: str) -> list[tuple[str, str, bool]]:
+    """(mid, kind, whether the caller sends) of the offer's first audio and video m-line."""
     if not sdp.lstrip().startswith("v=0"):
         raise ValueError("SDP must start with v=0")
     try:
         description = aiortc_sdp.SessionDescription.parse(sdp)
     except Exception as exc:
         raise ValueError(f"SDP does not parse ({exc})") from None
-    sections: list[tuple[str, str]] = []
+    sections: list[tuple[str, str, bool]] = []
     for media in description.media:
         mid = media.rtp.muxId
-        if media.kind in ("audio", "video") and mid and all(k != media.kind for _, k in sections):
-            sections.append((mid, media.kind))
+        if (
+            media.kind in ("audio", "video")
+            and mid
+            and all(k != media.kind for _, k, _ in sections)
+        ):
+            sends = media.direction in (None, "sendrecv", "sendonly")
+            sections.append((mid, media.kind, sends))
     return sections
 
 
