@@ -291,5 +291,5 @@ def test_peer_section_defaults_and_checks() -> None:
     config = load_config(None, env=env)
     assert config.peer.path == "/" and config.service.peer_tokens is True
     for bad in ("peerjs", "/peerjs", "/a b/"):
-        with pytest.raises(ConfigError, match="peer.path"):
+        with pytest.raises(ConfigError, match=r"peer\.path"):
             load_config(None, env={"TESSERA_PEER_PATH": bad})
