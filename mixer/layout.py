@@ -477,6 +477,22 @@ class Layout:
             return False
         return True
 
+    def set_templates(self, templates: LayoutTemplates) -> None:
+        """Switch to other region sets (fluid to lecture, say), keeping the streams' order.
+
+        The streams shown stay first in z-order, then those waiting, as if they had
+        arrived again in that order; what no longer fits waits.
+        """
+        streams = self.streams()
+        self.templates = templates
+        self.capacity = templates.capacity(self.max_input)
+        self._template = templates.template_for(0, self.max_input)
+        self._slots = [None] * self._size(self._template)
+        self._queue = []
+        for stream in streams:
+            self.add(stream)
+        self.version += 1
+
     def apply(self, layout: Any) -> None:
         """REST ``/info/layout``: put the listed streams in the listed regions.
 

@@ -352,6 +352,20 @@ class MixedStream(Stream):
         self.layout.apply(layout)
         self._publish_layout()
 
+    def set_template_base(self, base: str) -> None:
+        """Switch the view to OWT's ``fluid``, ``lecture`` or ``void`` region sets while it runs.
+
+        Custom templates and the fit policy stay. With the lecture layout the active
+        speaker, when known, takes the large region. Raises LayoutError for another base.
+        """
+        current = self.layout.templates
+        if base == current.base:
+            return
+        self.layout.set_templates(LayoutTemplates(base, current.custom, current.fit_policy))
+        if self.active_input is not None:
+            self.layout.set_primary(self.active_input)
+        self._publish_layout()
+
     def _attach(self, mix_input: MixInput, kind: str) -> None:
         source = mix_input.stream.frame_source(kind)
         if source is not None:

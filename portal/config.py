@@ -35,6 +35,7 @@ __all__ = [
     "ServiceConfig",
     "StorageConfig",
     "TokensConfig",
+    "WebConfig",
     "WebRTCConfig",
     "load_config",
 ]
@@ -43,6 +44,8 @@ ENV_PREFIX = "TESSERA_"
 DEFAULTS_SOURCE = "config/default.toml"
 # The least a service key may hold: HS256 wants a 256-bit secret (RFC 7518 3.2).
 MIN_KEY_LENGTH = 32
+# The checkout Tessera runs from (scripts/serve.sh installs it editable): web/ and node_modules/.
+SOURCE_TREE = Path(__file__).resolve().parents[1]
 
 
 class ConfigError(Exception):
@@ -168,6 +171,16 @@ class LimitsConfig(_Section):
     login_attempts_per_minute: int = Field(gt=0)
 
 
+class WebConfig(_Section):
+    """``[web]``: the conference page, the admin page and the demo app-server endpoints."""
+
+    enabled: bool
+    directory: str
+    node_modules: str
+    demo: Literal["loopback", "on", "off"]
+    moderator_roles: list[str]
+
+
 class PeerConfig(_Section):
     """``[peer]``: the PeerJS-compatible signaling endpoint (peer model)."""
 
@@ -203,6 +216,7 @@ class Config(_Section):
     recording: RecordingConfig
     limits: LimitsConfig
     peer: PeerConfig
+    web: WebConfig
     log: LogConfig
 
     def data_dir(self, env: Mapping[str, str] | None = None) -> Path:
@@ -231,6 +245,18 @@ class Config(_Section):
             return Path(self.recording.directory).expanduser()
         return self.data_dir(env) / "recordings"
 
+    def web_dir(self) -> Path:
+        """The conference page's folder (``web.directory`` or web/ in the source tree)."""
+        if self.web.directory:
+            return Path(self.web.directory).expanduser()
+        return SOURCE_TREE / "web"
+
+    def node_modules_dir(self) -> Path:
+        """Where ``npm ci`` installed the browser packages (``web.node_modules``)."""
+        if self.web.node_modules:
+            return Path(self.web.node_modules).expanduser()
+        return SOURCE_TREE / "node_modules"
+
     def advertised_host(self, port: int | None = None) -> str:
         """``host:port`` that clients connect to, as written into join tokens.
 
@@ -244,18 +270,11 @@ class Config(_Section):
         return f"{host}:{self.server.port if port is None else port}"
 
 
+# Every section of Config by its name; one place to add a section (the Config class).
 SECTIONS: dict[str, type[_Section]] = {
-    "server": ServerConfig,
-    "storage": StorageConfig,
-    "tokens": TokensConfig,
-    "portal": PortalConfig,
-    "service": ServiceConfig,
-    "webrtc": WebRTCConfig,
-    "mixer": MixerConfig,
-    "recording": RecordingConfig,
-    "limits": LimitsConfig,
-    "peer": PeerConfig,
-    "log": LogConfig,
+    name: field.annotation
+    for name, field in Config.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
 }
 
 

@@ -42,6 +42,7 @@ from .room import Room
 from .roomoptions import OptionsError, RoomOptions, merge_room_options, parse_room_options
 from .store import NotFoundError, RoomRecord, ServiceRecord, new_room_id
 from .tokens import issue_token
+from .validation import check_name
 
 if TYPE_CHECKING:
     from .server import Server
@@ -56,7 +57,6 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_PER_PAGE = 1000
 DEFAULT_PER_PAGE = 100
 MAX_PATCH_OPERATIONS = 32
-MAX_NAME_LENGTH = 256
 MAX_ID_LENGTH = 128
 MAX_BEARER_LENGTH = 8192
 # Clock difference tolerated for the iat/exp/nbf of a Bearer JWT, in seconds.
@@ -207,16 +207,10 @@ def _json_type(value: Any) -> str:
 
 
 def _check_name(value: Any, field: str) -> str:
-    if (
-        not isinstance(value, str)
-        or not value
-        or len(value) > MAX_NAME_LENGTH
-        or not value.isprintable()
-    ):
-        raise _bad_request(
-            f"{field} must be a non-empty string of at most {MAX_NAME_LENGTH} printable characters"
-        )
-    return value
+    try:
+        return check_name(value, field)
+    except ValueError as exc:
+        raise _bad_request(str(exc)) from None
 
 
 def _options_error(exc: OptionsError, prefix: str) -> RestError:

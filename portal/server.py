@@ -235,6 +235,9 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
 
     setup_rest(app, server)
     server.peers.add_routes(app)
+    from .webapp import setup_web
+
+    setup_web(app, server)
     app.router.add_get("/hls/{streaming}/{file}", _hls_file)
     registry = create_registry(server)
 

@@ -40,3 +40,21 @@ def describe_validation_error(exc: pydantic.ValidationError) -> str:
     if len(errors) > _MAX_ERRORS:
         parts.append(f"and {len(errors) - _MAX_ERRORS} more errors")
     return "; ".join(parts) if parts else str(exc)
+
+
+# Longest user or room name accepted from outside (REST bodies, the demo endpoints).
+MAX_NAME_LENGTH = 256
+
+
+def check_name(value: object, field: str) -> str:
+    """A user or room name: a non-empty printable string; ValueError naming ``field`` if not."""
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > MAX_NAME_LENGTH
+        or not value.isprintable()
+    ):
+        raise ValueError(
+            f"{field} must be a non-empty string of at most {MAX_NAME_LENGTH} printable characters"
+        )
+    return value

@@ -577,3 +577,30 @@ def test_place_rejects_bad_input() -> None:
         place(640, 480, (0, 0, 0, 100), "letterbox")
     with pytest.raises(ValueError):
         place(640, 480, (0, 0, 100, 100), "stretch")
+
+
+def test_set_templates_keeps_the_streams_in_order() -> None:
+    layout = Layout(LayoutTemplates("fluid"), max_input=4)
+    for stream in ("a", "b", "c", "d", "e"):
+        layout.add(stream)
+    assert layout.queued() == ["e"]
+    version = layout.version
+    layout.set_templates(LayoutTemplates("lecture"))
+    assert layout.version > version
+    assert layout.templates.base == "lecture"
+    assert layout.streams() == ["a", "b", "c", "d", "e"]
+    assert layout.get_region("a") == "1"
+    # Lecture with four inputs: one large region and three small ones.
+    areas = {region.id: region.area for region, _ in layout.assignments()}
+    assert areas["1"].width > areas[layout.get_region("b") or ""].width
+
+
+def test_set_templates_to_void_shows_nothing_and_back_shows_everyone() -> None:
+    layout = Layout(LayoutTemplates("fluid"), max_input=4)
+    for stream in ("a", "b"):
+        layout.add(stream)
+    layout.set_templates(LayoutTemplates("void"))
+    assert layout.to_json() == []
+    assert layout.queued() == ["a", "b"]
+    layout.set_templates(LayoutTemplates("fluid"))
+    assert [entry["stream"] for entry in layout.to_json()] == ["a", "b"]

@@ -1,0 +1,336 @@
+"""The conference page, the admin page, and the demo app-server endpoints behind them.
+
+In OWT a page never holds a service key: an application server issues join tokens
+and calls the REST API for it. ``/demo/`` is a small such app server built in, so
+that ``tessera serve`` works out of the box: it issues tokens for the default
+service and lets moderators change the layout and record. A page proves who it is
+with its reconnection ticket (``Authorization: Ticket <ticket>``), which only the
+participant holds. By default it answers only on loopback (``[web] demo``).
+
+Static files: ``/`` (index.html), ``/admin`` (admin.html), ``/static/`` (the rest of
+web/), ``/vendor/socket.io-client/`` and ``/vendor/peerjs/`` (from node_modules).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from mixer.layout import LayoutError
+from recorder.muxer import MuxerError
+from recorder.recording import MediaChoice, Recording, StoredRecording
+from webrtc_agent.mediasource import ParameterError
+
+from .participant import Participant
+from .room import Room
+from .roomoptions import parse_room_options
+from .server import Server
+from .tokens import TokenError, issue_token, verify_ticket
+from .validation import check_name
+
+logger = logging.getLogger(__name__)
+
+# Packages the page imports, from node_modules/<package>/dist.
+VENDOR_PACKAGES = ("socket.io-client", "peerjs")
+# How long a recording's download link stays valid.
+DOWNLOAD_LINK_LIFETIME = 600
+LAYOUT_BASES = ("fluid", "lecture")
+
+
+class DemoError(web.HTTPException):
+    """A refused demo request: JSON ``{"error": {"message": ...}}`` with its status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status_code = status
+        super().__init__(
+            text=json.dumps({"error": {"message": message}}), content_type="application/json"
+        )
+
+
+def setup_web(app: web.Application, server: Server) -> None:
+    """Mount the pages and, if allowed by ``[web] demo``, the demo endpoints."""
+    config = server.config
+    if not config.web.enabled:
+        return
+    web_dir = config.web_dir()
+    if not (web_dir / "index.html").is_file():
+        logger.warning("web: no conference page in %s; / is not served", web_dir)
+    else:
+        _mount_pages(app, web_dir)
+    node_modules = config.node_modules_dir()
+    for package in VENDOR_PACKAGES:
+        dist = node_modules / package / "dist"
+        if dist.is_dir():
+            app.router.add_static(f"/vendor/{package}/", dist, append_version=False)
+        else:
+            logger.warning("web: %s is missing (run `npm ci`): the page cannot load it", dist)
+    if config.web.demo != "off":
+        DemoApp(server).mount(app)
+
+
+def _mount_pages(app: web.Application, web_dir: Path) -> None:
+    def page(name: str) -> Any:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(web_dir / name, headers={"Cache-Control": "no-cache"})
+
+        return handler
+
+    app.router.add_get("/", page("index.html"))
+    app.router.add_get("/admin", page("admin.html"))
+    app.router.add_static("/static/", web_dir, append_version=False)
+
+
+def _is_loopback(address: str | None) -> bool:
+    if not address:
+        return False
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class DemoApp:
+    """The built-in app server of the conference page (see the module docstring)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.config = server.config
+
+    def mount(self, app: web.Application) -> None:
+        add = app.router.add_route
+        add("POST", "/demo/token", self.create_token)
+        add("PUT", "/demo/layout", self.set_layout)
+        add("GET", "/demo/recordings", self.list_recordings)
+        add("POST", "/demo/recordings", self.start_recording)
+        add("DELETE", "/demo/recordings/{recording}", self.stop_recording)
+        add("GET", "/demo/recordings/{recording}/file", self.download)
+
+    # -- checks ---------------------------------------------------------
+
+    def _check_allowed(self, request: web.Request) -> None:
+        if self.config.web.demo == "on":
+            return
+        # Both ends: a proxy in front would make every client look local.
+        if not (_is_loopback(self.config.server.host) and _is_loopback(request.remote)):
+            logger.warning(
+                "demo: refused %s %s from %s", request.method, request.path, request.remote
+            )
+            raise DemoError(403, "The demo endpoints answer only on loopback ([web] demo)")
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        if request.content_length is not None and request.content_length > 16384:
+            raise DemoError(413, "Request body is too large")
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise DemoError(400, "Request body must be JSON") from None
+        if not isinstance(body, dict):
+            raise DemoError(400, "Request body must be a JSON object")
+        return body
+
+    def _participant(self, request: web.Request) -> Participant:
+        """The caller, proved by its current reconnection ticket."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, ticket = header.partition(" ")
+        if scheme != "Ticket" or not ticket:
+            raise DemoError(401, "Authorization: Ticket <reconnection ticket> is required")
+        try:
+            claims = verify_ticket(ticket.strip(), self.server.ticket_secret)
+        except TokenError as exc:
+            raise DemoError(401, str(exc)) from None
+        for room in self.server.rooms.values():
+            participant = room.participants.get(claims.participant_id)
+            if participant is not None and not participant.closed:
+                if participant.ticket_id != claims.ticket_id:
+                    raise DemoError(401, "Reconnection ticket is no longer valid")
+                return participant
+        raise DemoError(401, "The participant is no longer in a room")
+
+    def _moderator(self, request: web.Request) -> tuple[Participant, Room]:
+        participant = self._participant(request)
+        if participant.role not in self.config.web.moderator_roles:
+            raise DemoError(
+                403,
+                f"Role {participant.role} may not do this (moderator roles: "
+                f"{', '.join(self.config.web.moderator_roles) or 'none'})",
+            )
+        room = participant.room
+        if room.closed:
+            raise DemoError(409, "The room is closed")
+        return participant, room
+
+    # -- tokens ---------------------------------------------------------
+
+    async def create_token(self, request: web.Request) -> web.StreamResponse:
+        """``{room, user, role}`` → ``{token, role, moderator}`` for the default service."""
+        self._check_allowed(request)
+        body = await self._body(request)
+        unknown = sorted(set(body) - {"room", "user", "role"})
+        if unknown:
+            raise DemoError(400, f"{unknown[0]}: unknown field (expected room, user, role)")
+        service = self.server.default_service
+        try:
+            room_ref = check_name(body.get("room") or self.config.service.default_room, "room")
+            user = check_name(body.get("user"), "user")
+        except ValueError as exc:
+            raise DemoError(400, str(exc)) from None
+        role = body.get("role", "presenter")
+        if not isinstance(role, str) or not role:
+            raise DemoError(400, "role must be a non-empty string")
+        store = self.server.store
+        record = store.get_room(service.id, room_ref) or store.find_room_by_name(
+            service.id, room_ref
+        )
+        loaded = self.server.loaded_room(service.id, room_ref)
+        if record is None and loaded is None and not service.adhoc_rooms:
+            raise DemoError(404, f"Room {room_ref} does not exist (ad-hoc rooms are off)")
+        if loaded is not None:
+            options = loaded.options
+        else:
+            # An ad-hoc room gets the default options when it is created at login.
+            options = parse_room_options(record.options if record else {"name": room_ref})
+        if options.role(role) is None:
+            roles = ", ".join(r.role for r in options.roles)
+            raise DemoError(400, f"Role {role[:64]} is not a role of this room (roles: {roles})")
+        try:
+            token = issue_token(
+                service_id=service.id,
+                key=service.key,
+                room=room_ref,
+                user=user,
+                role=role,
+                host=self.server.advertised_host(),
+                secure=self.config.server.secure,
+                lifetime=self.config.tokens.lifetime,
+            )
+        except ValueError as exc:
+            raise DemoError(400, str(exc)) from None
+        logger.info("demo: token for %r (%s) in room %s", user, role, room_ref)
+        return web.json_response(
+            {"token": token, "role": role, "moderator": role in self.config.web.moderator_roles}
+        )
+
+    # -- layout ---------------------------------------------------------
+
+    async def set_layout(self, request: web.Request) -> web.StreamResponse:
+        """``{view, base}``: switch a view of the caller's room to fluid or lecture."""
+        self._check_allowed(request)
+        participant, room = self._moderator(request)
+        body = await self._body(request)
+        base = body.get("base")
+        if base not in LAYOUT_BASES:
+            raise DemoError(400, f"base must be one of {', '.join(LAYOUT_BASES)}")
+        label = body.get("view") or next(iter(room.views), None)
+        view = room.views.get(label) if isinstance(label, str) else None
+        if view is None:
+            raise DemoError(404, f"View {str(label)[:64]} does not exist in this room")
+        try:
+            view.set_template_base(base)
+        except LayoutError as exc:
+            raise DemoError(400, str(exc)) from None
+        logger.info(
+            "demo: room %s view %s layout %s by %s", room.id, view.label, base, participant.id
+        )
+        return web.json_response(
+            {"view": view.label, "base": base, "layout": view.layout.to_json()}
+        )
+
+    # -- recordings -----------------------------------------------------
+
+    def _describe(self, room: Room, recording: Recording | StoredRecording) -> dict[str, Any]:
+        info = recording.describe()
+        if recording.state != "recording":
+            expires = int(time.time()) + DOWNLOAD_LINK_LIFETIME
+            signature = self._link_signature(room.service_id, room.id, recording.id, expires)
+            info["download"] = (
+                f"/demo/recordings/{recording.id}/file?service={room.service_id}"
+                f"&room={room.id}&expires={expires}&signature={signature}"
+            )
+        info.pop("storage", None)  # the server's file path is none of the page's business
+        return info
+
+    def _link_signature(
+        self, service_id: str, room_id: str, recording_id: str, expires: int
+    ) -> str:
+        message = f"{service_id},{room_id},{recording_id},{expires}".encode()
+        return hmac.new(self.server.ticket_secret, message, hashlib.sha256).hexdigest()
+
+    async def list_recordings(self, request: web.Request) -> web.StreamResponse:
+        self._check_allowed(request)
+        participant = self._participant(request)
+        room = participant.room
+        recordings = self.server.recordings_of(room.service_id, room.id)
+        return web.json_response([self._describe(room, r) for r in recordings])
+
+    async def start_recording(self, request: web.Request) -> web.StreamResponse:
+        """``{view}``: record a view of the caller's room (its mixed audio and video)."""
+        self._check_allowed(request)
+        participant, room = self._moderator(request)
+        body = await self._body(request)
+        service = self.server.store.get_service(room.service_id)
+        if service is None or not service.recording:
+            raise DemoError(403, "Recording is switched off for this service")
+        label = body.get("view") or next(iter(room.views), None)
+        view = room.views.get(label) if isinstance(label, str) else None
+        if view is None:
+            raise DemoError(404, f"View {str(label)[:64]} does not exist in this room")
+        media = MediaChoice(
+            audio_from=view.id if view.has_track("audio") else None,
+            video_from=view.id if view.has_track("video") else None,
+        )
+        try:
+            recording = room.start_recording("auto", media)
+        except (ParameterError, MuxerError) as exc:
+            raise DemoError(400, str(exc)) from None
+        logger.info(
+            "demo: room %s recording %s started by %s", room.id, recording.id, participant.id
+        )
+        return web.json_response(self._describe(room, recording))
+
+    async def stop_recording(self, request: web.Request) -> web.StreamResponse:
+        self._check_allowed(request)
+        participant, room = self._moderator(request)
+        recording_id = request.match_info["recording"]
+        recording = self.server.find_recording(room.service_id, room.id, recording_id)
+        if recording is None:
+            raise DemoError(404, "Recording not found in this room")
+        await recording.stop()
+        logger.info(
+            "demo: room %s recording %s stopped by %s", room.id, recording.id, participant.id
+        )
+        return web.json_response(self._describe(room, recording))
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        """A finished recording's file; the signed link from the list is the permission."""
+        self._check_allowed(request)
+        query = request.query
+        service_id, room_id = query.get("service", ""), query.get("room", "")
+        recording_id = request.match_info["recording"]
+        try:
+            expires = int(query.get("expires", ""))
+        except ValueError:
+            raise DemoError(403, "The download link is malformed") from None
+        expected = self._link_signature(service_id, room_id, recording_id, expires)
+        if not hmac.compare_digest(expected, query.get("signature", "")):
+            raise DemoError(403, "The download link is not valid")
+        if expires < time.time():
+            raise DemoError(403, "The download link has expired; reload the list")
+        recording = self.server.find_recording(service_id, room_id, recording_id)
+        if recording is None or not recording.path.is_file():
+            raise DemoError(404, "The recording has no file")
+        if recording.state == "recording":
+            raise DemoError(409, "The recording is still running; stop it first")
+        return web.FileResponse(
+            recording.path,
+            headers={"Content-Disposition": f'attachment; filename="{recording.path.name}"'},
+        )

@@ -1,0 +1,133 @@
+// Drives Debian's Chromium with playwright-core for the Python browser tests.
+//
+// Reads one JSON request per line on stdin ({id, op, ...}) and answers one JSON
+// line on stdout ({id, ok, value} or {id, ok: false, error}). Pages are numbered.
+// Console messages and page errors are kept per page so a failing test can show them.
+import readline from "node:readline";
+import { chromium } from "playwright-core";
+
+const executablePath = process.env.TESSERA_CHROMIUM || "/usr/bin/chromium";
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    // getDisplayMedia picks the screen without a picker (screen-share tests).
+    "--auto-select-desktop-capture-source=Entire screen",
+    // This machine has no internet: without these Chromium keeps dialling Google.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+  ],
+});
+
+const pages = new Map();
+let nextPage = 1;
+
+function pageOf(request) {
+  const entry = pages.get(request.page);
+  if (!entry) throw new Error(`no page ${request.page}`);
+  return entry;
+}
+
+// Runs `source` (a function's text) in the page with `arg`; promises are awaited.
+function evaluateIn(page, source, arg) {
+  return page.evaluate(
+    ([text, value]) => (0, eval)(`(${text})`)(value),
+    [source, arg ?? null],
+  );
+}
+
+const operations = {
+  async newPage({ width = 1280, height = 800 }) {
+    const context = await browser.newContext({
+      viewport: { width, height },
+      permissions: ["camera", "microphone"],
+    });
+    const page = await context.newPage();
+    const id = nextPage++;
+    const log = [];
+    page.on("console", (message) => log.push(`${message.type()}: ${message.text()}`));
+    page.on("pageerror", (error) => log.push(`pageerror: ${error.message}`));
+    pages.set(id, { context, page, log });
+    return id;
+  },
+  async goto(request) {
+    const response = await pageOf(request).page.goto(request.url);
+    return response ? response.status() : null;
+  },
+  async evaluate(request) {
+    return await evaluateIn(pageOf(request).page, request.source, request.arg);
+  },
+  async waitFor(request) {
+    const { page } = pageOf(request);
+    await page.waitForFunction(
+      ([text, value]) => (0, eval)(`(${text})`)(value),
+      [request.source, request.arg ?? null],
+      { timeout: request.timeoutMs, polling: 100 },
+    );
+    return true;
+  },
+  async addScript(request) {
+    await pageOf(request).page.addScriptTag({ url: request.url });
+    return true;
+  },
+  async click(request) {
+    await pageOf(request).page.click(request.selector, { timeout: request.timeoutMs });
+    return true;
+  },
+  async fill(request) {
+    await pageOf(request).page.fill(request.selector, request.value, { timeout: request.timeoutMs });
+    return true;
+  },
+  async screenshot(request) {
+    await pageOf(request).page.screenshot({ path: request.path, fullPage: !!request.fullPage });
+    return request.path;
+  },
+  async log(request) {
+    return pageOf(request).log;
+  },
+  async closePage(request) {
+    const entry = pageOf(request);
+    pages.delete(request.page);
+    await entry.context.close();
+    return true;
+  },
+};
+
+function reply(message) {
+  process.stdout.write(JSON.stringify(message) + "\n");
+}
+
+reply({ id: 0, ok: true, value: browser.version() });
+
+const lines = readline.createInterface({ input: process.stdin });
+lines.on("line", async (line) => {
+  let request;
+  try {
+    request = JSON.parse(line);
+  } catch (error) {
+    reply({ id: null, ok: false, error: `bad request line: ${error.message}` });
+    return;
+  }
+  const operation = operations[request.op];
+  if (!operation) {
+    reply({ id: request.id, ok: false, error: `unknown op ${request.op}` });
+    return;
+  }
+  try {
+    const value = await operation(request);
+    reply({ id: request.id, ok: true, value: value === undefined ? null : value });
+  } catch (error) {
+    reply({ id: request.id, ok: false, error: String(error && error.message ? error.message : error) });
+  }
+});
+lines.on("close", async () => {
+  await browser.close();
+  process.exit(0);
+});

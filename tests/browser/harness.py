@@ -1,0 +1,182 @@
+"""Real Chromium for tests: a Node bridge (bridge.mjs, playwright-core) driven over pipes.
+
+The tests stay in Python (same fixtures, same server, same Python client for interop)
+while the browser is driven by playwright-core from npm, as the project requires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BRIDGE = Path(__file__).with_name("bridge.mjs")
+CHROMIUM = os.environ.get("TESSERA_CHROMIUM", "/usr/bin/chromium")
+
+
+def missing_requirements() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    if shutil.which("node") is None:
+        return "Node.js is not installed (apt-get install nodejs npm)"
+    if not Path(CHROMIUM).exists():
+        return f"Chromium is not at {CHROMIUM} (apt-get install chromium, or set TESSERA_CHROMIUM)"
+    if not (ROOT / "node_modules" / "playwright-core").is_dir():
+        return "node_modules is missing (run `npm ci` in the repository)"
+    return None
+
+
+class BrowserError(Exception):
+    """The browser or the page reported an error for a request."""
+
+
+class Browser:
+    """One headless Chromium; each page gets its own browser context."""
+
+    def __init__(self, process: asyncio.subprocess.Process, version: str) -> None:
+        self._process = process
+        self.version = version
+        self._next_id = 1
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._reader = asyncio.create_task(self._read())
+        self.pages: list[Page] = []
+
+    @classmethod
+    async def launch(cls) -> Browser:
+        process = await asyncio.create_subprocess_exec(
+            "node",
+            str(BRIDGE),
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024,
+        )
+        assert process.stdout is not None
+        first = await asyncio.wait_for(process.stdout.readline(), 30)
+        if not first:
+            raise BrowserError("the browser bridge exited before Chromium started")
+        hello = json.loads(first)
+        if not hello.get("ok"):
+            raise BrowserError(f"Chromium did not start: {hello.get('error')}")
+        return cls(process, str(hello["value"]))
+
+    async def _read(self) -> None:
+        assert self._process.stdout is not None
+        while line := await self._process.stdout.readline():
+            message = json.loads(line)
+            future = self._waiting.pop(message.get("id"), None)
+            if future is None or future.done():
+                continue
+            if message.get("ok"):
+                future.set_result(message.get("value"))
+            else:
+                future.set_exception(BrowserError(str(message.get("error"))))
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(BrowserError("the browser bridge exited"))
+        self._waiting.clear()
+
+    async def call(self, op: str, timeout: float = 60.0, **fields: Any) -> Any:
+        """Send one request to the bridge and wait for its answer."""
+        assert self._process.stdin is not None
+        request_id = self._next_id
+        self._next_id += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        self._process.stdin.write(json.dumps({"id": request_id, "op": op, **fields}).encode())
+        self._process.stdin.write(b"\n")
+        await self._process.stdin.drain()
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def new_page(self, url: str | None = None, width: int = 1280, height: int = 800) -> Page:
+        """A fresh page (own cookies and storage) with camera and microphone allowed."""
+        page = Page(self, await self.call("newPage", width=width, height=height))
+        self.pages.append(page)
+        if url is not None:
+            await page.goto(url)
+        return page
+
+    async def close(self) -> None:
+        """Close Chromium and the bridge."""
+        if self._process.returncode is None:
+            assert self._process.stdin is not None
+            self._process.stdin.close()
+            try:
+                await asyncio.wait_for(self._process.wait(), 15)
+            except TimeoutError:
+                self._process.kill()
+                await self._process.wait()
+        self._reader.cancel()
+
+
+class Page:
+    """A browser tab; JavaScript is given as the source of a function of one argument."""
+
+    def __init__(self, browser: Browser, page_id: int) -> None:
+        self.browser = browser
+        self.id = page_id
+
+    async def goto(self, url: str) -> int | None:
+        status: int | None = await self.browser.call("goto", page=self.id, url=url)
+        return status
+
+    async def evaluate(self, function: str, arg: Any = None, timeout: float = 60.0) -> Any:
+        """Run ``function`` (e.g. ``"(x) => x + 1"``; async allowed) in the page with ``arg``."""
+        try:
+            return await self.browser.call(
+                "evaluate", timeout=timeout, page=self.id, source=function, arg=arg
+            )
+        except BrowserError as exc:
+            raise BrowserError(f"{exc}\n--- page log ---\n{await self.log_text()}") from None
+
+    async def wait_for(self, function: str, arg: Any = None, timeout: float = 30.0) -> None:
+        """Wait until ``function(arg)`` returns something truthy in the page."""
+        try:
+            await self.browser.call(
+                "waitFor",
+                timeout=timeout + 5,
+                page=self.id,
+                source=function,
+                arg=arg,
+                timeoutMs=timeout * 1000,
+            )
+        except (BrowserError, TimeoutError) as exc:
+            raise BrowserError(
+                f"waiting for {function} failed: {exc}\n--- page log ---\n{await self.log_text()}"
+            ) from None
+
+    async def add_script(self, url: str) -> None:
+        await self.browser.call("addScript", page=self.id, url=url)
+
+    async def click(self, selector: str, timeout: float = 10.0) -> None:
+        await self.browser.call("click", page=self.id, selector=selector, timeoutMs=timeout * 1000)
+
+    async def fill(self, selector: str, value: str, timeout: float = 10.0) -> None:
+        await self.browser.call(
+            "fill", page=self.id, selector=selector, value=value, timeoutMs=timeout * 1000
+        )
+
+    async def screenshot(self, path: Path, full_page: bool = False) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await self.browser.call("screenshot", page=self.id, path=str(path), fullPage=full_page)
+        return path
+
+    async def log(self) -> list[str]:
+        """Console messages and page errors so far."""
+        lines: list[str] = await self.browser.call("log", page=self.id)
+        return lines
+
+    async def log_text(self) -> str:
+        try:
+            return "\n".join((await self.log())[-40:])
+        except BrowserError as exc:
+            return f"(no log: {exc})"
+
+    async def close(self) -> None:
+        await self.browser.call("closePage", page=self.id)

@@ -1,0 +1,589 @@
+// The conference page: join form, the room's mixed video, people, chat, recordings.
+//
+// Tokens and the moderator actions (layout, recording) come from the server's
+// built-in demo app server (/demo/, see portal/webapp.py). A page opened with
+// `#token=<token>` (from your own app server) skips the form and joins with it.
+import { ConferenceClient, ConferenceError, trackKinds } from "./tessera.js";
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  client: null,
+  user: "",
+  room: "",
+  role: "",
+  moderator: false,
+  mixedStreamId: null,
+  mixedSubscription: null,
+  camera: null, // Publication of camera + microphone
+  localStream: null,
+  screen: null, // Publication of the screen share
+  recording: null, // running recording id
+  recordingsTimer: null,
+  unread: 0,
+};
+// Tests and curious people can look at the page's state from the console.
+window.tessera = state;
+
+// -- messages people can act on ----------------------------------------------------
+
+function explainJoinError(error) {
+  const text = String((error && error.message) || error);
+  if (/expired/i.test(text)) {
+    return "Your invitation has expired (they last a few minutes and work once). Ask for a new link, or join again from this page.";
+  }
+  if (/already been used|already used|reused/i.test(text)) {
+    return "This invitation has already been used. Join again from this page to get a new one.";
+  }
+  if (/origin/i.test(text)) return `This page's address may not join this service: ${text}`;
+  if (/reach|connection/i.test(text)) return "Cannot reach the conference server. Check your network and try again.";
+  return `Could not join: ${text}`;
+}
+
+function explainMediaError(error) {
+  const name = error && error.name;
+  if (name === "NotAllowedError" || name === "SecurityError") {
+    return "Camera and microphone access was refused. You are in the room and can watch and chat; allow access for this site in your browser's settings and join again to be seen and heard.";
+  }
+  if (name === "NotFoundError" || name === "OverconstrainedError") {
+    return "No camera or microphone was found. You are in the room and can watch and chat.";
+  }
+  if (name === "NotReadableError") {
+    return "Your camera or microphone is in use by another program. Close it and join again to be seen and heard.";
+  }
+  return `Your camera and microphone could not be used (${(error && error.message) || error}).`;
+}
+
+function showNotice(text, { timeout = 0 } = {}) {
+  const notice = $("notice");
+  notice.textContent = text;
+  notice.hidden = !text;
+  clearTimeout(showNotice.timer);
+  if (text && timeout) showNotice.timer = setTimeout(() => (notice.hidden = true), timeout);
+}
+
+function showJoinError(text) {
+  const box = $("join-error");
+  box.textContent = text;
+  box.hidden = !text;
+}
+
+// -- the demo app server -----------------------------------------------------------------
+
+async function demo(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.client && state.client.ticket) headers.Authorization = `Ticket ${state.client.ticket}`;
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    // An empty or non-JSON body: the status says enough.
+  }
+  if (!response.ok) {
+    const message = (data && data.error && data.error.message) || `${response.status} ${response.statusText}`;
+    throw new ConferenceError(message, { code: String(response.status) });
+  }
+  return data;
+}
+
+// -- joining and leaving ------------------------------------------------------------------
+
+function initials(name) {
+  const words = String(name || "?").trim().split(/\s+/).filter(Boolean);
+  return words.slice(0, 2).map((w) => [...w][0].toUpperCase()).join("") || "?";
+}
+
+function colourOf(text) {
+  let hash = 0;
+  for (const ch of String(text)) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return `hsl(${hash % 360} 55% 42%)`;
+}
+
+async function join({ token, user, room, role }) {
+  const button = $("join-button");
+  button.disabled = true;
+  button.textContent = "Joining…";
+  showJoinError("");
+  try {
+    if (!token) {
+      const issued = await demo("POST", "/demo/token", { room, user, role });
+      token = issued.token;
+      state.moderator = issued.moderator;
+    }
+    const client = new ConferenceClient();
+    wireClient(client);
+    const info = await client.join(token);
+    state.client = client;
+    state.user = info.user;
+    state.role = info.role;
+    state.room = room || info.room.id;
+    enterConference(info);
+  } catch (error) {
+    showJoinError(explainJoinError(error));
+    return false;
+  } finally {
+    button.disabled = false;
+    button.textContent = "Join room";
+  }
+  return true;
+}
+
+function enterConference(info) {
+  $("join-screen").hidden = true;
+  $("conference-screen").hidden = false;
+  $("room-title").textContent = state.room;
+  document.title = `${state.room} · Tessera`;
+  $("layout-control").hidden = !state.moderator;
+  $("record-button").hidden = !state.moderator;
+  const canPublish = info.permission && info.permission.publish;
+  const canAudio = Boolean(canPublish && canPublish.audio);
+  const canVideo = Boolean(canPublish && canPublish.video);
+  $("mic-button").disabled = !canAudio;
+  $("camera-button").disabled = !canVideo;
+  $("screen-button").disabled = !canVideo;
+  renderParticipants();
+  subscribeMixed();
+  if (canAudio || canVideo) publishCamera(canAudio, canVideo);
+  refreshRecordings();
+  state.recordingsTimer = setInterval(refreshRecordings, 5000);
+}
+
+function leaveConference(message = "") {
+  clearInterval(state.recordingsTimer);
+  for (const track of state.localStream ? state.localStream.getTracks() : []) track.stop();
+  if (state.screen) for (const track of state.screen.stream.getTracks()) track.stop();
+  Object.assign(state, {
+    client: null,
+    mixedStreamId: null,
+    mixedSubscription: null,
+    camera: null,
+    localStream: null,
+    screen: null,
+    recording: null,
+    unread: 0,
+  });
+  $("mixed-video").srcObject = null;
+  $("self-view").srcObject = null;
+  $("self-view").hidden = true;
+  $("chat-log").replaceChildren();
+  $("conference-screen").hidden = true;
+  $("join-screen").hidden = false;
+  document.title = "Tessera";
+  setPressed($("mic-button"), false, "Mute");
+  setPressed($("camera-button"), false, "Stop video");
+  setPressed($("screen-button"), false, "Share screen");
+  showNotice("");
+  showJoinError(message);
+}
+
+function wireClient(client) {
+  client.addEventListener("participantjoined", renderParticipants);
+  client.addEventListener("participantleft", renderParticipants);
+  client.addEventListener("streamadded", (e) => {
+    renderParticipants();
+    if (e.detail.stream.type === "mixed" && !state.mixedStreamId) subscribeMixed();
+  });
+  client.addEventListener("streamremoved", renderParticipants);
+  client.addEventListener("streamupdated", (e) => {
+    if (e.detail.field === "audio.status" || e.detail.field === "video.status") renderParticipants();
+  });
+  client.addEventListener("text", (e) => addChat(e.detail.from, e.detail.message, e.detail.to));
+  client.addEventListener("reconnecting", () => setConnectionState("Reconnecting…"));
+  client.addEventListener("reconnected", () => setConnectionState(""));
+  client.addEventListener("left", (e) => {
+    if (state.client !== client) return;
+    const reason = e.detail.reason;
+    if (reason === "left") leaveConference();
+    else if (reason === "dropped") leaveConference("You were removed from the room, or the server is shutting down.");
+    else leaveConference(`You lost the connection to the room (${reason}). Join again to continue.`);
+  });
+}
+
+function setConnectionState(text) {
+  const badge = $("connection-state");
+  badge.textContent = text;
+  badge.hidden = !text;
+}
+
+// -- media ----------------------------------------------------------------------------------
+
+function mixedStreamOf(client) {
+  const mixed = [...client.streams.values()].filter((s) => s.type === "mixed");
+  return mixed.find((s) => s.info && s.info.label === "common") || mixed[0] || null;
+}
+
+async function subscribeMixed() {
+  const client = state.client;
+  const stream = client && mixedStreamOf(client);
+  if (!stream) {
+    $("mixed-placeholder").textContent = "This room has no mixed view.";
+    return;
+  }
+  state.mixedStreamId = stream.id;
+  try {
+    const subscription = await client.subscribe(stream.id, { audio: true, video: true });
+    if (state.client !== client) return;
+    state.mixedSubscription = subscription;
+    const video = $("mixed-video");
+    video.srcObject = subscription.stream;
+    video.play().catch(() => {
+      // Autoplay with sound needs a gesture in some browsers; the join click usually counts.
+      showNotice("Click anywhere to start the room's sound.", { timeout: 8000 });
+      document.addEventListener("click", () => video.play(), { once: true });
+    });
+    video.addEventListener("loadeddata", () => ($("mixed-placeholder").hidden = true), { once: true });
+    subscription.addEventListener("ended", () => {
+      if (state.mixedSubscription === subscription) {
+        state.mixedSubscription = null;
+        state.mixedStreamId = null;
+      }
+    });
+  } catch (error) {
+    state.mixedStreamId = null;
+    showNotice(`Cannot receive the room video: ${error.message}`);
+  }
+}
+
+async function publishCamera(audio, video) {
+  const client = state.client;
+  let media;
+  try {
+    media = await navigator.mediaDevices.getUserMedia({
+      audio: audio ? { echoCancellation: true, noiseSuppression: true } : false,
+      video: video ? { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } } : false,
+    });
+  } catch (error) {
+    showNotice(explainMediaError(error));
+    $("mic-button").disabled = true;
+    $("camera-button").disabled = true;
+    $("screen-button").disabled = !video;
+    return;
+  }
+  if (state.client !== client) {
+    for (const track of media.getTracks()) track.stop();
+    return;
+  }
+  state.localStream = media;
+  if (media.getVideoTracks().length) {
+    $("self-view").srcObject = media;
+    $("self-view").hidden = false;
+  }
+  try {
+    state.camera = await client.publish(media, { source: "camera", attributes: { name: state.user } });
+    if ($("start-muted").checked && media.getAudioTracks().length) await toggleMute("audio");
+    if ($("start-camera-off").checked && media.getVideoTracks().length) await toggleMute("video");
+  } catch (error) {
+    showNotice(`Your camera and microphone could not be sent: ${error.message}`);
+  }
+}
+
+async function toggleMute(kind) {
+  const publication = state.camera;
+  if (!publication) return;
+  const button = kind === "audio" ? $("mic-button") : $("camera-button");
+  button.disabled = true;
+  try {
+    if (publication.muted[kind]) await publication.unmute(kind);
+    else await publication.mute(kind);
+    const off = publication.muted[kind];
+    if (kind === "audio") setPressed(button, off, off ? "Unmute" : "Mute");
+    else {
+      setPressed(button, off, off ? "Start video" : "Stop video");
+      $("self-view").hidden = off;
+    }
+  } catch (error) {
+    showNotice(`Could not change your ${kind === "audio" ? "microphone" : "camera"}: ${error.message}`, {
+      timeout: 6000,
+    });
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function toggleScreen() {
+  const button = $("screen-button");
+  if (state.screen) {
+    const screen = state.screen;
+    state.screen = null;
+    for (const track of screen.stream.getTracks()) track.stop();
+    setPressed(button, false, "Share screen");
+    await screen.stop().catch(() => {});
+    return;
+  }
+  let media;
+  try {
+    media = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false });
+  } catch (error) {
+    if (error && error.name !== "NotAllowedError") showNotice(`Cannot share the screen: ${error.message}`, { timeout: 6000 });
+    return;
+  }
+  button.disabled = true;
+  try {
+    const publication = await state.client.publish(media, {
+      source: "screen-cast",
+      attributes: { name: `${state.user} (screen)` },
+    });
+    state.screen = publication;
+    setPressed(button, true, "Stop sharing");
+    // The browser's own "Stop sharing" bar ends the track.
+    media.getVideoTracks()[0].addEventListener("ended", () => {
+      if (state.screen === publication) toggleScreen();
+    });
+  } catch (error) {
+    for (const track of media.getTracks()) track.stop();
+    showNotice(`Cannot share the screen: ${error.message}`, { timeout: 6000 });
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function setPressed(button, pressed, label) {
+  button.setAttribute("aria-pressed", String(pressed));
+  const span = button.querySelector(".label");
+  if (span) span.textContent = label;
+}
+
+// -- people ---------------------------------------------------------------------------------
+
+function mediaStateOf(participantId) {
+  // A participant's camera publication says whether their mic and camera are on.
+  const result = { audio: null, video: null, screen: false };
+  const client = state.client;
+  for (const stream of client ? client.streams.values() : []) {
+    if (stream.type !== "forward" || !stream.info || stream.info.owner !== participantId) continue;
+    for (const track of stream.media.tracks) {
+      if (track.source === "screen-cast" && track.type === "video") result.screen = true;
+      else if (track.type === "audio" || track.type === "video") result[track.type] = track.status !== "inactive";
+    }
+  }
+  return result;
+}
+
+function renderParticipants() {
+  const client = state.client;
+  if (!client) return;
+  const list = $("participant-list");
+  const people = [...client.participants.values()];
+  $("people-count").textContent = String(people.length);
+  list.replaceChildren(
+    ...people.map((p) => {
+      const item = document.createElement("li");
+      item.dataset.participant = p.id;
+      const avatar = document.createElement("span");
+      avatar.className = "avatar";
+      avatar.style.background = colourOf(p.user);
+      avatar.textContent = initials(p.user);
+      const who = document.createElement("div");
+      who.className = "who";
+      const name = document.createElement("div");
+      name.className = "name";
+      name.textContent = p.id === client.id ? `${p.user} (you)` : p.user;
+      const role = document.createElement("div");
+      role.className = "role";
+      role.textContent = p.role;
+      who.append(name, role);
+      const icons = document.createElement("div");
+      icons.className = "state-icons";
+      const media = mediaStateOf(p.id);
+      for (const [kind, label] of [["audio", "mic"], ["video", "cam"]]) {
+        if (media[kind] === null) continue;
+        const icon = document.createElement("span");
+        icon.textContent = media[kind] ? label : `${label} off`;
+        icon.className = media[kind] ? "on" : "off";
+        icon.dataset.kind = kind;
+        icons.append(icon);
+      }
+      if (media.screen) {
+        const icon = document.createElement("span");
+        icon.textContent = "screen";
+        icons.append(icon);
+      }
+      item.append(avatar, who, icons);
+      return item;
+    }),
+  );
+}
+
+// -- chat -------------------------------------------------------------------------------------
+
+function addChat(fromId, message, to) {
+  const client = state.client;
+  if (!client) return;
+  const item = document.createElement("li");
+  const from = document.createElement("div");
+  from.className = "from";
+  const mine = fromId === client.id;
+  const sender = client.participants.get(fromId);
+  from.textContent = mine ? "You" : sender ? sender.user : "Someone who left";
+  if (to === "me") from.textContent += " (to you)";
+  const text = document.createElement("div");
+  text.className = "text";
+  text.textContent = message;
+  item.append(from, text);
+  if (mine) item.classList.add("mine");
+  const log = $("chat-log");
+  log.append(item);
+  log.scrollTop = log.scrollHeight;
+  if (!mine && $("tab-chat").hidden) {
+    state.unread += 1;
+    $("chat-unread").textContent = String(state.unread);
+    $("chat-unread").hidden = false;
+  }
+}
+
+async function sendChat(event) {
+  event.preventDefault();
+  const input = $("chat-input");
+  const message = input.value.trim();
+  if (!message || !state.client) return;
+  try {
+    await state.client.send(message);
+    addChat(state.client.id, message, "all");
+    input.value = "";
+  } catch (error) {
+    showNotice(`Message not sent: ${error.message}`, { timeout: 6000 });
+  }
+}
+
+// -- layout and recordings (moderators) -----------------------------------------------------
+
+async function changeLayout() {
+  const select = $("layout-select");
+  try {
+    await demo("PUT", "/demo/layout", { base: select.value });
+  } catch (error) {
+    showNotice(`Cannot change the layout: ${error.message}`, { timeout: 6000 });
+  }
+}
+
+async function toggleRecording() {
+  const button = $("record-button");
+  button.disabled = true;
+  try {
+    if (state.recording) await demo("DELETE", `/demo/recordings/${state.recording}`);
+    else await demo("POST", "/demo/recordings", {});
+    await refreshRecordings();
+  } catch (error) {
+    showNotice(`Recording: ${error.message}`, { timeout: 6000 });
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function formatDuration(seconds) {
+  const s = Math.round(seconds || 0);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function formatSize(bytes) {
+  if (bytes > 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  return `${Math.round((bytes || 0) / 1e3)} kB`;
+}
+
+async function refreshRecordings() {
+  if (!state.client) return;
+  let recordings;
+  try {
+    recordings = await demo("GET", "/demo/recordings");
+  } catch {
+    return; // no demo endpoints here (or not on loopback): the tab stays empty
+  }
+  const running = recordings.find((r) => r.state === "recording");
+  state.recording = running ? running.id : null;
+  $("recording-indicator").hidden = !running;
+  setPressed($("record-button"), Boolean(running), running ? "Stop recording" : "Record");
+  $("recordings-empty").hidden = recordings.length > 0;
+  $("recording-list").replaceChildren(
+    ...recordings
+      .slice()
+      .reverse()
+      .map((r) => {
+        const item = document.createElement("li");
+        item.dataset.recording = r.id;
+        const text = document.createElement("div");
+        const title = document.createElement("div");
+        title.textContent = new Date(r.startTime).toLocaleString();
+        const meta = document.createElement("div");
+        meta.className = "meta";
+        meta.textContent = `${r.state} · ${formatDuration(r.duration)} · ${formatSize(r.size)} · ${r.container}`;
+        text.append(title, meta);
+        item.append(text);
+        if (r.download) {
+          const link = document.createElement("a");
+          link.href = r.download;
+          link.textContent = "Download";
+          link.setAttribute("download", "");
+          item.append(link);
+        }
+        return item;
+      }),
+  );
+}
+
+// -- wiring -----------------------------------------------------------------------------------
+
+function selectTab(name) {
+  for (const tab of document.querySelectorAll(".tab")) {
+    const active = tab.dataset.tab === name;
+    tab.classList.toggle("active", active);
+    tab.setAttribute("aria-selected", String(active));
+    $(`tab-${tab.dataset.tab}`).hidden = !active;
+  }
+  if (name === "chat") {
+    state.unread = 0;
+    $("chat-unread").hidden = true;
+  }
+}
+
+function start() {
+  const params = new URLSearchParams(location.search);
+  const hash = new URLSearchParams(location.hash.slice(1));
+  $("room").value = params.get("room") || localStorage.getItem("tessera.room") || "default";
+  $("name").value = localStorage.getItem("tessera.name") || "";
+  $("join-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const user = $("name").value.trim();
+    const room = $("room").value.trim();
+    if (!user) return showJoinError("Please enter your name.");
+    if (!room) return showJoinError("Please enter a room name.");
+    localStorage.setItem("tessera.name", user);
+    localStorage.setItem("tessera.room", room);
+    const url = new URL(location.href);
+    url.searchParams.set("room", room);
+    history.replaceState(null, "", url);
+    await join({ user, room, role: $("role").value });
+  });
+  $("mic-button").addEventListener("click", () => toggleMute("audio"));
+  $("camera-button").addEventListener("click", () => toggleMute("video"));
+  $("screen-button").addEventListener("click", toggleScreen);
+  $("layout-select").addEventListener("change", changeLayout);
+  $("record-button").addEventListener("click", toggleRecording);
+  $("leave-button").addEventListener("click", async () => {
+    const client = state.client;
+    if (client) await client.leave();
+  });
+  $("chat-form").addEventListener("submit", sendChat);
+  for (const tab of document.querySelectorAll(".tab")) {
+    tab.addEventListener("click", () => selectTab(tab.dataset.tab));
+  }
+  $("toggle-sidebar").addEventListener("click", () => {
+    const stage = document.querySelector(".stage");
+    stage.classList.toggle("no-sidebar");
+    $("toggle-sidebar").setAttribute("aria-expanded", String(!stage.classList.contains("no-sidebar")));
+  });
+  window.addEventListener("beforeunload", () => {
+    if (state.client) state.client.leave();
+  });
+  const token = hash.get("token");
+  if (token) {
+    history.replaceState(null, "", location.pathname + location.search);
+    join({ token, room: params.get("room") || "" });
+  }
+}
+
+start();
