@@ -299,6 +299,8 @@ class RoomPeerMember:
             return
         self.closed = True
         self.room_peer.member_closed(self)
+        # peerjs closes every connection to room:<name> on LEAVE from it (kicks, room deleted).
+        await self.send({"type": LEAVE})
         for link in list(self.links.values()):
             await link.close()
         self.links.clear()

@@ -14,7 +14,7 @@ from tessera_client import PeerClient, PeerError, PeerUnavailable
 
 from portal.store import ServiceRecord
 from tests.integration.test_mixing import frame_where, wait_layout
-from tests.support import RunningServer, joined, region_box, start_server
+from tests.support import RunningServer, api, joined, region_box, start_server
 from tests.synthetic import ColorVideoTrack, close_to, mean_rgb, next_video_frame
 
 pytestmark = pytest.mark.timeout(60)
@@ -377,6 +377,27 @@ async def test_calling_the_room_peer_joins_the_room_and_returns_the_mixed_view(
     finally:
         await caller.close()
         await member.leave()
+
+
+async def test_a_room_peer_participant_kicked_over_rest_hears_leave(
+    tessera: RunningServer,
+) -> None:
+    caller = peer(tessera, "kicked")
+    await caller.open()
+    try:
+        await caller.call("room:hall", video=ColorVideoTrack(RED))
+        room = next(r for r in tessera.server.rooms.values() if r.name == "hall")
+        (participant_id,) = room.participants
+        status, _ = await api(
+            tessera, "DELETE", f"/v1/rooms/{room.id}/participants/{participant_id}"
+        )
+        assert status == 200
+        event = await caller.events.get("LEAVE")
+        assert event.src == "room:hall"
+        await eventually(lambda: not caller.connections)
+        assert room.closed and tessera.server.agent.transports == {}
+    finally:
+        await caller.close()
 
 
 async def test_room_peer_of_a_missing_room_is_unavailable(tessera: RunningServer) -> None:
