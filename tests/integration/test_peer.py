@@ -469,3 +469,23 @@ async def test_mesh_room_of_three_carries_no_media_through_the_server(
     finally:
         for client in peers.values():
             await client.close()
+
+
+async def test_python_sfu_and_mcu_rooms_go_through_the_portal(tessera: RunningServer) -> None:
+    first = await PeerClient.join_portal_room(
+        tessera.token(room="desk", user="one"), "sfu", video=ColorVideoTrack(RED)
+    )
+    second = await PeerClient.join_portal_room(
+        tessera.token(room="desk", user="two"), "sfu", video=ColorVideoTrack(BLUE)
+    )
+    watcher = await PeerClient.join_portal_room(tessera.token(room="desk", user="w"), "mcu")
+    try:
+        for room, colour in ((first, BLUE), (second, RED)):
+            (subscription,) = (await room.wait_for_streams(1)).values()
+            assert subscription.video_track is not None
+            assert close_to(mean_rgb(await next_video_frame(subscription.video_track)), colour)
+        (mixed_id,) = await watcher.wait_for_streams(1)
+        assert mixed_id.endswith("-common")
+    finally:
+        for room in (first, second, watcher):
+            await room.leave()

@@ -19,6 +19,7 @@ from .peer import (
     PeerError,
     PeerEvent,
     PeerUnavailable,
+    PortalRoom,
 )
 from .publication import Publication
 from .session import Session
@@ -48,6 +49,7 @@ __all__ = [
     "PeerError",
     "PeerEvent",
     "PeerUnavailable",
+    "PortalRoom",
     "Publication",
     "RTCIceServer",
     "RequestTimeout",

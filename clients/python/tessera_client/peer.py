@@ -35,8 +35,11 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
+from .conferenceclient import ConferenceClient
 from .errors import ClientError, RequestTimeout
 from .eventqueue import EventQueue
+from .publication import Publication
+from .subscription import Subscription
 
 __all__ = [
     "DataConnection",
@@ -46,6 +49,7 @@ __all__ = [
     "PeerError",
     "PeerEvent",
     "PeerUnavailable",
+    "PortalRoom",
 ]
 
 logger = logging.getLogger(__name__)
@@ -345,6 +349,64 @@ class MeshRoom:
         self.calls.clear()
 
 
+class PortalRoom:
+    """A room joined through the server (modes "sfu" and "mcu"): the Client-Portal client.
+
+    "sfu" subscribes to every other participant's forward stream as it appears,
+    "mcu" to the room's mixed view. It needs a join token from the
+    application server, as any Client-Portal client does.
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.client = ConferenceClient()
+        self.publication: Publication | None = None
+        self.subscriptions: dict[str, Subscription] = {}  # stream id -> subscription
+        self.changed = asyncio.Event()
+
+    async def join(
+        self, token: str, audio: MediaStreamTrack | None, video: MediaStreamTrack | None
+    ) -> None:
+        await self.client.join(token)
+        self.client.on("stream", self._on_stream)
+        if audio is not None or video is not None:
+            self.publication = await self.client.publish(audio=audio, video=video)
+        for stream in list(self.client.streams.values()):
+            await self._take(stream)
+
+    async def _on_stream(self, data: Any) -> None:
+        if isinstance(data, dict) and data.get("status") == "add":
+            await self._take(data.get("data") or {})
+
+    async def _take(self, stream: dict[str, Any]) -> None:
+        stream_id = str(stream.get("id"))
+        mine = self.publication is not None and stream_id == self.publication.id
+        wanted = "mixed" if self.mode == "mcu" else "forward"
+        if stream.get("type") != wanted or mine or stream_id in self.subscriptions:
+            return
+        if self.mode == "mcu" and self.subscriptions:
+            return  # the first view is enough
+        self.subscriptions[stream_id] = await self.client.subscribe(stream_id)
+        self.changed.set()
+
+    async def wait_for_streams(self, count: int, timeout: float = 20.0) -> dict[str, Subscription]:
+        """Wait until ``count`` subscriptions are made; returns them by stream id."""
+
+        async def wait() -> dict[str, Subscription]:
+            while len(self.subscriptions) < count:
+                self.changed.clear()
+                await self.changed.wait()
+            return dict(self.subscriptions)
+
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"fewer than {count} streams in the room") from None
+
+    async def leave(self) -> None:
+        await self.client.leave()
+
+
 class PeerClient:
     """One peer: a WebSocket to the server, and its calls, data connections and rooms."""
 
@@ -584,6 +646,20 @@ class PeerClient:
             raise RequestTimeout("no incoming data connection") from None
 
     # -- mesh rooms -------------------------------------------------------
+
+    @staticmethod
+    async def join_portal_room(
+        token: str,
+        mode: str,
+        audio: MediaStreamTrack | None = None,
+        video: MediaStreamTrack | None = None,
+    ) -> PortalRoom:
+        """Join the token's room through the server: ``mode`` "sfu" or "mcu"."""
+        if mode not in ("sfu", "mcu"):
+            raise ClientError(f"mode must be sfu or mcu (mesh rooms: join_room), not {mode!r}")
+        room = PortalRoom(mode)
+        await room.join(token, audio, video)
+        return room
 
     async def join_room(
         self,
