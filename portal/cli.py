@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         help="allowed browser origin (repeat for more; none = any origin)",
     )
     create.add_argument("--no-adhoc-rooms", action="store_true", help="tokens need existing rooms")
+    create.add_argument(
+        "--peer-tokens", action="store_true", help="peers must open with a join token"
+    )
     for sub in (listing, show, create):
         sub.add_argument("--config", metavar="FILE", help="TOML file over config/default.toml")
     return parser
@@ -177,6 +180,7 @@ def _service(args: argparse.Namespace) -> int:
                     key=secrets.token_urlsafe(32),
                     allowed_origins=list(args.origin),
                     adhoc_rooms=not args.no_adhoc_rooms,
+                    peer_tokens=args.peer_tokens,
                 )
             )
         service_id = getattr(args, "id", None) or config.service.id
@@ -187,6 +191,7 @@ def _service(args: argparse.Namespace) -> int:
         print(f"key: {shown.key}")
         print(f"allowed_origins: {', '.join(shown.allowed_origins) or '(any)'}")
         print(f"adhoc_rooms: {str(shown.adhoc_rooms).lower()}")
+        print(f"peer_tokens: {str(shown.peer_tokens).lower()}")
         return 0
     finally:
         store.close()

@@ -29,6 +29,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "LogConfig",
+    "PeerConfig",
     "PortalConfig",
     "ServerConfig",
     "ServiceConfig",
@@ -108,6 +109,7 @@ class ServiceConfig(_Section):
     adhoc_rooms: bool
     default_room: str = Field(min_length=1, max_length=256)
     recording: bool
+    peer_tokens: bool
 
     @field_validator("key")
     @classmethod
@@ -179,6 +181,16 @@ class WebConfig(_Section):
     moderator_roles: list[str]
 
 
+class PeerConfig(_Section):
+    """``[peer]``: the PeerJS-compatible signaling endpoint (peer model)."""
+
+    path: str = Field(pattern=r"^/([A-Za-z0-9_.~-]+/)*$")
+    alive_timeout: Seconds
+    expire_timeout: Seconds
+    concurrent_limit: int = Field(gt=0)
+    allow_discovery: bool
+
+
 class LogConfig(_Section):
     """``[log]``: logging."""
 
@@ -203,6 +215,7 @@ class Config(_Section):
     mixer: MixerConfig
     recording: RecordingConfig
     limits: LimitsConfig
+    peer: PeerConfig
     web: WebConfig
     log: LogConfig
 

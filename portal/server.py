@@ -19,6 +19,7 @@ from .config import Config
 from .looplag import LoopLagMonitor
 from .messages import RequestError
 from .metrics import create_registry
+from .peergateway import PeerGateway
 from .portal import Portal
 from .room import Room
 from .roomoptions import RoomOptions, parse_room_options
@@ -57,6 +58,7 @@ class Server:
             engineio_logger=False,
         )
         self.portal = Portal(self, self.sio)
+        self.peers = PeerGateway(self)  # the PeerJS-compatible endpoint (peer model)
         self.loop_lag = LoopLagMonitor()
         self.rooms: dict[str, Room] = {}
         # Every recording of this run, running or finished, for REST listing and download.
@@ -224,10 +226,12 @@ class Server:
         for sid in list(self.portal.connections):
             await self.sio.disconnect(sid)
         await self.sio.shutdown()
+        await self.peers.close()
 
     async def close(self) -> None:
         """Drop every participant, close every room and transport, then the store."""
         self.closing = True
+        await self.peers.close()
         for room in list(self.rooms.values()):
             await room.close()
         self.rooms.clear()
@@ -244,6 +248,7 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     from .rest import setup_rest
 
     setup_rest(app, server)
+    server.peers.add_routes(app)
     from .webapp import setup_web
 
     setup_web(app, server)
@@ -269,6 +274,7 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
 
     async def lifecycle(app: web.Application) -> Any:
         server.loop_lag.start()
+        server.peers.start()
         yield
         await server.loop_lag.stop()
         await server.close()

@@ -38,7 +38,7 @@ __all__ = [
     "new_room_id",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (
@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS services (
     key             TEXT NOT NULL,
     allowed_origins TEXT NOT NULL,   -- JSON list of strings
     adhoc_rooms     INTEGER NOT NULL,
-    recording       INTEGER NOT NULL DEFAULT 1
+    recording       INTEGER NOT NULL DEFAULT 1,
+    peer_tokens     INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS rooms (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order
@@ -94,6 +95,7 @@ class ServiceRecord:
     allowed_origins: list[str] = field(default_factory=list)
     adhoc_rooms: bool = True
     recording: bool = True  # False: no room of this service may be recorded
+    peer_tokens: bool = False  # True: peers must open with a valid join token
 
 
 @dataclass
@@ -141,6 +143,10 @@ class Store:
                     conn.execute(
                         "ALTER TABLE services ADD COLUMN recording INTEGER NOT NULL DEFAULT 1"
                     )
+                if "peer_tokens" not in columns:  # a version 1 or 2 database
+                    conn.execute(
+                        "ALTER TABLE services ADD COLUMN peer_tokens INTEGER NOT NULL DEFAULT 0"
+                    )
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # -- plumbing --
@@ -186,17 +192,19 @@ class Store:
         """Create or replace a service."""
         with self._transaction() as conn:
             conn.execute(
-                "INSERT INTO services (id, key, allowed_origins, adhoc_rooms, recording)"
-                " VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO services"
+                " (id, key, allowed_origins, adhoc_rooms, recording, peer_tokens)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET key = excluded.key,"
                 " allowed_origins = excluded.allowed_origins, adhoc_rooms = excluded.adhoc_rooms,"
-                " recording = excluded.recording",
+                " recording = excluded.recording, peer_tokens = excluded.peer_tokens",
                 (
                     service.id,
                     service.key,
                     json.dumps(list(service.allowed_origins)),
                     int(service.adhoc_rooms),
                     int(service.recording),
+                    int(service.peer_tokens),
                 ),
             )
 
@@ -340,6 +348,7 @@ def _service(row: sqlite3.Row) -> ServiceRecord:
         allowed_origins=list(json.loads(row["allowed_origins"])),
         adhoc_rooms=bool(row["adhoc_rooms"]),
         recording=bool(row["recording"]),
+        peer_tokens=bool(row["peer_tokens"]),
     )
 
 
@@ -367,6 +376,7 @@ def bootstrap_default_service(store: Store, config: Config) -> ServiceRecord:
         allowed_origins=list(settings.allowed_origins),
         adhoc_rooms=settings.adhoc_rooms,
         recording=settings.recording,
+        peer_tokens=settings.peer_tokens,
     )
     if service != existing:
         store.put_service(service)

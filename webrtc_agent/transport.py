@@ -65,6 +65,7 @@ class Transport:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self.sessions: dict[str, Session] = {}
         self._claimed: dict[str, Session] = {}  # mid -> session awaiting or holding it
+        self._riders: dict[str, Subscription] = {}  # mid -> subscription on a publication's mid
         self._used_mids: set[str] = set()
         self._negotiated: set[str] = set()
         self._lock = asyncio.Lock()
@@ -76,22 +77,56 @@ class Transport:
     # -- sessions -------------------------------------------------------
 
     def add_session(self, session: Session) -> None:
-        """Claim the session's mids; raises SignalingError if a mid is taken."""
-        for mid in session.mids:
-            if mid in self._claimed or mid in self._used_mids:
+        """Claim the session's mids; raises SignalingError if a mid is taken.
+
+        A subscription may ride on the m-lines of a publication of the same
+        kind: in a peer-model call the answer sends its media back on the
+        caller's m-lines, which then become sendrecv.
+        """
+        for mid, kind in session.mids.items():
+            holder = self._claimed.get(mid)
+            if mid in self._used_mids or (
+                holder is not None and not self._can_ride(holder, session, mid, kind)
+            ):
                 raise SignalingError(f"MID {mid} is already in use")
         self.sessions[session.id] = session
         for mid in session.mids:
-            self._claimed[mid] = session
+            if mid in self._claimed:
+                assert isinstance(session, Subscription)
+                self._riders[mid] = session
+            else:
+                self._claimed[mid] = session
+
+    def _can_ride(self, holder: Session, session: Session, mid: str, kind: str) -> bool:
+        return (
+            isinstance(holder, Publication)
+            and isinstance(session, Subscription)
+            and mid not in self._riders
+            and holder.mids.get(mid) == kind
+        )
 
     def session_closed(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
         self._negotiated.discard(session.id)
+        for mid in list(self._riders):
+            if self._riders[mid] is session:
+                del self._riders[mid]
+                self._set_direction(mid, "recvonly")  # the publication goes on
         for mid in list(self._claimed):
             if self._claimed[mid] is session:
+                rider = self._riders.pop(mid, None)
+                if rider is not None:
+                    self._claimed[mid] = rider  # the subscription goes on
+                    self._set_direction(mid, "sendonly")
+                    continue
                 del self._claimed[mid]
                 self._used_mids.add(mid)
                 self._deactivate(mid)
+
+    def _set_direction(self, mid: str, direction: str) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.mid == mid:
+                transceiver.direction = direction
 
     def _deactivate(self, mid: str) -> None:
         for transceiver in self.pc.getTransceivers():
@@ -132,11 +167,21 @@ class Transport:
                     if (session, reason) not in failures:
                         failures.append((session, reason))
                     continue
+                rider = self._riders.get(mid) if mid is not None else None
                 try:
+                    if rider is not None:
+                        # First: the subscription may reorder the codecs both directions use.
+                        self._bind(rider, transceiver)
                     self._bind(session, transceiver)
                 except ParameterError as exc:
                     failures.append((session, str(exc)))
+                    if rider is not None:
+                        failures.append((rider, str(exc)))
                     continue
+                if rider is not None:
+                    transceiver.direction = "sendrecv"
+                    if rider not in newly:
+                        newly.append(rider)
                 if session not in newly:
                     newly.append(session)
             try:

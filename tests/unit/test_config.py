@@ -278,3 +278,18 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_config_type() -> None:
     assert isinstance(load_config(env={}), Config)
+
+
+def test_peer_section_defaults_and_checks() -> None:
+    config = load_config(None, env={})
+    assert config.peer.path == "/peerjs/"
+    assert config.peer.alive_timeout == 60.0
+    assert config.peer.expire_timeout == 5.0
+    assert config.peer.allow_discovery is False
+    assert config.service.peer_tokens is False
+    env = {"TESSERA_PEER_PATH": "/", "TESSERA_SERVICE_PEER_TOKENS": "true"}
+    config = load_config(None, env=env)
+    assert config.peer.path == "/" and config.service.peer_tokens is True
+    for bad in ("peerjs", "/peerjs", "/a b/"):
+        with pytest.raises(ConfigError, match=r"peer\.path"):
+            load_config(None, env={"TESSERA_PEER_PATH": bad})

@@ -220,3 +220,27 @@ def test_bootstrap_configured_key_and_settings_win() -> None:
         )
         assert s.get_service("svc") == service
         assert s.find_room_by_name("svc", "lobby") is not None
+
+
+def test_version_2_database_gains_peer_tokens_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE services (id TEXT PRIMARY KEY, key TEXT NOT NULL,"
+        " allowed_origins TEXT NOT NULL, adhoc_rooms INTEGER NOT NULL,"
+        " recording INTEGER NOT NULL DEFAULT 1)"
+    )
+    old.execute("INSERT INTO services VALUES ('old', ?, '[]', 1, 0)", (KEY,))
+    old.execute("PRAGMA user_version=2")
+    old.commit()
+    old.close()
+    with Store(path) as s:
+        assert s.get_service("old") == ServiceRecord(
+            id="old", key=KEY, recording=False, peer_tokens=False
+        )
+        s.put_service(ServiceRecord(id="old", key=KEY, peer_tokens=True))
+        service = s.get_service("old")
+        assert service is not None and service.peer_tokens is True
+        assert s._query("PRAGMA user_version")[0][0] == 3

@@ -11,6 +11,16 @@ from aiortc import RTCIceServer
 from .conferenceclient import ConferenceClient
 from .errors import ClientConnectionError, ClientError, NegotiationError, RequestTimeout
 from .eventqueue import EventQueue
+from .peer import (
+    DataConnection,
+    MediaCall,
+    MeshRoom,
+    PeerClient,
+    PeerError,
+    PeerEvent,
+    PeerUnavailable,
+    PortalRoom,
+)
 from .publication import Publication
 from .session import Session
 from .streaminfo import apply_stream_update, stream_track_kinds, stream_tracks
@@ -30,8 +40,16 @@ __all__ = [
     "ClientConnectionError",
     "ClientError",
     "ConferenceClient",
+    "DataConnection",
     "EventQueue",
+    "MediaCall",
+    "MeshRoom",
     "NegotiationError",
+    "PeerClient",
+    "PeerError",
+    "PeerEvent",
+    "PeerUnavailable",
+    "PortalRoom",
     "Publication",
     "RTCIceServer",
     "RequestTimeout",

@@ -1,0 +1,260 @@
+"""PeerGateway: the PeerJS-compatible HTTP and WebSocket endpoint on the server's port.
+
+PeerServer's routes under ``[peer] path`` (default ``/peerjs/``), so that a
+``peerjs`` client built with ``new Peer({host, port, path: "/peerjs", key})``
+works unmodified:
+
+- ``GET {path}``: a short description (PeerServer's ``app.json``).
+- ``GET {path}{key}/id``: a fresh 16-character peer id.
+- ``GET {path}{key}/peers``: the service's peer ids (``allow_discovery`` only).
+- WebSocket ``{path}peerjs?key=&id=&token=``: the signaling socket.
+
+The ``key`` is a Tessera service id. The protocol state lives in the pure
+:class:`PeerRegistry`; this module only authenticates sockets, feeds frames in
+with the time, and carries out the actions that come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from aiohttp import WSMsgType, web
+
+from .background import spawn
+from .messages import RequestError
+from .peerserver import (
+    INVALID_KEY,
+    MAX_MESSAGE_BYTES,
+    MSG_INVALID_KEY,
+    MSG_INVALID_WS_PARAMETERS,
+    Action,
+    Close,
+    OpenRefused,
+    PeerGone,
+    PeerGrant,
+    PeerRegistry,
+    Send,
+    ToRoomPeer,
+    error_message,
+)
+from .roompeer import RoomPeer
+from .store import ServiceRecord
+from .tokens import TokenError, read_token_service, verify_token
+
+if TYPE_CHECKING:
+    from .server import Server
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = {
+    "name": "Tessera PeerServer",
+    "description": "PeerJS-compatible signaling of the Tessera MCU; the key is a service id",
+}
+
+
+class PeerGateway:
+    """Owns the peer registry, the open peer sockets and the rooms' server-side peer."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        settings = server.config.peer
+        self.path = settings.path
+        self.registry = PeerRegistry(
+            alive_timeout=settings.alive_timeout,
+            expire_timeout=settings.expire_timeout,
+            concurrent_limit=settings.concurrent_limit,
+        )
+        self.room_peer = RoomPeer(server, self)
+        self.sockets: set[web.WebSocketResponse] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        # Short enough that expiry is on time to a fraction of the shortest timeout.
+        self.sweep_interval = min(0.5, settings.alive_timeout / 4, settings.expire_timeout / 4)
+
+    def add_routes(self, app: web.Application) -> None:
+        path = self.path
+        app.router.add_get(path + "peerjs", self.websocket)
+        app.router.add_get(path, self.describe)
+        app.router.add_get(path + "{key}/id", self.new_id)
+        app.router.add_get(path + "{key}/peers", self.list_peers)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.ensure_future(self._sweep_forever())
+
+    async def close(self) -> None:
+        """Close every peer socket and the room peer's calls; idempotent."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        for ws in list(self.sockets):
+            with contextlib.suppress(Exception):
+                await ws.close()
+        await self.room_peer.close()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.perform(self.registry.sweep(time.monotonic()))
+            except Exception:
+                logger.exception("peer expiry failed")
+
+    # -- HTTP -------------------------------------------------------------
+
+    async def describe(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(DESCRIPTION)
+
+    def _cors(self, request: web.Request, service: ServiceRecord | None) -> dict[str, str]:
+        """CORS headers for a fetch from a page; HTTPForbidden if the origin is not allowed."""
+        origin = request.headers.get("Origin")
+        if not origin:
+            return {}
+        if service is not None:
+            try:
+                self.server.check_origin(service, origin)
+            except RequestError as exc:
+                raise web.HTTPForbidden(text=str(exc)) from None
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+    async def new_id(self, request: web.Request) -> web.StreamResponse:
+        # As PeerServer, an id is handed out for any key: the socket checks the key
+        # and the client then hears INVALID-KEY, which says more than a failed fetch.
+        key = request.match_info["key"]
+        service = self.server.store.get_service(key)
+        headers = self._cors(request, service)
+        peer_id = self.registry.new_id(key)
+        return web.Response(text=peer_id, content_type="text/html", headers=headers)
+
+    async def list_peers(self, request: web.Request) -> web.StreamResponse:
+        service = self.server.store.get_service(request.match_info["key"])
+        headers = self._cors(request, service)
+        if service is None or not self.server.config.peer.allow_discovery:
+            return web.Response(status=401, text="Unauthorized", headers=headers)
+        return web.json_response(self.registry.peer_ids(service.id), headers=headers)
+
+    # -- WebSocket --------------------------------------------------------
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES * 2)
+        await ws.prepare(request)
+        query = _raw_query(request.query_string)
+        peer_id, token, key = query.get("id", ""), query.get("token", ""), query.get("key", "")
+        try:
+            service, grant = self._authenticate(request, peer_id, token, key)
+            actions = self.registry.open(service.id, peer_id, token, ws, time.monotonic(), grant)
+        except OpenRefused as refused:
+            logger.info("peer %.64r (key %.64r) refused: %s", peer_id, key, refused)
+            with contextlib.suppress(Exception):
+                await ws.send_str(json.dumps(refused.message))
+                await ws.close()
+            return ws
+        self.sockets.add(ws)
+        logger.info("service %s: peer %s open", service.id, peer_id)
+        try:
+            await self.perform(actions)
+            async for frame in ws:
+                if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    received = self.registry.receive(
+                        service.id, peer_id, frame.data, time.monotonic()
+                    )
+                    await self.perform(received)
+                elif frame.type == WSMsgType.ERROR:
+                    break
+        except Exception:
+            logger.exception("peer %s: socket failed", peer_id)
+        finally:
+            self.sockets.discard(ws)
+            await self.perform(self.registry.closed(service.id, peer_id, ws))
+        return ws
+
+    def _authenticate(
+        self, request: web.Request, peer_id: str, token: str, key: str
+    ) -> tuple[ServiceRecord, PeerGrant | None]:
+        """The service of ``key`` and, if the service requires it, what the token grants."""
+        if not peer_id or not token or not key:
+            raise OpenRefused(error_message(MSG_INVALID_WS_PARAMETERS))
+        if self.server.closing:
+            raise OpenRefused(error_message("Server is shutting down"))
+        service = self.server.store.get_service(key)
+        if service is None:
+            raise OpenRefused({"type": INVALID_KEY, "payload": {"msg": MSG_INVALID_KEY}})
+        try:
+            self.server.check_origin(service, request.headers.get("Origin"))
+        except RequestError as exc:
+            raise OpenRefused(error_message(str(exc))) from None
+        if not service.peer_tokens:
+            return service, None
+        try:
+            # peerjs puts the token into the URL unescaped: a "+" of base64 arrives as a space.
+            token = token.replace(" ", "+")
+            if read_token_service(token) != service.id:
+                raise TokenError("Token was not issued by this service")
+            claims = verify_token(token, service.key)
+        except TokenError as exc:
+            raise OpenRefused(
+                error_message(f"This service needs a valid join token as `token`: {exc}")
+            ) from None
+        if self.server.config.tokens.single_use and not self.registry.token_reopens(
+            claims.token_id, service.id, peer_id
+        ):
+            if not self.server.store.consume_token(claims.token_id, claims.expires_at):
+                raise OpenRefused(error_message("Token has already been used"))
+            self.registry.remember_token(
+                claims.token_id,
+                service.id,
+                peer_id,
+                time.monotonic() + claims.expires_at - time.time(),
+            )
+        return service, PeerGrant(user=claims.user, role=claims.role, room=claims.room)
+
+    # -- actions ----------------------------------------------------------
+
+    async def perform(self, actions: list[Action]) -> None:
+        """Carry out what the registry decided, in order."""
+        for action in actions:
+            if isinstance(action, Send):
+                ws = action.connection
+                assert isinstance(ws, web.WebSocketResponse)
+                if not ws.closed:
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await ws.send_str(json.dumps(action.message))
+            elif isinstance(action, Close):
+                ws = action.connection
+                assert isinstance(ws, web.WebSocketResponse)
+                spawn(ws.close(), "closing a peer socket")
+            elif isinstance(action, ToRoomPeer):
+                self.room_peer.receive(action.service_id, action.room, action.message)
+            elif isinstance(action, PeerGone):
+                if action.expired:
+                    logger.info(
+                        "service %s: peer %s expired (no heartbeat)",
+                        action.service_id,
+                        action.peer_id,
+                    )
+                self.room_peer.peer_gone(action.service_id, action.peer_id, action.expired)
+
+    async def send_from_room_peer(
+        self, service_id: str, room: str, message: dict[str, Any]
+    ) -> None:
+        """The room peer's ANSWER (or LEAVE) to one of the service's peers."""
+        await self.perform(self.registry.from_room_peer(service_id, room, message))
+
+
+def _raw_query(query_string: str) -> dict[str, str]:
+    """Query parameters with %-escapes decoded but "+" kept (peerjs does not escape values)."""
+    values: dict[str, str] = {}
+    for part in query_string.split("&"):
+        name, _, value = part.partition("=")
+        if name and name not in values:
+            values[unquote(name)] = unquote(value)
+    return values
