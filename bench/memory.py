@@ -61,6 +61,9 @@ class MemoryFigures:
     after_leave_mb: list[float]  # after each round
     peak_mb: float  # VmHWM
     video_fps_min: float  # what the participants received while measured
+    # RSS split at each point: anonymous (heap, stacks) and file-backed (library code touched).
+    anon_mb: dict[str, float]
+    file_mb: dict[str, float]
 
     @property
     def first_room_mb(self) -> float:
@@ -106,6 +109,11 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     raise RuntimeError(f"no {field} for process {pid}")
 
 
+def _split(pid: int, point: str, anon: dict[str, float], file: dict[str, float]) -> None:
+    anon[point] = rss_mb(pid, "RssAnon")
+    file[point] = rss_mb(pid, "RssFile")
+
+
 async def _steady_rss(pid: int, seconds: float) -> float:
     """The median of RSS samples over the last half of `seconds` (after things settle)."""
     await asyncio.sleep(seconds / 2)
@@ -139,7 +147,10 @@ async def run_memory_bench(config: MemoryBenchConfig) -> MemoryFigures:
         server = await ServerProcess.start(Path(tmp))
         try:
             pid = server.pid
+            anon: dict[str, float] = {}
+            file: dict[str, float] = {}
             idle = await _steady_rss(pid, 3.0)
+            _split(pid, "idle", anon, file)
             after: list[float] = []
             one = two = fps = 0.0
             for round_number in range(config.rounds):
@@ -151,6 +162,8 @@ async def run_memory_bench(config: MemoryBenchConfig) -> MemoryFigures:
                     timeout=30,
                 )
                 rss_one = await _steady_rss(pid, config.settle)
+                if round_number == 0:
+                    _split(pid, "one room", anon, file)
                 second = await enter_all(
                     server,
                     f"mem-{round_number}-b",
@@ -161,6 +174,8 @@ async def run_memory_bench(config: MemoryBenchConfig) -> MemoryFigures:
                 frames0 = [c.frames for c in first + second]
                 t0 = time.monotonic()
                 rss_two = await _steady_rss(pid, config.settle)
+                if round_number == 0:
+                    _split(pid, "two rooms", anon, file)
                 elapsed = time.monotonic() - t0
                 rates = [
                     (c.frames - f) / elapsed for c, f in zip(first + second, frames0, strict=True)
@@ -169,6 +184,7 @@ async def run_memory_bench(config: MemoryBenchConfig) -> MemoryFigures:
                     one, two, fps = rss_one, rss_two, min(rates)
                 await asyncio.gather(*(leave(c) for c in first + second))
                 after.append(await _steady_rss(pid, config.empty_wait))
+                _split(pid, f"left {round_number + 1}", anon, file)
             peak = rss_mb(pid, "VmHWM")
         finally:
             await server.stop()
@@ -180,6 +196,8 @@ async def run_memory_bench(config: MemoryBenchConfig) -> MemoryFigures:
         after_leave_mb=after,
         peak_mb=peak,
         video_fps_min=fps,
+        anon_mb=anon,
+        file_mb=file,
     )
 
 
@@ -187,19 +205,34 @@ def format_figures(figures: MemoryFigures) -> list[str]:
     """The table and verdicts."""
     n = figures.config.participants
     rows = [
-        ("idle (after start-up)", figures.idle_mb, ""),
+        ("idle (after start-up)", figures.idle_mb, "", "idle"),
         (
             f"1 room: {n} participants, 3x3 view",
             figures.one_room_mb,
             f"+{figures.first_room_mb:.1f}",
+            "one room",
         ),
-        (f"2 rooms: {2 * n} participants", figures.two_rooms_mb, f"+{figures.room_mb:.1f}"),
+        (
+            f"2 rooms: {2 * n} participants",
+            figures.two_rooms_mb,
+            f"+{figures.room_mb:.1f}",
+            "two rooms",
+        ),
     ]
     for i, value in enumerate(figures.after_leave_mb):
-        rows.append((f"everyone left (round {i + 1})", value, f"{value - figures.idle_mb:+.1f}"))
-    rows.append(("peak (VmHWM)", figures.peak_mb, ""))
-    lines = ["", f"   {'server RSS':<40}{'MB':>9}{'change':>10}"]
-    lines += [f"   {name:<40}{value:>9.1f}{change:>10}" for name, value, change in rows]
+        change = f"{value - figures.idle_mb:+.1f}"
+        rows.append((f"everyone left (round {i + 1})", value, change, f"left {i + 1}"))
+    rows.append(("peak (VmHWM)", figures.peak_mb, "", ""))
+    lines = [
+        "",
+        f"   {'server RSS':<40}{'MB':>9}{'change':>10}{'heap etc.':>11}{'lib. code':>11}",
+        f"   {'':<40}{'':>9}{'':>10}{'(RssAnon)':>11}{'(RssFile)':>11}",
+    ]
+    for name, value, change, point in rows:
+        split = ""
+        if point in figures.anon_mb:
+            split = f"{figures.anon_mb[point]:>11.1f}{figures.file_mb[point]:>11.1f}"
+        lines.append(f"   {name:<40}{value:>9.1f}{change:>10}{split}")
     lines += [
         "",
         f"   each participant publishes 640x360 VP8 + Opus and subscribes to the view's 720p "
