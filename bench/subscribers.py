@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -22,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from prometheus_client.parser import text_string_to_metric_families
 from tessera_client import ConferenceClient
 
 from portal.tokens import issue_token
@@ -51,6 +54,7 @@ class SubscriberBenchConfig:
     height: int = 360
     framerate: int = 30
     connect_timeout: float = 30.0
+    server_cpus: frozenset[int] | None = None  # pin the server process to these CPUs
 
 
 QUICK_SUBSCRIBERS = SubscriberBenchConfig(steps=(0, 1, 2), window=2.0, settle=1.0)
@@ -69,6 +73,8 @@ class SubscriberStep:
     fps_min: float
     kbps_mean: float  # encoded video received per subscriber
     connect_seconds: float  # to bring this step's new subscribers to their first frame
+    view_fps: float = 0.0  # frames the server's view composited per second (its /metrics)
+    loop_lag_p99_ms: float = 0.0  # the server's event-loop lag, 99th percentile (its /metrics)
 
 
 @dataclass(frozen=True)
@@ -115,12 +121,18 @@ class TappedClient(ConferenceClient):
     that sees the connection before any answer is applied.
     """
 
+    #: The kinds whose encoded frames are counted (and never decoded).
+    tap_kinds: tuple[str, ...] = ("video",)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.frames = 0
         self.bytes = 0
+        self.audio_frames = 0
+        self.audio_bytes = 0
         self.late_taps = 0
         self.first_frame = asyncio.Event()
+        self.first_audio = asyncio.Event()
 
     def _ensure_pc(self) -> RTCPeerConnection:
         created = self.pc is None
@@ -130,7 +142,7 @@ class TappedClient(ConferenceClient):
         return pc
 
     def _tap(self, track: MediaStreamTrack) -> None:
-        if self.pc is None or track.kind != "video":
+        if self.pc is None or track.kind not in self.tap_kinds:
             return
         for transceiver in self.pc.getTransceivers():
             receiver: RTCRtpReceiver = transceiver.receiver
@@ -140,6 +152,11 @@ class TappedClient(ConferenceClient):
                 install_encoded_tap(receiver, self._on_frame)
 
     def _on_frame(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> None:
+        if codec.mimeType.lower().startswith("audio/"):
+            self.audio_frames += 1
+            self.audio_bytes += len(data)
+            self.first_audio.set()
+            return
         self.frames += 1
         self.bytes += len(data)
         self.first_frame.set()
@@ -154,9 +171,17 @@ class ServerProcess:
         self.log = log
 
     @classmethod
-    async def start(cls, data_dir: Path, timeout: float = 60.0) -> ServerProcess:
-        """Start the server and wait for its ready line."""
+    async def start(
+        cls, data_dir: Path, timeout: float = 60.0, cpus: set[int] | None = None
+    ) -> ServerProcess:
+        """Start the server and wait for its ready line; `cpus` pins it (and all its threads)."""
         log = data_dir / "server.log"
+
+        def pin() -> None:
+            # In the child before exec: every thread the server starts inherits the CPU set.
+            if cpus is not None:
+                os.sched_setaffinity(0, cpus)
+
         with log.open("wb") as stderr:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -170,6 +195,7 @@ class ServerProcess:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
+                preexec_fn=pin if cpus is not None else None,
             )
         assert process.stdout is not None
         try:
@@ -186,16 +212,28 @@ class ServerProcess:
         """The server's process id."""
         return self.process.pid
 
+    async def metrics(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+        """The server's /metrics: sample name -> {sorted labels: value}."""
+        url = f"http://127.0.0.1:{self.info['port']}/metrics"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            text = await response.text()
+        samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = tuple(sorted(sample.labels.items()))
+                samples.setdefault(sample.name, {})[labels] = sample.value
+        return samples
+
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of the server so far."""
         return process_cpu_seconds(self.pid)
 
-    def token(self, user: str, role: str) -> str:
-        """A join token for the default room."""
+    def token(self, user: str, role: str, room: str | None = None) -> str:
+        """A join token for `room` (by name; a new name makes an ad-hoc room), default room."""
         return issue_token(
             service_id=self.info["service"],
             key=self.info["key"],
-            room=self.info["room"],
+            room=room or self.info["room"],
             user=user,
             role=role,
             host=self.info["host"],
@@ -266,11 +304,15 @@ async def _measure(
 ) -> SubscriberStep:
     frames0 = [c.frames for c in clients]
     bytes0 = [c.bytes for c in clients]
+    frames_before = view_frames(await server.metrics())
     server0, own0, machine0 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
     start = time.monotonic()
     await asyncio.sleep(window)
     elapsed = time.monotonic() - start
     server1, own1, machine1 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
+    after = await server.metrics()
+    view_fps = (view_frames(after) - frames_before) / elapsed
+    lag = after.get("tessera_event_loop_lag_seconds", {}).get((("quantile", "0.99"),), 0.0)
     fps = [(c.frames - f) / elapsed for c, f in zip(clients, frames0, strict=True)]
     kbps = [(c.bytes - b) * 8 / elapsed / 1000 for c, b in zip(clients, bytes0, strict=True)]
     return SubscriberStep(
@@ -283,7 +325,14 @@ async def _measure(
         fps_min=min(fps) if fps else 0.0,
         kbps_mean=sum(kbps) / len(kbps) if kbps else 0.0,
         connect_seconds=connect_seconds,
+        view_fps=view_fps,
+        loop_lag_p99_ms=lag * 1000,
     )
+
+
+def view_frames(metrics: dict[str, dict[tuple[tuple[str, str], ...], float]]) -> float:
+    """Frames composited so far by every view of the server (its /metrics)."""
+    return sum(metrics.get("tessera_view_frames_total", {}).values())
 
 
 def subscriber_costs(steps: list[SubscriberStep]) -> list[SubscriberCost]:
@@ -328,7 +377,8 @@ async def run_subscriber_bench(config: SubscriberBenchConfig) -> SubscriberFigur
     steps: list[SubscriberStep] = []
     clients: list[TappedClient] = []
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
-        server = await ServerProcess.start(Path(tmp))
+        cpus = set(config.server_cpus) if config.server_cpus is not None else None
+        server = await ServerProcess.start(Path(tmp), cpus=cpus)
         publisher = ConferenceClient(request_timeout=config.connect_timeout)
         log: list[str] = []
         try:

@@ -87,10 +87,15 @@ class _AudioSink:
         """Audio thread: the next 20 ms (interleaved stereo int16), or None if not there yet."""
         while self.frames:
             frame = self.frames.popleft()
+            if _is_mix_format(frame) and self._resampler is None:
+                # aiortc's Opus decoder already gives 48 kHz interleaved stereo int16:
+                # a resampler would only copy it (a filter graph run per 20 ms frame).
+                self._append(frame.to_ndarray().reshape(-1))
+                continue
             if self._resampler is None:
                 self._resampler = AudioResampler(format="s16", layout="stereo", rate=48000)
             for out in self._resampler.resample(frame):
-                self._buffer = np.concatenate([self._buffer, out.to_ndarray().reshape(-1)])
+                self._append(out.to_ndarray().reshape(-1))
         need = AUDIO_SAMPLES * AUDIO_CHANNELS
         limit = MAX_BUFFERED_SAMPLES * AUDIO_CHANNELS
         if len(self._buffer) > limit:
@@ -99,6 +104,18 @@ class _AudioSink:
             return None
         chunk, self._buffer = self._buffer[:need], self._buffer[need:]
         return chunk if self.active else None
+
+    def _append(self, samples: np.ndarray) -> None:
+        if len(self._buffer):
+            self._buffer = np.concatenate([self._buffer, samples])
+        else:
+            self._buffer = samples
+
+
+def _is_mix_format(frame: av.AudioFrame) -> bool:
+    return (
+        frame.format.name == "s16" and frame.layout.name == "stereo" and frame.sample_rate == 48000
+    )
 
 
 @dataclass
@@ -516,17 +533,22 @@ class MixedStream(Stream):
             owners: dict[str, str] = {}
             for stream_id, owner, _ in inputs:
                 owners.setdefault(owner, stream_id)
+            batch: list[tuple[MixedAudioOutput, list[Any]]] = []
             for output in self._audio_outs:
                 own = owners.get(output.key) if output.key is not None else None
                 try:
                     if own is not None and own in result.minus:
-                        output.encode_minus(result.minus[own], pts)
+                        packets = output.encode_minus(result.minus[own], pts)
                     else:
                         if full_packets is None:
                             full_packets = full_encoder.encode(result.full, pts)
-                        output.deliver(full_packets)
+                        packets = full_packets
                 except Exception:
                     logger.exception("view %s: audio encoding failed", self.id)
+                    continue
+                if packets:
+                    batch.append((output, packets))
+            MixedAudioOutput.deliver_all(self._loop, batch)
             self.stats.audio_ticks += 1
             tick += 1
 

@@ -160,24 +160,45 @@ class MixedAudioOutput(PacketSource):
     def _on_last_sink(self) -> None:
         self._on_active(self, False)
 
-    def encode_minus(self, samples: np.ndarray, pts: int) -> None:
-        """Audio thread: encode this participant's mix-minus with its own encoder."""
+    def encode_minus(self, samples: np.ndarray, pts: int) -> list[Packet]:
+        """Audio thread: encode this participant's mix-minus with its own encoder.
+
+        Returns the packets; the caller hands them over with `deliver_all`.
+        """
         started = time.thread_time()
         if self.own_encoder is None:
             self.own_encoder = OpusEncoder(2)
         packets = self.own_encoder.encode(samples, pts)
         self.encode_seconds += time.thread_time() - started
-        self.deliver(packets)
+        return packets
 
-    def deliver(self, packets: list[Packet]) -> None:
-        """Audio thread: hand packets to the sinks on the event loop."""
-        if packets and not self.closed:
-            self._loop.call_soon_threadsafe(self._emit_all, packets)
-
-    def _emit_all(self, packets: list[Packet]) -> None:
+    def emit_all(self, packets: list[Packet]) -> None:
+        """Event loop thread: hand packets to the sinks."""
+        if self.closed:
+            return
         for packet in packets:
             self.emit(packet, True)
+
+    @staticmethod
+    def deliver_all(
+        loop: asyncio.AbstractEventLoop, batch: list[tuple[MixedAudioOutput, list[Packet]]]
+    ) -> None:
+        """Audio thread: one hop to the event loop for every output's packets of a tick.
+
+        One `call_soon_threadsafe` per output woke the loop (a write to its
+        self-pipe, a callback) 2,500 times a second for 50 participants.
+        """
+        if batch:
+            loop.call_soon_threadsafe(_emit_batch, batch)
 
     def close(self) -> None:
         super().close()
         self.own_encoder = None
+
+
+def _emit_batch(batch: list[tuple[MixedAudioOutput, list[Packet]]]) -> None:
+    for output, packets in batch:
+        try:
+            output.emit_all(packets)
+        except Exception:
+            logger.exception("audio output %s: delivery failed", output.key)

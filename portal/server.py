@@ -16,6 +16,7 @@ from recorder.streamingout import StreamingOut
 from webrtc_agent.agent import WebrtcAgent
 
 from .config import Config
+from .heap import trim_heap
 from .looplag import LoopLagMonitor
 from .messages import RequestError
 from .metrics import create_registry
@@ -185,6 +186,8 @@ class Server:
         await room.close()
         if not room.persistent:
             logger.info("ad-hoc room %s (%s) removed", room.id, room.name)
+        # The room's media memory is free now; without this the process never shrinks.
+        await asyncio.get_running_loop().run_in_executor(None, trim_heap)
 
     async def reload_room_options(self, room_id: str, options: RoomOptions) -> None:
         room = self.rooms.get(room_id)

@@ -1,9 +1,10 @@
 """The few places where Tessera reaches into aiortc's private state.
 
-aiortc has no public API for three things an SFU/MCU needs: taking the encoded
+aiortc has no public API for four things an SFU/MCU needs: taking the encoded
 frames a receiver has reassembled (to forward them without decoding), turning
-decoding on and off, and hearing a receiver's keyframe request on a sender that
-sends pre-encoded packets. Keeping every such reach-in here means an aiortc
+decoding on and off, hearing a receiver's keyframe request on a sender that
+sends pre-encoded packets, and releasing received frames without aiortc's
+fixed extra delay. Keeping every such reach-in here means an aiortc
 upgrade is checked in one file (tests/integration cover each of them).
 """
 
@@ -16,7 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 
 from .mediasource import is_keyframe
 
@@ -87,6 +90,53 @@ def install_encoded_tap(
     tap = EncodedFrameTap(on_frame or _ignore)
     receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
     return tap
+
+
+class LowLatencyJitterBuffer(JitterBuffer):
+    """aiortc's jitter buffer, releasing each frame as soon as it is complete.
+
+    aiortc releases a video frame only when the first packet of the *next*
+    frame arrives (one frame late: 33 ms at 30 fps) and holds audio until four
+    more frames are in (80 ms). A video frame is complete at the packet that
+    carries the RTP marker bit, every packet before it present (RFC 7741 for
+    VP8, RFC 6184 for H.264); an Opus frame is one packet. Reordered and lost
+    packets are handled as aiortc does: the buffer waits for the gap (NACK
+    fills it for video) until it overflows. The mixer's own per-input audio
+    buffer absorbs arrival jitter.
+    """
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        assert self._origin is not None
+        packets: list[RtpPacket] = []
+        timestamp: int | None = None
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self.capacity]
+            if packet is None:
+                return None
+            if timestamp is None:
+                timestamp = packet.timestamp
+            elif packet.timestamp != timestamp:
+                # The previous frame ended without a marker we saw: release it as aiortc would.
+                return self._release(packets, timestamp, count)
+            packets.append(packet)
+            if packet.marker or not self._is_video:
+                return self._release(packets, timestamp, count + 1)
+        return None
+
+    def _release(self, packets: list[RtpPacket], timestamp: int, count: int) -> JitterFrame:
+        frame = JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)  # type: ignore[attr-defined]
+        self.remove(count)
+        return frame
+
+
+def install_low_latency_buffer(receiver: RTCRtpReceiver) -> None:
+    """Give the receiver a `LowLatencyJitterBuffer` of the same size; call before media flows."""
+    current = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+    if isinstance(current, LowLatencyJitterBuffer):
+        return
+    receiver._RTCRtpReceiver__jitter_buffer = LowLatencyJitterBuffer(  # type: ignore[attr-defined]
+        capacity=current.capacity, is_video=current._is_video
+    )
 
 
 def send_picture_loss(receiver: RTCRtpReceiver) -> None:

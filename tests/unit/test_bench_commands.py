@@ -1,0 +1,126 @@
+"""Every benchmark command completes in its --quick mode and reports sane figures.
+
+No timing thresholds: the figures depend on the machine and its load. These
+check that each command runs end to end (server, real aiortc peers, tables,
+JSON) and that what it reports is physically possible.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench import audio, compositor, density, fanout, latency, memory
+
+
+def _run(module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Any, str]:
+    target = tmp_path / "figures.json"
+    assert module.main(["--quick", "--json", str(target)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(target.read_text())
+    assert result["machine"]["cores"] >= 1
+    return result["figures"], printed
+
+
+def _finite(*values: float) -> bool:
+    return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+
+
+def test_compositor_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    figures, printed = _run(compositor, tmp_path, capsys)
+
+    for name in ("tessera", "xstack"):
+        stage = figures[name]
+        assert _finite(stage["median_ms"], stage["p90_ms"]) and stage["median_ms"] > 0
+    # Both drew the same picture: same rectangles, same scaler, same canvas.
+    assert figures["max_pixel_difference"] <= 2
+    assert len(figures["rects"]) == 9
+    gst = figures["gstreamer"]
+    if gst["available"] and gst["frames"]:
+        assert _finite(gst["composite_ms"], gst["pipeline_ms"])
+    assert "Tessera / xstack" in printed
+
+
+def test_latency_code_round_trip() -> None:
+    for number in (0, 1, 77, 4095, 4096 + 5):
+        assert latency.decode_number(latency.encode_number(number)) == number % 4096
+    bits = latency.encode_number(1234)
+    bits[3] ^= 1
+    assert latency.decode_number(bits) is None  # a misread block fails the check
+
+
+def test_latency_number_survives_scaling() -> None:
+    import av
+
+    yuv = np.full((540, 640), 128, np.uint8)
+    latency.draw_number(yuv[:360], 321)
+    frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    assert latency.read_number(frame.reformat(width=1280, height=720)) == 321
+
+
+@pytest.mark.timeout(60)
+def test_latency_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    figures, printed = _run(latency, tmp_path, capsys)
+
+    for name in ("video_mixed", "video_forward", "audio_mixed"):
+        delays = figures[name]
+        assert delays["samples"] > 0, name
+        assert 0 < delays["min_ms"] <= delays["median_ms"] <= delays["p95_ms"] < 2000, name
+    # The mixed path decodes, composites and encodes again: it cannot beat forwarding.
+    assert figures["video_mixed"]["median_ms"] > figures["video_forward"]["median_ms"]
+    assert "video (mixed) median" in printed
+
+
+@pytest.mark.timeout(60)
+def test_fanout_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    figures, printed = _run(fanout, tmp_path, capsys)
+
+    steps = figures["steps"]
+    assert [s["subscribers"] for s in steps] == [0, 1, 3]
+    for step in steps[1:]:
+        assert step["fps_min"] > 5 and step["view_fps"] > 5
+        assert _finite(step["server_cpu_percent"]) and step["server_cpu_percent"] > 0
+    assert figures["late_taps"] == 0
+    assert "per sub" in printed
+
+
+@pytest.mark.timeout(60)
+def test_audio_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    figures, printed = _run(audio, tmp_path, capsys)
+
+    steps = figures["steps"]
+    assert [s["participants"] for s in steps] == [2, 4]
+    for step in steps:
+        # 50 frames a second when everything keeps up; a loaded machine may lose a few.
+        assert 25 < step["audio_fps_mean"] <= 55
+        assert step["server_cpu_percent"] > 0 and step["per_core"] > 0
+    assert "participants per core" in printed
+
+
+@pytest.mark.timeout(60)
+def test_memory_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    figures, printed = _run(memory, tmp_path, capsys)
+
+    assert 20 < figures["idle_mb"] < 2000
+    assert figures["one_room_mb"] > figures["idle_mb"]
+    assert figures["peak_mb"] >= figures["two_rooms_mb"]
+    assert len(figures["after_leave_mb"]) == 1
+    assert figures["video_fps_min"] > 5
+    assert "per participant" in printed
+
+
+@pytest.mark.timeout(60)
+def test_density_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    figures, printed = _run(density, tmp_path, capsys)
+
+    assert figures["error"] is None
+    (step,) = figures["steps"]
+    assert step["rooms"] == 1
+    assert all(rate > 10 for rate in step["view_fps"] + step["received_fps_min"])
+    assert step["server_cpu_percent"] > 0
+    assert "rooms that fit" in printed

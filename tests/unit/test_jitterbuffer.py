@@ -1,0 +1,66 @@
+"""LowLatencyJitterBuffer releases each frame when it is complete, not one frame later."""
+
+from __future__ import annotations
+
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
+
+from webrtc_agent.aiortcext import LowLatencyJitterBuffer
+
+
+def _packet(seq: int, timestamp: int, data: bytes, marker: bool = False) -> RtpPacket:
+    packet = RtpPacket(sequence_number=seq, timestamp=timestamp, marker=int(marker))
+    packet._data = data  # type: ignore[attr-defined]  # what the receiver's depayloader sets
+    return packet
+
+
+def _add(buffer: JitterBuffer, packet: RtpPacket) -> JitterFrame | None:
+    _, frame = buffer.add(packet)
+    return frame
+
+
+def test_video_frame_released_at_its_marker() -> None:
+    buffer = LowLatencyJitterBuffer(capacity=128, is_video=True)
+
+    assert _add(buffer, _packet(10, 3000, b"a")) is None
+    assert _add(buffer, _packet(11, 3000, b"b")) is None
+    frame = _add(buffer, _packet(12, 3000, b"c", marker=True))
+
+    assert frame is not None and frame.data == b"abc" and frame.timestamp == 3000
+    # aiortc's own buffer would still hold it, waiting for the next frame's first packet.
+    aiortc = JitterBuffer(capacity=128, is_video=True)
+    for seq, data, marker in ((10, b"a", False), (11, b"b", False), (12, b"c", True)):
+        assert _add(aiortc, _packet(seq, 3000, data, marker)) is None
+
+
+def test_video_frame_with_a_gap_waits_for_the_missing_packet() -> None:
+    buffer = LowLatencyJitterBuffer(capacity=128, is_video=True)
+
+    assert _add(buffer, _packet(20, 6000, b"a")) is None
+    assert _add(buffer, _packet(22, 6000, b"c", marker=True)) is None  # 21 lost so far
+    frame = _add(buffer, _packet(21, 6000, b"b"))  # the retransmission fills the gap
+
+    assert frame is not None and frame.data == b"abc"
+    following = _add(buffer, _packet(23, 9000, b"d", marker=True))
+    assert following is not None and following.data == b"d" and following.timestamp == 9000
+
+
+def test_video_frame_without_marker_released_by_the_next_frame() -> None:
+    buffer = LowLatencyJitterBuffer(capacity=128, is_video=True)
+
+    assert _add(buffer, _packet(30, 100, b"x")) is None
+    frame = _add(buffer, _packet(31, 200, b"y"))
+
+    assert frame is not None and frame.data == b"x" and frame.timestamp == 100
+
+
+def test_audio_frames_released_at_once_and_in_order() -> None:
+    buffer = LowLatencyJitterBuffer(capacity=16)
+
+    first = _add(buffer, _packet(1, 960, b"one"))
+    assert first is not None and first.data == b"one"
+    assert _add(buffer, _packet(3, 2880, b"three")) is None  # 2 is late
+    second = _add(buffer, _packet(2, 1920, b"two"))
+    assert second is not None and second.data == b"two"
+    third = _add(buffer, _packet(4, 3840, b"four"))
+    assert third is not None and third.data == b"three"  # one frame per packet, oldest first
