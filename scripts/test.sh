@@ -3,11 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # System tools the tests drive: FFmpeg's command line is the RTMP receiver of the
-# streaming-out tests. Installed where missing when we may (root with apt-get);
-# elsewhere those tests skip and say how to enable them.
-if ! command -v ffmpeg >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+# streaming-out tests; Debian's Chromium runs the browser tests. Installed where missing
+# when we may (root with apt-get); elsewhere those tests skip and say how to enable them.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
 fi
+bash scripts/web.sh
 bash scripts/venv.sh -e '.[test]' -e ./clients/python
 export PATH="$PWD/.venv/bin:$PATH"
 

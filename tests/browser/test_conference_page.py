@@ -8,7 +8,8 @@ from typing import Any
 
 from portal.room import Room
 from tests.browser.harness import Browser, Page
-from tests.support import RunningServer
+from tests.support import RunningServer, joined
+from tests.synthetic import ColorVideoTrack
 
 # The page keeps its state in window.tessera (see web/js/app.js).
 MIXED_FRAMES = """async () => {
@@ -116,3 +117,97 @@ async def test_three_pages_meet_in_the_mix(
 
 def room_participant(room: Room, user: str) -> str:
     return next(p.id for p in room.participants.values() if p.user == user)
+
+
+async def test_screen_share_is_a_second_stream_and_in_the_mix(
+    browser: Browser, tessera: RunningServer
+) -> None:
+    page = await join_page(browser, tessera, "Sharer")
+    room = room_of(tessera)
+    view = room.views["common"]
+    await page.click("#screen-button")
+    await page.wait_for(
+        "() => document.getElementById('screen-button').getAttribute('aria-pressed') === 'true'"
+    )
+    camera_id, screen_id = await page.evaluate(
+        "() => [window.tessera.camera.id, window.tessera.screen.id]"
+    )
+    screen = room.streams[screen_id]
+    assert screen.info()["media"]["tracks"][0]["source"] == "screen-cast"
+    await wait_until(
+        lambda: {e["stream"] for e in view.layout.to_json()} == {camera_id, screen_id},
+        what="camera and screen both in the mix",
+    )
+    # The page lists the share on its owner; stopping it removes the stream everywhere.
+    await page.wait_for(
+        "() => [...document.querySelectorAll('#participant-list .state-icons span')]"
+        ".some((s) => s.textContent === 'screen')"
+    )
+    await page.click("#screen-button")
+    await wait_until(lambda: screen_id not in room.streams, what="the screen stream removed")
+    await wait_until(lambda: len(view.layout.to_json()) == 1, what="the mix without the screen")
+
+
+async def test_page_explains_a_refused_camera_and_an_expired_token(
+    browser: Browser, tessera: RunningServer
+) -> None:
+    # Camera refused: the page says so, and the person still watches the room.
+    page = await browser.new_page(tessera.url + "/")
+    await page.evaluate(
+        """() => {
+          navigator.mediaDevices.getUserMedia = async () => {
+            throw new DOMException("Permission denied", "NotAllowedError");
+          };
+        }"""
+    )
+    await page.fill("#name", "Shy")
+    await page.click("#join-button")
+    await page.wait_for("() => !document.getElementById('notice').hidden")
+    notice = await page.evaluate("() => document.getElementById('notice').textContent")
+    assert "refused" in notice and "watch and chat" in notice
+    await page.wait_for("() => window.tessera.mixedSubscription !== null")
+    assert await page.evaluate("() => document.getElementById('mic-button').disabled")
+
+    # An expired invitation (a token from an app server, given in the address).
+    token = tessera.token(user="Late", lifetime=1.0)
+    await asyncio.sleep(2.2)
+    late = await browser.new_page(f"{tessera.url}/#token={token}")
+    await late.wait_for("() => !document.getElementById('join-error').hidden")
+    error = await late.evaluate("() => document.getElementById('join-error').textContent")
+    assert "expired" in error
+    assert await late.evaluate("() => !document.getElementById('join-screen').hidden")
+
+
+async def test_admin_page_lists_kicks_and_unmixes(browser: Browser, tessera: RunningServer) -> None:
+    bob = await joined(tessera, "Bob")
+    eve = await joined(tessera, "Eve")
+    try:
+        publication = await bob.publish(video=ColorVideoTrack((0, 128, 255), 320, 180))
+        room = tessera.server.rooms[bob.info["room"]["id"]]
+        view = room.views["common"]
+        await wait_until(lambda: publication.id in view.layout, what="Bob in the mix")
+        page = await browser.new_page(tessera.url + "/admin")
+        await page.fill("#service-key", tessera.server.default_service.key)
+        await page.click("#key-form button[type=submit]")
+        await page.wait_for(
+            "(id) => document.querySelector(`tr[data-participant='${id}']`)", eve.participant_id
+        )
+        # Unmix Bob's stream, then mix it back.
+        await page.click(f"button[data-stream='{publication.id}'][data-op=unmix]")
+        await wait_until(lambda: publication.id not in view.layout, what="Bob unmixed")
+        await page.click(f"button[data-stream='{publication.id}'][data-op=mix]")
+        await wait_until(lambda: publication.id in view.layout, what="Bob mixed again")
+        # Kick Eve: her client gets `drop`, the page's list loses her.
+        await page.click(f"button[data-kick='{eve.participant_id}']")
+        await asyncio.wait_for(eve.on_drop.wait(), 10)
+        await page.wait_for(
+            "(id) => !document.querySelector(`tr[data-participant='${id}']`)", eve.participant_id
+        )
+        # A wrong key is refused with a message, not a blank page.
+        other = await browser.new_page(tessera.url + "/admin")
+        await other.fill("#service-key", "not-a-key-" + "x" * 30)
+        await other.click("#key-form button[type=submit]")
+        await other.wait_for("() => !document.getElementById('key-error').hidden")
+    finally:
+        await bob.leave()
+        await eve.leave()
