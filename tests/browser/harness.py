@@ -29,6 +29,37 @@ def missing_requirements() -> str | None:
     return None
 
 
+# Mean RGB of a box (fractions of the picture) of the <video> that `expression` names in the
+# page; null while it has no picture. Chromium paints only videos on screen: keep it visible.
+MEAN_RGB = """([expression, left, top, width, height]) => {
+  const video = (0, eval)(expression);
+  if (!video || !video.videoWidth) return null;
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  const context = canvas.getContext("2d");
+  context.drawImage(video, 0, 0);
+  const x = Math.round(left * canvas.width), y = Math.round(top * canvas.height);
+  const w = Math.max(1, Math.round(width * canvas.width));
+  const h = Math.max(1, Math.round(height * canvas.height));
+  const data = context.getImageData(x, y, w, h).data;
+  const sum = [0, 0, 0];
+  for (let i = 0; i < data.length; i += 4) {
+    sum[0] += data[i]; sum[1] += data[i + 1]; sum[2] += data[i + 2];
+  }
+  return sum.map((v) => v / (data.length / 4));
+}"""
+
+# The middle of a picture or region, as (left, top, width, height) fractions.
+MIDDLE = (0.3, 0.3, 0.4, 0.4)
+
+
+def middle_of(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """The middle 40 % of a (left, top, width, height) box: clear of edges and scaling."""
+    left, top, width, height = box
+    return (left + width * 0.3, top + height * 0.3, width * 0.4, height * 0.4)
+
+
 class BrowserError(Exception):
     """The browser or the page reported an error for a request."""
 
@@ -150,6 +181,38 @@ class Page:
             raise BrowserError(
                 f"waiting for {function} failed: {exc}\n--- page log ---\n{await self.log_text()}"
             ) from None
+
+    async def mean_rgb(
+        self, video: str, box: tuple[float, float, float, float] = MIDDLE
+    ) -> list[float] | None:
+        """Mean RGB of ``box`` in the video that the JS expression ``video`` names."""
+        rgb: list[float] | None = await self.evaluate(MEAN_RGB, [video, *box])
+        return rgb
+
+    async def wait_for_colour(
+        self,
+        video: str,
+        expected: tuple[int, int, int],
+        box: tuple[float, float, float, float] = MIDDLE,
+        timeout: float = 20.0,
+        tolerance: float = 40.0,
+    ) -> list[float]:
+        """Wait until ``box`` of ``video`` shows ``expected`` (decoders take a few frames)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        rgb: list[float] | None = None
+        while loop.time() < deadline:
+            rgb = await self.mean_rgb(video, box)
+            if (
+                rgb is not None
+                and max(abs(a - b) for a, b in zip(rgb, expected, strict=True)) <= tolerance
+            ):
+                return rgb
+            await asyncio.sleep(0.3)
+        raise AssertionError(
+            f"{video} shows {rgb} in {box}, not {expected}\n--- page log ---\n"
+            f"{await self.log_text()}"
+        )
 
     async def add_script(self, url: str) -> None:
         await self.browser.call("addScript", page=self.id, url=url)

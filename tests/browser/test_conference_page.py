@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from portal.room import Room
-from tests.browser.harness import Browser, Page
-from tests.support import RunningServer, joined
+from tests.browser.harness import MEAN_RGB, Browser, Page, middle_of
+from tests.support import RunningServer, joined, region_box
 from tests.synthetic import ColorVideoTrack
 
 # The page keeps its state in window.tessera (see web/js/app.js).
@@ -90,12 +90,23 @@ async def test_three_pages_meet_in_the_mix(
         for s in room.streams.values()
         if getattr(s, "owner", None) == room_participant(room, names[0])
     )
+    region = next(e["region"] for e in view.layout.to_json() if e["stream"] == ada_stream)
+    box = middle_of(region_box(region))
+    mixed_video = "document.getElementById('mixed-video')"
+    camera_rgb = await pages[2].mean_rgb(mixed_video, box)
+    assert camera_rgb is not None and camera_rgb[1] > camera_rgb[0] + 50  # the fake camera: green
     await pages[0].click("#camera-button")
     await pages[0].wait_for(
         "() => document.getElementById('camera-button').getAttribute('aria-pressed') === 'true'"
     )
     await wait_until(
         lambda: not view.inputs[ada_stream].picture.video_active, what="Ada's input paused"
+    )
+    # Her region now shows her avatar (initials on her colour), not the camera.
+    await pages[2].wait_for(
+        f"() => {{ const [r, g] = ({MEAN_RGB})([{mixed_video!r}, ...{list(box)}]);"
+        f" return Math.abs(g - {camera_rgb[1]}) > 40 || Math.abs(r - {camera_rgb[0]}) > 40; }}",
+        timeout=10,
     )
     await pages[2].wait_for(
         "(id) => document.querySelector(`#participant-list li[data-participant='${id}']"
@@ -132,6 +143,8 @@ async def test_screen_share_is_a_second_stream_and_in_the_mix(
     camera_id, screen_id = await page.evaluate(
         "() => [window.tessera.camera.id, window.tessera.screen.id]"
     )
+    # The room lists a publication once its media flows, shortly after the answer.
+    await wait_until(lambda: screen_id in room.streams, what="the screen stream in the room")
     screen = room.streams[screen_id]
     assert screen.info()["media"]["tracks"][0]["source"] == "screen-cast"
     await wait_until(

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import numpy as np
 from tessera_client import ConferenceClient
 
-from tests.browser.harness import Browser, Page
+from tests.browser.harness import Browser, Page, middle_of
 from tests.support import RunningServer, joined, region_box
 from tests.synthetic import ColorVideoTrack, close_to, mean_rgb, next_video_frame
 
@@ -53,51 +52,10 @@ SUBSCRIBE = """async ({token, stream, mixed}) => {
   return id;
 }"""
 
-# Mean RGB of a box (fractions of the picture) of window.video.
-SAMPLE = """([left, top, width, height]) => {
-  const video = window.video;
-  const canvas = document.createElement("canvas");
-  canvas.width = video.videoWidth;
-  canvas.height = video.videoHeight;
-  const context = canvas.getContext("2d");
-  context.drawImage(video, 0, 0);
-  const x = Math.round(left * canvas.width), y = Math.round(top * canvas.height);
-  const w = Math.max(1, Math.round(width * canvas.width));
-  const h = Math.max(1, Math.round(height * canvas.height));
-  const data = context.getImageData(x, y, w, h).data;
-  const sum = [0, 0, 0];
-  for (let i = 0; i < data.length; i += 4) {
-    sum[0] += data[i]; sum[1] += data[i + 1]; sum[2] += data[i + 2];
-  }
-  const n = data.length / 4;
-  return sum.map((v) => v / n);
-}"""
-
 
 async def blank_page(browser: Browser, tessera: RunningServer) -> Page:
     # The conference page's import map resolves "socket.io-client" for the library.
     return await browser.new_page(tessera.url + "/")
-
-
-def centre(box: tuple[float, float, float, float]) -> list[float]:
-    left, top, width, height = box
-    return [left + width * 0.3, top + height * 0.3, width * 0.4, height * 0.4]
-
-
-async def sample_until(
-    page: Page, box: list[float], expected: tuple[int, int, int], timeout: float = 20.0
-) -> list[float]:
-    """Sample until the box shows ``expected`` (decoders need a few frames to settle)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    rgb: list[float] = []
-    while loop.time() < deadline:
-        if await page.evaluate("() => window.video && window.video.videoWidth > 0"):
-            rgb = await page.evaluate(SAMPLE, box)
-            if close_to(np.array(rgb), expected):
-                return rgb
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"box {box} shows {rgb}, not {expected}")
 
 
 async def test_canvas_colours_appear_in_their_layout_regions(
@@ -118,7 +76,8 @@ async def test_canvas_colours_appear_in_their_layout_regions(
     layout = {entry["stream"]: entry["region"] for entry in view.layout.to_json()}
     assert set(layout) == set(published.values())
     for name, stream_id in published.items():
-        await sample_until(watcher, centre(region_box(layout[stream_id])), colours[name])
+        box = middle_of(region_box(layout[stream_id]))
+        await watcher.wait_for_colour("window.video", colours[name], box)
 
 
 async def test_python_publisher_to_browser_and_browser_publisher_to_python(
@@ -132,7 +91,7 @@ async def test_python_publisher_to_browser_and_browser_publisher_to_python(
         await page.evaluate(
             SUBSCRIBE, {"token": tessera.token(user="browser"), "stream": publication.id}
         )
-        await sample_until(page, [0.3, 0.3, 0.4, 0.4], (200, 40, 40))
+        await page.wait_for_colour("window.video", (200, 40, 40))
         assert await page.evaluate("() => window.video.videoWidth") == 320
 
         # Browser -> Python: the Python client receives the browser's canvas.

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
-from tests.browser.harness import Browser, Page
+from tests.browser.harness import MIDDLE, Browser, Page
 from tests.integration.test_mixing import wait_layout
 from tests.support import RunningServer, joined, region_box, start_server
-from tests.synthetic import ColorVideoTrack, close_to
+from tests.synthetic import ColorVideoTrack
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,28 +64,6 @@ OPEN_PEER = """async ({key, id, colour, port, pingInterval}) => {
   });
 }"""
 
-# Mean RGB of the middle of the video showing `name`.
-SAMPLE = """([name, left, top, width, height]) => {
-  const video = window.videos[name];
-  if (!video || !video.videoWidth) return null;
-  const canvas = document.createElement("canvas");
-  canvas.width = video.videoWidth;
-  canvas.height = video.videoHeight;
-  const context = canvas.getContext("2d");
-  context.drawImage(video, 0, 0);
-  const x = Math.round(left * canvas.width), y = Math.round(top * canvas.height);
-  const w = Math.max(1, Math.round(width * canvas.width));
-  const h = Math.max(1, Math.round(height * canvas.height));
-  const data = context.getImageData(x, y, w, h).data;
-  const sum = [0, 0, 0];
-  for (let i = 0; i < data.length; i += 4) {
-    sum[0] += data[i]; sum[1] += data[i + 1]; sum[2] += data[i + 2];
-  }
-  return sum.map((v) => v / (data.length / 4));
-}"""
-
-MIDDLE = (0.3, 0.3, 0.4, 0.4)
-
 
 async def peer_page(
     browser: Browser,
@@ -120,18 +95,9 @@ async def sees(
     name: str,
     expected: tuple[int, int, int],
     box: tuple[float, float, float, float] = MIDDLE,
-    timeout: float = 20.0,
 ) -> None:
     """Wait until the video of `name` shows `expected` in `box`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    rgb: Any = None
-    while loop.time() < deadline:
-        rgb = await page.evaluate(SAMPLE, [name, *box])
-        if rgb is not None and close_to(np.array(rgb), expected):
-            return
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"video of {name} shows {rgb}, not {expected}\n{await page.log_text()}")
+    await page.wait_for_colour(f"window.videos[{name!r}]", expected, box)
 
 
 @pytest.fixture
