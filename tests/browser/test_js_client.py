@@ -33,21 +33,22 @@ PUBLISH_CANVAS = """async ({token, colour}) => {
 }"""
 
 # Join with the library, subscribe to a stream and show it in a <video>.
-SUBSCRIBE = """async ({token, stream, mixed}) => {
+SUBSCRIBE = """async ({token, stream, parameters}) => {
   const { ConferenceClient } = await import("/static/js/tessera.js");
   const client = window.client || new ConferenceClient();
   window.client = client;
   if (!client.joined) await client.join(token);
   const id = stream || [...client.streams.values()].find((s) => s.type === "mixed").id;
-  const subscription = await client.subscribe(id, {audio: false, video: true});
-  const video = document.createElement("video");
-  video.muted = true;
-  video.autoplay = true;
-  video.srcObject = subscription.stream;
+  const video = parameters ? {parameters} : true;
+  const subscription = await client.subscribe(id, {audio: false, video});
+  const element = document.createElement("video");
+  element.muted = true;
+  element.autoplay = true;
+  element.srcObject = subscription.stream;
   // On screen: Chromium does not paint a video nobody can see, and drawImage reads the paint.
-  video.style.cssText = "position: fixed; inset: 0; width: 640px; height: 360px; z-index: 10";
-  document.body.append(video);
-  window.video = video;
+  element.style.cssText = "position: fixed; inset: 0; width: 640px; height: 360px; z-index: 10";
+  document.body.append(element);
+  window.video = element;
   window.subscription = subscription;
   return id;
 }"""
@@ -70,9 +71,16 @@ async def test_canvas_colours_appear_in_their_layout_regions(
             {"token": tessera.token(user=name), "colour": "rgb({}, {}, {})".format(*rgb)},
         )
         published[name] = reply["stream"]
+    # The watcher asks for a smaller picture than the view's own (an `optional` resolution).
+    room = next(iter(tessera.server.rooms.values()))
+    view = room.views["common"]
+    smaller = view.info()["media"]["tracks"][1]["optional"]["parameters"]["resolution"][0]
     watcher = await blank_page(browser, tessera)
-    mixed_id = await watcher.evaluate(SUBSCRIBE, {"token": tessera.token(user="watcher")})
-    view = tessera.server.rooms[mixed_id.rsplit("-", 1)[0]].views["common"]
+    await watcher.evaluate(
+        SUBSCRIBE,
+        {"token": tessera.token(user="watcher"), "parameters": {"resolution": smaller}},
+    )
+    await watcher.wait_for("(w) => window.video.videoWidth === w", smaller["width"])
     layout = {entry["stream"]: entry["region"] for entry in view.layout.to_json()}
     assert set(layout) == set(published.values())
     for name, stream_id in published.items():

@@ -384,8 +384,9 @@ export class ConferenceClient extends EventTarget {
       const known = this.streams.get(streamId);
       if (known) {
         const kinds = trackKinds(known);
-        audio = audio && kinds.has("audio");
-        video = video && kinds.has("video");
+        // Keep `video` as given (it may carry parameters and codecs) when the stream has video.
+        if (!kinds.has("audio")) audio = false;
+        if (!kinds.has("video")) video = false;
       }
       if (!audio && !video) throw new ConferenceError(`Nothing to subscribe to in stream ${streamId}`);
       const pc = this._ensurePc();
