@@ -170,6 +170,7 @@ class LogConfig(_Section):
     """``[log]``: logging."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+    format: Literal["text", "json"]
 
     @field_validator("level", mode="before")
     @classmethod

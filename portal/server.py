@@ -75,7 +75,7 @@ class Server:
         """Refuse a browser whose Origin is not on the service's list (if it has one)."""
         allowed = service.allowed_origins
         if origin and allowed and "*" not in allowed and origin not in allowed:
-            logger.warning("service %s: origin %s refused", service.id, origin)
+            logger.warning("origin refused", extra={"service": service.id, "origin": origin})
             raise RequestError(f"Origin {origin} is not allowed")
 
     # -- rooms ----------------------------------------------------------
@@ -120,7 +120,9 @@ class Server:
                 persistent=False,
             )
             self.rooms[room.id] = room
-            logger.info("service %s: ad-hoc room %s (%s) created", service.id, room.id, ref)
+            logger.info(
+                "ad-hoc room created", extra={"service": service.id, "room": room.id, "name": ref}
+            )
             return room
 
     def _close_interrupted_recordings(self) -> None:
@@ -144,7 +146,10 @@ class Server:
                 recording.id, service_id, room_id, recording.describe(), str(recording.path)
             )
         except Exception:
-            logger.exception("recording %s: cannot save it in the store", recording.id)
+            logger.exception(
+                "cannot save a recording in the store",
+                extra={"room": room_id, "recording": recording.id},
+            )
 
     def find_recording(
         self, service_id: str, room_id: str, recording_id: str
@@ -179,7 +184,7 @@ class Server:
         self.rooms.pop(room.id, None)
         await room.close()
         if not room.persistent:
-            logger.info("ad-hoc room %s (%s) removed", room.id, room.name)
+            logger.info("ad-hoc room removed", extra={"room": room.id, "name": room.name})
 
     async def reload_room_options(self, room_id: str, options: RoomOptions) -> None:
         room = self.rooms.get(room_id)
