@@ -1,4 +1,4 @@
-"""A real login, publish, subscribe and refusal log lines that name their room, participant and stream."""
+"""Login, publish, subscribe and a refusal log lines that name their room, participant, stream."""
 
 from __future__ import annotations
 

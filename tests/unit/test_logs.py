@@ -123,5 +123,5 @@ def test_unknown_style_refused() -> None:
 def test_config_log_format() -> None:
     assert load_config(None, env={}).log.format == "text"
     assert load_config(None, env={"TESSERA_LOG_FORMAT": "json"}).log.format == "json"
-    with pytest.raises(ConfigError, match="log.format"):
+    with pytest.raises(ConfigError, match=r"log\.format"):
         load_config(None, env={"TESSERA_LOG_FORMAT": "xml"})
