@@ -66,6 +66,7 @@ class ServerConfig(_Section):
     public_host: str = Field(pattern=r"^[^\s/]*$")
     secure: bool
     shutdown_timeout: Seconds
+    ready_max_loop_lag: Seconds
 
 
 class StorageConfig(_Section):
