@@ -89,6 +89,8 @@ class PortalConfig(_Section):
     login_timeout: Seconds
     reconnection_keep: Seconds
     ticket_lifetime: Seconds
+    ping_interval: Seconds
+    ping_timeout: Seconds
     max_message_bytes: int = Field(gt=0)
     text_max_length: int = Field(gt=0)
 

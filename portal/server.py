@@ -59,6 +59,9 @@ class Server:
             max_http_buffer_size=max(config.portal.max_message_bytes * 32, 2_000_000),
             logger=False,
             engineio_logger=False,
+            # A frozen or vanished client is noticed after ping_interval + ping_timeout.
+            ping_interval=config.portal.ping_interval,
+            ping_timeout=config.portal.ping_timeout,
         )
         self.portal = Portal(self, self.sio)
         self.loop_lag = LoopLagMonitor()
