@@ -67,6 +67,7 @@ class ServerConfig(_Section):
     secure: bool
     shutdown_timeout: Seconds
     ready_max_loop_lag: Seconds
+    malloc_arenas: int = Field(ge=0, le=1024)
 
 
 class StorageConfig(_Section):
