@@ -248,10 +248,10 @@ class Server:
             return
         self._sockets_closed = True
         # Open WebSockets would hold the HTTP server's shutdown until its timeout.
+        # (Engine.IO's disconnect-all is not used: it waits for every polling client's
+        # next request. What still lingers is cut by aiohttp's shutdown timeout.)
         sids = list(self.portal.connections)
         await asyncio.gather(*(self.sio.disconnect(sid) for sid in sids), return_exceptions=True)
-        if self.sio.eio.sockets:  # (with none, engine.io's disconnect-all raises)
-            await self.sio.eio.disconnect()
         await self.sio.shutdown()
 
     async def close(self) -> None:
