@@ -36,9 +36,11 @@ TEXT_SIZE = 0.45  # font size (em) as a fraction of the disc diameter
 TEXT_WIDTH = 0.72  # initials may use at most this much of the disc's width
 MIN_FONT_PX = 7  # below this initials are not legible: a tiny tile gets the silhouette
 
-# Avatar tiles are few (one per audio-only input and region size) and small, but
-# a full-view 1080p tile is 6 MB: keep the cache moderate.
-CACHE_SIZE = 64
+# A full-view 1080p tile is 6 MB, and every publication has its own key: the
+# compositor keeps the tiles of its current inputs itself, this cache only
+# spares re-rendering the few most recent (the soak benchmark found 64 tiles
+# of 2.7 MB each held for streams long gone).
+CACHE_SIZE = 8
 
 # Name parts that are not the name: "Ada Lovelace (guest)", "ada@example.com".
 _PARENTHESES = re.compile(r"\([^)]*\)|\[[^\]]*\]")

@@ -24,6 +24,10 @@ def rgb_to_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
     return round(y), round(u), round(v)
 
 
+# An avatar tile: its Y, U and V planes.
+_Tile = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 @dataclass
 class InputPicture:
     """What the compositor knows of one input of a view.
@@ -79,6 +83,9 @@ class VideoCompositor:
         self._u = self.canvas[height : height + quarter].reshape(height // 2, width // 2)
         self._v = self.canvas[height + quarter :].reshape(height // 2, width // 2)
         self._scalers: dict[str, VideoReformatter] = {}
+        # yuv420p avatar tiles by (stream id, user, width, height), kept while the input
+        # is here: per view and pruned, since every publication has its own stream id.
+        self._avatars: dict[tuple[str, str, int, int], _Tile] = {}
         self._drawn: dict[str, _Drawn] = {}
         # Geometry is exact fraction arithmetic: worth computing once, not per frame.
         self._rects: dict[object, Rect] = {}
@@ -117,6 +124,8 @@ class VideoCompositor:
         for stream_id in list(self._scalers):
             if stream_id not in inputs:
                 del self._scalers[stream_id]
+        for key in [k for k in self._avatars if k[0] not in inputs]:
+            del self._avatars[key]
         return self.canvas
 
     def _source_of(self, picture: InputPicture | None, now: float) -> object:
@@ -197,7 +206,10 @@ class VideoCompositor:
 
     def _draw_avatar(self, rect: Rect, picture: InputPicture) -> None:
         x, y, w, h = rect
-        tile = _avatar_yuv(picture.user, picture.stream_id, w, h)
+        key = (picture.stream_id, picture.user, w, h)
+        tile = self._avatars.get(key)
+        if tile is None:
+            tile = self._avatars[key] = _avatar_yuv(picture.user, picture.stream_id, w, h)
         self._y[y : y + h, x : x + w] = tile[0]
         self._u[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = tile[1]
         self._v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = tile[2]
@@ -217,29 +229,15 @@ def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
     return data[:rows]
 
 
-def _avatar_cache_key(user: str, key: str, w: int, h: int) -> tuple[str, str, int, int]:
-    return (user, key, w, h)
-
-
-_AVATARS: dict[tuple[str, str, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-
-def _avatar_yuv(user: str, key: str, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    cache_key = _avatar_cache_key(user, key, w, h)
-    tile = _AVATARS.get(cache_key)
-    if tile is None:
-        rgb = render_avatar(user, key, w, h)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        yuv = frame.reformat(format="yuv420p")
-        tile = (
-            _plane(yuv, 0)[:h, :w].copy(),
-            _plane(yuv, 1)[: h // 2, : w // 2].copy(),
-            _plane(yuv, 2)[: h // 2, : w // 2].copy(),
-        )
-        if len(_AVATARS) > 256:
-            _AVATARS.clear()
-        _AVATARS[cache_key] = tile
-    return tile
+def _avatar_yuv(user: str, key: str, w: int, h: int) -> _Tile:
+    rgb = render_avatar(user, key, w, h)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    yuv = frame.reformat(format="yuv420p")
+    return (
+        _plane(yuv, 0)[:h, :w].copy(),
+        _plane(yuv, 1)[: h // 2, : w // 2].copy(),
+        _plane(yuv, 2)[: h // 2, : w // 2].copy(),
+    )
 
 
 def _same(a: object, b: object) -> bool:

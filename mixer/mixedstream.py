@@ -154,6 +154,7 @@ class MixedStream(Stream):
     ) -> None:
         self.label = str(view["label"])
         self.id = f"{room_id}-{self.label}"
+        self.room_id = room_id
         self.listener = listener
         self.media_out = media_out
         self.transcoding = transcoding
@@ -442,7 +443,9 @@ class MixedStream(Stream):
         if want_video and self._video_thread is None:
             for mix_input in self.inputs.values():
                 self._attach(mix_input, "video")
-            self._video_thread = _ViewThread(f"view-{self.label}-video", self._video_loop)
+            self._video_thread = _ViewThread(
+                f"view-{self.label}-video", self._video_loop, self.log_ids
+            )
         elif not want_video and self._video_thread is not None:
             self._video_thread.stop()
             self._video_thread = None
@@ -451,12 +454,19 @@ class MixedStream(Stream):
         if want_audio and self._audio_thread is None:
             for mix_input in self.inputs.values():
                 self._attach(mix_input, "audio")
-            self._audio_thread = _ViewThread(f"view-{self.label}-audio", self._audio_loop)
+            self._audio_thread = _ViewThread(
+                f"view-{self.label}-audio", self._audio_loop, self.log_ids
+            )
         elif not want_audio and self._audio_thread is not None:
             self._audio_thread.stop()
             self._audio_thread = None
             for mix_input in self.inputs.values():
                 self._detach(mix_input, "audio")
+
+    @property
+    def log_ids(self) -> dict[str, str]:
+        """The ids a log line about this view carries."""
+        return {"room": self.room_id, "view": self.id}
 
     @property
     def running(self) -> bool:
@@ -496,7 +506,7 @@ class MixedStream(Stream):
                 try:
                     output.encode(frame, pts)
                 except Exception:
-                    logger.exception("view %s: encoding failed", self.id)
+                    logger.exception("encoding failed", extra=self.log_ids)
             self.stats.frames += 1
             tick += 1
 
@@ -544,7 +554,7 @@ class MixedStream(Stream):
                             full_packets = full_encoder.encode(result.full, pts)
                         packets = full_packets
                 except Exception:
-                    logger.exception("view %s: audio encoding failed", self.id)
+                    logger.exception("audio encoding failed", extra=self.log_ids)
                     continue
                 if packets:
                     batch.append((output, packets))
@@ -575,7 +585,8 @@ class MixedStream(Stream):
 class _ViewThread:
     """A named daemon thread running `target(stop_event)` until stopped."""
 
-    def __init__(self, name: str, target: Any) -> None:
+    def __init__(self, name: str, target: Any, log_ids: dict[str, str]) -> None:
+        self._log_ids = log_ids
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(target,), name=name, daemon=True)
         self._thread.start()
@@ -584,7 +595,7 @@ class _ViewThread:
         try:
             target(self._stop)
         except Exception:
-            logger.exception("%s crashed", self._thread.name)
+            logger.exception("%s crashed", self._thread.name, extra=self._log_ids)
 
     def stop(self) -> None:
         self._stop.set()

@@ -21,7 +21,7 @@ def spawn(coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
     def done(task: asyncio.Task[Any]) -> None:
         _running.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            logger.warning("%s failed: %s", what, task.exception())
+            logger.warning("%s failed: %r", what, task.exception())
 
     task.add_done_callback(done)
     return task

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import re
 import secrets
 import sys
 from collections.abc import Callable
 from typing import cast
 
+from portal import logs
 from portal.config import Config, ConfigError, load_config
 from portal.roomoptions import DEFAULT_ROLE_NAMES, OptionsError, parse_room_options
 from portal.store import ServiceRecord, Store, bootstrap_default_service
@@ -26,8 +26,6 @@ __all__ = ["main"]
 
 # Exit status for usage and configuration errors, as argparse uses.
 EXIT_USAGE = 2
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class _CommandError(Exception):
@@ -105,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def configure_logging(config: Config) -> None:
-    """One line per event: time, level, logger name, message; level from ``[log]``."""
-    logging.basicConfig(level=config.log.level, format=LOG_FORMAT, force=True)
+    """One event a line (logfmt or JSON, with its ids); level and format from ``[log]``."""
+    logs.configure_logging(config.log.level, config.log.format)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -70,6 +70,8 @@ class ServerConfig(_Section):
     public_host: str = Field(pattern=r"^[^\s/]*$")
     secure: bool
     shutdown_timeout: Seconds
+    ready_max_loop_lag: Seconds
+    malloc_arenas: int = Field(ge=0, le=1024)
 
 
 class StorageConfig(_Section):
@@ -92,6 +94,8 @@ class PortalConfig(_Section):
     login_timeout: Seconds
     reconnection_keep: Seconds
     ticket_lifetime: Seconds
+    ping_interval: Seconds
+    ping_timeout: Seconds
     max_message_bytes: int = Field(gt=0)
     text_max_length: int = Field(gt=0)
 
@@ -195,6 +199,7 @@ class LogConfig(_Section):
     """``[log]``: logging."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+    format: Literal["text", "json"]
 
     @field_validator("level", mode="before")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -92,6 +94,9 @@ class TesseraCollector(Collector):
         for q in (50, 99):
             lag.add_metric([f"0.{q}"], server.loop_lag.percentile(q))
         yield lag
+        # What a leak would grow: tasks on the loop (scraped on the loop's own thread) and threads.
+        yield gauge("tessera_event_loop_tasks", "Tasks on the event loop", len(asyncio.all_tasks()))
+        yield gauge("tessera_threads", "Threads of the process", threading.active_count())
         yield from self._views(views)
 
     def _views(self, views: list[MixedStream]) -> Iterator[Metric]:

@@ -58,6 +58,11 @@ class Participant:
         self.keep_time = 0.0  # seconds kept after a lost connection (0: removed at once)
         self.closed = False
 
+    @property
+    def log_ids(self) -> dict[str, str]:
+        """The ids a log line about this participant carries."""
+        return {"room": self.room.id, "participant": self.id}
+
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "user": self.user, "role": self.role}
 
@@ -113,7 +118,7 @@ class Participant:
         )
 
     def session_failed(self, session: Session, reason: str) -> None:
-        logger.info("participant %s: session %s failed: %s", self.id, session.id, reason)
+        logger.info("session failed: %s", reason, extra={**self.log_ids, "session": session.id})
         self.notify(
             "progress",
             {
@@ -126,7 +131,7 @@ class Participant:
         self.end_session(session.id)
 
     def transport_failed(self, transport: Transport) -> None:
-        logger.info("participant %s: transport %s failed", self.id, transport.id)
+        logger.info("transport failed", extra={**self.log_ids, "transport": transport.id})
         for session in list(transport.sessions.values()):
             self.end_session(session.id)
         self.transports.pop(transport.id, None)

@@ -23,6 +23,7 @@ from webrtc_agent.transport import SignalingError, Transport
 
 from . import messages as m
 from .background import spawn
+from .logs import log_context
 from .messages import RequestError
 from .participant import Participant
 from .ratelimit import AttemptCounter, TokenBucket
@@ -100,35 +101,49 @@ class Portal:
         self, name: str, handler: Callable[[Connection, Any], Awaitable[Any]]
     ) -> Callable[..., Awaitable[Reply]]:
         async def run(sid: str, *args: Any) -> Reply:
-            data = args[0] if args else None
             connection = self.connections.get(sid)
             if connection is None:
                 return ("error", "Connection is closed")
-            now = time.monotonic()
-            if connection.bucket is not None and not connection.bucket.allow(now):
-                # A flooding client gets errors; one log line a second, not one per request.
-                if now - connection.last_refusal_log > 1.0:
-                    connection.last_refusal_log = now
-                    logger.warning("sid %s: too many requests, refusing", sid)
-                return ("error", "Too many requests: slow down")
-            try:
-                size = len(json.dumps(data, separators=(",", ":")))
-            except (TypeError, ValueError):
-                return ("error", "Request is not valid JSON")
-            if size > self.config.portal.max_message_bytes:
-                logger.warning("sid %s: %s request of %d bytes refused", sid, name, size)
-                return ("error", f"Request is too large ({size} bytes)")
-            try:
-                return ("ok", await handler(connection, data))
-            except (RequestError, TokenError, ParameterError, SignalingError, LayoutError) as exc:
-                who = connection.participant.id if connection.participant else sid
-                logger.info("%s: %s refused: %s", who, name, exc)
-                return ("error", str(exc))
-            except Exception:
-                logger.exception("%s request failed", name)
-                return ("error", "Internal error")
+            participant = connection.participant
+            # Every line logged while handling the request (and in tasks it starts) names these.
+            with log_context(
+                sid=sid,
+                participant=participant.id if participant else None,
+                room=participant.room.id if participant else None,
+            ):
+                return await self._handle(name, handler, connection, args[0] if args else None)
 
         return run
+
+    async def _handle(
+        self,
+        name: str,
+        handler: Callable[[Connection, Any], Awaitable[Any]],
+        connection: Connection,
+        data: Any,
+    ) -> Reply:
+        now = time.monotonic()
+        if connection.bucket is not None and not connection.bucket.allow(now):
+            # A flooding client gets errors; one log line a second, not one per request.
+            if now - connection.last_refusal_log > 1.0:
+                connection.last_refusal_log = now
+                logger.warning("too many requests, refusing", extra={"request": name})
+            return ("error", "Too many requests: slow down")
+        try:
+            size = len(json.dumps(data, separators=(",", ":")))
+        except (TypeError, ValueError):
+            return ("error", "Request is not valid JSON")
+        if size > self.config.portal.max_message_bytes:
+            logger.warning("request too large, refused", extra={"request": name, "bytes": size})
+            return ("error", f"Request is too large ({size} bytes)")
+        try:
+            return ("ok", await handler(connection, data))
+        except (RequestError, TokenError, ParameterError, SignalingError, LayoutError) as exc:
+            logger.info("request refused: %s", exc, extra={"request": name})
+            return ("error", str(exc))
+        except Exception:
+            logger.exception("request failed", extra={"request": name})
+            return ("error", "Internal error")
 
     def _logged_in(self, handler: Handler) -> Callable[[Connection, Any], Awaitable[Any]]:
         async def run(connection: Connection, data: Any) -> Any:
@@ -140,7 +155,7 @@ class Portal:
         return run
 
     async def on_unknown(self, event: str, sid: str, *args: Any) -> Reply:
-        logger.info("sid %s: unknown request %.40r", sid, event)
+        logger.info("unknown request %.40r", event, extra={"sid": sid})
         return ("error", f"Unknown request: {str(event)[:40]}")
 
     # -- connection -----------------------------------------------------
@@ -162,7 +177,7 @@ class Portal:
     def _login_timeout(self, sid: str) -> None:
         connection = self.connections.get(sid)
         if connection is not None and connection.participant is None:
-            logger.info("sid %s: no login in time, closing", sid)
+            logger.info("no login in time, closing", extra={"sid": sid})
             spawn(self.sio.disconnect(sid), "closing a connection")
 
     async def wait_disconnected(self, timeout: float) -> None:
@@ -189,18 +204,22 @@ class Portal:
         # Keep the participant for a while: the client may come back with relogin.
         participant.sid = None
         keep = participant.keep_time
+        ids = {"room": participant.room.id, "participant": participant.id, "sid": sid}
         if keep <= 0:
-            logger.info("participant %s: connection lost", participant.id)
+            logger.info("connection lost", extra=ids)
             await self.remove_participant(participant)
             return
-        logger.info("participant %s: connection lost, keeping it for %.0f s", participant.id, keep)
+        logger.info("connection lost, keeping the participant for %.0f s", keep, extra=ids)
         participant.away_timer = asyncio.get_running_loop().call_later(
             keep, lambda: spawn(self._expire(participant), "expiring a participant")
         )
 
     async def _expire(self, participant: Participant) -> None:
         if participant.sid is None and not participant.closed:
-            logger.info("participant %s: did not come back, removing", participant.id)
+            logger.info(
+                "participant did not come back, removing",
+                extra={"room": participant.room.id, "participant": participant.id},
+            )
             await self.remove_participant(participant)
 
     async def remove_participant(self, participant: Participant) -> None:
@@ -277,7 +296,7 @@ class Portal:
 
     def _count_login_attempt(self, connection: Connection) -> None:
         if not self.login_attempts.allow(connection.address or "?", time.monotonic()):
-            logger.warning("address %s: too many login attempts", connection.address)
+            logger.warning("too many login attempts", extra={"address": connection.address})
             raise RequestError("Too many login attempts from this address; try again later")
 
     def _ticket(self, participant: Participant) -> str:
@@ -319,7 +338,10 @@ class Portal:
             if old is not None:
                 old.participant = None
             spawn(self.sio.disconnect(old_sid), "closing a stale connection")
-        logger.info("participant %s: reconnected", participant.id)
+        logger.info(
+            "participant reconnected",
+            extra={"room": participant.room.id, "participant": participant.id},
+        )
         return {"ticket": self._ticket(participant), "messages": participant.take_missed()}
 
     async def on_logout(self, participant: Participant, data: Any) -> Any:
@@ -386,7 +408,9 @@ class Portal:
                 await self._drop_transport(participant, transport)
             raise
         participant.publications[stream_id] = publication
-        logger.info("participant %s: publish %s %s", participant.id, stream_id, kinds)
+        logger.info(
+            "publish", extra={"stream": stream_id, "transport": transport.id, "kinds": kinds}
+        )
         return {"id": stream_id, "transportId": transport.id}
 
     async def on_subscribe(self, participant: Participant, data: Any) -> Any:
@@ -430,10 +454,12 @@ class Portal:
             raise
         participant.subscriptions[subscription_id] = subscription
         logger.info(
-            "participant %s: subscribe %s to %s",
-            participant.id,
-            subscription_id,
-            sorted(subscription.stream_ids()),
+            "subscribe",
+            extra={
+                "subscription": subscription_id,
+                "transport": transport.id,
+                "from": sorted(subscription.stream_ids()),
+            },
         )
         return {"id": subscription_id, "transportId": transport.id}
 

@@ -354,7 +354,9 @@ class RestApi:
                 raise
             response = self._refuse(request, service_id, self._from_http(request, exc))
         except Exception:
-            logger.exception("REST %s %s failed", request.method, _loggable(path))
+            logger.exception(
+                "REST request failed", extra={"method": request.method, "path": _loggable(path)}
+            )
             return self._error_response(RestError(500, ErrorCode.UNEXPECTED, "Internal error"))
         if origin and response.status != 403:
             response.headers["Access-Control-Allow-Origin"] = origin
@@ -388,13 +390,15 @@ class RestApi:
 
     def _refuse(self, request: web.Request, service_id: str | None, exc: RestError) -> web.Response:
         logger.info(
-            "REST %s %s from %s (service %s) refused: %d %s",
-            request.method,
-            _loggable(request.path),
-            request.remote,
-            service_id or "-",
+            "REST request refused: %d %s",
             exc.status,
             _loggable(exc.message),
+            extra={
+                "service": service_id,
+                "method": request.method,
+                "path": _loggable(request.path),
+                "address": request.remote,
+            },
         )
         return self._error_response(exc)
 
@@ -568,7 +572,9 @@ class RestApi:
             self.server.store.create_room(record)
         except NotFoundError:
             raise _unauthorized("The service no longer exists") from None
-        logger.info("service %s: room %s (%s) created over REST", service.id, record.id, name)
+        logger.info(
+            "room created over REST", extra={"service": service.id, "room": record.id, "name": name}
+        )
         return web.json_response(_room_json(record.id, record.name, record.options))
 
     async def list_rooms(self, request: web.Request) -> web.StreamResponse:
@@ -659,7 +665,7 @@ class RestApi:
         except NotFoundError:
             raise RestError(404, ErrorCode.ROOM_NOT_FOUND, "Room not found") from None
         await self.server.reload_room_options(ref.id, options)
-        logger.info("service %s: room %s options updated", record.service_id, record.id)
+        logger.info("room options updated", extra={"service": record.service_id, "room": record.id})
         return web.json_response(_room_json(updated.id, updated.name, updated.options))
 
     async def delete_room(self, request: web.Request) -> web.StreamResponse:
@@ -669,7 +675,7 @@ class RestApi:
             self.server.store.delete_room(service.id, ref.id)
         if ref.loaded is not None:
             await self.server.delete_room(ref.loaded)
-        logger.info("service %s: room %s deleted over REST", service.id, ref.id)
+        logger.info("room deleted over REST", extra={"service": service.id, "room": ref.id})
         return web.Response(text="Room deleted")
 
     # -- tokens ---------------------------------------------------------
@@ -708,7 +714,10 @@ class RestApi:
             )
         except ValueError as exc:
             raise _bad_request(str(exc)) from None
-        logger.info("service %s: token for %r (%s) in room %s", service.id, user, role, ref.id)
+        logger.info(
+            "token issued",
+            extra={"service": service.id, "room": ref.id, "user": user, "role": role},
+        )
         return web.json_response(token)
 
     # -- participants ---------------------------------------------------
@@ -733,21 +742,19 @@ class RestApi:
         return web.json_response(participant.rest_info())
 
     async def patch_participant(self, request: web.Request) -> web.StreamResponse:
-        room, participant = self._participant(request)
+        _, participant = self._participant(request)
         operations = _expect_patch(await self._read_json(request))
         permission = _permission_copy(participant.permission)
         for index, operation in enumerate(operations):
             _apply_permission(permission, operation, f"[{index}]")
         participant.permission = permission
-        logger.info(
-            "room %s: participant %s permission set to %s", room.id, participant.id, permission
-        )
+        logger.info("participant permission set to %s", permission, extra=participant.log_ids)
         return web.json_response(participant.rest_info())
 
     async def delete_participant(self, request: web.Request) -> web.StreamResponse:
-        room, participant = self._participant(request)
+        _, participant = self._participant(request)
         await self.server.portal.kick(participant)
-        logger.info("room %s: participant %s dropped over REST", room.id, participant.id)
+        logger.info("participant dropped over REST", extra=participant.log_ids)
         return web.Response()
 
     # -- streams --------------------------------------------------------
@@ -790,7 +797,7 @@ class RestApi:
             owner.end_session(stream.id)
         else:
             room.remove_stream(stream.id)
-        logger.info("room %s: stream %s removed over REST", room.id, stream.id)
+        logger.info("stream removed over REST", extra={"room": room.id, "stream": stream.id})
         return web.Response()
 
     # -- recordings -----------------------------------------------------

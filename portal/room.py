@@ -125,7 +125,7 @@ class Room:
             try:
                 observer(event, data)
             except Exception:
-                logger.exception("room %s: observer failed", self.id)
+                logger.exception("room observer failed", extra={"room": self.id})
         notifying = self.settings.get("notifying", {})
         key = "participantActivities" if event == "participant" else "streamChange"
         if notifying.get(key, True):
@@ -139,11 +139,14 @@ class Room:
             exclude=participant.id,
         )
         logger.info(
-            "room %s: participant %s (%s, %s) joined",
-            self.id,
-            participant.id,
-            participant.user,
-            participant.role,
+            "participant joined",
+            extra={
+                "service": self.service_id,
+                "room": self.id,
+                "participant": participant.id,
+                "user": participant.user,
+                "role": participant.role,
+            },
         )
 
     async def remove_participant(self, participant: Participant) -> None:
@@ -152,7 +155,7 @@ class Room:
             return
         await participant.close()
         self.broadcast("participant", {"action": "leave", "data": participant.id})
-        logger.info("room %s: participant %s left", self.id, participant.id)
+        logger.info("participant left", extra={"room": self.id, "participant": participant.id})
         if not self.participants:
             await self.server.room_empty(self)
 
@@ -172,7 +175,10 @@ class Room:
         if stream.id in self.streams or self.closed:
             return
         self.streams[stream.id] = stream
-        logger.info("room %s: stream %s added by %s", self.id, stream.id, participant.id)
+        logger.info(
+            "stream added",
+            extra={"room": self.id, "participant": participant.id, "stream": stream.id},
+        )
         auto_mix = bool(self.settings.get("autoMix", True))
         if auto_mix:
             stream.in_views = list(self.views)
@@ -260,7 +266,7 @@ class Room:
         try:
             self.auto_recording = self.start_recording("auto", media)
         except Exception as exc:
-            logger.error("room %s: automatic recording failed to start: %s", self.id, exc)
+            logger.error("automatic recording failed to start: %s", exc, extra={"room": self.id})
 
     def _recording_finished(self, recording: Recording) -> None:
         self.recordings.pop(recording.id, None)
@@ -316,7 +322,8 @@ class Room:
                     if subscription.detach_stream(stream_id):
                         participant.end_session(subscription.id)
         self.notify_stream("remove", stream_id)
-        logger.info("room %s: stream %s removed", self.id, stream_id)
+        ids = {"room": self.id, "participant": stream.owner, "stream": stream_id}
+        logger.info("stream removed", extra=ids)
 
     def set_track_status(self, stream_id: str, kind: str, active: bool) -> None:
         stream = self.streams.get(stream_id)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import signal
+import threading
+import time
 from typing import Any
 
 import socketio
@@ -18,6 +22,7 @@ from webrtc_agent.agent import WebrtcAgent
 from .config import Config
 from .heap import trim_heap
 from .looplag import LoopLagMonitor
+from .malloc import limit_malloc_arenas
 from .messages import RequestError
 from .metrics import create_registry
 from .peergateway import PeerGateway
@@ -31,6 +36,8 @@ logger = logging.getLogger(__name__)
 DROP_GRACE = 2.0
 
 SERVER_KEY: web.AppKey[Server] = web.AppKey("server")
+# /readyz judges the load by the event-loop lag of the last this many seconds.
+READY_WINDOW = 2.0
 
 
 class Server:
@@ -57,6 +64,9 @@ class Server:
             max_http_buffer_size=max(config.portal.max_message_bytes * 32, 2_000_000),
             logger=False,
             engineio_logger=False,
+            # A frozen or vanished client is noticed after ping_interval + ping_timeout.
+            ping_interval=config.portal.ping_interval,
+            ping_timeout=config.portal.ping_timeout,
         )
         self.portal = Portal(self, self.sio)
         self.peers = PeerGateway(self)  # the PeerJS-compatible endpoint (peer model)
@@ -69,7 +79,8 @@ class Server:
         self.port = config.server.port  # the bound port, once listening (server.port may be 0)
         self._room_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.closing = False
-        self._shut_down = False
+        self._drained: asyncio.Future[None] | None = None
+        self._sockets_closed = False
 
     def advertised_host(self) -> str:
         """`host:port` written into join tokens."""
@@ -81,7 +92,7 @@ class Server:
         """Refuse a browser whose Origin is not on the service's list (if it has one)."""
         allowed = service.allowed_origins
         if origin and allowed and "*" not in allowed and origin not in allowed:
-            logger.warning("service %s: origin %s refused", service.id, origin)
+            logger.warning("origin refused", extra={"service": service.id, "origin": origin})
             raise RequestError(f"Origin {origin} is not allowed")
 
     # -- rooms ----------------------------------------------------------
@@ -126,7 +137,9 @@ class Server:
                 persistent=False,
             )
             self.rooms[room.id] = room
-            logger.info("service %s: ad-hoc room %s (%s) created", service.id, room.id, ref)
+            logger.info(
+                "ad-hoc room created", extra={"service": service.id, "room": room.id, "name": ref}
+            )
             return room
 
     def _close_interrupted_recordings(self) -> None:
@@ -150,7 +163,10 @@ class Server:
                 recording.id, service_id, room_id, recording.describe(), str(recording.path)
             )
         except Exception:
-            logger.exception("recording %s: cannot save it in the store", recording.id)
+            logger.exception(
+                "cannot save a recording in the store",
+                extra={"room": room_id, "recording": recording.id},
+            )
 
     def find_recording(
         self, service_id: str, room_id: str, recording_id: str
@@ -185,7 +201,7 @@ class Server:
         self.rooms.pop(room.id, None)
         await room.close()
         if not room.persistent:
-            logger.info("ad-hoc room %s (%s) removed", room.id, room.name)
+            logger.info("ad-hoc room removed", extra={"room": room.id, "name": room.name})
         # The room's media memory is free now; without this the process never shrinks.
         await asyncio.get_running_loop().run_in_executor(None, trim_heap)
 
@@ -210,24 +226,45 @@ class Server:
             **self.agent.stats(),
         }
 
-    async def shutdown(self) -> None:
-        """Stop taking logins and tell every client (`drop`) before connections close."""
-        if self._shut_down:
-            return
-        self._shut_down = True
+    async def drain(self) -> None:
+        """The start of a shutdown: refuse logins, tell every client (`drop`), then
+        finalise every recording and streaming-out (idempotent)."""
+        if self._drained is None:
+            self._drained = asyncio.ensure_future(self._drain())
+        await asyncio.shield(self._drained)
+
+    async def _drain(self) -> None:
         self.closing = True
-        for room in list(self.rooms.values()):
+        rooms = list(self.rooms.values())
+        logger.info("shutting down: logins refused, dropping every participant")
+        for room in rooms:
             for participant in list(room.participants.values()):
                 if participant.sid is not None:
                     await self.portal.emit("drop", participant.sid, None)
+        # Recordings first: a streaming-out to a stalled server must not cost a file.
+        recordings = [r for room in rooms for r in room.recordings.values()]
+        await asyncio.gather(*(r.stop() for r in recordings), return_exceptions=True)
+        logger.info("shutting down: %d recordings finalised", len(recordings))
+        outs = [o for room in rooms for o in room.streaming_outs.values()]
+        await asyncio.gather(*(o.stop() for o in outs), return_exceptions=True)
+
+    async def shutdown(self) -> None:
+        """Drain (logins refused, `drop`, recordings finalised), then close the sockets."""
+        await self.drain()
+        if self._sockets_closed:
+            return
+        self._sockets_closed = True
         # Clients close their sockets on `drop`; wait for that (briefly) while aiohttp still
         # reads them: once its own shutdown begins it ignores incoming frames, and a close
-        # from a browser would go unseen until the Engine.IO ping timeout (45 s).
+        # from a browser would go unseen until the Engine.IO ping timeout.
         await self.portal.wait_disconnected(
             min(DROP_GRACE, self.config.server.shutdown_timeout / 2)
         )
-        for sid in list(self.portal.connections):
-            await self.sio.disconnect(sid)
+        # Open WebSockets would hold the HTTP server's shutdown until its timeout.
+        # (Engine.IO's disconnect-all is not used: it waits for every polling client's
+        # next request. What still lingers is cut by aiohttp's shutdown timeout.)
+        sids = list(self.portal.connections)
+        await asyncio.gather(*(self.sio.disconnect(sid) for sid in sids), return_exceptions=True)
         await self.sio.shutdown()
         await self.peers.close()
 
@@ -244,6 +281,7 @@ class Server:
 
 def create_app(config: Config, store: Store | None = None) -> web.Application:
     """The aiohttp application: Socket.IO portal and REST API on one port."""
+    limit_malloc_arenas(config.server.malloc_arenas)
     server = Server(config, store)
     app = web.Application(client_max_size=config.portal.max_message_bytes * 16)
     app[SERVER_KEY] = server
@@ -269,6 +307,10 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     async def readyz(request: web.Request) -> web.StreamResponse:
         if server.closing:
             return web.json_response({"status": "shutting down"}, status=503)
+        lag, limit = server.loop_lag.recent(90, READY_WINDOW), config.server.ready_max_loop_lag
+        if lag > limit:
+            reason = f"event-loop lag {lag * 1000:.0f} ms is above {limit * 1000:.0f} ms"
+            return web.json_response({"status": "overloaded", "reason": reason}, status=503)
         return web.json_response({"status": "ready"})
 
     app.router.add_get("/metrics", metrics)
@@ -310,21 +352,62 @@ async def _hls_file(request: web.Request) -> web.StreamResponse:
     )
 
 
-def run(config: Config) -> None:
-    """`tessera serve`: run until interrupted."""
+def run(config: Config) -> int:
+    """`tessera serve`: serve until SIGTERM or SIGINT, then shut down within
+    ``server.shutdown_timeout``; the exit status is 1 if that took too long."""
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: Config) -> int:
     app = create_app(config)
     server = app[SERVER_KEY]
-    host, port = config.server.host, config.server.port
-    room = config.service.default_room
+    deadline = config.server.shutdown_timeout
+    # Clients have had `drop` and a disconnect by the time aiohttp waits for
+    # connections: one that lingers (aiohttp waits twice this) is cut.
+    linger = min(0.5, deadline / 8)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=linger)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port)
+    await site.start()
+    server.port = int(runner.addresses[0][1])
+    url = f"http://{config.advertised_host(server.port)}"
     logger.info(
-        "Tessera listening on http://%s:%d (Socket.IO portal and REST /v1); "
-        "get a join token with: tessera token %s --user NAME --role presenter "
-        "(service %s)",
-        host,
-        port,
-        room,
-        server.default_service.id,
+        "Tessera listening on %s (Socket.IO portal and REST /v1); "
+        "get a join token with: tessera token %s --user NAME --role presenter",
+        url,
+        config.service.default_room,
+        extra={"url": url, "service": server.default_service.id},
     )
-    web.run_app(
-        app, host=host, port=port, print=None, shutdown_timeout=config.server.shutdown_timeout
-    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    started = time.monotonic()
+    # The last resort if the loop thread itself is stuck in a blocking call.
+    watchdog = threading.Timer(deadline, _exit_now, args=(deadline,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        # Keep a little of the deadline for the interpreter to exit.
+        await asyncio.wait_for(_stop(server, runner), deadline - min(0.5, deadline / 4))
+    except TimeoutError:
+        _exit_now(deadline)
+    watchdog.cancel()
+    logger.info("stopped in %.1f s", time.monotonic() - started)
+    return 0
+
+
+async def _stop(server: Server, runner: web.AppRunner) -> None:
+    # Logins are refused while the listening socket is still open: a client
+    # that connects now hears why, rather than finding nobody there.
+    await server.drain()
+    await runner.cleanup()
+
+
+def _exit_now(deadline: float) -> None:
+    # Past the deadline: asyncio.run would still wait for executor threads
+    # (a stuck muxer or pusher), so leave without it.
+    logger.error("shutdown took longer than %.1f s (server.shutdown_timeout); exiting", deadline)
+    logging.shutdown()
+    os._exit(1)

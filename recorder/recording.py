@@ -121,7 +121,7 @@ class Recording:
         if video is not None:
             self._sinks["video"].attach(video)
         self._sidecar_task = asyncio.ensure_future(self._keep_sidecar())
-        logger.info("room %s: recording %s started into %s", self.room_id, self.id, self.path)
+        logger.info("recording started into %s", self.path, extra=self.log_ids)
 
     def update(
         self, streams: dict[str, Stream], audio_from: str | None, video_from: str | None
@@ -172,12 +172,11 @@ class Recording:
         self.timeline.add("stop")
         await self._loop.run_in_executor(None, self._write_sidecar)
         logger.info(
-            "room %s: recording %s %s (%.1f s, %d bytes)",
-            self.room_id,
-            self.id,
+            "recording %s (%.1f s, %d bytes)",
             self.state,
             self.duration,
             self.size,
+            extra=self.log_ids,
         )
         if self._on_finished is not None:
             self._on_finished(self)
@@ -201,7 +200,7 @@ class Recording:
 
     def _fail(self, reason: str) -> None:
         if self.state == "recording":
-            logger.error("room %s: recording %s failed: %s", self.room_id, self.id, reason)
+            logger.error("recording failed: %s", reason, extra=self.log_ids)
             self.state = "failed"
             self.reason = reason
             for sink in self._sinks.values():
@@ -222,13 +221,13 @@ class Recording:
             try:
                 await self._loop.run_in_executor(None, self._write_sidecar)
             except OSError as exc:
-                logger.warning("recording %s: cannot write the timeline: %s", self.id, exc)
+                logger.warning("cannot write the timeline: %s", exc, extra=self.log_ids)
 
     def _write_sidecar(self) -> None:
         try:
             self.timeline.write(self.sidecar)
         except OSError as exc:
-            logger.warning("recording %s: cannot write the timeline: %s", self.id, exc)
+            logger.warning("cannot write the timeline: %s", exc, extra=self.log_ids)
 
     # -- description ----------------------------------------------------
 
@@ -242,6 +241,11 @@ class Recording:
             return self.path.stat().st_size
         except OSError:
             return 0
+
+    @property
+    def log_ids(self) -> dict[str, str]:
+        """The ids a log line about this recording carries."""
+        return {"room": self.room_id, "recording": self.id}
 
     def describe(self) -> dict[str, Any]:
         """The REST object: OWT's {id, media, storage} plus state, times and size."""

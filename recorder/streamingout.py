@@ -1046,11 +1046,10 @@ class StreamingOut:
         if video is not None:
             self._sinks["video"].attach(video)
         logger.info(
-            "room %s: streaming-out %s started (%s to %s)",
-            self.room_id,
-            self.id,
+            "streaming-out started (%s to %s)",
             self.protocol,
             self._pusher.target,
+            extra=self.log_ids,
         )
 
     def _check_target(self) -> RtmpTarget | None:
@@ -1132,25 +1131,16 @@ class StreamingOut:
             finished = await self._loop.run_in_executor(None, pusher.close, STOP_TIMEOUT)
             if not finished:
                 logger.warning(
-                    "room %s: streaming-out %s: %s did not take the end of the stream",
-                    self.room_id,
-                    self.id,
-                    pusher.target,
+                    "%s did not take the end of the stream", pusher.target, extra=self.log_ids
                 )
         if self._state != "failed":
             self._state = "stopped"
-        logger.info(
-            "room %s: streaming-out %s %s (%.1f s)",
-            self.room_id,
-            self.id,
-            self._state,
-            self.duration,
-        )
+        logger.info("streaming-out %s (%.1f s)", self._state, self.duration, extra=self.log_ids)
         if self._on_finished is not None:
             try:
                 self._on_finished(self)
             except Exception:
-                logger.exception("streaming-out %s: finish listener failed", self.id)
+                logger.exception("streaming-out finish listener failed", extra=self.log_ids)
 
     # -- media ----------------------------------------------------------
 
@@ -1166,7 +1156,7 @@ class StreamingOut:
     def _fail(self, reason: str) -> None:
         if self._state != "connecting" or self.stopped_at is not None:
             return
-        logger.error("room %s: streaming-out %s failed: %s", self.room_id, self.id, reason)
+        logger.error("streaming-out failed: %s", reason, extra=self.log_ids)
         self._state = "failed"
         self.reason = reason
         for sink in self._sinks.values():
@@ -1177,6 +1167,11 @@ class StreamingOut:
     @property
     def duration(self) -> float:
         return self._pusher.duration if self._pusher is not None else 0.0
+
+    @property
+    def log_ids(self) -> dict[str, str]:
+        """The ids a log line about this streaming-out carries."""
+        return {"room": self.room_id, "streaming_out": self.id}
 
     def describe(self) -> dict[str, Any]:
         """OWT's streaming-out object: {id, protocol, url, media} plus state and times."""

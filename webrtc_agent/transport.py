@@ -143,12 +143,12 @@ class Transport:
             try:
                 check_offer(sdp, self._negotiated_mlines())
             except OfferError as exc:
-                logger.warning("transport %s: offer refused: %s", self.id, exc)
+                logger.warning("offer refused: %s", exc, extra={"transport": self.id})
                 raise SignalingError(f"Invalid offer: {exc}") from exc
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except Exception as exc:
-                logger.warning("transport %s: bad offer: %s", self.id, exc)
+                logger.warning("bad offer: %s", exc, extra={"transport": self.id})
                 raise SignalingError(f"Invalid offer: {exc}") from exc
             self.offers += 1
             self._claim_by_kind()
@@ -188,7 +188,7 @@ class Transport:
                 answer = await self.pc.createAnswer()
                 await self.pc.setLocalDescription(answer)
             except Exception as exc:
-                logger.warning("transport %s: cannot answer: %s", self.id, exc)
+                logger.warning("cannot answer: %s", exc, extra={"transport": self.id})
                 raise SignalingError(f"Cannot answer the offer: {exc}") from exc
             local = self.pc.localDescription
             self.observer.transport_progress(
@@ -305,7 +305,7 @@ class Transport:
 
     async def _on_state(self) -> None:
         state = self.pc.connectionState
-        logger.debug("transport %s: connection %s", self.id, state)
+        logger.debug("connection %s", state, extra={"transport": self.id})
         if state == "connected" and not self.connected:
             self.connected = True
             self.observer.transport_progress(self, {"id": self.id, "status": "ready"})

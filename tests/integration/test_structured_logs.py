@@ -1,0 +1,74 @@
+"""Login, publish, subscribe and a refusal log lines that name their room, participant, stream."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from tessera_client import ClientError
+
+from portal.logs import StructuredFormatter
+from tests.support import RunningServer, joined
+from tests.synthetic import ColorVideoTrack
+
+
+@pytest.fixture
+def json_lines() -> Iterator[io.StringIO]:
+    """Every portal/webrtc_agent/mixer line, formatted as it is logged (context included)."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(StructuredFormatter("json"))
+    loggers = [logging.getLogger(name) for name in ("portal", "webrtc_agent", "mixer")]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+    try:
+        yield out
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+
+
+def events(out: io.StringIO) -> list[dict[str, str]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+async def test_login_publish_subscribe_lines_carry_ids(
+    tessera: RunningServer, json_lines: io.StringIO
+) -> None:
+    alice = await joined(tessera, "alice")
+    bob = await joined(tessera, "bob", role="viewer")
+    publication = await alice.publish(video=ColorVideoTrack((200, 0, 0)))
+    await publication.wait_ready()
+    subscription = await bob.subscribe(publication.id, audio=False)
+    await subscription.wait_ready()
+    with pytest.raises(ClientError, match="Permission denied"):
+        await bob.publish(video=ColorVideoTrack((0, 0, 200)))
+    await alice.leave()
+    await bob.leave()
+
+    lines = events(json_lines)
+    room = alice.room_id
+
+    def find(msg: str, **ids: str | None) -> dict[str, str]:
+        for line in lines:
+            if line["msg"].startswith(msg) and all(line.get(k) == v for k, v in ids.items()):
+                return line
+        raise AssertionError(f"no line {msg!r} with {ids} in {lines}")
+
+    joined_line = find("participant joined", room=room, participant=alice.participant_id)
+    assert joined_line["user"] == "alice" and joined_line["service"] == "default"
+    find("publish", room=room, participant=alice.participant_id, stream=publication.id)
+    find("stream added", room=room, participant=alice.participant_id, stream=publication.id)
+    find("subscribe", room=room, participant=bob.participant_id, subscription=subscription.id)
+    refused = find("request refused", room=room, participant=bob.participant_id)
+    assert refused["request"] == "publish" and "sid" in refused
+    find("stream removed", room=room, stream=publication.id)
+    find("participant left", room=room, participant=bob.participant_id)
+    for line in lines:
+        assert set(line) >= {"time", "level", "logger", "msg"}
