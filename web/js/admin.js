@@ -76,7 +76,8 @@ function participantTable(room, participants) {
   return element("table", { className: "participants-table" }, head, body);
 }
 
-function streamTable(room, streams, views) {
+function streamTable(room, streams, views, participants) {
+  const users = new Map(participants.map((p) => [p.id, p.user]));
   const body = element("tbody");
   for (const s of streams) {
     const tracks = s.media.tracks.map((t) => `${t.type}${t.source ? ` (${t.source})` : ""}${t.status === "inactive" ? " paused" : ""}`).join(", ");
@@ -96,7 +97,9 @@ function streamTable(room, streams, views) {
         cell.append(button, " ");
       }
     }
-    const owner = s.type === "forward" ? s.info.owner : `view ${s.info.label} · ${(s.info.layout || []).length} in layout`;
+    const owner = s.type === "forward"
+      ? users.get(s.info.owner) || s.info.owner
+      : `view ${s.info.label} · ${(s.info.layout || []).length} in layout`;
     body.append(element("tr", { "data-stream-row": s.id },
       element("td", {}, element("code", { text: s.id })),
       element("td", { text: s.type }),
@@ -138,7 +141,7 @@ async function refresh() {
       element("h3", { text: `Participants (${participants.length})` }),
       participants.length ? participantTable(room, participants) : element("p", { className: "hint", text: "Nobody is in this room." }),
       element("h3", { text: `Streams (${streams.length})` }),
-      streams.length ? streamTable(room, streams, views) : element("p", { className: "hint", text: "No streams." })));
+      streams.length ? streamTable(room, streams, views, participants) : element("p", { className: "hint", text: "No streams." })));
   }
   $("summary").textContent = `${rooms.length} room${rooms.length === 1 ? "" : "s"}, ${people} participant${people === 1 ? "" : "s"}`;
   $("rooms").replaceChildren(...sections);
