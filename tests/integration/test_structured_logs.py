@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -13,7 +14,7 @@ from tessera_client import ClientError
 from portal.logs import StructuredFormatter
 from tests.integration.test_peer import raw_peer
 from tests.integration.test_webapp import demo
-from tests.support import RunningServer, joined
+from tests.support import RunningServer, api, joined
 from tests.synthetic import ColorVideoTrack
 
 
@@ -105,3 +106,28 @@ async def test_demo_token_and_peer_open_lines_carry_ids(
     # A key that names no service is not logged as one.
     assert refusal["peer"] == "bob-peer" and refusal["key"] == "no-such-service"
     assert "service" not in refusal and refusal["reason"]
+
+
+async def test_ad_hoc_and_rest_room_lines_at_info(
+    tessera: RunningServer, json_lines: io.StringIO
+) -> None:
+    # These lines once passed `name` in extra, which logging refuses (KeyError) at INFO.
+    client = await joined(tessera, "cy", room="pop-up")
+    room = client.room_id
+    await client.leave()
+    status, reply = await api(tessera, "POST", "/v1/rooms", {"name": "made-over-rest"})
+    assert status == 200, reply
+
+    def find(msg: str) -> dict[str, str] | None:
+        return next((line for line in events(json_lines) if line["msg"] == msg), None)
+
+    for _ in range(100):  # the empty room is removed after the leave is answered
+        if find("ad-hoc room removed") is not None:
+            break
+        await asyncio.sleep(0.05)
+    for msg in ("ad-hoc room created", "ad-hoc room removed"):
+        line = find(msg)
+        assert line is not None and line["room"] == room and line["room_name"] == "pop-up"
+    created = find("room created over REST")
+    assert created is not None
+    assert created["room"] == reply["id"] and created["room_name"] == "made-over-rest"
