@@ -201,4 +201,5 @@ def _emit_batch(batch: list[tuple[MixedAudioOutput, list[Packet]]]) -> None:
         try:
             output.emit_all(packets)
         except Exception:
-            logger.exception("audio output %s: delivery failed", output.key)
+            # The key is the listening participant (None: the recorders' output).
+            logger.exception("audio output delivery failed", extra={"participant": output.key})

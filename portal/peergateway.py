@@ -153,13 +153,17 @@ class PeerGateway:
             service, grant = self._authenticate(request, peer_id, token, key)
             actions = self.registry.open(service.id, peer_id, token, ws, time.monotonic(), grant)
         except OpenRefused as refused:
-            logger.info("peer %.64r (key %.64r) refused: %s", peer_id, key, refused)
+            # Not authenticated: the key is not known to be a service, so it is not `service`.
+            logger.info(
+                "peer refused",
+                extra={"peer": peer_id[:64], "key": key[:64], "reason": str(refused)},
+            )
             with contextlib.suppress(Exception):
                 await ws.send_str(json.dumps(refused.message))
                 await ws.close()
             return ws
         self.sockets.add(ws)
-        logger.info("service %s: peer %s open", service.id, peer_id)
+        logger.info("peer open", extra={"service": service.id, "peer": peer_id})
         try:
             await self.perform(actions)
             async for frame in ws:
@@ -171,7 +175,7 @@ class PeerGateway:
                 elif frame.type == WSMsgType.ERROR:
                     break
         except Exception:
-            logger.exception("peer %s: socket failed", peer_id)
+            logger.exception("peer socket failed", extra={"service": service.id, "peer": peer_id})
         finally:
             self.sockets.discard(ws)
             await self.perform(self.registry.closed(service.id, peer_id, ws))
@@ -237,9 +241,8 @@ class PeerGateway:
             elif isinstance(action, PeerGone):
                 if action.expired:
                     logger.info(
-                        "service %s: peer %s expired (no heartbeat)",
-                        action.service_id,
-                        action.peer_id,
+                        "peer expired, no heartbeat",
+                        extra={"service": action.service_id, "peer": action.peer_id},
                     )
                 self.room_peer.peer_gone(action.service_id, action.peer_id, action.expired)
 

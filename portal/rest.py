@@ -573,7 +573,8 @@ class RestApi:
         except NotFoundError:
             raise _unauthorized("The service no longer exists") from None
         logger.info(
-            "room created over REST", extra={"service": service.id, "room": record.id, "name": name}
+            "room created over REST",
+            extra={"service": service.id, "room": record.id, "room_name": name},
         )
         return web.json_response(_room_json(record.id, record.name, record.options))
 

@@ -116,9 +116,22 @@ class RoomPeer:
             elif kind == LEAVE and member is not None:
                 await member.close()
             elif kind == ANSWER:
-                logger.info("room peer %s: unexpected ANSWER from %s", room, peer_id)
+                logger.info(
+                    "room peer got an unexpected ANSWER",
+                    extra={"service": service_id, "peer": peer_id, "room_name": room},
+                )
         except CallRefused as exc:
-            logger.info("room peer %s: %s from %s refused: %s", room, kind, peer_id, exc)
+            logger.info(
+                "room peer refused a message",
+                extra={
+                    **(member.log_ids if member is not None else {}),
+                    "service": service_id,
+                    "peer": peer_id,
+                    "room_name": room,
+                    "type": kind,
+                    "reason": str(exc),
+                },
+            )
             await self.send(
                 service_id, room, {"type": EXPIRE, "dst": peer_id, "payload": {"msg": str(exc)}}
             )
@@ -227,6 +240,16 @@ class RoomPeerMember:
         self.links: dict[str, DataLink] = {}
         self.closed = False
 
+    @property
+    def log_ids(self) -> dict[str, str]:
+        """The ids a log line about this peer in its room carries."""
+        return {
+            "service": self.service_id,
+            "room": self.room.id,
+            "participant": self.participant.id,
+            "peer": self.peer_id,
+        }
+
     def empty(self) -> bool:
         return not self.calls and not self.links
 
@@ -271,7 +294,9 @@ class RoomPeerMember:
         """Text from the peer's data connection, to everyone or one participant."""
         limit = self.room_peer.server.config.portal.text_max_length
         if len(message) > limit:
-            logger.info("peer %s: text of %d characters dropped", self.peer_id, len(message))
+            logger.info(
+                "peer text too long, dropped", extra={**self.log_ids, "characters": len(message)}
+            )
             return
         sender = self.participant.id
         if to == "all":
@@ -322,6 +347,10 @@ class MediaCall:
         self.connection_id = connection_id
         self.transport: Transport | None = None
         self.answered = False
+
+    @property
+    def _log_ids(self) -> dict[str, str]:
+        return {**self.member.log_ids, "connection": self.connection_id}
 
     async def start(self, sdp: str, offered: list[tuple[str, str, bool]]) -> None:
         member = self.member
@@ -378,13 +407,7 @@ class MediaCall:
         except CallRefused:
             await self._drop()
             raise
-        logger.info(
-            "room %s: peer %s called in as participant %s (%s)",
-            room.id,
-            member.peer_id,
-            participant.id,
-            self.connection_id,
-        )
+        logger.info("peer called in", extra={**self._log_ids, "transport": transport.id})
 
     async def candidate(self, candidate: dict[str, Any]) -> None:
         if self.transport is None:
@@ -392,7 +415,7 @@ class MediaCall:
         try:
             await self.transport.add_candidate(candidate)
         except SignalingError as exc:
-            logger.info("peer %s: candidate refused: %s", self.member.peer_id, exc)
+            logger.info("peer candidate refused", extra={**self._log_ids, "reason": str(exc)})
 
     async def _drop(self) -> None:
         transport = self.transport
@@ -429,7 +452,7 @@ class MediaCall:
         self.member.participant.session_failed(session, reason)
 
     def transport_failed(self, transport: Transport) -> None:
-        logger.info("peer %s: call %s ended", self.member.peer_id, self.connection_id)
+        logger.info("peer call ended", extra={**self._log_ids, "transport": transport.id})
         spawn(self._drop(), "ending a call")
 
 
@@ -454,6 +477,10 @@ class DataLink:
         self.closed = False
         self.pc.on("datachannel", self._on_channel)
         self.pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def _log_ids(self) -> dict[str, str]:
+        return {**self.member.log_ids, "connection": self.connection_id}
 
     async def start(self, sdp: str) -> None:
         try:
@@ -486,7 +513,7 @@ class DataLink:
             parsed.sdpMLineIndex = index if isinstance(index, int) else 0
             await self.pc.addIceCandidate(parsed)
         except Exception as exc:
-            logger.info("peer %s: data candidate refused: %s", self.member.peer_id, exc)
+            logger.info("peer data candidate refused", extra={**self._log_ids, "reason": str(exc)})
 
     def _on_channel(self, channel: RTCDataChannel) -> None:
         self.channel = channel
@@ -501,7 +528,7 @@ class DataLink:
             else:
                 value = data.decode() if isinstance(data, bytes) else data
         except ValueError:
-            logger.info("peer %s: undecodable data message dropped", self.member.peer_id)
+            logger.info("peer data message undecodable, dropped", extra=self._log_ids)
             return
         if isinstance(value, str):
             self.member.text(value, "all")
@@ -509,7 +536,7 @@ class DataLink:
             to = value.get("to", "all")
             self.member.text(value["message"], to if isinstance(to, str) else "all")
         else:
-            logger.info("peer %s: data message is not text, dropped", self.member.peer_id)
+            logger.info("peer data message is not text, dropped", extra=self._log_ids)
 
     def deliver(self, event: Any) -> None:
         """A room ``text`` event for this peer."""

@@ -138,7 +138,8 @@ class Server:
             )
             self.rooms[room.id] = room
             logger.info(
-                "ad-hoc room created", extra={"service": service.id, "room": room.id, "name": ref}
+                "ad-hoc room created",
+                extra={"service": service.id, "room": room.id, "room_name": ref},
             )
             return room
 
@@ -201,7 +202,7 @@ class Server:
         self.rooms.pop(room.id, None)
         await room.close()
         if not room.persistent:
-            logger.info("ad-hoc room removed", extra={"room": room.id, "name": room.name})
+            logger.info("ad-hoc room removed", extra={"room": room.id, "room_name": room.name})
         # The room's media memory is free now; without this the process never shrinks.
         await asyncio.get_running_loop().run_in_executor(None, trim_heap)
 

@@ -62,7 +62,7 @@ def setup_web(app: web.Application, server: Server) -> None:
         return
     web_dir = config.web_dir()
     if not (web_dir / "index.html").is_file():
-        logger.warning("web: no conference page in %s; / is not served", web_dir)
+        logger.warning("no conference page, / is not served", extra={"directory": str(web_dir)})
     else:
         _mount_pages(app, web_dir)
     node_modules = config.node_modules_dir()
@@ -71,7 +71,10 @@ def setup_web(app: web.Application, server: Server) -> None:
         if dist.is_dir():
             app.router.add_static(f"/vendor/{package}/", dist, append_version=False)
         else:
-            logger.warning("web: %s is missing (run `npm ci`): the page cannot load it", dist)
+            logger.warning(
+                "vendor package missing (run `npm ci`), the page cannot load it",
+                extra={"package": package, "directory": str(dist)},
+            )
     if config.web.demo != "off":
         DemoApp(server).mount(app)
 
@@ -123,7 +126,12 @@ class DemoApp:
         # Both ends: a proxy in front would make every client look local.
         if not (_is_loopback(self.config.server.host) and _is_loopback(request.remote)):
             logger.warning(
-                "demo: refused %s %s from %s", request.method, request.path, request.remote
+                "demo request refused, not on loopback",
+                extra={
+                    "method": request.method,
+                    "path": request.path[:200],  # the formatter escapes it
+                    "address": request.remote,
+                },
             )
             raise DemoError(403, "The demo endpoints answer only on loopback ([web] demo)")
 
@@ -215,7 +223,18 @@ class DemoApp:
             )
         except ValueError as exc:
             raise DemoError(400, str(exc)) from None
-        logger.info("demo: token for %r (%s) in room %s", user, role, room_ref)
+        # An ad-hoc room that does not exist yet has a name but no id.
+        known = loaded if loaded is not None else record
+        logger.info(
+            "demo token issued",
+            extra={
+                "service": service.id,
+                "room": known.id if known is not None else None,
+                "room_name": known.name if known is not None else room_ref,
+                "user": user,
+                "role": role,
+            },
+        )
         return web.json_response(
             {"token": token, "role": role, "moderator": role in self.config.web.moderator_roles}
         )
@@ -239,7 +258,8 @@ class DemoApp:
         except LayoutError as exc:
             raise DemoError(400, str(exc)) from None
         logger.info(
-            "demo: room %s view %s layout %s by %s", room.id, view.label, base, participant.id
+            "demo layout set",
+            extra={**participant.log_ids, **view.log_ids, "base": base},
         )
         return web.json_response(
             {"view": view.label, "base": base, "layout": view.layout.to_json()}
@@ -293,7 +313,7 @@ class DemoApp:
         except (ParameterError, MuxerError) as exc:
             raise DemoError(400, str(exc)) from None
         logger.info(
-            "demo: room %s recording %s started by %s", room.id, recording.id, participant.id
+            "demo recording started", extra={**participant.log_ids, "recording": recording.id}
         )
         return web.json_response(self._describe(room, recording))
 
@@ -306,7 +326,7 @@ class DemoApp:
             raise DemoError(404, "Recording not found in this room")
         await recording.stop()
         logger.info(
-            "demo: room %s recording %s stopped by %s", room.id, recording.id, participant.id
+            "demo recording stopped", extra={**participant.log_ids, "recording": recording.id}
         )
         return web.json_response(self._describe(room, recording))
 

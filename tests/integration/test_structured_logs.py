@@ -1,7 +1,8 @@
-"""Login, publish, subscribe and a refusal log lines that name their room, participant, stream."""
+"""Log lines name their ids: login, publish, subscribe, a refusal; a demo token; a peer OPEN."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -11,7 +12,9 @@ import pytest
 from tessera_client import ClientError
 
 from portal.logs import StructuredFormatter
-from tests.support import RunningServer, joined
+from tests.integration.test_peer import raw_peer
+from tests.integration.test_webapp import demo
+from tests.support import RunningServer, api, joined
 from tests.synthetic import ColorVideoTrack
 
 
@@ -72,3 +75,59 @@ async def test_login_publish_subscribe_lines_carry_ids(
     find("participant left", room=room, participant=bob.participant_id)
     for line in lines:
         assert set(line) >= {"time", "level", "logger", "msg"}
+
+
+async def test_demo_token_and_peer_open_lines_carry_ids(
+    tessera: RunningServer, json_lines: io.StringIO
+) -> None:
+    service = tessera.server.default_service.id
+    room = tessera.server.store.find_room_by_name(service, "default")
+    assert room is not None
+    status, reply = await demo(tessera, "POST", "/demo/token", {"user": "ada", "room": "default"})
+    assert status == 200, reply
+    opened = await raw_peer(tessera, "ada-peer")
+    refused = await raw_peer(tessera, "bob-peer", key="no-such-service")
+    try:
+        assert await opened.recv() == {"type": "OPEN"}
+        assert (await refused.recv())["type"] == "INVALID-KEY"
+    finally:
+        await opened.close()
+        await refused.close()
+
+    lines = events(json_lines)
+    token = [line for line in lines if line["msg"] == "demo token issued"]
+    assert len(token) == 1, lines
+    assert token[0]["service"] == service and token[0]["room"] == room.id
+    assert token[0]["room_name"] == "default" and token[0]["user"] == "ada"
+    assert token[0]["logger"] == "portal.webapp"
+    open_lines = [line for line in lines if line["msg"] == "peer open"]
+    assert [(line["service"], line["peer"]) for line in open_lines] == [(service, "ada-peer")]
+    refusal = next(line for line in lines if line["msg"] == "peer refused")
+    # A key that names no service is not logged as one.
+    assert refusal["peer"] == "bob-peer" and refusal["key"] == "no-such-service"
+    assert "service" not in refusal and refusal["reason"]
+
+
+async def test_ad_hoc_and_rest_room_lines_at_info(
+    tessera: RunningServer, json_lines: io.StringIO
+) -> None:
+    # These lines once passed `name` in extra, which logging refuses (KeyError) at INFO.
+    client = await joined(tessera, "cy", room="pop-up")
+    room = client.room_id
+    await client.leave()
+    status, reply = await api(tessera, "POST", "/v1/rooms", {"name": "made-over-rest"})
+    assert status == 200, reply
+
+    def find(msg: str) -> dict[str, str] | None:
+        return next((line for line in events(json_lines) if line["msg"] == msg), None)
+
+    for _ in range(100):  # the empty room is removed after the leave is answered
+        if find("ad-hoc room removed") is not None:
+            break
+        await asyncio.sleep(0.05)
+    for msg in ("ad-hoc room created", "ad-hoc room removed"):
+        line = find(msg)
+        assert line is not None and line["room"] == room and line["room_name"] == "pop-up"
+    created = find("room created over REST")
+    assert created is not None
+    assert created["room"] == reply["id"] and created["room_name"] == "made-over-rest"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import io
 import json
 import logging
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +127,26 @@ def test_config_log_format() -> None:
     assert load_config(None, env={"TESSERA_LOG_FORMAT": "json"}).log.format == "json"
     with pytest.raises(ConfigError, match=r"log\.format"):
         load_config(None, env={"TESSERA_LOG_FORMAT": "xml"})
+
+
+# Keys a LogRecord has already: logging raises KeyError for them in `extra`, but only
+# when the level is enabled, so a wrong key breaks the request it logs at INFO only.
+RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def test_no_log_call_passes_a_reserved_key_in_extra() -> None:
+    root = Path(__file__).resolve().parents[2]
+    wrong = []
+    for package in ("portal", "webrtc_agent", "mixer", "recorder", "bench"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if not isinstance(node, ast.Call):
+                    continue
+                for keyword in node.keywords:
+                    if keyword.arg == "extra" and isinstance(keyword.value, ast.Dict):
+                        wrong += [
+                            f"{path.relative_to(root)}:{node.lineno}: {key.value}"
+                            for key in keyword.value.keys
+                            if isinstance(key, ast.Constant) and key.value in RESERVED
+                        ]
+    assert not wrong, wrong
