@@ -63,7 +63,7 @@ ANONYMOUS_ROLE = "presenter"
 BINARY_SERIALIZATIONS = ("binary", "binary-utf8")
 DATA_SERIALIZATIONS = (*BINARY_SERIALIZATIONS, "json", "raw", "none")
 # A BinaryPack message (whole or reassembled from peerjs chunks) may be this long, or
-# longest text the room takes in UTF-8 (4 bytes a character) if that is more.
+# the longest text the room takes in UTF-8 (4 bytes a character) if that is more.
 MAX_BINARY_MESSAGE = 64 * 1024
 MAX_CONNECTION_ID_LENGTH = 128
 
