@@ -12,7 +12,7 @@ room when its last call and data connection have ended, when it sends LEAVE,
 or when its peer expires.
 
 A call or connection that cannot be taken (no such room and no ad-hoc rooms,
-a token for another room, a full room, BinaryPack serialization) gets
+a token for another room, a full room, an unknown serialization) gets
 ``EXPIRE`` from ``room:<name>`` with the reason in ``payload.msg``: the peerjs
 client reports it as a ``peer-unavailable`` error; the server logs the reason.
 """
@@ -44,6 +44,7 @@ from webrtc_agent.subscription import SubscribedTrack, Subscription
 from webrtc_agent.transport import Session, SignalingError, Transport
 
 from .background import spawn
+from .binarypack import BinaryPackCodec, BinaryPackError, CloseRequest
 from .messages import RequestError
 from .participant import Participant
 from .peerserver import ANSWER, CANDIDATE, EXPIRE, LEAVE, OFFER, PeerGrant
@@ -57,8 +58,13 @@ logger = logging.getLogger(__name__)
 
 # The role of a peer that opened without a token (services that do not require one).
 ANONYMOUS_ROLE = "presenter"
-# peerjs serializations the room peer speaks; "binary" (BinaryPack, the default) it does not.
-DATA_SERIALIZATIONS = ("json", "raw", "none")
+# peerjs serializations the room peer speaks: "binary" (BinaryPack, peerjs's default; older
+# peerjs also says "binary-utf8" for it), "json", and "raw" ("none" in older peerjs).
+BINARY_SERIALIZATIONS = ("binary", "binary-utf8")
+DATA_SERIALIZATIONS = (*BINARY_SERIALIZATIONS, "json", "raw", "none")
+# A BinaryPack message (whole or reassembled from peerjs chunks) may be this long, or
+# the longest text the room takes in UTF-8 (4 bytes a character) if that is more.
+MAX_BINARY_MESSAGE = 64 * 1024
 MAX_CONNECTION_ID_LENGTH = 128
 
 
@@ -462,13 +468,18 @@ class DataLink:
     From the peer: a string is a message to everyone; ``{"message": str, "to":
     participant id or "all"}`` also works. To the peer: the Client-Portal
     ``text`` event, ``{"from": participant id, "to": "all" | "me", "message"}``
-    (UTF-8 JSON bytes for "json" serialization, a JSON string for "raw").
+    (BinaryPack for "binary", UTF-8 JSON bytes for "json", a JSON string for "raw").
     """
 
     def __init__(self, member: RoomPeerMember, connection_id: str, serialization: str) -> None:
         self.member = member
         self.connection_id = connection_id
         self.serialization = serialization
+        self.codec: BinaryPackCodec | None = None
+        if serialization in BINARY_SERIALIZATIONS:
+            text_limit = member.room_peer.server.config.portal.text_max_length
+            size = max(MAX_BINARY_MESSAGE, 4 * text_limit + 1024)
+            self.codec = BinaryPackCodec(max_message_size=size)
         stun = member.room_peer.server.config.webrtc.stun_servers
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in stun])
@@ -521,12 +532,31 @@ class DataLink:
         channel.on("close", lambda: spawn(self.close(), "closing a data connection"))
 
     def _on_message(self, data: str | bytes) -> None:
+        value: Any
         try:
-            if self.serialization == "json":
+            if self.codec is not None:
+                received = self.codec.decode(data)
+                if received is None:
+                    return  # a chunk of a longer message
+                if isinstance(received, CloseRequest):
+                    spawn(self.close(), "closing a data connection")
+                    return
+                value = received.value
+            elif self.serialization == "json":
                 text = data.decode() if isinstance(data, bytes) else data
-                value: Any = json.loads(text)
+                value = json.loads(text)
             else:
                 value = data.decode() if isinstance(data, bytes) else data
+        except BinaryPackError as exc:
+            logger.info(
+                "undecodable BinaryPack message dropped",
+                extra={
+                    "room": self.member.room.id,
+                    "peer": self.member.peer_id,
+                    "reason": str(exc),
+                },
+            )
+            return
         except ValueError:
             logger.info("peer data message undecodable, dropped", extra=self._log_ids)
             return
@@ -542,6 +572,10 @@ class DataLink:
         """A room ``text`` event for this peer."""
         channel = self.channel
         if channel is None or channel.readyState != "open":
+            return
+        if self.codec is not None:
+            for frame in self.codec.encode(event):
+                channel.send(frame)
             return
         text = json.dumps(event)
         channel.send(text.encode() if self.serialization == "json" else text)
@@ -583,8 +617,8 @@ def parse_offer(payload: dict[str, Any]) -> Offer:
         serialization = str(payload.get("serialization", "binary"))
         if serialization not in DATA_SERIALIZATIONS:
             raise CallRefused(
-                "Data connections to the room peer need serialization 'json' or 'raw'; "
-                f"{serialization[:20]!r} (BinaryPack) is not supported"
+                "Data connections to the room peer need serialization 'binary', 'json' or "
+                f"'raw'; {serialization[:20]!r} is not supported"
             )
         return Offer(connection_id, kind, sdp, serialization, [])
     if kind != "media":

@@ -240,3 +240,56 @@ async def test_mesh_room_of_three_pages_without_server_media(
     await pages["blue"].evaluate("() => window.room.leave()")
     for name in ("red", "green"):
         await pages[name].wait_for("() => !window.room.streams.has('blue')")
+
+
+async def test_default_peerjs_data_connection_chats_with_the_room(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # Room for a message longer than peerjs's 16300-byte chunk, so it travels in chunks.
+    running = await start_server(tmp_path, **{"portal.text_max_length": 20000})
+    member = await joined(running, "Ada", room="town")
+    try:
+        page, _ = await peer_page(browser, running, RED, "chatter")
+        serialization = await page.evaluate(
+            """() => new Promise((resolve) => {
+                 const chat = peer.connect("room:town");  // peerjs's defaults: BinaryPack
+                 chat.on("data", (data) => window.received.push(data));
+                 chat.on("open", () => {
+                   window.chat = chat;
+                   // Count what arrives on the wire too: a chunked message is several.
+                   window.wireMessages = 0;
+                   chat.dataChannel.addEventListener("message", () => window.wireMessages++);
+                   resolve(chat.serialization);
+                 });
+                 peer.on("error", (e) => resolve("error:" + e.type));
+               })"""
+        )
+        assert serialization == "binary"
+        joined_event = await member.next_event("participant", lambda d: d["action"] == "join")
+        chatter = joined_event["data"]["id"]
+
+        await member.send_text("hello page")
+        await page.wait_for("() => window.received.length === 1")
+        assert await page.evaluate("() => window.received") == [
+            {"from": member.participant_id, "to": "all", "message": "hello page"}
+        ]
+        await page.evaluate("() => window.chat.send('hello room')")
+        text = await member.next_event("text")
+        assert text == {"from": chatter, "to": "all", "message": "hello room"}
+        await page.evaluate(
+            "(to) => window.chat.send({message: 'just Ada', to})", member.participant_id
+        )
+        assert (await member.next_event("text"))["message"] == "just Ada"
+
+        # 18 000 bytes of UTF-8 each way: peerjs chunks it, and so does the room peer.
+        long_text = "é😀" * 3000
+        await page.evaluate("(text) => window.chat.send(text)", long_text)
+        assert (await member.next_event("text"))["message"] == long_text
+        await member.send_text(long_text)
+        await page.wait_for("() => window.received.length === 2")
+        assert (await page.evaluate("() => window.received[1].message")) == long_text
+        assert await page.evaluate("() => window.wireMessages") == 1 + 2  # "hello page", 2 chunks
+        assert await page.evaluate("() => window.errors") == []
+    finally:
+        await member.leave()
+        await running.stop()

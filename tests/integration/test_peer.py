@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from tessera_client import PeerClient, PeerError, PeerUnavailable
 
+from portal.binarypack import BinaryPackCodec, pack, unpack
 from portal.store import ServiceRecord
 from tests.integration.test_mixing import frame_where, wait_layout
 from tests.support import RunningServer, api, joined, region_box, start_server
@@ -349,7 +352,7 @@ async def test_calling_the_room_peer_joins_the_room_and_returns_the_mixed_view(
         assert text["message"] == "hello room"
         assert text["from"] == joined_event["data"]["id"]
 
-        # BinaryPack, peerjs's default serialization, is refused with a reason; so is
+        # A serialization the room peer does not speak is refused with a reason; so is
         # an offer that is not SDP. The room goes on.
         raw = await raw_peer(tessera, "raw")
         await raw.recv()
@@ -357,11 +360,11 @@ async def test_calling_the_room_peer_joins_the_room_and_returns_the_mixed_view(
         await raw.send(
             type="OFFER",
             dst="room:town",
-            payload={**offer, "type": "data", "serialization": "binary"},
+            payload={**offer, "type": "data", "serialization": "MsgPack"},
         )
         expired = await raw.recv()
         assert expired["type"] == "EXPIRE" and expired["src"] == "room:town"
-        assert "BinaryPack" in expired["payload"]["msg"]
+        assert "'MsgPack' is not supported" in expired["payload"]["msg"]
         garbage = {"sdp": {"type": "offer", "sdp": "hello"}, "connectionId": "mc_1"}
         await raw.send(type="OFFER", dst="room:town", payload={**garbage, "type": "media"})
         expired = await raw.recv()
@@ -376,6 +379,106 @@ async def test_calling_the_room_peer_joins_the_room_and_returns_the_mixed_view(
         assert left["data"] == joined_event["data"]["id"]
     finally:
         await caller.close()
+        await member.leave()
+
+
+class BinaryLink:
+    """A peerjs-style data connection with serialization "binary", from aiortc.
+
+    PeerClient speaks json and raw only; this is the signaling peerjs does for
+    ``peer.connect(dst)`` with its defaults, over a bare PeerServer socket.
+    """
+
+    def __init__(self, signaling: RawPeer, pc: RTCPeerConnection, channel: RTCDataChannel):
+        self.signaling = signaling
+        self.pc = pc
+        self.channel = channel
+        self.received: asyncio.Queue[bytes | str] = asyncio.Queue()
+        self.closed = asyncio.Event()
+        channel.on("message", self.received.put_nowait)
+        channel.on("close", self.closed.set)
+
+    @classmethod
+    async def open(cls, tessera: RunningServer, peer_id: str, dst: str) -> BinaryLink:
+        signaling = await raw_peer(tessera, peer_id)
+        assert await signaling.recv() == {"type": "OPEN"}
+        pc = RTCPeerConnection()
+        channel = pc.createDataChannel("dc_bin", ordered=True)
+        opened = asyncio.Event()
+        channel.on("open", opened.set)
+        await pc.setLocalDescription(await pc.createOffer())
+        payload = {
+            "sdp": {"type": "offer", "sdp": pc.localDescription.sdp},
+            "type": "data",
+            "connectionId": "dc_bin",
+            "label": "dc_bin",
+            "reliable": True,
+            "serialization": "binary",
+        }
+        await signaling.send(type="OFFER", dst=dst, payload=payload)
+        answer = await signaling.recv()
+        assert answer["type"] == "ANSWER" and answer["payload"]["connectionId"] == "dc_bin"
+        sdp = answer["payload"]["sdp"]
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp["sdp"], type=sdp["type"]))
+        await asyncio.wait_for(opened.wait(), 10)
+        return cls(signaling, pc, channel)
+
+    async def recv(self, timeout: float = 5.0) -> Any:
+        frame = await asyncio.wait_for(self.received.get(), timeout)
+        assert isinstance(frame, bytes), "BinaryPack messages are binary"
+        return unpack(frame)
+
+    async def close(self) -> None:
+        await self.pc.close()
+        await self.signaling.close()
+
+
+async def test_binarypack_data_connection_carries_the_room_chat(
+    tessera: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="portal.roompeer")
+    member = await joined(tessera, "Ada", room="town")
+    link = await BinaryLink.open(tessera, "bin", "room:town")
+    try:
+        joined_event = await member.next_event("participant", lambda d: d["action"] == "join")
+        peer_participant = joined_event["data"]["id"]
+        # Room to peer: the text event, packed.
+        await member.send_text("hello binary peer")
+        assert await link.recv() == {
+            "from": member.participant_id,
+            "to": "all",
+            "message": "hello binary peer",
+        }
+        await member.send_text("just you", to=peer_participant)
+        assert (await link.recv())["to"] == "me"
+        # Peer to room: a packed string, then {message, to}.
+        link.channel.send(pack("hello room, packed"))
+        text = await member.next_event("text")
+        assert text == {"from": peer_participant, "to": "all", "message": "hello room, packed"}
+        link.channel.send(pack({"message": "to Ada", "to": member.participant_id}))
+        assert (await member.next_event("text"))["message"] == "to Ada"
+        # Garbage, a text frame and a non-text value are dropped; the link goes on.
+        link.channel.send(b"\xc1\xc1\xff")
+        link.channel.send("not binary")
+        link.channel.send(pack([1, 2, 3]))
+        # A message in peerjs chunks (small ones here) is reassembled.
+        long_text = "é😀" * 600
+        frames = BinaryPackCodec(mtu=1000).encode(long_text)
+        assert len(frames) == 4
+        for frame in frames:
+            link.channel.send(frame)
+        assert (await member.next_event("text"))["message"] == long_text
+        dropped = [r for r in caplog.records if r.msg == "undecodable BinaryPack message dropped"]
+        assert [r.reason for r in dropped] == [  # type: ignore[attr-defined]
+            "2 bytes after the value",
+            "text message on a BinaryPack connection",
+        ]
+        # peerjs's close({flush: true}) message ends the connection and the membership.
+        link.channel.send(pack({"__peerData": {"type": "close"}}))
+        left = await member.next_event("participant", lambda d: d["action"] == "leave")
+        assert left["data"] == peer_participant
+    finally:
+        await link.close()
         await member.leave()
 
 
