@@ -24,7 +24,7 @@ from webrtc_agent.mediasource import (
 )
 from webrtc_agent.streaminfo import optional_video
 
-from .audiomix import AudioMix, VoiceActivity
+from .audiomix import AudioMix, TalkerSelection, VoiceActivity
 from .compositor import InputPicture, VideoCompositor
 from .layout import Layout, LayoutTemplates, Region
 from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
@@ -151,6 +151,7 @@ class MixedStream(Stream):
         listener: MixedStreamListener,
         keyframe_min_interval: float = 1.0,
         frame_timeout: float = 2.0,
+        max_mixed_talkers: int = 3,
     ) -> None:
         self.label = str(view["label"])
         self.id = f"{room_id}-{self.label}"
@@ -159,6 +160,8 @@ class MixedStream(Stream):
         self.transcoding = transcoding
         self.keyframe_min_interval = keyframe_min_interval
         self.frame_timeout = frame_timeout
+        # The loudest this many inputs are mixed (0: every input); see TalkerSelection.
+        self.max_mixed_talkers = max_mixed_talkers
         self._loop = asyncio.get_running_loop()
         video = view.get("video") or None
         audio = view.get("audio") or None
@@ -501,9 +504,14 @@ class MixedStream(Stream):
             tick += 1
 
     def _audio_loop(self, stop: threading.Event) -> None:
-        mix = AudioMix(channels=AUDIO_CHANNELS, samples=AUDIO_SAMPLES)
+        mix = AudioMix(
+            channels=AUDIO_CHANNELS,
+            samples=AUDIO_SAMPLES,
+            selection=TalkerSelection(self.max_mixed_talkers),
+        )
         vad = VoiceActivity()
         full_encoder = OpusEncoder(AUDIO_CHANNELS)
+        previous_full: np.ndarray | None = None  # primes an output's own encoder
         period = AUDIO_SAMPLES / 48000
         start = time.monotonic()
         tick = 0
@@ -521,25 +529,31 @@ class MixedStream(Stream):
                 chunk = sink.read()
                 if chunk is not None:
                     chunks[stream_id] = chunk
+            while self._removed_audio:
+                removed = self._removed_audio.popleft()
+                vad.remove(removed)
+                mix.remove(removed)
             result = mix.mix(chunks)
             if self.vad:
-                while self._removed_audio:
-                    vad.remove(self._removed_audio.popleft())
                 changed = vad.update(result.levels)
                 if changed is not None:
                     self._loop.call_soon_threadsafe(self._set_active_input, changed)
             pts = tick * AUDIO_SAMPLES
             full_packets: list[Any] | None = None
+            # A participant is heard in the full mix through (at most) one of its
+            # streams: that one's mix-minus is what it gets.
             owners: dict[str, str] = {}
             for stream_id, owner, _ in inputs:
-                owners.setdefault(owner, stream_id)
+                if stream_id in result.minus or owner not in owners:
+                    owners[owner] = stream_id
             batch: list[tuple[MixedAudioOutput, list[Any]]] = []
             for output in self._audio_outs:
                 own = owners.get(output.key) if output.key is not None else None
                 try:
                     if own is not None and own in result.minus:
-                        packets = output.encode_minus(result.minus[own], pts)
+                        packets = output.encode_minus(result.minus[own], pts, previous_full)
                     else:
+                        output.release_own_encoder()
                         if full_packets is None:
                             full_packets = full_encoder.encode(result.full, pts)
                         packets = full_packets
@@ -549,6 +563,7 @@ class MixedStream(Stream):
                 if packets:
                     batch.append((output, packets))
             MixedAudioOutput.deliver_all(self._loop, batch)
+            previous_full = result.full
             self.stats.audio_ticks += 1
             tick += 1
 

@@ -135,10 +135,12 @@ class OpusEncoder:
 class MixedAudioOutput(PacketSource):
     """A view's mixed audio for one participant (or, with key None, for recorders).
 
-    A participant with inputs in the view gets its own mix-minus from its own
-    encoder; everyone else's output relays the one shared encode of the full
-    mix, so listeners cost no extra encode. A listener who starts publishing
-    switches to its mix-minus on the next tick and never hears itself.
+    A participant heard in the mix (one of its talkers) gets its own mix-minus
+    from its own encoder; everyone else's output relays the one shared encode
+    of the full mix, which does not contain them, so listeners and quiet
+    participants cost no extra encode. A participant who becomes a talker
+    switches to its mix-minus in the tick its voice enters the mix and never
+    hears itself; its own encoder is released when it stops being one.
     """
 
     def __init__(
@@ -160,17 +162,31 @@ class MixedAudioOutput(PacketSource):
     def _on_last_sink(self) -> None:
         self._on_active(self, False)
 
-    def encode_minus(self, samples: np.ndarray, pts: int) -> list[Packet]:
+    def encode_minus(
+        self, samples: np.ndarray, pts: int, previous_full: np.ndarray | None = None
+    ) -> list[Packet]:
         """Audio thread: encode this participant's mix-minus with its own encoder.
 
+        A new encoder first encodes `previous_full` (the full mix of the tick
+        before, which this participant received from the shared encoder) and
+        drops the packets: it then has the shared encoder's recent history in
+        its look-ahead and predictors, so the receiver's decoder sees no jump.
         Returns the packets; the caller hands them over with `deliver_all`.
         """
         started = time.thread_time()
         if self.own_encoder is None:
             self.own_encoder = OpusEncoder(2)
+            if previous_full is not None:
+                self.own_encoder.encode(
+                    previous_full, pts - previous_full.size // 2
+                )  # stereo: 960 samples
         packets = self.own_encoder.encode(samples, pts)
         self.encode_seconds += time.thread_time() - started
         return packets
+
+    def release_own_encoder(self) -> None:
+        """Audio thread: this participant hears the shared full mix again."""
+        self.own_encoder = None
 
     def emit_all(self, packets: list[Packet]) -> None:
         """Event loop thread: hand packets to the sinks."""
