@@ -14,6 +14,9 @@ from .layout import Region, place, region_rect
 
 Rect = tuple[int, int, int, int]
 
+# Resolved once: an enum member's value is a descriptor lookup on every call.
+_BILINEAR = int(Interpolation.BILINEAR)
+
 
 def rgb_to_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
     """BT.601 limited range, as libvpx and x264 expect for yuv420p."""
@@ -57,7 +60,6 @@ class _Plan:
     letterbox: bool  # the picture leaves bars to fill
     empty: bool  # nothing of it is visible
     targets: tuple[np.ndarray, ...]  # Y, U, V views into the canvas
-    rows: tuple[int, ...]  # rows of each scaled plane
     windows: tuple[tuple[slice, slice], ...]  # what of each scaled plane lands there
 
 
@@ -207,7 +209,7 @@ class VideoCompositor:
             "yuv420p",
             None,
             None,
-            Interpolation.BILINEAR,
+            _BILINEAR,
             None,
             None,
             None,
@@ -216,11 +218,11 @@ class VideoCompositor:
             # and encoders' own threads already use them.
             1,
         )
-        for target, plane, rows, window in zip(
-            plan.targets, scaled.planes, plan.rows, plan.windows, strict=True
-        ):
+        # The windows lie inside each plane's rows: the padding rows and bytes
+        # of the scaled frame's buffer are never read.
+        for target, plane, window in zip(plan.targets, scaled.planes, plan.windows, strict=True):
             source = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)  # type: ignore[call-overload]
-            np.copyto(target, source[:rows][window])
+            np.copyto(target, source[window])
         return plan
 
     def _plan(self, frame_w: int, frame_h: int, rect: Rect) -> _Plan:
@@ -238,7 +240,7 @@ class VideoCompositor:
         h = min(h, self.height - dy, full_h - oy)
         letterbox = placement.size != (rect[2], rect[3])
         if w <= 0 or h <= 0:
-            return _Plan(full_w, full_h, letterbox, True, (), (), ())
+            return _Plan(full_w, full_h, letterbox, True, (), ())
         hx, hy, hw, hh = dx // 2, dy // 2, w // 2, h // 2
         ux, uy = ox // 2, oy // 2
         return _Plan(
@@ -251,7 +253,6 @@ class VideoCompositor:
                 self._u[hy : hy + hh, hx : hx + hw],
                 self._v[hy : hy + hh, hx : hx + hw],
             ),
-            (full_h, (full_h + 1) // 2, (full_h + 1) // 2),
             (
                 (slice(oy, oy + h), slice(ox, ox + w)),
                 (slice(uy, uy + hh), slice(ux, ux + hw)),
