@@ -38,6 +38,9 @@ AUDIO_CHANNELS = 2
 # At most this much audio waits per input; more means the input runs fast or
 # the mixer fell behind, and the oldest samples go (bounded latency).
 MAX_BUFFERED_SAMPLES = AUDIO_SAMPLES * 10
+# Ticks of the full mix a participant's new own encoder encodes first (see
+# MixedAudioOutput.encode_minus): switching encoders is then seamless.
+PRIMING_TICKS = 3
 
 
 class MixedStreamListener(Protocol):
@@ -558,7 +561,8 @@ class MixedStream(Stream):
         )
         vad = VoiceActivity()
         full_encoder = OpusEncoder(AUDIO_CHANNELS)
-        previous_full: np.ndarray | None = None  # primes an output's own encoder
+        # The last full mixes, oldest first: they prime an output's new own encoder.
+        history: deque[np.ndarray] = deque(maxlen=PRIMING_TICKS)
         period = AUDIO_SAMPLES / 48000
         start = time.monotonic()
         tick = 0
@@ -598,7 +602,7 @@ class MixedStream(Stream):
                 own = owners.get(output.key) if output.key is not None else None
                 try:
                     if own is not None and own in result.minus:
-                        packets = output.encode_minus(result.minus[own], pts, previous_full)
+                        packets = output.encode_minus(result.minus[own], pts, history)
                     else:
                         output.release_own_encoder()
                         if full_packets is None:
@@ -610,7 +614,7 @@ class MixedStream(Stream):
                 if packets:
                     batch.append((output, packets))
             MixedAudioOutput.deliver_all(self._loop, batch)
-            previous_full = result.full
+            history.append(result.full)
             self.stats.audio_ticks += 1
             tick += 1
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -163,23 +163,23 @@ class MixedAudioOutput(PacketSource):
         self._on_active(self, False)
 
     def encode_minus(
-        self, samples: np.ndarray, pts: int, previous_full: np.ndarray | None = None
+        self, samples: np.ndarray, pts: int, history: Sequence[np.ndarray] = ()
     ) -> list[Packet]:
         """Audio thread: encode this participant's mix-minus with its own encoder.
 
-        A new encoder first encodes `previous_full` (the full mix of the tick
-        before, which this participant received from the shared encoder) and
-        drops the packets: it then has the shared encoder's recent history in
-        its look-ahead and predictors, so the receiver's decoder sees no jump.
+        A new encoder first encodes `history` (the full mixes of the ticks just
+        before, oldest first, which this participant received from the shared
+        encoder) and drops those packets: its look-ahead and predictors then
+        hold what the shared encoder's did, and the receiver's decoder hears no
+        jump. Three ticks (60 ms) make the switch seamless; a fresh encoder
+        starts from silence, a glitch of over half full scale on a loud tone.
         Returns the packets; the caller hands them over with `deliver_all`.
         """
         started = time.thread_time()
         if self.own_encoder is None:
             self.own_encoder = OpusEncoder(2)
-            if previous_full is not None:
-                self.own_encoder.encode(
-                    previous_full, pts - previous_full.size // 2
-                )  # stereo: 960 samples
+            for age, earlier in enumerate(history):
+                self.own_encoder.encode(earlier, pts - (len(history) - age) * (earlier.size // 2))
         packets = self.own_encoder.encode(samples, pts)
         self.encode_seconds += time.thread_time() - started
         return packets
