@@ -1,8 +1,9 @@
 """Audio rooms: `python -m bench.audio [--quick] [--cores N] [--json FILE]`.
 
 One audio-only room with N full-duplex participants: each publishes Opus
-(speech-like, pre-encoded) and receives the view's mix-minus (everyone but
-themselves, its own Opus encode per participant). The server runs in its
+(speech-like, pre-encoded, all talking about half of the time) and receives
+the view's audio: the mix of the loudest talkers (`[mixer] max_mixed_talkers`),
+a talker its own mix-minus encode, everyone else the one shared encode. The server runs in its
 own process; its CPU per window gives participants per core. The
 participants count the audio frames they receive (50 per second when the
 mixer keeps up) with an encoded-frame tap, without decoding.
@@ -155,8 +156,8 @@ def format_figures(figures: AudioFigures) -> list[str]:
     """The table and the verdict."""
     lines = [
         "",
-        "one audio-only room; each participant publishes Opus (20 ms) and receives its "
-        "mix-minus (its own encode)",
+        "one audio-only room; each participant publishes Opus (20 ms) and receives the "
+        "mix of the loudest talkers (a talker: its own mix-minus encode)",
         f"server idle: {figures.idle_cpu_percent:.1f}% of a core",
         "",
         f"   {'participants':>12}{'server':>9}{'per core':>10}{'audio fps':>14}{'loop lag':>10}"

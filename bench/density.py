@@ -121,19 +121,27 @@ def _view_frames(metrics: dict[str, dict[tuple[tuple[str, str], ...], float]]) -
 async def _measure(
     server: ServerProcess, rooms: list[list[Participant]], window: float, cores: int
 ) -> DensityStep:
-    frames0 = [[c.frames for c in room] for room in rooms]
+    # Each count is divided by the time between its own two readings: a /metrics
+    # fetch takes a while on a loaded server (it once stretched a 6 s window
+    # by 0.2 s and made 30 fps read as 31).
+    fetch0 = time.monotonic()
     views0 = _view_frames(await server.metrics())
+    views_start = (fetch0 + time.monotonic()) / 2
+    frames0 = [[c.frames for c in room] for room in rooms]
     server0, own0, machine0 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
     start = time.monotonic()
     await asyncio.sleep(window)
+    frames1 = [[c.frames for c in room] for room in rooms]
     elapsed = time.monotonic() - start
     server1, own1 = server.cpu_seconds(), time.process_time()
     machine = SystemCpu.read().busy_cores_since(machine0, elapsed) * 100
+    fetch1 = time.monotonic()
     metrics = await server.metrics()
+    views_elapsed = (fetch1 + time.monotonic()) / 2 - views_start
     views1 = _view_frames(metrics)
     received = [
-        min((c.frames - f) / elapsed for c, f in zip(room, before, strict=True))
-        for room, before in zip(rooms, frames0, strict=True)
+        min((f1 - f0) / elapsed for f0, f1 in zip(before, after, strict=True))
+        for before, after in zip(frames0, frames1, strict=True)
     ]
     lag = metrics.get("tessera_event_loop_lag_seconds", {}).get((("quantile", "0.99"),), 0.0)
     server_percent = (server1 - server0) / elapsed * 100
@@ -143,7 +151,7 @@ async def _measure(
         server_cpu_percent=server_percent,
         clients_cpu_percent=clients_percent,
         others_cpu_percent=max(0.0, machine - server_percent - clients_percent),
-        view_fps=[(views1[v] - views0.get(v, 0.0)) / elapsed for v in sorted(views1)],
+        view_fps=[(views1[v] - views0.get(v, 0.0)) / views_elapsed for v in sorted(views1)],
         received_fps_min=received,
         loop_lag_p99_ms=lag * 1000,
         cores=cores,

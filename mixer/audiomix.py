@@ -1,14 +1,17 @@
-"""AudioMix: the audio mixer's math for one 20 ms tick, and VoiceActivity on its levels.
+"""AudioMix: the audio mixer's math for one 20 ms tick; TalkerSelection and
+VoiceActivity on its levels.
 
 Pure numpy: no asyncio, no I/O, no frame source. A MixedStream calls `AudioMix.mix`
 every 20 ms with the newest decoded frame of each input (48 kHz, int16 interleaved
-as aiortc/Opus produce it) and feeds `MixResult.levels` to `VoiceActivity.update`.
+as aiortc/Opus produce it) and the talkers `TalkerSelection` chose from the previous
+tick's levels, and feeds `MixResult.levels` to both `TalkerSelection.update` and
+`VoiceActivity.update`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,27 +51,39 @@ STATE_TTL_TICKS = 250  # 5 s
 class MixResult:
     """The outputs of one tick: flat int16 arrays of `samples * channels` values."""
 
-    full: Int16Array  # everyone: for listeners and recordings
-    minus: dict[str, Int16Array] = field(default_factory=dict)  # everyone but that input
-    levels: dict[str, float] = field(default_factory=dict)  # per input RMS, dBov (-127..0)
+    full: Int16Array  # every mixed talker: for listeners and recordings
+    # The full mix but that input, for each input heard in `full` this tick.
+    minus: dict[str, Int16Array] = field(default_factory=dict)
+    levels: dict[str, float] = field(default_factory=dict)  # every input's RMS, dBov (-127..0)
 
 
 class AudioMix:
-    """Mixes one 20 ms tick of every input: one shared mix for listeners and a
-    mix-minus per publishing input (everyone but themselves).
+    """Mixes one 20 ms tick: one shared mix for listeners and a mix-minus per
+    input heard in it (everyone but themselves).
 
     Inputs are flat (or `(1, n)` packed) int16 arrays of `samples` (mono) or
     `samples * 2` (stereo, interleaved) values; they are converted to the mix's
-    channel count. The sum is taken once in int32 and each mix-minus is that sum
-    minus the input's own contribution, which costs one subtraction per input
-    instead of a sum per input. An input absent from a tick gets no mix-minus:
-    `full` does not contain it, so `full` is the right thing to send it then.
+    channel count. `mix(inputs, talkers)` sums only the inputs in `talkers`
+    (all of them when `talkers` is None); every input's level is measured.
+    An input that joins the talkers fades in over the tick, one that leaves
+    fades out over the next tick (heard, so it still gets its mix-minus then):
+    no step in anyone's signal. The sum is taken once in int32 and each
+    mix-minus is that sum minus the input's own contribution, which costs one
+    subtraction per talker instead of a sum per talker. An input not heard in a
+    tick gets no mix-minus: `full` does not contain it, so `full` is the right
+    thing to send it then.
 
     Holds limiter state between ticks, so use one instance per mixed stream, from
     one thread at a time.
     """
 
-    def __init__(self, channels: int = 2, samples: int = FRAME_SAMPLES) -> None:
+    def __init__(
+        self,
+        channels: int = 2,
+        samples: int = FRAME_SAMPLES,
+        *,
+        selection: TalkerSelection | None = None,
+    ) -> None:
         if channels not in (1, 2):
             raise ValueError(f"channels must be 1 or 2, not {channels}")
         if samples <= 0:
@@ -76,6 +91,7 @@ class AudioMix:
         self.channels = channels
         self.samples = samples
         self.frame_length = samples * channels
+        self.selection = selection
         # Work buffers, grown (never shrunk) when more inputs arrive: row i of
         # _stack holds input i converted to the mix layout; row 0 of _out is the
         # full mix and row i + 1 the mix-minus of input i.
@@ -93,6 +109,8 @@ class AudioMix:
         self._gain: dict[str, float] = {}
         self._last_seen: dict[str, int] = {}
         self._tick = 0
+        # The previous tick's talkers (None: everyone), to fade joiners and leavers.
+        self._talkers: set[str] | None = None
         frame_ms = 1000.0 * samples / SAMPLE_RATE
         self._release = 1.0 - math.exp(-frame_ms / RELEASE_MS)
         attack_len = max(1, round(ATTACK_MS * SAMPLE_RATE / 1000.0))
@@ -101,6 +119,10 @@ class AudioMix:
         position = np.repeat(np.arange(1, samples + 1, dtype=np.float32), channels)
         self._attack_ramp = np.minimum(position / attack_len, 1.0).astype(np.float32)
         self._release_ramp = (position / samples).astype(np.float32)
+        # Fades of a talker joining (0 -> 1 over the frame) or leaving (1 -> 0), in
+        # int32 fixed point (Q15) so that the mix stays integer arithmetic.
+        self._fade_in = np.rint(self._release_ramp * 32768).astype(np.int32)
+        self._fade_out = (32768 - self._fade_in).astype(np.int32)
 
     def _grow(self, inputs: int) -> None:
         capacity = max(inputs, 2 * self._capacity)
@@ -135,8 +157,16 @@ class AudioMix:
                 f"samples, got {data.size}"
             )
 
-    def mix(self, inputs: Mapping[str, Int16Array]) -> MixResult:
-        """Mix one tick. Raises ValueError (before touching any state) on a bad frame."""
+    def mix(
+        self, inputs: Mapping[str, Int16Array], talkers: Collection[str] | None = None
+    ) -> MixResult:
+        """Mix one tick of the `talkers` among `inputs`.
+
+        Without `talkers`, this mix's `selection` chooses them from this tick's
+        levels (so a new talker is heard from its first tick on); without a
+        selection every input is a talker. Raises ValueError (before touching
+        any state) on a bad frame.
+        """
         ids = list(inputs)
         n = len(ids)
         if n > self._capacity:
@@ -146,26 +176,61 @@ class AudioMix:
             self._load(stack[i], inputs[input_id], input_id)
 
         levels = self._levels(stack, ids)
+        if talkers is None and self.selection is not None:
+            talkers = self.selection.update(levels)
 
-        out = self._out[: n + 1]
-        np.sum(stack, axis=0, dtype=np.int32, out=out[0])
-        np.subtract(out[0], stack, out=out[1:])
+        # Heard this tick: the talkers, and the ones that just stopped being
+        # talkers (fading out). Rows in input order keep the sum deterministic.
+        everyone = talkers is None
+        selected = set(ids) if talkers is None else set(talkers)
+        before = self._talkers  # the previous tick's choice (None: everyone)
+        heard = [
+            i
+            for i, input_id in enumerate(ids)
+            if input_id in selected or (before is not None and input_id in before)
+        ]
+        heard_ids = [ids[i] for i in heard]
+        out = self._out[: len(heard) + 1]
+        for row, i in enumerate(heard):
+            input_id = ids[i]
+            target = out[row + 1]
+            if input_id not in selected:
+                fade: npt.NDArray[np.int32] | None = self._fade_out
+            elif not everyone and before is not None and input_id not in before:
+                fade = self._fade_in
+            else:
+                fade = None
+            if fade is None:
+                target[:] = stack[i]
+            else:
+                np.multiply(stack[i], fade, out=target)
+                target >>= 15
+        np.sum(out[1:], axis=0, dtype=np.int32, out=out[0])
+        np.subtract(out[0], out[1:], out=out[1:])
+        self._talkers = None if everyone else selected
 
         self._tick += 1
         for input_id in ids:
             self._last_seen[input_id] = self._tick
-        gains = np.array([self._full_gain] + [self._gain.get(i, 1.0) for i in ids], np.float32)
+        gains = np.array(
+            [self._full_gain] + [self._gain.get(i, 1.0) for i in heard_ids], np.float32
+        )
         result = self._limit(out, gains)
 
         self._full_gain = float(gains[0])
-        for i, input_id in enumerate(ids):
-            self._gain[input_id] = float(gains[i + 1])
+        for row, input_id in enumerate(heard_ids):
+            self._gain[input_id] = float(gains[row + 1])
         self._forget_stale()
         return MixResult(
             full=result[0],
-            minus={input_id: result[i + 1] for i, input_id in enumerate(ids)},
+            minus={input_id: result[row + 1] for row, input_id in enumerate(heard_ids)},
             levels=levels,
         )
+
+    def remove(self, input_id: str) -> None:
+        """An input left the mix: its place among the talkers is free."""
+        if self.selection is not None:
+            self.selection.remove(input_id)
 
     def _levels(self, stack: Int16Array, ids: list[str]) -> dict[str, float]:
         """RMS of each input in dBov (an upmixed mono input has the same RMS)."""
@@ -226,6 +291,131 @@ class AudioMix:
         for input_id in [i for i, seen in self._last_seen.items() if seen < horizon]:
             del self._last_seen[input_id]
             self._gain.pop(input_id, None)
+
+
+class TalkerSelection:
+    """Chooses the talkers a mix carries: at most `max_talkers` of the loudest inputs.
+
+    As FreeSWITCH's conference, Janus's AudioBridge and LiveKit do, only the few
+    loudest inputs are mixed: each of them needs its own mix-minus encode, while
+    everyone else shares the one encode of the full mix (which does not contain
+    them, so nobody ever hears themselves). `max_talkers` 0 means no limit:
+    every input is always a talker (`update` returns None).
+
+    Each input's level (dBov per 20 ms tick, as `MixResult.levels`) goes through
+    an envelope follower: it rises at once (a first syllable is not lost) and
+    falls with a `release_ms` time constant in the dB domain. An input is
+    *speaking* while its envelope is at or above `threshold_dbov`.
+
+    - A speaking input takes a free place among the talkers at once (loudest first).
+    - A talker whose envelope stays under the threshold for `hold_ticks`
+      consecutive ticks gives its place up.
+    - When no place is free, a speaking input whose envelope is louder than the
+      quietest talker's by `switch_margin_db` for `min_ticks` consecutive ticks
+      takes that talker's place: a steady chorus does not flap.
+    - An input missing from a tick counts as silent; `remove()` forgets it.
+
+    Ties go to the louder envelope, then the smaller id: deterministic.
+    """
+
+    def __init__(
+        self,
+        max_talkers: int,
+        *,
+        threshold_dbov: float = -50.0,
+        release_ms: float = 200.0,
+        hold_ticks: int = 25,
+        switch_margin_db: float = 6.0,
+        min_ticks: int = 5,
+    ) -> None:
+        if max_talkers < 0:
+            raise ValueError(f"max_talkers must not be negative, not {max_talkers}")
+        if hold_ticks < 1 or min_ticks < 1:
+            raise ValueError("hold_ticks and min_ticks must be at least 1")
+        if switch_margin_db < 0 or release_ms <= 0:
+            raise ValueError("switch_margin_db must not be negative, release_ms must be positive")
+        self.max_talkers = max_talkers
+        self.threshold_dbov = threshold_dbov
+        self.hold_ticks = hold_ticks
+        self.switch_margin_db = switch_margin_db
+        self.min_ticks = min_ticks
+        self._floor = max(MIN_DBOV, threshold_dbov - 30.0)
+        self._release = 1.0 - math.exp(-20.0 / release_ms)
+        self._envelope: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}  # talker -> consecutive ticks under the threshold
+        self._streak: dict[str, int] = {}  # input -> consecutive ticks beating the quietest
+        self._talkers: list[str] = []  # in the order they got their place
+
+    @property
+    def talkers(self) -> frozenset[str] | None:
+        """The current talkers, or None when there is no limit (everyone)."""
+        return frozenset(self._talkers) if self.max_talkers else None
+
+    def envelope(self, input_id: str) -> float | None:
+        """The envelope of an input in dBov, or None if unknown."""
+        return self._envelope.get(input_id)
+
+    def update(self, levels: Mapping[str, float]) -> frozenset[str] | None:
+        """Feed one tick of levels; return the talkers for the next tick (None: everyone)."""
+        if not self.max_talkers:
+            return None
+        for input_id in levels:  # in the caller's order: deterministic
+            self._envelope.setdefault(input_id, self._floor)
+        for input_id, previous in self._envelope.items():
+            raw = max(self._floor, min(0.0, levels.get(input_id, self._floor)))
+            self._envelope[input_id] = (
+                raw if raw >= previous else (previous + self._release * (raw - previous))
+            )
+        envelope = self._envelope
+
+        # Talkers that have been quiet long enough give their places up.
+        for talker in list(self._talkers):
+            quiet = self._quiet.get(talker, 0) + 1 if envelope[talker] < self.threshold_dbov else 0
+            self._quiet[talker] = quiet
+            if quiet >= self.hold_ticks:
+                self._drop(talker)
+
+        speaking = sorted(
+            (i for i, level in envelope.items() if level >= self.threshold_dbov),
+            key=lambda i: (-envelope[i], i),
+        )
+        waiting = [i for i in speaking if i not in self._quiet]
+        # Free places go at once, loudest first.
+        while waiting and len(self._talkers) < self.max_talkers:
+            self._add(waiting.pop(0))
+        # Full: the loudest waiting input may replace the quietest talker.
+        if waiting and self._talkers:
+            quietest = min(self._talkers, key=lambda i: (envelope[i], i))
+            bar = envelope[quietest] + self.switch_margin_db
+            for input_id in list(self._streak):
+                if input_id not in waiting or envelope[input_id] < bar:
+                    del self._streak[input_id]
+            for input_id in waiting:
+                if envelope[input_id] >= bar:
+                    self._streak[input_id] = self._streak.get(input_id, 0) + 1
+            ready = [i for i in waiting if self._streak.get(i, 0) >= self.min_ticks]
+            if ready:
+                self._drop(quietest)
+                self._add(ready[0])  # `waiting` is sorted loudest first
+        else:
+            self._streak.clear()
+        return frozenset(self._talkers)
+
+    def remove(self, input_id: str) -> None:
+        """Forget an input (it left the mix); its place is free for the next tick."""
+        self._envelope.pop(input_id, None)
+        self._streak.pop(input_id, None)
+        if input_id in self._quiet:
+            self._drop(input_id)
+
+    def _add(self, input_id: str) -> None:
+        self._talkers.append(input_id)
+        self._quiet[input_id] = 0
+        self._streak.clear()  # streaks were measured against the previous talkers
+
+    def _drop(self, input_id: str) -> None:
+        self._talkers.remove(input_id)
+        del self._quiet[input_id]
 
 
 class VoiceActivity:

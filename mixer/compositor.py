@@ -10,9 +10,12 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from .avatar import render_avatar
-from .layout import Placement, Region, place, region_rect
+from .layout import Region, place, region_rect
 
 Rect = tuple[int, int, int, int]
+
+# Resolved once: an enum member's value is a descriptor lookup on every call.
+_BILINEAR = int(Interpolation.BILINEAR)
 
 
 def rgb_to_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -49,6 +52,19 @@ class InputPicture:
 class _Drawn:
     source: object
     rect: Rect
+    plan: _Plan | None  # of a frame: its bars are there
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one input size lands in one rect: computed once, reused every frame."""
+
+    width: int  # the size to scale the input to
+    height: int
+    letterbox: bool  # the picture leaves bars to fill
+    empty: bool  # nothing of it is visible
+    targets: tuple[np.ndarray, ...]  # Y, U, V views into the canvas
+    windows: tuple[tuple[slice, slice], ...]  # what of each scaled plane lands there
 
 
 class VideoCompositor:
@@ -89,8 +105,10 @@ class VideoCompositor:
         self._drawn: dict[str, _Drawn] = {}
         # Geometry is exact fraction arithmetic: worth computing once, not per frame.
         self._rects: dict[object, Rect] = {}
-        self._placements: dict[tuple[int, int, Rect], Placement] = {}
+        self._plans: dict[tuple[int, int, Rect], _Plan] = {}
         self._layout_version = -1
+        self._assignments: Sequence[tuple[Region, str | None]] = ()
+        self._geometry: list[tuple[Rect, tuple[int, ...]]] = []
         self.redrawn_regions = 0
         self._fill((0, 0, width, height))
 
@@ -106,27 +124,51 @@ class VideoCompositor:
             self._layout_version = layout_version
             self._drawn.clear()
             self._fill((0, 0, self.width, self.height))
-        redrawn: list[Rect] = []
-        for region, stream_id in assignments:
-            rect = self._rects.get(region.area)
-            if rect is None:
-                rect = self._rects[region.area] = region_rect(region.area, self.width, self.height)
+        if assignments is not self._assignments:
+            self._assignments = assignments
+            self._geometry = self._geometry_of(assignments)
+        redrawn = [False] * len(assignments)
+        for index, (region, stream_id) in enumerate(assignments):
+            rect, below = self._geometry[index]
             picture = inputs.get(stream_id) if stream_id is not None else None
             source = self._source_of(picture, now)
             drawn = self._drawn.get(region.id)
-            unchanged = drawn is not None and drawn.rect == rect and _same(drawn.source, source)
-            if unchanged and not any(_overlap(rect, r) for r in redrawn):
+            # An earlier region drawn over this one this tick: draw it again, bars included.
+            covered = any(redrawn[i] for i in below) if below else False
+            if drawn is None or drawn.rect != rect:
+                drawn = None
+            elif not covered and _same(drawn.source, source):
                 continue
-            self._draw(rect, picture, source)
-            self._drawn[region.id] = _Drawn(source, rect)
-            redrawn.append(rect)
+            plan = self._draw(
+                rect, picture, source, None if covered or drawn is None else drawn.plan
+            )
+            self._drawn[region.id] = _Drawn(source, rect, plan)
+            redrawn[index] = True
             self.redrawn_regions += 1
-        for stream_id in list(self._scalers):
-            if stream_id not in inputs:
-                del self._scalers[stream_id]
-        for key in [k for k in self._avatars if k[0] not in inputs]:
-            del self._avatars[key]
+        if len(self._scalers) > len(inputs):
+            for stream_id in list(self._scalers):
+                if stream_id not in inputs:
+                    del self._scalers[stream_id]
+        if self._avatars:
+            # Only the current inputs' avatar tiles are kept (the soak found them piling up).
+            for key in [k for k in self._avatars if k[0] not in inputs]:
+                del self._avatars[key]
         return self.canvas
+
+    def _geometry_of(
+        self, assignments: Sequence[tuple[Region, str | None]]
+    ) -> list[tuple[Rect, tuple[int, ...]]]:
+        """Each region's rect and the earlier regions overlapping it (once per layout)."""
+        rects = []
+        for region, _ in assignments:
+            rect = self._rects.get(region.area)
+            if rect is None:
+                rect = self._rects[region.area] = region_rect(region.area, self.width, self.height)
+            rects.append(rect)
+        return [
+            (rect, tuple(i for i in range(index) if _overlap(rects[i], rect)))
+            for index, rect in enumerate(rects)
+        ]
 
     def _source_of(self, picture: InputPicture | None, now: float) -> object:
         if picture is None:
@@ -137,72 +179,97 @@ class VideoCompositor:
             return frame
         return ("avatar", picture.user, picture.stream_id)
 
-    def _draw(self, rect: Rect, picture: InputPicture | None, source: object) -> None:
+    def _draw(
+        self,
+        rect: Rect,
+        picture: InputPicture | None,
+        source: object,
+        previous: _Plan | None,
+    ) -> _Plan | None:
+        """Draw a region; returns the plan of a drawn frame (its bars stay as they are)."""
         if picture is None or source is None:
             self._fill(rect)
         elif isinstance(source, av.VideoFrame):
-            self._draw_frame(rect, picture.stream_id, source)
+            return self._draw_frame(rect, picture.stream_id, source, previous)
         else:
             self._draw_avatar(rect, picture)
+        return None
 
-    def _draw_frame(self, rect: Rect, stream_id: str, frame: av.VideoFrame) -> None:
+    def _draw_frame(
+        self, rect: Rect, stream_id: str, frame: av.VideoFrame, previous: _Plan | None
+    ) -> _Plan:
         key = (frame.width, frame.height, rect)
-        placement = self._placements.get(key)
-        if placement is None:
-            if len(self._placements) > 1024:
-                self._placements.clear()
-            placement = self._placements[key] = place(
-                frame.width, frame.height, rect, self.fit_policy
-            )
-        if placement.size != (rect[2], rect[3]):
-            self._fill(rect)  # letterbox bars; a picture that covers the rect needs none
-        scaled, window = self._scale(stream_id, frame, placement)
-        self._blit(scaled, window, placement.dest, placement.size)
-
-    def _scale(
-        self, stream_id: str, frame: av.VideoFrame, placement: Placement
-    ) -> tuple[av.VideoFrame, tuple[int, int]]:
-        """Scale so the placement's crop lands at its size; return the frame and window origin."""
-        cx, cy, cw, ch = placement.crop
-        w, h = placement.size
-        full_w = _even(frame.width * w / cw)
-        full_h = _even(frame.height * h / ch)
-        ox = min(_even(cx * w / cw), max(0, full_w - w))
-        oy = min(_even(cy * h / ch), max(0, full_h - h))
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) > 1024:
+                self._plans.clear()
+            plan = self._plans[key] = self._plan(frame.width, frame.height, rect)
+        if plan.letterbox and plan is not previous:
+            # Bars; a picture that covers the rect needs none, and the next frame
+            # of the same size leaves them as they are.
+            self._fill(rect)
+        if plan.empty:
+            return plan
         scaler = self._scalers.get(stream_id)
         if scaler is None:
             scaler = self._scalers[stream_id] = VideoReformatter()
         scaled = scaler.reformat(
             frame,
-            width=full_w,
-            height=full_h,
-            format="yuv420p",
-            interpolation=Interpolation.BILINEAR,
+            plan.width,
+            plan.height,
+            "yuv420p",
+            None,
+            None,
+            _BILINEAR,
+            None,
+            None,
+            None,
+            None,
             # swscale would split each small scale across cores; the views'
             # and encoders' own threads already use them.
-            threads=1,
+            1,
         )
-        return scaled, (ox, oy)
+        # The windows lie inside each plane's rows: the padding rows and bytes
+        # of the scaled frame's buffer are never read.
+        for target, plane, window in zip(plan.targets, scaled.planes, plan.windows, strict=True):
+            source = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)  # type: ignore[call-overload]
+            np.copyto(target, source[window])
+        return plan
 
-    def _blit(
-        self,
-        frame: av.VideoFrame,
-        window: tuple[int, int],
-        dest: tuple[int, int],
-        size: tuple[int, int],
-    ) -> None:
-        ox, oy = window
-        dx, dy = dest
-        w = min(size[0], self.width - dx, frame.width - ox)
-        h = min(size[1], self.height - dy, frame.height - oy)
+    def _plan(self, frame_w: int, frame_h: int, rect: Rect) -> _Plan:
+        """Scale size, and where each plane of the scaled picture lands (computed once)."""
+        placement = place(frame_w, frame_h, rect, self.fit_policy)
+        cx, cy, cw, ch = placement.crop
+        w, h = placement.size
+        # Scale so that the placement's crop lands at its size, then copy its window.
+        full_w = _even(frame_w * w / cw)
+        full_h = _even(frame_h * h / ch)
+        ox = min(_even(cx * w / cw), max(0, full_w - w))
+        oy = min(_even(cy * h / ch), max(0, full_h - h))
+        dx, dy = placement.dest
+        w = min(w, self.width - dx, full_w - ox)
+        h = min(h, self.height - dy, full_h - oy)
+        letterbox = placement.size != (rect[2], rect[3])
         if w <= 0 or h <= 0:
-            return
-        planes = [_plane(frame, i) for i in range(3)]
-        self._y[dy : dy + h, dx : dx + w] = planes[0][oy : oy + h, ox : ox + w]
+            return _Plan(full_w, full_h, letterbox, True, (), ())
         hx, hy, hw, hh = dx // 2, dy // 2, w // 2, h // 2
         ux, uy = ox // 2, oy // 2
-        self._u[hy : hy + hh, hx : hx + hw] = planes[1][uy : uy + hh, ux : ux + hw]
-        self._v[hy : hy + hh, hx : hx + hw] = planes[2][uy : uy + hh, ux : ux + hw]
+        return _Plan(
+            full_w,
+            full_h,
+            letterbox,
+            False,
+            (
+                self._y[dy : dy + h, dx : dx + w],
+                self._u[hy : hy + hh, hx : hx + hw],
+                self._v[hy : hy + hh, hx : hx + hw],
+            ),
+            (
+                (slice(oy, oy + h), slice(ox, ox + w)),
+                (slice(uy, uy + hh), slice(ux, ux + hw)),
+                (slice(uy, uy + hh), slice(ux, ux + hw)),
+            ),
+        )
 
     def _draw_avatar(self, rect: Rect, picture: InputPicture) -> None:
         x, y, w, h = rect

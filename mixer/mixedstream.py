@@ -17,6 +17,7 @@ from av.audio.resampler import AudioResampler
 from webrtc_agent.forwardstream import ForwardStream
 from webrtc_agent.mediasource import (
     FrameSource,
+    Packet,
     PacketSource,
     ParameterError,
     Stream,
@@ -24,7 +25,7 @@ from webrtc_agent.mediasource import (
 )
 from webrtc_agent.streaminfo import optional_video
 
-from .audiomix import AudioMix, VoiceActivity
+from .audiomix import AudioMix, TalkerSelection, VoiceActivity
 from .compositor import InputPicture, VideoCompositor
 from .layout import Layout, LayoutTemplates, Region
 from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
@@ -37,6 +38,9 @@ AUDIO_CHANNELS = 2
 # At most this much audio waits per input; more means the input runs fast or
 # the mixer fell behind, and the oldest samples go (bounded latency).
 MAX_BUFFERED_SAMPLES = AUDIO_SAMPLES * 10
+# Ticks of the full mix a participant's new own encoder encodes first (see
+# MixedAudioOutput.encode_minus): switching encoders is then seamless.
+PRIMING_TICKS = 3
 
 
 class MixedStreamListener(Protocol):
@@ -71,10 +75,19 @@ class _VideoSink:
 
 
 class _AudioSink:
-    """Buffers one input's decoded audio; the audio thread converts and reads it."""
+    """Buffers one input's audio; the audio thread decodes, converts and reads it.
+
+    An Opus input arrives as the publisher's encoded packets (a PacketSink of
+    its forward track) and is decoded here, on the view's audio thread: no
+    decoder thread per input and no event-loop hop per decoded frame, which
+    cost a room of 50 more than the decoding itself. Other codecs arrive
+    decoded by aiortc (a FrameSink of the track's decoded frames).
+    """
 
     def __init__(self) -> None:
         self.frames: deque[av.AudioFrame] = deque(maxlen=50)
+        self.packets: deque[Packet] = deque(maxlen=50)
+        self._decoder: Any = None
         self._resampler: AudioResampler | None = None
         self._buffer = np.zeros(0, np.int16)
         self.active = True
@@ -83,12 +96,35 @@ class _AudioSink:
         if isinstance(frame, av.AudioFrame):
             self.frames.append(frame)
 
+    def on_packet(self, packet: Packet, keyframe: bool) -> None:
+        self.packets.append(packet)
+
+    def _decode(self) -> None:
+        """Audio thread: decode the Opus packets that arrived since the last tick."""
+        if self._decoder is None:
+            decoder = av.CodecContext.create("libopus", "r")
+            decoder.format = "s16"  # type: ignore[union-attr]
+            decoder.layout = "stereo"  # type: ignore[union-attr]
+            decoder.sample_rate = 48000  # type: ignore[union-attr]
+            self._decoder = decoder
+        while self.packets:
+            # A packet of our own: the forward track's packet is shared with other threads.
+            packet = av.Packet(bytes(self.packets.popleft()))
+            try:
+                decoded = self._decoder.decode(packet)
+            except av.FFmpegError as exc:
+                logger.debug("opus decode failed: %s", exc)
+                continue
+            self.frames.extend(decoded)
+
     def read(self) -> np.ndarray | None:
         """Audio thread: the next 20 ms (interleaved stereo int16), or None if not there yet."""
+        if self.packets:
+            self._decode()
         while self.frames:
             frame = self.frames.popleft()
             if _is_mix_format(frame) and self._resampler is None:
-                # aiortc's Opus decoder already gives 48 kHz interleaved stereo int16:
+                # libopus already gives 48 kHz interleaved stereo int16:
                 # a resampler would only copy it (a filter graph run per 20 ms frame).
                 self._append(frame.to_ndarray().reshape(-1))
                 continue
@@ -151,6 +187,7 @@ class MixedStream(Stream):
         listener: MixedStreamListener,
         keyframe_min_interval: float = 1.0,
         frame_timeout: float = 2.0,
+        max_mixed_talkers: int = 3,
     ) -> None:
         self.label = str(view["label"])
         self.id = f"{room_id}-{self.label}"
@@ -160,6 +197,8 @@ class MixedStream(Stream):
         self.transcoding = transcoding
         self.keyframe_min_interval = keyframe_min_interval
         self.frame_timeout = frame_timeout
+        # The loudest this many inputs are mixed (0: every input); see TalkerSelection.
+        self.max_mixed_talkers = max_mixed_talkers
         self._loop = asyncio.get_running_loop()
         video = view.get("video") or None
         audio = view.get("audio") or None
@@ -385,14 +424,28 @@ class MixedStream(Stream):
         self._publish_layout()
 
     def _attach(self, mix_input: MixInput, kind: str) -> None:
+        encoded = self._encoded_audio(mix_input) if kind == "audio" else None
+        if encoded is not None:
+            encoded.add_sink(mix_input.audio_sink)
+            return
         source = mix_input.stream.frame_source(kind)
         if source is not None:
             source.add_sink(mix_input.video_sink if kind == "video" else mix_input.audio_sink)
 
     def _detach(self, mix_input: MixInput, kind: str) -> None:
+        encoded = self._encoded_audio(mix_input) if kind == "audio" else None
+        if encoded is not None:
+            encoded.remove_sink(mix_input.audio_sink)
+            return
         source = mix_input.stream.frame_source(kind)
         if source is not None:
             source.remove_sink(mix_input.video_sink if kind == "video" else mix_input.audio_sink)
+
+    @staticmethod
+    def _encoded_audio(mix_input: MixInput) -> PacketSource | None:
+        """An Opus input's encoded track: the audio thread decodes it (see _AudioSink)."""
+        track = mix_input.stream.tracks.get("audio")
+        return track if track is not None and track.codec == "opus" else None
 
     def _publish_inputs(self) -> None:
         self._pictures = {sid: i.picture for sid, i in self.inputs.items()}
@@ -511,9 +564,15 @@ class MixedStream(Stream):
             tick += 1
 
     def _audio_loop(self, stop: threading.Event) -> None:
-        mix = AudioMix(channels=AUDIO_CHANNELS, samples=AUDIO_SAMPLES)
+        mix = AudioMix(
+            channels=AUDIO_CHANNELS,
+            samples=AUDIO_SAMPLES,
+            selection=TalkerSelection(self.max_mixed_talkers),
+        )
         vad = VoiceActivity()
         full_encoder = OpusEncoder(AUDIO_CHANNELS)
+        # The last full mixes, oldest first: they prime an output's new own encoder.
+        history: deque[np.ndarray] = deque(maxlen=PRIMING_TICKS)
         period = AUDIO_SAMPLES / 48000
         start = time.monotonic()
         tick = 0
@@ -531,25 +590,31 @@ class MixedStream(Stream):
                 chunk = sink.read()
                 if chunk is not None:
                     chunks[stream_id] = chunk
+            while self._removed_audio:
+                removed = self._removed_audio.popleft()
+                vad.remove(removed)
+                mix.remove(removed)
             result = mix.mix(chunks)
             if self.vad:
-                while self._removed_audio:
-                    vad.remove(self._removed_audio.popleft())
                 changed = vad.update(result.levels)
                 if changed is not None:
                     self._loop.call_soon_threadsafe(self._set_active_input, changed)
             pts = tick * AUDIO_SAMPLES
             full_packets: list[Any] | None = None
+            # A participant is heard in the full mix through (at most) one of its
+            # streams: that one's mix-minus is what it gets.
             owners: dict[str, str] = {}
             for stream_id, owner, _ in inputs:
-                owners.setdefault(owner, stream_id)
+                if stream_id in result.minus or owner not in owners:
+                    owners[owner] = stream_id
             batch: list[tuple[MixedAudioOutput, list[Any]]] = []
             for output in self._audio_outs:
                 own = owners.get(output.key) if output.key is not None else None
                 try:
                     if own is not None and own in result.minus:
-                        packets = output.encode_minus(result.minus[own], pts)
+                        packets = output.encode_minus(result.minus[own], pts, history)
                     else:
+                        output.release_own_encoder()
                         if full_packets is None:
                             full_packets = full_encoder.encode(result.full, pts)
                         packets = full_packets
@@ -559,6 +624,7 @@ class MixedStream(Stream):
                 if packets:
                     batch.append((output, packets))
             MixedAudioOutput.deliver_all(self._loop, batch)
+            history.append(result.full)
             self.stats.audio_ticks += 1
             tick += 1
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -135,10 +135,12 @@ class OpusEncoder:
 class MixedAudioOutput(PacketSource):
     """A view's mixed audio for one participant (or, with key None, for recorders).
 
-    A participant with inputs in the view gets its own mix-minus from its own
-    encoder; everyone else's output relays the one shared encode of the full
-    mix, so listeners cost no extra encode. A listener who starts publishing
-    switches to its mix-minus on the next tick and never hears itself.
+    A participant heard in the mix (one of its talkers) gets its own mix-minus
+    from its own encoder; everyone else's output relays the one shared encode
+    of the full mix, which does not contain them, so listeners and quiet
+    participants cost no extra encode. A participant who becomes a talker
+    switches to its mix-minus in the tick its voice enters the mix and never
+    hears itself; its own encoder is released when it stops being one.
     """
 
     def __init__(
@@ -160,17 +162,31 @@ class MixedAudioOutput(PacketSource):
     def _on_last_sink(self) -> None:
         self._on_active(self, False)
 
-    def encode_minus(self, samples: np.ndarray, pts: int) -> list[Packet]:
+    def encode_minus(
+        self, samples: np.ndarray, pts: int, history: Sequence[np.ndarray] = ()
+    ) -> list[Packet]:
         """Audio thread: encode this participant's mix-minus with its own encoder.
 
+        A new encoder first encodes `history` (the full mixes of the ticks just
+        before, oldest first, which this participant received from the shared
+        encoder) and drops those packets: its look-ahead and predictors then
+        hold what the shared encoder's did, and the receiver's decoder hears no
+        jump. Three ticks (60 ms) make the switch seamless; a fresh encoder
+        starts from silence, a glitch of over half full scale on a loud tone.
         Returns the packets; the caller hands them over with `deliver_all`.
         """
         started = time.thread_time()
         if self.own_encoder is None:
             self.own_encoder = OpusEncoder(2)
+            for age, earlier in enumerate(history):
+                self.own_encoder.encode(earlier, pts - (len(history) - age) * (earlier.size // 2))
         packets = self.own_encoder.encode(samples, pts)
         self.encode_seconds += time.thread_time() - started
         return packets
+
+    def release_own_encoder(self) -> None:
+        """Audio thread: this participant hears the shared full mix again."""
+        self.own_encoder = None
 
     def emit_all(self, packets: list[Packet]) -> None:
         """Event loop thread: hand packets to the sinks."""

@@ -156,6 +156,7 @@ class MixerConfig(_Section):
     """``[mixer]``: mixed streams (views)."""
 
     frame_timeout: Seconds
+    max_mixed_talkers: int = Field(ge=0, le=1000)
 
 
 class RecordingConfig(_Section):

@@ -70,6 +70,7 @@ class Room:
                 listener=self,
                 keyframe_min_interval=self.server.config.webrtc.keyframe_min_interval,
                 frame_timeout=self.server.config.mixer.frame_timeout,
+                max_mixed_talkers=self.server.config.mixer.max_mixed_talkers,
             )
             self.views[mixed.label] = mixed
             self.streams[mixed.id] = mixed

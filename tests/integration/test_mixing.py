@@ -158,6 +158,38 @@ async def test_mix_minus_and_active_speaker(tessera: RunningServer) -> None:
         await client.leave()
 
 
+async def test_only_the_loudest_talkers_are_mixed(tessera: RunningServer) -> None:
+    # [mixer] max_mixed_talkers = 3 (the default): three loud talkers and a quiet one.
+    tones = {"alice": 440, "bob": 700, "carol": 1000, "dave": 1300}
+    clients = {name: await joined(tessera, name) for name in tones}
+    for name, freq in tones.items():
+        amplitude = 0.005 if name == "dave" else 0.2
+        pub = await clients[name].publish(audio=ToneTrack(freq, amplitude=amplitude))
+        await pub.wait_ready()
+    listener = await joined(tessera, "listener")
+    subs = {}
+    for name in ("alice", "dave"):
+        subs[name] = await clients[name].subscribe(mixed_id(clients[name]), video=False)
+    subs["listener"] = await listener.subscribe(mixed_id(listener), video=False)
+    for sub in subs.values():
+        await sub.wait_ready()
+    await asyncio.sleep(1.0)  # dave may have had a place first: the loud ones take it
+    heard = {
+        name: (await collect_audio(sub.audio_track, 1.5))[-48000:]  # type: ignore[arg-type]
+        for name, sub in subs.items()
+    }
+    # Everyone hears the three talkers but nobody hears themselves; dave, not among
+    # the talkers, shares the listeners' mix, which does not hold him.
+    for name in ("listener", "dave"):
+        for talker in ("alice", "bob", "carol"):
+            assert tone_energy(heard[name], tones[talker]) > 0.1, (name, talker)
+        assert tone_energy(heard[name], tones["dave"]) < 0.002, name
+    assert tone_energy(heard["alice"], tones["alice"]) < 0.02
+    assert tone_energy(heard["alice"], tones["bob"]) > 0.1
+    for client in (*clients.values(), listener):
+        await client.leave()
+
+
 async def test_speaker_change_moves_active_input(tessera: RunningServer) -> None:
     alice = await joined(tessera, "alice")
     bob = await joined(tessera, "bob")

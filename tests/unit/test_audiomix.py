@@ -1,4 +1,4 @@
-"""AudioMix (sum, mix-minus, limiter, levels) and VoiceActivity (active speaker)."""
+"""AudioMix (sum, mix-minus, limiter, levels, fades), TalkerSelection and VoiceActivity."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from mixer.audiomix import FRAME_SAMPLES, INT16_MAX, MIN_DBOV, AudioMix, VoiceActivity
+from mixer.audiomix import (
+    FRAME_SAMPLES,
+    INT16_MAX,
+    MIN_DBOV,
+    AudioMix,
+    TalkerSelection,
+    VoiceActivity,
+)
 
 RATE = 48_000
 Int16Array = npt.NDArray[np.int16]
@@ -297,3 +304,125 @@ def test_vad_on_mix_levels() -> None:
         }
         vad.update(mix.mix(frames).levels)
     assert vad.active == "a"
+
+
+# -- mixing only the loudest talkers ------------------------------------------
+
+LOUD, QUIET, SILENT = -20.0, -40.0, MIN_DBOV
+
+
+def choose(selection: TalkerSelection, levels: dict[str, float], ticks: int) -> frozenset[str]:
+    talkers = selection.update(levels)
+    for _ in range(ticks - 1):
+        talkers = selection.update(levels)
+    assert talkers is not None
+    return talkers
+
+
+def test_no_limit_means_everyone() -> None:
+    selection = TalkerSelection(0)
+    assert selection.update({"a": LOUD, "b": SILENT}) is None
+    assert selection.talkers is None
+
+
+def test_speaking_inputs_take_free_places_at_once() -> None:
+    selection = TalkerSelection(2)
+    assert selection.update({"a": LOUD, "b": SILENT, "c": QUIET}) == {"a", "c"}
+    # Silence takes no place.
+    assert TalkerSelection(3).update({"a": SILENT, "b": SILENT}) == frozenset()
+
+
+def test_loudest_first_when_places_are_few() -> None:
+    selection = TalkerSelection(2)
+    assert selection.update({"a": QUIET, "b": LOUD, "c": -10.0, "d": -30.0}) == {"b", "c"}
+
+
+def test_a_talker_keeps_its_place_through_a_pause_then_gives_it_up() -> None:
+    selection = TalkerSelection(1, hold_ticks=25)
+    choose(selection, {"a": LOUD, "b": SILENT}, 10)
+    # a pauses (a breath): it stays the talker; b starting now must wait.
+    assert choose(selection, {"a": SILENT, "b": SILENT}, 10) == {"a"}
+    assert choose(selection, {"a": SILENT, "b": QUIET}, 3) == {"a"}
+    # a stays quiet: after the hold its place goes to b.
+    assert choose(selection, {"a": SILENT, "b": QUIET}, 40) == {"b"}
+
+
+def test_a_clearly_louder_input_replaces_the_quietest_talker_after_min_ticks() -> None:
+    selection = TalkerSelection(2, switch_margin_db=6.0, min_ticks=5)
+    choose(selection, {"a": -20.0, "b": -30.0, "c": SILENT}, 10)
+    levels = {"a": -20.0, "b": -30.0, "c": -15.0}
+    assert choose(selection, levels, 4) == {"a", "b"}  # not yet: hysteresis
+    assert choose(selection, levels, 1) == {"a", "c"}  # b, the quietest, gave way
+
+
+def test_a_chorus_of_equals_does_not_flap() -> None:
+    selection = TalkerSelection(2)
+    rng = np.random.default_rng(7)
+    changes, previous = 0, None
+    for _ in range(500):  # 10 s of five people talking at about the same level
+        levels = {k: -25.0 + float(rng.normal(0, 2)) for k in "abcde"}
+        talkers = selection.update(levels)
+        changes += previous is not None and talkers != previous
+        previous = talkers
+    assert changes == 0
+
+
+def test_removed_input_frees_its_place() -> None:
+    selection = TalkerSelection(1)
+    choose(selection, {"a": LOUD, "b": QUIET}, 5)
+    selection.remove("a")
+    assert selection.update({"b": QUIET}) == {"b"}
+    assert selection.envelope("a") is None
+
+
+def test_bad_selection_settings() -> None:
+    with pytest.raises(ValueError):
+        TalkerSelection(-1)
+    with pytest.raises(ValueError):
+        TalkerSelection(3, hold_ticks=0)
+
+
+def test_only_talkers_are_mixed_and_only_they_get_a_mix_minus() -> None:
+    frames = {"a": tone(200.0, 0.1), "b": tone(600.0, 0.1), "c": tone(1400.0, 0.1)}
+    result = AudioMix().mix(frames, talkers={"a", "b"})
+    np.testing.assert_array_equal(result.full, frames["a"].astype(np.int32) + frames["b"])
+    assert set(result.minus) == {"a", "b"}
+    np.testing.assert_array_equal(result.minus["a"], frames["b"])
+    # c is not heard, so the full mix is what c gets: it never hears itself either.
+    assert energy_at(result.full, 1400.0) < 1e-3
+    assert set(result.levels) == {"a", "b", "c"}  # every input is measured
+
+
+def test_mix_selects_talkers_from_this_ticks_levels() -> None:
+    mix = AudioMix(selection=TalkerSelection(1))
+    result = mix.mix({"a": tone(A_HZ, 0.01), "b": tone(B_HZ, 0.3)})
+    assert set(result.minus) == {"b"}  # heard from its first tick
+    assert energy_at(result.full, B_HZ) == pytest.approx(0.3, abs=0.01)
+    assert energy_at(result.full, A_HZ) < 1e-3
+
+
+def test_talker_changes_fade_without_a_step() -> None:
+    mix = AudioMix()
+    a = np.full(2 * FRAME_SAMPLES, 8000, np.int16)  # DC: any step would show as a jump
+    b = np.full(2 * FRAME_SAMPLES, 4000, np.int16)
+    first = mix.mix({"a": a, "b": b}, talkers={"a"})
+    np.testing.assert_array_equal(first.full, a)
+    switch = mix.mix({"a": a, "b": b}, talkers={"b"})  # a fades out, b fades in
+    # a leaving is still heard in this tick, so it gets its mix-minus (b only).
+    assert set(switch.minus) == {"a", "b"}
+    # a's mix-minus is b fading in; b's is a fading out; together they are the full mix.
+    a_hears = switch.minus["a"].reshape(-1, 2)[:, 0]
+    b_hears = switch.minus["b"].reshape(-1, 2)[:, 0]
+    assert a_hears[0] <= 10 and a_hears[-1] == pytest.approx(4000, abs=10)
+    assert b_hears[0] == pytest.approx(8000, abs=10) and b_hears[-1] <= 10
+    np.testing.assert_array_equal(
+        switch.minus["a"].astype(np.int32) + switch.minus["b"], switch.full
+    )
+    then = mix.mix({"a": a, "b": b}, talkers={"b"})
+    np.testing.assert_array_equal(then.full, b)
+    assert set(then.minus) == {"b"}
+    signal = np.concatenate([first.full, switch.full, then.full]).reshape(-1, 2)[:, 0]
+    jumps = np.abs(np.diff(signal.astype(np.int32)))
+    assert jumps.max() <= 8  # a ramp over 960 samples, not a 4000-step
+    assert signal[FRAME_SAMPLES] == pytest.approx(8000, abs=20)
+    assert signal[2 * FRAME_SAMPLES - 1] == pytest.approx(4000, abs=20)

@@ -105,6 +105,44 @@ def test_overlapping_regions_draw_in_list_order() -> None:
     assert near(rgb[225, 400], RED) and near(rgb[50, 50], GREEN)
 
 
+def test_letterbox_bars_stay_right_across_frames_and_overlaps() -> None:
+    # Bars are filled only when they change: a new frame of the same size leaves
+    # them, an earlier region drawn over them this tick makes them be filled again.
+    custom = {
+        "templates": {
+            "base": "void",
+            "custom": [
+                {
+                    "region": [
+                        {
+                            "id": "1",
+                            "area": {"left": "0/1", "top": "0/1", "width": "1/1", "height": "1/1"},
+                        },
+                        {
+                            "id": "2",
+                            "area": {"left": "1/4", "top": "1/4", "width": "1/2", "height": "1/2"},
+                        },
+                    ]
+                }
+            ],
+        }
+    }
+    layout = Layout(LayoutTemplates.from_options(custom), 16)
+    layout.add("big")
+    layout.add("small")  # 4:3 into a 16:9 region: bars left and right of it
+    inputs = {"big": picture("big", BLUE), "small": picture("small", RED)}
+    compositor = VideoCompositor(640, 360, background=GREY, fit_policy="letterbox")
+    for tick, (big, small) in enumerate([(BLUE, RED), (BLUE, GREEN), (WHITE, GREEN), (RED, BLUE)]):
+        inputs["big"].frame = frame_of(big, 640, 360)
+        inputs["small"].frame = frame_of(small)
+        inputs["big"].frame_time = inputs["small"].frame_time = 100 + tick
+        rgb = to_rgb(compositor.compose(layout.assignments(), inputs, layout.version, 100 + tick))
+        assert near(rgb[180, 175], GREY), tick  # the small region's left bar
+        assert near(rgb[180, 465], GREY), tick  # and its right bar
+        assert near(rgb[180, 320], small), tick
+        assert near(rgb[20, 20], big), tick
+
+
 def test_avatar_for_audio_only_paused_and_stalled_inputs() -> None:
     layout = fluid("audio", "paused", "stalled", "live")
     inputs = {
