@@ -46,12 +46,13 @@ LAYOUT_BASES = ("fluid", "lecture")
 
 
 class DemoError(web.HTTPException):
-    """A refused demo request: JSON ``{"error": {"message": ...}}`` with its status."""
+    """A refused demo request: JSON ``{"error": {"code": <status>, "message": ...}}``."""
 
     def __init__(self, status: int, message: str) -> None:
         self.status_code = status
         super().__init__(
-            text=json.dumps({"error": {"message": message}}), content_type="application/json"
+            text=json.dumps({"error": {"code": status, "message": message}}),
+            content_type="application/json",
         )
 
 
@@ -110,6 +111,20 @@ class DemoApp:
         self.config = server.config
 
     def mount(self, app: web.Application) -> None:
+        @web.middleware
+        async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+            # aiohttp's own 404/405 are plain text; the page reads {"error": {"message"}}.
+            try:
+                response: web.StreamResponse = await handler(request)
+                return response
+            except DemoError:
+                raise
+            except web.HTTPException as exc:
+                if not request.path.startswith("/demo/") or exc.status_code < 400:
+                    raise
+                raise DemoError(exc.status_code, exc.reason) from None
+
+        app.middlewares.append(json_errors)
         add = app.router.add_route
         add("POST", "/demo/token", self.create_token)
         add("PUT", "/demo/layout", self.set_layout)

@@ -1,4 +1,5 @@
-"""Random and malformed REST requests on every route: never a 500, always a JSON error."""
+"""Random and malformed REST (and demo app server) requests on every route: never a 500,
+always a JSON error."""
 
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ ROUTES = [
     ("GET", "/v1/rooms/{room}/streaming-outs/{streaming}"),
     ("PATCH", "/v1/rooms/{room}/streaming-outs/{streaming}"),
     ("DELETE", "/v1/rooms/{room}/streaming-outs/{streaming}"),
+    # The demo app server of the conference page (portal/webapp.py).
+    ("POST", "/demo/token"),
+    ("PUT", "/demo/layout"),
+    ("GET", "/demo/recordings"),
+    ("POST", "/demo/recordings"),
+    ("DELETE", "/demo/recordings/{recording}"),
+    ("GET", "/demo/recordings/{recording}/file"),
 ]
 PATHS = [*sorted({path for _, path in ROUTES}), "/v1", "/v1/no-such-route"]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND"]
@@ -73,6 +81,9 @@ KEYS = [
     "roles",
     "participantLimit",
     "inputLimit",
+    "room",
+    "base",
+    "view",
     "x",
 ]
 
@@ -118,7 +129,7 @@ bodies = st.one_of(
     ),
 )
 queries = st.dictionaries(
-    st.sampled_from(["page", "per_page", "x", ""]),
+    st.sampled_from(["page", "per_page", "x", "", "service", "room", "expires", "signature"]),
     st.text(max_size=12) | st.integers(-5, 10**12).map(str),
     max_size=3,
 )
@@ -186,7 +197,11 @@ async def fuzz(tessera: RunningServer) -> None:
         request=requests_,
         query=queries,
         body=bodies,
-        auth=st.sampled_from([f"Bearer {key}"] * 6 + [None, "Bearer x", "MAuth realm=x", "ü"]),
+        auth=st.sampled_from(
+            [f"Bearer {key}"] * 6
+            + [f"Ticket {alice.reconnection_ticket}"] * 2
+            + [None, "Bearer x", "MAuth realm=x", "ü", "Ticket x", "Ticket "]
+        ),
         data=st.data(),
     )
     def one(
