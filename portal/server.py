@@ -20,7 +20,7 @@ from recorder.streamingout import StreamingOut
 from webrtc_agent.agent import WebrtcAgent
 
 from .config import Config
-from .heap import trim_heap
+from .heap import HeapReclaimer
 from .looplag import LoopLagMonitor
 from .malloc import limit_malloc_arenas
 from .messages import RequestError
@@ -71,6 +71,7 @@ class Server:
         self.portal = Portal(self, self.sio)
         self.peers = PeerGateway(self)  # the PeerJS-compatible endpoint (peer model)
         self.loop_lag = LoopLagMonitor()
+        self.heap = HeapReclaimer()
         self.rooms: dict[str, Room] = {}
         # Every recording of this run, running or finished, for REST listing and download.
         self.recordings: dict[str, tuple[str, str, Recording]] = {}
@@ -203,8 +204,8 @@ class Server:
         await room.close()
         if not room.persistent:
             logger.info("ad-hoc room removed", extra={"room": room.id, "room_name": room.name})
-        # The room's media memory is free now; without this the process never shrinks.
-        await asyncio.get_running_loop().run_in_executor(None, trim_heap)
+        # Without this the process never shrinks (see HeapReclaimer for why not right now).
+        self.heap.schedule()
 
     async def reload_room_options(self, room_id: str, options: RoomOptions) -> None:
         room = self.rooms.get(room_id)
@@ -216,6 +217,7 @@ class Server:
         for participant in list(room.participants.values()):
             await self.portal.kick(participant)
         await room.close()
+        self.heap.schedule()
 
     # -- lifecycle ------------------------------------------------------
 
@@ -276,6 +278,7 @@ class Server:
         for room in list(self.rooms.values()):
             await room.close()
         self.rooms.clear()
+        self.heap.close()
         await self.agent.close()
         self.store.close()
 
