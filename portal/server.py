@@ -9,6 +9,7 @@ import secrets
 import signal
 import threading
 import time
+import weakref
 from typing import Any
 
 import socketio
@@ -78,7 +79,11 @@ class Server:
         self._close_interrupted_recordings()
         self.streaming_outs: dict[str, tuple[str, str, StreamingOut]] = {}
         self.port = config.server.port  # the bound port, once listening (server.port may be 0)
-        self._room_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Weak: a lock lives only while a join holds or awaits it (one per room name ever
+        # joined would pile up otherwise).
+        self._room_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self.closing = False
         self._drained: asyncio.Future[None] | None = None
         self._sockets_closed = False
