@@ -15,7 +15,7 @@ import ctypes.util
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .background import spawn
 
@@ -62,11 +62,15 @@ class HeapReclaimer:
     sit in reference cycles (aiortc's objects point at each other) that only
     a full garbage collection frees, which Python may not run for minutes.
     Each `schedule()` (re)starts the delay, so rooms closing together cost
-    one collection.
+    one collection. `release` are called first: caches worth keeping only
+    while rooms run.
     """
 
-    def __init__(self, delay: float = RECLAIM_DELAY) -> None:
+    def __init__(
+        self, delay: float = RECLAIM_DELAY, release: Sequence[Callable[[], None]] = ()
+    ) -> None:
         self.delay = delay
+        self._release = tuple(release)
         self.reclaims = 0
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -87,6 +91,8 @@ class HeapReclaimer:
     async def reclaim(self) -> None:
         """Collect garbage (on this thread: it holds the interpreter anyway), then trim."""
         started = time.perf_counter()
+        for release in self._release:
+            release()
         collected = gc.collect()
         collected_at = time.perf_counter()
         await asyncio.get_running_loop().run_in_executor(None, trim_heap)

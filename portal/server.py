@@ -16,6 +16,7 @@ import socketio
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from mixer.avatar import forget_avatars
 from recorder.recording import Recording, StoredRecording
 from recorder.streamingout import StreamingOut
 from webrtc_agent.agent import WebrtcAgent
@@ -72,7 +73,7 @@ class Server:
         self.portal = Portal(self, self.sio)
         self.peers = PeerGateway(self)  # the PeerJS-compatible endpoint (peer model)
         self.loop_lag = LoopLagMonitor()
-        self.heap = HeapReclaimer()
+        self.heap = HeapReclaimer(release=[forget_avatars])
         self.rooms: dict[str, Room] = {}
         # Every recording of this run, running or finished, for REST listing and download.
         self.recordings: dict[str, tuple[str, str, Recording]] = {}

@@ -60,3 +60,10 @@ async def test_close_cancels_a_pending_reclaim() -> None:
     reclaimer.close()
     await asyncio.sleep(0.15)
     assert reclaimer.reclaims == 0
+
+
+async def test_caches_are_released_before_collecting() -> None:
+    released: list[bool] = []
+    reclaimer = HeapReclaimer(delay=0.01, release=[lambda: released.append(True)])
+    await reclaimer.reclaim()
+    assert released == [True]
