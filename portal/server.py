@@ -24,7 +24,7 @@ from webrtc_agent.agent import WebrtcAgent
 from .config import Config
 from .heap import HeapReclaimer
 from .looplag import LoopLagMonitor
-from .malloc import limit_malloc_arenas
+from .malloc import fix_malloc_trim_threshold, limit_malloc_arenas
 from .messages import RequestError
 from .metrics import create_registry
 from .peergateway import PeerGateway
@@ -292,6 +292,7 @@ class Server:
 def create_app(config: Config, store: Store | None = None) -> web.Application:
     """The aiohttp application: Socket.IO portal and REST API on one port."""
     limit_malloc_arenas(config.server.malloc_arenas)
+    fix_malloc_trim_threshold(config.server.malloc_trim_threshold)
     server = Server(config, store)
     app = web.Application(client_max_size=config.portal.max_message_bytes * 16)
     app[SERVER_KEY] = server
