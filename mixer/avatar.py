@@ -190,6 +190,11 @@ def _render(user_name: str, key: str, width: int, height: int) -> npt.NDArray[np
     return tile
 
 
+def forget_avatars() -> None:
+    """Drop the cached tiles (rooms closed: running views keep their current inputs' own)."""
+    _render.cache_clear()
+
+
 def _coverage(signed_distance: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Antialiased coverage from a distance to an edge (positive inside)."""
     coverage: npt.NDArray[np.float32] = np.clip(signed_distance + 0.5, 0.0, 1.0)

@@ -72,6 +72,7 @@ class ServerConfig(_Section):
     shutdown_timeout: Seconds
     ready_max_loop_lag: Seconds
     malloc_arenas: int = Field(ge=0, le=1024)
+    malloc_trim_threshold: int = Field(ge=0, le=1 << 30)
 
 
 class StorageConfig(_Section):

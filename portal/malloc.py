@@ -15,19 +15,47 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-# mallopt parameter number of M_ARENA_MAX in glibc's malloc.h.
+# mallopt parameter numbers in glibc's malloc.h.
 M_ARENA_MAX = -8
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+# Blocks from this size on get their own mapping. glibc's default raises its
+# threshold to the largest block freed; fixing the trim threshold fixes this
+# one too, so it is set above a 1080p frame (3 MB), which then stays in the
+# heap as with the default, instead of being mapped and unmapped each time.
+MMAP_THRESHOLD = 4 << 20
+
+
+def _mallopt(parameter: int, value: int) -> bool:
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (OSError, AttributeError):
+        return False  # not glibc (macOS has no mallopt): nothing to tune
+    return bool(mallopt(parameter, value))
 
 
 def limit_malloc_arenas(count: int) -> bool:
     """At most `count` malloc arenas from now on (0: leave glibc's default); True if set."""
     if count <= 0:
         return False
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
-    except (OSError, AttributeError):
-        return False  # not glibc (macOS has no mallopt): nothing to tune
-    ok = bool(mallopt(M_ARENA_MAX, count))
+    ok = _mallopt(M_ARENA_MAX, count)
     if not ok:
         logger.warning("could not limit malloc arenas to %d", count)
+    return ok
+
+
+def fix_malloc_trim_threshold(size: int) -> bool:
+    """Return an arena's free top beyond `size` bytes (0: leave glibc's default); True if set.
+
+    glibc's `malloc_trim` returns free pages inside every arena but shrinks
+    only the main arena's top: another arena's top is given back only when a
+    free() finds it above the trim threshold, which by default grows to twice
+    the largest block ever freed (megabytes, once video frames have come and
+    gone).
+    """
+    if size <= 0:
+        return False
+    ok = _mallopt(M_TRIM_THRESHOLD, size) and _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    if not ok:
+        logger.warning("could not fix the malloc trim threshold at %d", size)
     return ok

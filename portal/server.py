@@ -9,20 +9,22 @@ import secrets
 import signal
 import threading
 import time
+import weakref
 from typing import Any
 
 import socketio
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from mixer.avatar import forget_avatars
 from recorder.recording import Recording, StoredRecording
 from recorder.streamingout import StreamingOut
 from webrtc_agent.agent import WebrtcAgent
 
 from .config import Config
-from .heap import trim_heap
+from .heap import HeapReclaimer
 from .looplag import LoopLagMonitor
-from .malloc import limit_malloc_arenas
+from .malloc import fix_malloc_trim_threshold, limit_malloc_arenas
 from .messages import RequestError
 from .metrics import create_registry
 from .peergateway import PeerGateway
@@ -71,13 +73,18 @@ class Server:
         self.portal = Portal(self, self.sio)
         self.peers = PeerGateway(self)  # the PeerJS-compatible endpoint (peer model)
         self.loop_lag = LoopLagMonitor()
+        self.heap = HeapReclaimer(release=[forget_avatars])
         self.rooms: dict[str, Room] = {}
         # Every recording of this run, running or finished, for REST listing and download.
         self.recordings: dict[str, tuple[str, str, Recording]] = {}
         self._close_interrupted_recordings()
         self.streaming_outs: dict[str, tuple[str, str, StreamingOut]] = {}
         self.port = config.server.port  # the bound port, once listening (server.port may be 0)
-        self._room_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Weak: a lock lives only while a join holds or awaits it (one per room name ever
+        # joined would pile up otherwise).
+        self._room_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self.closing = False
         self._drained: asyncio.Future[None] | None = None
         self._sockets_closed = False
@@ -203,8 +210,8 @@ class Server:
         await room.close()
         if not room.persistent:
             logger.info("ad-hoc room removed", extra={"room": room.id, "room_name": room.name})
-        # The room's media memory is free now; without this the process never shrinks.
-        await asyncio.get_running_loop().run_in_executor(None, trim_heap)
+        # Without this the process never shrinks (see HeapReclaimer for why not right now).
+        self.heap.schedule()
 
     async def reload_room_options(self, room_id: str, options: RoomOptions) -> None:
         room = self.rooms.get(room_id)
@@ -216,6 +223,7 @@ class Server:
         for participant in list(room.participants.values()):
             await self.portal.kick(participant)
         await room.close()
+        self.heap.schedule()
 
     # -- lifecycle ------------------------------------------------------
 
@@ -276,6 +284,7 @@ class Server:
         for room in list(self.rooms.values()):
             await room.close()
         self.rooms.clear()
+        self.heap.close()
         await self.agent.close()
         self.store.close()
 
@@ -283,6 +292,7 @@ class Server:
 def create_app(config: Config, store: Store | None = None) -> web.Application:
     """The aiohttp application: Socket.IO portal and REST API on one port."""
     limit_malloc_arenas(config.server.malloc_arenas)
+    fix_malloc_trim_threshold(config.server.malloc_trim_threshold)
     server = Server(config, store)
     app = web.Application(client_max_size=config.portal.max_message_bytes * 16)
     app[SERVER_KEY] = server

@@ -324,6 +324,13 @@ async def test_update_reaches_a_loaded_room(api: Api) -> None:
     assert loaded.closed and room["_id"] not in api.server.rooms
 
 
+async def test_room_locks_do_not_pile_up(api: Api) -> None:
+    # One lock per room name ever looked up used to stay for the server's lifetime.
+    for name in ("x", "y", "z"):
+        assert await api.server.find_room(api.service, name, create=True) is not None
+    assert len(api.server._room_locks) == 0
+
+
 async def test_room_paging(api: Api) -> None:
     names = [f"r{i}" for i in range(7)]
     for name in names:

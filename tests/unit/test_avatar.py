@@ -8,7 +8,7 @@ import pytest
 from PIL import ImageFont
 
 from mixer import avatar
-from mixer.avatar import avatar_color, initials, render_avatar
+from mixer.avatar import avatar_color, forget_avatars, initials, render_avatar
 
 
 @pytest.mark.parametrize(
@@ -133,6 +133,13 @@ def test_cache_returns_the_same_read_only_array() -> None:
     assert not first.flags.writeable
     with pytest.raises(ValueError):
         first[0, 0, 0] = 0
+
+
+def test_forgotten_tiles_are_rendered_again_alike() -> None:
+    first = render_avatar("Ada Lovelace", "forgotten", 320, 180)
+    forget_avatars()
+    again = render_avatar("Ada Lovelace", "forgotten", 320, 180)
+    assert again is not first and np.array_equal(again, first)
 
 
 def test_bitmap_font_fallback(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ import platform
 import pytest
 
 from portal.config import load_config
-from portal.malloc import limit_malloc_arenas
+from portal.malloc import fix_malloc_trim_threshold, limit_malloc_arenas
 
 
 def test_zero_leaves_the_default() -> None:
@@ -22,3 +22,15 @@ def test_glibc_takes_the_limit() -> None:
 def test_setting() -> None:
     assert load_config(None, env={}).server.malloc_arenas == 2
     assert load_config(None, env={"TESSERA_SERVER_MALLOC_ARENAS": "0"}).server.malloc_arenas == 0
+
+
+def test_trim_threshold_zero_leaves_the_default() -> None:
+    assert fix_malloc_trim_threshold(0) is False
+    assert load_config(None, env={}).server.malloc_trim_threshold == 0
+    env = {"TESSERA_SERVER_MALLOC_TRIM_THRESHOLD": "1048576"}
+    assert load_config(None, env=env).server.malloc_trim_threshold == 1 << 20
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_glibc_takes_the_trim_threshold() -> None:
+    assert fix_malloc_trim_threshold(1 << 20) is True
