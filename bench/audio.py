@@ -20,11 +20,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .machine import MachineInfo, SystemCpu
 from .participants import Counter, Participant, ParticipantSpec, encode_voice, enter_all, leave
-from .report import add_common_arguments, header, pin_clients, server_cpus, verdict, write_json
+from .report import add_common_arguments, finish, header, pin_clients, server_cpus, verdict
 from .subscribers import ServerProcess
 
 PER_CORE_TARGET = 50.0
@@ -207,19 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if cpus is not None:
         config = dataclasses.replace(config, server_cpus=frozenset(cpus))
     figures = asyncio.run(run_audio_bench(config))
-    for line in format_figures(figures):
-        print(line)
-    elapsed = time.monotonic() - started
-    result: dict[str, Any] = {
-        "benchmark": "audio",
-        "machine": machine,
-        "server_cpus": sorted(cpus) if cpus is not None else None,
-        "figures": figures,
-        "elapsed_seconds": elapsed,
-    }
-    path = write_json("audio", args.json, result)
-    print(f"(run took {elapsed:.0f} s; figures in {path})")
-    return 0
+    return finish("audio", args.json, machine, figures, format_figures(figures), started, cpus)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from mixer.layout import Layout, LayoutTemplates, place, region_rect
 from .content import MovingPattern
 from .machine import MachineInfo
 from .pipeline import StageFigures
-from .report import LoadMeter, add_common_arguments, header, verdict, write_json
+from .report import LoadMeter, add_common_arguments, finish, header, verdict
 
 WIDTH, HEIGHT = 1280, 720
 INPUT_W, INPUT_H = 640, 360
@@ -407,16 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in header("Tessera compositor benchmark", machine):
         print(line, flush=True)
     figures = run_compositor_bench(QUICK if args.quick else CompositorBenchConfig())
-    for line in format_figures(figures):
-        print(line)
-    elapsed = time.monotonic() - started
-    path = write_json(
-        "compositor",
-        args.json,
-        {"benchmark": "compositor", "machine": machine, "figures": figures, "elapsed": elapsed},
-    )
-    print(f"(run took {elapsed:.0f} s; figures in {path})")
-    return 0
+    return finish("compositor", args.json, machine, figures, format_figures(figures), started)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .machine import MachineInfo, SystemCpu
 from .participants import Participant, ParticipantSpec, encode_scenes, enter_all, leave
-from .report import add_common_arguments, header, pin_clients, server_cpus, verdict, write_json
+from .report import add_common_arguments, finish, header, pin_clients, server_cpus, verdict
 from .subscribers import ServerProcess
 
 ROOMS_PER_CORE_TARGET = 2.0
@@ -259,19 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, server_cpus=frozenset(cpus))
     print("", *_columns(), sep="\n", flush=True)
     figures = asyncio.run(run_density_bench(config))
-    for line in format_figures(figures):
-        print(line)
-    elapsed = time.monotonic() - started
-    result: dict[str, Any] = {
-        "benchmark": "density",
-        "machine": machine,
-        "server_cpus": sorted(cpus) if cpus is not None else None,
-        "figures": figures,
-        "elapsed_seconds": elapsed,
-    }
-    path = write_json("density", args.json, result)
-    print(f"(run took {elapsed:.0f} s; figures in {path})")
-    return 0
+    return finish("density", args.json, machine, figures, format_figures(figures), started, cpus)
 
 
 if __name__ == "__main__":

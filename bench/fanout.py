@@ -18,11 +18,10 @@ import argparse
 import asyncio
 import dataclasses
 import time
-from typing import Any
 
 from .machine import MachineInfo
 from .mixer import format_subscribers
-from .report import add_common_arguments, header, pin_clients, server_cpus, write_json
+from .report import add_common_arguments, finish, header, pin_clients, server_cpus
 from .subscribers import SubscriberBenchConfig, SubscriberFigures, run_subscriber_bench
 
 FULL = SubscriberBenchConfig(steps=(0, 1, 10, 50, 100), window=5.0, settle=1.5, batch=10)
@@ -97,21 +96,15 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     figures = asyncio.run(run_subscriber_bench(config))
-    for line in format_subscribers(figures):
-        print(line)
-    for line in summary(figures):
-        print(line)
-    elapsed = time.monotonic() - started
-    result: dict[str, Any] = {
-        "benchmark": "fanout",
-        "machine": machine,
-        "server_cpus": sorted(cpus) if cpus is not None else None,
-        "figures": figures,
-        "elapsed_seconds": elapsed,
-    }
-    path = write_json("fanout", args.json, result)
-    print(f"(run took {elapsed:.0f} s; figures in {path})")
-    return 0
+    return finish(
+        "fanout",
+        args.json,
+        machine,
+        figures,
+        [*format_subscribers(figures), *summary(figures)],
+        started,
+        cpus,
+    )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from webrtc_agent.aiortcext import install_low_latency_buffer
 from .content import VIDEO_CLOCK, MovingPattern
 from .machine import MachineInfo, SystemCpu
 from .participants import AUDIO_CLOCK, AUDIO_FRAME, leave
-from .report import add_common_arguments, header, verdict, write_json
+from .report import add_common_arguments, finish, header, verdict
 from .subscribers import ServerProcess, TappedClient, _wait_layout
 
 VIDEO_MEDIAN_TARGET_MS = 60.0
@@ -425,18 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds:
         config = LatencyBenchConfig(seconds=args.seconds, warmup=config.warmup)
     figures = asyncio.run(run_latency_bench(config))
-    for line in format_figures(figures):
-        print(line)
-    elapsed = time.monotonic() - started
-    result: dict[str, Any] = {
-        "benchmark": "latency",
-        "machine": machine,
-        "figures": figures,
-        "elapsed_seconds": elapsed,
-    }
-    path = write_json("latency", args.json, result)
-    print(f"(run took {elapsed:.0f} s; figures in {path})")
-    return 0
+    return finish("latency", args.json, machine, figures, format_figures(figures), started)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,25 @@ def write_json(name: str, path: str | None, result: dict[str, Any]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(json_ready(result), indent=1) + "\n")
     return target
+
+
+def finish(
+    name: str,
+    json_path: str | None,
+    machine: MachineInfo,
+    figures: Any,
+    lines: Iterable[str],
+    started: float,
+    cpus: set[int] | None = None,
+) -> int:
+    """Print a benchmark's result lines, write its JSON, say where and how long; exit status."""
+    for line in lines:
+        print(line)
+    elapsed = time.monotonic() - started
+    result: dict[str, Any] = {"benchmark": name, "machine": machine}
+    if cpus is not None:
+        result["server_cpus"] = sorted(cpus)
+    result.update(figures=figures, elapsed_seconds=elapsed)
+    path = write_json(name, json_path, result)
+    print(f"(run took {elapsed:.0f} s; figures in {path})")
+    return 0

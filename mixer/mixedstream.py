@@ -238,8 +238,8 @@ class MixedStream(Stream):
         self._video_outs: tuple[MixedVideoOutput, ...] = ()
         self._audio_outs: tuple[MixedAudioOutput, ...] = ()
         self._removed_audio: deque[str] = deque()  # inputs the audio thread must forget
-        self._video_thread: _ViewThread | None = None
-        self._audio_thread: _ViewThread | None = None
+        # "video" / "audio" -> the view thread of that kind, while one runs.
+        self._threads: dict[str, _ViewThread] = {}
         self.closed = False
         self._publish_layout(notify=False)
 
@@ -371,10 +371,8 @@ class MixedStream(Stream):
         if self.video_options is not None:
             self.layout.add(stream.id)
         self._publish_inputs()
-        if self._video_thread is not None:
-            self._attach(mix_input, "video")
-        if self._audio_thread is not None:
-            self._attach(mix_input, "audio")
+        for kind in self._threads:
+            self._attach(mix_input, kind)
         self._publish_layout()
 
     def remove_input(self, stream_id: str) -> None:
@@ -491,30 +489,22 @@ class MixedStream(Stream):
         self._update_threads()
 
     def _update_threads(self) -> None:
-        want_video = bool(self._video_outs) and not self.closed
-        want_audio = bool(self._audio_outs) and not self.closed
-        if want_video and self._video_thread is None:
-            for mix_input in self.inputs.values():
-                self._attach(mix_input, "video")
-            self._video_thread = _ViewThread(
-                f"view-{self.label}-video", self._video_loop, self.log_ids
-            )
-        elif not want_video and self._video_thread is not None:
-            self._video_thread.stop()
-            self._video_thread = None
-            for mix_input in self.inputs.values():
-                self._detach(mix_input, "video")
-        if want_audio and self._audio_thread is None:
-            for mix_input in self.inputs.values():
-                self._attach(mix_input, "audio")
-            self._audio_thread = _ViewThread(
-                f"view-{self.label}-audio", self._audio_loop, self.log_ids
-            )
-        elif not want_audio and self._audio_thread is not None:
-            self._audio_thread.stop()
-            self._audio_thread = None
-            for mix_input in self.inputs.values():
-                self._detach(mix_input, "audio")
+        wanted = {
+            "video": (bool(self._video_outs), self._video_loop),
+            "audio": (bool(self._audio_outs), self._audio_loop),
+        }
+        for kind, (want, loop) in wanted.items():
+            want = want and not self.closed
+            thread = self._threads.get(kind)
+            if want and thread is None:
+                for mix_input in self.inputs.values():
+                    self._attach(mix_input, kind)
+                self._threads[kind] = _ViewThread(f"view-{self.label}-{kind}", loop, self.log_ids)
+            elif not want and thread is not None:
+                thread.stop()
+                del self._threads[kind]
+                for mix_input in self.inputs.values():
+                    self._detach(mix_input, kind)
 
     @property
     def log_ids(self) -> dict[str, str]:
@@ -523,7 +513,7 @@ class MixedStream(Stream):
 
     @property
     def running(self) -> bool:
-        return self._video_thread is not None or self._audio_thread is not None
+        return bool(self._threads)
 
     def _video_loop(self, stop: threading.Event) -> None:
         compositor = VideoCompositor(

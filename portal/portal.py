@@ -309,18 +309,27 @@ class Portal:
     async def on_refresh_ticket(self, participant: Participant, data: Any) -> Any:
         return self._ticket(participant)
 
+    def participant_of_ticket(self, ticket: str) -> Participant:
+        """The participant a current reconnection ticket names.
+
+        Raises TokenError for a forged, expired or superseded ticket and RequestError
+        when the participant is gone.
+        """
+        claims = verify_ticket(ticket, self.server.ticket_secret)
+        participant = self.participants.get(claims.participant_id)
+        if participant is None or participant.closed:
+            raise RequestError("Participant does NOT exist")
+        if claims.ticket_id != participant.ticket_id:
+            raise TokenError("Reconnection ticket is no longer valid")
+        return participant
+
     async def on_relogin(self, connection: Connection, data: Any) -> Any:
         if connection.participant is not None:
             raise RequestError("Already logged in")
         self._count_login_attempt(connection)
         if not isinstance(data, str) or len(data) > 4096:
             raise RequestError("Invalid relogin request: expected a reconnection ticket")
-        claims = verify_ticket(data, self.server.ticket_secret)
-        participant = self.participants.get(claims.participant_id)
-        if participant is None or participant.closed:
-            raise RequestError("Participant does NOT exist")
-        if claims.ticket_id != participant.ticket_id:
-            raise TokenError("Reconnection ticket is no longer valid")
+        participant = self.participant_of_ticket(data)
         service = self.server.store.get_service(participant.room.service_id)
         if service is not None:
             self.server.check_origin(service, connection.origin)

@@ -41,7 +41,6 @@ from .participant import Participant
 from .room import Room
 from .roomoptions import OptionsError, RoomOptions, merge_room_options, parse_room_options
 from .store import NotFoundError, RoomRecord, ServiceRecord, new_room_id
-from .tokens import issue_token
 from .validation import check_name
 
 if TYPE_CHECKING:
@@ -544,9 +543,6 @@ class RestApi:
             raise RestError(404, ErrorCode.ROOM_NOT_FOUND, "Room not found")
         return RoomRef(room_id, record, loaded)
 
-    def _advertised_host(self, request: web.Request) -> str:
-        return self.server.advertised_host()
-
     # -- rooms ----------------------------------------------------------
 
     async def create_room(self, request: web.Request) -> web.StreamResponse:
@@ -697,22 +693,8 @@ class RestApi:
         preference = body.get("preference")
         if preference is not None and not isinstance(preference, dict):
             raise _bad_request("preference must be an object (OWT's {isp, region})")
-        options = ref.options()
-        if options.role(role) is None:
-            roles = ", ".join(r.role for r in options.roles)
-            raise _bad_request(f"role {role[:64]!r} is not a role of this room (roles: {roles})")
-        config = self.server.config
         try:
-            token = issue_token(
-                service_id=service.id,
-                key=service.key,
-                room=ref.id,
-                user=user,
-                role=role,
-                host=self._advertised_host(request),
-                secure=config.server.secure,
-                lifetime=config.tokens.lifetime,
-            )
+            token = self.server.join_token(service, ref.id, ref.options(), user, role)
         except ValueError as exc:
             raise _bad_request(str(exc)) from None
         logger.info(

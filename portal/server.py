@@ -32,6 +32,7 @@ from .portal import Portal
 from .room import Room
 from .roomoptions import RoomOptions, parse_room_options
 from .store import ServiceRecord, Store, bootstrap_default_service, new_room_id
+from .tokens import issue_token
 
 logger = logging.getLogger(__name__)
 # Seconds clients get to close their connections after `drop` on shutdown.
@@ -92,6 +93,27 @@ class Server:
     def advertised_host(self) -> str:
         """`host:port` written into join tokens."""
         return self.config.advertised_host(self.port)
+
+    def join_token(
+        self, service: ServiceRecord, room: str, options: RoomOptions, user: str, role: str
+    ) -> str:
+        """A join token for `user` in `room` (id or name) with `role`, one of the room's roles.
+
+        Raises ValueError naming the problem (an unknown role, a bad claim).
+        """
+        if options.role(role) is None:
+            roles = ", ".join(r.role for r in options.roles)
+            raise ValueError(f"role {role[:64]!r} is not a role of this room (roles: {roles})")
+        return issue_token(
+            service_id=service.id,
+            key=service.key,
+            room=room,
+            user=user,
+            role=role,
+            host=self.advertised_host(),
+            secure=self.config.server.secure,
+            lifetime=self.config.tokens.lifetime,
+        )
 
     # -- services and origins -------------------------------------------
 

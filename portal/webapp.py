@@ -29,11 +29,12 @@ from recorder.muxer import MuxerError
 from recorder.recording import MediaChoice, Recording, StoredRecording
 from webrtc_agent.mediasource import ParameterError
 
+from .messages import RequestError
 from .participant import Participant
 from .room import Room
 from .roomoptions import parse_room_options
 from .server import Server
-from .tokens import TokenError, issue_token, verify_ticket
+from .tokens import TokenError
 from .validation import check_name
 
 logger = logging.getLogger(__name__)
@@ -168,16 +169,9 @@ class DemoApp:
         if scheme != "Ticket" or not ticket:
             raise DemoError(401, "Authorization: Ticket <reconnection ticket> is required")
         try:
-            claims = verify_ticket(ticket.strip(), self.server.ticket_secret)
-        except TokenError as exc:
+            return self.server.portal.participant_of_ticket(ticket.strip())
+        except (TokenError, RequestError) as exc:
             raise DemoError(401, str(exc)) from None
-        for room in self.server.rooms.values():
-            participant = room.participants.get(claims.participant_id)
-            if participant is not None and not participant.closed:
-                if participant.ticket_id != claims.ticket_id:
-                    raise DemoError(401, "Reconnection ticket is no longer valid")
-                return participant
-        raise DemoError(401, "The participant is no longer in a room")
 
     def _moderator(self, request: web.Request) -> tuple[Participant, Room]:
         participant = self._participant(request)
@@ -222,20 +216,8 @@ class DemoApp:
         else:
             # An ad-hoc room gets the default options when it is created at login.
             options = parse_room_options(record.options if record else {"name": room_ref})
-        if options.role(role) is None:
-            roles = ", ".join(r.role for r in options.roles)
-            raise DemoError(400, f"Role {role[:64]} is not a role of this room (roles: {roles})")
         try:
-            token = issue_token(
-                service_id=service.id,
-                key=service.key,
-                room=room_ref,
-                user=user,
-                role=role,
-                host=self.server.advertised_host(),
-                secure=self.config.server.secure,
-                lifetime=self.config.tokens.lifetime,
-            )
+            token = self.server.join_token(service, room_ref, options, user, role)
         except ValueError as exc:
             raise DemoError(400, str(exc)) from None
         # An ad-hoc room that does not exist yet has a name but no id.
