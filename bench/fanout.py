@@ -4,9 +4,11 @@ The server CPU of one view (3x3 layout, 1280x720 30 fps VP8, one 640x360
 publisher) with 1, 10, 50 and 100 subscribers of one format, end to end with
 real aiortc peers on loopback. The server runs in its own process (pinned to
 N cores with --cores; the clients then get the other cores), so its CPU is
-read from /proc apart from the clients. The subscribers do not decode: an
-encoded-frame tap on each receiver counts frames and bytes, which proves the
-media flows without 100 720p decoders in the benchmark process.
+read from /proc apart from the clients. The subscribers neither decode nor
+decrypt: each counts the view's frames from the clear RTP headers of the
+SRTP packets it receives, which proves the media flows without 100 Python
+receive paths in the benchmark process (`--full-receivers`: aiortc's whole
+receive path with an encoded-frame tap, as before).
 
 Target: at most 1% of a core per added subscriber (every span after the
 first, which also starts the view). Under two minutes on a 2-core machine.
@@ -79,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_common_arguments(parser, cores=True)
     parser.add_argument("--subscribers", metavar="N,N,...", help="steps (default 0,1,10,50,100)")
+    parser.add_argument(
+        "--full-receivers",
+        action="store_true",
+        help="clients decrypt and reassemble every frame (aiortc's receive path)",
+    )
     args = parser.parse_args(argv)
 
     cpus = server_cpus(args.cores)
@@ -92,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.subscribers:
         steps = tuple(int(n) for n in args.subscribers.split(",") if n.strip())
         config = dataclasses.replace(config, steps=steps)
-    config = dataclasses.replace(config, server_cpus=frozenset(cpus) if cpus is not None else None)
+    config = dataclasses.replace(
+        config,
+        server_cpus=frozenset(cpus) if cpus is not None else None,
+        full_receivers=args.full_receivers,
+    )
 
     started = time.monotonic()
     figures = asyncio.run(run_subscriber_bench(config))

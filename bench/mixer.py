@@ -148,12 +148,18 @@ def format_subscribers(figures: SubscriberFigures) -> list[str]:
             f" - target <= {figures.target_percent:g}% (every span after the first): "
             f"{_verdict(figures.meets_target)}"
         )
-    taps = (
-        "all before their receivers started"
-        if not figures.late_taps
-        else (f"{figures.late_taps} AFTER their receiver started (those decoded)")
-    )
-    lines.append(f"     encoded-frame taps (no decoding in the clients): {taps}")
+    if c.full_receivers:
+        taps = (
+            "all before their receivers started"
+            if not figures.late_taps
+            else (f"{figures.late_taps} AFTER their receiver started (those decoded)")
+        )
+        lines.append(f"     encoded-frame taps (no decoding in the clients): {taps}")
+    else:
+        lines.append(
+            "     clients count frames from the RTP headers (no decrypting, no decoding);"
+            " --full-receivers for aiortc's whole receive path"
+        )
     if figures.server_log:
         lines.append(f"     the server logged {len(figures.server_log)} warning line(s), last:")
         lines.append(f"       {figures.server_log[-1][:150]}")

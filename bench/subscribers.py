@@ -4,9 +4,15 @@ The Tessera server runs in its own process (`bench._server`), so its CPU is
 read from /proc apart from the clients. One publisher sends a moving 640x360
 camera-like track into the default room; its `common` view then gets 1, 10,
 50 ... video-only subscribers of one format, which all share the view's one
-720p encoder. The subscriber clients do not decode: an encoded-frame tap on
-each receiver counts the frames and bytes that arrive, which proves the
-media flows without drowning this process in 50 x 720p decodes.
+720p encoder. The subscriber clients do not decode. By default they do not
+decrypt either: each counts the view's frames from the RTP headers of the
+SRTP packets it receives (SRTP encrypts the payload, not the header), which
+proves the media arrives at its rate. With `full_receivers` every client
+runs aiortc's whole receive path (SRTP, RTP parsing, jitter buffer, NACK,
+REMB) and an encoded-frame tap counts the reassembled frames: 100 of those
+in one Python process need more than the core the server leaves them, the
+kernel then drops their datagrams (54,551 `RcvbufErrors` in 10 s at 100)
+and the figures measure the clients instead of the server.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class SubscriberBenchConfig:
     framerate: int = 30
     connect_timeout: float = 30.0
     server_cpus: frozenset[int] | None = None  # pin the server process to these CPUs
+    full_receivers: bool = False  # decrypt and reassemble (aiortc's receive path) in the clients
 
 
 QUICK_SUBSCRIBERS = SubscriberBenchConfig(steps=(0, 1, 2), window=2.0, settle=1.0)
@@ -160,6 +167,49 @@ class TappedClient(ConferenceClient):
         self.frames += 1
         self.bytes += len(data)
         self.first_frame.set()
+
+
+class HeaderCountingClient(TappedClient):
+    """A TappedClient that counts its video from the RTP headers, without decrypting.
+
+    The packets still take the real path to the client (ICE, DTLS-SRTP keys,
+    one UDP socket per peer connection); the client reads the clear RTP
+    header of each SRTP packet (RFC 3711: the payload is encrypted, the
+    header is not) and counts a frame at each marker bit, bytes as the RTP
+    payload plus the authentication tag. DTLS and SRTCP go on to aiortc as
+    usual. Only for video-only subscriptions: every RTP packet is counted.
+    """
+
+    def _tap(self, track: MediaStreamTrack) -> None:
+        if self.pc is None or track.kind not in self.tap_kinds:
+            return
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                ice = transceiver.receiver.transport.transport
+                if not getattr(ice, "_tessera_counting", False):
+                    ice._tessera_counting = True  # type: ignore[attr-defined]
+                    ice._recv = self._counting(ice._recv)
+
+    def _counting(self, receive: Any) -> Any:
+        async def next_datagram() -> bytes:
+            while True:
+                data: bytes = await receive()
+                # RTP, not RTCP (RFC 5761: RTCP packet types 192-223 in the second byte).
+                if 127 < data[0] < 192 and len(data) >= 12 and not 191 < data[1] < 224:
+                    self._count(data)
+                    continue
+                return data
+
+        return next_datagram
+
+    def _count(self, data: bytes) -> None:
+        header = 12 + 4 * (data[0] & 0x0F)
+        if data[0] & 0x10 and len(data) >= header + 4:
+            header += 4 + 4 * int.from_bytes(data[header + 2 : header + 4], "big")
+        self.bytes += max(0, len(data) - header)
+        if data[1] & 0x80:
+            self.frames += 1
+            self.first_frame.set()
 
 
 class ServerProcess:
@@ -277,10 +327,11 @@ async def _wait_layout(
 
 
 async def _connect(
-    server: ServerProcess, stream_id: str, number: int, timeout: float
+    server: ServerProcess, stream_id: str, number: int, timeout: float, full: bool
 ) -> TappedClient:
     """One subscriber: join, subscribe to the view's video, wait for its first frame."""
-    client = TappedClient(request_timeout=timeout)
+    kind = TappedClient if full else HeaderCountingClient
+    client = kind(request_timeout=timeout)
     try:
         await client.join(server.token(f"viewer-{number}", "viewer"))
         subscription = await client.subscribe(stream_id, audio=False)
@@ -395,7 +446,10 @@ async def run_subscriber_bench(config: SubscriberBenchConfig) -> SubscriberFigur
                     count = min(config.batch, target - len(clients))
                     numbers = range(len(clients), len(clients) + count)
                     results = await asyncio.gather(
-                        *(_connect(server, view, n, config.connect_timeout) for n in numbers),
+                        *(
+                            _connect(server, view, n, config.connect_timeout, config.full_receivers)
+                            for n in numbers
+                        ),
                         return_exceptions=True,
                     )
                     clients.extend(r for r in results if isinstance(r, TappedClient))
