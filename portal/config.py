@@ -73,6 +73,7 @@ class ServerConfig(_Section):
     ready_max_loop_lag: Seconds
     malloc_arenas: int = Field(ge=0, le=1024)
     malloc_trim_threshold: int = Field(ge=0, le=1 << 30)
+    media_check: bool
 
 
 class StorageConfig(_Section):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -17,12 +19,14 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from mixer.avatar import forget_avatars
+from mixer.selfcheck import check_media
 from recorder.recording import Recording, StoredRecording
 from recorder.streamingout import StreamingOut
 from webrtc_agent.agent import WebrtcAgent
+from webrtc_agent.aiortcext import check_dtls_srtp
 
 from .config import Config
-from .heap import HeapReclaimer
+from .heap import HeapReclaimer, trim_heap
 from .looplag import LoopLagMonitor
 from .malloc import fix_malloc_trim_threshold, limit_malloc_arenas
 from .messages import RequestError
@@ -39,6 +43,8 @@ logger = logging.getLogger(__name__)
 DROP_GRACE = 2.0
 
 SERVER_KEY: web.AppKey[Server] = web.AppKey("server")
+# The media self-check passed in this process (its libraries stay as they are).
+_media_checked = False
 # /readyz judges the load by the event-loop lag of the last this many seconds.
 READY_WINDOW = 2.0
 
@@ -351,6 +357,10 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.router.add_get("/readyz", readyz)
 
     async def lifecycle(app: web.Application) -> Any:
+        if config.server.media_check:
+            # On this thread, before the site listens: what the check allocates lands in the
+            # main malloc arena, whose top malloc_trim gives back (another arena's it does not).
+            media_self_check()
         server.loop_lag.start()
         server.peers.start()
         yield
@@ -364,6 +374,39 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.on_shutdown.append(shutdown)
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+class MediaCheckFailed(RuntimeError):
+    """The media self-check found a codec or DTLS-SRTP not working: the server does not start."""
+
+
+def media_self_check() -> None:
+    """Composite, encode and decode with every codec, and make a DTLS-SRTP handshake.
+
+    Once per process; blocks for about 0.1 s. Raises MediaCheckFailed naming
+    what does not work.
+    """
+    global _media_checked
+    if _media_checked:
+        return
+    report = check_media()
+    failures = list(report.failures)
+    try:
+        check_dtls_srtp()
+    except Exception as exc:  # any failure is the finding
+        failures.append(f"DTLS-SRTP: {type(exc).__name__}: {exc}")
+    if failures:
+        for failure in failures:
+            logger.error("media self-check failed: %s", failure, extra={"check": failure})
+        raise MediaCheckFailed("media self-check failed: " + "; ".join(failures))
+    _media_checked = True
+    gc.collect()
+    trim_heap()
+    logger.info(
+        "media self-check passed in %.0f ms",
+        report.seconds * 1000,
+        extra={"seconds": round(report.seconds, 3)},
+    )
 
 
 async def _hls_file(request: web.Request) -> web.StreamResponse:
@@ -399,11 +442,22 @@ async def _serve(config: Config) -> int:
     # connections: one that lingers (aiohttp waits twice this) is cut.
     linger = min(0.5, deadline / 8)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=linger)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except MediaCheckFailed as exc:
+        # Logged line by line already; the exit says it once more, for whoever started it.
+        print(f"tessera: {exc} (set [server] media_check = false to start anyway)", file=sys.stderr)
+        await runner.cleanup()
+        return 1
     site = web.TCPSite(runner, config.server.host, config.server.port)
     await site.start()
     server.port = int(runner.addresses[0][1])
     url = f"http://{config.advertised_host(server.port)}"
+    # Before the line that says we are up: a SIGTERM right after it is a clean stop, not a kill.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     logger.info(
         "Tessera listening on %s (Socket.IO portal and REST /v1); "
         "get a join token with: tessera token %s --user NAME --role presenter",
@@ -411,10 +465,6 @@ async def _serve(config: Config) -> int:
         config.service.default_room,
         extra={"url": url, "service": server.default_service.id},
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     started = time.monotonic()
     # The last resort if the loop thread itself is stuck in a blocking call.

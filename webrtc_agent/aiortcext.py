@@ -1,11 +1,12 @@
 """The few places where Tessera reaches into aiortc's private state.
 
-aiortc has no public API for four things an SFU/MCU needs: taking the encoded
+aiortc has no public API for five things an SFU/MCU needs: taking the encoded
 frames a receiver has reassembled (to forward them without decoding), turning
 decoding on and off, hearing a receiver's keyframe request on a sender that
-sends pre-encoded packets, and releasing received frames without aiortc's
-fixed extra delay. Keeping every such reach-in here means an aiortc
-upgrade is checked in one file (tests/integration cover each of them).
+sends pre-encoded packets, releasing received frames without aiortc's
+fixed extra delay, and checking DTLS-SRTP at start-up. Keeping every such
+reach-in here means an aiortc upgrade is checked in one file
+(tests/integration cover each of them).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import queue
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCCertificate, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtcdtlstransport import SRTP_PROFILES
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+from OpenSSL import SSL
+from pylibsrtp import Policy, Session
 
 from .mediasource import is_keyframe
 
@@ -204,3 +208,59 @@ def estimated_bitrate(sender: RTCRtpSender) -> int | None:
     encoder = getattr(sender, "_RTCRtpSender__encoder", None)
     value = getattr(encoder, "target_bitrate", None)
     return int(value) if isinstance(value, int | float) else None
+
+
+def check_dtls_srtp() -> None:
+    """A DTLS-SRTP handshake between two in-memory endpoints, as aiortc's transports make it.
+
+    Raises if it fails. Certificates, handshake, SRTP key export and one
+    protected and unprotected packet: what every participant's transport will
+    need (and the crypto code it pages in), done once at start-up.
+    """
+    ends = []
+    for accept in (False, True):
+        context = RTCCertificate.generateCertificate()._create_ssl_context(SRTP_PROFILES)
+        end = SSL.Connection(context, None)
+        end.set_accept_state() if accept else end.set_connect_state()
+        ends.append(end)
+    done = [False, False]
+    for _ in range(10):
+        for i, (end, other) in enumerate(((ends[0], ends[1]), (ends[1], ends[0]))):
+            try:
+                end.do_handshake()
+                done[i] = True
+            except SSL.WantReadError:
+                pass
+            while True:
+                try:
+                    other.bio_write(end.bio_read(4096))
+                except SSL.WantReadError:
+                    break
+        if all(done):
+            break
+    else:
+        raise RuntimeError("the DTLS handshake did not complete")
+    name = ends[0].get_selected_srtp_profile()
+    profile = next((p for p in SRTP_PROFILES if p.openssl_profile == name), None)
+    if profile is None:
+        raise RuntimeError(f"no SRTP profile negotiated ({name!r})")
+    keys = []
+    for end in ends:
+        material = end.export_keying_material(
+            b"EXTRACTOR-dtls_srtp", 2 * (profile.key_length + profile.salt_length)
+        )
+        keys.append(profile.get_key_and_salt(material, 0))
+    if keys[0] != keys[1]:
+        raise RuntimeError("the two ends derived different SRTP keys")
+    sender = Session(
+        Policy(
+            key=keys[0], ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile.libsrtp_profile
+        )
+    )
+    receiver = Session(
+        Policy(key=keys[1], ssrc_type=Policy.SSRC_ANY_INBOUND, srtp_profile=profile.libsrtp_profile)
+    )
+    packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=0, ssrc=1, payload=b"x" * 100)
+    data = packet.serialize()
+    if receiver.unprotect(sender.protect(data)) != data:
+        raise RuntimeError("SRTP did not give back the packet it protected")

@@ -26,9 +26,9 @@ def test_setting() -> None:
 
 def test_trim_threshold_zero_leaves_the_default() -> None:
     assert fix_malloc_trim_threshold(0) is False
-    assert load_config(None, env={}).server.malloc_trim_threshold == 0
-    env = {"TESSERA_SERVER_MALLOC_TRIM_THRESHOLD": "1048576"}
-    assert load_config(None, env=env).server.malloc_trim_threshold == 1 << 20
+    assert load_config(None, env={}).server.malloc_trim_threshold == 1 << 20
+    env = {"TESSERA_SERVER_MALLOC_TRIM_THRESHOLD": "0"}
+    assert load_config(None, env=env).server.malloc_trim_threshold == 0
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")

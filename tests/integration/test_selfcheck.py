@@ -1,0 +1,75 @@
+"""The media self-check at start-up: it passes here, names what fails, and stops a broken start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import portal.server
+from mixer.selfcheck import SelfCheckReport, check_media
+from portal.config import load_config
+from tests.integration.test_operations import ServeProcess
+from tests.support import api, start_server
+from webrtc_agent.aiortcext import check_dtls_srtp
+
+
+def test_every_codec_passes() -> None:
+    report = check_media()
+    assert report.ok, report.failures
+    assert 0 < report.seconds < 10
+
+
+def test_a_codec_that_does_not_work_is_named() -> None:
+    report = check_media(("vp8", "av2"))
+    assert not report.ok
+    assert len(report.failures) == 1
+    assert report.failures[0].startswith("av2 video: ")
+
+
+def test_dtls_srtp_handshake_in_memory() -> None:
+    check_dtls_srtp()  # raises if the handshake, the key export or SRTP fails
+
+
+async def test_serve_logs_the_check_and_serves(tmp_path: Path) -> None:
+    serve = ServeProcess(tmp_path, shutdown_timeout=5.0)
+    try:
+        await serve.start()
+        status, _ = await serve.terminate()
+    finally:
+        serve.kill()
+    assert status == 0
+    passed = [e for e in serve.lines if str(e.get("msg", "")).startswith("media self-check passed")]
+    assert len(passed) == 1 and passed[0]["level"] == "info"
+    messages = [str(e.get("msg", "")) for e in serve.lines]
+    listening = next(i for i, m in enumerate(messages) if m.startswith("Tessera listening"))
+    assert serve.lines.index(passed[0]) < listening
+
+
+async def test_a_failed_check_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = SelfCheckReport(("vp8 video: ValueError: no libvpx in this build",), 0.01)
+    monkeypatch.setattr(portal.server, "check_media", lambda: broken)
+    monkeypatch.setattr(portal.server, "_media_checked", False)
+    config = load_config(
+        None, env={}, overrides={"server.port": 0, "storage.data_dir": str(tmp_path)}
+    )
+
+    assert await portal.server._serve(config) == 1
+
+    err = capsys.readouterr().err
+    assert "media self-check failed: vp8 video: ValueError: no libvpx in this build" in err
+    assert "media_check = false" in err
+
+
+async def test_the_check_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = SelfCheckReport(("vp8 video: ValueError: no libvpx in this build",), 0.01)
+    monkeypatch.setattr(portal.server, "check_media", lambda: broken)
+    monkeypatch.setattr(portal.server, "_media_checked", False)
+    tessera = await start_server(tmp_path, **{"server.media_check": False})
+    try:
+        status, _ = await api(tessera, "GET", "/v1/rooms")
+        assert status == 200
+    finally:
+        await tessera.stop()
