@@ -26,7 +26,7 @@ from .mixer import format_subscribers
 from .report import add_common_arguments, finish, header, pin_clients, server_cpus
 from .subscribers import SubscriberBenchConfig, SubscriberFigures, run_subscriber_bench
 
-FULL = SubscriberBenchConfig(steps=(0, 1, 10, 50, 100), window=5.0, settle=1.5, batch=10)
+FULL = SubscriberBenchConfig(steps=(0, 1, 10, 50, 100), window=5.0, settle=5.0, batch=10)
 QUICK = SubscriberBenchConfig(steps=(0, 1, 3), window=1.5, settle=0.5, batch=3)
 
 
