@@ -107,6 +107,7 @@ class VideoCompositor:
         self._rects: dict[object, Rect] = {}
         self._plans: dict[tuple[int, int, Rect], _Plan] = {}
         self._layout_version = -1
+        self._inputs: dict[str, InputPicture] | None = None
         self._assignments: Sequence[tuple[Region, str | None]] = ()
         self._geometry: list[tuple[Rect, tuple[int, ...]]] = []
         self.redrawn_regions = 0
@@ -123,6 +124,7 @@ class VideoCompositor:
         if layout_version != self._layout_version:
             self._layout_version = layout_version
             self._drawn.clear()
+            self._avatars.clear()  # tiles are per region size
             self._fill((0, 0, self.width, self.height))
         if assignments is not self._assignments:
             self._assignments = assignments
@@ -145,12 +147,13 @@ class VideoCompositor:
             self._drawn[region.id] = _Drawn(source, rect, plan)
             redrawn[index] = True
             self.redrawn_regions += 1
-        if len(self._scalers) > len(inputs):
-            for stream_id in list(self._scalers):
-                if stream_id not in inputs:
-                    del self._scalers[stream_id]
-        if self._avatars:
-            # Only the current inputs' avatar tiles are kept (the soak found them piling up).
+        if inputs is not self._inputs:
+            # The view replaces its inputs (never mutates them) when one comes or goes: only
+            # the current inputs' scalers and avatar tiles are kept (the soak found tiles
+            # piling up).
+            self._inputs = inputs
+            for stream_id in [s for s in self._scalers if s not in inputs]:
+                del self._scalers[stream_id]
             for key in [k for k in self._avatars if k[0] not in inputs]:
                 del self._avatars[key]
         return self.canvas
@@ -213,21 +216,10 @@ class VideoCompositor:
         scaler = self._scalers.get(stream_id)
         if scaler is None:
             scaler = self._scalers[stream_id] = VideoReformatter()
+        # swscale would split each small scale across cores; the views' and encoders' own
+        # threads already use them.
         scaled = scaler.reformat(
-            frame,
-            plan.width,
-            plan.height,
-            "yuv420p",
-            None,
-            None,
-            _BILINEAR,
-            None,
-            None,
-            None,
-            None,
-            # swscale would split each small scale across cores; the views'
-            # and encoders' own threads already use them.
-            1,
+            frame, plan.width, plan.height, "yuv420p", interpolation=_BILINEAR, threads=1
         )
         # The windows lie inside each plane's rows: the padding rows and bytes
         # of the scaled frame's buffer are never read.

@@ -237,7 +237,6 @@ class MixedStream(Stream):
         self._audio_inputs: tuple[tuple[str, str, _AudioSink], ...] = ()
         self._video_outs: tuple[MixedVideoOutput, ...] = ()
         self._audio_outs: tuple[MixedAudioOutput, ...] = ()
-        self._removed_audio: deque[str] = deque()  # inputs the audio thread must forget
         # "video" / "audio" -> the view thread of that kind, while one runs.
         self._threads: dict[str, _ViewThread] = {}
         self.closed = False
@@ -383,7 +382,6 @@ class MixedStream(Stream):
         self._detach(mix_input, "audio")
         if self.video_options is not None:
             self.layout.remove(stream_id)
-        self._removed_audio.append(stream_id)
         if self.active_input == stream_id:
             self.active_input = None
         self._publish_inputs()
@@ -566,6 +564,7 @@ class MixedStream(Stream):
         period = AUDIO_SAMPLES / 48000
         start = time.monotonic()
         tick = 0
+        previous: tuple[tuple[str, str, _AudioSink], ...] = ()
         while not stop.is_set():
             due = start + tick * period
             now = time.monotonic()
@@ -575,15 +574,20 @@ class MixedStream(Stream):
             elif now - due > 5 * period:
                 tick += int((now - due) / period)
             inputs = self._audio_inputs
+            if inputs is not previous:
+                # Inputs gone from the snapshot are forgotten here, on this thread: only
+                # the snapshot's inputs are read below, so none of them comes back.
+                current = {stream_id for stream_id, _, _ in inputs}
+                for stream_id, _, _ in previous:
+                    if stream_id not in current:
+                        vad.remove(stream_id)
+                        mix.remove(stream_id)
+                previous = inputs
             chunks: dict[str, np.ndarray] = {}
             for stream_id, _, sink in inputs:
                 chunk = sink.read()
                 if chunk is not None:
                     chunks[stream_id] = chunk
-            while self._removed_audio:
-                removed = self._removed_audio.popleft()
-                vad.remove(removed)
-                mix.remove(removed)
             result = mix.mix(chunks)
             if self.vad:
                 changed = vad.update(result.levels)

@@ -176,11 +176,13 @@ class MixedAudioOutput(PacketSource):
         Returns the packets; the caller hands them over with `deliver_all`.
         """
         started = time.thread_time()
-        if self.own_encoder is None:
-            self.own_encoder = OpusEncoder(2)
+        # A local: close() on the loop thread may drop the attribute meanwhile.
+        encoder = self.own_encoder
+        if encoder is None:
+            encoder = self.own_encoder = OpusEncoder(2)
             for age, earlier in enumerate(history):
-                self.own_encoder.encode(earlier, pts - (len(history) - age) * (earlier.size // 2))
-        packets = self.own_encoder.encode(samples, pts)
+                encoder.encode(earlier, pts - (len(history) - age) * (earlier.size // 2))
+        packets = encoder.encode(samples, pts)
         self.encode_seconds += time.thread_time() - started
         return packets
 

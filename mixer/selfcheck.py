@@ -45,7 +45,7 @@ class SelfCheckReport:
 def check_media(video_codecs: tuple[str, ...] = ("vp8", "h264")) -> SelfCheckReport:
     """Composite a 3-region view, encode and decode it with each codec, Opus both ways.
 
-    CPU-bound (about 0.1 s): call it from a worker thread, not the event loop.
+    Blocking and CPU-bound (about 0.1 s): for start-up, before anything is served.
     """
     started = time.perf_counter()
     failures: list[str] = []

@@ -10,14 +10,13 @@ than glibc this does nothing.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
 
 from .background import spawn
+from .malloc import trim_heap
 
 logger = logging.getLogger(__name__)
 
@@ -25,33 +24,6 @@ logger = logging.getLogger(__name__)
 # aiortc's decoder threads end, and its peer connections finish closing, in
 # well under that.
 RECLAIM_DELAY = 1.5
-
-
-def _find_malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        function = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_size_t]
-    function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
-
-
-_MALLOC_TRIM = _find_malloc_trim()
-
-
-def trim_heap() -> bool:
-    """Return free heap memory to the system; False where that is not possible.
-
-    Takes milliseconds on a large heap (ctypes releases the interpreter lock
-    meanwhile): run it off the event loop thread.
-    """
-    if _MALLOC_TRIM is None:
-        return False
-    return bool(_MALLOC_TRIM(0))
 
 
 class HeapReclaimer:

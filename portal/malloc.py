@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +28,33 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 4 << 20
 
 
-def _mallopt(parameter: int, value: int) -> bool:
+@functools.cache
+def _glibc(function: str) -> Any:
+    """A glibc function by name, or None elsewhere (macOS has neither mallopt nor malloc_trim)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+        return getattr(ctypes.CDLL(name), function)
     except (OSError, AttributeError):
-        return False  # not glibc (macOS has no mallopt): nothing to tune
-    return bool(mallopt(parameter, value))
+        return None
+
+
+def _mallopt(parameter: int, value: int) -> bool:
+    mallopt = _glibc("mallopt")
+    return mallopt is not None and bool(mallopt(parameter, value))
+
+
+def trim_heap() -> bool:
+    """Return free heap memory to the system; False where that is not possible.
+
+    Takes milliseconds on a large heap (ctypes releases the interpreter lock
+    meanwhile): on a serving event loop, run it in an executor.
+    """
+    malloc_trim = _glibc("malloc_trim")
+    if malloc_trim is None:
+        return False
+    return bool(malloc_trim(ctypes.c_size_t(0)))
 
 
 def limit_malloc_arenas(count: int) -> bool:

@@ -26,9 +26,9 @@ from webrtc_agent.agent import WebrtcAgent
 from webrtc_agent.aiortcext import check_dtls_srtp
 
 from .config import Config
-from .heap import HeapReclaimer, trim_heap
+from .heap import HeapReclaimer
 from .looplag import LoopLagMonitor
-from .malloc import fix_malloc_trim_threshold, limit_malloc_arenas
+from .malloc import fix_malloc_trim_threshold, limit_malloc_arenas, trim_heap
 from .messages import RequestError
 from .metrics import create_registry
 from .peergateway import PeerGateway
@@ -321,6 +321,11 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     """The aiohttp application: Socket.IO portal and REST API on one port."""
     limit_malloc_arenas(config.server.malloc_arenas)
     fix_malloc_trim_threshold(config.server.malloc_trim_threshold)
+    if config.server.media_check:
+        # Before anything is built (a failure leaves nothing open), on this thread: what
+        # the check allocates lands in the main malloc arena, whose top malloc_trim gives
+        # back (another arena's it does not).
+        media_self_check()
     server = Server(config, store)
     app = web.Application(client_max_size=config.portal.max_message_bytes * 16)
     app[SERVER_KEY] = server
@@ -357,10 +362,6 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.router.add_get("/readyz", readyz)
 
     async def lifecycle(app: web.Application) -> Any:
-        if config.server.media_check:
-            # On this thread, before the site listens: what the check allocates lands in the
-            # main malloc arena, whose top malloc_trim gives back (another arena's it does not).
-            media_self_check()
         server.loop_lag.start()
         server.peers.start()
         yield
@@ -383,14 +384,14 @@ class MediaCheckFailed(RuntimeError):
 def media_self_check() -> None:
     """Composite, encode and decode with every codec, and make a DTLS-SRTP handshake.
 
-    Once per process; blocks for about 0.1 s. Raises MediaCheckFailed naming
-    what does not work.
+    Once per process, on the main thread before anything serves; blocks for
+    about 0.1 s. Raises MediaCheckFailed naming what does not work.
     """
     global _media_checked
     if _media_checked:
         return
-    report = check_media()
-    failures = list(report.failures)
+    started = time.perf_counter()
+    failures = list(check_media().failures)
     try:
         check_dtls_srtp()
     except Exception as exc:  # any failure is the finding
@@ -402,10 +403,9 @@ def media_self_check() -> None:
     _media_checked = True
     gc.collect()
     trim_heap()
+    seconds = time.perf_counter() - started
     logger.info(
-        "media self-check passed in %.0f ms",
-        report.seconds * 1000,
-        extra={"seconds": round(report.seconds, 3)},
+        "media self-check passed in %.0f ms", seconds * 1000, extra={"seconds": round(seconds, 3)}
     )
 
 
@@ -435,20 +435,19 @@ def run(config: Config) -> int:
 
 
 async def _serve(config: Config) -> int:
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except MediaCheckFailed as exc:
+        # Logged line by line already; the exit says it once more, for whoever started it.
+        print(f"tessera: {exc} (set [server] media_check = false to start anyway)", file=sys.stderr)
+        return 1
     server = app[SERVER_KEY]
     deadline = config.server.shutdown_timeout
     # Clients have had `drop` and a disconnect by the time aiohttp waits for
     # connections: one that lingers (aiohttp waits twice this) is cut.
     linger = min(0.5, deadline / 8)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=linger)
-    try:
-        await runner.setup()
-    except MediaCheckFailed as exc:
-        # Logged line by line already; the exit says it once more, for whoever started it.
-        print(f"tessera: {exc} (set [server] media_check = false to start anyway)", file=sys.stderr)
-        await runner.cleanup()
-        return 1
+    await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port)
     await site.start()
     server.port = int(runner.addresses[0][1])
@@ -467,7 +466,10 @@ async def _serve(config: Config) -> int:
     )
     await stop.wait()
     started = time.monotonic()
-    # The last resort if the loop thread itself is stuck in a blocking call.
+    # The last resort if the loop thread itself is stuck in a blocking call. Never cancelled:
+    # after `_stop`, asyncio.run still joins the default executor and the interpreter still
+    # joins aiortc's non-daemon decoder threads, either of which can hang; a daemon timer
+    # does not keep a clean exit waiting.
     watchdog = threading.Timer(deadline, _exit_now, args=(deadline,))
     watchdog.daemon = True
     watchdog.start()
@@ -476,7 +478,6 @@ async def _serve(config: Config) -> int:
         await asyncio.wait_for(_stop(server, runner), deadline - min(0.5, deadline / 4))
     except TimeoutError:
         _exit_now(deadline)
-    watchdog.cancel()
     logger.info("stopped in %.1f s", time.monotonic() - started)
     return 0
 

@@ -22,12 +22,16 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import SRTP_PROFILES
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+from aiortc.utils import uint16_add
 from OpenSSL import SSL
 from pylibsrtp import Policy, Session
 
 from .mediasource import is_keyframe
 
 logger = logging.getLogger(__name__)
+
+# Packets an audio gap is waited for (reordering) before it is skipped.
+AUDIO_REORDER_PACKETS = 2
 
 EncodedFrameHandler = Callable[[RTCRtpCodecParameters, bytes, int], None]
 
@@ -103,14 +107,16 @@ class LowLatencyJitterBuffer(JitterBuffer):
     frame arrives (one frame late: 33 ms at 30 fps) and holds audio until four
     more frames are in (80 ms). A video frame is complete at the packet that
     carries the RTP marker bit, every packet before it present (RFC 7741 for
-    VP8, RFC 6184 for H.264); an Opus frame is one packet. Reordered and lost
-    packets are handled as aiortc does: the buffer waits for the gap (NACK
-    fills it for video) until it overflows. The mixer's own per-input audio
-    buffer absorbs arrival jitter.
+    VP8, RFC 6184 for H.264); an Opus frame is one packet. A video gap is
+    waited for as aiortc does (NACK fills it) until the buffer overflows; an
+    audio gap only for AUDIO_REORDER_PACKETS packets, then the decoder
+    conceals it. The mixer's own per-input audio buffer absorbs arrival jitter.
     """
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         assert self._origin is not None
+        if not self._is_video:
+            return self._remove_audio_frame(sequence_number)
         packets: list[RtpPacket] = []
         timestamp: int | None = None
         for count in range(self.capacity):
@@ -123,9 +129,29 @@ class LowLatencyJitterBuffer(JitterBuffer):
                 # The previous frame ended without a marker we saw: release it as aiortc would.
                 return self._release(packets, timestamp, count)
             packets.append(packet)
-            if packet.marker or not self._is_video:
+            if packet.marker:
                 return self._release(packets, timestamp, count + 1)
         return None
+
+    def _remove_audio_frame(self, sequence_number: int) -> JitterFrame | None:
+        # The oldest packet, once it is here. A gap is waited for while the newest packet is
+        # less than AUDIO_REORDER_PACKETS past it (reordering), then skipped: audio is never
+        # retransmitted, and aiortc's wait (until 16 packets are in) left every later packet
+        # ~300 ms late for good, since one packet in releases one frame out.
+        assert self._origin is not None
+        capacity = self.capacity
+        packet = self._packets[self._origin % capacity]
+        if packet is None:
+            if uint16_add(sequence_number, -self._origin) < AUDIO_REORDER_PACKETS:
+                return None
+            gap = 1
+            while self._packets[(self._origin + gap) % capacity] is None:
+                gap += 1  # ends: the packet just added is there
+            self.remove(gap)
+            packet = self._packets[self._origin % capacity]
+            assert packet is not None
+        self.remove(1)
+        return JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]
 
     def _release(self, packets: list[RtpPacket], timestamp: int, count: int) -> JitterFrame:
         frame = JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)  # type: ignore[attr-defined]

@@ -98,9 +98,11 @@ class Transport:
                 self._claimed[mid] = session
 
     def _can_ride(self, holder: Session, session: Session, mid: str, kind: str) -> bool:
+        # Only in the holder's own first offer: an answered m-line is never bound again.
         return (
             isinstance(holder, Publication)
             and isinstance(session, Subscription)
+            and holder.id not in self._negotiated
             and mid not in self._riders
             and holder.mids.get(mid) == kind
         )

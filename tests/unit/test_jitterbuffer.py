@@ -64,3 +64,32 @@ def test_audio_frames_released_at_once_and_in_order() -> None:
     assert second is not None and second.data == b"two"
     third = _add(buffer, _packet(4, 3840, b"four"))
     assert third is not None and third.data == b"three"  # one frame per packet, oldest first
+
+
+def test_a_lost_audio_packet_is_skipped_and_adds_no_lasting_delay() -> None:
+    buffer = LowLatencyJitterBuffer(capacity=16)
+
+    assert _add(buffer, _packet(1, 960, b"1")) is not None
+    # 2 is lost for good: it is waited for while 3 is the newest, skipped when 4 arrives.
+    assert _add(buffer, _packet(3, 2880, b"3")) is None
+    released = _add(buffer, _packet(4, 3840, b"4"))
+    assert released is not None and released.data == b"3"
+    # From then on each packet in releases the one before it: at most one packet (20 ms) held,
+    # where aiortc's buffer would hold 15 (300 ms) for as long as the stream lasts.
+    for seq in range(5, 40):
+        released = _add(buffer, _packet(seq, seq * 960, str(seq).encode()))
+        assert released is not None and released.data == str(seq - 1).encode()
+
+
+def test_audio_losses_one_after_another_do_not_add_up() -> None:
+    buffer = LowLatencyJitterBuffer(capacity=16)
+    out = []
+    for seq in range(1, 60):
+        if seq % 5 == 0:
+            continue  # every fifth packet lost
+        frame = _add(buffer, _packet(seq, seq * 960, str(seq).encode()))
+        if frame is not None:
+            out.append(int(frame.data))
+    # The last packet released is at most one behind the last one sent.
+    assert out[-1] >= 58 - 1
+    assert out == sorted(out)
