@@ -345,11 +345,15 @@ class Layout:
     def __init__(self, templates: LayoutTemplates, max_input: int = 16) -> None:
         if max_input < 1:
             raise ValueError(f"maxInput must be at least 1, not {max_input}")
-        self.templates = templates
         self.max_input = max_input
-        self.capacity = templates.capacity(max_input)
         self.version = 0
-        self._template = templates.template_for(0, max_input)
+        self._use(templates)
+
+    def _use(self, templates: LayoutTemplates) -> None:
+        """Take `templates` with nothing placed yet."""
+        self.templates = templates
+        self.capacity = templates.capacity(self.max_input)
+        self._template = templates.template_for(0, self.max_input)
         # One entry per region of the current template, None = empty region.
         self._slots: list[str | None] = [None] * self._size(self._template)
         self._queue: list[str] = []
@@ -484,11 +488,7 @@ class Layout:
         arrived again in that order; what no longer fits waits.
         """
         streams = self.streams()
-        self.templates = templates
-        self.capacity = templates.capacity(self.max_input)
-        self._template = templates.template_for(0, self.max_input)
-        self._slots = [None] * self._size(self._template)
-        self._queue = []
+        self._use(templates)
         for stream in streams:
             self.add(stream)
         self.version += 1

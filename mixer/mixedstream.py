@@ -108,8 +108,8 @@ class _AudioSink:
             decoder.sample_rate = 48000  # type: ignore[union-attr]
             self._decoder = decoder
         while self.packets:
-            # A packet of our own: the forward track's packet is shared with other threads.
-            packet = av.Packet(bytes(self.packets.popleft()))
+            # A packet of our own (one copy): the forward track's is shared with other threads.
+            packet = av.Packet(self.packets.popleft())  # type: ignore[arg-type]  # any buffer
             try:
                 decoded = self._decoder.decode(packet)
             except av.FFmpegError as exc:
