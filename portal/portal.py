@@ -204,7 +204,7 @@ class Portal:
         # Keep the participant for a while: the client may come back with relogin.
         participant.sid = None
         keep = participant.keep_time
-        ids = {"room": participant.room.id, "participant": participant.id, "sid": sid}
+        ids = {**participant.log_ids, "sid": sid}
         if keep <= 0:
             logger.info("connection lost", extra=ids)
             await self.remove_participant(participant)
@@ -218,7 +218,7 @@ class Portal:
         if participant.sid is None and not participant.closed:
             logger.info(
                 "participant did not come back, removing",
-                extra={"room": participant.room.id, "participant": participant.id},
+                extra=participant.log_ids,
             )
             await self.remove_participant(participant)
 
@@ -349,7 +349,7 @@ class Portal:
             spawn(self.sio.disconnect(old_sid), "closing a stale connection")
         logger.info(
             "participant reconnected",
-            extra={"room": participant.room.id, "participant": participant.id},
+            extra=participant.log_ids,
         )
         return {"ticket": self._ticket(participant), "messages": participant.take_missed()}
 

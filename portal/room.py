@@ -156,7 +156,7 @@ class Room:
             return
         await participant.close()
         self.broadcast("participant", {"action": "leave", "data": participant.id})
-        logger.info("participant left", extra={"room": self.id, "participant": participant.id})
+        logger.info("participant left", extra=participant.log_ids)
         if not self.participants:
             await self.server.room_empty(self)
 
@@ -178,7 +178,7 @@ class Room:
         self.streams[stream.id] = stream
         logger.info(
             "stream added",
-            extra={"room": self.id, "participant": participant.id, "stream": stream.id},
+            extra={**participant.log_ids, "stream": stream.id},
         )
         auto_mix = bool(self.settings.get("autoMix", True))
         if auto_mix:
