@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .machine import MachineInfo, SystemCpu
-from .participants import Counter, Participant, ParticipantSpec, encode_voice, enter_all, leave
+from .participants import Counter, Participant, ParticipantSpec, encode_voice, enter_all
 from .report import add_common_arguments, finish, header, pin_clients, server_cpus, verdict
-from .subscribers import ServerProcess
+from .subscribers import ServerProcess, leave
 
 PER_CORE_TARGET = 50.0
 #: Audio frames per second a participant must receive for a step to count (50 = every one).

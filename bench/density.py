@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .machine import MachineInfo, SystemCpu
-from .participants import Participant, ParticipantSpec, encode_scenes, enter_all, leave
+from .participants import Participant, ParticipantSpec, encode_scenes, enter_all
 from .report import add_common_arguments, finish, header, pin_clients, server_cpus, verdict
-from .subscribers import ServerProcess
+from .subscribers import ServerProcess, leave
 
 ROOMS_PER_CORE_TARGET = 2.0
 CPU_LIMIT = 0.70  # of the server's cores

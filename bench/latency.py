@@ -42,9 +42,9 @@ from webrtc_agent.aiortcext import install_low_latency_buffer
 
 from .content import VIDEO_CLOCK, MovingPattern
 from .machine import MachineInfo, SystemCpu
-from .participants import AUDIO_CLOCK, AUDIO_FRAME, leave
+from .participants import AUDIO_CLOCK, AUDIO_FRAME
 from .report import add_common_arguments, finish, header, verdict
-from .subscribers import ServerProcess, TappedClient, _wait_layout
+from .subscribers import ServerProcess, TappedClient, _wait_layout, leave
 
 VIDEO_MEDIAN_TARGET_MS = 60.0
 VIDEO_P95_TARGET_MS = 90.0

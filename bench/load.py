@@ -36,9 +36,7 @@ from tessera_client import ClientError
 from .content import MovingVideoTrack
 from .machine import MachineInfo, SystemCpu
 from .scrape import scrape
-from .subscribers import ServerProcess, TappedClient
-
-logger = logging.getLogger(__name__)
+from .subscribers import ServerProcess, TappedClient, leave
 
 #: The view keeps its frame rate within this fraction.
 FPS_TOLERANCE = 0.10
@@ -221,7 +219,7 @@ async def run_load(config: LoadConfig) -> LoadFigures:
                 errors=[f"client {e.number}: {e.error}" for e in entries if e.error][:10],
             )
         finally:
-            await asyncio.gather(*(_leave(e.client) for e in entries))
+            await asyncio.gather(*(leave(e.client, 15) for e in entries))
             await server.stop()
     return figures
 
@@ -232,13 +230,6 @@ async def _layout_inputs(entries: list[_Client], view: str) -> int:
         if info is not None:
             return len(info.get("info", {}).get("layout", []))
     return 0
-
-
-async def _leave(client: TappedClient) -> None:
-    try:
-        await asyncio.wait_for(client.leave(), 15)
-    except Exception as exc:
-        logger.debug("leave failed: %s", exc)
 
 
 def format_load(f: LoadFigures) -> list[str]:

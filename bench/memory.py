@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .machine import MachineInfo
-from .participants import ParticipantSpec, encode_scenes, encode_voice, enter_all, leave
+from .participants import ParticipantSpec, encode_scenes, encode_voice, enter_all
 from .report import add_common_arguments, finish, header, verdict
-from .subscribers import ServerProcess
+from .subscribers import ServerProcess, leave
 
 MB = 1024 * 1024
 IDLE_TARGET_MB = 150.0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +24,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from webrtc_agent.aiortcext import on_keyframe_request
 
 from .content import VIDEO_CLOCK, MovingPattern, encode_like_aiortc
-from .subscribers import ServerProcess, TappedClient
-
-logger = logging.getLogger(__name__)
+from .subscribers import ServerProcess, TappedClient, leave
 
 AUDIO_CLOCK = 48000
 AUDIO_FRAME = 960  # 20 ms
@@ -188,14 +185,6 @@ async def enter_all(
             await asyncio.gather(*(leave(c) for c in entered))
             raise RuntimeError(f"a participant failed to enter {room}: {errors[0]!r}")
     return entered
-
-
-async def leave(client: Any) -> None:
-    """Leave, ignoring a failure (the benchmark is ending or already failed)."""
-    try:
-        await asyncio.wait_for(client.leave(), 10)
-    except Exception as exc:
-        logger.debug("leave failed: %s", exc)
 
 
 @dataclass(frozen=True)

@@ -338,14 +338,15 @@ async def _connect(
         await subscription.wait_ready(timeout)
         await asyncio.wait_for(client.first_frame.wait(), timeout)
     except BaseException:
-        await _leave(client)
+        await leave(client)
         raise
     return client
 
 
-async def _leave(client: ConferenceClient) -> None:
+async def leave(client: ConferenceClient, timeout: float = 10.0) -> None:
+    """Leave, ignoring a failure (the benchmark is ending or already failed)."""
     try:
-        await asyncio.wait_for(client.leave(), 10)
+        await asyncio.wait_for(client.leave(), timeout)
     except Exception as exc:
         logger.debug("leave failed: %s", exc)
 
@@ -460,8 +461,8 @@ async def run_subscriber_bench(config: SubscriberBenchConfig) -> SubscriberFigur
                 await asyncio.sleep(config.settle)
                 steps.append(await _measure(server, clients, config.window, connect_seconds))
         finally:
-            await asyncio.gather(*(_leave(c) for c in clients))
-            await _leave(publisher)
+            await asyncio.gather(*(leave(c) for c in clients))
+            await leave(publisher)
             log = await server.stop()
     return SubscriberFigures(
         config=config,
