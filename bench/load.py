@@ -1,4 +1,4 @@
-"""Load: `python -m bench.load [--clients N] [--subscribers K] [--window S] [--json FILE]`.
+"""Load: `python -m bench.load [--quick] [--clients N] [--subscribers K] [--window S]`.
 
 N Python clients (default 50) join one room within a few seconds, each
 publishing low-resolution camera-like video (160x120 at 15 fps); K of them
@@ -14,7 +14,8 @@ own process (`bench._server`), so its CPU and memory are its own. Prints:
 - server CPU, this process's CPU (all the clients), the machine's busy cores,
   the server's RSS and event-loop lag.
 
-About a minute on a 2-core machine.
+About a minute on a 2-core machine; `--quick` (3 clients, 1 subscriber) a few
+seconds. Exits 1 when a client got neither `ready` nor a clear refusal.
 """
 
 from __future__ import annotations
@@ -22,19 +23,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tessera_client import ClientError
 
 from .content import MovingVideoTrack
 from .machine import MachineInfo, SystemCpu
+from .report import add_common_arguments, finish, header, percentile, verdict
 from .scrape import scrape
 from .subscribers import ServerProcess, TappedClient, leave
 
@@ -57,12 +57,14 @@ class LoadConfig:
     timeout: float = 60.0
 
 
+QUICK_LOAD = LoadConfig(clients=3, subscribers=1, spread=0.5, settle=1.0, window=2.0)
+
+
 @dataclass(frozen=True)
 class LoadFigures:
     """What the load run measured."""
 
     config: LoadConfig
-    machine: MachineInfo
     joined: int
     ready: int
     subscribed: int
@@ -107,14 +109,6 @@ class _Client:
     error: str | None = None
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100), nearest rank; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
-
-
 async def _arrive(
     server: ServerProcess, view: str, entry: _Client, delay: float, config: LoadConfig
 ) -> None:
@@ -144,7 +138,6 @@ async def _arrive(
 
 async def run_load(config: LoadConfig) -> LoadFigures:
     """Start a server, bring the clients in, measure the window, clean up."""
-    machine = MachineInfo.collect()
     entries: list[_Client] = []
     with tempfile.TemporaryDirectory(prefix="tessera-load-") as tmp:
         server = await ServerProcess.start(Path(tmp))
@@ -193,7 +186,6 @@ async def run_load(config: LoadConfig) -> LoadFigures:
             layout_inputs = await _layout_inputs(entries, view)
             figures = LoadFigures(
                 config=config,
-                machine=machine,
                 joined=len(joins),
                 ready=len(readies),
                 subscribed=sum(e.subscribed for e in entries),
@@ -235,12 +227,10 @@ async def _layout_inputs(entries: list[_Client], view: str) -> int:
 def format_load(f: LoadFigures) -> list[str]:
     """The table printed by `python -m bench.load`."""
     c = f.config
-    m = f.machine
     lines = [
-        f"Load: {c.clients} clients into one room over {c.spread:.0f} s, each publishing "
+        "",
+        f"Load: {c.clients} clients into one room over {c.spread:g} s, each publishing "
         f"{c.width}x{c.height} at {c.framerate} fps; {c.subscribers} subscribe to the view",
-        f"machine: {m.cpu_model}, {m.cores} cores, load average "
-        f"{' '.join(f'{x:.2f}' for x in m.load_average)} ({m.date})",
         "",
         f"{'clients logged in':<38}{f.joined:>10} / {c.clients}",
         f"{'publications ready':<38}{f.ready:>10} / {c.clients}",
@@ -256,7 +246,7 @@ def format_load(f: LoadFigures) -> list[str]:
         f"{'all in and ready after (s)':<38}{f.arrival_seconds:>10.1f}",
         f"{'inputs shown in the view':<38}{f.mixed_inputs:>10}",
         f"{'view fps (server) / configured':<38}{f.view_fps:>10.1f} / {f.view_framerate:.0f}"
-        f"   within {FPS_TOLERANCE:.0%}: {'met' if f.keeps_framerate else 'MISSED'}",
+        f"   within {FPS_TOLERANCE:.0%}: {verdict(f.keeps_framerate)}",
         f"{'view ticks skipped in the window':<38}{f.view_dropped:>10.0f}",
         f"{'subscriber fps mean / min':<38}{f.subscriber_fps_mean:>10.1f} / "
         f"{f.subscriber_fps_min:.1f}",
@@ -270,32 +260,34 @@ def format_load(f: LoadFigures) -> list[str]:
     return lines
 
 
-def _jsonable(figures: LoadFigures) -> dict[str, Any]:
-    data = dataclasses.asdict(figures)
-    data["keeps_framerate"] = figures.keeps_framerate
-    data["all_accounted"] = figures.all_accounted
-    return data
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the load benchmark and print its table."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--clients", type=int, default=LoadConfig.clients)
-    parser.add_argument("--subscribers", type=int, default=LoadConfig.subscribers)
-    parser.add_argument("--spread", type=float, default=LoadConfig.spread)
-    parser.add_argument("--window", type=float, default=LoadConfig.window)
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    """Run the load benchmark, print its table; exit 1 if a client was not accounted for."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load", description=(__doc__ or "").splitlines()[0]
+    )
+    add_common_arguments(parser)
+    parser.add_argument("--clients", type=int, help=f"default {LoadConfig.clients}")
+    parser.add_argument("--subscribers", type=int, help=f"default {LoadConfig.subscribers}")
+    parser.add_argument("--spread", type=float, help=f"seconds (default {LoadConfig.spread:g})")
+    parser.add_argument("--window", type=float, help=f"seconds (default {LoadConfig.window:g})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aioice").setLevel(logging.ERROR)
-    config = LoadConfig(
-        clients=args.clients, subscribers=args.subscribers, spread=args.spread, window=args.window
-    )
+    config = QUICK_LOAD if args.quick else LoadConfig()
+    given = {
+        name: getattr(args, name)
+        for name in ("clients", "subscribers", "spread", "window")
+        if getattr(args, name) is not None
+    }
+    config = dataclasses.replace(config, **given)
+
+    started = time.monotonic()
+    machine = MachineInfo.collect()
+    for line in header("Tessera load benchmark", machine):
+        print(line, flush=True)
     figures = asyncio.run(run_load(config))
-    print("\n".join(format_load(figures)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(_jsonable(figures), indent=2) + "\n")
-    return 0 if figures.all_accounted and not figures.errors else 1
+    ok = figures.all_accounted and not figures.errors
+    return finish("load", args.json, machine, figures, format_load(figures), started, ok=ok)
 
 
 if __name__ == "__main__":

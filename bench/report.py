@@ -29,6 +29,14 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100), nearest rank; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, *, cores: bool = False) -> None:
     """--quick, --json FILE (and --cores N where the server's CPU set matters)."""
     parser.add_argument("--quick", action="store_true", help="a short smoke run (seconds)")
@@ -155,8 +163,13 @@ def finish(
     lines: Iterable[str],
     started: float,
     cpus: set[int] | None = None,
+    ok: bool = True,
 ) -> int:
-    """Print a benchmark's result lines, write its JSON, say where and how long; exit status."""
+    """Print a benchmark's result lines, write its JSON, say where and how long.
+
+    Returns the exit status: 0, or 1 when `ok` is false (a check the command
+    fails on, e.g. a client that got neither in nor a clear refusal).
+    """
     for line in lines:
         print(line)
     elapsed = time.monotonic() - started
@@ -166,4 +179,4 @@ def finish(
     result.update(figures=figures, elapsed_seconds=elapsed)
     path = write_json(name, json_path, result)
     print(f"(run took {elapsed:.0f} s; figures in {path})")
-    return 0
+    return 0 if ok else 1

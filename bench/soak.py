@@ -1,4 +1,4 @@
-"""Soak: `python -m bench.soak [--cycles N] [--concurrency C] [--json FILE]`.
+"""Soak: `python -m bench.soak [--quick] [--cycles N] [--concurrency C] [--json FILE]`.
 
 N cycles (default 500) of one client's life in a running server: join,
 publish a small camera-like video, subscribe to the room's mixed view, wait
@@ -14,7 +14,10 @@ open file descriptors and RSS at each, and the verdicts:
   first 50 cycles (the executor pools and caches are warm by then);
 - memory: RSS at the end within 10% of RSS after the first 50 cycles.
 
-About two minutes on a 2-core machine.
+About two minutes on a 2-core machine; `--quick` (6 cycles, 2 at a time)
+about one, most of it waiting out Engine.IO's ping tasks (without that wait
+the task count cannot be judged). Exits 1 when something was left, RSS grew
+past the tolerance or a cycle failed.
 """
 
 from __future__ import annotations
@@ -22,17 +25,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .content import MovingVideoTrack
-from .load import percentile
 from .machine import MachineInfo
+from .report import add_common_arguments, finish, header, percentile, verdict
 from .scrape import scrape, total
 from .subscribers import ServerProcess, TappedClient
 
@@ -57,6 +58,9 @@ class SoakConfig:
     # Engine.IO keeps a sleeping ping task per closed connection for one ping
     # interval (25 s by default): wait that out before counting tasks.
     linger: float = 26.0
+
+
+QUICK_SOAK = SoakConfig(cycles=6, checkpoint=2, concurrency=2)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,6 @@ class SoakFigures:
     """The snapshots, the cycle times and the verdicts."""
 
     config: SoakConfig
-    machine: MachineInfo
     snapshots: list[Snapshot]
     completed: int
     failures: list[str]
@@ -190,7 +193,6 @@ async def _idle(url: str, cycles: int, timeout: float, linger: float) -> tuple[S
 
 async def run_soak(config: SoakConfig) -> SoakFigures:
     """Start a server, run the cycles in two phases, snapshot it idle before and after each."""
-    machine = MachineInfo.collect()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tessera-soak-") as tmp:
         server = await ServerProcess.start(Path(tmp))
@@ -212,7 +214,6 @@ async def run_soak(config: SoakConfig) -> SoakFigures:
             await server.stop()
     return SoakFigures(
         config=config,
-        machine=machine,
         snapshots=snapshots,
         completed=len(durations),
         failures=failures[:20],
@@ -225,12 +226,11 @@ async def run_soak(config: SoakConfig) -> SoakFigures:
 
 def format_soak(f: SoakFigures) -> list[str]:
     """The table printed by `python -m bench.soak`."""
-    c, m = f.config, f.machine
+    c = f.config
     lines = [
+        "",
         f"Soak: {c.cycles} cycles of join / publish {c.width}x{c.height} / subscribe to the "
         f"mixed view / leave, {c.concurrency} at a time",
-        f"machine: {m.cpu_model}, {m.cores} cores, load average "
-        f"{' '.join(f'{x:.2f}' for x in m.load_average)} ({m.date})",
         f"completed {f.completed} / {c.cycles} in {f.seconds:.0f} s; cycle p50 "
         f"{f.cycle_ms_p50:.0f} ms, p95 {f.cycle_ms_p95:.0f} ms",
         "",
@@ -255,40 +255,44 @@ def format_soak(f: SoakFigures) -> list[str]:
         f"nothing left (vs after cycle {f.checkpoint.after_cycles}): "
         f"{'yes' if f.nothing_left else 'NO'}",
         f"RSS end vs after cycle {f.checkpoint.after_cycles}: {f.rss_growth:+.1%} "
-        f"(within {RSS_TOLERANCE:.0%}: {'met' if f.rss_ok else 'MISSED'})",
+        f"(within {RSS_TOLERANCE:.0%}: {verdict(f.rss_ok)})",
     ]
     for failure in f.failures:
         lines.append(f"FAILED {failure}")
     return lines
 
 
-def _jsonable(figures: SoakFigures) -> dict[str, Any]:
-    data = dataclasses.asdict(figures)
-    data.update(
-        nothing_left=figures.nothing_left, rss_growth=figures.rss_growth, rss_ok=figures.rss_ok
-    )
-    return data
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the soak and print its table; exit 1 if something was left or a cycle failed."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=SoakConfig.cycles)
-    parser.add_argument("--concurrency", type=int, default=SoakConfig.concurrency)
-    parser.add_argument("--checkpoint", type=int, default=SoakConfig.checkpoint)
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=(__doc__ or "").splitlines()[0]
+    )
+    add_common_arguments(parser)
+    parser.add_argument("--cycles", type=int, help=f"default {SoakConfig.cycles}")
+    parser.add_argument("--concurrency", type=int, help=f"default {SoakConfig.concurrency}")
+    parser.add_argument(
+        "--checkpoint",
+        type=int,
+        help=f"cycles before the middle snapshot (default {SoakConfig.checkpoint})",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aioice").setLevel(logging.ERROR)
-    config = SoakConfig(
-        cycles=args.cycles, concurrency=args.concurrency, checkpoint=args.checkpoint
-    )
+    config = QUICK_SOAK if args.quick else SoakConfig()
+    given = {
+        name: getattr(args, name)
+        for name in ("cycles", "concurrency", "checkpoint")
+        if getattr(args, name) is not None
+    }
+    config = dataclasses.replace(config, **given)
+
+    started = time.monotonic()
+    machine = MachineInfo.collect()
+    for line in header("Tessera soak benchmark", machine):
+        print(line, flush=True)
     figures = asyncio.run(run_soak(config))
-    print("\n".join(format_soak(figures)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(_jsonable(figures), indent=2) + "\n")
     ok = figures.nothing_left and figures.rss_ok and not figures.failures
-    return 0 if ok else 1
+    return finish("soak", args.json, machine, figures, format_soak(figures), started, ok=ok)
 
 
 if __name__ == "__main__":
