@@ -35,8 +35,7 @@ from tessera_client import ClientError
 from .content import MovingVideoTrack
 from .machine import MachineInfo, SystemCpu
 from .report import add_common_arguments, finish, header, percentile, verdict
-from .scrape import scrape
-from .subscribers import ServerProcess, TappedClient, leave
+from .subscribers import Metrics, ServerProcess, TappedClient, leave, loop_lag_p99_ms
 
 #: The view keeps its frame rate within this fraction.
 FPS_TOLERANCE = 0.10
@@ -141,7 +140,6 @@ async def run_load(config: LoadConfig) -> LoadFigures:
     entries: list[_Client] = []
     with tempfile.TemporaryDirectory(prefix="tessera-load-") as tmp:
         server = await ServerProcess.start(Path(tmp))
-        url = f"http://{server.info['host']}"
         view = f"{server.info['room_id']}-common"
         try:
             entries = [
@@ -157,25 +155,24 @@ async def run_load(config: LoadConfig) -> LoadFigures:
             )
             arrival = time.monotonic() - started
             await asyncio.sleep(config.settle)
-            before = await scrape(url)
+            before = await server.metrics()
             frames0 = [e.client.frames for e in entries]
             cpu0, own0, machine0 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
             window_start = time.monotonic()
             await asyncio.sleep(config.window)
             elapsed = time.monotonic() - window_start
             cpu1, own1, machine1 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
-            after = await scrape(url)
+            after = await server.metrics()
             fps = [
                 (e.client.frames - f) / elapsed
                 for e, f in zip(entries, frames0, strict=True)
                 if e.subscribed
             ]
-            key = f'{{view="{view}"}}'
-            view_frames = after.get("tessera_view_frames_total" + key, 0.0) - before.get(
-                "tessera_view_frames_total" + key, 0.0
+            view_frames = _of_view(after, "tessera_view_frames_total", view) - _of_view(
+                before, "tessera_view_frames_total", view
             )
-            view_dropped = after.get("tessera_view_dropped_frames_total" + key, 0.0) - before.get(
-                "tessera_view_dropped_frames_total" + key, 0.0
+            view_dropped = _of_view(after, "tessera_view_dropped_frames_total", view) - _of_view(
+                before, "tessera_view_dropped_frames_total", view
             )
             joins = [e.join_ms for e in entries if e.join_ms is not None]
             readies = [e.ready_ms for e in entries if e.ready_ms is not None]
@@ -203,9 +200,8 @@ async def run_load(config: LoadConfig) -> LoadFigures:
                 server_cpu_percent=(cpu1 - cpu0) / elapsed * 100,
                 bench_cpu_percent=(own1 - own0) / elapsed * 100,
                 machine_busy_percent=machine1.busy_cores_since(machine0, elapsed) * 100,
-                server_rss_mb=after.get("process_resident_memory_bytes", 0.0) / 2**20,
-                loop_lag_p99_ms=after.get('tessera_event_loop_lag_seconds{quantile="0.99"}', 0.0)
-                * 1000,
+                server_rss_mb=after.get("process_resident_memory_bytes", {}).get((), 0.0) / 2**20,
+                loop_lag_p99_ms=loop_lag_p99_ms(after),
                 mixed_inputs=layout_inputs,
                 window_s=elapsed,
                 errors=[f"client {e.number}: {e.error}" for e in entries if e.error][:10],
@@ -214,6 +210,11 @@ async def run_load(config: LoadConfig) -> LoadFigures:
             await asyncio.gather(*(leave(e.client, 15) for e in entries))
             await server.stop()
     return figures
+
+
+def _of_view(metrics: Metrics, name: str, view: str) -> float:
+    """The sample `name` of the view `view` (0 when the server has none)."""
+    return metrics.get(name, {}).get((("view", view),), 0.0)
 
 
 async def _layout_inputs(entries: list[_Client], view: str) -> int:

@@ -34,8 +34,7 @@ from pathlib import Path
 from .content import MovingVideoTrack
 from .machine import MachineInfo
 from .report import add_common_arguments, finish, header, percentile, verdict
-from .scrape import scrape, total
-from .subscribers import ServerProcess, TappedClient
+from .subscribers import Metrics, ServerProcess, TappedClient
 
 logger = logging.getLogger(__name__)
 
@@ -79,18 +78,24 @@ class Snapshot:
     rss_mb: float
 
     @classmethod
-    def of(cls, cycles: int, m: dict[str, float]) -> Snapshot:
+    def of(cls, cycles: int, m: Metrics) -> Snapshot:
+        """The snapshot in the server's /metrics after `cycles` cycles."""
+
+        def total(name: str) -> float:
+            # Over all its labels (peer connections are counted by state).
+            return sum(m.get(name, {}).values())
+
         return cls(
             after_cycles=cycles,
-            participants=int(m.get("tessera_participants", 0)),
-            rooms=int(m.get("tessera_rooms", 0)),
-            peer_connections=int(total(m, "tessera_transports")),
-            tasks=int(m.get("tessera_event_loop_tasks", 0)),
-            threads=int(m.get("tessera_threads", 0)),
-            encoders=int(m.get("tessera_encoders", 0)),
-            views_running=int(m.get("tessera_views_running", 0)),
-            open_fds=int(m.get("process_open_fds", 0)),
-            rss_mb=m.get("process_resident_memory_bytes", 0.0) / 2**20,
+            participants=int(total("tessera_participants")),
+            rooms=int(total("tessera_rooms")),
+            peer_connections=int(total("tessera_transports")),
+            tasks=int(total("tessera_event_loop_tasks")),
+            threads=int(total("tessera_threads")),
+            encoders=int(total("tessera_encoders")),
+            views_running=int(total("tessera_views_running")),
+            open_fds=int(total("process_open_fds")),
+            rss_mb=total("process_resident_memory_bytes") / 2**20,
         )
 
 
@@ -176,16 +181,18 @@ async def _phase(
     return durations, failures
 
 
-async def _idle(url: str, cycles: int, timeout: float, linger: float) -> tuple[Snapshot, float]:
+async def _idle(
+    server: ServerProcess, cycles: int, timeout: float, linger: float
+) -> tuple[Snapshot, float]:
     """The server's snapshot once it holds no participant or peer connection."""
     started = time.monotonic()
     while True:
-        snapshot = Snapshot.of(cycles, await scrape(url))
+        snapshot = Snapshot.of(cycles, await server.metrics())
         quiet = snapshot.participants == 0 and snapshot.peer_connections == 0
         if quiet and snapshot.views_running == 0 and snapshot.encoders == 0:
             quiet_after = time.monotonic() - started
             await asyncio.sleep(max(1.0, linger))
-            return Snapshot.of(cycles, await scrape(url)), quiet_after
+            return Snapshot.of(cycles, await server.metrics()), quiet_after
         if time.monotonic() - started > timeout:
             return snapshot, time.monotonic() - started
         await asyncio.sleep(0.25)
@@ -196,9 +203,8 @@ async def run_soak(config: SoakConfig) -> SoakFigures:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tessera-soak-") as tmp:
         server = await ServerProcess.start(Path(tmp))
-        url = f"http://{server.info['host']}"
         try:
-            snapshots = [(await _idle(url, 0, config.settle_timeout, 0.0))[0]]
+            snapshots = [(await _idle(server, 0, config.settle_timeout, 0.0))[0]]
             settles = []
             durations: list[float] = []
             failures: list[str] = []
@@ -207,7 +213,7 @@ async def run_soak(config: SoakConfig) -> SoakFigures:
                 times, failed = await _phase(server, first, last, config)
                 durations += times
                 failures += failed
-                snapshot, settle = await _idle(url, last, config.settle_timeout, config.linger)
+                snapshot, settle = await _idle(server, last, config.settle_timeout, config.linger)
                 snapshots.append(snapshot)
                 settles.append(settle)
         finally:

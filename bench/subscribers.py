@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import aiohttp
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver
@@ -46,6 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PER_SUBSCRIBER_TARGET_PERCENT = 1.0
 
 logger = logging.getLogger(__name__)
+
+#: A server's /metrics: sample name -> {sorted (label, value) pairs: value}.
+Metrics: TypeAlias = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
 @dataclass(frozen=True)
@@ -262,12 +265,13 @@ class ServerProcess:
         """The server's process id."""
         return self.process.pid
 
-    async def metrics(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    async def metrics(self) -> Metrics:
         """The server's /metrics: sample name -> {sorted labels: value}."""
         url = f"http://127.0.0.1:{self.info['port']}/metrics"
         async with aiohttp.ClientSession() as session, session.get(url) as response:
+            response.raise_for_status()
             text = await response.text()
-        samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        samples: Metrics = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 labels = tuple(sorted(sample.labels.items()))
@@ -364,7 +368,6 @@ async def _measure(
     server1, own1, machine1 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
     after = await server.metrics()
     view_fps = (view_frames(after) - frames_before) / elapsed
-    lag = after.get("tessera_event_loop_lag_seconds", {}).get((("quantile", "0.99"),), 0.0)
     fps = [(c.frames - f) / elapsed for c, f in zip(clients, frames0, strict=True)]
     kbps = [(c.bytes - b) * 8 / elapsed / 1000 for c, b in zip(clients, bytes0, strict=True)]
     return SubscriberStep(
@@ -378,13 +381,19 @@ async def _measure(
         kbps_mean=sum(kbps) / len(kbps) if kbps else 0.0,
         connect_seconds=connect_seconds,
         view_fps=view_fps,
-        loop_lag_p99_ms=lag * 1000,
+        loop_lag_p99_ms=loop_lag_p99_ms(after),
     )
 
 
-def view_frames(metrics: dict[str, dict[tuple[tuple[str, str], ...], float]]) -> float:
+def view_frames(metrics: Metrics) -> float:
     """Frames composited so far by every view of the server (its /metrics)."""
     return sum(metrics.get("tessera_view_frames_total", {}).values())
+
+
+def loop_lag_p99_ms(metrics: Metrics) -> float:
+    """The server's recent event-loop lag, 99th percentile, in ms (its /metrics; 0 if absent)."""
+    lag = metrics.get("tessera_event_loop_lag_seconds", {}).get((("quantile", "0.99"),), 0.0)
+    return lag * 1000
 
 
 def subscriber_costs(steps: list[SubscriberStep]) -> list[SubscriberCost]:
