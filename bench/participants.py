@@ -76,8 +76,7 @@ def encode_voice(seconds: float = 2.0, seed: int = 1) -> list[bytes]:
 class EncodedTrack(MediaStreamTrack):  # type: ignore[misc]
     """Pre-encoded frames as `av.Packet`s in real time, looping; a keyframe request restarts.
 
-    `frames[0]` must be a keyframe (video). `on_sent(index, time)` hears each
-    frame as it is handed to the sender (the latency benchmark uses it).
+    `frames[0]` must be a keyframe (video).
     """
 
     def __init__(self, kind: str, frames: list[bytes], clock: int, step: int, rate: float) -> None:
@@ -90,12 +89,10 @@ class EncodedTrack(MediaStreamTrack):  # type: ignore[misc]
         self._start: float | None = None
         self._count = 0
         self._index = 0
-        self.restarts = 0
 
     def restart(self) -> None:
         """Send the loop's first frame (the keyframe) next."""
         self._index = 0
-        self.restarts += 1
 
     async def recv(self) -> av.Packet[Any]:
         """The next packet, when it is due."""
@@ -198,7 +195,7 @@ class Received:
 
 
 class Counter:
-    """Frames received by a group of participants between `start()` and `stop()`."""
+    """Frames received by a group of participants from its construction to `stop()`."""
 
     def __init__(self, clients: list[Participant]) -> None:
         self.clients = clients

@@ -93,17 +93,9 @@ class Load:
         """Busy cores not ours: other people's tests, builds, browsers."""
         return max(0.0, self.machine_cores - self.ours_cores)
 
-    def describe(self) -> str:
-        """One line for the report."""
-        return (
-            f"load during the run: machine {self.machine_cores:.2f} busy cores, "
-            f"this benchmark {self.ours_cores:.2f}, other work {self.others_cores:.2f} "
-            f"(over {self.seconds:.0f} s)"
-        )
-
 
 class LoadMeter:
-    """Measures `Load` between `start()` and `stop(ours_cpu_seconds)`."""
+    """Measures `Load` from its construction to `stop(ours_cpu_seconds)`."""
 
     def __init__(self) -> None:
         self._wall = time.monotonic()

@@ -139,7 +139,6 @@ class TappedClient(ConferenceClient):
         self.frames = 0
         self.bytes = 0
         self.audio_frames = 0
-        self.audio_bytes = 0
         self.late_taps = 0
         self.first_frame = asyncio.Event()
         self.first_audio = asyncio.Event()
@@ -164,7 +163,6 @@ class TappedClient(ConferenceClient):
     def _on_frame(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> None:
         if codec.mimeType.lower().startswith("audio/"):
             self.audio_frames += 1
-            self.audio_bytes += len(data)
             self.first_audio.set()
             return
         self.frames += 1
