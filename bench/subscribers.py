@@ -309,9 +309,7 @@ class ServerProcess:
             return []
 
 
-async def _wait_layout(
-    client: ConferenceClient, stream_id: str, count: int, timeout: float
-) -> None:
+async def wait_layout(client: ConferenceClient, stream_id: str, count: int, timeout: float) -> None:
     """Until the view `stream_id` shows `count` streams."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -446,7 +444,7 @@ async def run_subscriber_bench(config: SubscriberBenchConfig) -> SubscriberFigur
             publication = await publisher.publish(video=track)
             await publication.wait_ready(config.connect_timeout)
             view = f"{publisher.room_id}-common"
-            await _wait_layout(publisher, view, 1, config.connect_timeout)
+            await wait_layout(publisher, view, 1, config.connect_timeout)
             await asyncio.sleep(config.settle)
             for target in sorted(set(config.steps)):
                 started = time.monotonic()
