@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .machine import MachineInfo, SystemCpu
-from .participants import Counter, Participant, ParticipantSpec, encode_voice, enter_all, leave
+from .participants import Counter, Participant, ParticipantSpec, encode_voice, enter_all
 from .report import add_common_arguments, finish, header, pin_clients, server_cpus, verdict
-from .subscribers import ServerProcess
+from .subscribers import ServerProcess, leave, loop_lag_p99_ms
 
 PER_CORE_TARGET = 50.0
 #: Audio frames per second a participant must receive for a step to count (50 = every one).
@@ -137,7 +137,6 @@ async def _measure(server: ServerProcess, clients: list[Participant], window: fl
     machine = SystemCpu.read().busy_cores_since(machine0, elapsed) * 100
     received = counter.stop()
     metrics = await server.metrics()
-    lag = metrics.get("tessera_event_loop_lag_seconds", {}).get((("quantile", "0.99"),), 0.0)
     server_percent = (server1 - server0) / elapsed * 100
     clients_percent = (own1 - own0) / elapsed * 100
     return AudioStep(
@@ -147,7 +146,7 @@ async def _measure(server: ServerProcess, clients: list[Participant], window: fl
         others_cpu_percent=max(0.0, machine - server_percent - clients_percent),
         audio_fps_min=received.audio_fps_min,
         audio_fps_mean=received.audio_fps_mean,
-        loop_lag_p99_ms=lag * 1000,
+        loop_lag_p99_ms=loop_lag_p99_ms(metrics),
     )
 
 

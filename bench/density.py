@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .machine import MachineInfo, SystemCpu
-from .participants import Participant, ParticipantSpec, encode_scenes, enter_all, leave
+from .participants import Participant, ParticipantSpec, encode_scenes, enter_all
 from .report import add_common_arguments, finish, header, pin_clients, server_cpus, verdict
-from .subscribers import ServerProcess
+from .subscribers import Metrics, ServerProcess, leave, loop_lag_p99_ms
 
 ROOMS_PER_CORE_TARGET = 2.0
 CPU_LIMIT = 0.70  # of the server's cores
@@ -110,7 +110,7 @@ class DensityFigures:
         return self.rooms_per_core >= ROOMS_PER_CORE_TARGET
 
 
-def _view_frames(metrics: dict[str, dict[tuple[tuple[str, str], ...], float]]) -> dict[str, float]:
+def _view_frames(metrics: Metrics) -> dict[str, float]:
     return {
         dict(labels).get("view", "?"): value
         for labels, value in metrics.get("tessera_view_frames_total", {}).items()
@@ -142,7 +142,6 @@ async def _measure(
         min((f1 - f0) / elapsed for f0, f1 in zip(before, after, strict=True))
         for before, after in zip(frames0, frames1, strict=True)
     ]
-    lag = metrics.get("tessera_event_loop_lag_seconds", {}).get((("quantile", "0.99"),), 0.0)
     server_percent = (server1 - server0) / elapsed * 100
     clients_percent = (own1 - own0) / elapsed * 100
     return DensityStep(
@@ -152,7 +151,7 @@ async def _measure(
         others_cpu_percent=max(0.0, machine - server_percent - clients_percent),
         view_fps=[(views1[v] - views0.get(v, 0.0)) / views_elapsed for v in sorted(views1)],
         received_fps_min=received,
-        loop_lag_p99_ms=lag * 1000,
+        loop_lag_p99_ms=loop_lag_p99_ms(metrics),
         cores=cores,
     )
 

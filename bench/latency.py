@@ -29,10 +29,8 @@ import asyncio
 import fractions
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
@@ -42,9 +40,9 @@ from webrtc_agent.aiortcext import install_low_latency_buffer
 
 from .content import VIDEO_CLOCK, MovingPattern
 from .machine import MachineInfo, SystemCpu
-from .participants import AUDIO_CLOCK, AUDIO_FRAME, leave
+from .participants import AUDIO_CLOCK, AUDIO_FRAME
 from .report import add_common_arguments, finish, header, verdict
-from .subscribers import ServerProcess, TappedClient, _wait_layout
+from .subscribers import ServerProcess, TappedClient, leave, wait_layout
 
 VIDEO_MEDIAN_TARGET_MS = 60.0
 VIDEO_P95_TARGET_MS = 90.0
@@ -249,7 +247,7 @@ class Delays:
 
     @classmethod
     def of(cls, seconds: list[float]) -> Delays:
-        """Figures of delays in seconds (all zero without samples)."""
+        """Figures of delays in seconds; without any, `samples` 0 and NaN figures (JSON null)."""
         if not seconds:
             return cls(0, float("nan"), float("nan"), float("nan"))
         ms = np.asarray(seconds) * 1000
@@ -319,7 +317,7 @@ async def run_latency_bench(config: LatencyBenchConfig) -> LatencyFigures:
             publication = await publisher.publish(audio=audio, video=video)
             await publication.wait_ready(30)
             view = f"{publisher.room_id}-common"
-            await _wait_layout(publisher, view, 1, 30)
+            await wait_layout(publisher, view, 1, 30)
 
             # The listener publishes nothing: it hears the full mix, the speaker included.
             listener = ListeningClient(request_timeout=30)
@@ -327,22 +325,27 @@ async def run_latency_bench(config: LatencyBenchConfig) -> LatencyFigures:
             await listener.join(server.token("listener", "viewer"))
             mixed = await listener.subscribe(view)
             forward = await listener.subscribe(publication.id)
-            for subscription in (mixed, forward):
+            sinks: list[tuple[MediaStreamTrack, MediaStreamTrack, list[float], list[float]]] = []
+            for subscription, video_delays, audio_delays in (
+                (mixed, video_mixed, audio_mixed),
+                (forward, video_forward, audio_forward),
+            ):
                 await subscription.wait_ready(30)
-
-            def reader(coro: Any) -> None:
-                readers.append(asyncio.ensure_future(coro))
-
-            sinks: list[tuple[Any, list[float], Callable[..., Any]]] = [
-                (mixed.video_track, video_mixed, _read_video),
-                (forward.video_track, video_forward, _read_video),
-            ]
-            for track, delays, read in sinks:
-                reader(read(track, video.sent, delays, misses))
-            for subscription, delays in ((mixed, audio_mixed), (forward, audio_forward)):
+                # Both tracks first: no reader starts on a missing one.
                 if subscription.audio_track is None or subscription.video_track is None:
                     raise RuntimeError("a subscription came without its audio or video track")
-                reader(_read_audio(subscription.audio_track, audio.onsets, delays))
+                sinks.append(
+                    (subscription.video_track, subscription.audio_track, video_delays, audio_delays)
+                )
+            for video_track, audio_track, video_delays, audio_delays in sinks:
+                readers.append(
+                    asyncio.ensure_future(
+                        _read_video(video_track, video.sent, video_delays, misses)
+                    )
+                )
+                readers.append(
+                    asyncio.ensure_future(_read_audio(audio_track, audio.onsets, audio_delays))
+                )
             await asyncio.sleep(config.warmup)
             for samples in (video_mixed, video_forward, audio_mixed, audio_forward):
                 samples.clear()
@@ -355,6 +358,7 @@ async def run_latency_bench(config: LatencyBenchConfig) -> LatencyFigures:
         finally:
             for task in readers:
                 task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
             await asyncio.gather(*(leave(c) for c in clients))
             await server.stop()
     return LatencyFigures(

@@ -1,4 +1,4 @@
-"""Load: `python -m bench.load [--clients N] [--subscribers K] [--window S] [--json FILE]`.
+"""Load: `python -m bench.load [--quick] [--clients N] [--subscribers K] [--window S]`.
 
 N Python clients (default 50) join one room within a few seconds, each
 publishing low-resolution camera-like video (160x120 at 15 fps); K of them
@@ -14,7 +14,8 @@ own process (`bench._server`), so its CPU and memory are its own. Prints:
 - server CPU, this process's CPU (all the clients), the machine's busy cores,
   the server's RSS and event-loop lag.
 
-About a minute on a 2-core machine.
+About a minute on a 2-core machine; `--quick` (3 clients, 1 subscriber) a few
+seconds. Exits 1 when a client got neither `ready` nor a clear refusal.
 """
 
 from __future__ import annotations
@@ -22,23 +23,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tessera_client import ClientError
 
 from .content import MovingVideoTrack
 from .machine import MachineInfo, SystemCpu
-from .scrape import scrape
-from .subscribers import ServerProcess, TappedClient
-
-logger = logging.getLogger(__name__)
+from .report import add_common_arguments, finish, header, percentile, verdict
+from .subscribers import Metrics, ServerProcess, TappedClient, leave, loop_lag_p99_ms
 
 #: The view keeps its frame rate within this fraction.
 FPS_TOLERANCE = 0.10
@@ -59,12 +56,14 @@ class LoadConfig:
     timeout: float = 60.0
 
 
+QUICK_LOAD = LoadConfig(clients=3, subscribers=1, spread=0.5, settle=1.0, window=2.0)
+
+
 @dataclass(frozen=True)
 class LoadFigures:
     """What the load run measured."""
 
     config: LoadConfig
-    machine: MachineInfo
     joined: int
     ready: int
     subscribed: int
@@ -109,14 +108,6 @@ class _Client:
     error: str | None = None
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100), nearest rank; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
-
-
 async def _arrive(
     server: ServerProcess, view: str, entry: _Client, delay: float, config: LoadConfig
 ) -> None:
@@ -146,11 +137,9 @@ async def _arrive(
 
 async def run_load(config: LoadConfig) -> LoadFigures:
     """Start a server, bring the clients in, measure the window, clean up."""
-    machine = MachineInfo.collect()
     entries: list[_Client] = []
     with tempfile.TemporaryDirectory(prefix="tessera-load-") as tmp:
         server = await ServerProcess.start(Path(tmp))
-        url = f"http://{server.info['host']}"
         view = f"{server.info['room_id']}-common"
         try:
             entries = [
@@ -166,25 +155,24 @@ async def run_load(config: LoadConfig) -> LoadFigures:
             )
             arrival = time.monotonic() - started
             await asyncio.sleep(config.settle)
-            before = await scrape(url)
+            before = await server.metrics()
             frames0 = [e.client.frames for e in entries]
             cpu0, own0, machine0 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
             window_start = time.monotonic()
             await asyncio.sleep(config.window)
             elapsed = time.monotonic() - window_start
             cpu1, own1, machine1 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
-            after = await scrape(url)
+            after = await server.metrics()
             fps = [
                 (e.client.frames - f) / elapsed
                 for e, f in zip(entries, frames0, strict=True)
                 if e.subscribed
             ]
-            key = f'{{view="{view}"}}'
-            view_frames = after.get("tessera_view_frames_total" + key, 0.0) - before.get(
-                "tessera_view_frames_total" + key, 0.0
+            view_frames = _of_view(after, "tessera_view_frames_total", view) - _of_view(
+                before, "tessera_view_frames_total", view
             )
-            view_dropped = after.get("tessera_view_dropped_frames_total" + key, 0.0) - before.get(
-                "tessera_view_dropped_frames_total" + key, 0.0
+            view_dropped = _of_view(after, "tessera_view_dropped_frames_total", view) - _of_view(
+                before, "tessera_view_dropped_frames_total", view
             )
             joins = [e.join_ms for e in entries if e.join_ms is not None]
             readies = [e.ready_ms for e in entries if e.ready_ms is not None]
@@ -195,7 +183,6 @@ async def run_load(config: LoadConfig) -> LoadFigures:
             layout_inputs = await _layout_inputs(entries, view)
             figures = LoadFigures(
                 config=config,
-                machine=machine,
                 joined=len(joins),
                 ready=len(readies),
                 subscribed=sum(e.subscribed for e in entries),
@@ -213,17 +200,21 @@ async def run_load(config: LoadConfig) -> LoadFigures:
                 server_cpu_percent=(cpu1 - cpu0) / elapsed * 100,
                 bench_cpu_percent=(own1 - own0) / elapsed * 100,
                 machine_busy_percent=machine1.busy_cores_since(machine0, elapsed) * 100,
-                server_rss_mb=after.get("process_resident_memory_bytes", 0.0) / 2**20,
-                loop_lag_p99_ms=after.get('tessera_event_loop_lag_seconds{quantile="0.99"}', 0.0)
-                * 1000,
+                server_rss_mb=after.get("process_resident_memory_bytes", {}).get((), 0.0) / 2**20,
+                loop_lag_p99_ms=loop_lag_p99_ms(after),
                 mixed_inputs=layout_inputs,
                 window_s=elapsed,
                 errors=[f"client {e.number}: {e.error}" for e in entries if e.error][:10],
             )
         finally:
-            await asyncio.gather(*(_leave(e.client) for e in entries))
+            await asyncio.gather(*(leave(e.client, 15) for e in entries))
             await server.stop()
     return figures
+
+
+def _of_view(metrics: Metrics, name: str, view: str) -> float:
+    """The sample `name` of the view `view` (0 when the server has none)."""
+    return metrics.get(name, {}).get((("view", view),), 0.0)
 
 
 async def _layout_inputs(entries: list[_Client], view: str) -> int:
@@ -234,22 +225,13 @@ async def _layout_inputs(entries: list[_Client], view: str) -> int:
     return 0
 
 
-async def _leave(client: TappedClient) -> None:
-    try:
-        await asyncio.wait_for(client.leave(), 15)
-    except Exception as exc:
-        logger.debug("leave failed: %s", exc)
-
-
 def format_load(f: LoadFigures) -> list[str]:
     """The table printed by `python -m bench.load`."""
     c = f.config
-    m = f.machine
     lines = [
-        f"Load: {c.clients} clients into one room over {c.spread:.0f} s, each publishing "
+        "",
+        f"Load: {c.clients} clients into one room over {c.spread:g} s, each publishing "
         f"{c.width}x{c.height} at {c.framerate} fps; {c.subscribers} subscribe to the view",
-        f"machine: {m.cpu_model}, {m.cores} cores, load average "
-        f"{' '.join(f'{x:.2f}' for x in m.load_average)} ({m.date})",
         "",
         f"{'clients logged in':<38}{f.joined:>10} / {c.clients}",
         f"{'publications ready':<38}{f.ready:>10} / {c.clients}",
@@ -265,7 +247,7 @@ def format_load(f: LoadFigures) -> list[str]:
         f"{'all in and ready after (s)':<38}{f.arrival_seconds:>10.1f}",
         f"{'inputs shown in the view':<38}{f.mixed_inputs:>10}",
         f"{'view fps (server) / configured':<38}{f.view_fps:>10.1f} / {f.view_framerate:.0f}"
-        f"   within {FPS_TOLERANCE:.0%}: {'met' if f.keeps_framerate else 'MISSED'}",
+        f"   within {FPS_TOLERANCE:.0%}: {verdict(f.keeps_framerate)}",
         f"{'view ticks skipped in the window':<38}{f.view_dropped:>10.0f}",
         f"{'subscriber fps mean / min':<38}{f.subscriber_fps_mean:>10.1f} / "
         f"{f.subscriber_fps_min:.1f}",
@@ -279,32 +261,34 @@ def format_load(f: LoadFigures) -> list[str]:
     return lines
 
 
-def _jsonable(figures: LoadFigures) -> dict[str, Any]:
-    data = dataclasses.asdict(figures)
-    data["keeps_framerate"] = figures.keeps_framerate
-    data["all_accounted"] = figures.all_accounted
-    return data
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the load benchmark and print its table."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--clients", type=int, default=LoadConfig.clients)
-    parser.add_argument("--subscribers", type=int, default=LoadConfig.subscribers)
-    parser.add_argument("--spread", type=float, default=LoadConfig.spread)
-    parser.add_argument("--window", type=float, default=LoadConfig.window)
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    """Run the load benchmark, print its table; exit 1 if a client was not accounted for."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load", description=(__doc__ or "").splitlines()[0]
+    )
+    add_common_arguments(parser)
+    parser.add_argument("--clients", type=int, help=f"default {LoadConfig.clients}")
+    parser.add_argument("--subscribers", type=int, help=f"default {LoadConfig.subscribers}")
+    parser.add_argument("--spread", type=float, help=f"seconds (default {LoadConfig.spread:g})")
+    parser.add_argument("--window", type=float, help=f"seconds (default {LoadConfig.window:g})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aioice").setLevel(logging.ERROR)
-    config = LoadConfig(
-        clients=args.clients, subscribers=args.subscribers, spread=args.spread, window=args.window
-    )
+    config = QUICK_LOAD if args.quick else LoadConfig()
+    given = {
+        name: getattr(args, name)
+        for name in ("clients", "subscribers", "spread", "window")
+        if getattr(args, name) is not None
+    }
+    config = dataclasses.replace(config, **given)
+
+    started = time.monotonic()
+    machine = MachineInfo.collect()
+    for line in header("Tessera load benchmark", machine):
+        print(line, flush=True)
     figures = asyncio.run(run_load(config))
-    print("\n".join(format_load(figures)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(_jsonable(figures), indent=2) + "\n")
-    return 0 if figures.all_accounted and not figures.errors else 1
+    ok = figures.all_accounted and not figures.errors
+    return finish("load", args.json, machine, figures, format_load(figures), started, ok=ok)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .machine import MachineInfo
-from .participants import ParticipantSpec, encode_scenes, encode_voice, enter_all, leave
+from .participants import Participant, ParticipantSpec, encode_scenes, encode_voice, enter_all
 from .report import add_common_arguments, finish, header, verdict
-from .subscribers import ServerProcess
+from .subscribers import ServerProcess, leave
 
 MB = 1024 * 1024
 IDLE_TARGET_MB = 150.0
@@ -144,6 +144,12 @@ async def run_memory_bench(config: MemoryBenchConfig) -> MemoryFigures:
     voices = [encode_voice(seed=i) for i in range(3)]
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
         server = await ServerProcess.start(Path(tmp))
+
+        async def enter_room(name: str, room: int) -> list[Participant]:
+            """Every participant of room `room` (0 or 1) enters `name` at once."""
+            specs = _specs(room, config.participants, scenes, voices)
+            return await enter_all(server, name, specs, batch=config.participants, timeout=30)
+
         try:
             pid = server.pid
             anon: dict[str, float] = {}
@@ -154,23 +160,11 @@ async def run_memory_bench(config: MemoryBenchConfig) -> MemoryFigures:
             loaded: list[float] = []  # every RSS reading with rooms up
             one = two = fps = 0.0
             for round_number in range(config.rounds):
-                first = await enter_all(
-                    server,
-                    f"mem-{round_number}-a",
-                    _specs(0, config.participants, scenes, voices),
-                    batch=config.participants,
-                    timeout=30,
-                )
+                first = await enter_room(f"mem-{round_number}-a", 0)
                 rss_one = await _steady_rss(pid, config.settle)
                 if round_number == 0:
                     _split(pid, "one room", anon, file)
-                second = await enter_all(
-                    server,
-                    f"mem-{round_number}-b",
-                    _specs(1, config.participants, scenes, voices),
-                    batch=config.participants,
-                    timeout=30,
-                )
+                second = await enter_room(f"mem-{round_number}-b", 1)
                 frames0 = [c.frames for c in first + second]
                 t0 = time.monotonic()
                 rss_two = await _steady_rss(pid, config.settle)

@@ -19,34 +19,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 from .machine import CLOCK_TICKS, MachineInfo
 from .pipeline import QUICK_MIXER, MixerBenchConfig, MixerFigures, run_mixer_bench
+from .report import add_common_arguments, finish, header, verdict
 from .subscribers import (
     QUICK_SUBSCRIBERS,
     SubscriberBenchConfig,
     SubscriberFigures,
     run_subscriber_bench,
 )
-
-
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
-def format_header(machine: MachineInfo) -> list[str]:
-    """Date, machine and library versions."""
-    load = " ".join(f"{v:.2f}" for v in machine.load_average)
-    return [
-        f"Tessera mixer benchmark, {machine.date}",
-        f"machine   {machine.cpu_model}, {machine.cores} cores; load average {load} at start",
-        f"versions  Python {machine.python}, PyAV {machine.pyav}, FFmpeg {machine.ffmpeg} "
-        f"(libavcodec {machine.libavcodec}), aiortc {machine.aiortc}",
-    ]
 
 
 def format_mixer(figures: MixerFigures) -> list[str]:
@@ -96,10 +80,10 @@ def format_mixer(figures: MixerFigures) -> list[str]:
         f"  2. Tessera / codec-only = {figures.ratio:.3f}"
         f" (medians; means {figures.ratio_mean:.3f}):"
         f" compositing adds {100 * (figures.ratio - 1):.1f}%"
-        f" - target <= {100 * (figures.target_ratio - 1):.0f}%: {_verdict(figures.meets_ratio)}",
+        f" - target <= {100 * (figures.target_ratio - 1):.0f}%: {verdict(figures.meets_ratio)}",
         f"  3. whole view {t.total.median_ms:.2f} ms per frame (p90 {t.total.p90_ms:.2f})"
         f" vs {figures.budget_ms:.1f} ms = {figures.core_percent:.0f}% of one core at"
-        f" {c.framerate} fps - 30 fps within half a core: {_verdict(figures.holds_frame_rate)}",
+        f" {c.framerate} fps - 30 fps within half a core: {verdict(figures.holds_frame_rate)}",
         f"     (machine busy {figures.machine_busy_cores:.2f} cores during parts 1-3, this process"
         f" {figures.own_cores:.2f}: other work on the machine "
         f"{max(0.0, figures.machine_busy_cores - figures.own_cores):.2f} cores)",
@@ -146,7 +130,7 @@ def format_subscribers(figures: SubscriberFigures) -> list[str]:
             f"     per added subscriber {headline.start} -> {headline.end}: "
             f"{headline.percent_per_subscriber:.2f}% of a core"
             f" - target <= {figures.target_percent:g}% (every span after the first): "
-            f"{_verdict(figures.meets_target)}"
+            f"{verdict(figures.meets_target)}"
         )
     if c.full_receivers:
         taps = (
@@ -166,27 +150,12 @@ def format_subscribers(figures: SubscriberFigures) -> list[str]:
     return lines
 
 
-def _json_ready(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        data = {f.name: _json_ready(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        for name in ("core_percent", "holds_frame_rate", "meets_ratio", "meets_target"):
-            if hasattr(type(value), name):
-                data[name] = getattr(value, name)
-        return data
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the tables, optionally write JSON."""
+    """Run the benchmark, print the tables, write the figures as JSON."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.mixer", description=(__doc__ or "").splitlines()[0]
     )
-    parser.add_argument("--quick", action="store_true", help="a short smoke run (seconds)")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    add_common_arguments(parser)
     parser.add_argument(
         "--no-subscribers", "--skip-subscribers", action="store_true", help="skip part 4"
     )
@@ -200,13 +169,13 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     machine = MachineInfo.collect()
-    for line in format_header(machine):
+    for line in header("Tessera mixer benchmark", machine):
         print(line, flush=True)
     mixer_config = QUICK_MIXER if args.quick else MixerBenchConfig()
     mixer = run_mixer_bench(mixer_config)
     for line in format_mixer(mixer):
         print(line, flush=True)
-    result: dict[str, Any] = {"machine": machine, "mixer": mixer}
+    figures: dict[str, Any] = {"mixer": mixer}
 
     if not args.no_subscribers:
         sub_config = QUICK_SUBSCRIBERS if args.quick else SubscriberBenchConfig()
@@ -218,14 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         subscribers = asyncio.run(run_subscriber_bench(sub_config))
         for line in format_subscribers(subscribers):
             print(line, flush=True)
-        result["subscribers"] = subscribers
+        figures["subscribers"] = subscribers
 
-    elapsed = time.monotonic() - started
-    result["elapsed_seconds"] = elapsed
-    print(f"\n(run took {elapsed:.0f} s)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(_json_ready(result), indent=1) + "\n")
-    return 0
+    # The tables are printed as each part ends (part 4 takes a while); finish adds the JSON.
+    return finish("mixer", args.json, machine, figures, [""], started)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +24,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from webrtc_agent.aiortcext import on_keyframe_request
 
 from .content import VIDEO_CLOCK, MovingPattern, encode_like_aiortc
-from .subscribers import ServerProcess, TappedClient
-
-logger = logging.getLogger(__name__)
+from .subscribers import ServerProcess, TappedClient, leave
 
 AUDIO_CLOCK = 48000
 AUDIO_FRAME = 960  # 20 ms
@@ -79,8 +76,7 @@ def encode_voice(seconds: float = 2.0, seed: int = 1) -> list[bytes]:
 class EncodedTrack(MediaStreamTrack):  # type: ignore[misc]
     """Pre-encoded frames as `av.Packet`s in real time, looping; a keyframe request restarts.
 
-    `frames[0]` must be a keyframe (video). `on_sent(index, time)` hears each
-    frame as it is handed to the sender (the latency benchmark uses it).
+    `frames[0]` must be a keyframe (video).
     """
 
     def __init__(self, kind: str, frames: list[bytes], clock: int, step: int, rate: float) -> None:
@@ -93,12 +89,10 @@ class EncodedTrack(MediaStreamTrack):  # type: ignore[misc]
         self._start: float | None = None
         self._count = 0
         self._index = 0
-        self.restarts = 0
 
     def restart(self) -> None:
         """Send the loop's first frame (the keyframe) next."""
         self._index = 0
-        self.restarts += 1
 
     async def recv(self) -> av.Packet[Any]:
         """The next packet, when it is due."""
@@ -190,14 +184,6 @@ async def enter_all(
     return entered
 
 
-async def leave(client: Any) -> None:
-    """Leave, ignoring a failure (the benchmark is ending or already failed)."""
-    try:
-        await asyncio.wait_for(client.leave(), 10)
-    except Exception as exc:
-        logger.debug("leave failed: %s", exc)
-
-
 @dataclass(frozen=True)
 class Received:
     """What a group of participants received in a window (per participant)."""
@@ -209,7 +195,7 @@ class Received:
 
 
 class Counter:
-    """Frames received by a group of participants between `start()` and `stop()`."""
+    """Frames received by a group of participants from its construction to `stop()`."""
 
     def __init__(self, clients: list[Participant]) -> None:
         self.clients = clients

@@ -29,6 +29,14 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100), nearest rank; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, *, cores: bool = False) -> None:
     """--quick, --json FILE (and --cores N where the server's CPU set matters)."""
     parser.add_argument("--quick", action="store_true", help="a short smoke run (seconds)")
@@ -85,17 +93,9 @@ class Load:
         """Busy cores not ours: other people's tests, builds, browsers."""
         return max(0.0, self.machine_cores - self.ours_cores)
 
-    def describe(self) -> str:
-        """One line for the report."""
-        return (
-            f"load during the run: machine {self.machine_cores:.2f} busy cores, "
-            f"this benchmark {self.ours_cores:.2f}, other work {self.others_cores:.2f} "
-            f"(over {self.seconds:.0f} s)"
-        )
-
 
 class LoadMeter:
-    """Measures `Load` between `start()` and `stop(ours_cpu_seconds)`."""
+    """Measures `Load` from its construction to `stop(ours_cpu_seconds)`."""
 
     def __init__(self) -> None:
         self._wall = time.monotonic()
@@ -155,8 +155,13 @@ def finish(
     lines: Iterable[str],
     started: float,
     cpus: set[int] | None = None,
+    ok: bool = True,
 ) -> int:
-    """Print a benchmark's result lines, write its JSON, say where and how long; exit status."""
+    """Print a benchmark's result lines, write its JSON, say where and how long.
+
+    Returns the exit status: 0, or 1 when `ok` is false (a check the command
+    fails on, e.g. a client that got neither in nor a clear refusal).
+    """
     for line in lines:
         print(line)
     elapsed = time.monotonic() - started
@@ -166,4 +171,4 @@ def finish(
     result.update(figures=figures, elapsed_seconds=elapsed)
     path = write_json(name, json_path, result)
     print(f"(run took {elapsed:.0f} s; figures in {path})")
-    return 0
+    return 0 if ok else 1

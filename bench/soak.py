@@ -1,4 +1,4 @@
-"""Soak: `python -m bench.soak [--cycles N] [--concurrency C] [--json FILE]`.
+"""Soak: `python -m bench.soak [--quick] [--cycles N] [--concurrency C] [--json FILE]`.
 
 N cycles (default 500) of one client's life in a running server: join,
 publish a small camera-like video, subscribe to the room's mixed view, wait
@@ -14,7 +14,10 @@ open file descriptors and RSS at each, and the verdicts:
   first 50 cycles (the executor pools and caches are warm by then);
 - memory: RSS at the end within 10% of RSS after the first 50 cycles.
 
-About two minutes on a 2-core machine.
+About two minutes on a 2-core machine; `--quick` (6 cycles, 2 at a time)
+about one, most of it waiting out Engine.IO's ping tasks (without that wait
+the task count cannot be judged). Exits 1 when something was left, RSS grew
+past the tolerance or a cycle failed.
 """
 
 from __future__ import annotations
@@ -22,19 +25,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .content import MovingVideoTrack
-from .load import percentile
 from .machine import MachineInfo
-from .scrape import scrape, total
-from .subscribers import ServerProcess, TappedClient
+from .report import add_common_arguments, finish, header, percentile, verdict
+from .subscribers import Metrics, ServerProcess, TappedClient
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ class SoakConfig:
     linger: float = 26.0
 
 
+QUICK_SOAK = SoakConfig(cycles=6, checkpoint=2, concurrency=2)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What the idle server holds."""
@@ -75,18 +78,24 @@ class Snapshot:
     rss_mb: float
 
     @classmethod
-    def of(cls, cycles: int, m: dict[str, float]) -> Snapshot:
+    def of(cls, cycles: int, m: Metrics) -> Snapshot:
+        """The snapshot in the server's /metrics after `cycles` cycles."""
+
+        def total(name: str) -> float:
+            # Over all its labels (peer connections are counted by state).
+            return sum(m.get(name, {}).values())
+
         return cls(
             after_cycles=cycles,
-            participants=int(m.get("tessera_participants", 0)),
-            rooms=int(m.get("tessera_rooms", 0)),
-            peer_connections=int(total(m, "tessera_transports")),
-            tasks=int(m.get("tessera_event_loop_tasks", 0)),
-            threads=int(m.get("tessera_threads", 0)),
-            encoders=int(m.get("tessera_encoders", 0)),
-            views_running=int(m.get("tessera_views_running", 0)),
-            open_fds=int(m.get("process_open_fds", 0)),
-            rss_mb=m.get("process_resident_memory_bytes", 0.0) / 2**20,
+            participants=int(total("tessera_participants")),
+            rooms=int(total("tessera_rooms")),
+            peer_connections=int(total("tessera_transports")),
+            tasks=int(total("tessera_event_loop_tasks")),
+            threads=int(total("tessera_threads")),
+            encoders=int(total("tessera_encoders")),
+            views_running=int(total("tessera_views_running")),
+            open_fds=int(total("process_open_fds")),
+            rss_mb=total("process_resident_memory_bytes") / 2**20,
         )
 
 
@@ -95,7 +104,6 @@ class SoakFigures:
     """The snapshots, the cycle times and the verdicts."""
 
     config: SoakConfig
-    machine: MachineInfo
     snapshots: list[Snapshot]
     completed: int
     failures: list[str]
@@ -173,16 +181,18 @@ async def _phase(
     return durations, failures
 
 
-async def _idle(url: str, cycles: int, timeout: float, linger: float) -> tuple[Snapshot, float]:
+async def _idle(
+    server: ServerProcess, cycles: int, timeout: float, linger: float
+) -> tuple[Snapshot, float]:
     """The server's snapshot once it holds no participant or peer connection."""
     started = time.monotonic()
     while True:
-        snapshot = Snapshot.of(cycles, await scrape(url))
+        snapshot = Snapshot.of(cycles, await server.metrics())
         quiet = snapshot.participants == 0 and snapshot.peer_connections == 0
         if quiet and snapshot.views_running == 0 and snapshot.encoders == 0:
             quiet_after = time.monotonic() - started
             await asyncio.sleep(max(1.0, linger))
-            return Snapshot.of(cycles, await scrape(url)), quiet_after
+            return Snapshot.of(cycles, await server.metrics()), quiet_after
         if time.monotonic() - started > timeout:
             return snapshot, time.monotonic() - started
         await asyncio.sleep(0.25)
@@ -190,13 +200,11 @@ async def _idle(url: str, cycles: int, timeout: float, linger: float) -> tuple[S
 
 async def run_soak(config: SoakConfig) -> SoakFigures:
     """Start a server, run the cycles in two phases, snapshot it idle before and after each."""
-    machine = MachineInfo.collect()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tessera-soak-") as tmp:
         server = await ServerProcess.start(Path(tmp))
-        url = f"http://{server.info['host']}"
         try:
-            snapshots = [(await _idle(url, 0, config.settle_timeout, 0.0))[0]]
+            snapshots = [(await _idle(server, 0, config.settle_timeout, 0.0))[0]]
             settles = []
             durations: list[float] = []
             failures: list[str] = []
@@ -205,14 +213,13 @@ async def run_soak(config: SoakConfig) -> SoakFigures:
                 times, failed = await _phase(server, first, last, config)
                 durations += times
                 failures += failed
-                snapshot, settle = await _idle(url, last, config.settle_timeout, config.linger)
+                snapshot, settle = await _idle(server, last, config.settle_timeout, config.linger)
                 snapshots.append(snapshot)
                 settles.append(settle)
         finally:
             await server.stop()
     return SoakFigures(
         config=config,
-        machine=machine,
         snapshots=snapshots,
         completed=len(durations),
         failures=failures[:20],
@@ -225,12 +232,11 @@ async def run_soak(config: SoakConfig) -> SoakFigures:
 
 def format_soak(f: SoakFigures) -> list[str]:
     """The table printed by `python -m bench.soak`."""
-    c, m = f.config, f.machine
+    c = f.config
     lines = [
+        "",
         f"Soak: {c.cycles} cycles of join / publish {c.width}x{c.height} / subscribe to the "
         f"mixed view / leave, {c.concurrency} at a time",
-        f"machine: {m.cpu_model}, {m.cores} cores, load average "
-        f"{' '.join(f'{x:.2f}' for x in m.load_average)} ({m.date})",
         f"completed {f.completed} / {c.cycles} in {f.seconds:.0f} s; cycle p50 "
         f"{f.cycle_ms_p50:.0f} ms, p95 {f.cycle_ms_p95:.0f} ms",
         "",
@@ -255,40 +261,44 @@ def format_soak(f: SoakFigures) -> list[str]:
         f"nothing left (vs after cycle {f.checkpoint.after_cycles}): "
         f"{'yes' if f.nothing_left else 'NO'}",
         f"RSS end vs after cycle {f.checkpoint.after_cycles}: {f.rss_growth:+.1%} "
-        f"(within {RSS_TOLERANCE:.0%}: {'met' if f.rss_ok else 'MISSED'})",
+        f"(within {RSS_TOLERANCE:.0%}: {verdict(f.rss_ok)})",
     ]
     for failure in f.failures:
         lines.append(f"FAILED {failure}")
     return lines
 
 
-def _jsonable(figures: SoakFigures) -> dict[str, Any]:
-    data = dataclasses.asdict(figures)
-    data.update(
-        nothing_left=figures.nothing_left, rss_growth=figures.rss_growth, rss_ok=figures.rss_ok
-    )
-    return data
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the soak and print its table; exit 1 if something was left or a cycle failed."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=SoakConfig.cycles)
-    parser.add_argument("--concurrency", type=int, default=SoakConfig.concurrency)
-    parser.add_argument("--checkpoint", type=int, default=SoakConfig.checkpoint)
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=(__doc__ or "").splitlines()[0]
+    )
+    add_common_arguments(parser)
+    parser.add_argument("--cycles", type=int, help=f"default {SoakConfig.cycles}")
+    parser.add_argument("--concurrency", type=int, help=f"default {SoakConfig.concurrency}")
+    parser.add_argument(
+        "--checkpoint",
+        type=int,
+        help=f"cycles before the middle snapshot (default {SoakConfig.checkpoint})",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aioice").setLevel(logging.ERROR)
-    config = SoakConfig(
-        cycles=args.cycles, concurrency=args.concurrency, checkpoint=args.checkpoint
-    )
+    config = QUICK_SOAK if args.quick else SoakConfig()
+    given = {
+        name: getattr(args, name)
+        for name in ("cycles", "concurrency", "checkpoint")
+        if getattr(args, name) is not None
+    }
+    config = dataclasses.replace(config, **given)
+
+    started = time.monotonic()
+    machine = MachineInfo.collect()
+    for line in header("Tessera soak benchmark", machine):
+        print(line, flush=True)
     figures = asyncio.run(run_soak(config))
-    print("\n".join(format_soak(figures)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(_jsonable(figures), indent=2) + "\n")
     ok = figures.nothing_left and figures.rss_ok and not figures.failures
-    return 0 if ok else 1
+    return finish("soak", args.json, machine, figures, format_soak(figures), started, ok=ok)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import aiohttp
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver
@@ -46,6 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PER_SUBSCRIBER_TARGET_PERCENT = 1.0
 
 logger = logging.getLogger(__name__)
+
+#: A server's /metrics: sample name -> {sorted (label, value) pairs: value}.
+Metrics: TypeAlias = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,6 @@ class TappedClient(ConferenceClient):
         self.frames = 0
         self.bytes = 0
         self.audio_frames = 0
-        self.audio_bytes = 0
         self.late_taps = 0
         self.first_frame = asyncio.Event()
         self.first_audio = asyncio.Event()
@@ -161,7 +163,6 @@ class TappedClient(ConferenceClient):
     def _on_frame(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> None:
         if codec.mimeType.lower().startswith("audio/"):
             self.audio_frames += 1
-            self.audio_bytes += len(data)
             self.first_audio.set()
             return
         self.frames += 1
@@ -262,12 +263,13 @@ class ServerProcess:
         """The server's process id."""
         return self.process.pid
 
-    async def metrics(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    async def metrics(self) -> Metrics:
         """The server's /metrics: sample name -> {sorted labels: value}."""
         url = f"http://127.0.0.1:{self.info['port']}/metrics"
         async with aiohttp.ClientSession() as session, session.get(url) as response:
+            response.raise_for_status()
             text = await response.text()
-        samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        samples: Metrics = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 labels = tuple(sorted(sample.labels.items()))
@@ -307,9 +309,7 @@ class ServerProcess:
             return []
 
 
-async def _wait_layout(
-    client: ConferenceClient, stream_id: str, count: int, timeout: float
-) -> None:
+async def wait_layout(client: ConferenceClient, stream_id: str, count: int, timeout: float) -> None:
     """Until the view `stream_id` shows `count` streams."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -338,14 +338,15 @@ async def _connect(
         await subscription.wait_ready(timeout)
         await asyncio.wait_for(client.first_frame.wait(), timeout)
     except BaseException:
-        await _leave(client)
+        await leave(client)
         raise
     return client
 
 
-async def _leave(client: ConferenceClient) -> None:
+async def leave(client: ConferenceClient, timeout: float = 10.0) -> None:
+    """Leave, ignoring a failure (the benchmark is ending or already failed)."""
     try:
-        await asyncio.wait_for(client.leave(), 10)
+        await asyncio.wait_for(client.leave(), timeout)
     except Exception as exc:
         logger.debug("leave failed: %s", exc)
 
@@ -363,7 +364,6 @@ async def _measure(
     server1, own1, machine1 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
     after = await server.metrics()
     view_fps = (view_frames(after) - frames_before) / elapsed
-    lag = after.get("tessera_event_loop_lag_seconds", {}).get((("quantile", "0.99"),), 0.0)
     fps = [(c.frames - f) / elapsed for c, f in zip(clients, frames0, strict=True)]
     kbps = [(c.bytes - b) * 8 / elapsed / 1000 for c, b in zip(clients, bytes0, strict=True)]
     return SubscriberStep(
@@ -377,13 +377,19 @@ async def _measure(
         kbps_mean=sum(kbps) / len(kbps) if kbps else 0.0,
         connect_seconds=connect_seconds,
         view_fps=view_fps,
-        loop_lag_p99_ms=lag * 1000,
+        loop_lag_p99_ms=loop_lag_p99_ms(after),
     )
 
 
-def view_frames(metrics: dict[str, dict[tuple[tuple[str, str], ...], float]]) -> float:
+def view_frames(metrics: Metrics) -> float:
     """Frames composited so far by every view of the server (its /metrics)."""
     return sum(metrics.get("tessera_view_frames_total", {}).values())
+
+
+def loop_lag_p99_ms(metrics: Metrics) -> float:
+    """The server's recent event-loop lag, 99th percentile, in ms (its /metrics; 0 if absent)."""
+    lag = metrics.get("tessera_event_loop_lag_seconds", {}).get((("quantile", "0.99"),), 0.0)
+    return lag * 1000
 
 
 def subscriber_costs(steps: list[SubscriberStep]) -> list[SubscriberCost]:
@@ -438,7 +444,7 @@ async def run_subscriber_bench(config: SubscriberBenchConfig) -> SubscriberFigur
             publication = await publisher.publish(video=track)
             await publication.wait_ready(config.connect_timeout)
             view = f"{publisher.room_id}-common"
-            await _wait_layout(publisher, view, 1, config.connect_timeout)
+            await wait_layout(publisher, view, 1, config.connect_timeout)
             await asyncio.sleep(config.settle)
             for target in sorted(set(config.steps)):
                 started = time.monotonic()
@@ -460,8 +466,8 @@ async def run_subscriber_bench(config: SubscriberBenchConfig) -> SubscriberFigur
                 await asyncio.sleep(config.settle)
                 steps.append(await _measure(server, clients, config.window, connect_seconds))
         finally:
-            await asyncio.gather(*(_leave(c) for c in clients))
-            await _leave(publisher)
+            await asyncio.gather(*(leave(c) for c in clients))
+            await leave(publisher)
             log = await server.stop()
     return SubscriberFigures(
         config=config,
