@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tessera_client import ConferenceClient
 
 from portal.tokens import issue_token
-from webrtc_agent.aiortcext import install_encoded_tap
+from webrtc_agent.aiortcext import install_encoded_tap, intercept_srtp_packets
 
 from .content import MovingVideoTrack
 from .machine import SystemCpu, process_cpu_seconds
@@ -186,22 +186,7 @@ class HeaderCountingClient(TappedClient):
             return
         for transceiver in self.pc.getTransceivers():
             if transceiver.receiver.track is track:
-                ice = transceiver.receiver.transport.transport
-                if not getattr(ice, "_tessera_counting", False):
-                    ice._tessera_counting = True  # type: ignore[attr-defined]
-                    ice._recv = self._counting(ice._recv)
-
-    def _counting(self, receive: Any) -> Any:
-        async def next_datagram() -> bytes:
-            while True:
-                data: bytes = await receive()
-                # RTP, not RTCP (RFC 5761: RTCP packet types 192-223 in the second byte).
-                if 127 < data[0] < 192 and len(data) >= 12 and not 191 < data[1] < 224:
-                    self._count(data)
-                    continue
-                return data
-
-        return next_datagram
+                intercept_srtp_packets(transceiver.receiver, self._count)
 
     def _count(self, data: bytes) -> None:
         header = 12 + 4 * (data[0] & 0x0F)

@@ -1,10 +1,11 @@
 """The few places where Tessera reaches into aiortc's private state.
 
-aiortc has no public API for five things an SFU/MCU needs: taking the encoded
+aiortc has no public API for six things an SFU/MCU needs: taking the encoded
 frames a receiver has reassembled (to forward them without decoding), turning
 decoding on and off, hearing a receiver's keyframe request on a sender that
 sends pre-encoded packets, releasing received frames without aiortc's
-fixed extra delay, and checking DTLS-SRTP at start-up. Keeping every such
+fixed extra delay, checking DTLS-SRTP at start-up, and (for benchmark
+clients) taking SRTP packets before they are decrypted. Keeping every such
 reach-in here means an aiortc upgrade is checked in one file
 (tests/integration cover each of them).
 """
@@ -98,6 +99,31 @@ def install_encoded_tap(
     tap = EncodedFrameTap(on_frame or _ignore)
     receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
     return tap
+
+
+def intercept_srtp_packets(receiver: RTCRtpReceiver, on_packet: Callable[[bytes], None]) -> None:
+    """Hand every SRTP (not SRTCP) datagram of the receiver's transport to `on_packet`, still
+    encrypted, instead of to aiortc; DTLS and SRTCP go on as usual. Idempotent per transport.
+
+    For benchmark clients that count media from the clear RTP headers (RFC 3711 encrypts the
+    payload only) without paying for decryption and reassembly.
+    """
+    ice = receiver.transport.transport
+    if getattr(ice, "_tessera_intercepted", False):
+        return
+    receive = ice._recv
+
+    async def next_datagram() -> bytes:
+        while True:
+            data: bytes = await receive()
+            # RTP, not RTCP (RFC 5761: RTCP packet types 192-223 in the second byte).
+            if 127 < data[0] < 192 and len(data) >= 12 and not 191 < data[1] < 224:
+                on_packet(data)
+                continue
+            return data
+
+    ice._tessera_intercepted = True  # type: ignore[attr-defined]
+    ice._recv = next_datagram  # type: ignore[method-assign]
 
 
 class LowLatencyJitterBuffer(JitterBuffer):
