@@ -169,7 +169,7 @@ class PeerGateway:
             async for frame in ws:
                 if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     received = self.registry.receive(
-                        service.id, peer_id, frame.data, time.monotonic()
+                        service.id, peer_id, ws, frame.data, time.monotonic()
                     )
                     await self.perform(received)
                 elif frame.type == WSMsgType.ERROR:

@@ -351,10 +351,16 @@ class PeerRegistry:
 
     # -- messages ---------------------------------------------------------
 
-    def receive(self, service_id: str, peer_id: str, data: str | bytes, now: float) -> list[Action]:
-        """A WebSocket frame from an open peer."""
+    def receive(
+        self, service_id: str, peer_id: str, connection: object, data: str | bytes, now: float
+    ) -> list[Action]:
+        """A WebSocket frame from an open peer on ``connection``.
+
+        Ignored if another socket took the peer over: the old one may still
+        deliver frames (a LEAVE from it must not remove the new one).
+        """
         peer = self._peers.get((service_id, peer_id))
-        if peer is None:
+        if peer is None or peer.connection is not connection:
             return []
         try:
             message = _parse(data)
