@@ -235,9 +235,6 @@ class PeerRegistry:
     def mesh_room(self, service_id: str, name: str) -> MeshRoom | None:
         return self._rooms.get((service_id, name))
 
-    def mesh_rooms(self) -> list[MeshRoom]:
-        return list(self._rooms.values())
-
     def new_id(self, service_id: str) -> str:
         """A fresh id nobody in the service uses (``GET {path}{key}/id``)."""
         while True:
