@@ -502,16 +502,7 @@ class PeerRegistry:
             if other is not None:
                 other.contacts.add(peer.id)
                 peer.contacts.add(other_id)
-                actions.append(
-                    Send(
-                        other.connection,
-                        {
-                            "type": ROOM_PEER_JOINED,
-                            "src": peer.id,
-                            "payload": {"room": name, "peer": peer.id},
-                        },
-                    )
-                )
+        actions.extend(self._tell_members(peer, name, others, ROOM_PEER_JOINED))
         return actions
 
     def _leave_room(self, peer: Peer, name: str) -> list[Action]:
@@ -523,20 +514,16 @@ class PeerRegistry:
         if not room.members:
             del self._rooms[peer.service_id, name]  # ad-hoc: gone with its last member
             return []
+        return self._tell_members(peer, name, room.members, ROOM_PEER_LEFT)
+
+    def _tell_members(self, peer: Peer, name: str, members: list[str], kind: str) -> list[Action]:
+        """``kind`` (ROOM-PEER-JOINED or -LEFT) about ``peer`` to the open ``members``."""
+        message = {"type": kind, "src": peer.id, "payload": {"room": name, "peer": peer.id}}
         actions: list[Action] = []
-        for other_id in room.members:
+        for other_id in members:
             other = self._peers.get((peer.service_id, other_id))
             if other is not None:
-                actions.append(
-                    Send(
-                        other.connection,
-                        {
-                            "type": ROOM_PEER_LEFT,
-                            "src": peer.id,
-                            "payload": {"room": name, "peer": peer.id},
-                        },
-                    )
-                )
+                actions.append(Send(other.connection, message))
         return actions
 
 
