@@ -186,6 +186,41 @@ async def test_malformed_frames_get_error_and_the_server_goes_on(tessera: Runnin
     await bob.close()
 
 
+async def test_a_peer_that_stops_reading_is_cut_off_and_the_sender_goes_on(
+    tessera: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="portal.peergateway")
+    gateway = tessera.server.peers
+    gateway.send_timeout = 0.5
+    stuck = await raw_peer(tessera, "stuck")
+    assert await stuck.recv() == {"type": "OPEN"}
+    alice = await raw_peer(tessera, "alice")
+    bob = await raw_peer(tessera, "bob")
+    assert await alice.recv() == await bob.recv() == {"type": "OPEN"}
+    try:
+        # "stuck" reads nothing more: OFFERs to it fill the socket buffers until it stalls.
+        payload = {"pad": "x" * 60000}
+        for _ in range(1000):
+            if (
+                tessera.server.peers.registry.get(tessera.server.default_service.id, "stuck")
+                is None
+            ):
+                break
+            await alice.send(type="OFFER", dst="stuck", payload=payload)
+            await asyncio.sleep(0)
+        await eventually(
+            lambda: gateway.registry.get(tessera.server.default_service.id, "stuck") is None
+        )
+        cut = [r for r in caplog.records if r.msg == "peer socket stalled, cut off"]
+        assert [getattr(r, "peer", None) for r in cut] == ["stuck"]
+        # The sender's frames are still read and relayed.
+        await alice.send(type="OFFER", dst="bob", payload={"n": 1})
+        assert (await bob.recv())["payload"] == {"n": 1}
+    finally:
+        for peer in (stuck, alice, bob):
+            await peer.close()
+
+
 async def test_two_services_are_isolated(tessera: RunningServer) -> None:
     tessera.server.store.put_service(ServiceRecord(id="other", key=KEY))
     a = await raw_peer(tessera, "alice")
