@@ -153,7 +153,7 @@ class PeerGateway:
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES * 2)
         await ws.prepare(request)
-        query = _raw_query(request.query_string)
+        query = _raw_query(request.rel_url.raw_query_string)
         peer_id, token, key = query.get("id", ""), query.get("token", ""), query.get("key", "")
         try:
             service, grant = self._authenticate(request, peer_id, token, key)
@@ -205,8 +205,6 @@ class PeerGateway:
         if not service.peer_tokens:
             return service, None
         try:
-            # peerjs puts the token into the URL unescaped: a "+" of base64 arrives as a space.
-            token = token.replace(" ", "+")
             if read_token_service(token) != service.id:
                 raise TokenError("Token was not issued by this service")
             claims = verify_token(token, service.key)

@@ -16,6 +16,7 @@ from tessera_client import PeerClient, PeerError, PeerUnavailable
 
 from portal.binarypack import BinaryPackCodec, pack, unpack
 from portal.store import ServiceRecord
+from portal.tokens import issue_token
 from tests.integration.test_mixing import frame_where, wait_layout
 from tests.support import RunningServer, api, joined, region_box, start_server
 from tests.synthetic import ColorVideoTrack, close_to, mean_rgb, next_video_frame
@@ -267,9 +268,26 @@ async def test_token_required_when_the_service_says_so(tessera: RunningServer) -
     wrong = await raw_peer(tessera, "w", key="locked", token=foreign)
     assert "not issued by this service" in (await wrong.recv())["payload"]["msg"]
     token = tessera.token(room="r", user="ann", service=service)
-    # peerjs does not escape the token in the URL: a "+" arrives as is, or as a space.
     ok = await raw_peer(tessera, "ann", key="locked", token=token)
     assert await ok.recv() == {"type": "OPEN"}
+    # peerjs does not escape the token in the URL: a "+" of base64 arrives as is; a client
+    # that escapes it sends "%2B". ("~~~" in the envelope puts a "+" into the base64.)
+    for user, escape in (("plus", False), ("escaped", True)):
+        plus = issue_token(
+            service_id=service.id,
+            key=service.key,
+            room="r",
+            user=user,
+            role="presenter",
+            host="~~~",
+            secure=False,
+            lifetime=60,
+        )
+        assert "+" in plus
+        sent_token = plus.replace("+", "%2B") if escape else plus
+        other = await raw_peer(tessera, user, key="locked", token=sent_token)
+        assert await other.recv() == {"type": "OPEN"}, user
+        await other.close()
     await ok.close()
     await asyncio.sleep(0.2)
     # The same peer may come back with its token (peerjs reconnect); another may not.
