@@ -44,7 +44,7 @@ from webrtc_agent.subscription import SubscribedTrack, Subscription
 from webrtc_agent.transport import Session, SignalingError, Transport
 
 from .background import spawn
-from .binarypack import BinaryPackCodec, BinaryPackError, CloseRequest
+from .binarypack import BinaryPackCodec, CloseRequest
 from .messages import RequestError
 from .participant import Participant
 from .peerserver import ANSWER, CANDIDATE, EXPIRE, LEAVE, OFFER, PeerGrant
@@ -547,18 +547,11 @@ class DataLink:
                 value = json.loads(text)
             else:
                 value = data.decode() if isinstance(data, bytes) else data
-        except BinaryPackError as exc:
+        except ValueError as exc:  # BinaryPackError is one
             logger.info(
-                "undecodable BinaryPack message dropped",
-                extra={
-                    "room": self.member.room.id,
-                    "peer": self.member.peer_id,
-                    "reason": str(exc),
-                },
+                "peer data message undecodable, dropped",
+                extra={**self._log_ids, "serialization": self.serialization, "reason": str(exc)},
             )
-            return
-        except ValueError:
-            logger.info("peer data message undecodable, dropped", extra=self._log_ids)
             return
         if isinstance(value, str):
             self.member.text(value, "all")

@@ -521,7 +521,8 @@ async def test_binarypack_data_connection_carries_the_room_chat(
         for frame in frames:
             link.channel.send(frame)
         assert (await member.next_event("text"))["message"] == long_text
-        dropped = [r for r in caplog.records if r.msg == "undecodable BinaryPack message dropped"]
+        dropped = [r for r in caplog.records if r.msg == "peer data message undecodable, dropped"]
+        assert {r.serialization for r in dropped} == {"binary"}  # type: ignore[attr-defined]
         assert [r.reason for r in dropped] == [  # type: ignore[attr-defined]
             "2 bytes after the value",
             "text message on a BinaryPack connection",
