@@ -444,7 +444,7 @@ class Portal:
                 raise RequestError(f"Stream has no {wanted.type} track")
             fmt: VideoFormat | str
             if wanted.type == "video":
-                info = _track_info(stream.info(), "video")
+                info = track_info(stream.info(), "video")
                 fmt = resolve_video(info, wanted.parameters, wanted.format)
             else:
                 fmt = stream.codec("audio") or "opus"
@@ -580,7 +580,7 @@ class Portal:
                 raise RequestError(f"Stream has no {kind} track")
             fmt: VideoFormat | str
             if kind == "video":
-                fmt = resolve_video_request(_track_info(stream.info(), "video"), wanted.parameters)
+                fmt = resolve_video_request(track_info(stream.info(), "video"), wanted.parameters)
             else:
                 fmt = stream.codec("audio") or "opus"
             changes.append((kind, stream, fmt))
@@ -618,7 +618,8 @@ def _view_label(data: Any) -> str | None:
     return None
 
 
-def _track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:
+def track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The first track of ``kind`` in a stream's info (``media.tracks``), or {}."""
     for track in info.get("media", {}).get("tracks", []):
         if track.get("type") == kind:
             return dict(track)

@@ -48,6 +48,7 @@ from .binarypack import BinaryPackCodec, CloseRequest
 from .messages import RequestError
 from .participant import Participant
 from .peerserver import ANSWER, CANDIDATE, EXPIRE, LEAVE, OFFER, PeerGrant
+from .portal import track_info
 
 if TYPE_CHECKING:
     from .peergateway import PeerGateway
@@ -396,7 +397,7 @@ class MediaCall:
                         continue
                     fmt: Any
                     if kind == "video":
-                        fmt = resolve_video(_track_info(view.info(), "video"), None)
+                        fmt = resolve_video(track_info(view.info(), "video"), None)
                     else:
                         fmt = view.codec("audio") or "opus"
                     out_tracks.append(SubscribedTrack(kind=kind, mid=mid, stream=view, format=fmt))
@@ -644,10 +645,3 @@ def _media_sections(sdp: str) -> list[tuple[str, str, bool]]:
             sends = media.direction in (None, "sendrecv", "sendonly")
             sections.append((mid, media.kind, sends))
     return sections
-
-
-def _track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:
-    for track in info.get("media", {}).get("tracks", []):
-        if track.get("type") == kind:
-            return dict(track)
-    return {}
