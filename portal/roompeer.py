@@ -33,11 +33,11 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc import sdp as aiortc_sdp
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from webrtc_agent.forwardstream import ForwardStream, TrackSpec
 from webrtc_agent.mediasource import ParameterError
+from webrtc_agent.offercheck import OfferError, check_offer
 from webrtc_agent.publication import Publication
 from webrtc_agent.streaminfo import resolve_video
 from webrtc_agent.subscription import SubscribedTrack, Subscription
@@ -607,6 +607,7 @@ def parse_offer(payload: dict[str, Any]) -> Offer:
     if not isinstance(sdp, str) or not sdp:
         raise CallRefused("OFFER needs an sdp")
     kind = payload.get("type")
+    serialization = ""
     if kind == "data":
         serialization = str(payload.get("serialization", "binary"))
         if serialization not in DATA_SERIALIZATIONS:
@@ -614,26 +615,22 @@ def parse_offer(payload: dict[str, Any]) -> Offer:
                 "Data connections to the room peer need serialization 'binary', 'json' or "
                 f"'raw'; {serialization[:20]!r} is not supported"
             )
-        return Offer(connection_id, kind, sdp, serialization, [])
-    if kind != "media":
+    elif kind != "media":
         raise CallRefused("OFFER type must be 'media' or 'data'")
     try:
-        sections = _media_sections(sdp)
-    except ValueError as exc:
+        parsed = check_offer(sdp, [])  # data offers too, before DataLink applies one
+    except OfferError as exc:
         raise CallRefused(f"Invalid offer: {exc}") from None
+    if kind == "data":
+        return Offer(connection_id, kind, sdp, serialization, [])
+    sections = _media_sections(parsed)
     if not sections:
         raise CallRefused("Invalid offer: no audio or video media section")
     return Offer(connection_id, kind, sdp, "", sections)
 
 
-def _media_sections(sdp: str) -> list[tuple[str, str, bool]]:
+def _media_sections(description: SessionDescription) -> list[tuple[str, str, bool]]:
     """(mid, kind, whether the caller sends) of the offer's first audio and video m-line."""
-    if not sdp.lstrip().startswith("v=0"):
-        raise ValueError("SDP must start with v=0")
-    try:
-        description = aiortc_sdp.SessionDescription.parse(sdp)
-    except Exception as exc:
-        raise ValueError(f"SDP does not parse ({exc})") from None
     sections: list[tuple[str, str, bool]] = []
     for media in description.media:
         mid = media.rtp.muxId

@@ -557,6 +557,34 @@ async def test_a_room_peer_participant_kicked_over_rest_hears_leave(
         await caller.close()
 
 
+async def test_room_peer_checks_a_data_offer_before_joining(tessera: RunningServer) -> None:
+    pc = RTCPeerConnection()
+    pc.createDataChannel("chat")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    unsigned = "".join(line for line in sdp.splitlines(True) if "fingerprint" not in line)
+    raw = await raw_peer(tessera, "raw")
+    await raw.recv()
+    try:
+        for text, reason in ((unsigned, "no DTLS fingerprint"), ("v=0 hello", "does not parse")):
+            payload = {
+                "sdp": {"type": "offer", "sdp": text},
+                "type": "data",
+                "connectionId": "dc_1",
+                "serialization": "json",
+            }
+            await raw.send(type="OFFER", dst="room:checked", payload=payload)
+            expired = await raw.recv()
+            assert expired["type"] == "EXPIRE" and expired["src"] == "room:checked"
+            assert "Invalid offer" in expired["payload"]["msg"], expired
+            assert reason in expired["payload"]["msg"], expired
+        # Refused before joining: the ad-hoc room was never made.
+        assert not any(r.name == "checked" for r in tessera.server.rooms.values())
+    finally:
+        await raw.close()
+
+
 async def test_room_peer_of_a_missing_room_is_unavailable(tessera: RunningServer) -> None:
     tessera.server.store.put_service(ServiceRecord(id="closed", key=KEY, adhoc_rooms=False))
     caller = PeerClient(tessera.url, "closed", peer_id="caller")
