@@ -268,14 +268,32 @@ class RoomPeerMember:
     async def offer(self, offer: Offer) -> None:
         if offer.connection_id in self.calls or offer.connection_id in self.links:
             raise CallRefused(f"Connection {offer.connection_id} exists already")
+        connection: MediaCall | DataLink
         if offer.kind == "media":
-            call = MediaCall(self, offer.connection_id)
-            self.calls[offer.connection_id] = call
-            await call.start(offer.sdp, offer.sections)
+            connection = self.calls[offer.connection_id] = MediaCall(self, offer.connection_id)
+            starting = connection.start(offer.sdp, offer.sections)
         else:
-            link = DataLink(self, offer.connection_id, offer.serialization)
-            self.links[offer.connection_id] = link
-            await link.start(offer.sdp)
+            connection = self.links[offer.connection_id] = DataLink(
+                self, offer.connection_id, offer.serialization
+            )
+            starting = connection.start(offer.sdp)
+        try:
+            await starting
+        except CallRefused:
+            raise  # start() dropped what it made
+        except Exception:
+            # A failure of ours: leave no call or data connection (nor its Transport) behind.
+            logger.exception(
+                "room peer failed to take a connection",
+                extra={**self.log_ids, "connection": offer.connection_id},
+            )
+            self.calls.pop(offer.connection_id, None)
+            self.links.pop(offer.connection_id, None)
+            if isinstance(connection, MediaCall):
+                await connection._drop()
+            else:
+                await connection.close()
+            raise CallRefused("The room peer could not take this connection") from None
 
     async def candidate(self, payload: dict[str, Any]) -> None:
         connection_id = payload.get("connectionId")

@@ -20,6 +20,7 @@ from portal.tokens import issue_token
 from tests.integration.test_mixing import frame_where, wait_layout
 from tests.support import RunningServer, api, joined, region_box, start_server
 from tests.synthetic import ColorVideoTrack, close_to, mean_rgb, next_video_frame
+from webrtc_agent.transport import Transport
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -583,6 +584,37 @@ async def test_room_peer_checks_a_data_offer_before_joining(tessera: RunningServ
         assert not any(r.name == "checked" for r in tessera.server.rooms.values())
     finally:
         await raw.close()
+
+
+async def test_a_failure_taking_a_call_leaves_nothing_behind(
+    tessera: RunningServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="portal.roompeer")
+    member = await joined(tessera, "Ada", room="town")
+    room = tessera.server.rooms[member.room_id]  # type: ignore[index]
+    caller = peer(tessera, "caller")
+    await caller.open()
+
+    async def broken(self: Transport, sdp: str) -> None:
+        raise RuntimeError("injected failure")
+
+    try:
+        # An internal failure (not a refused offer) while the call is set up.
+        monkeypatch.setattr(Transport, "handle_offer", broken)
+        with pytest.raises(PeerUnavailable, match="could not take this connection"):
+            await caller.call("room:town", video=ColorVideoTrack(RED))
+        assert any(r.msg == "room peer failed to take a connection" for r in caplog.records)
+        await eventually(lambda: not tessera.server.peers.room_peer.members)
+        await eventually(lambda: len(room.participants) == 1)
+        assert tessera.server.agent.transports == {}
+        # The next call works.
+        monkeypatch.undo()
+        call = await caller.call("room:town", video=ColorVideoTrack(RED))
+        await call.track("video")
+        assert len(room.participants) == 2
+    finally:
+        await caller.close()
+        await member.leave()
 
 
 async def test_room_peer_of_a_missing_room_is_unavailable(tessera: RunningServer) -> None:
