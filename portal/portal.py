@@ -386,11 +386,8 @@ class Portal:
             if not allowed.get(kind):
                 raise RequestError(f"Permission denied: cannot publish {kind}")
         room = participant.room
-        limit = self.config.limits.publications_per_participant
-        if len(participant.publications) >= limit:
-            raise RequestError(f"Too many publications (at most {limit} per participant)")
-        if room.input_limit_reached():
-            raise RequestError("Too many inputs")
+        participant.check_publication_limit(self.config.limits.publications_per_participant)
+        room.check_input_limit()
         stream_id = uuid.uuid4().hex
         settings = room.settings
         stream = ForwardStream(
@@ -426,9 +423,7 @@ class Portal:
         request = m.parse(m.Subscribe, m.normalize_session_request(data))
         allowed = participant.permission.get("subscribe") or {}
         room = participant.room
-        limit = self.config.limits.subscriptions_per_participant
-        if len(participant.subscriptions) >= limit:
-            raise RequestError(f"Too many subscriptions (at most {limit} per participant)")
+        participant.check_subscription_limit(self.config.limits.subscriptions_per_participant)
         tracks: list[SubscribedTrack] = []
         kinds = [t.type for t in request.media.tracks]
         if len(set(kinds)) != len(kinds):

@@ -67,6 +67,9 @@ DATA_SERIALIZATIONS = (*BINARY_SERIALIZATIONS, "json", "raw", "none")
 # the longest text the room takes in UTF-8 (4 bytes a character) if that is more.
 MAX_BINARY_MESSAGE = 64 * 1024
 MAX_CONNECTION_ID_LENGTH = 128
+# Calls and data connections one peer may hold in one room, each a peer connection of
+# ours: peerjs makes a call and a data connection or two per destination; more is misuse.
+MAX_CONNECTIONS_PER_MEMBER = 8
 
 
 class CallRefused(Exception):
@@ -268,6 +271,10 @@ class RoomPeerMember:
     async def offer(self, offer: Offer) -> None:
         if offer.connection_id in self.calls or offer.connection_id in self.links:
             raise CallRefused(f"Connection {offer.connection_id} exists already")
+        if len(self.calls) + len(self.links) >= MAX_CONNECTIONS_PER_MEMBER:
+            raise CallRefused(
+                f"Too many connections to the room peer (at most {MAX_CONNECTIONS_PER_MEMBER})"
+            )
         connection: MediaCall | DataLink
         if offer.kind == "media":
             connection = self.calls[offer.connection_id] = MediaCall(self, offer.connection_id)
@@ -394,7 +401,10 @@ class MediaCall:
                 for mid, kind, sends in offered
                 if sends and publish.get(kind)
             ]
+            limits = server.config.limits
             if in_tracks:
+                participant.check_publication_limit(limits.publications_per_participant)
+                room.check_input_limit()
                 settings = room.settings
                 stream = ForwardStream(
                     uuid.uuid4().hex,
@@ -420,13 +430,14 @@ class MediaCall:
                         fmt = view.codec("audio") or "opus"
                     out_tracks.append(SubscribedTrack(kind=kind, mid=mid, stream=view, format=fmt))
             if out_tracks:
+                participant.check_subscription_limit(limits.subscriptions_per_participant)
                 subscription = Subscription(transport, uuid.uuid4().hex, out_tracks, participant.id)
                 transport.add_session(subscription)
                 participant.subscriptions[subscription.id] = subscription
             if not in_tracks and not out_tracks:
                 raise CallRefused("The offer has no audio or video this role may send or receive")
             await transport.handle_offer(sdp)
-        except (SignalingError, ParameterError) as exc:
+        except (SignalingError, ParameterError, RequestError) as exc:
             await self._drop()
             raise CallRefused(str(exc)) from None
         except CallRefused:

@@ -14,6 +14,7 @@ import pytest
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from tessera_client import PeerClient, PeerError, PeerUnavailable
 
+from portal import roompeer
 from portal.binarypack import BinaryPackCodec, pack, unpack
 from portal.store import ServiceRecord
 from portal.tokens import issue_token
@@ -615,6 +616,50 @@ async def test_a_failure_taking_a_call_leaves_nothing_behind(
     finally:
         await caller.close()
         await member.leave()
+
+
+async def test_room_peer_calls_keep_the_participant_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(roompeer, "MAX_CONNECTIONS_PER_MEMBER", 2)
+    running = await start_server(tmp_path, **{"limits.publications_per_participant": 1})
+    caller = peer(running, "caller")
+    await caller.open()
+    try:
+        call = await caller.call("room:town", video=ColorVideoTrack(RED))
+        await call.track("video")
+        room = next(r for r in running.server.rooms.values() if r.name == "town")
+        (participant,) = room.participants.values()
+        member = next(iter(running.server.peers.room_peer.members.values()))
+        before = (
+            list(participant.publications),
+            list(participant.subscriptions),
+            list(participant.transports),
+            list(running.server.agent.transports),
+            list(member.calls),
+        )
+        # A second call would be a second publication: refused, with the portal's reason.
+        with pytest.raises(PeerUnavailable, match=r"Too many publications \(at most 1 per"):
+            await caller.call("room:town", video=ColorVideoTrack(BLUE))
+        after = (
+            list(participant.publications),
+            list(participant.subscriptions),
+            list(participant.transports),
+            list(running.server.agent.transports),
+            list(member.calls),
+        )
+        assert after == before and list(room.participants.values()) == [participant]
+        assert not call.closed
+        await next_video_frame(await call.track("video"))  # the first call goes on
+        # Calls and data connections together are capped per peer and room.
+        chat = await caller.connect("room:town")
+        with pytest.raises(PeerUnavailable, match="Too many connections to the room peer"):
+            await caller.connect("room:town", timeout=5)
+        assert list(member.calls) == before[-1] and len(member.links) == 1
+        assert not chat.closed
+    finally:
+        await caller.close()
+        await running.stop()
 
 
 async def test_room_peer_of_a_missing_room_is_unavailable(tessera: RunningServer) -> None:
