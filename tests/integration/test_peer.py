@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from tessera_client import PeerClient, PeerError, PeerUnavailable
+from tessera_client import ClientError, PeerClient, PeerError, PeerUnavailable
 
 from portal import roompeer
 from portal.binarypack import BinaryPackCodec, pack, unpack
@@ -363,6 +363,67 @@ async def test_wrong_key_is_refused_for_python_peer(tessera: RunningServer) -> N
     with pytest.raises(PeerError) as refused:
         await client.open()
     assert refused.value.kind == "INVALID-KEY"
+
+
+async def test_python_peer_open_failure_leaks_no_session(tessera: RunningServer) -> None:
+    # Nothing listens on this port: the GET of an id fails inside open().
+    client = PeerClient("http://127.0.0.1:9", tessera.server.default_service.id)
+    with pytest.raises(aiohttp.ClientError):
+        await client.open(timeout=2)
+    assert client._session is None and client._ws is None and not client._tasks
+
+
+async def test_python_peer_refuses_binarypack_without_a_peer_connection(
+    tessera: RunningServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    made: list[object] = []
+    real_init = RTCPeerConnection.__init__
+
+    def counted(self: RTCPeerConnection, *args: Any, **kw: Any) -> None:
+        made.append(self)
+        real_init(self, *args, **kw)
+
+    monkeypatch.setattr(RTCPeerConnection, "__init__", counted)
+    caplog.set_level(logging.WARNING, logger="tessera_client.peer")
+    bob = peer(tessera, "bob")
+    await bob.open()
+    raw = await raw_peer(tessera, "raw")
+    await raw.recv()
+    try:
+        with pytest.raises(ClientError, match="'binary' is not supported"):
+            await bob.connect("raw", serialization="binary")
+        # An incoming offer without serialization is peerjs's default, BinaryPack.
+        offer = {"sdp": {"type": "offer", "sdp": "v=0"}, "type": "data", "connectionId": "dc_1"}
+        await raw.send(type="OFFER", dst="bob", payload=offer)
+        await eventually(lambda: "data connection from raw refused" in caplog.text)
+        assert "'binary' is not supported" in caplog.text
+        assert made == [] and bob.connections == {} and bob.incoming_data.empty()
+    finally:
+        await raw.close()
+        await bob.close()
+
+
+async def test_python_peer_joins_a_mesh_room_past_a_member_that_does_not_answer(
+    tessera: RunningServer,
+) -> None:
+    silent = await raw_peer(tessera, "silent")  # joins, then never answers a call
+    await silent.recv()
+    await silent.send(type="ROOM-JOIN", payload={"room": "huddle"})
+    assert (await silent.recv())["type"] == "ROOM-MEMBERS"
+    p1, p2 = peer(tessera, "p1"), peer(tessera, "p2")
+    await p1.open()
+    await p2.open()
+    try:
+        await p1.join_room("huddle", video=ColorVideoTrack(RED), timeout=2)
+        room = await p2.join_room("huddle", video=ColorVideoTrack(GREEN), timeout=2)
+        assert p2.rooms == {"huddle": room} and set(room.calls) == {"p1"}
+        calls = await room.wait_for_streams(1)
+        frame = await next_video_frame(calls["p1"].remote_tracks["video"])
+        assert close_to(mean_rgb(frame), RED)
+    finally:
+        await silent.close()
+        await p1.close()
+        await p2.close()
 
 
 # -- the room peer ------------------------------------------------------------
