@@ -362,21 +362,16 @@ class BinaryPackCodec:
         if isinstance(frame, str):
             raise BinaryPackError("text message on a BinaryPack connection")
         value = self._unpack(frame)
-        peer_data = _peer_data(value)
-        if peer_data is None:
-            return Message(value)
-        if isinstance(peer_data, dict) and peer_data.get("type") == "close":
-            return CloseRequest()
+        classified = _classify(value)
+        if classified is not None:
+            return classified
         whole = self._add_chunk(value)
         if whole is None:
             return None
-        value = self._unpack(whole)
-        peer_data = _peer_data(value)
-        if peer_data is None:
-            return Message(value)
-        if isinstance(peer_data, dict) and peer_data.get("type") == "close":
-            return CloseRequest()
-        raise BinaryPackError("a chunked message is itself a chunk")
+        classified = _classify(self._unpack(whole))
+        if classified is None:
+            raise BinaryPackError("a chunked message is itself a chunk")
+        return classified
 
     def _unpack(self, data: bytes) -> Any:
         return unpack(data, max_size=self.max_message_size, max_depth=self.max_depth)
@@ -438,6 +433,16 @@ class BinaryPackCodec:
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _classify(value: Any) -> Message | CloseRequest | None:
+    """An unpacked value as a message, a close request, or None for a chunk of one."""
+    peer_data = _peer_data(value)
+    if peer_data is None:
+        return Message(value)
+    if isinstance(peer_data, dict) and peer_data.get("type") == "close":
+        return CloseRequest()
+    return None
 
 
 def _peer_data(value: Any) -> Any:

@@ -12,6 +12,7 @@ from webrtc_agent.subscription import Subscription
 from webrtc_agent.transport import Session, Transport
 
 from .background import spawn
+from .messages import RequestError
 
 if TYPE_CHECKING:
     from .room import Room
@@ -75,6 +76,18 @@ class Participant:
             "publications": [{"id": p, "type": "webrtc"} for p in self.publications],
             "subscriptions": [{"id": s, "type": "webrtc"} for s in self.subscriptions],
         }
+
+    # -- limits -----------------------------------------------------------
+
+    def check_publication_limit(self, limit: int) -> None:
+        """RequestError if the participant already publishes ``limit`` streams."""
+        if len(self.publications) >= limit:
+            raise RequestError(f"Too many publications (at most {limit} per participant)")
+
+    def check_subscription_limit(self, limit: int) -> None:
+        """RequestError if the participant already holds ``limit`` subscriptions."""
+        if len(self.subscriptions) >= limit:
+            raise RequestError(f"Too many subscriptions (at most {limit} per participant)")
 
     # -- notifications --------------------------------------------------
 

@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# A peer's socket that takes longer than this to take one frame is stalled (it stopped
+# reading): it is cut off so that the sender's read loop and the expiry sweep go on.
+SEND_TIMEOUT = 5.0
+
 DESCRIPTION = {
     "name": "Tessera PeerServer",
     "description": "PeerJS-compatible signaling of the Tessera MCU; the key is a service id",
@@ -71,7 +75,9 @@ class PeerGateway:
             concurrent_limit=settings.concurrent_limit,
         )
         self.room_peer = RoomPeer(server, self)
-        self.sockets: set[web.WebSocketResponse] = set()
+        # Each open peer socket -> its request (for its transport) and (service, peer) for logs.
+        self.sockets: dict[web.WebSocketResponse, tuple[web.Request, str, str]] = {}
+        self.send_timeout = SEND_TIMEOUT
         self._sweeper: asyncio.Task[None] | None = None
         # Short enough that expiry is on time to a fraction of the shortest timeout.
         self.sweep_interval = min(0.5, settings.alive_timeout / 4, settings.expire_timeout / 4)
@@ -147,7 +153,7 @@ class PeerGateway:
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES * 2)
         await ws.prepare(request)
-        query = _raw_query(request.query_string)
+        query = _raw_query(request.rel_url.raw_query_string)
         peer_id, token, key = query.get("id", ""), query.get("token", ""), query.get("key", "")
         try:
             service, grant = self._authenticate(request, peer_id, token, key)
@@ -162,14 +168,14 @@ class PeerGateway:
                 await ws.send_str(json.dumps(refused.message))
                 await ws.close()
             return ws
-        self.sockets.add(ws)
+        self.sockets[ws] = (request, service.id, peer_id)
         logger.info("peer open", extra={"service": service.id, "peer": peer_id})
         try:
             await self.perform(actions)
             async for frame in ws:
                 if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     received = self.registry.receive(
-                        service.id, peer_id, frame.data, time.monotonic()
+                        service.id, peer_id, ws, frame.data, time.monotonic()
                     )
                     await self.perform(received)
                 elif frame.type == WSMsgType.ERROR:
@@ -177,7 +183,7 @@ class PeerGateway:
         except Exception:
             logger.exception("peer socket failed", extra={"service": service.id, "peer": peer_id})
         finally:
-            self.sockets.discard(ws)
+            self.sockets.pop(ws, None)
             await self.perform(self.registry.closed(service.id, peer_id, ws))
         return ws
 
@@ -199,8 +205,6 @@ class PeerGateway:
         if not service.peer_tokens:
             return service, None
         try:
-            # peerjs puts the token into the URL unescaped: a "+" of base64 arrives as a space.
-            token = token.replace(" ", "+")
             if read_token_service(token) != service.id:
                 raise TokenError("Token was not issued by this service")
             claims = verify_token(token, service.key)
@@ -230,8 +234,14 @@ class PeerGateway:
                 ws = action.connection
                 assert isinstance(ws, web.WebSocketResponse)
                 if not ws.closed:
-                    with contextlib.suppress(ConnectionError, RuntimeError):
-                        await ws.send_str(json.dumps(action.message))
+                    try:
+                        await asyncio.wait_for(
+                            ws.send_str(json.dumps(action.message)), self.send_timeout
+                        )
+                    except TimeoutError:
+                        self._cut_off(ws)
+                    except (ConnectionError, RuntimeError):
+                        pass
             elif isinstance(action, Close):
                 ws = action.connection
                 assert isinstance(ws, web.WebSocketResponse)
@@ -245,6 +255,18 @@ class PeerGateway:
                         extra={"service": action.service_id, "peer": action.peer_id},
                     )
                 self.room_peer.peer_gone(action.service_id, action.peer_id, action.expired)
+
+    def _cut_off(self, ws: web.WebSocketResponse) -> None:
+        """Abort a socket that stopped reading: a close frame would stall behind its backlog."""
+        request, service_id, peer_id = self.sockets.get(ws, (None, "", ""))
+        logger.info(
+            "peer socket stalled, cut off",
+            extra={"service": service_id, "peer": peer_id, "timeout": self.send_timeout},
+        )
+        transport = request.transport if request is not None else None
+        if transport is not None:
+            # Its read loop then ends and the registry hears the socket closed.
+            transport.abort()
 
     async def send_from_room_peer(
         self, service_id: str, room: str, message: dict[str, Any]

@@ -235,9 +235,6 @@ class PeerRegistry:
     def mesh_room(self, service_id: str, name: str) -> MeshRoom | None:
         return self._rooms.get((service_id, name))
 
-    def mesh_rooms(self) -> list[MeshRoom]:
-        return list(self._rooms.values())
-
     def new_id(self, service_id: str) -> str:
         """A fresh id nobody in the service uses (``GET {path}{key}/id``)."""
         while True:
@@ -351,10 +348,16 @@ class PeerRegistry:
 
     # -- messages ---------------------------------------------------------
 
-    def receive(self, service_id: str, peer_id: str, data: str | bytes, now: float) -> list[Action]:
-        """A WebSocket frame from an open peer."""
+    def receive(
+        self, service_id: str, peer_id: str, connection: object, data: str | bytes, now: float
+    ) -> list[Action]:
+        """A WebSocket frame from an open peer on ``connection``.
+
+        Ignored if another socket took the peer over: the old one may still
+        deliver frames (a LEAVE from it must not remove the new one).
+        """
         peer = self._peers.get((service_id, peer_id))
-        if peer is None:
+        if peer is None or peer.connection is not connection:
             return []
         try:
             message = _parse(data)
@@ -499,16 +502,7 @@ class PeerRegistry:
             if other is not None:
                 other.contacts.add(peer.id)
                 peer.contacts.add(other_id)
-                actions.append(
-                    Send(
-                        other.connection,
-                        {
-                            "type": ROOM_PEER_JOINED,
-                            "src": peer.id,
-                            "payload": {"room": name, "peer": peer.id},
-                        },
-                    )
-                )
+        actions.extend(self._tell_members(peer, name, others, ROOM_PEER_JOINED))
         return actions
 
     def _leave_room(self, peer: Peer, name: str) -> list[Action]:
@@ -520,20 +514,16 @@ class PeerRegistry:
         if not room.members:
             del self._rooms[peer.service_id, name]  # ad-hoc: gone with its last member
             return []
+        return self._tell_members(peer, name, room.members, ROOM_PEER_LEFT)
+
+    def _tell_members(self, peer: Peer, name: str, members: list[str], kind: str) -> list[Action]:
+        """``kind`` (ROOM-PEER-JOINED or -LEFT) about ``peer`` to the open ``members``."""
+        message = {"type": kind, "src": peer.id, "payload": {"room": name, "peer": peer.id}}
         actions: list[Action] = []
-        for other_id in room.members:
+        for other_id in members:
             other = self._peers.get((peer.service_id, other_id))
             if other is not None:
-                actions.append(
-                    Send(
-                        other.connection,
-                        {
-                            "type": ROOM_PEER_LEFT,
-                            "src": peer.id,
-                            "payload": {"room": name, "peer": peer.id},
-                        },
-                    )
-                )
+                actions.append(Send(other.connection, message))
         return actions
 
 

@@ -386,11 +386,8 @@ class Portal:
             if not allowed.get(kind):
                 raise RequestError(f"Permission denied: cannot publish {kind}")
         room = participant.room
-        limit = self.config.limits.publications_per_participant
-        if len(participant.publications) >= limit:
-            raise RequestError(f"Too many publications (at most {limit} per participant)")
-        if room.input_limit_reached():
-            raise RequestError("Too many inputs")
+        participant.check_publication_limit(self.config.limits.publications_per_participant)
+        room.check_input_limit()
         stream_id = uuid.uuid4().hex
         settings = room.settings
         stream = ForwardStream(
@@ -426,9 +423,7 @@ class Portal:
         request = m.parse(m.Subscribe, m.normalize_session_request(data))
         allowed = participant.permission.get("subscribe") or {}
         room = participant.room
-        limit = self.config.limits.subscriptions_per_participant
-        if len(participant.subscriptions) >= limit:
-            raise RequestError(f"Too many subscriptions (at most {limit} per participant)")
+        participant.check_subscription_limit(self.config.limits.subscriptions_per_participant)
         tracks: list[SubscribedTrack] = []
         kinds = [t.type for t in request.media.tracks]
         if len(set(kinds)) != len(kinds):
@@ -444,7 +439,7 @@ class Portal:
                 raise RequestError(f"Stream has no {wanted.type} track")
             fmt: VideoFormat | str
             if wanted.type == "video":
-                info = _track_info(stream.info(), "video")
+                info = track_info(stream.info(), "video")
                 fmt = resolve_video(info, wanted.parameters, wanted.format)
             else:
                 fmt = stream.codec("audio") or "opus"
@@ -580,7 +575,7 @@ class Portal:
                 raise RequestError(f"Stream has no {kind} track")
             fmt: VideoFormat | str
             if kind == "video":
-                fmt = resolve_video_request(_track_info(stream.info(), "video"), wanted.parameters)
+                fmt = resolve_video_request(track_info(stream.info(), "video"), wanted.parameters)
             else:
                 fmt = stream.codec("audio") or "opus"
             changes.append((kind, stream, fmt))
@@ -618,7 +613,8 @@ def _view_label(data: Any) -> str | None:
     return None
 
 
-def _track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:
+def track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The first track of ``kind`` in a stream's info (``media.tracks``), or {}."""
     for track in info.get("media", {}).get("tracks", []):
         if track.get("type") == kind:
             return dict(track)

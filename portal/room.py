@@ -15,6 +15,7 @@ from webrtc_agent.mediasource import Stream
 from webrtc_agent.publication import Publication
 
 from .background import spawn
+from .messages import RequestError
 from .participant import Participant
 from .roomoptions import RoomOptions
 
@@ -169,6 +170,11 @@ class Room:
         limit = int(self.settings.get("inputLimit", -1))
         pending = sum(len(p.publications) for p in self.participants.values())
         return 0 <= limit <= pending
+
+    def check_input_limit(self) -> None:
+        """RequestError if the room takes no more inputs (its ``inputLimit``)."""
+        if self.input_limit_reached():
+            raise RequestError("Too many inputs")
 
     def publication_ready(self, participant: Participant, publication: Publication) -> None:
         """A publication is negotiated and connected: list it and tell everyone."""

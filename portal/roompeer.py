@@ -33,21 +33,22 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc import sdp as aiortc_sdp
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from webrtc_agent.forwardstream import ForwardStream, TrackSpec
 from webrtc_agent.mediasource import ParameterError
+from webrtc_agent.offercheck import OfferError, check_offer
 from webrtc_agent.publication import Publication
 from webrtc_agent.streaminfo import resolve_video
 from webrtc_agent.subscription import SubscribedTrack, Subscription
 from webrtc_agent.transport import Session, SignalingError, Transport
 
 from .background import spawn
-from .binarypack import BinaryPackCodec, BinaryPackError, CloseRequest
+from .binarypack import BinaryPackCodec, CloseRequest
 from .messages import RequestError
 from .participant import Participant
 from .peerserver import ANSWER, CANDIDATE, EXPIRE, LEAVE, OFFER, PeerGrant
+from .portal import track_info
 
 if TYPE_CHECKING:
     from .peergateway import PeerGateway
@@ -66,6 +67,9 @@ DATA_SERIALIZATIONS = (*BINARY_SERIALIZATIONS, "json", "raw", "none")
 # the longest text the room takes in UTF-8 (4 bytes a character) if that is more.
 MAX_BINARY_MESSAGE = 64 * 1024
 MAX_CONNECTION_ID_LENGTH = 128
+# Calls and data connections one peer may hold in one room, each a peer connection of
+# ours: peerjs makes a call and a data connection or two per destination; more is misuse.
+MAX_CONNECTIONS_PER_MEMBER = 8
 
 
 class CallRefused(Exception):
@@ -267,14 +271,36 @@ class RoomPeerMember:
     async def offer(self, offer: Offer) -> None:
         if offer.connection_id in self.calls or offer.connection_id in self.links:
             raise CallRefused(f"Connection {offer.connection_id} exists already")
+        if len(self.calls) + len(self.links) >= MAX_CONNECTIONS_PER_MEMBER:
+            raise CallRefused(
+                f"Too many connections to the room peer (at most {MAX_CONNECTIONS_PER_MEMBER})"
+            )
+        connection: MediaCall | DataLink
         if offer.kind == "media":
-            call = MediaCall(self, offer.connection_id)
-            self.calls[offer.connection_id] = call
-            await call.start(offer.sdp, offer.sections)
+            connection = self.calls[offer.connection_id] = MediaCall(self, offer.connection_id)
+            starting = connection.start(offer.sdp, offer.sections)
         else:
-            link = DataLink(self, offer.connection_id, offer.serialization)
-            self.links[offer.connection_id] = link
-            await link.start(offer.sdp)
+            connection = self.links[offer.connection_id] = DataLink(
+                self, offer.connection_id, offer.serialization
+            )
+            starting = connection.start(offer.sdp)
+        try:
+            await starting
+        except CallRefused:
+            raise  # start() dropped what it made
+        except Exception:
+            # A failure of ours: leave no call or data connection (nor its Transport) behind.
+            logger.exception(
+                "room peer failed to take a connection",
+                extra={**self.log_ids, "connection": offer.connection_id},
+            )
+            self.calls.pop(offer.connection_id, None)
+            self.links.pop(offer.connection_id, None)
+            if isinstance(connection, MediaCall):
+                await connection._drop()
+            else:
+                await connection.close()
+            raise CallRefused("The room peer could not take this connection") from None
 
     async def candidate(self, payload: dict[str, Any]) -> None:
         connection_id = payload.get("connectionId")
@@ -375,7 +401,10 @@ class MediaCall:
                 for mid, kind, sends in offered
                 if sends and publish.get(kind)
             ]
+            limits = server.config.limits
             if in_tracks:
+                participant.check_publication_limit(limits.publications_per_participant)
+                room.check_input_limit()
                 settings = room.settings
                 stream = ForwardStream(
                     uuid.uuid4().hex,
@@ -396,18 +425,19 @@ class MediaCall:
                         continue
                     fmt: Any
                     if kind == "video":
-                        fmt = resolve_video(_track_info(view.info(), "video"), None)
+                        fmt = resolve_video(track_info(view.info(), "video"), None)
                     else:
                         fmt = view.codec("audio") or "opus"
                     out_tracks.append(SubscribedTrack(kind=kind, mid=mid, stream=view, format=fmt))
             if out_tracks:
+                participant.check_subscription_limit(limits.subscriptions_per_participant)
                 subscription = Subscription(transport, uuid.uuid4().hex, out_tracks, participant.id)
                 transport.add_session(subscription)
                 participant.subscriptions[subscription.id] = subscription
             if not in_tracks and not out_tracks:
                 raise CallRefused("The offer has no audio or video this role may send or receive")
             await transport.handle_offer(sdp)
-        except (SignalingError, ParameterError) as exc:
+        except (SignalingError, ParameterError, RequestError) as exc:
             await self._drop()
             raise CallRefused(str(exc)) from None
         except CallRefused:
@@ -547,18 +577,11 @@ class DataLink:
                 value = json.loads(text)
             else:
                 value = data.decode() if isinstance(data, bytes) else data
-        except BinaryPackError as exc:
+        except ValueError as exc:  # BinaryPackError is one
             logger.info(
-                "undecodable BinaryPack message dropped",
-                extra={
-                    "room": self.member.room.id,
-                    "peer": self.member.peer_id,
-                    "reason": str(exc),
-                },
+                "peer data message undecodable, dropped",
+                extra={**self._log_ids, "serialization": self.serialization, "reason": str(exc)},
             )
-            return
-        except ValueError:
-            logger.info("peer data message undecodable, dropped", extra=self._log_ids)
             return
         if isinstance(value, str):
             self.member.text(value, "all")
@@ -613,6 +636,7 @@ def parse_offer(payload: dict[str, Any]) -> Offer:
     if not isinstance(sdp, str) or not sdp:
         raise CallRefused("OFFER needs an sdp")
     kind = payload.get("type")
+    serialization = ""
     if kind == "data":
         serialization = str(payload.get("serialization", "binary"))
         if serialization not in DATA_SERIALIZATIONS:
@@ -620,26 +644,22 @@ def parse_offer(payload: dict[str, Any]) -> Offer:
                 "Data connections to the room peer need serialization 'binary', 'json' or "
                 f"'raw'; {serialization[:20]!r} is not supported"
             )
-        return Offer(connection_id, kind, sdp, serialization, [])
-    if kind != "media":
+    elif kind != "media":
         raise CallRefused("OFFER type must be 'media' or 'data'")
     try:
-        sections = _media_sections(sdp)
-    except ValueError as exc:
+        parsed = check_offer(sdp, [])  # data offers too, before DataLink applies one
+    except OfferError as exc:
         raise CallRefused(f"Invalid offer: {exc}") from None
+    if kind == "data":
+        return Offer(connection_id, kind, sdp, serialization, [])
+    sections = _media_sections(parsed)
     if not sections:
         raise CallRefused("Invalid offer: no audio or video media section")
     return Offer(connection_id, kind, sdp, "", sections)
 
 
-def _media_sections(sdp: str) -> list[tuple[str, str, bool]]:
+def _media_sections(description: SessionDescription) -> list[tuple[str, str, bool]]:
     """(mid, kind, whether the caller sends) of the offer's first audio and video m-line."""
-    if not sdp.lstrip().startswith("v=0"):
-        raise ValueError("SDP must start with v=0")
-    try:
-        description = aiortc_sdp.SessionDescription.parse(sdp)
-    except Exception as exc:
-        raise ValueError(f"SDP does not parse ({exc})") from None
     sections: list[tuple[str, str, bool]] = []
     for media in description.media:
         mid = media.rtp.muxId
@@ -651,10 +671,3 @@ def _media_sections(sdp: str) -> list[tuple[str, str, bool]]:
             sends = media.direction in (None, "sendrecv", "sendonly")
             sections.append((mid, media.kind, sends))
     return sections
-
-
-def _track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:
-    for track in info.get("media", {}).get("tracks", []):
-        if track.get("type") == kind:
-            return dict(track)
-    return {}

@@ -12,13 +12,16 @@ from typing import Any
 import aiohttp
 import pytest
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from tessera_client import PeerClient, PeerError, PeerUnavailable
+from tessera_client import ClientError, PeerClient, PeerError, PeerUnavailable
 
+from portal import roompeer
 from portal.binarypack import BinaryPackCodec, pack, unpack
 from portal.store import ServiceRecord
+from portal.tokens import issue_token
 from tests.integration.test_mixing import frame_where, wait_layout
 from tests.support import RunningServer, api, joined, region_box, start_server
 from tests.synthetic import ColorVideoTrack, close_to, mean_rgb, next_video_frame
+from webrtc_agent.transport import Transport
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -186,6 +189,41 @@ async def test_malformed_frames_get_error_and_the_server_goes_on(tessera: Runnin
     await bob.close()
 
 
+async def test_a_peer_that_stops_reading_is_cut_off_and_the_sender_goes_on(
+    tessera: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="portal.peergateway")
+    gateway = tessera.server.peers
+    gateway.send_timeout = 0.5
+    stuck = await raw_peer(tessera, "stuck")
+    assert await stuck.recv() == {"type": "OPEN"}
+    alice = await raw_peer(tessera, "alice")
+    bob = await raw_peer(tessera, "bob")
+    assert await alice.recv() == await bob.recv() == {"type": "OPEN"}
+    try:
+        # "stuck" reads nothing more: OFFERs to it fill the socket buffers until it stalls.
+        payload = {"pad": "x" * 60000}
+        for _ in range(1000):
+            if (
+                tessera.server.peers.registry.get(tessera.server.default_service.id, "stuck")
+                is None
+            ):
+                break
+            await alice.send(type="OFFER", dst="stuck", payload=payload)
+            await asyncio.sleep(0)
+        await eventually(
+            lambda: gateway.registry.get(tessera.server.default_service.id, "stuck") is None
+        )
+        cut = [r for r in caplog.records if r.msg == "peer socket stalled, cut off"]
+        assert [getattr(r, "peer", None) for r in cut] == ["stuck"]
+        # The sender's frames are still read and relayed.
+        await alice.send(type="OFFER", dst="bob", payload={"n": 1})
+        assert (await bob.recv())["payload"] == {"n": 1}
+    finally:
+        for peer in (stuck, alice, bob):
+            await peer.close()
+
+
 async def test_two_services_are_isolated(tessera: RunningServer) -> None:
     tessera.server.store.put_service(ServiceRecord(id="other", key=KEY))
     a = await raw_peer(tessera, "alice")
@@ -232,9 +270,26 @@ async def test_token_required_when_the_service_says_so(tessera: RunningServer) -
     wrong = await raw_peer(tessera, "w", key="locked", token=foreign)
     assert "not issued by this service" in (await wrong.recv())["payload"]["msg"]
     token = tessera.token(room="r", user="ann", service=service)
-    # peerjs does not escape the token in the URL: a "+" arrives as is, or as a space.
     ok = await raw_peer(tessera, "ann", key="locked", token=token)
     assert await ok.recv() == {"type": "OPEN"}
+    # peerjs does not escape the token in the URL: a "+" of base64 arrives as is; a client
+    # that escapes it sends "%2B". ("~~~" in the envelope puts a "+" into the base64.)
+    for user, escape in (("plus", False), ("escaped", True)):
+        plus = issue_token(
+            service_id=service.id,
+            key=service.key,
+            room="r",
+            user=user,
+            role="presenter",
+            host="~~~",
+            secure=False,
+            lifetime=60,
+        )
+        assert "+" in plus
+        sent_token = plus.replace("+", "%2B") if escape else plus
+        other = await raw_peer(tessera, user, key="locked", token=sent_token)
+        assert await other.recv() == {"type": "OPEN"}, user
+        await other.close()
     await ok.close()
     await asyncio.sleep(0.2)
     # The same peer may come back with its token (peerjs reconnect); another may not.
@@ -308,6 +363,67 @@ async def test_wrong_key_is_refused_for_python_peer(tessera: RunningServer) -> N
     with pytest.raises(PeerError) as refused:
         await client.open()
     assert refused.value.kind == "INVALID-KEY"
+
+
+async def test_python_peer_open_failure_leaks_no_session(tessera: RunningServer) -> None:
+    # Nothing listens on this port: the GET of an id fails inside open().
+    client = PeerClient("http://127.0.0.1:9", tessera.server.default_service.id)
+    with pytest.raises(aiohttp.ClientError):
+        await client.open(timeout=2)
+    assert client._session is None and client._ws is None and not client._tasks
+
+
+async def test_python_peer_refuses_binarypack_without_a_peer_connection(
+    tessera: RunningServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    made: list[object] = []
+    real_init = RTCPeerConnection.__init__
+
+    def counted(self: RTCPeerConnection, *args: Any, **kw: Any) -> None:
+        made.append(self)
+        real_init(self, *args, **kw)
+
+    monkeypatch.setattr(RTCPeerConnection, "__init__", counted)
+    caplog.set_level(logging.WARNING, logger="tessera_client.peer")
+    bob = peer(tessera, "bob")
+    await bob.open()
+    raw = await raw_peer(tessera, "raw")
+    await raw.recv()
+    try:
+        with pytest.raises(ClientError, match="'binary' is not supported"):
+            await bob.connect("raw", serialization="binary")
+        # An incoming offer without serialization is peerjs's default, BinaryPack.
+        offer = {"sdp": {"type": "offer", "sdp": "v=0"}, "type": "data", "connectionId": "dc_1"}
+        await raw.send(type="OFFER", dst="bob", payload=offer)
+        await eventually(lambda: "data connection from raw refused" in caplog.text)
+        assert "'binary' is not supported" in caplog.text
+        assert made == [] and bob.connections == {} and bob.incoming_data.empty()
+    finally:
+        await raw.close()
+        await bob.close()
+
+
+async def test_python_peer_joins_a_mesh_room_past_a_member_that_does_not_answer(
+    tessera: RunningServer,
+) -> None:
+    silent = await raw_peer(tessera, "silent")  # joins, then never answers a call
+    await silent.recv()
+    await silent.send(type="ROOM-JOIN", payload={"room": "huddle"})
+    assert (await silent.recv())["type"] == "ROOM-MEMBERS"
+    p1, p2 = peer(tessera, "p1"), peer(tessera, "p2")
+    await p1.open()
+    await p2.open()
+    try:
+        await p1.join_room("huddle", video=ColorVideoTrack(RED), timeout=2)
+        room = await p2.join_room("huddle", video=ColorVideoTrack(GREEN), timeout=2)
+        assert p2.rooms == {"huddle": room} and set(room.calls) == {"p1"}
+        calls = await room.wait_for_streams(1)
+        frame = await next_video_frame(calls["p1"].remote_tracks["video"])
+        assert close_to(mean_rgb(frame), RED)
+    finally:
+        await silent.close()
+        await p1.close()
+        await p2.close()
 
 
 # -- the room peer ------------------------------------------------------------
@@ -468,7 +584,8 @@ async def test_binarypack_data_connection_carries_the_room_chat(
         for frame in frames:
             link.channel.send(frame)
         assert (await member.next_event("text"))["message"] == long_text
-        dropped = [r for r in caplog.records if r.msg == "undecodable BinaryPack message dropped"]
+        dropped = [r for r in caplog.records if r.msg == "peer data message undecodable, dropped"]
+        assert {r.serialization for r in dropped} == {"binary"}  # type: ignore[attr-defined]
         assert [r.reason for r in dropped] == [  # type: ignore[attr-defined]
             "2 bytes after the value",
             "text message on a BinaryPack connection",
@@ -501,6 +618,109 @@ async def test_a_room_peer_participant_kicked_over_rest_hears_leave(
         assert room.closed and tessera.server.agent.transports == {}
     finally:
         await caller.close()
+
+
+async def test_room_peer_checks_a_data_offer_before_joining(tessera: RunningServer) -> None:
+    pc = RTCPeerConnection()
+    pc.createDataChannel("chat")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    unsigned = "".join(line for line in sdp.splitlines(True) if "fingerprint" not in line)
+    raw = await raw_peer(tessera, "raw")
+    await raw.recv()
+    try:
+        for text, reason in ((unsigned, "no DTLS fingerprint"), ("v=0 hello", "does not parse")):
+            payload = {
+                "sdp": {"type": "offer", "sdp": text},
+                "type": "data",
+                "connectionId": "dc_1",
+                "serialization": "json",
+            }
+            await raw.send(type="OFFER", dst="room:checked", payload=payload)
+            expired = await raw.recv()
+            assert expired["type"] == "EXPIRE" and expired["src"] == "room:checked"
+            assert "Invalid offer" in expired["payload"]["msg"], expired
+            assert reason in expired["payload"]["msg"], expired
+        # Refused before joining: the ad-hoc room was never made.
+        assert not any(r.name == "checked" for r in tessera.server.rooms.values())
+    finally:
+        await raw.close()
+
+
+async def test_a_failure_taking_a_call_leaves_nothing_behind(
+    tessera: RunningServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="portal.roompeer")
+    member = await joined(tessera, "Ada", room="town")
+    room = tessera.server.rooms[member.room_id]  # type: ignore[index]
+    caller = peer(tessera, "caller")
+    await caller.open()
+
+    async def broken(self: Transport, sdp: str) -> None:
+        raise RuntimeError("injected failure")
+
+    try:
+        # An internal failure (not a refused offer) while the call is set up.
+        monkeypatch.setattr(Transport, "handle_offer", broken)
+        with pytest.raises(PeerUnavailable, match="could not take this connection"):
+            await caller.call("room:town", video=ColorVideoTrack(RED))
+        assert any(r.msg == "room peer failed to take a connection" for r in caplog.records)
+        await eventually(lambda: not tessera.server.peers.room_peer.members)
+        await eventually(lambda: len(room.participants) == 1)
+        assert tessera.server.agent.transports == {}
+        # The next call works.
+        monkeypatch.undo()
+        call = await caller.call("room:town", video=ColorVideoTrack(RED))
+        await call.track("video")
+        assert len(room.participants) == 2
+    finally:
+        await caller.close()
+        await member.leave()
+
+
+async def test_room_peer_calls_keep_the_participant_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(roompeer, "MAX_CONNECTIONS_PER_MEMBER", 2)
+    running = await start_server(tmp_path, **{"limits.publications_per_participant": 1})
+    caller = peer(running, "caller")
+    await caller.open()
+    try:
+        call = await caller.call("room:town", video=ColorVideoTrack(RED))
+        await call.track("video")
+        room = next(r for r in running.server.rooms.values() if r.name == "town")
+        (participant,) = room.participants.values()
+        member = next(iter(running.server.peers.room_peer.members.values()))
+        before = (
+            list(participant.publications),
+            list(participant.subscriptions),
+            list(participant.transports),
+            list(running.server.agent.transports),
+            list(member.calls),
+        )
+        # A second call would be a second publication: refused, with the portal's reason.
+        with pytest.raises(PeerUnavailable, match=r"Too many publications \(at most 1 per"):
+            await caller.call("room:town", video=ColorVideoTrack(BLUE))
+        after = (
+            list(participant.publications),
+            list(participant.subscriptions),
+            list(participant.transports),
+            list(running.server.agent.transports),
+            list(member.calls),
+        )
+        assert after == before and list(room.participants.values()) == [participant]
+        assert not call.closed
+        await next_video_frame(await call.track("video"))  # the first call goes on
+        # Calls and data connections together are capped per peer and room.
+        chat = await caller.connect("room:town")
+        with pytest.raises(PeerUnavailable, match="Too many connections to the room peer"):
+            await caller.connect("room:town", timeout=5)
+        assert list(member.calls) == before[-1] and len(member.links) == 1
+        assert not chat.closed
+    finally:
+        await caller.close()
+        await running.stop()
 
 
 async def test_room_peer_of_a_missing_room_is_unavailable(tessera: RunningServer) -> None:

@@ -50,6 +50,14 @@ def opened(reg: PeerRegistry, peer_id: str, service: str = "s", now: float = 0.0
     return conn
 
 
+def receive(
+    reg: PeerRegistry, service: str, peer_id: str, data: str | bytes, now: float
+) -> list[Action]:
+    """A frame from the peer's current socket (or from nowhere if it is not open)."""
+    peer = reg.get(service, peer_id)
+    return reg.receive(service, peer_id, peer.connection if peer else Conn("none"), data, now)
+
+
 def frame(**message: Any) -> str:
     return json.dumps(message)
 
@@ -99,16 +107,40 @@ def test_id_taken_by_another_token_and_taken_over_by_the_same() -> None:
     assert reg.get("s", "alice") is not None
 
 
+def test_frames_from_a_taken_over_socket_are_ignored() -> None:
+    reg = registry()
+    bob = opened(reg, "bob")
+    first = opened(reg, "alice")
+    second = Conn("again")
+    reg.open("s", "alice", "tok-alice", second, 1)
+    offer = frame(type="OFFER", dst="bob", payload={})
+    # The old socket's frames change nothing: no relay, no HEARTBEAT, no LEAVE.
+    assert reg.receive("s", "alice", first, offer, 2) == []
+    assert reg.receive("s", "alice", first, frame(type="HEARTBEAT"), 50) == []
+    assert reg.receive("s", "alice", first, frame(type="LEAVE"), 3) == []
+    assert reg.receive("s", "alice", first, frame(type="ROOM-JOIN", payload={"room": "m"}), 3) == []
+    assert reg.receive("s", "alice", first, "not json", 3) == []
+    peer = reg.get("s", "alice")
+    assert peer is not None and peer.connection is second
+    assert peer.last_ping == 1 and peer.rooms == set() and reg.mesh_room("s", "m") is None
+    # The new socket's frames go through.
+    assert sent(reg.receive("s", "alice", second, offer, 4), bob) == [
+        {"type": "OFFER", "src": "alice", "dst": "bob", "payload": {}}
+    ]
+
+
 def test_services_are_separate_namespaces() -> None:
     reg = registry()
     a = opened(reg, "alice", service="one")
     b = opened(reg, "alice", service="two")
     assert reg.peer_ids("one") == ["alice"]
-    actions = reg.receive("one", "alice", frame(type="OFFER", dst="bob", payload={}), 0)
+    actions = receive(reg, "one", "alice", frame(type="OFFER", dst="bob", payload={}), 0)
     assert actions == []  # bob of service one is absent: queued
     opened(reg, "bob", service="two")
-    assert sent(reg.receive("two", "bob", frame(type="OFFER", dst="alice", payload={}), 0), a) == []
-    assert reg.receive("two", "bob", frame(type="OFFER", dst="alice", payload={}), 0) == [
+    assert (
+        sent(receive(reg, "two", "bob", frame(type="OFFER", dst="alice", payload={}), 0), a) == []
+    )
+    assert receive(reg, "two", "bob", frame(type="OFFER", dst="alice", payload={}), 0) == [
         Send(b, {"type": "OFFER", "src": "bob", "dst": "alice", "payload": {}})
     ]
 
@@ -128,13 +160,13 @@ def test_relay_adds_src_and_keeps_only_protocol_fields() -> None:
     alice = opened(reg, "alice")
     bob = opened(reg, "bob")
     payload = {"sdp": {"type": "offer", "sdp": "v=0"}, "type": "media", "connectionId": "mc_1"}
-    actions = reg.receive(
-        "s", "alice", frame(type="OFFER", dst="bob", payload=payload, src="mallory", x=1), 0
+    actions = receive(
+        reg, "s", "alice", frame(type="OFFER", dst="bob", payload=payload, src="mallory", x=1), 0
     )
     assert actions == [
         Send(bob, {"type": "OFFER", "src": "alice", "dst": "bob", "payload": payload})
     ]
-    answer = reg.receive("s", "bob", frame(type="ANSWER", dst="alice", payload={"a": 1}), 0)
+    answer = receive(reg, "s", "bob", frame(type="ANSWER", dst="alice", payload={"a": 1}), 0)
     assert sent(answer, alice) == [
         {"type": "ANSWER", "src": "bob", "dst": "alice", "payload": {"a": 1}}
     ]
@@ -160,7 +192,7 @@ def test_malformed_frames_get_error_and_change_nothing() -> None:
         (json.dumps({"type": "HEARTBEAT", "pad": "x" * 70000}), "too large"),
     ]
     for data, words in cases:
-        actions = reg.receive("s", "alice", data, 1)
+        actions = receive(reg, "s", "alice", data, 1)
         assert len(actions) == 1, data
         message = sent(actions, alice)[0]
         assert message["type"] == "ERROR"
@@ -173,7 +205,7 @@ def test_malformed_frames_get_error_and_change_nothing() -> None:
 def test_any_frame_is_answered_or_routed_never_raises(data: Any) -> None:
     reg = registry()
     alice = opened(reg, "alice")
-    for action in reg.receive("s", "alice", data, 1):
+    for action in receive(reg, "s", "alice", data, 1):
         assert isinstance(action, Send | ToRoomPeer)
         if isinstance(action, Send):
             assert action.connection is alice
@@ -184,7 +216,7 @@ def test_message_for_absent_peer_waits_then_expires_to_each_sender_once() -> Non
     alice = opened(reg, "alice")
     bob = opened(reg, "bob")
     for src in ("alice", "alice", "bob"):
-        assert reg.receive("s", src, frame(type="OFFER", dst="carol", payload={"n": 1}), 10) == []
+        assert receive(reg, "s", src, frame(type="OFFER", dst="carol", payload={"n": 1}), 10) == []
     assert reg.sweep(14.9) == []
     actions = reg.sweep(15.0)
     assert sent(actions, alice) == [{"type": "EXPIRE", "src": "carol", "dst": "alice"}]
@@ -195,9 +227,9 @@ def test_message_for_absent_peer_waits_then_expires_to_each_sender_once() -> Non
 def test_queued_messages_are_delivered_when_the_destination_opens() -> None:
     reg = registry()
     opened(reg, "alice")
-    reg.receive("s", "alice", frame(type="OFFER", dst="carol", payload={"n": 1}), 0)
-    reg.receive("s", "alice", frame(type="CANDIDATE", dst="carol", payload={"n": 2}), 0)
-    reg.receive("s", "alice", frame(type="LEAVE", dst="carol"), 0)  # not queued
+    receive(reg, "s", "alice", frame(type="OFFER", dst="carol", payload={"n": 1}), 0)
+    receive(reg, "s", "alice", frame(type="CANDIDATE", dst="carol", payload={"n": 2}), 0)
+    receive(reg, "s", "alice", frame(type="LEAVE", dst="carol"), 0)  # not queued
     carol = Conn("carol")
     actions = reg.open("s", "carol", "t", carol, 1)
     assert sent(actions, carol) == [
@@ -213,10 +245,10 @@ def test_heartbeats_keep_a_peer_and_silence_expires_it_telling_its_contacts() ->
     alice = opened(reg, "alice", now=0)
     bob = opened(reg, "bob", now=0)
     carol = opened(reg, "carol", now=0)
-    reg.receive("s", "alice", frame(type="OFFER", dst="bob", payload={}), 0.5)
+    receive(reg, "s", "alice", frame(type="OFFER", dst="bob", payload={}), 0.5)
     for t in (1.0, 2.5, 4.0):
-        reg.receive("s", "alice", frame(type="HEARTBEAT"), t)
-        reg.receive("s", "carol", frame(type="HEARTBEAT"), t)
+        receive(reg, "s", "alice", frame(type="HEARTBEAT"), t)
+        receive(reg, "s", "carol", frame(type="HEARTBEAT"), t)
     actions = reg.sweep(4.1)
     # bob fell silent: his socket is closed and alice, who signalled with him, hears LEAVE.
     assert Close(bob) in actions
@@ -225,8 +257,8 @@ def test_heartbeats_keep_a_peer_and_silence_expires_it_telling_its_contacts() ->
     assert PeerGone("s", "bob", expired=True) in actions
     assert sorted(reg.peer_ids("s")) == ["alice", "carol"]
     # Once gone, messages to bob wait and expire like for any absent peer.
-    reg.receive("s", "alice", frame(type="OFFER", dst="bob", payload={}), 4.2)
-    reg.receive("s", "alice", frame(type="HEARTBEAT"), 9.0)
+    receive(reg, "s", "alice", frame(type="OFFER", dst="bob", payload={}), 4.2)
+    receive(reg, "s", "alice", frame(type="HEARTBEAT"), 9.0)
     assert sent(reg.sweep(9.3), alice) == [{"type": "EXPIRE", "src": "bob", "dst": "alice"}]
 
 
@@ -234,7 +266,7 @@ def test_closed_socket_removes_the_peer_quietly() -> None:
     reg = registry()
     alice = opened(reg, "alice")
     bob = opened(reg, "bob")
-    reg.receive("s", "alice", frame(type="OFFER", dst="bob", payload={}), 0)
+    receive(reg, "s", "alice", frame(type="OFFER", dst="bob", payload={}), 0)
     actions = reg.closed("s", "bob", bob)
     assert actions == [PeerGone("s", "bob", expired=False)]
     assert sent(actions, alice) == []
@@ -244,7 +276,7 @@ def test_closed_socket_removes_the_peer_quietly() -> None:
 def test_leave_without_destination_removes_the_sender() -> None:
     reg = registry()
     alice = opened(reg, "alice")
-    actions = reg.receive("s", "alice", frame(type="LEAVE"), 0)
+    actions = receive(reg, "s", "alice", frame(type="LEAVE"), 0)
     assert Close(alice) in actions
     assert reg.get("s", "alice") is None
 
@@ -252,7 +284,7 @@ def test_leave_without_destination_removes_the_sender() -> None:
 def test_room_peer_destination_goes_to_the_room_peer() -> None:
     reg = registry()
     alice = opened(reg, "alice")
-    actions = reg.receive("s", "alice", frame(type="OFFER", dst="room:town", payload={"a": 1}), 0)
+    actions = receive(reg, "s", "alice", frame(type="OFFER", dst="room:town", payload={"a": 1}), 0)
     assert actions == [
         ToRoomPeer(
             "s", "town", {"type": "OFFER", "src": "alice", "dst": "room:town", "payload": {"a": 1}}
@@ -269,23 +301,23 @@ def test_mesh_room_members_joins_and_leaves() -> None:
     reg = registry()
     a, b, c = (opened(reg, name) for name in ("a", "b", "c"))
     join = frame(type="ROOM-JOIN", payload={"room": "m", "mode": "mesh"})
-    assert sent(reg.receive("s", "a", join, 0), a) == [
+    assert sent(receive(reg, "s", "a", join, 0), a) == [
         {"type": "ROOM-MEMBERS", "payload": {"room": "m", "members": []}}
     ]
-    actions = reg.receive("s", "b", join, 0)
+    actions = receive(reg, "s", "b", join, 0)
     assert sent(actions, b) == [
         {"type": "ROOM-MEMBERS", "payload": {"room": "m", "members": ["a"]}}
     ]
     assert sent(actions, a) == [
         {"type": "ROOM-PEER-JOINED", "src": "b", "payload": {"room": "m", "peer": "b"}}
     ]
-    actions = reg.receive("s", "c", frame(type="ROOM-JOIN", payload={"room": "m"}), 0)
+    actions = receive(reg, "s", "c", frame(type="ROOM-JOIN", payload={"room": "m"}), 0)
     assert sent(actions, c)[0]["payload"]["members"] == ["a", "b"]
     assert len(sent(actions, a)) == len(sent(actions, b)) == 1
     room = reg.mesh_room("s", "m")
     assert room is not None and room.members == ["a", "b", "c"]
     # Leaving by message and by closing the socket.
-    actions = reg.receive("s", "a", frame(type="ROOM-LEAVE", payload={"room": "m"}), 1)
+    actions = receive(reg, "s", "a", frame(type="ROOM-LEAVE", payload={"room": "m"}), 1)
     assert sent(actions, b) == [
         {"type": "ROOM-PEER-LEFT", "src": "a", "payload": {"room": "m", "peer": "a"}}
     ]
@@ -293,7 +325,7 @@ def test_mesh_room_members_joins_and_leaves() -> None:
     assert sent(actions, c) == [
         {"type": "ROOM-PEER-LEFT", "src": "b", "payload": {"room": "m", "peer": "b"}}
     ]
-    reg.receive("s", "c", frame(type="ROOM-LEAVE", payload={"room": "m"}), 1)
+    receive(reg, "s", "c", frame(type="ROOM-LEAVE", payload={"room": "m"}), 1)
     assert reg.mesh_room("s", "m") is None  # deleted with its last member
 
 
@@ -307,10 +339,10 @@ def test_mesh_room_errors_are_room_errors_not_fatal_errors() -> None:
         ({"type": "ROOM-LEAVE", "payload": {"room": "x"}}, "Not a member"),
     ]
     for message, words in cases:
-        reply = sent(reg.receive("s", "a", json.dumps(message), 0), a)
+        reply = sent(receive(reg, "s", "a", json.dumps(message), 0), a)
         assert reply[0]["type"] == "ROOM-ERROR" and words in reply[0]["payload"]["msg"]
-    reg.receive("s", "a", frame(type="ROOM-JOIN", payload={"room": "x"}), 0)
-    reply = sent(reg.receive("s", "a", frame(type="ROOM-JOIN", payload={"room": "x"}), 0), a)
+    receive(reg, "s", "a", frame(type="ROOM-JOIN", payload={"room": "x"}), 0)
+    reply = sent(receive(reg, "s", "a", frame(type="ROOM-JOIN", payload={"room": "x"}), 0), a)
     assert "Already" in reply[0]["payload"]["msg"]
 
 
@@ -318,21 +350,21 @@ def test_mesh_room_is_limited_and_token_room_is_enforced() -> None:
     reg = registry()
     for i in range(MAX_MESH_MEMBERS):
         conn = opened(reg, f"p{i}")
-        reg.receive("s", f"p{i}", frame(type="ROOM-JOIN", payload={"room": "big"}), 0)
+        receive(reg, "s", f"p{i}", frame(type="ROOM-JOIN", payload={"room": "big"}), 0)
     late = opened(reg, "late")
     reply = sent(
-        reg.receive("s", "late", frame(type="ROOM-JOIN", payload={"room": "big"}), 0), late
+        receive(reg, "s", "late", frame(type="ROOM-JOIN", payload={"room": "big"}), 0), late
     )
     assert "full" in reply[0]["payload"]["msg"]
     del conn
     granted = Conn("g")
     reg.open("s", "granted", "t", granted, 0, PeerGrant(user="u", role="presenter", room="r1"))
     reply = sent(
-        reg.receive("s", "granted", frame(type="ROOM-JOIN", payload={"room": "r2"}), 0), granted
+        receive(reg, "s", "granted", frame(type="ROOM-JOIN", payload={"room": "r2"}), 0), granted
     )
     assert "does not grant" in reply[0]["payload"]["msg"]
     reply = sent(
-        reg.receive("s", "granted", frame(type="ROOM-JOIN", payload={"room": "r1"}), 0), granted
+        receive(reg, "s", "granted", frame(type="ROOM-JOIN", payload={"room": "r1"}), 0), granted
     )
     assert reply[0]["type"] == "ROOM-MEMBERS"
 

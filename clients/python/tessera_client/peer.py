@@ -55,6 +55,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL = 5.0  # as the peerjs client
+# The serializations this client speaks ("none" is older peerjs's "raw"); not BinaryPack.
+DATA_SERIALIZATIONS = ("json", "raw", "none")
 
 
 class PeerError(ClientError):
@@ -252,9 +254,10 @@ class DataConnection(_Connection):
         reliable: bool,
         metadata: Any = None,
     ) -> None:
-        super().__init__(client, peer, connection_id)
-        if serialization not in ("json", "raw", "none"):
+        # Checked before super() makes the RTCPeerConnection, which would be left open.
+        if serialization not in DATA_SERIALIZATIONS:
             raise ClientError(f"serialization {serialization!r} is not supported (json or raw)")
+        super().__init__(client, peer, connection_id)
         self.label = label
         self.serialization = serialization
         self.reliable = reliable
@@ -444,24 +447,24 @@ class PeerClient:
     async def open(self, timeout: float = 10.0) -> str:
         """Get an id if none was chosen, open the socket, wait for OPEN; returns the id."""
         self._session = aiohttp.ClientSession()
-        base = f"{self.url}{self.path}"
-        if self.id is None:
-            async with self._session.get(f"{base}{self.key}/id") as response:
-                if response.status != 200:
-                    raise PeerError("server-error", f"GET id answered {response.status}")
-                self.id = await response.text()
-        ws_url = base.replace("http", "ws", 1) + "peerjs"
-        params = {"key": self.key, "id": self.id, "token": self.token, "version": "1.5.5"}
-        self._ws = await self._session.ws_connect(ws_url, params=params, heartbeat=None)
-        self._opened = asyncio.get_running_loop().create_future()
-        self._tasks = [
-            asyncio.ensure_future(self._read()),
-            asyncio.ensure_future(self._heartbeat()),
-        ]
         try:
+            base = f"{self.url}{self.path}"
+            if self.id is None:
+                async with self._session.get(f"{base}{self.key}/id") as response:
+                    if response.status != 200:
+                        raise PeerError("server-error", f"GET id answered {response.status}")
+                    self.id = await response.text()
+            ws_url = base.replace("http", "ws", 1) + "peerjs"
+            params = {"key": self.key, "id": self.id, "token": self.token, "version": "1.5.5"}
+            self._ws = await self._session.ws_connect(ws_url, params=params, heartbeat=None)
+            self._opened = asyncio.get_running_loop().create_future()
+            self._tasks = [
+                asyncio.ensure_future(self._read()),
+                asyncio.ensure_future(self._heartbeat()),
+            ]
             await asyncio.wait_for(asyncio.shield(self._opened), timeout)
         except BaseException:
-            await self.close()
+            await self.close()  # the session, the socket and the tasks, whatever was made
             raise
         return self.id
 
@@ -547,15 +550,20 @@ class PeerClient:
             else:
                 self.incoming_calls.put_nowait(call)
         elif payload.get("type") == "data":
-            data = DataConnection(
-                self,
-                src,
-                connection_id,
-                label=str(payload.get("label", connection_id)),
-                serialization=str(payload.get("serialization", "json")),
-                reliable=bool(payload.get("reliable", False)),
-                metadata=payload.get("metadata"),
-            )
+            try:
+                data = DataConnection(
+                    self,
+                    src,
+                    connection_id,
+                    label=str(payload.get("label", connection_id)),
+                    # peerjs leaves out its default, "binary" (BinaryPack)
+                    serialization=str(payload.get("serialization", "binary")),
+                    reliable=bool(payload.get("reliable", False)),
+                    metadata=payload.get("metadata"),
+                )
+            except ClientError as exc:
+                logger.warning("peer %s: data connection from %s refused: %s", self.id, src, exc)
+                return
             self.connections[connection_id] = data
             await data._answer(sdp)  # peerjs answers data connections by itself too
             self.incoming_data.put_nowait(data)
@@ -681,7 +689,12 @@ class PeerClient:
             self.rooms.pop(name, None)
             raise
         for member in members:
-            call = await self.call(member, audio, video, receive=True, timeout=timeout)
+            try:
+                call = await self.call(member, audio, video, receive=True, timeout=timeout)
+            except ClientError as exc:
+                # One member gone or not answering does not keep us out of the others.
+                logger.warning("peer %s: room %s: no call with %s: %s", self.id, name, member, exc)
+                continue
             room.calls[member] = call
             call.pc.on("track", lambda _track: room.changed.set())
             room.changed.set()
