@@ -338,7 +338,8 @@ class DemoApp:
         except ValueError:
             raise DemoError(403, "The download link is malformed") from None
         expected = self._link_signature(service_id, room_id, recording_id, expires)
-        if not hmac.compare_digest(expected, query.get("signature", "")):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+        if not hmac.compare_digest(expected.encode(), query.get("signature", "").encode()):
             raise DemoError(403, "The download link is not valid")
         if expires < time.time():
             raise DemoError(403, "The download link has expired; reload the list")

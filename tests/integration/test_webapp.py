@@ -225,6 +225,7 @@ async def test_recording_from_the_page_and_its_download_link(tessera: RunningSer
             link.replace("signature=", "signature=0"),
             link.replace("expires=", "expires=9"),
             link.replace(started["id"], "f" * 32),
+            link.replace("signature=", "signature=%C3%A9"),  # not ASCII: 403, not a 500
         ):
             status, _ = await demo(tessera, "GET", tampered)
             assert status == 403, tampered
