@@ -25,8 +25,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from portal.config import load_config
-from portal.server import SERVER_KEY, create_app
+from tessera.portal.config import load_config
+from tessera.portal.server import SERVER_KEY, create_app
 
 
 async def serve(

@@ -43,8 +43,8 @@ import numpy as np
 from av.filter import Graph
 from av.video.format import VideoFormat
 
-from mixer.compositor import InputPicture, VideoCompositor
-from mixer.layout import Layout, LayoutTemplates, place, region_rect
+from tessera.mixer.compositor import InputPicture, VideoCompositor
+from tessera.mixer.layout import Layout, LayoutTemplates, place, region_rect
 
 from .content import MovingPattern
 from .machine import MachineInfo

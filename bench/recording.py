@@ -23,9 +23,9 @@ import numpy as np
 
 from bench.content import MovingPattern
 from bench.machine import MachineInfo
-from mixer.outputs import OpusEncoder
-from mixer.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
-from recorder.muxer import PacketMuxer
+from tessera.mixer.outputs import OpusEncoder
+from tessera.mixer.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
+from tessera.recorder.muxer import PacketMuxer
 
 TARGET_PERCENT = 1.0
 

@@ -40,8 +40,8 @@ from typing import Any
 
 import pydantic
 
-from portal.roomoptions import LayoutOptions, parse_fraction
-from portal.validation import describe_validation_error
+from tessera.portal.roomoptions import LayoutOptions, parse_fraction
+from tessera.portal.validation import describe_validation_error
 
 __all__ = [
     "FIT_POLICIES",

@@ -14,8 +14,8 @@ import av
 import numpy as np
 from av.audio.resampler import AudioResampler
 
-from webrtc_agent.forwardstream import ForwardStream
-from webrtc_agent.mediasource import (
+from tessera.webrtc_agent.forwardstream import ForwardStream
+from tessera.webrtc_agent.mediasource import (
     FrameSource,
     Packet,
     PacketSource,
@@ -23,7 +23,7 @@ from webrtc_agent.mediasource import (
     Stream,
     VideoFormat,
 )
-from webrtc_agent.streaminfo import optional_video
+from tessera.webrtc_agent.streaminfo import optional_video
 
 from .audiomix import AudioMix, TalkerSelection, VoiceActivity
 from .compositor import InputPicture, VideoCompositor

@@ -14,7 +14,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from webrtc_agent.mediasource import KeyframeRequester, PacketSource
+from tessera.webrtc_agent.mediasource import KeyframeRequester, PacketSource
 
 from .videoencoder import EncoderSettings, Packet, VideoEncoder
 

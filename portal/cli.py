@@ -14,11 +14,11 @@ import sys
 from collections.abc import Callable
 from typing import cast
 
-from portal import logs
-from portal.config import Config, ConfigError, load_config
-from portal.roomoptions import DEFAULT_ROLE_NAMES, OptionsError, parse_room_options
-from portal.store import ServiceRecord, Store, bootstrap_default_service
-from portal.tokens import MAX_CLAIM_LENGTH, issue_token
+from tessera.portal import logs
+from tessera.portal.config import Config, ConfigError, load_config
+from tessera.portal.roomoptions import DEFAULT_ROLE_NAMES, OptionsError, parse_room_options
+from tessera.portal.store import ServiceRecord, Store, bootstrap_default_service
+from tessera.portal.tokens import MAX_CLAIM_LENGTH, issue_token
 
 SERVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -113,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     configure_logging(config)
     # Imported here: the server pulls in aiortc, aiohttp and the mixer, which `token` never needs.
-    server = importlib.import_module("portal.server")
+    server = importlib.import_module("tessera.portal.server")
     run = cast(Callable[[Config], object], server.run)
     try:
         status = run(config)

@@ -23,7 +23,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import ErrorDetails
 
-from portal.validation import error_path, format_error
+from tessera.portal.validation import error_path, format_error
 
 __all__ = [
     "Config",
@@ -311,7 +311,7 @@ def load_config(
 
 
 def _read_defaults() -> dict[str, Any]:
-    text = resources.files("config").joinpath("default.toml").read_text(encoding="utf-8")
+    text = resources.files("tessera.config").joinpath("default.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 

@@ -13,10 +13,10 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from webrtc_agent.forwardstream import ForwardStream
+from tessera.webrtc_agent.forwardstream import ForwardStream
 
 if TYPE_CHECKING:
-    from mixer.mixedstream import MixedStream
+    from tessera.mixer.mixedstream import MixedStream
 
     from .server import Server
 

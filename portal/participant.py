@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from webrtc_agent.publication import Publication
-from webrtc_agent.subscription import Subscription
-from webrtc_agent.transport import Session, Transport
+from tessera.webrtc_agent.publication import Publication
+from tessera.webrtc_agent.subscription import Subscription
+from tessera.webrtc_agent.transport import Session, Transport
 
 from .background import spawn
 from .messages import RequestError

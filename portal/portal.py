@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import socketio
 
-from mixer.layout import LayoutError
-from webrtc_agent.forwardstream import ForwardStream, TrackSpec
-from webrtc_agent.mediasource import ParameterError, VideoFormat
-from webrtc_agent.publication import Publication
-from webrtc_agent.streaminfo import resolve_video, resolve_video_request
-from webrtc_agent.subscription import SubscribedTrack, Subscription
-from webrtc_agent.transport import SignalingError, Transport
+from tessera.mixer.layout import LayoutError
+from tessera.webrtc_agent.forwardstream import ForwardStream, TrackSpec
+from tessera.webrtc_agent.mediasource import ParameterError, VideoFormat
+from tessera.webrtc_agent.publication import Publication
+from tessera.webrtc_agent.streaminfo import resolve_video, resolve_video_request
+from tessera.webrtc_agent.subscription import SubscribedTrack, Subscription
+from tessera.webrtc_agent.transport import SignalingError, Transport
 
 from . import messages as m
 from .background import spawn

@@ -30,11 +30,11 @@ import jwt
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from mixer.layout import LayoutError
-from recorder.muxer import CONTAINERS, MuxerError
-from recorder.recording import MediaChoice, Recording, StoredRecording
-from recorder.streamingout import StreamingOut
-from webrtc_agent.mediasource import ParameterError, Stream
+from tessera.mixer.layout import LayoutError
+from tessera.recorder.muxer import CONTAINERS, MuxerError
+from tessera.recorder.recording import MediaChoice, Recording, StoredRecording
+from tessera.recorder.streamingout import StreamingOut
+from tessera.webrtc_agent.mediasource import ParameterError, Stream
 
 from .mauth import AuthError, NonceCache, parse_mauth, verify_mauth
 from .participant import Participant

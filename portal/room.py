@@ -7,12 +7,12 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mixer.mixedstream import MixedStream
-from recorder.recording import MediaChoice, Recording
-from recorder.streamingout import StreamingOut
-from webrtc_agent.forwardstream import ForwardStream
-from webrtc_agent.mediasource import Stream
-from webrtc_agent.publication import Publication
+from tessera.mixer.mixedstream import MixedStream
+from tessera.recorder.recording import MediaChoice, Recording
+from tessera.recorder.streamingout import StreamingOut
+from tessera.webrtc_agent.forwardstream import ForwardStream
+from tessera.webrtc_agent.mediasource import Stream
+from tessera.webrtc_agent.publication import Publication
 
 from .background import spawn
 from .messages import RequestError

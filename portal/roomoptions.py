@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from portal.validation import describe_validation_error
+from tessera.portal.validation import describe_validation_error
 
 __all__ = [
     "DEFAULT_ROLE_NAMES",

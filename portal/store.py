@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from portal.roomoptions import RoomOptions
+from tessera.portal.roomoptions import RoomOptions
 
 if TYPE_CHECKING:
-    from portal.config import Config
+    from tessera.portal.config import Config
 
 __all__ = [
     "DuplicateError",

@@ -24,10 +24,10 @@ from typing import Any
 
 from aiohttp import web
 
-from mixer.layout import LayoutError
-from recorder.muxer import MuxerError
-from recorder.recording import MediaChoice, Recording, StoredRecording
-from webrtc_agent.mediasource import ParameterError
+from tessera.mixer.layout import LayoutError
+from tessera.recorder.muxer import MuxerError
+from tessera.recorder.recording import MediaChoice, Recording, StoredRecording
+from tessera.webrtc_agent.mediasource import ParameterError
 
 from .messages import RequestError
 from .participant import Participant

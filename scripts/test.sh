@@ -21,7 +21,8 @@ echo "== ruff"
 ruff check .
 ruff format --check .
 echo "== mypy"
-mypy portal webrtc_agent mixer recorder bench
+mypy -p tessera.portal -p tessera.webrtc_agent -p tessera.mixer -p tessera.recorder -p tessera.config
+mypy bench
 mypy clients/python/tessera_client
 echo "== pytest"
 pytest -q -p no:cacheprovider tests clients/python/tests "$@"

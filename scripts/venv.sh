@@ -22,4 +22,5 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q "$@"
+# strict: editable installs as a tree of links (see pyproject.toml: mypy reads it).
+PYTHONWARNINGS="ignore::UserWarning" .venv/bin/python -m pip install -q --config-settings editable_mode=strict "$@"

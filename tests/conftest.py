@@ -13,6 +13,31 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+
+def _check_install() -> None:
+    """Stop at once, saying what to run, when a module of ours is not installed.
+
+    Tessera is installed in setuptools' strict editable mode (a tree of links, see
+    pyproject.toml): a module added since the last install is not importable.
+    """
+    import importlib.util
+
+    missing = []
+    for folder in ("portal", "webrtc_agent", "mixer", "recorder", "config"):
+        spec = importlib.util.find_spec(f"tessera.{folder}")
+        installed = Path(next(iter(spec.submodule_search_locations or []), "")) if spec else None
+        for source in sorted((ROOT / folder).glob("*.py")):
+            if installed is None or not (installed / source.name).exists():
+                missing.append(f"{folder}/{source.name}")
+    if missing:
+        pytest.exit(
+            f"not installed: {', '.join(missing)}; run `bash scripts/venv.sh -e '.[test]'`",
+            returncode=4,
+        )
+
+
+_check_install()
+
 from tests.support import RunningServer, start_server  # noqa: E402
 
 logging.getLogger("aioice").setLevel(logging.WARNING)

@@ -13,7 +13,6 @@ import json
 import sys
 
 from tessera_client import ConferenceClient
-
 from tests.synthetic import ColorVideoTrack
 
 

@@ -10,7 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from portal.config import load_config
+from tessera.portal.config import load_config
 from tests.support import serve
 
 

@@ -16,7 +16,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av.video.reformatter import VideoReformatter
 
-from mixer.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
+from tessera.mixer.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
 
 from . import aiortcext
 from .aiortcext import EncodedFrameTap

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 from tessera_client import ConferenceClient
-
 from tests.browser.harness import Browser, Page, middle_of
 from tests.support import RunningServer, joined, region_box
 from tests.synthetic import ColorVideoTrack, close_to, mean_rgb, next_video_frame

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import socketio
-from tessera_client import ConferenceClient
 
+from tessera_client import ConferenceClient
 from tests.support import RunningServer
 from tests.synthetic import ColorVideoTrack
 

@@ -15,8 +15,8 @@ from typing import Any
 import av
 import pytest
 from aiortc.mediastreams import MediaStreamTrack
-from tessera_client import ConferenceClient
 
+from tessera_client import ConferenceClient
 from tests.support import RunningServer, api, start_server
 from tests.synthetic import ColorVideoTrack, close_to, mean_rgb, next_video_frame
 

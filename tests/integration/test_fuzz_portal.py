@@ -9,8 +9,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tessera_client import ConferenceClient
 
+from tessera_client import ConferenceClient
 from tests.integration.test_bad_inputs import RawClient
 from tests.support import RunningServer, start_server
 from tests.synthetic import ColorVideoTrack
@@ -92,7 +92,7 @@ async def test_random_requests_get_well_formed_replies(tmp_path: Path) -> None:
 async def fuzz(tessera: RunningServer) -> None:
     loop = asyncio.get_running_loop()
     errors = ErrorLogCounter()
-    logging.getLogger("portal").addHandler(errors)
+    logging.getLogger("tessera").addHandler(errors)
     client = RawClient()
     await client.connect(tessera.url)
     status, _ = await client.login(tessera.token(user="fuzzer"))
@@ -126,7 +126,7 @@ async def fuzz(tessera: RunningServer) -> None:
         asyncio.run_coroutine_threadsafe(probe.sio.disconnect(), loop).result(10)
 
     await asyncio.to_thread(logins)
-    logging.getLogger("portal").removeHandler(errors)
+    logging.getLogger("tessera").removeHandler(errors)
     assert errors.count == 0, "a request raised an unhandled exception"
     # The server still serves a valid client.
     ok = ConferenceClient()

@@ -138,11 +138,11 @@ queries = st.dictionaries(
 async def test_random_rest_requests(tmp_path: Path) -> None:
     tessera = await start_server(tmp_path)
     errors = ErrorLogCounter()
-    logging.getLogger("portal").addHandler(errors)
+    logging.getLogger("tessera").addHandler(errors)
     try:
         await fuzz(tessera)
     finally:
-        logging.getLogger("portal").removeHandler(errors)
+        logging.getLogger("tessera").removeHandler(errors)
         await tessera.stop()
     assert errors.count == 0, "a request raised an unhandled exception"
 

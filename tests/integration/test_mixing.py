@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tessera_client import ClientError, ConferenceClient
 
-from mixer.videoencoder import VideoEncoder
+from tessera.mixer.videoencoder import VideoEncoder
+from tessera_client import ClientError, ConferenceClient
 from tests.support import RunningServer, api, joined, region_box
 from tests.synthetic import (
     ColorVideoTrack,

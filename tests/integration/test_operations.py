@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 import av
 import pytest
-from tessera_client import ConferenceClient
 
-from portal.store import Store
-from portal.tokens import issue_token
+from tessera.portal.store import Store
+from tessera.portal.tokens import issue_token
+from tessera_client import ConferenceClient
 from tests.integration.test_bad_inputs import RawClient
 from tests.integration.test_recording import read_file
 from tests.support import RunningServer, api, joined, rest_call, start_server
@@ -84,7 +84,7 @@ async def test_drain_refuses_logins_drops_clients_and_finalises_recordings(
 
 
 class ServeProcess:
-    """`python -m portal.cli serve` with JSON logs; its stderr lines are collected."""
+    """`python -m tessera.portal.cli serve` with JSON logs; its stderr lines are collected."""
 
     def __init__(self, tmp_path: Path, shutdown_timeout: float) -> None:
         self.config = tmp_path / "tessera.toml"
@@ -105,7 +105,7 @@ class ServeProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "portal.cli",
+            "tessera.portal.cli",
             "serve",
             "--config",
             str(self.config),

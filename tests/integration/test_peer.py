@@ -12,16 +12,16 @@ from typing import Any
 import aiohttp
 import pytest
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from tessera_client import ClientError, PeerClient, PeerError, PeerUnavailable
 
-from portal import roompeer
-from portal.binarypack import BinaryPackCodec, pack, unpack
-from portal.store import ServiceRecord
-from portal.tokens import issue_token
+from tessera.portal import roompeer
+from tessera.portal.binarypack import BinaryPackCodec, pack, unpack
+from tessera.portal.store import ServiceRecord
+from tessera.portal.tokens import issue_token
+from tessera.webrtc_agent.transport import Transport
+from tessera_client import ClientError, PeerClient, PeerError, PeerUnavailable
 from tests.integration.test_mixing import frame_where, wait_layout
 from tests.support import RunningServer, api, joined, region_box, start_server
 from tests.synthetic import ColorVideoTrack, close_to, mean_rgb, next_video_frame
-from webrtc_agent.transport import Transport
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -192,7 +192,7 @@ async def test_malformed_frames_get_error_and_the_server_goes_on(tessera: Runnin
 async def test_a_peer_that_stops_reading_is_cut_off_and_the_sender_goes_on(
     tessera: RunningServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="portal.peergateway")
+    caplog.set_level(logging.INFO, logger="tessera.portal.peergateway")
     gateway = tessera.server.peers
     gateway.send_timeout = 0.5
     stuck = await raw_peer(tessera, "stuck")
@@ -552,7 +552,7 @@ class BinaryLink:
 async def test_binarypack_data_connection_carries_the_room_chat(
     tessera: RunningServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="portal.roompeer")
+    caplog.set_level(logging.INFO, logger="tessera.portal.roompeer")
     member = await joined(tessera, "Ada", room="town")
     link = await BinaryLink.open(tessera, "bin", "room:town")
     try:
@@ -651,7 +651,7 @@ async def test_room_peer_checks_a_data_offer_before_joining(tessera: RunningServ
 async def test_a_failure_taking_a_call_leaves_nothing_behind(
     tessera: RunningServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="portal.roompeer")
+    caplog.set_level(logging.INFO, logger="tessera.portal.roompeer")
     member = await joined(tessera, "Ada", room="town")
     room = tessera.server.rooms[member.room_id]  # type: ignore[index]
     caller = peer(tessera, "caller")

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
-from tessera_client import ConferenceClient
 
+from tessera_client import ConferenceClient
 from tests.support import RunningServer, api, region_box, rest_call, start_server
 from tests.synthetic import ColorVideoTrack, ToneTrack, close_to, mean_rgb, tone_energy
 

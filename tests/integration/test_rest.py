@@ -15,13 +15,13 @@ import jwt
 import pytest
 from aiohttp import web
 
-from portal.config import load_config
-from portal.mauth import sign
-from portal.participant import Participant
-from portal.rest import REST_API_KEY
-from portal.server import SERVER_KEY, Server, create_app
-from portal.store import ServiceRecord
-from portal.tokens import issue_token, verify_token
+from tessera.portal.config import load_config
+from tessera.portal.mauth import sign
+from tessera.portal.participant import Participant
+from tessera.portal.rest import REST_API_KEY
+from tessera.portal.server import SERVER_KEY, Server, create_app
+from tessera.portal.store import ServiceRecord
+from tessera.portal.tokens import issue_token, verify_token
 
 OTHER_KEY = "other-service-key-" + "k" * 32
 
@@ -697,7 +697,7 @@ async def test_participant_get_patch_and_drop(api: Api) -> None:
 
 async def test_patch_validation_is_pure_and_names_the_problem() -> None:
     # The JSON-patch checks run before any participant or stream is touched; test them directly.
-    from portal.rest import (
+    from tessera.portal.rest import (
         RestError,
         _apply_permission,
         _expect_patch,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tessera_client import ConferenceClient
-
 from tests.support import RunningServer, api
 from tests.synthetic import ColorVideoTrack
 

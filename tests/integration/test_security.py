@@ -18,9 +18,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from tessera_client import ConferenceClient
 
-from portal.store import ServiceRecord
+from tessera.portal.store import ServiceRecord
+from tessera_client import ConferenceClient
 from tests.integration.test_bad_inputs import RawClient
 from tests.support import RunningServer, api, joined
 from tests.synthetic import ColorVideoTrack, ToneTrack

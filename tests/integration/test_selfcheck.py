@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-import portal.server
-from mixer.selfcheck import SelfCheckReport, check_media
-from portal.config import load_config
+from tessera.mixer.selfcheck import SelfCheckReport, check_media
+from tessera.portal import server as portal_server
+from tessera.portal.config import load_config
+from tessera.webrtc_agent.aiortcext import check_dtls_srtp
 from tests.integration.test_operations import ServeProcess
 from tests.support import api, start_server
-from webrtc_agent.aiortcext import check_dtls_srtp
 
 
 def test_every_codec_passes() -> None:
@@ -50,13 +50,13 @@ async def test_a_failed_check_stops_the_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broken = SelfCheckReport(("vp8 video: ValueError: no libvpx in this build",), 0.01)
-    monkeypatch.setattr(portal.server, "check_media", lambda: broken)
-    monkeypatch.setattr(portal.server, "_media_checked", False)
+    monkeypatch.setattr(portal_server, "check_media", lambda: broken)
+    monkeypatch.setattr(portal_server, "_media_checked", False)
     config = load_config(
         None, env={}, overrides={"server.port": 0, "storage.data_dir": str(tmp_path)}
     )
 
-    assert await portal.server._serve(config) == 1
+    assert await portal_server._serve(config) == 1
 
     err = capsys.readouterr().err
     assert "media self-check failed: vp8 video: ValueError: no libvpx in this build" in err
@@ -65,8 +65,8 @@ async def test_a_failed_check_stops_the_start(
 
 async def test_the_check_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     broken = SelfCheckReport(("vp8 video: ValueError: no libvpx in this build",), 0.01)
-    monkeypatch.setattr(portal.server, "check_media", lambda: broken)
-    monkeypatch.setattr(portal.server, "_media_checked", False)
+    monkeypatch.setattr(portal_server, "check_media", lambda: broken)
+    monkeypatch.setattr(portal_server, "_media_checked", False)
     tessera = await start_server(tmp_path, **{"server.media_check": False})
     try:
         status, _ = await api(tessera, "GET", "/v1/rooms")

@@ -9,9 +9,9 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from tessera_client import ClientError
 
-from portal.logs import StructuredFormatter
+from tessera.portal.logs import StructuredFormatter
+from tessera_client import ClientError
 from tests.integration.test_peer import raw_peer
 from tests.integration.test_webapp import demo
 from tests.support import RunningServer, api, joined
@@ -24,7 +24,7 @@ def json_lines() -> Iterator[io.StringIO]:
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.setFormatter(StructuredFormatter("json"))
-    loggers = [logging.getLogger(name) for name in ("portal", "webrtc_agent", "mixer")]
+    loggers = [logging.getLogger(f"tessera.{name}") for name in ("portal", "webrtc_agent", "mixer")]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
         lg.addHandler(handler)
@@ -99,7 +99,7 @@ async def test_demo_token_and_peer_open_lines_carry_ids(
     assert len(token) == 1, lines
     assert token[0]["service"] == service and token[0]["room"] == room.id
     assert token[0]["room_name"] == "default" and token[0]["user"] == "ada"
-    assert token[0]["logger"] == "portal.webapp"
+    assert token[0]["logger"] == "tessera.portal.webapp"
     open_lines = [line for line in lines if line["msg"] == "peer open"]
     assert [(line["service"], line["peer"]) for line in open_lines] == [(service, "ada-peer")]
     refusal = next(line for line in lines if line["msg"] == "peer refused")

@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from mixer.audiomix import (
+from tessera.mixer.audiomix import (
     FRAME_SAMPLES,
     INT16_MAX,
     MIN_DBOV,

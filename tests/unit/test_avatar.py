@@ -7,8 +7,8 @@ import numpy.typing as npt
 import pytest
 from PIL import ImageFont
 
-from mixer import avatar
-from mixer.avatar import avatar_color, forget_avatars, initials, render_avatar
+from tessera.mixer import avatar
+from tessera.mixer.avatar import avatar_color, forget_avatars, initials, render_avatar
 
 
 @pytest.mark.parametrize(

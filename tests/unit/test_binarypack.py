@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portal.binarypack import (
+from tessera.portal.binarypack import (
     CHUNK_MTU,
     MAX_DEPTH,
     BinaryPackCodec,

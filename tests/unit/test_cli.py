@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from portal.cli import main
-from portal.config import load_config
-from portal.roomoptions import RoomOptions
-from portal.store import RoomRecord, ServiceRecord, Store
-from portal.tokens import verify_token
+from tessera.portal.cli import main
+from tessera.portal.config import load_config
+from tessera.portal.roomoptions import RoomOptions
+from tessera.portal.store import RoomRecord, ServiceRecord, Store
+from tessera.portal.tokens import verify_token
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from mixer.compositor import InputPicture, VideoCompositor, rgb_to_yuv
-from mixer.layout import Layout, LayoutTemplates
+from tessera.mixer.compositor import InputPicture, VideoCompositor, rgb_to_yuv
+from tessera.mixer.layout import Layout, LayoutTemplates
 
 RED = (220, 30, 30)
 GREEN = (30, 200, 30)

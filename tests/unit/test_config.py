@@ -5,7 +5,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from portal.config import SECTIONS, Config, ConfigError, load_config
+from tessera.portal.config import SECTIONS, Config, ConfigError, load_config
 
 GOOD_KEY = "k" * 40
 
@@ -41,7 +41,7 @@ def test_defaults() -> None:
 
 
 def test_default_toml_covers_every_key_with_a_comment() -> None:
-    text = resources.files("config").joinpath("default.toml").read_text(encoding="utf-8")
+    text = resources.files("tessera.config").joinpath("default.toml").read_text(encoding="utf-8")
     data = tomllib.loads(text)
     assert set(data) == set(SECTIONS)
     lines = text.splitlines()

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from portal.heap import HeapReclaimer
+from tessera.portal.heap import HeapReclaimer
 
 
 class _Node:

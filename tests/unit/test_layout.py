@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mixer.layout import (
+from tessera.mixer.layout import (
     Area,
     Layout,
     LayoutError,

@@ -12,13 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from portal.config import ConfigError, load_config
-from portal.logs import StructuredFormatter, configure_logging, log_context
+from tessera.portal.config import ConfigError, load_config
+from tessera.portal.logs import StructuredFormatter, configure_logging, log_context
 
 
 def record(msg: str = "stream added", *args: object, **extra: object) -> logging.LogRecord:
     made = logging.makeLogRecord(
-        {"name": "portal.room", "levelname": "INFO", "levelno": 20, "msg": msg, "args": args}
+        {
+            "name": "tessera.portal.room",
+            "levelname": "INFO",
+            "levelno": 20,
+            "msg": msg,
+            "args": args,
+        }
     )
     made.__dict__.update(extra)
     return made
@@ -107,8 +113,8 @@ def test_configure_logging_writes_structured_lines(monkeypatch: pytest.MonkeyPat
     saved = root.handlers[:], root.level
     try:
         configure_logging("INFO", "json")
-        logging.getLogger("portal.test").info("hello", extra={"room": "r"})
-        logging.getLogger("portal.test").debug("hidden")
+        logging.getLogger("tessera.portal.test").info("hello", extra={"room": "r"})
+        logging.getLogger("tessera.portal.test").debug("hidden")
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)

@@ -6,8 +6,8 @@ import platform
 
 import pytest
 
-from portal.config import load_config
-from portal.malloc import fix_malloc_trim_threshold, limit_malloc_arenas
+from tessera.portal.config import load_config
+from tessera.portal.malloc import fix_malloc_trim_threshold, limit_malloc_arenas
 
 
 def test_zero_leaves_the_default() -> None:

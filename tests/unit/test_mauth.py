@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from portal.mauth import (
+from tessera.portal.mauth import (
     AuthError,
     MAuthHeader,
     NonceCache,

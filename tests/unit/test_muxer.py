@@ -17,9 +17,9 @@ import av
 import numpy as np
 import pytest
 
-from mixer.outputs import OpusEncoder
-from mixer.videoencoder import EncoderSettings, VideoEncoder
-from recorder.muxer import (
+from tessera.mixer.outputs import OpusEncoder
+from tessera.mixer.videoencoder import EncoderSettings, VideoEncoder
+from tessera.recorder.muxer import (
     MuxerError,
     PacketMuxer,
     TrackClock,

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from mixer.outputs import MixedAudioOutput, OpusEncoder
+from tessera.mixer.outputs import MixedAudioOutput, OpusEncoder
 
 RATE = 48_000
 FRAME = 960

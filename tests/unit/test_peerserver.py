@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portal.peerserver import (
+from tessera.portal.peerserver import (
     ID_LENGTH,
     MAX_MESH_MEMBERS,
     Action,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portal.ratelimit import AttemptCounter, TokenBucket
+from tessera.portal.ratelimit import AttemptCounter, TokenBucket
 
 
 def test_bucket_allows_a_burst_then_the_rate() -> None:

@@ -5,7 +5,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from portal.roomoptions import (
+from tessera.portal.roomoptions import (
     DEFAULT_ROLE_NAMES,
     OptionsError,
     RoomOptions,

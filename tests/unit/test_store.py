@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from portal.config import load_config
-from portal.roomoptions import RoomOptions, parse_room_options
-from portal.store import (
+from tessera.portal.config import load_config
+from tessera.portal.roomoptions import RoomOptions, parse_room_options
+from tessera.portal.store import (
     DuplicateError,
     NotFoundError,
     RoomRecord,

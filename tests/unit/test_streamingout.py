@@ -20,12 +20,12 @@ import av
 import numpy as np
 import pytest
 
-from mixer.outputs import OpusEncoder
-from mixer.videoencoder import EncoderSettings, VideoEncoder
-from recorder import streamingout
-from recorder.muxer import MuxerError
-from recorder.recording import MediaChoice
-from recorder.streamingout import (
+from tessera.mixer.outputs import OpusEncoder
+from tessera.mixer.videoencoder import EncoderSettings, VideoEncoder
+from tessera.recorder import streamingout
+from tessera.recorder.muxer import MuxerError
+from tessera.recorder.recording import MediaChoice
+from tessera.recorder.streamingout import (
     AudioToAac,
     RtmpError,
     RtmpPublisher,
@@ -34,8 +34,8 @@ from recorder.streamingout import (
     amf0_encode,
     check_rtmp_url,
 )
+from tessera.webrtc_agent.mediasource import PacketSource, ParameterError, Stream, VideoFormat
 from tests.synthetic import tone_energy
-from webrtc_agent.mediasource import PacketSource, ParameterError, Stream, VideoFormat
 
 WIDTH, HEIGHT, FPS = 320, 240, 30
 SECONDS = 4

@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 
-from portal.tokens import (
+from tessera.portal.tokens import (
     TicketClaims,
     TokenClaims,
     TokenError,
