@@ -18,7 +18,7 @@ from tests.integration.test_fuzz_portal import ErrorLogCounter
 from tests.support import RunningServer, api, joined, start_server
 from tests.synthetic import ColorVideoTrack
 
-# Every route of portal/rest.py (method, path with its parameters in braces).
+# Every route of portal/rest/ (method, path with its parameters in braces).
 ROUTES = [
     ("POST", "/v1/rooms"),
     ("GET", "/v1/rooms"),

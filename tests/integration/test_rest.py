@@ -697,13 +697,10 @@ async def test_participant_get_patch_and_drop(api: Api) -> None:
 
 async def test_patch_validation_is_pure_and_names_the_problem() -> None:
     # The JSON-patch checks run before any participant or stream is touched; test them directly.
-    from tessera.portal.rest import (
-        RestError,
-        _apply_permission,
-        _expect_patch,
-        _permission_copy,
-        _stream_change,
-    )
+    from tessera.portal.rest.bodies import expect_patch
+    from tessera.portal.rest.errors import RestError
+    from tessera.portal.rest.participants import _apply_permission, _permission_copy
+    from tessera.portal.rest.streams import _stream_change
 
     permission = _permission_copy(
         {"publish": {"audio": True, "video": True}, "subscribe": {"audio": True, "video": True}}
@@ -809,7 +806,7 @@ async def test_patch_validation_is_pure_and_names_the_problem() -> None:
         ([{"op": "replace", "path": "/x", "value": 1}] * 100, ["At most"]),
     ]:
         with pytest.raises(RestError) as info:
-            _expect_patch(data)
+            expect_patch(data)
         for word in words:
             assert word in info.value.message
 
