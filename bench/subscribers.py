@@ -34,8 +34,8 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from prometheus_client.parser import text_string_to_metric_families
 
+from tessera.media.aiortcext import install_encoded_tap, intercept_srtp_packets
 from tessera.portal.tokens import issue_token
-from tessera.webrtc_agent.aiortcext import install_encoded_tap, intercept_srtp_packets
 from tessera_client import ConferenceClient
 
 from .content import MovingVideoTrack

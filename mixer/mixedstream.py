@@ -14,8 +14,7 @@ import av
 import numpy as np
 from av.audio.resampler import AudioResampler
 
-from tessera.webrtc_agent.forwardstream import ForwardStream
-from tessera.webrtc_agent.mediasource import (
+from tessera.media.mediasource import (
     FrameSource,
     Packet,
     PacketSource,
@@ -23,13 +22,14 @@ from tessera.webrtc_agent.mediasource import (
     Stream,
     VideoFormat,
 )
-from tessera.webrtc_agent.streaminfo import optional_video
+from tessera.media.streaminfo import optional_video
+from tessera.media.videoencoder import EncoderSettings, default_bitrate
+from tessera.webrtc_agent.forwardstream import ForwardStream
 
 from .audiomix import AudioMix, TalkerSelection, VoiceActivity
 from .compositor import InputPicture, VideoCompositor
 from .layout import Layout, LayoutTemplates, Region
 from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
-from .videoencoder import EncoderSettings, default_bitrate
 
 logger = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ import socketio
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from tessera.media.aiortcext import check_dtls_srtp
 from tessera.mixer.avatar import forget_avatars
 from tessera.mixer.selfcheck import check_media
 from tessera.recorder.recording import Recording, StoredRecording
 from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.agent import WebrtcAgent
-from tessera.webrtc_agent.aiortcext import check_dtls_srtp
 
 from .config import Config
 from .heap import HeapReclaimer

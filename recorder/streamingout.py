@@ -65,7 +65,7 @@ import av
 import numpy as np
 from av.packet import PacketSideData
 
-from tessera.webrtc_agent.mediasource import Packet, PacketSource, ParameterError, Stream
+from tessera.media.mediasource import Packet, PacketSource, ParameterError, Stream
 
 from .muxer import (
     AUDIO_TIME_BASE,

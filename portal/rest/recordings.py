@@ -6,9 +6,9 @@ import logging
 
 from aiohttp import web
 
+from tessera.media.mediasource import ParameterError
 from tessera.recorder.muxer import MuxerError
 from tessera.recorder.recording import Recording, StoredRecording
-from tessera.webrtc_agent.mediasource import ParameterError
 
 from .bodies import expect_patch, path_id
 from .errors import ErrorCode, RestError, bad_request

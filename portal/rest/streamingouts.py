@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
+from tessera.media.mediasource import ParameterError
 from tessera.recorder.muxer import MuxerError
 from tessera.recorder.streamingout import StreamingOut
-from tessera.webrtc_agent.mediasource import ParameterError
 
 from .bodies import expect_object, expect_patch, path_id
 from .errors import ErrorCode, RestError, bad_request

@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tessera.media.mediasource import Stream
 from tessera.mixer.layout import LayoutError
-from tessera.webrtc_agent.mediasource import Stream
 
 from ..room import Room
 from .bodies import expect_patch, path_id

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tessera.media.aiortcext import check_dtls_srtp
 from tessera.mixer.selfcheck import SelfCheckReport, check_media
 from tessera.portal import server as portal_server
 from tessera.portal.config import load_config
-from tessera.webrtc_agent.aiortcext import check_dtls_srtp
 from tests.integration.test_operations import ServeProcess
 from tests.support import api, start_server
 

@@ -20,8 +20,9 @@ import av
 import numpy as np
 import pytest
 
+from tessera.media.mediasource import PacketSource, ParameterError, Stream, VideoFormat
+from tessera.media.videoencoder import EncoderSettings, VideoEncoder
 from tessera.mixer.outputs import OpusEncoder
-from tessera.mixer.videoencoder import EncoderSettings, VideoEncoder
 from tessera.recorder import streamingout
 from tessera.recorder.muxer import MuxerError
 from tessera.recorder.recording import MediaChoice
@@ -34,7 +35,6 @@ from tessera.recorder.streamingout import (
     amf0_encode,
     check_rtmp_url,
 )
-from tessera.webrtc_agent.mediasource import PacketSource, ParameterError, Stream, VideoFormat
 from tests.synthetic import tone_energy
 
 WIDTH, HEIGHT, FPS = 320, 240, 30
