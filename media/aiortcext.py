@@ -18,6 +18,7 @@ aiortc is pinned to the minor version these were read in (pyproject.toml).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import queue
 from collections.abc import Callable
@@ -89,8 +90,21 @@ def missing_private_names() -> list[str]:
 
     Looks them up on live objects (a peer connection that is never started, a
     jitter buffer): most are instance attributes that only its __init__ creates.
+    aiortc's senders take the current event loop when built, so they are built on a
+    thread of their own with a loop of its own, whatever the caller's thread has.
     """
-    holders = _private_name_holders()
+    with concurrent.futures.ThreadPoolExecutor(1, "private-names") as pool:
+        return pool.submit(_missing_private_names).result()
+
+
+def _missing_private_names() -> list[str]:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        holders = _private_name_holders()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
     missing = []
     for holder_name, name in PRIVATE_NAMES:
         holder = holders.get(holder_name)

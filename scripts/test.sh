@@ -21,7 +21,7 @@ echo "== ruff"
 ruff check .
 ruff format --check .
 echo "== layers (import contracts in pyproject.toml; docs/architecture.md)"
-lint-imports --no-cache
+lint-imports --no-cache --no-logo
 echo "== mypy"
 mypy -p tessera.portal -p tessera.webrtc_agent -p tessera.mixer -p tessera.recorder -p tessera.config \
   -p tessera.media

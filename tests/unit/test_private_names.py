@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,17 @@ SOURCE = Path(aiortcext.__file__).resolve()
 def test_the_installed_aiortc_has_every_name() -> None:
     assert missing_private_names() == []
     check_private_names()
+
+
+def test_the_check_needs_no_event_loop_of_its_caller() -> None:
+    # aiortc's senders take the current loop when built: a thread without one must work.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(missing_private_names).result() == []
+
+
+async def test_the_check_runs_on_a_running_loop() -> None:
+    # As create_app runs it, inside `tessera serve`'s loop.
+    assert missing_private_names() == []
 
 
 def test_a_missing_method_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
