@@ -151,7 +151,7 @@ class HttpPusher:
 
     # -- the muxer's side --------------------------------------------------------------
 
-    def open(self, url: str, options: dict[str, str]) -> PushFile:
+    def open(self, url: str, flags: int, options: dict[str, str]) -> PushFile:
         """PyAV's `io_open`: a file of the output, named by the muxer from the target url."""
         name = url.rsplit("/", 1)[-1]
         if not url.startswith(self.target.url.rsplit("/", 1)[0] + "/") or not name:
