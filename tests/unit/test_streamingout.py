@@ -23,11 +23,11 @@ import pytest
 from tessera.mixer.outputs import OpusEncoder
 from tessera.mixer.videoencoder import EncoderSettings, VideoEncoder
 from tessera.recorder import rtmp, streamingout
+from tessera.recorder.aac import AudioToAac
+from tessera.recorder.amf import amf0_decode, amf0_encode
 from tessera.recorder.muxer import MuxerError
 from tessera.recorder.outputpatch import OutputPatch
 from tessera.recorder.recording import MediaChoice
-from tessera.recorder.aac import AudioToAac
-from tessera.recorder.amf import amf0_decode, amf0_encode
 from tessera.recorder.rtmp import RtmpError, RtmpPublisher, check_rtmp_url
 from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.mediasource import PacketSource, ParameterError, Stream, VideoFormat
