@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# OWT's reason, word for word: clients may compare it.
+SOURCE_STREAM_LOSS = "Source stream loss"
+
 
 class Room:
     """A conference room of one service: participants, and the stream registry.
@@ -323,12 +326,20 @@ class Room:
         for out in list(self.streaming_outs.values()):
             if out.source_gone(stream_id):
                 spawn(out.stop(), "finishing a streaming-out")
-        for participant in list(self.participants.values()):
-            for subscription in list(participant.subscriptions.values()):
-                if stream_id in subscription.stream_ids():
-                    if subscription.detach_stream(stream_id):
-                        participant.end_session(subscription.id)
+        lost = [
+            (participant, subscription)
+            for participant in list(self.participants.values())
+            for subscription in list(participant.subscriptions.values())
+            if stream_id in subscription.stream_ids()
+        ]
+        for _, subscription in lost:
+            subscription.detach_stream(stream_id)  # no more packets from it, from now on
         self.notify_stream("remove", stream_id)
+        # OWT's conference agent ends every subscription that takes a track of the stream
+        # (even one whose other track comes from elsewhere), and tells its owner why; the
+        # SDKs route the error by sessionId and end the subscription.
+        for participant, subscription in lost:
+            participant.session_failed(subscription, SOURCE_STREAM_LOSS)
         ids = {"room": self.id, "participant": stream.owner, "stream": stream_id}
         logger.info("stream removed", extra=ids)
 

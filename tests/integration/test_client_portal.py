@@ -1,0 +1,269 @@
+"""The Client-Portal protocol on the wire, as OWT's own clients use it.
+
+A bare Socket.IO client and a bare aiortc peer connection do what the OWT
+JavaScript SDK 5.1 and pyowt do (their requests, field by field), and every
+push is kept in arrival order, so the tests can check fields, values and order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import socketio
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc.sdp import SessionDescription
+
+from tessera_client import ConferenceClient
+from tests.eventually import eventually
+from tests.support import RunningServer, api, joined
+from tests.synthetic import ColorVideoTrack, ToneTrack
+
+RED = (230, 30, 30)
+BLUE = (30, 30, 230)
+PUSHES = ("participant", "stream", "progress", "text", "drop")
+
+
+class WireClient:
+    """A Client-Portal client with nothing of its own: OWT's requests, pushes kept in order."""
+
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncClient()
+        self.pushes: list[tuple[str, Any]] = []
+        self.pc = RTCPeerConnection()
+        self.transport_id: str | None = None
+        self.login_result: dict[str, Any] = {}
+        for name in PUSHES:
+            self.sio.on(name, self._keeper(name))
+
+    def _keeper(self, name: str) -> Any:
+        async def keep(data: Any = None) -> None:
+            self.pushes.append((name, data))
+
+        return keep
+
+    async def login(self, tessera: RunningServer, user: str) -> dict[str, Any]:
+        await self.sio.connect(tessera.url, transports=["websocket"])
+        status, result = await self.request(
+            "login",
+            {
+                "token": tessera.token(user=user),
+                "userAgent": {"sdk": {"type": "JavaScript", "version": "5.1"}},
+                "protocol": "1.2",
+            },
+        )
+        assert status == "ok", result
+        self.login_result = result
+        return dict(result)
+
+    async def request(self, name: str, data: Any = None) -> tuple[str, Any]:
+        done: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+        await self.sio.emit(name, data, callback=lambda *reply: done.set_result(reply))
+        reply = await asyncio.wait_for(done, 30)
+        return reply[0], reply[1] if len(reply) > 1 else None
+
+    async def push(self, name: str, match: dict[str, Any]) -> Any:
+        """The first push `name` whose data has every key/value of `match`."""
+
+        def found() -> Any:
+            for event, data in self.pushes:
+                if event == name and all(data.get(k) == v for k, v in match.items()):
+                    return data
+            return None
+
+        return await eventually(found, what=f"{name} {match}")
+
+    def index(self, name: str, match: dict[str, Any]) -> int:
+        for i, (event, data) in enumerate(self.pushes):
+            if event == name and all(data.get(k) == v for k, v in match.items()):
+                return i
+        raise AssertionError(f"no {name} {match} in {self.pushes}")
+
+    async def subscribe(self, stream_id: str, transport: dict[str, Any]) -> tuple[str, list[str]]:
+        """As the JS SDK 5.1: add recvonly transceivers, offer, subscribe with the mids, soac.
+
+        Returns the subscription id and its mids; the answer is applied.
+        """
+        transceivers: list[RTCRtpTransceiver] = [
+            self.pc.addTransceiver("audio", direction="recvonly"),
+            self.pc.addTransceiver("video", direction="recvonly"),
+        ]
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        mids = [str(t.mid) for t in transceivers]
+        status, reply = await self.request(
+            "subscribe",
+            {
+                "media": {
+                    "tracks": [
+                        {"type": t.kind, "mid": str(t.mid), "from": stream_id} for t in transceivers
+                    ]
+                },
+                "transport": transport,
+            },
+        )
+        assert status == "ok", reply
+        self.transport_id = self.transport_id or reply["transportId"]
+        assert reply["transportId"] == self.transport_id
+        await self.offer()
+        return str(reply["id"]), mids
+
+    async def offer(self) -> None:
+        answers = sum(1 for e, d in self.pushes if e == "progress" and d.get("status") == "soac")
+        local = self.pc.localDescription
+        status, reply = await self.request(
+            "soac",
+            {"id": self.transport_id, "signaling": {"type": "offer", "sdp": local.sdp}},
+        )
+        assert status == "ok", reply
+
+        def answer() -> Any:
+            found = [d for e, d in self.pushes if e == "progress" and d.get("status") == "soac"]
+            return found[answers] if len(found) > answers else None
+
+        message = await eventually(answer, what="the answer")
+        assert message["id"] == self.transport_id
+        assert message["data"]["type"] == "answer"
+        await self.pc.setRemoteDescription(RTCSessionDescription(**message["data"]))
+
+    def answer_msids(self) -> dict[str, str]:
+        """mid -> the msid stream id of that m-line in the last answer."""
+        description = SessionDescription.parse(self.pc.remoteDescription.sdp)
+        return {
+            str(media.rtp.muxId): media.msid.split()[0] for media in description.media if media.msid
+        }
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+        await self.pc.close()
+
+
+async def _publish(tessera: RunningServer, user: str, color: tuple[int, int, int]) -> Any:
+    client = await joined(tessera, user)
+    publication = await client.publish(audio=ToneTrack(440), video=ColorVideoTrack(color))
+    await publication.wait_ready()
+    return client, publication
+
+
+async def test_an_empty_or_null_transport_id_creates_a_transport(tessera: RunningServer) -> None:
+    alice, publication = await _publish(tessera, "alice", RED)
+    for transport in ({"type": "webrtc", "id": ""}, {"type": "webrtc", "id": None}, {}):
+        wire = WireClient()
+        try:
+            await wire.login(tessera, "pyowt")
+            subscription_id, _ = await wire.subscribe(publication.id, transport)
+            # A new transport is named after its first session (pyowt routes by that id).
+            assert wire.transport_id == subscription_id
+            await wire.push("progress", {"sessionId": subscription_id, "status": "ready"})
+        finally:
+            await wire.close()
+    # A transport id that names nothing is still refused, and nothing is created.
+    wire = WireClient()
+    try:
+        await wire.login(tessera, "bad")
+        status, reply = await wire.request(
+            "subscribe",
+            {
+                "media": {"tracks": [{"type": "video", "mid": "0", "from": publication.id}]},
+                "transport": {"type": "webrtc", "id": "nosuchtransport"},
+            },
+        )
+        assert (status, reply) == ("error", "Transport does NOT exist")
+        participant = tessera.server.portal.participants[wire.login_result["id"]]
+        assert participant.transports == {} and participant.subscriptions == {}
+    finally:
+        await wire.close()
+    await alice.leave()
+
+
+async def test_each_subscription_has_its_own_msid_stream(tessera: RunningServer) -> None:
+    alice, red = await _publish(tessera, "alice", RED)
+    bob, blue = await _publish(tessera, "bob", BLUE)
+    wire = WireClient()
+    streams: dict[str, set[str]] = {}
+
+    @wire.pc.on("track")
+    def on_track(track: Any) -> None:
+        streams.setdefault(track.kind, set()).add(track.id)
+
+    try:
+        await wire.login(tessera, "carol")
+        first, first_mids = await wire.subscribe(red.id, {"type": "webrtc"})
+        second, second_mids = await wire.subscribe(blue.id, {"type": "webrtc", "id": first})
+        mixed = f"{wire.login_result['room']['id']}-common"
+        third, third_mids = await wire.subscribe(mixed, {"type": "webrtc", "id": first})
+        msids = wire.answer_msids()
+        assert {msids[mid] for mid in first_mids} == {first}
+        assert {msids[mid] for mid in second_mids} == {second}
+        assert {msids[mid] for mid in third_mids} == {third}
+        for subscription_id in (first, second, third):
+            await wire.push("progress", {"sessionId": subscription_id, "status": "ready"})
+    finally:
+        await wire.close()
+    await alice.leave()
+    await bob.leave()
+
+
+async def test_source_stream_loss_ends_each_subscription(tessera: RunningServer) -> None:
+    alice, red = await _publish(tessera, "alice", RED)
+    bob, blue = await _publish(tessera, "bob", BLUE)
+    wire = WireClient()
+    try:
+        await wire.login(tessera, "carol")
+        red_sub, _ = await wire.subscribe(red.id, {"type": "webrtc"})
+        blue_sub, _ = await wire.subscribe(blue.id, {"type": "webrtc", "id": red_sub})
+        await wire.push("progress", {"sessionId": blue_sub, "status": "ready"})
+        participant = tessera.server.portal.participants[wire.login_result["id"]]
+
+        await red.unpublish()  # the publisher unpublishes
+        loss = await wire.push("progress", {"sessionId": red_sub, "status": "error"})
+        assert loss == {
+            "id": wire.transport_id,
+            "sessionId": red_sub,
+            "status": "error",
+            "data": "Source stream loss",
+        }
+        assert wire.index("stream", {"id": red.id, "status": "remove"}) < wire.index(
+            "progress", {"sessionId": red_sub, "status": "error"}
+        )
+        # The server ended the subscription (the SDK's unsubscribe then finds nothing).
+        assert red_sub not in participant.subscriptions
+        assert await wire.request("unsubscribe", {"id": red_sub}) == (
+            "error",
+            "Subscription does NOT exist",
+        )
+
+        await bob.leave()  # the publisher leaves
+        await wire.push("progress", {"sessionId": blue_sub, "status": "error"})
+        assert wire.index("stream", {"id": blue.id, "status": "remove"}) < wire.index(
+            "progress", {"sessionId": blue_sub, "status": "error"}
+        )
+        assert participant.subscriptions == {}
+        # The transport lives on: a new subscription on it works.
+        again, _ = await wire.subscribe(
+            f"{wire.login_result['room']['id']}-common",
+            {
+                "type": "webrtc",
+                "id": wire.transport_id,
+            },
+        )
+        await wire.push("progress", {"sessionId": again, "status": "ready"})
+    finally:
+        await wire.close()
+    await alice.leave()
+
+
+async def test_a_stream_deleted_over_rest_ends_its_subscriptions(tessera: RunningServer) -> None:
+    alice, red = await _publish(tessera, "alice", RED)
+    bob = ConferenceClient()
+    await bob.join(tessera.token(user="bob"))
+    subscription = await bob.subscribe(red.id)
+    await subscription.wait_ready()
+    room = alice.room_id
+    status, _ = await api(tessera, "DELETE", f"/v1.1/rooms/{room}/streams/{red.id}")
+    assert status == 200
+    loss = await bob.next_event(
+        "progress", lambda d: d["sessionId"] == subscription.id and d["status"] == "error"
+    )
+    assert loss["data"] == "Source stream loss"
+    await bob.leave()
+    await alice.leave()
