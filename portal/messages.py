@@ -62,7 +62,8 @@ class TransportRef(_Message):
 class PublishTrack(_Message):
     type: Literal["audio", "video"]
     mid: Mid | None = None  # None: an older client; the offer's m-line of this kind
-    source: Annotated[str, Field(min_length=1, max_length=32)] = "mic"
+    # OWT's portal validates the source against this list (requestFormatV1-2.js).
+    source: Literal["mic", "camera", "screen-cast", "raw-file", "encoded-file"] = "mic"
     parameters: dict[str, Any] | None = None
 
 

@@ -499,6 +499,11 @@ class Portal:
             if signaling.candidate is None:
                 raise RequestError("Invalid soac request: signaling.candidate is missing")
             await transport.add_candidate(signaling.candidate.model_dump())
+        else:
+            # aiortc's ICE cannot forget a remote candidate: say so rather than ignore it.
+            raise RequestError(
+                "removed-candidates is not supported: remote candidates cannot be removed"
+            )
         return None
 
     # -- control --------------------------------------------------------

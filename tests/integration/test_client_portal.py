@@ -267,3 +267,27 @@ async def test_a_stream_deleted_over_rest_ends_its_subscriptions(tessera: Runnin
     assert loss["data"] == "Source stream loss"
     await bob.leave()
     await alice.leave()
+
+
+async def test_removed_candidates_are_refused_by_name(tessera: RunningServer) -> None:
+    alice, publication = await _publish(tessera, "alice", RED)
+    wire = WireClient()
+    try:
+        await wire.login(tessera, "native")
+        subscription_id, _ = await wire.subscribe(publication.id, {"type": "webrtc"})
+        status, reply = await wire.request(
+            "soac",
+            {
+                "id": wire.transport_id,
+                "signaling": {
+                    "type": "removed-candidates",
+                    "candidates": [{"candidate": "a=candidate:1 1 udp 1 127.0.0.1 9 typ host"}],
+                },
+            },
+        )
+        assert status == "error" and reply.startswith("removed-candidates is not supported")
+        # Nothing else changed: the subscription is still there and gets ready.
+        await wire.push("progress", {"sessionId": subscription_id, "status": "ready"})
+    finally:
+        await wire.close()
+    await alice.leave()

@@ -45,3 +45,16 @@ def test_a_bad_transport_is_named(transport: dict[str, object], message: str) ->
     with pytest.raises(m.RequestError) as info:
         m.parse(m.Subscribe, {"media": TRACKS, "transport": transport})
     assert str(info.value).startswith(f"Invalid subscribe request: {message}")
+
+
+@pytest.mark.parametrize("source", ["mic", "camera", "screen-cast", "raw-file", "encoded-file"])
+def test_owt_track_sources_are_accepted(source: str) -> None:
+    media = {"tracks": [{"type": "video", "mid": "0", "source": source}]}
+    assert m.parse(m.Publish, {"media": media}).media.tracks[0].source == source
+
+
+def test_an_unknown_track_source_is_named() -> None:
+    media = {"tracks": [{"type": "video", "mid": "0", "source": "webcam"}]}
+    with pytest.raises(m.RequestError) as info:
+        m.parse(m.Publish, {"media": media})
+    assert str(info.value).startswith("Invalid publish request: media.tracks.0.source: Input")
