@@ -8,6 +8,9 @@ push is kept in arrival order, so the tests can check fields, values and order.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import time
 from typing import Any
 
 import socketio
@@ -291,3 +294,116 @@ async def test_removed_candidates_are_refused_by_name(tessera: RunningServer) ->
     finally:
         await wire.close()
     await alice.leave()
+
+
+async def test_login_result_and_pushes_have_the_fields_the_sdk_reads(
+    tessera: RunningServer,
+) -> None:
+    """Field by field what the JS SDK 5.1 (client.js, channel.js, streamutils.js) reads."""
+    alice, publication = await _publish(tessera, "alice", RED)
+    wire = WireClient()
+    try:
+        result = await wire.login(tessera, "carol")
+        assert set(result) >= {"id", "user", "role", "permission", "room", "reconnectionTicket"}
+        assert (result["user"], result["role"]) == ("carol", "presenter")
+        assert result["permission"] == {
+            "publish": {"audio": True, "video": True},
+            "subscribe": {"audio": True, "video": True},
+        }
+        room = result["room"]
+        assert room["views"] == ["common"]
+        people = {p["id"]: p for p in room["participants"]}
+        assert people[result["id"]] == {"id": result["id"], "user": "carol", "role": "presenter"}
+        assert people[alice.participant_id]["user"] == "alice"
+        streams = {s["id"]: s for s in room["streams"]}
+        mixed = streams[f"{room['id']}-common"]
+        assert mixed["type"] == "mixed" and mixed["info"]["label"] == "common"
+        assert {"activeInput", "layout"} <= set(mixed["info"])
+        forward = streams[publication.id]
+        assert forward["type"] == "forward"
+        assert forward["info"]["owner"] == alice.participant_id
+        assert forward["info"]["type"] == "webrtc"
+        assert forward["info"]["inViews"] == ["common"]
+        assert isinstance(forward["info"]["attributes"], dict)
+        for track in forward["media"]["tracks"]:
+            assert {"id", "type", "mid", "source", "format", "status"} <= set(track)
+            assert track["status"] == "active"
+        sources = {t["type"]: t["source"] for t in forward["media"]["tracks"]}
+        assert sources == {"audio": "mic", "video": "camera"}
+        for stream in (mixed, forward):
+            for track in stream["media"]["tracks"]:
+                optional = track.get("optional")
+                if optional and "parameters" in optional:  # the SDK iterates all four
+                    assert set(optional["parameters"]) == {
+                        "resolution",
+                        "framerate",
+                        "bitrate",
+                        "keyFrameInterval",
+                    }
+        ticket = json.loads(base64.b64decode(result["reconnectionTicket"]))
+        assert {"participantId", "ticketId", "notBefore", "notAfter", "signature"} <= set(ticket)
+        assert ticket["participantId"] == result["id"]
+        assert ticket["notAfter"] > time.time() * 1000  # milliseconds, as OWT's
+
+        # participant join/leave as others see them
+        dave = await joined(tessera, "dave")
+        joined_push = await wire.push("participant", {"action": "join"})
+        assert joined_push["data"] == {
+            "id": dave.participant_id,
+            "user": "dave",
+            "role": "presenter",
+        }
+        await dave.leave()
+        left = await wire.push("participant", {"action": "leave"})
+        assert left == {"action": "leave", "data": dave.participant_id}
+
+        # a subscription's progress, in order: answer, transport ready, session ready
+        subscription_id, _ = await wire.subscribe(publication.id, {"type": "webrtc"})
+        await wire.push("progress", {"sessionId": subscription_id, "status": "ready"})
+        transport = wire.transport_id
+        answer = wire.index("progress", {"id": transport, "status": "soac"})
+        ready = wire.index("progress", {"id": transport, "status": "ready"})
+        session = wire.index("progress", {"sessionId": subscription_id, "status": "ready"})
+        assert answer < ready < session
+        assert "sessionId" not in wire.pushes[ready][1]
+
+        # stream updates: paused video
+        await publication.pause("video")
+        update = await wire.push("stream", {"id": publication.id, "status": "update"})
+        assert update["data"] == {"field": "video.status", "value": "inactive"}
+
+        # text to all and to one
+        await alice.send_text("to all")
+        await alice.send_text("to carol", to=result["id"])
+        assert await wire.push("text", {"message": "to all"}) == {
+            "from": alice.participant_id,
+            "to": "all",
+            "message": "to all",
+        }
+        assert (await wire.push("text", {"message": "to carol"}))["to"] == "me"
+
+        # refreshReconnectionTicket, then logout
+        status, fresh = await wire.request("refreshReconnectionTicket")
+        assert (
+            status == "ok"
+            and json.loads(base64.b64decode(fresh))["participantId"] == (result["id"])
+        )
+        assert await wire.request("logout") == ("ok", None)
+        assert result["id"] not in tessera.server.portal.participants
+    finally:
+        await wire.close()
+    await alice.leave()
+
+
+async def test_a_participant_removed_over_rest_gets_drop(tessera: RunningServer) -> None:
+    wire = WireClient()
+    try:
+        result = await wire.login(tessera, "carol")
+        status, _ = await api(
+            tessera, "DELETE", f"/v1/rooms/{result['room']['id']}/participants/{result['id']}"
+        )
+        assert status == 200
+        await eventually(lambda: ("drop", None) in wire.pushes, what="drop")
+        await eventually(lambda: not wire.sio.connected, what="disconnected")
+    finally:
+        await wire.close()
