@@ -185,6 +185,7 @@ class Room:
         if stream.id in self.streams or self.closed:
             return
         self.streams[stream.id] = stream
+        stream.on_info_changed = self._forward_info_changed
         logger.info(
             "stream added",
             extra={**participant.log_ids, "stream": stream.id},
@@ -198,6 +199,12 @@ class Room:
                 self.mix(stream.id, label)
         if self.settings.get("autoRecord") and self.auto_recording is None and self.views:
             self._start_auto_recording()
+
+    def _forward_info_changed(self, stream: ForwardStream) -> None:
+        # OWT's conference agent sends the whole StreamInfo when a publication's tracks
+        # change (a new resolution); the SDKs update the stream's settings from it.
+        if self.streams.get(stream.id) is stream:
+            self.notify_stream("update", stream.id, {"field": ".", "value": stream.info()})
 
     # -- recordings -----------------------------------------------------
 

@@ -407,3 +407,43 @@ async def test_a_participant_removed_over_rest_gets_drop(tessera: RunningServer)
         await eventually(lambda: not wire.sio.connected, what="disconnected")
     finally:
         await wire.close()
+
+
+class ResizingVideoTrack(ColorVideoTrack):
+    """A colour track that switches to another frame size when told (as a camera may)."""
+
+    def __init__(self) -> None:
+        super().__init__(RED, 320, 240)
+        self.small = ColorVideoTrack(RED, 160, 120)
+
+    def resize(self) -> None:
+        self._frame = self.small._frame
+
+
+async def test_a_new_publisher_resolution_is_announced_as_stream_update_dot(
+    tessera: RunningServer,
+) -> None:
+    alice = await joined(tessera, "alice")
+    track = ResizingVideoTrack()
+    publication = await alice.publish(video=track)
+    await publication.wait_ready()
+    wire = WireClient()
+    try:
+        result = await wire.login(tessera, "carol")
+        forward = next(s for s in result["room"]["streams"] if s["id"] == publication.id)
+        assert forward["media"]["tracks"][0]["parameters"]["resolution"] == {
+            "width": 320,
+            "height": 240,
+        }
+        track.resize()  # aiortc's encoder starts again with a keyframe of the new size
+        update = await wire.push("stream", {"id": publication.id, "status": "update"})
+        assert update["data"]["field"] == "."
+        value = update["data"]["value"]
+        assert value["id"] == publication.id and value["type"] == "forward"
+        assert value["media"]["tracks"][0]["parameters"]["resolution"] == {
+            "width": 160,
+            "height": 120,
+        }
+    finally:
+        await wire.close()
+    await alice.leave()
