@@ -45,14 +45,16 @@ class WireClient:
 
         return keep
 
-    async def login(self, tessera: RunningServer, user: str) -> dict[str, Any]:
+    async def login(
+        self, tessera: RunningServer, user: str, protocol: str = "1.2"
+    ) -> dict[str, Any]:
         await self.sio.connect(tessera.url, transports=["websocket"])
         status, result = await self.request(
             "login",
             {
                 "token": tessera.token(user=user),
                 "userAgent": {"sdk": {"type": "JavaScript", "version": "5.1"}},
-                "protocol": "1.2",
+                "protocol": protocol,
             },
         )
         assert status == "ok", result
@@ -444,6 +446,37 @@ async def test_a_new_publisher_resolution_is_announced_as_stream_update_dot(
             "width": 160,
             "height": 120,
         }
+    finally:
+        await wire.close()
+    await alice.leave()
+
+
+async def test_a_protocol_1_1_client_reads_the_1_1_forms(tessera: RunningServer) -> None:
+    """OWT 4.x SDKs: media.audio / media.video.original, progress without sessionId."""
+    alice, red = await _publish(tessera, "alice", RED)
+    wire = WireClient()
+    try:
+        result = await wire.login(tessera, "legacy", protocol="1.1")
+        forward = next(s for s in result["room"]["streams"] if s["id"] == red.id)
+        assert "tracks" not in forward["media"]
+        assert forward["media"]["audio"]["source"] == "mic"
+        assert forward["media"]["video"]["original"][0]["format"]["codec"] == "vp8"
+        # a 4.x client subscribes with media {audio, video} on a transport of its own
+        wire.pc.addTransceiver("audio", direction="recvonly")
+        wire.pc.addTransceiver("video", direction="recvonly")
+        await wire.pc.setLocalDescription(await wire.pc.createOffer())
+        status, reply = await wire.request(
+            "subscribe", {"media": {"audio": {"from": red.id}, "video": {"from": red.id}}}
+        )
+        assert status == "ok"
+        wire.transport_id = reply["id"]
+        await wire.offer()
+        ready = await wire.push("progress", {"id": reply["id"], "status": "ready"})
+        assert "sessionId" not in ready
+        bob, blue = await _publish(tessera, "bob", BLUE)
+        added = await wire.push("stream", {"id": blue.id, "status": "add"})
+        assert set(added["data"]["media"]) == {"audio", "video"}
+        await bob.leave()
     finally:
         await wire.close()
     await alice.leave()
