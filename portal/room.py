@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# OWT's reason, word for word: clients may compare it.
+SOURCE_STREAM_LOSS = "Source stream loss"
+
 
 class Room:
     """A conference room of one service: participants, and the stream registry.
@@ -182,6 +185,7 @@ class Room:
         if stream.id in self.streams or self.closed:
             return
         self.streams[stream.id] = stream
+        stream.on_info_changed = self._forward_info_changed
         logger.info(
             "stream added",
             extra={**participant.log_ids, "stream": stream.id},
@@ -195,6 +199,12 @@ class Room:
                 self.mix(stream.id, label)
         if self.settings.get("autoRecord") and self.auto_recording is None and self.views:
             self._start_auto_recording()
+
+    def _forward_info_changed(self, stream: ForwardStream) -> None:
+        # OWT's conference agent sends the whole StreamInfo when a publication's tracks
+        # change (a new resolution); the SDKs update the stream's settings from it.
+        if self.streams.get(stream.id) is stream:
+            self.notify_stream("update", stream.id, {"field": ".", "value": stream.info()})
 
     # -- recordings -----------------------------------------------------
 
@@ -325,12 +335,20 @@ class Room:
         for out in list(self.streaming_outs.values()):
             if out.source_gone(stream_id):
                 spawn(out.stop(), "finishing a streaming-out")
-        for participant in list(self.participants.values()):
-            for subscription in list(participant.subscriptions.values()):
-                if stream_id in subscription.stream_ids():
-                    if subscription.detach_stream(stream_id):
-                        participant.end_session(subscription.id)
+        lost = [
+            (participant, subscription)
+            for participant in list(self.participants.values())
+            for subscription in list(participant.subscriptions.values())
+            if stream_id in subscription.stream_ids()
+        ]
+        for _, subscription in lost:
+            subscription.detach_stream(stream_id)  # no more packets from it, from now on
         self.notify_stream("remove", stream_id)
+        # OWT's conference agent ends every subscription that takes a track of the stream
+        # (even one whose other track comes from elsewhere), and tells its owner why; the
+        # SDKs route the error by sessionId and end the subscription.
+        for participant, subscription in lost:
+            participant.session_failed(subscription, SOURCE_STREAM_LOSS)
         ids = {"room": self.id, "participant": stream.owner, "stream": stream_id}
         logger.info("stream removed", extra=ids)
 
