@@ -1,11 +1,12 @@
 """The few places where Tessera reaches into aiortc's private state.
 
-aiortc has no public API for six things an SFU/MCU needs: taking the encoded
+aiortc has no public API for seven things an SFU/MCU needs: taking the encoded
 frames a receiver has reassembled (to forward them without decoding), turning
 decoding on and off, hearing a receiver's keyframe request on a sender that
 sends pre-encoded packets, releasing received frames without aiortc's
-fixed extra delay, checking DTLS-SRTP at start-up, and (for benchmark
-clients) taking SRTP packets before they are decrypted. Keeping every such
+fixed extra delay, giving each subscription its own msid stream id,
+checking DTLS-SRTP at start-up, and (for benchmark clients) taking SRTP
+packets before they are decrypted. Keeping every such
 reach-in here means an aiortc upgrade is checked in one file
 (tests/integration cover each of them).
 
@@ -23,15 +24,18 @@ import logging
 import queue
 from collections.abc import Callable
 from importlib.metadata import version
-from types import CodeType
+from types import CodeType, SimpleNamespace
 from typing import Any
 
 from aiortc import (
     RTCCertificate,
+    RTCDtlsParameters,
+    RTCIceParameters,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
     RTCRtpTransceiver,
+    rtcpeerconnection,
 )
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import SRTP_PROFILES
@@ -64,6 +68,13 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("RTCRtpReceiver._handle_rtp_packet", "_data"),  # each RtpPacket's depayloaded frame
     ("RTCRtpSender", "_RTCRtpSender__encoder"),  # estimated_bitrate
     ("RTCRtpSender", "_send_keyframe"),  # on_keyframe_request
+    ("RTCRtpSender", "_stream_id"),  # set_msid_stream
+    # What aiortc's media description reads of a sender and a transceiver (check_msid_stream).
+    ("RTCRtpSender", "_track_id"),
+    ("RTCRtpSender", "_ssrc"),
+    ("RTCRtpSender", "_rtx_ssrc"),
+    ("RTCRtpTransceiver", "_headerExtensions"),
+    ("rtcpeerconnection", "create_media_description_for_transceiver"),
     ("RTCRtpTransceiver", "_codecs"),  # prefer_codec, negotiated_codec
     ("RTCIceTransport", "_recv"),  # intercept_srtp_packets
     ("JitterBuffer", "_remove_frame"),  # LowLatencyJitterBuffer overrides it
@@ -140,6 +151,7 @@ def _private_name_holders() -> dict[str, object]:
         "RTCIceTransport": video.receiver.transport.transport,
         "JitterBuffer": JitterBuffer(capacity=16, is_video=True),
         "RTCCertificate": RTCCertificate,
+        "rtcpeerconnection": rtcpeerconnection,
         "SRTPProfile": SRTP_PROFILES[0] if SRTP_PROFILES else None,
     }
 
@@ -327,6 +339,53 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     pre-encoded packets never takes: without this the request is lost.
     """
     sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+def set_msid_stream(sender: RTCRtpSender, stream_id: str) -> None:
+    """Make the answer's ``a=msid`` of this sender name ``stream_id`` as its stream.
+
+    aiortc gives every sender of a peer connection one stream id, so a client
+    that builds a MediaStream per msid stream (the OWT JS SDK builds one per
+    subscription from ``ontrack``'s ``event.streams``) would put every
+    subscription's tracks in one stream. Call before createAnswer.
+    """
+    sender._stream_id = stream_id
+
+
+def check_msid_stream() -> None:
+    """Raises unless aiortc still writes ``a=msid`` from the sender's ``_stream_id``.
+
+    Builds the media section of an answer for a stand-in transceiver, as
+    createAnswer does, and reads the msid back: what `set_msid_stream` relies on.
+    """
+    # Stand-ins for what the media section reads besides the sender: no loop, no sockets.
+    ice = SimpleNamespace(
+        iceGatherer=SimpleNamespace(
+            getLocalCandidates=list,
+            state="completed",
+            getLocalParameters=lambda: RTCIceParameters(usernameFragment="check", password="x"),
+        )
+    )
+    dtls = SimpleNamespace(
+        transport=ice, getLocalParameters=lambda: RTCDtlsParameters(fingerprints=[])
+    )
+    sender = SimpleNamespace(_stream_id="", _track_id="track", _ssrc=1, _rtx_ssrc=2)
+    transceiver = SimpleNamespace(
+        kind="video",
+        sender=sender,
+        receiver=SimpleNamespace(transport=dtls),
+        _codecs=[],
+        _headerExtensions=[],
+    )
+    set_msid_stream(sender, "subscription")  # type: ignore[arg-type]
+    media = rtcpeerconnection.create_media_description_for_transceiver(
+        transceiver,  # type: ignore[arg-type]
+        cname="check",
+        direction="sendonly",
+        mid="0",
+    )
+    if "a=msid:subscription track" not in str(media).splitlines():
+        raise RuntimeError(f"aiortc wrote a=msid:{media.msid!r}, not the stream id Tessera set")
 
 
 def prefer_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> bool:

@@ -18,7 +18,12 @@ import socketio
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from tessera.media.aiortcext import PrivateNameMissing, check_dtls_srtp, check_private_names
+from tessera.media.aiortcext import (
+    PrivateNameMissing,
+    check_dtls_srtp,
+    check_msid_stream,
+    check_private_names,
+)
 from tessera.mixer.avatar import forget_avatars
 from tessera.mixer.selfcheck import check_media
 from tessera.recorder.recording import Recording, StoredRecording
@@ -399,6 +404,10 @@ def media_self_check() -> None:
         check_dtls_srtp()
     except Exception as exc:  # any failure is the finding
         failures.append(f"DTLS-SRTP: {type(exc).__name__}: {exc}")
+    try:
+        check_msid_stream()
+    except Exception as exc:
+        failures.append(f"msid stream ids: {type(exc).__name__}: {exc}")
     if failures:
         for failure in failures:
             logger.error("media self-check failed: %s", failure, extra={"check": failure})

@@ -93,6 +93,8 @@ def _names_used(tree: ast.Module) -> set[str]:
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             if node.value.startswith("_") and node.value.isidentifier():
                 used.add(node.value)
+        elif isinstance(node, ast.keyword) and node.arg and node.arg.startswith("_"):
+            used.add(node.arg)  # a stand-in's attribute: SimpleNamespace(_ssrc=1)
     # Python's own dunders and Tessera's own mark on an aiortc object are no reach-ins.
     return {n for n in used - own if not n.startswith("_tessera") and not n.endswith("__")}
 
@@ -111,5 +113,7 @@ def test_the_scan_finds_an_unlisted_reach_in() -> None:
         "        self._mine = 1\n"
         "    def _helper(self, sender):\n"
         "        return sender._RTCRtpSender__track, self._mine, getattr(sender, '_ssrc')\n"
+        "    def _stand_in(self):\n"
+        "        return SimpleNamespace(_track_id='t')\n"
     )
-    assert _names_used(tree) == {"_RTCRtpSender__track", "_ssrc"}
+    assert _names_used(tree) == {"_RTCRtpSender__track", "_ssrc", "_track_id"}
