@@ -388,6 +388,7 @@ class Portal:
         room = participant.room
         participant.check_publication_limit(self.config.limits.publications_per_participant)
         room.check_input_limit()
+        room.check_media_in(kinds)
         stream_id = uuid.uuid4().hex
         settings = room.settings
         stream = ForwardStream(
@@ -400,6 +401,7 @@ class Portal:
                 for t in request.media.tracks
             ],
             request.attributes,
+            media_in=settings.get("mediaIn", {}),
             media_out=settings.get("mediaOut", {}),
             transcoding=settings.get("transcoding", {}),
             keyframe_min_interval=self.config.webrtc.keyframe_min_interval,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tessera.mixer.mixedstream import MixedStream
@@ -175,6 +175,14 @@ class Room:
         """RequestError if the room takes no more inputs (its ``inputLimit``)."""
         if self.input_limit_reached():
             raise RequestError("Too many inputs")
+
+    def check_media_in(self, kinds: Sequence[str]) -> None:
+        """RequestError if the room accepts no format at all of a kind to be published."""
+        media_in = self.options.media_in
+        for kind in kinds:
+            if not (media_in.audio if kind == "audio" else media_in.video):
+                # OWT: "Audio is forbiden" / "Video is forbiden" (its spelling) at publish.
+                raise RequestError(f"{kind.capitalize()} is forbidden in this room (mediaIn)")
 
     def publication_ready(self, participant: Participant, publication: Publication) -> None:
         """A publication is negotiated and connected: list it and tell everyone."""

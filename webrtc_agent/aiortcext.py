@@ -237,6 +237,29 @@ def prefer_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> bool:
     return True
 
 
+def restrict_codecs(
+    transceiver: RTCRtpTransceiver, keep: Callable[[RTCRtpCodecParameters], bool]
+) -> bool:
+    """Leave only the first negotiated codec that `keep` accepts (with its RTX).
+
+    Called between setRemoteDescription and createAnswer, so that the answer
+    lets the remote sender use that one codec only (OWT answers one format per
+    m-line too). Returns False, changing nothing, when `keep` accepts none of
+    them (an m-line cannot list no codec at all).
+    """
+    codecs: list[RTCRtpCodecParameters] = list(transceiver._codecs)
+    kept = [c for c in codecs if c.name.lower() != "rtx" and keep(c)][:1]
+    if not kept:
+        return False
+    pts = {c.payloadType for c in kept}
+    transceiver._codecs = [
+        c
+        for c in codecs
+        if c in kept or (c.name.lower() == "rtx" and int(str(c.parameters.get("apt", -1))) in pts)
+    ]
+    return True
+
+
 def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | None:
     """The codec the transceiver sends or receives with (the first negotiated)."""
     codecs: list[RTCRtpCodecParameters] = transceiver._codecs

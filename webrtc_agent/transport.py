@@ -163,6 +163,9 @@ class Transport:
                     self._unclaimed(transceiver)
                     continue
                 if session.id in self._negotiated:
+                    if isinstance(session, Publication):
+                        # aiortc negotiates every m-line's codecs again on each offer.
+                        self._restrict_formats(session, transceiver)
                     continue
                 if session.kinds_without_mid():
                     reason = f"Offer has no {session.kinds_without_mid()[0]} media section"
@@ -171,6 +174,11 @@ class Transport:
                     continue
                 rider = self._riders.get(mid) if mid is not None else None
                 try:
+                    if isinstance(session, Publication) and not self._restrict_formats(
+                        session, transceiver
+                    ):
+                        # OWT's words (conference/stream.js, checkMediaError).
+                        raise ParameterError(f"{transceiver.kind.capitalize()} format unacceptable")
                     if rider is not None:
                         # First: the subscription may reorder the codecs both directions use.
                         self._bind(rider, transceiver)
@@ -179,6 +187,8 @@ class Transport:
                     failures.append((session, str(exc)))
                     if rider is not None:
                         failures.append((rider, str(exc)))
+                    # Answered inactive: no media on an m-line whose session failed.
+                    transceiver.direction = "inactive"
                     continue
                 if rider is not None:
                     transceiver.direction = "sendrecv"
@@ -234,6 +244,16 @@ class Transport:
         # Media nobody asked for is neither decoded nor answered with a send.
         aiortcext.install_encoded_tap(transceiver.receiver)
         transceiver.direction = "inactive"
+
+    @staticmethod
+    def _restrict_formats(publication: Publication, transceiver: RTCRtpTransceiver) -> bool:
+        """Answer only the formats the room accepts from publishers (its mediaIn).
+
+        False (nothing changed) when the offer has none of them.
+        """
+        kind = transceiver.kind
+        stream = publication.stream
+        return aiortcext.restrict_codecs(transceiver, lambda c: stream.accepts(kind, c))
 
     def _bind(self, session: Session, transceiver: RTCRtpTransceiver) -> None:
         mid = transceiver.mid
