@@ -559,8 +559,13 @@ class Portal:
                 subscription.set_paused(kind, request.operation == "pause")
             return None
         if request.operation == "querybwe":
+            # OWT: {"estimatedBitrate": bit/s}, the send side's estimate for the subscriber.
             estimate = subscription.transport.estimated_bitrate(subscription)
-            return {"estimatedBitrate": estimate or 0}
+            if estimate is None:
+                raise RequestError(
+                    "No bandwidth estimate yet: the subscriber has not reported one (REMB)"
+                )
+            return {"estimatedBitrate": estimate}
         update = m.parse(m.SubscriptionUpdate, request.data)
         room = participant.room
         changes: list[tuple[str, Any, VideoFormat | str]] = []

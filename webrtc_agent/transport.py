@@ -295,6 +295,7 @@ class Transport:
         transceiver.direction = "sendonly"
         transceiver.sender.replaceTrack(packet_track)
         aiortcext.on_keyframe_request(transceiver.sender, packet_track.request_keyframe)
+        aiortcext.watch_remb(transceiver.sender)
 
     async def add_candidate(self, candidate: dict[str, Any]) -> None:
         """A trickled client candidate (`a=` prefix tolerated)."""
@@ -349,10 +350,19 @@ class Transport:
         }
 
     def estimated_bitrate(self, session: Subscription) -> int | None:
+        """What the subscriber's receiver last estimated it can take (REMB, bit/s), if it did.
+
+        A receiver's REMB covers the SSRCs it names (a browser names every video
+        stream it receives on the connection): the video sender's figure, else
+        the audio sender's. None until the receiver has sent one.
+        """
+        estimates: dict[str, int] = {}
         for transceiver in self.pc.getTransceivers():
-            if transceiver.mid in session.mids and transceiver.kind == "video":
-                return aiortcext.estimated_bitrate(transceiver.sender)
-        return None
+            if transceiver.mid in session.mids:
+                bitrate = aiortcext.estimated_bitrate(transceiver.sender)
+                if bitrate is not None:
+                    estimates[transceiver.kind] = bitrate
+        return estimates.get("video", estimates.get("audio"))
 
     async def close(self) -> None:
         """Idempotent: closes every session and the peer connection."""
