@@ -242,7 +242,11 @@ def test_no_views_means_no_mixing() -> None:
             "sip.sipServer: Tessera has no SIP gateway",
         ),
         ({"selectActiveAudio": "true"}, "selectActiveAudio"),
-        ({"enableBandwidthAdaptation": True}, "enableBandwidthAdaptation: Extra inputs"),
+        (
+            {"enableBandwidthAdaptation": True},
+            "enableBandwidthAdaptation: Tessera forwards one layer (no simulcast)",
+        ),
+        ({"enableBandwidthAdaptation": "no"}, "enableBandwidthAdaptation"),
         (
             {"views": [{"label": "a"}, {"label": "a"}]},
             "views: duplicate view label 'a'",
@@ -392,3 +396,9 @@ def test_merge_nested_view_parameters() -> None:
     common = merged.view("common")
     assert common is not None and common.video is not None
     assert common.video.parameters.framerate == 15
+
+
+def test_enable_bandwidth_adaptation_false_is_accepted_and_left_out() -> None:
+    # OWT 5.x room bodies carry it (false by default): false is what Tessera does.
+    options = parse_room_options({"enableBandwidthAdaptation": False})
+    assert "enableBandwidthAdaptation" not in options.to_json()
