@@ -170,6 +170,8 @@ class ActiveAudioSelector:
         self._snapshot: tuple[tuple[str, AudioSink], ...] = ()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Which thread's ranking is current: a stopped thread's late results are dropped.
+        self._generation = 0
         self.ticks = 0
         self.closed = False
 
@@ -235,9 +237,10 @@ class ActiveAudioSelector:
         running = self._thread is not None
         if self.inputs and not running and not self.closed:
             self._stop = threading.Event()
+            self._generation += 1
             self._thread = threading.Thread(
                 target=self._run,
-                args=(self._stop,),
+                args=(self._stop, self._generation),
                 name=f"active-audio-{self.room_id}",
                 daemon=True,
             )
@@ -253,8 +256,8 @@ class ActiveAudioSelector:
 
     # -- ranking results (event loop thread) -------------------------------
 
-    def _apply(self, changes: list[RankChange]) -> None:
-        if self.closed:
+    def _apply(self, generation: int, changes: list[RankChange]) -> None:
+        if self.closed or generation != self._generation:
             return
         for change in changes:
             # A change computed before an input was removed here names it no more.
@@ -277,13 +280,13 @@ class ActiveAudioSelector:
 
     # -- the selector thread --------------------------------------------------
 
-    def _run(self, stop: threading.Event) -> None:
+    def _run(self, stop: threading.Event, generation: int) -> None:
         try:
-            self._loop_ticks(stop)
+            self._loop_ticks(stop, generation)
         except Exception:
             logger.exception("active audio selection crashed", extra=self.log_ids)
 
-    def _loop_ticks(self, stop: threading.Event) -> None:
+    def _loop_ticks(self, stop: threading.Event, generation: int) -> None:
         ranker = AudioRanker(len(self.streams))
         encoders: dict[int, OpusEncoder] = {}  # slot -> the encoder of its stream
         outputs = [stream.output for stream in self.streams]
@@ -314,7 +317,7 @@ class ActiveAudioSelector:
                     chunks[stream_id] = chunk
             changes += ranker.update({sid: level_dbov(chunk) for sid, chunk in chunks.items()})
             if changes:
-                self._loop.call_soon_threadsafe(self._apply, changes)
+                self._loop.call_soon_threadsafe(self._apply, generation, changes)
             batch: list[tuple[ActiveAudioOutput, list[Packet]]] = []
             pts = tick * AUDIO_SAMPLES
             for slot, input_id in enumerate(ranker.slots):
