@@ -286,23 +286,25 @@ class Room:
         return recording
 
     def start_streaming_out(
-        self, protocol: str, url: str | None, media: MediaChoice, parameters: dict[str, Any]
+        self, protocol: str, url: str | None, media: MediaChoice, parameters: Any
     ) -> StreamingOut:
         """Push a stream out (REST POST); raises ParameterError or MuxerError, keeping nothing."""
         streaming_id = uuid.uuid4().hex
-        hls_directory = None
-        if protocol == "hls":
+        hls_directory = served_at = None
+        if protocol == "hls" and url is None:
+            # No url to push to: Tessera writes the HLS and serves it itself.
             hls_directory = self.server.config.data_dir() / "hls" / streaming_id
-            url = f"/hls/{streaming_id}/{streaming_id}.m3u8"
+            served_at = f"/hls/{streaming_id}/{streaming_id}.m3u8"
         out = StreamingOut(
             streaming_id,
             self.id,
             protocol,
             url,
             media,
+            parameters=parameters,
             hls_directory=hls_directory,
+            served_at=served_at,
             on_finished=self._streaming_out_finished,
-            **parameters,
         )
         out.start(self.streams)
         self.streaming_outs[out.id] = out
