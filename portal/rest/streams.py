@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tessera.mixer.activeaudio import ActiveAudioStream
 from tessera.mixer.layout import LayoutError
 from tessera.webrtc_agent.mediasource import Stream
 
@@ -63,8 +64,11 @@ class Streams(Resource):
 
     async def delete_stream(self, request: web.Request) -> web.StreamResponse:
         room, stream = self._stream(request)
-        if stream.type != "forward":
-            raise bad_request("Only a forward stream can be removed; a mixed stream is a view")
+        if stream.type != "forward" or isinstance(stream, ActiveAudioStream):
+            raise bad_request(
+                "Only a published stream can be removed; a mixed stream is a view, "
+                "an active audio stream (selectActiveAudio) the room's own"
+            )
         owner = next((p for p in room.participants.values() if stream.id in p.publications), None)
         if owner is not None:
             owner.end_session(stream.id)
@@ -82,6 +86,9 @@ def _stream_change(
 ) -> Callable[[], None]:
     """Check one OWT StreamUpdate and return the change to make, or raise RestError."""
     path, op, value = operation["path"], operation["op"], operation["value"]
+    if isinstance(stream, ActiveAudioStream):
+        # It carries whoever is loudest: nothing of it is the client's to change.
+        raise bad_request(f"{where}: an active audio stream (selectActiveAudio) cannot be changed")
     if path in ("/media/audio/status", "/media/video/status"):
         kind = path.split("/")[2]
         if op != "replace":
