@@ -9,6 +9,7 @@ client (``rest.js``) signs them (tests/owt_rest.py).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -21,7 +22,7 @@ import av
 import pytest
 
 from tessera_client import ConferenceClient
-from tests.eventually import eventually
+from tests.eventually import DEFAULT_TIMEOUT, eventually
 from tests.owt_rest import Answer, OwtRest, mauth_header
 from tests.support import RunningServer, joined, start_server
 from tests.synthetic import ColorVideoTrack, ToneTrack
@@ -514,6 +515,10 @@ async def test_recording_patch_status_and_video_parameters(
     with av.open(str(file)) as container:
         sizes = {(f.width, f.height) for f in container.decode(video=0)}
     assert sizes == {(1280, 720), (smaller["width"], smaller["height"])}
+    # The audio has a hole where it was paused (1.5 s of video were recorded meanwhile).
+    with av.open(str(file)) as container:
+        times = [float(f.pts * f.time_base) for f in container.decode(audio=0)]
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) > 1.0
     timeline = json.loads(file.with_name(f"{rec['id']}.timeline.json").read_text())
     kinds = [(e["type"], e.get("track")) for e in timeline["events"]]
     assert ("pause", "audio") in kinds and ("play", "audio") in kinds
@@ -558,10 +563,15 @@ async def test_services_are_managed_by_the_super_service(
         error_of(answer, answer.status, 1201, *words)
     assert [s["_id"] for s in (await owt.send("GET", "services")).json] == ["acme", "default"]
 
-    # Deleting a service drops its participants and its rooms; its key opens nothing more.
+    # Deleting a service drops its participants, its peers and its rooms; its key opens
+    # nothing more.
     token = await acme.send("POST", "v1/rooms/board/tokens", {"user": "cy", "role": "presenter"})
     member = ConferenceClient()
     await member.join(token.text)
+    peer = await owt.session.ws_connect(
+        owt.url.replace("http", "ws") + "/peerjs/peerjs?key=acme&id=acme-peer&token=t"
+    )
+    assert json.loads((await peer.receive()).data)["type"] == "OPEN"
     deleted = await owt.send("DELETE", "services/acme")
     assert (deleted.status, deleted.content_type, deleted.text) == (
         200,
@@ -569,6 +579,9 @@ async def test_services_are_managed_by_the_super_service(
         "Service deleted",
     )
     await member.next_event("drop")
+    # Closed by the deletion, well before the peer's own 60 s alive timeout.
+    closing = await asyncio.wait_for(peer.receive(), DEFAULT_TIMEOUT)
+    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     error_of(await acme.send("GET", "v1/rooms"), 401, 1101)
     error_of(await owt.send("GET", "services/acme"), 404, 1002, "Service not found")
     assert tessera.server.store.get_room("acme", room["_id"]) is None
