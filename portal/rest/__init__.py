@@ -17,6 +17,7 @@ error and one log line; handlers raise :class:`RestError` and never build
 error responses themselves. Every room lookup is scoped to the authenticated
 service: another service's rooms do not exist (404).
 """
+
 from __future__ import annotations
 
 from .api import REST_API_KEY, RestApi, setup_rest
