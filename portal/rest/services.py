@@ -106,7 +106,7 @@ class Services(Resource):
             self.server.store.create_service(service)
         except DuplicateError:
             raise RestError(409, ErrorCode.BAD_REQUEST, f"Service {name} already exists") from None
-        logger.info("service created over REST", extra={"service": caller.id, "created": name})
+        logger.info("service created over REST", extra={"service": caller.id, "new_service": name})
         return web.json_response(self._service_json(service))
 
     async def list_services(self, request: web.Request) -> web.StreamResponse:
@@ -142,6 +142,6 @@ class Services(Resource):
             if owner == service.id:
                 del self.server.recordings[recording_id]
         logger.info(
-            "service deleted over REST", extra={"service": caller.id, "deleted": service.id}
+            "service deleted over REST", extra={"service": caller.id, "deleted_service": service.id}
         )
         return web.Response(text="Service deleted", content_type="text/plain", charset="utf-8")
