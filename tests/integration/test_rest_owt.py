@@ -510,6 +510,7 @@ async def test_recording_patch_status_and_video_parameters(
         "PATCH", path, [{"op": "replace", "path": "/media/audio/status", "value": "active"}]
     )
     assert resumed.json["media"]["audio"]["status"] == "active"
+    await wait_recorded(owt, room, rec["id"], 1.0)
     assert (await owt.send("DELETE", path)).status == 200
 
     file = Path(rec["storage"]["file"])
