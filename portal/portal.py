@@ -23,6 +23,7 @@ from tessera.webrtc_agent.transport import SignalingError, Transport
 
 from . import messages as m
 from .background import spawn
+from .legacy import downgrade_login
 from .logs import log_context
 from .messages import RequestError
 from .participant import Participant
@@ -282,14 +283,18 @@ class Portal:
         if isinstance(reconnection, m.ReconnectionOptions) and reconnection.keepTime > 0:
             keep = min(keep, reconnection.keepTime)
         participant.keep_time = 0.0 if reconnection is False else keep
+        participant.protocol = request.protocol
         room.add_participant(participant)
-        reply: dict[str, Any] = {
-            "id": participant.id,
-            "user": participant.user,
-            "role": participant.role,
-            "permission": participant.permission,
-            "room": room.describe(),
-        }
+        reply: dict[str, Any] = downgrade_login(
+            request.protocol,
+            {
+                "id": participant.id,
+                "user": participant.user,
+                "role": participant.role,
+                "permission": participant.permission,
+                "room": room.describe(),
+            },
+        )
         if reconnection is not False:
             reply["reconnectionTicket"] = self._ticket(participant)
         return reply
@@ -499,6 +504,11 @@ class Portal:
             if signaling.candidate is None:
                 raise RequestError("Invalid soac request: signaling.candidate is missing")
             await transport.add_candidate(signaling.candidate.model_dump())
+        else:
+            # aiortc's ICE cannot forget a remote candidate: say so rather than ignore it.
+            raise RequestError(
+                "removed-candidates is not supported: remote candidates cannot be removed"
+            )
         return None
 
     # -- control --------------------------------------------------------

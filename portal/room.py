@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# OWT's reason, word for word: clients may compare it.
+SOURCE_STREAM_LOSS = "Source stream loss"
+
 
 class Room:
     """A conference room of one service: participants, and the stream registry.
@@ -182,6 +185,7 @@ class Room:
         if stream.id in self.streams or self.closed:
             return
         self.streams[stream.id] = stream
+        stream.on_info_changed = self._forward_info_changed
         logger.info(
             "stream added",
             extra={**participant.log_ids, "stream": stream.id},
@@ -195,6 +199,12 @@ class Room:
                 self.mix(stream.id, label)
         if self.settings.get("autoRecord") and self.auto_recording is None and self.views:
             self._start_auto_recording()
+
+    def _forward_info_changed(self, stream: ForwardStream) -> None:
+        # OWT's conference agent sends the whole StreamInfo when a publication's tracks
+        # change (a new resolution); the SDKs update the stream's settings from it.
+        if self.streams.get(stream.id) is stream:
+            self.notify_stream("update", stream.id, {"field": ".", "value": stream.info()})
 
     # -- recordings -----------------------------------------------------
 
@@ -217,23 +227,25 @@ class Room:
         return recording
 
     def start_streaming_out(
-        self, protocol: str, url: str | None, media: MediaChoice, parameters: dict[str, Any]
+        self, protocol: str, url: str | None, media: MediaChoice, parameters: Any
     ) -> StreamingOut:
         """Push a stream out (REST POST); raises ParameterError or MuxerError, keeping nothing."""
         streaming_id = uuid.uuid4().hex
-        hls_directory = None
-        if protocol == "hls":
+        hls_directory = served_at = None
+        if protocol == "hls" and url is None:
+            # No url to push to: Tessera writes the HLS and serves it itself.
             hls_directory = self.server.config.data_dir() / "hls" / streaming_id
-            url = f"/hls/{streaming_id}/{streaming_id}.m3u8"
+            served_at = f"/hls/{streaming_id}/{streaming_id}.m3u8"
         out = StreamingOut(
             streaming_id,
             self.id,
             protocol,
             url,
             media,
+            parameters=parameters,
             hls_directory=hls_directory,
+            served_at=served_at,
             on_finished=self._streaming_out_finished,
-            **parameters,
         )
         out.start(self.streams)
         self.streaming_outs[out.id] = out
@@ -323,12 +335,20 @@ class Room:
         for out in list(self.streaming_outs.values()):
             if out.source_gone(stream_id):
                 spawn(out.stop(), "finishing a streaming-out")
-        for participant in list(self.participants.values()):
-            for subscription in list(participant.subscriptions.values()):
-                if stream_id in subscription.stream_ids():
-                    if subscription.detach_stream(stream_id):
-                        participant.end_session(subscription.id)
+        lost = [
+            (participant, subscription)
+            for participant in list(self.participants.values())
+            for subscription in list(participant.subscriptions.values())
+            if stream_id in subscription.stream_ids()
+        ]
+        for _, subscription in lost:
+            subscription.detach_stream(stream_id)  # no more packets from it, from now on
         self.notify_stream("remove", stream_id)
+        # OWT's conference agent ends every subscription that takes a track of the stream
+        # (even one whose other track comes from elsewhere), and tells its owner why; the
+        # SDKs route the error by sessionId and end the subscription.
+        for participant, subscription in lost:
+            participant.session_failed(subscription, SOURCE_STREAM_LOSS)
         ids = {"room": self.id, "participant": stream.owner, "stream": stream_id}
         logger.info("stream removed", extra=ids)
 

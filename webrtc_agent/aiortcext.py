@@ -1,11 +1,12 @@
 """The few places where Tessera reaches into aiortc's private state.
 
-aiortc has no public API for six things an SFU/MCU needs: taking the encoded
+aiortc has no public API for seven things an SFU/MCU needs: taking the encoded
 frames a receiver has reassembled (to forward them without decoding), turning
 decoding on and off, hearing a receiver's keyframe request on a sender that
 sends pre-encoded packets, releasing received frames without aiortc's
-fixed extra delay, checking DTLS-SRTP at start-up, and (for benchmark
-clients) taking SRTP packets before they are decrypted. Keeping every such
+fixed extra delay, giving each subscription its own msid stream id,
+checking DTLS-SRTP at start-up, and (for benchmark clients) taking SRTP
+packets before they are decrypted. Keeping every such
 reach-in here means an aiortc upgrade is checked in one file
 (tests/integration cover each of them).
 """
@@ -16,9 +17,18 @@ import asyncio
 import logging
 import queue
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
-from aiortc import RTCCertificate, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCCertificate,
+    RTCDtlsParameters,
+    RTCIceParameters,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    rtcpeerconnection,
+)
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import SRTP_PROFILES
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -212,6 +222,53 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     pre-encoded packets never takes: without this the request is lost.
     """
     sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+def set_msid_stream(sender: RTCRtpSender, stream_id: str) -> None:
+    """Make the answer's ``a=msid`` of this sender name ``stream_id`` as its stream.
+
+    aiortc gives every sender of a peer connection one stream id, so a client
+    that builds a MediaStream per msid stream (the OWT JS SDK builds one per
+    subscription from ``ontrack``'s ``event.streams``) would put every
+    subscription's tracks in one stream. Call before createAnswer.
+    """
+    sender._stream_id = stream_id
+
+
+def check_msid_stream() -> None:
+    """Raises unless aiortc still writes ``a=msid`` from the sender's ``_stream_id``.
+
+    Builds the media section of an answer for a stand-in transceiver, as
+    createAnswer does, and reads the msid back: what `set_msid_stream` relies on.
+    """
+    # Stand-ins for what the media section reads besides the sender: no loop, no sockets.
+    ice = SimpleNamespace(
+        iceGatherer=SimpleNamespace(
+            getLocalCandidates=list,
+            state="completed",
+            getLocalParameters=lambda: RTCIceParameters(usernameFragment="check", password="x"),
+        )
+    )
+    dtls = SimpleNamespace(
+        transport=ice, getLocalParameters=lambda: RTCDtlsParameters(fingerprints=[])
+    )
+    sender = SimpleNamespace(_stream_id="", _track_id="track", _ssrc=1, _rtx_ssrc=2)
+    transceiver = SimpleNamespace(
+        kind="video",
+        sender=sender,
+        receiver=SimpleNamespace(transport=dtls),
+        _codecs=[],
+        _headerExtensions=[],
+    )
+    set_msid_stream(sender, "subscription")  # type: ignore[arg-type]
+    media = rtcpeerconnection.create_media_description_for_transceiver(
+        transceiver,  # type: ignore[arg-type]
+        cname="check",
+        direction="sendonly",
+        mid="0",
+    )
+    if "a=msid:subscription track" not in str(media).splitlines():
+        raise RuntimeError(f"aiortc wrote a=msid:{media.msid!r}, not the stream id Tessera set")
 
 
 def prefer_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> bool:

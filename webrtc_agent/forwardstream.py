@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -59,8 +60,10 @@ class ForwardTrack(PacketSource):
         self.decoded = DecodedTrack(self)
         self._keyframes = KeyframeRequester(self._send_pli, keyframe_min_interval)
         self.active = True  # False while the publisher has paused this track
-        self.frame_size: tuple[int, int] | None = None  # from the first VP8 keyframe
+        self.frame_size: tuple[int, int] | None = None  # from the latest VP8 keyframe
         self.frame_size_known = asyncio.Event()
+        # Called when a later keyframe has another size (the publisher changed resolution).
+        self.on_resize: Callable[[], None] | None = None
 
     def bind(self, receiver: RTCRtpReceiver, codec: RTCRtpCodecParameters) -> None:
         """Attach to the aiortc receiver once the transport negotiated the track."""
@@ -75,11 +78,15 @@ class ForwardTrack(PacketSource):
             self.tap.decode = True
 
     def _on_encoded(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> None:
-        if self.kind == "video" and not self.frame_size_known.is_set():
+        if self.kind == "video":
+            # Header bytes only: None for anything but a VP8 keyframe.
             size = vp8_frame_size(data) if self.codec == "vp8" else None
-            if size is not None:
+            if size is not None and size != self.frame_size:
+                resized = self.frame_size is not None
                 self.frame_size = size
-            if size is not None or self.codec != "vp8":
+                if resized and self.on_resize is not None:
+                    self.on_resize()
+            if not self.frame_size_known.is_set() and (size is not None or self.codec != "vp8"):
                 self.frame_size_known.set()
         if not self._sinks or not self.active:
             return
@@ -292,6 +299,10 @@ class ForwardStream(Stream):
         self.tracks: dict[str, ForwardTrack] = {
             spec.kind: ForwardTrack(spec, keyframe_min_interval) for spec in tracks
         }
+        # Told when info() changes other than by status (the room sends stream update ".").
+        self.on_info_changed: Callable[[ForwardStream], None] | None = None
+        for track in self.tracks.values():
+            track.on_resize = self._resized
         self.transcoders: dict[VideoFormat, VideoTranscoder] = {}
         self.closed = False
 
@@ -313,6 +324,12 @@ class ForwardStream(Stream):
         track.active = active
         if active:
             track.request_keyframe()
+
+    def _resized(self) -> None:
+        video = self.tracks.get("video")
+        declared = video is not None and "resolution" in video.spec.parameters
+        if not declared and self.on_info_changed is not None and not self.closed:
+            self.on_info_changed(self)
 
     def _resolution(self, track: ForwardTrack) -> tuple[int, int] | None:
         res = track.spec.parameters.get("resolution")

@@ -274,6 +274,8 @@ class Transport:
         packet_track = session.bind(kind, codec_name)
         transceiver.direction = "sendonly"
         transceiver.sender.replaceTrack(packet_track)
+        # Each subscription is its own MediaStream at the client (PROTOCOL.md).
+        aiortcext.set_msid_stream(transceiver.sender, session.id)
         aiortcext.on_keyframe_request(transceiver.sender, packet_track.request_keyframe)
 
     async def add_candidate(self, candidate: dict[str, Any]) -> None:
