@@ -8,14 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from tessera.recorder.muxer import MuxerError
+from tessera.recorder.outputpatch import parse_output_patch
 from tessera.recorder.recording import Recording, StoredRecording
 from tessera.webrtc_agent.mediasource import ParameterError
 
-from .bodies import expect_patch, path_id
+from .bodies import path_id
 from .errors import ErrorCode, RestError, bad_request
 from .mediarequest import media_request
 from .resource import BOTH, Resource, RoomRef, Route, empty_response
-from .subscriptionupdate import subscription_update
 
 logger = logging.getLogger(__name__)
 
@@ -81,16 +81,20 @@ class Recordings(Resource):
 
     async def patch_recording(self, request: web.Request) -> web.StreamResponse:
         ref, recording = self._recording(request)
-        update = subscription_update(expect_patch(await self._read_json(request)))
+        # OWT's SubscriptionControlInfo, as a streaming-out's PATCH reads it.
+        try:
+            patch = parse_output_patch(await self._read_json(request))
+        except ParameterError as exc:
+            raise bad_request(str(exc)) from None
         if ref.loaded is None or recording.state != "recording":
-            raise bad_request("The recording is not running")
+            raise bad_request(f"The recording is not running (it is {recording.state})")
         try:
             recording.update(
                 ref.loaded.streams,
-                update.sources.get("audio"),
-                update.sources.get("video"),
-                update.video_parameters,
-                update.active,
+                patch.sources.get("audio"),
+                patch.sources.get("video"),
+                patch.parameters,
+                patch.status,
             )
         except ParameterError as exc:
             raise bad_request(str(exc)) from None

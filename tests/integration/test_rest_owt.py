@@ -469,10 +469,14 @@ async def test_recording_patch_status_and_video_parameters(
 
     # A bad patch anywhere changes nothing (OWT's SubscriptionControlInfo, checked first).
     for bad, words in [
-        ([{"op": "replace", "path": "/media/video/parameters/framerate", "value": 25}], ["6, 12"]),
+        (
+            [{"op": "replace", "path": "/media/video/parameters/framerate", "value": 25}],
+            ["Framerate is not acceptable"],
+        ),
         ([{"op": "add", "path": "/media/audio/status", "value": "inactive"}], ["replace"]),
         ([{"op": "replace", "path": "/media/video/status", "value": "off"}], ["active"]),
-        ([{"op": "replace", "path": "/media/colour", "value": "red"}], ["cannot be changed"]),
+        ([{"op": "replace", "path": "/media/colour", "value": "red"}], ["[0].path"]),
+        ({"op": "replace"}, ["list"]),
         (
             [
                 {"op": "replace", "path": "/media/audio/status", "value": "inactive"},
