@@ -17,13 +17,19 @@ from tessera.webrtc_agent.mediasource import Stream
 from ..room import Room
 from .bodies import expect_patch, path_id
 from .errors import ErrorCode, RestError, bad_request
-from .resource import BOTH, Resource, Route
+from .resource import BOTH, Resource, Route, empty_response
+from .streamformat import API_V1, API_V11, rest_stream
 
 logger = logging.getLogger(__name__)
 
 
+def api_version(request: web.Request) -> str:
+    """Which of OWT's stream formats the request's path asks for (/v1 or /v1.1)."""
+    return API_V11 if request.path.startswith("/v1.1/") else API_V1
+
+
 class Streams(Resource):
-    """GET, PATCH (JSON patch) and DELETE of streams."""
+    """GET, PATCH (JSON patch) and DELETE of streams, in OWT's format of the path's version."""
 
     def routes(self) -> list[Route]:
         return [
@@ -44,11 +50,13 @@ class Streams(Resource):
     async def list_streams(self, request: web.Request) -> web.StreamResponse:
         room = self._room(request).loaded
         streams = list(room.streams.values()) if room is not None else []
-        return web.json_response([stream.info() for stream in streams])
+        version = api_version(request)
+        return web.json_response([rest_stream(stream.info(), version) for stream in streams])
 
     async def get_stream(self, request: web.Request) -> web.StreamResponse:
         _, stream = self._stream(request)
-        return web.json_response(stream.info())
+        info = rest_stream(stream.info(), api_version(request), keep_tracks=True)
+        return web.json_response(info)
 
     async def patch_stream(self, request: web.Request) -> web.StreamResponse:
         room, stream = self._stream(request)
@@ -60,7 +68,7 @@ class Streams(Resource):
         ]
         for change in changes:
             change()
-        return web.json_response(stream.info())
+        return web.json_response(rest_stream(stream.info(), api_version(request)))
 
     async def delete_stream(self, request: web.Request) -> web.StreamResponse:
         room, stream = self._stream(request)
@@ -75,7 +83,7 @@ class Streams(Resource):
         else:
             room.remove_stream(stream.id)
         logger.info("stream removed over REST", extra={"room": room.id, "stream": stream.id})
-        return web.Response()
+        return empty_response()
 
 
 _LAYOUT_STREAM_RE = re.compile(r"^/info/layout/(\d+)/stream$")

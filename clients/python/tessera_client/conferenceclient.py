@@ -34,6 +34,7 @@ from .tokens import (
     parse_relogin_reply,
     portal_url,
     ticket_refresh_delay,
+    token_text,
 )
 
 logger = logging.getLogger("tessera_client")
@@ -176,9 +177,12 @@ class ConferenceClient:
     # ------------------------------------------------------------- join/leave
 
     async def join(
-        self, token: str, *, origin: str | None = None, timeout: float | None = None
+        self, token: str | bytes, *, origin: str | None = None, timeout: float | None = None
     ) -> dict[str, Any]:
         """Connect to the portal named in ``token`` and log in; returns the login reply.
+
+        ``token`` is the body of the REST answer (``POST /v1/rooms/{room}/tokens``) as
+        it was read, text or bytes.
 
         ``origin`` is sent as the WebSocket ``Origin`` header. Raises ``ValueError``
         for a malformed token, :class:`ClientConnectionError` when the portal cannot
@@ -189,6 +193,7 @@ class ConferenceClient:
         if self._closed:
             raise RuntimeError("This client has left; create a new one")
         timeout = self.request_timeout if timeout is None else timeout
+        token = token_text(token)
         self._url = portal_url(decode_token(token))
         self._headers = {"Origin": origin} if origin else {}
         self._joined = True
