@@ -1,12 +1,13 @@
 """The few places where Tessera reaches into aiortc's private state.
 
-aiortc has no public API for seven things an SFU/MCU needs: taking the encoded
+aiortc has no public API for nine things an SFU/MCU needs: taking the encoded
 frames a receiver has reassembled (to forward them without decoding), turning
 decoding on and off, hearing a receiver's keyframe request on a sender that
-sends pre-encoded packets, releasing received frames without aiortc's
-fixed extra delay, giving each subscription its own msid stream id,
-checking DTLS-SRTP at start-up, and (for benchmark clients) taking SRTP
-packets before they are decrypted. Keeping every such
+sends pre-encoded packets, hearing a receiver's bandwidth estimate (REMB),
+answering only some of the codecs both sides support, releasing received
+frames without aiortc's fixed extra delay, giving each subscription its own
+msid stream id, checking DTLS-SRTP at start-up, and (for benchmark clients)
+taking SRTP packets before they are decrypted. Keeping every such
 reach-in here means an aiortc upgrade is checked in one file
 (tests/integration cover each of them).
 
@@ -40,7 +41,13 @@ from aiortc import (
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import SRTP_PROFILES
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtpPacket,
+    unpack_remb_fci,
+)
 from aiortc.utils import uint16_add
 from OpenSSL import SSL
 from pylibsrtp import Policy, Session
@@ -66,8 +73,8 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("RTCRtpReceiver", "_send_rtcp_pli"),  # send_picture_loss
     ("RTCRtpReceiver", "_handle_rtp_packet"),
     ("RTCRtpReceiver._handle_rtp_packet", "_data"),  # each RtpPacket's depayloaded frame
-    ("RTCRtpSender", "_RTCRtpSender__encoder"),  # estimated_bitrate
     ("RTCRtpSender", "_send_keyframe"),  # on_keyframe_request
+    ("RTCRtpSender", "_handle_rtcp_packet"),  # watch_remb wraps it
     ("RTCRtpSender", "_stream_id"),  # set_msid_stream
     # What aiortc's media description reads of a sender and a transceiver (check_msid_stream).
     ("RTCRtpSender", "_track_id"),
@@ -411,6 +418,29 @@ def prefer_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> bool:
     return True
 
 
+def restrict_codecs(
+    transceiver: RTCRtpTransceiver, keep: Callable[[RTCRtpCodecParameters], bool]
+) -> bool:
+    """Leave only the first negotiated codec that `keep` accepts (with its RTX).
+
+    Called between setRemoteDescription and createAnswer, so that the answer
+    lets the remote sender use that one codec only (OWT answers one format per
+    m-line too). Returns False, changing nothing, when `keep` accepts none of
+    them (an m-line cannot list no codec at all).
+    """
+    codecs: list[RTCRtpCodecParameters] = list(transceiver._codecs)
+    kept = [c for c in codecs if c.name.lower() != "rtx" and keep(c)][:1]
+    if not kept:
+        return False
+    pts = {c.payloadType for c in kept}
+    transceiver._codecs = [
+        c
+        for c in codecs
+        if c in kept or (c.name.lower() == "rtx" and int(str(c.parameters.get("apt", -1))) in pts)
+    ]
+    return True
+
+
 def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | None:
     """The codec the transceiver sends or receives with (the first negotiated)."""
     codecs: list[RTCRtpCodecParameters] = transceiver._codecs
@@ -429,11 +459,48 @@ def _log_failure(task: asyncio.Future[Any]) -> None:
         logger.debug("RTCP send failed: %s", task.exception())
 
 
+class RembRecord:
+    """The latest REMB (receiver estimated maximum bitrate) that named one sender."""
+
+    def __init__(self) -> None:
+        self.bitrate: int | None = None  # bit/s, as the receiver sent it
+        self.reports = 0
+
+
+def watch_remb(sender: RTCRtpSender) -> RembRecord:
+    """Record every REMB the remote receiver sends for `sender`'s SSRC; idempotent.
+
+    aiortc hands a REMB only to the sender's own encoder, clamped to that
+    encoder's range (VP8: 250 kbit/s to 1.5 Mbit/s), and a sender of
+    pre-encoded packets never uses it: the figure itself is kept here.
+    """
+    existing = getattr(sender, "_tessera_remb", None)
+    if isinstance(existing, RembRecord):
+        return existing
+    record = RembRecord()
+    handle = sender._handle_rtcp_packet
+
+    async def handle_rtcp(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass  # not a REMB (another application-layer feedback); aiortc ignores it too
+            else:
+                if sender._ssrc in ssrcs:
+                    record.bitrate = bitrate
+                    record.reports += 1
+        await handle(packet)
+
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+    sender._tessera_remb = record  # type: ignore[attr-defined]
+    return record
+
+
 def estimated_bitrate(sender: RTCRtpSender) -> int | None:
-    """The receiver's REMB estimate, which aiortc stores on the sender's packetizer."""
-    encoder = getattr(sender, "_RTCRtpSender__encoder", None)
-    value = getattr(encoder, "target_bitrate", None)
-    return int(value) if isinstance(value, int | float) else None
+    """The latest REMB figure (bit/s) the receiver sent for `sender`, or None if none yet."""
+    record = getattr(sender, "_tessera_remb", None)
+    return record.bitrate if isinstance(record, RembRecord) else None
 
 
 def check_dtls_srtp() -> None:

@@ -234,6 +234,17 @@ class ViewAudio(OptionsModel):
     )
     vad: bool = True
 
+    @field_validator("format")
+    @classmethod
+    def _mixed_as_opus(cls, fmt: AudioFormat) -> AudioFormat:
+        # The audio mixer encodes Opus, 48 kHz stereo; another format would be advertised
+        # and never produced.
+        if fmt.codec != "opus" or fmt.sample_rate not in (None, 48000):
+            raise ValueError("Tessera mixes audio as Opus at 48000 Hz only")
+        if fmt.channel_num not in (None, 2):
+            raise ValueError("Tessera mixes audio in stereo (channelNum 2) only")
+        return fmt
+
 
 class ViewVideo(OptionsModel):
     """Video of a view: the composite's format, size, background and layout."""
@@ -241,6 +252,16 @@ class ViewVideo(OptionsModel):
     format: VideoFormat = Field(default_factory=lambda: VideoFormat(codec="vp8"))
     parameters: VideoParameters = Field(default_factory=VideoParameters)
     max_input: int = Field(default=16, ge=1, le=256)
+
+    @field_validator("format")
+    @classmethod
+    def _encodable(cls, fmt: VideoFormat) -> VideoFormat:
+        # The view's encoders are libvpx VP8 and x264 (constrained baseline, which any
+        # H.264 profile's decoder plays, as OWT's profile check counts it).
+        if fmt.codec not in ("vp8", "h264"):
+            raise ValueError(f"Tessera encodes views in vp8 or h264, not {fmt.codec}")
+        return fmt
+
     bg_color: BgColor = Field(default_factory=BgColor)
     # Scales the automatic bitrate: more for high-motion content.
     motion_factor: float = Field(default=0.8, gt=0, le=10)

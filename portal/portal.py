@@ -393,6 +393,7 @@ class Portal:
         room = participant.room
         participant.check_publication_limit(self.config.limits.publications_per_participant)
         room.check_input_limit()
+        room.check_media_in(kinds)
         stream_id = uuid.uuid4().hex
         settings = room.settings
         stream = ForwardStream(
@@ -405,6 +406,7 @@ class Portal:
                 for t in request.media.tracks
             ],
             request.attributes,
+            media_in=settings.get("mediaIn", {}),
             media_out=settings.get("mediaOut", {}),
             transcoding=settings.get("transcoding", {}),
             keyframe_min_interval=self.config.webrtc.keyframe_min_interval,
@@ -567,8 +569,13 @@ class Portal:
                 subscription.set_paused(kind, request.operation == "pause")
             return None
         if request.operation == "querybwe":
+            # OWT: {"estimatedBitrate": bit/s}, the send side's estimate for the subscriber.
             estimate = subscription.transport.estimated_bitrate(subscription)
-            return {"estimatedBitrate": estimate or 0}
+            if estimate is None:
+                raise RequestError(
+                    "No bandwidth estimate yet: the subscriber has not reported one (REMB)"
+                )
+            return {"estimatedBitrate": estimate}
         update = m.parse(m.SubscriptionUpdate, request.data)
         room = participant.room
         changes: list[tuple[str, Any, VideoFormat | str]] = []

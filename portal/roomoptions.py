@@ -254,11 +254,21 @@ class NotifyingOptions(_Model):
 
 
 class SipOptions(_Model):
-    """OWT's SIP account of a room; kept so that OWT rooms validate, unused by Tessera."""
+    """OWT's SIP account of a room: refused when it names a server (Tessera has no SIP gateway).
+
+    An empty account (what an OWT room without SIP may carry) validates.
+    """
 
     sip_server: str | None = None
     username: str | None = None
     password: str | None = None
+
+    @field_validator("sip_server")
+    @classmethod
+    def _no_gateway(cls, server: str | None) -> str | None:
+        if server:
+            raise ValueError("Tessera has no SIP gateway: a room cannot register with a SIP server")
+        return server
 
 
 # --- the room ----------------------------------------------------------------
@@ -270,7 +280,11 @@ class RoomOptions(_Model):
     name: str = Field(default="", max_length=256)
     input_limit: int = Field(default=-1, ge=-1)  # -1 = unlimited
     participant_limit: int = Field(default=-1, ge=-1)  # -1 = unlimited
+    # OWT: the room offers its 3 most active audio inputs as 3 streams (mixer/activeaudio.py).
     select_active_audio: bool = False
+    # OWT 5.x: subscribers' simulcast layers follow their bandwidth. Tessera forwards one
+    # layer (no simulcast): false is what it does, true is refused.
+    enable_bandwidth_adaptation: bool = False
     roles: list[RoleOptions] = Field(default_factory=_default_roles)
     # An empty list means no mixing at all.
     views: list[ViewOptions] = Field(default_factory=lambda: [ViewOptions()])
@@ -302,11 +316,21 @@ class RoomOptions(_Model):
                 raise ValueError(f"duplicate view label {label!r}")
         return views
 
+    @field_validator("enable_bandwidth_adaptation")
+    @classmethod
+    def _no_layers(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("Tessera forwards one layer (no simulcast): nothing to adapt")
+        return value
+
     @model_serializer(mode="wrap")
-    def _drop_sip(self, handler: SerializerFunctionWrapHandler) -> Any:
+    def _leave_out(self, handler: SerializerFunctionWrapHandler) -> Any:
         data = handler(self)
-        if isinstance(data, dict) and data.get("sip") is None:
-            data.pop("sip", None)
+        if isinstance(data, dict):
+            if data.get("sip") is None:
+                data.pop("sip", None)
+            # Always false (see the field): left out, as rooms were before it was accepted.
+            data.pop("enableBandwidthAdaptation", None)
         return data
 
     def to_json(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from aiohttp import web
 from tessera.config.validation import check_name
 from tessera.media.mediasource import ParameterError
 from tessera.mixer.layout import LayoutError
-from tessera.recorder.muxer import MuxerError
+from tessera.recorder.muxer import PLAYABLE, MuxerError
 from tessera.recorder.recording import MediaChoice, Recording, StoredRecording
 
 from .messages import RequestError
@@ -306,7 +306,8 @@ class DemoApp:
             video_from=view.id if view.has_track("video") else None,
         )
         try:
-            recording = room.start_recording("auto", media)
+            # A container the page's browser plays (REST's "auto" is OWT's: Matroska).
+            recording = room.start_recording(PLAYABLE, media)
         except (ParameterError, MuxerError) as exc:
             raise DemoError(400, str(exc)) from None
         logger.info(

@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -33,6 +33,8 @@ from tessera.media.mediasource import (
 )
 from tessera.media.streaminfo import optional_video
 from tessera.media.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
+
+from .mediaformats import CodecFormat
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class ForwardTrack(PacketSource):
         self.frame_size_known = asyncio.Event()
         # Called when a later keyframe has another size (the publisher changed resolution).
         self.on_resize: Callable[[], None] | None = None
+        self.format: CodecFormat | None = None  # what was negotiated, once bound
 
     def bind(self, receiver: RTCRtpReceiver, codec: RTCRtpCodecParameters) -> None:
         """Attach to the aiortc receiver once the transport negotiated the track."""
@@ -70,6 +73,7 @@ class ForwardTrack(PacketSource):
         self.codec = codec.name.lower()
         self.clock_rate = codec.clockRate
         self.codec_parameters = codec
+        self.format = codec_format(self.kind, codec)
         self.tap = aiortcext.install_encoded_tap(receiver, self._on_encoded)
         # Forwarded and mixed media both leave sooner: -33 ms video, -80 ms audio.
         aiortcext.install_low_latency_buffer(receiver)
@@ -284,6 +288,7 @@ class ForwardStream(Stream):
         tracks: list[TrackSpec],
         attributes: dict[str, Any] | None,
         *,
+        media_in: Mapping[str, Any],
         media_out: dict[str, Any],
         transcoding: dict[str, Any],
         keyframe_min_interval: float = 1.0,
@@ -291,6 +296,8 @@ class ForwardStream(Stream):
         self.id = stream_id
         self.owner = owner
         self.attributes = attributes or {}
+        # The room's mediaIn (OWT's JSON form): the formats this publication may use.
+        self.media_in = media_in
         self.media_out = media_out
         self.transcoding = transcoding
         self.in_views: list[str] = []
@@ -310,6 +317,11 @@ class ForwardStream(Stream):
 
     def has_track(self, kind: str) -> bool:
         return kind in self.tracks
+
+    def accepts(self, kind: str, codec: RTCRtpCodecParameters) -> bool:
+        """Whether the room takes `kind` from the publisher in this offered codec."""
+        formats = self.media_in.get(kind)
+        return isinstance(formats, list) and codec_format(kind, codec).accepted_by(formats)
 
     def codec(self, kind: str) -> str | None:
         track = self.tracks.get(kind)
@@ -363,10 +375,10 @@ class ForwardStream(Stream):
                 fmt: dict[str, Any] = {"codec": track.codec or "opus"}
                 if track.codec == "opus":
                     fmt.update(sampleRate=48000, channelNum=2)
-                entry["format"] = fmt
+                entry["format"] = track.format.to_json() if track.format else fmt
             else:
                 codec = track.codec or "vp8"
-                entry["format"] = {"codec": codec}
+                entry["format"] = track.format.to_json() if track.format else {"codec": codec}
                 resolution = self._resolution(track)
                 framerate = track.spec.parameters.get("framerate")
                 params: dict[str, Any] = {}
@@ -438,6 +450,11 @@ class ForwardStream(Stream):
         self.transcoders.clear()
         for track in self.tracks.values():
             track.close()
+
+
+def codec_format(kind: str, codec: RTCRtpCodecParameters) -> CodecFormat:
+    """The OWT format of an aiortc codec of an SDP m-line."""
+    return CodecFormat.from_sdp(kind, codec.name, codec.clockRate, codec.channels, codec.parameters)
 
 
 __all__ = ["VIDEO_TIME_BASE", "ForwardStream", "ForwardTrack", "TrackSpec", "VideoTranscoder"]

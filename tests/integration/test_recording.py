@@ -105,9 +105,11 @@ async def test_record_the_mixed_view_with_timeline(tessera: RunningServer) -> No
     await late.join(tessera.token(user="Late Comer"))
     joined_at = time.monotonic() - started
     await asyncio.sleep(2.0)
-    status, info = await api(tessera, "DELETE", f"/v1/rooms/{room}/recordings/{rec['id']}")
-    assert status == 200 and info["state"] == "stopped"
+    status, body = await api(tessera, "DELETE", f"/v1/rooms/{room}/recordings/{rec['id']}")
+    assert status == 200 and body == b""  # OWT's DELETE: an empty body
     elapsed = time.monotonic() - started
+    status, info = await api(tessera, "GET", f"/v1/rooms/{room}/recordings/{rec['id']}")
+    assert status == 200 and info["state"] == "stopped"
     path = Path(rec["storage"]["file"])
     media = read_file(path)
     assert media["video"] == "vp8" and media["audio"] == "opus"
@@ -141,7 +143,10 @@ async def test_record_the_mixed_view_with_timeline(tessera: RunningServer) -> No
         tessera.url, "wrong-key", "GET", f"/v1/rooms/{room}/recordings/{rec['id']}/file"
     )
     assert status == 401
+    # As OWT's, the list is of the recordings that run; ?state=all keeps the finished ones.
     status, listing = await api(tessera, "GET", f"/v1/rooms/{room}/recordings")
+    assert status == 200 and listing == []
+    status, listing = await api(tessera, "GET", f"/v1/rooms/{room}/recordings?state=all")
     assert [r["id"] for r in listing] == [rec["id"]] and listing[0]["size"] == path.stat().st_size
     for c, _ in pubs:
         await c.leave()
@@ -162,6 +167,8 @@ async def test_record_a_forward_stream_and_mp4_of_h264_view(tessera: RunningServ
         },
     )
     assert status == 200, rec
+    # OWT's "auto": Matroska unless the audio is AAC.
+    assert rec["container"] == "mkv" and rec["storage"]["file"].endswith(".mkv")
     status, mp4 = await api(
         tessera,
         "POST",
@@ -326,7 +333,7 @@ async def test_killed_server_leaves_a_playable_file(tmp_path: Path) -> None:
         # The next start of the server still lists it, stopped, with the reason.
         again = await start_server(tmp_path)
         try:
-            status, listing = await api(again, "GET", f"/v1/rooms/{room}/recordings")
+            status, listing = await api(again, "GET", f"/v1/rooms/{room}/recordings?state=stopped")
             assert status == 200 and [r["id"] for r in listing] == [rec["id"]]
             assert listing[0]["state"] == "stopped" and "server stopped" in listing[0]["reason"]
             status, body = await api(again, "GET", f"/v1/rooms/{room}/recordings/{rec['id']}/file")

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -21,7 +21,7 @@ from aiortc import (
 
 from .errors import ClientConnectionError, ClientError, RequestTimeout
 from .eventqueue import EventQueue, Predicate
-from .negotiation import PeerNegotiation, codec_preferences
+from .negotiation import PeerNegotiation, codec_preferences, only_codecs
 from .publication import Publication
 from .roomstate import RoomState
 from .session import Session
@@ -34,6 +34,7 @@ from .tokens import (
     parse_relogin_reply,
     portal_url,
     ticket_refresh_delay,
+    token_text,
 )
 
 logger = logging.getLogger("tessera_client")
@@ -198,9 +199,12 @@ class ConferenceClient:
     # ------------------------------------------------------------- join/leave
 
     async def join(
-        self, token: str, *, origin: str | None = None, timeout: float | None = None
+        self, token: str | bytes, *, origin: str | None = None, timeout: float | None = None
     ) -> dict[str, Any]:
         """Connect to the portal named in ``token`` and log in; returns the login reply.
+
+        ``token`` is the body of the REST answer (``POST /v1/rooms/{room}/tokens``) as
+        it was read, text or bytes.
 
         ``origin`` is sent as the WebSocket ``Origin`` header. Raises ``ValueError``
         for a malformed token, :class:`ClientConnectionError` when the portal cannot
@@ -211,6 +215,7 @@ class ConferenceClient:
         if self._closed:
             raise RuntimeError("This client has left; create a new one")
         timeout = self.request_timeout if timeout is None else timeout
+        token = token_text(token)
         self.signaling.url = portal_url(decode_token(token))
         self.signaling.headers = {"Origin": origin} if origin else {}
         self._joined = True
@@ -306,6 +311,7 @@ class ConferenceClient:
         attributes: dict[str, Any] | None = None,
         audio_source: str = "mic",
         video_source: str = "camera",
+        codecs: Mapping[str, Sequence[str]] | None = None,
         timeout: float | None = None,
     ) -> Publication:
         """Publish an audio and/or a video track; returns once the answer is applied.
@@ -313,12 +319,15 @@ class ConferenceClient:
         Adds sendonly transceivers (audio first), creates an offer, sends
         ``publish`` with the mids and then the offer with ``soac``. Wait for
         ``publication.ready`` (or :meth:`Publication.wait_ready`) for media to flow.
+        ``codecs`` maps a kind to the only codecs to offer for it, in order
+        (``{"video": ["h264"]}``), as a browser limited with ``setCodecPreferences``.
         """
         if audio is None and video is None:
             raise ValueError("Nothing to publish: give an audio and/or a video track")
         for kind, track in (("audio", audio), ("video", video)):
             if track is not None and track.kind != kind:
                 raise ValueError(f"The {kind} track is a {track.kind} track")
+        preferences = {kind: only_codecs(kind, names) for kind, names in (codecs or {}).items()}
         timeout = self.request_timeout if timeout is None else timeout
         attrs = dict(attributes or {})
         self._check_joined()
@@ -334,6 +343,8 @@ class ConferenceClient:
             ):
                 if track is not None:
                     transceivers[kind] = pc.addTransceiver(track, direction="sendonly")
+                    if kind in preferences:
+                        transceivers[kind].setCodecPreferences(preferences[kind])
                     tracks[kind] = track
                     sources[kind] = source
             await self.negotiation.create_offer(transceivers.values(), stop_sending=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiortc import (
@@ -14,6 +14,7 @@ from aiortc import (
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
+    RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
@@ -207,3 +208,19 @@ def codec_preferences(names: list[str]) -> list[Any]:
     wanted = [c for name in names for c in codecs if c.name.lower() == name.lower()]
     rest = [c for c in codecs if c not in wanted]
     return wanted + rest
+
+
+def only_codecs(kind: str, names: Sequence[str]) -> list[Any]:
+    """aiortc's capabilities of `kind` limited to the named codecs (and their RTX), in order."""
+    if kind not in ("audio", "video"):
+        raise ValueError(f"codecs: {kind!r} is not a media kind (audio or video)")
+    capabilities = RTCRtpSender.getCapabilities(kind)
+    known = list(capabilities.codecs) if capabilities is not None else []
+    chosen = []
+    for name in names:
+        matching = [c for c in known if c.name.lower() == name.lower()]
+        if not matching:
+            raise ValueError(f"codecs: aiortc cannot send {kind} codec {name!r}")
+        chosen += matching
+    rtx = [c for c in known if c.name.lower() == "rtx"]
+    return chosen + rtx
