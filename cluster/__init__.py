@@ -1,0 +1,1 @@
+"""Tessera across processes: the Redis bus, node leases, room placement."""
