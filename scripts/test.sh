@@ -3,12 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # System tools the tests drive: FFmpeg's command line is the RTMP receiver of the
-# streaming-out tests; Debian's Chromium runs the browser tests. Installed where missing
-# when we may (root with apt-get); elsewhere those tests skip and say how to enable them.
+# streaming-out tests; Debian's Chromium runs the browser tests; redis-server backs the
+# cluster tests (each test starts its own). Installed where missing when we may (root with
+# apt-get); elsewhere those tests skip and say how to enable them.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   command -v ffmpeg >/dev/null || missing+=(ffmpeg)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
@@ -24,7 +26,7 @@ echo "== layers (import contracts in pyproject.toml; docs/architecture.md)"
 lint-imports --no-cache --no-logo
 echo "== mypy"
 mypy -p tessera.portal -p tessera.webrtc_agent -p tessera.mixer -p tessera.recorder -p tessera.config \
-  -p tessera.media
+  -p tessera.media -p tessera.cluster
 mypy bench
 mypy clients/python/tessera_client
 echo "== pytest"
