@@ -1,0 +1,42 @@
+"""`tessera cluster status` table and the launcher's plan (pure parts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tessera.cluster.launcher import ClusterPlan, child_commands, redis_command
+from tessera.cluster.placement import NodeInfo, NodeLoad
+from tessera.cluster.status import ClusterStatus, format_status
+
+
+def test_status_table_lists_every_node_with_its_rooms() -> None:
+    status = ClusterStatus(
+        nodes=[
+            NodeInfo(id="portal-a", role="portal", url="http://127.0.0.1:8080", started=0.0),
+            NodeInfo(
+                id="agent-a", role="agent", started=0.0, load=NodeLoad(cpu=0.42, participants=9)
+            ),
+            NodeInfo(id="agent-b", role="agent", started=0.0, draining=True),
+        ],
+        rooms={"agent-a": ["svc/r1", "svc/r2"], "agent-b": []},
+    )
+    text = format_status(status, now=300.0)
+    assert text.splitlines()[0] == "1 portal(s), 2 agent(s)"
+    row = next(line for line in text.splitlines() if line.startswith("agent   agent-a"))
+    assert "42%" in row and row.split()[-3:] == ["2", "9", "ok"]
+    assert next(line for line in text.splitlines() if "agent-b" in line).endswith("draining")
+    assert text.splitlines()[-1] == "2 room(s) hosted"
+    assert status.to_json()["agents"][0]["hostedRooms"] == ["svc/r1", "svc/r2"]
+
+
+def test_plan_starts_m_portals_and_n_agents_on_counted_ports(tmp_path: Path) -> None:
+    plan = ClusterPlan(portals=2, agents=3, port=9000, redis_port=7000, data_dir=tmp_path)
+    names = [name for name, _ in child_commands(plan)]
+    assert names == ["portal-1", "portal-2", "agent-1", "agent-2", "agent-3"]
+    argv = dict(child_commands(plan))
+    assert argv["portal-2"][-4:] == ["--host", "127.0.0.1", "--port", "9001"]
+    assert argv["agent-3"][-2:] == ["--port", "9102"]
+    assert all("redis://127.0.0.1:7000/0" in a for a in argv.values())
+    redis = redis_command(plan, "/usr/bin/redis-server")
+    assert redis[redis.index("--appendonly") + 1] == "yes"
+    assert redis[redis.index("--dir") + 1] == str(tmp_path / "redis")
