@@ -295,3 +295,14 @@ async def test_frozen_subscriber_is_dropped_and_others_keep_their_frames(
         await frozen.kill()
     await healthy.leave()
     await publisher.leave()
+
+
+async def test_sub_second_pings_are_advertised_so_healthy_clients_stay(
+    faulty: RunningServer,
+) -> None:
+    # Engine.IO advertises its ping interval in whole seconds, cut down: 0.5 s went out as
+    # 0, and every client expected the next ping sooner than it came and dropped a healthy
+    # connection each cycle (the fault tests' watchers reconnected every second).
+    client = await client_in(faulty, await small_room(faulty), "steady")
+    assert client.sio.eio.ping_interval >= PING
+    await client.leave()
