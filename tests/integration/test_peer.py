@@ -142,7 +142,7 @@ async def keep_alive(peer: RawPeer) -> None:
     """Heartbeats, as peerjs sends them (the stimulus: this peer stays alive)."""
     while True:
         await peer.send(type="HEARTBEAT")
-        await asyncio.sleep(0.3)  # well inside the 1.5 s alive timeout
+        await asyncio.sleep(0.3)  # stimulus: beats well inside the 1.5 s alive timeout
 
 
 async def test_expire_for_unknown_destination(quick: RunningServer) -> None:

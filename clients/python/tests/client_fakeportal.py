@@ -435,9 +435,9 @@ class FakePortal:
         return ("ok",)
 
     async def _later(self, participant: Participant, event: str, data: Any) -> None:
-        # The stimulus: a push that comes after the request's reply (which is sent as the
-        # handler returns, before this timer can fire).
-        await asyncio.sleep(0.05)
+        # A push that comes after the request's reply (which is sent as the handler
+        # returns, before this timer can fire).
+        await asyncio.sleep(0.05)  # the stimulus
         await self.notify(participant, event, data)
 
     def _spawn(self, coro: Any) -> None:
