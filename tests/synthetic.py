@@ -107,7 +107,7 @@ async def collect_audio(track: MediaStreamTrack, seconds: float) -> np.ndarray:
     chunks = []
     total = 0
     while total < seconds * AUDIO_RATE:
-        frame = await asyncio.wait_for(track.recv(), 5)
+        frame = await asyncio.wait_for(track.recv(), 20)
         data = frame.to_ndarray()
         channels = len(frame.layout.channels)
         mono = data.reshape(-1, channels).mean(axis=1) if channels > 1 else data.reshape(-1)
@@ -116,7 +116,7 @@ async def collect_audio(track: MediaStreamTrack, seconds: float) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-async def next_video_frame(track: MediaStreamTrack, timeout: float = 10) -> av.VideoFrame:
+async def next_video_frame(track: MediaStreamTrack, timeout: float = 20) -> av.VideoFrame:
     frame = await asyncio.wait_for(track.recv(), timeout)
     assert isinstance(frame, av.VideoFrame)
     return frame
