@@ -1,5 +1,5 @@
 """AudioMix: the audio mixer's math for one 20 ms tick; TalkerSelection and
-VoiceActivity on its levels.
+VoiceActivity on its levels (`level_dbov` measures one input's).
 
 Pure numpy: no asyncio, no I/O, no frame source. A MixedStream calls `AudioMix.mix`
 every 20 ms with the newest decoded frame of each input (48 kHz, int16 interleaved
@@ -45,6 +45,17 @@ RELEASE_MS = 150.0
 # Gain state of an input's mix-minus outlives a few missing ticks (packet loss,
 # DTX) so that its level does not jump back to unity; then it is dropped.
 STATE_TTL_TICKS = 250  # 5 s
+
+
+def level_dbov(samples: Int16Array) -> float:
+    """RMS level of int16 samples in dBov (-127..0), as `MixResult.levels` measures it."""
+    data = np.asarray(samples, np.float32).reshape(-1)
+    if not data.size:
+        return MIN_DBOV
+    power = float(np.dot(data, data)) / (data.size * _FULL_SCALE_POWER)
+    if power <= 0.0:
+        return MIN_DBOV
+    return min(0.0, max(MIN_DBOV, 10.0 * math.log10(power)))
 
 
 @dataclass

@@ -12,12 +12,10 @@ from typing import Any, Protocol
 
 import av
 import numpy as np
-from av.audio.resampler import AudioResampler
 
 from tessera.webrtc_agent.forwardstream import ForwardStream
 from tessera.webrtc_agent.mediasource import (
     FrameSource,
-    Packet,
     PacketSource,
     ParameterError,
     Stream,
@@ -26,6 +24,7 @@ from tessera.webrtc_agent.mediasource import (
 from tessera.webrtc_agent.streaminfo import optional_video
 
 from .audiomix import AudioMix, TalkerSelection, VoiceActivity
+from .audiosink import AUDIO_CHANNELS, AUDIO_SAMPLES, AudioSink
 from .compositor import InputPicture, VideoCompositor
 from .layout import Layout, LayoutTemplates, Region
 from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
@@ -33,11 +32,6 @@ from .videoencoder import EncoderSettings, default_bitrate
 
 logger = logging.getLogger(__name__)
 
-AUDIO_SAMPLES = 960  # 20 ms at 48 kHz
-AUDIO_CHANNELS = 2
-# At most this much audio waits per input; more means the input runs fast or
-# the mixer fell behind, and the oldest samples go (bounded latency).
-MAX_BUFFERED_SAMPLES = AUDIO_SAMPLES * 10
 # Ticks of the full mix a participant's new own encoder encodes first (see
 # MixedAudioOutput.encode_minus): switching encoders is then seamless.
 PRIMING_TICKS = 3
@@ -74,86 +68,6 @@ class _VideoSink:
             self.picture.frame = frame
 
 
-class _AudioSink:
-    """Buffers one input's audio; the audio thread decodes, converts and reads it.
-
-    An Opus input arrives as the publisher's encoded packets (a PacketSink of
-    its forward track) and is decoded here, on the view's audio thread: no
-    decoder thread per input and no event-loop hop per decoded frame, which
-    cost a room of 50 more than the decoding itself. Other codecs arrive
-    decoded by aiortc (a FrameSink of the track's decoded frames).
-    """
-
-    def __init__(self) -> None:
-        self.frames: deque[av.AudioFrame] = deque(maxlen=50)
-        self.packets: deque[Packet] = deque(maxlen=50)
-        self._decoder: Any = None
-        self._resampler: AudioResampler | None = None
-        self._buffer = np.zeros(0, np.int16)
-        self.active = True
-
-    def on_frame(self, frame: av.VideoFrame | av.AudioFrame) -> None:
-        if isinstance(frame, av.AudioFrame):
-            self.frames.append(frame)
-
-    def on_packet(self, packet: Packet, keyframe: bool) -> None:
-        self.packets.append(packet)
-
-    def _decode(self) -> None:
-        """Audio thread: decode the Opus packets that arrived since the last tick."""
-        if self._decoder is None:
-            decoder = av.CodecContext.create("libopus", "r")
-            decoder.format = "s16"  # type: ignore[union-attr]
-            decoder.layout = "stereo"  # type: ignore[union-attr]
-            decoder.sample_rate = 48000  # type: ignore[union-attr]
-            self._decoder = decoder
-        while self.packets:
-            # A packet of our own (one copy): the forward track's is shared with other threads.
-            packet = av.Packet(self.packets.popleft())  # type: ignore[arg-type]  # any buffer
-            try:
-                decoded = self._decoder.decode(packet)
-            except av.FFmpegError as exc:
-                logger.debug("opus decode failed: %s", exc)
-                continue
-            self.frames.extend(decoded)
-
-    def read(self) -> np.ndarray | None:
-        """Audio thread: the next 20 ms (interleaved stereo int16), or None if not there yet."""
-        if self.packets:
-            self._decode()
-        while self.frames:
-            frame = self.frames.popleft()
-            if _is_mix_format(frame) and self._resampler is None:
-                # libopus already gives 48 kHz interleaved stereo int16:
-                # a resampler would only copy it (a filter graph run per 20 ms frame).
-                self._append(frame.to_ndarray().reshape(-1))
-                continue
-            if self._resampler is None:
-                self._resampler = AudioResampler(format="s16", layout="stereo", rate=48000)
-            for out in self._resampler.resample(frame):
-                self._append(out.to_ndarray().reshape(-1))
-        need = AUDIO_SAMPLES * AUDIO_CHANNELS
-        limit = MAX_BUFFERED_SAMPLES * AUDIO_CHANNELS
-        if len(self._buffer) > limit:
-            self._buffer = self._buffer[-limit:]
-        if len(self._buffer) < need:
-            return None
-        chunk, self._buffer = self._buffer[:need], self._buffer[need:]
-        return chunk if self.active else None
-
-    def _append(self, samples: np.ndarray) -> None:
-        if len(self._buffer):
-            self._buffer = np.concatenate([self._buffer, samples])
-        else:
-            self._buffer = samples
-
-
-def _is_mix_format(frame: av.AudioFrame) -> bool:
-    return (
-        frame.format.name == "s16" and frame.layout.name == "stereo" and frame.sample_rate == 48000
-    )
-
-
 @dataclass
 class MixInput:
     """One forward stream mixed into a view."""
@@ -162,7 +76,7 @@ class MixInput:
     owner: str
     picture: InputPicture
     video_sink: _VideoSink
-    audio_sink: _AudioSink
+    audio_sink: AudioSink
 
 
 class MixedStream(Stream):
@@ -234,7 +148,7 @@ class MixedStream(Stream):
         # Snapshots the view threads read; replaced (never mutated) on the loop thread.
         self._assignments: tuple[tuple[tuple[Region, str | None], ...], int] = ((), -1)
         self._pictures: dict[str, InputPicture] = {}
-        self._audio_inputs: tuple[tuple[str, str, _AudioSink], ...] = ()
+        self._audio_inputs: tuple[tuple[str, str, AudioSink], ...] = ()
         self._video_outs: tuple[MixedVideoOutput, ...] = ()
         self._audio_outs: tuple[MixedAudioOutput, ...] = ()
         # "video" / "audio" -> the view thread of that kind, while one runs.
@@ -364,7 +278,7 @@ class MixedStream(Stream):
             has_video=video is not None,
             video_active=video.active if video is not None else False,
         )
-        mix_input = MixInput(stream, owner, picture, _VideoSink(picture), _AudioSink())
+        mix_input = MixInput(stream, owner, picture, _VideoSink(picture), AudioSink())
         mix_input.audio_sink.active = audio.active if audio is not None else False
         self.inputs[stream.id] = mix_input
         if self.video_options is not None:
@@ -439,7 +353,7 @@ class MixedStream(Stream):
 
     @staticmethod
     def _encoded_audio(mix_input: MixInput) -> PacketSource | None:
-        """An Opus input's encoded track: the audio thread decodes it (see _AudioSink)."""
+        """An Opus input's encoded track: the audio thread decodes it (see AudioSink)."""
         track = mix_input.stream.tracks.get("audio")
         return track if track is not None and track.codec == "opus" else None
 
@@ -564,7 +478,7 @@ class MixedStream(Stream):
         period = AUDIO_SAMPLES / 48000
         start = time.monotonic()
         tick = 0
-        previous: tuple[tuple[str, str, _AudioSink], ...] = ()
+        previous: tuple[tuple[str, str, AudioSink], ...] = ()
         while not stop.is_set():
             due = start + tick * period
             now = time.monotonic()

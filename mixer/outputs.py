@@ -30,6 +30,12 @@ class MixedVideoOutput(PacketSource):
     differs from the view's) and encodes on that thread, then delivers the
     packets to its sinks on the event loop. Keyframe requests from any
     receiver reach this one encoder, at most one per `keyframe_min_interval`.
+
+    The encoder belongs to the view thread: only `encode` creates and drops it.
+    `close()` (on the loop thread, when the last receiver leaves) only marks the
+    output closed, so an encode already under way finishes with its encoder and
+    the next call drops it; `_encode_lock` keeps a stopping view thread and its
+    successor from ever using the encoder at once.
     """
 
     def __init__(
@@ -47,6 +53,7 @@ class MixedVideoOutput(PacketSource):
         self._scaler = VideoReformatter()
         self._force_keyframe = threading.Event()
         self._keyframes = KeyframeRequester(self._force_keyframe.set, keyframe_min_interval)
+        self._encode_lock = threading.Lock()
         self._next_pts = 0
         self.encode_seconds = 0.0  # thread CPU time spent scaling and encoding
         self.frames = 0
@@ -67,28 +74,34 @@ class MixedVideoOutput(PacketSource):
 
     def encode(self, canvas: av.VideoFrame, pts: int) -> None:
         """Called on the view thread for every composed frame."""
-        if pts < self._next_pts or self.closed:
-            return  # decimate to this output's frame rate
-        self._next_pts = max(self._next_pts + 90000 // self.settings.framerate, pts)
-        started = time.thread_time()
-        s = self.settings
-        if self._encoder is None:
-            self._encoder = VideoEncoder(s)
-            self._force_keyframe.set()
-        frame = canvas
-        if (canvas.width, canvas.height) != (s.width, s.height):
-            frame = self._scaler.reformat(
-                canvas,
-                width=s.width,
-                height=s.height,
-                interpolation=Interpolation.BILINEAR,
-                threads=1,
-            )
-        keyframe = self._force_keyframe.is_set()
-        self._force_keyframe.clear()
-        packets = self._encoder.encode(frame, pts, keyframe)
-        self.encode_seconds += time.thread_time() - started
-        self.frames += 1
+        with self._encode_lock:
+            if self.closed:
+                # Dropped here, on the thread that uses it (see the class docstring).
+                self._encoder = None
+                return
+            if pts < self._next_pts:
+                return  # decimate to this output's frame rate
+            self._next_pts = max(self._next_pts + 90000 // self.settings.framerate, pts)
+            started = time.thread_time()
+            s = self.settings
+            encoder = self._encoder
+            if encoder is None:
+                encoder = self._encoder = VideoEncoder(s)
+                self._force_keyframe.set()
+            frame = canvas
+            if (canvas.width, canvas.height) != (s.width, s.height):
+                frame = self._scaler.reformat(
+                    canvas,
+                    width=s.width,
+                    height=s.height,
+                    interpolation=Interpolation.BILINEAR,
+                    threads=1,
+                )
+            keyframe = self._force_keyframe.is_set()
+            self._force_keyframe.clear()
+            packets = encoder.encode(frame, pts, keyframe)
+            self.encode_seconds += time.thread_time() - started
+            self.frames += 1
         if packets:
             self._loop.call_soon_threadsafe(self._deliver, packets)
 
@@ -97,9 +110,9 @@ class MixedVideoOutput(PacketSource):
             self.emit(packet, bool(packet.is_keyframe))
 
     def close(self) -> None:
+        """Loop thread: no more frames are encoded; the view thread drops the encoder."""
         self._keyframes.close()
         super().close()
-        self._encoder = None
 
 
 class OpusEncoder:

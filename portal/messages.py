@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .validation import describe_validation_error
 
@@ -49,13 +49,21 @@ class Login(_Message):
 
 class TransportRef(_Message):
     type: Literal["webrtc"] = "webrtc"
-    id: Id | None = None
+    id: Id | None = None  # None: a new transport, whose id is the session's
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _empty_is_new(cls, value: Any) -> Any:
+        # OWT's portal treats a missing, null or empty id alike (`!transport.id`):
+        # the JS SDK sends none on its first request, pyowt sends "".
+        return None if value == "" else value
 
 
 class PublishTrack(_Message):
     type: Literal["audio", "video"]
     mid: Mid | None = None  # None: an older client; the offer's m-line of this kind
-    source: Annotated[str, Field(min_length=1, max_length=32)] = "mic"
+    # OWT's portal validates the source against this list (requestFormatV1-2.js).
+    source: Literal["mic", "camera", "screen-cast", "raw-file", "encoded-file"] = "mic"
     parameters: dict[str, Any] | None = None
 
 

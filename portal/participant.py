@@ -12,6 +12,7 @@ from tessera.webrtc_agent.subscription import Subscription
 from tessera.webrtc_agent.transport import Session, Transport
 
 from .background import spawn
+from .legacy import CURRENT, downgrade_notification
 from .messages import RequestError
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class Participant:
         self.away_timer: asyncio.TimerHandle | None = None
         self.ticket_id: str | None = None
         self.keep_time = 0.0  # seconds kept after a lost connection (0: removed at once)
+        self.protocol = CURRENT  # the Client-Portal protocol its pushes are written in
         self.closed = False
 
     @property
@@ -95,6 +97,7 @@ class Participant:
         """Push `event` to the client now, or queue it while the client is away."""
         if self.closed:
             return
+        data = downgrade_notification(self.protocol, event, data)
         self.seq += 1
         if self.sid is None:
             self.missed.append({"event": event, "data": data, "seq": self.seq})

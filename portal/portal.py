@@ -23,6 +23,7 @@ from tessera.webrtc_agent.transport import SignalingError, Transport
 
 from . import messages as m
 from .background import spawn
+from .legacy import downgrade_login
 from .logs import log_context
 from .messages import RequestError
 from .participant import Participant
@@ -282,14 +283,18 @@ class Portal:
         if isinstance(reconnection, m.ReconnectionOptions) and reconnection.keepTime > 0:
             keep = min(keep, reconnection.keepTime)
         participant.keep_time = 0.0 if reconnection is False else keep
+        participant.protocol = request.protocol
         room.add_participant(participant)
-        reply: dict[str, Any] = {
-            "id": participant.id,
-            "user": participant.user,
-            "role": participant.role,
-            "permission": participant.permission,
-            "room": room.describe(),
-        }
+        reply: dict[str, Any] = downgrade_login(
+            request.protocol,
+            {
+                "id": participant.id,
+                "user": participant.user,
+                "role": participant.role,
+                "permission": participant.permission,
+                "room": room.describe(),
+            },
+        )
         if reconnection is not False:
             reply["reconnectionTicket"] = self._ticket(participant)
         return reply
@@ -388,6 +393,7 @@ class Portal:
         room = participant.room
         participant.check_publication_limit(self.config.limits.publications_per_participant)
         room.check_input_limit()
+        room.check_media_in(kinds)
         stream_id = uuid.uuid4().hex
         settings = room.settings
         stream = ForwardStream(
@@ -400,6 +406,7 @@ class Portal:
                 for t in request.media.tracks
             ],
             request.attributes,
+            media_in=settings.get("mediaIn", {}),
             media_out=settings.get("mediaOut", {}),
             transcoding=settings.get("transcoding", {}),
             keyframe_min_interval=self.config.webrtc.keyframe_min_interval,
@@ -499,6 +506,11 @@ class Portal:
             if signaling.candidate is None:
                 raise RequestError("Invalid soac request: signaling.candidate is missing")
             await transport.add_candidate(signaling.candidate.model_dump())
+        else:
+            # aiortc's ICE cannot forget a remote candidate: say so rather than ignore it.
+            raise RequestError(
+                "removed-candidates is not supported: remote candidates cannot be removed"
+            )
         return None
 
     # -- control --------------------------------------------------------
@@ -557,8 +569,13 @@ class Portal:
                 subscription.set_paused(kind, request.operation == "pause")
             return None
         if request.operation == "querybwe":
+            # OWT: {"estimatedBitrate": bit/s}, the send side's estimate for the subscriber.
             estimate = subscription.transport.estimated_bitrate(subscription)
-            return {"estimatedBitrate": estimate or 0}
+            if estimate is None:
+                raise RequestError(
+                    "No bandwidth estimate yet: the subscriber has not reported one (REMB)"
+                )
+            return {"estimatedBitrate": estimate}
         update = m.parse(m.SubscriptionUpdate, request.data)
         room = participant.room
         changes: list[tuple[str, Any, VideoFormat | str]] = []

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tessera.mixer.activeaudio import ActiveAudioSelector, ActiveAudioStream
 from tessera.mixer.mixedstream import MixedStream
 from tessera.recorder.recording import MediaChoice, Recording
 from tessera.recorder.streamingout import StreamingOut
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from .server import Server
 
 logger = logging.getLogger(__name__)
+
+# OWT's reason, word for word, when a subscription's source goes away: clients may compare it.
+SOURCE_STREAM_LOSS = "Source stream loss"
 
 
 class Room:
@@ -47,7 +51,7 @@ class Room:
         self.service_id = service_id
         self.id = room_id
         self.name = name
-        self.options = options
+        self._options = options
         self.persistent = persistent
         self.participants: dict[str, Participant] = {}
         self.streams: dict[str, Stream] = {}
@@ -57,8 +61,21 @@ class Room:
         self.recordings: dict[str, Recording] = {}
         self.streaming_outs: dict[str, StreamingOut] = {}
         self.auto_recording: Recording | None = None
+        # The room's active audio streams, while its selectActiveAudio option is on.
+        self.active_audio: ActiveAudioSelector | None = None
         self.closed = False
         self._create_views()
+        self._apply_active_audio()
+
+    @property
+    def options(self) -> RoomOptions:
+        return self._options
+
+    @options.setter
+    def options(self, options: RoomOptions) -> None:
+        """New options (REST PUT/PATCH) apply to what comes next; selectActiveAudio at once."""
+        self._options = options
+        self._apply_active_audio()
 
     def _create_views(self) -> None:
         settings = self.settings
@@ -87,6 +104,48 @@ class Room:
     def active_input_changed(self, mixed: MixedStream, stream_id: str) -> None:
         if mixed.id in self.streams:
             self.notify_stream("update", mixed.id, {"field": "activeInput", "value": stream_id})
+
+    # -- active audio (selectActiveAudio) -------------------------------
+
+    def active_audio_changed(self, stream: ActiveAudioStream) -> None:
+        """ActiveAudioListener: an active audio stream carries another input (or none)."""
+        if self.streams.get(stream.id) is stream:
+            value = stream.active_input_value()
+            self.notify_stream("update", stream.id, {"field": "activeInput", "value": value})
+
+    def _apply_active_audio(self) -> None:
+        wanted = self._options.select_active_audio and not self.closed
+        if wanted and self.active_audio is None:
+            selector = ActiveAudioSelector(self.id, self)
+            self.active_audio = selector
+            for active in selector.streams:
+                self.streams[active.id] = active
+                self.notify_stream("add", active.id, active.info())
+            for stream in list(self.streams.values()):
+                if isinstance(stream, ForwardStream):
+                    selector.add_input(stream, stream.owner)
+            logger.info("active audio streams on", extra={"room": self.id})
+        elif not wanted and self.active_audio is not None:
+            selector, self.active_audio = self.active_audio, None
+            for active in selector.streams:
+                self._end_stream(active.id)
+            selector.close()
+            logger.info("active audio streams off", extra={"room": self.id})
+
+    def _end_stream(self, stream_id: str) -> None:
+        """A stream that is not a publication ends: its subscriptions end with OWT's reason."""
+        self.streams.pop(stream_id, None)
+        lost = [
+            (participant, subscription)
+            for participant in list(self.participants.values())
+            for subscription in list(participant.subscriptions.values())
+            if stream_id in subscription.stream_ids()
+        ]
+        for _, subscription in lost:
+            subscription.detach_stream(stream_id)
+        self.notify_stream("remove", stream_id)
+        for participant, subscription in lost:
+            participant.session_failed(subscription, SOURCE_STREAM_LOSS)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -176,12 +235,21 @@ class Room:
         if self.input_limit_reached():
             raise RequestError("Too many inputs")
 
+    def check_media_in(self, kinds: Sequence[str]) -> None:
+        """RequestError if the room accepts no format at all of a kind to be published."""
+        media_in = self.options.media_in
+        for kind in kinds:
+            if not (media_in.audio if kind == "audio" else media_in.video):
+                # OWT: "Audio is forbiden" / "Video is forbiden" (its spelling) at publish.
+                raise RequestError(f"{kind.capitalize()} is forbidden in this room (mediaIn)")
+
     def publication_ready(self, participant: Participant, publication: Publication) -> None:
         """A publication is negotiated and connected: list it and tell everyone."""
         stream = publication.stream
         if stream.id in self.streams or self.closed:
             return
         self.streams[stream.id] = stream
+        stream.on_info_changed = self._forward_info_changed
         logger.info(
             "stream added",
             extra={**participant.log_ids, "stream": stream.id},
@@ -193,8 +261,16 @@ class Room:
         if auto_mix:
             for label in list(self.views):
                 self.mix(stream.id, label)
+        if self.active_audio is not None:
+            self.active_audio.add_input(stream, stream.owner)
         if self.settings.get("autoRecord") and self.auto_recording is None and self.views:
             self._start_auto_recording()
+
+    def _forward_info_changed(self, stream: ForwardStream) -> None:
+        # OWT's conference agent sends the whole StreamInfo when a publication's tracks
+        # change (a new resolution); the SDKs update the stream's settings from it.
+        if self.streams.get(stream.id) is stream:
+            self.notify_stream("update", stream.id, {"field": ".", "value": stream.info()})
 
     # -- recordings -----------------------------------------------------
 
@@ -217,23 +293,25 @@ class Room:
         return recording
 
     def start_streaming_out(
-        self, protocol: str, url: str | None, media: MediaChoice, parameters: dict[str, Any]
+        self, protocol: str, url: str | None, media: MediaChoice, parameters: Any
     ) -> StreamingOut:
         """Push a stream out (REST POST); raises ParameterError or MuxerError, keeping nothing."""
         streaming_id = uuid.uuid4().hex
-        hls_directory = None
-        if protocol == "hls":
+        hls_directory = served_at = None
+        if protocol == "hls" and url is None:
+            # No url to push to: Tessera writes the HLS and serves it itself.
             hls_directory = self.server.config.data_dir() / "hls" / streaming_id
-            url = f"/hls/{streaming_id}/{streaming_id}.m3u8"
+            served_at = f"/hls/{streaming_id}/{streaming_id}.m3u8"
         out = StreamingOut(
             streaming_id,
             self.id,
             protocol,
             url,
             media,
+            parameters=parameters,
             hls_directory=hls_directory,
+            served_at=served_at,
             on_finished=self._streaming_out_finished,
-            **parameters,
         )
         out.start(self.streams)
         self.streaming_outs[out.id] = out
@@ -316,6 +394,8 @@ class Room:
             return
         for view in self.views.values():
             view.remove_input(stream_id)
+        if self.active_audio is not None:
+            self.active_audio.remove_input(stream_id)
         del self.streams[stream_id]
         for recording in list(self.recordings.values()):
             if recording.source_gone(stream_id):
@@ -323,12 +403,20 @@ class Room:
         for out in list(self.streaming_outs.values()):
             if out.source_gone(stream_id):
                 spawn(out.stop(), "finishing a streaming-out")
-        for participant in list(self.participants.values()):
-            for subscription in list(participant.subscriptions.values()):
-                if stream_id in subscription.stream_ids():
-                    if subscription.detach_stream(stream_id):
-                        participant.end_session(subscription.id)
+        lost = [
+            (participant, subscription)
+            for participant in list(self.participants.values())
+            for subscription in list(participant.subscriptions.values())
+            if stream_id in subscription.stream_ids()
+        ]
+        for _, subscription in lost:
+            subscription.detach_stream(stream_id)  # no more packets from it, from now on
         self.notify_stream("remove", stream_id)
+        # OWT's conference agent ends every subscription that takes a track of the stream
+        # (even one whose other track comes from elsewhere), and tells its owner why; the
+        # SDKs route the error by sessionId and end the subscription.
+        for participant, subscription in lost:
+            participant.session_failed(subscription, SOURCE_STREAM_LOSS)
         ids = {"room": self.id, "participant": stream.owner, "stream": stream_id}
         logger.info("stream removed", extra=ids)
 
@@ -340,6 +428,8 @@ class Room:
             stream.set_active(kind, active)
             for view in self.views.values():
                 view.set_input_status(stream_id, kind, active)
+            if self.active_audio is not None:
+                self.active_audio.set_input_status(stream_id, kind, active)
         self.notify_stream(
             "update",
             stream_id,
@@ -362,6 +452,9 @@ class Room:
             await out.stop()
         for view in self.views.values():
             view.close()
+        if self.active_audio is not None:
+            self.active_audio.close()
+            self.active_audio = None
         for stream in list(self.streams.values()):
             if isinstance(stream, ForwardStream):
                 stream.close()

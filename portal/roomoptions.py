@@ -337,6 +337,17 @@ class ViewAudio(_Model):
     )
     vad: bool = True
 
+    @field_validator("format")
+    @classmethod
+    def _mixed_as_opus(cls, fmt: AudioFormat) -> AudioFormat:
+        # The audio mixer encodes Opus, 48 kHz stereo; another format would be advertised
+        # and never produced.
+        if fmt.codec != "opus" or fmt.sample_rate not in (None, 48000):
+            raise ValueError("Tessera mixes audio as Opus at 48000 Hz only")
+        if fmt.channel_num not in (None, 2):
+            raise ValueError("Tessera mixes audio in stereo (channelNum 2) only")
+        return fmt
+
 
 class ViewVideo(_Model):
     """Video of a view: the composite's format, size, background and layout."""
@@ -344,6 +355,16 @@ class ViewVideo(_Model):
     format: VideoFormat = Field(default_factory=lambda: VideoFormat(codec="vp8"))
     parameters: VideoParameters = Field(default_factory=VideoParameters)
     max_input: int = Field(default=16, ge=1, le=256)
+
+    @field_validator("format")
+    @classmethod
+    def _encodable(cls, fmt: VideoFormat) -> VideoFormat:
+        # The view's encoders are libvpx VP8 and x264 (constrained baseline, which any
+        # H.264 profile's decoder plays, as OWT's profile check counts it).
+        if fmt.codec not in ("vp8", "h264"):
+            raise ValueError(f"Tessera encodes views in vp8 or h264, not {fmt.codec}")
+        return fmt
+
     bg_color: BgColor = Field(default_factory=BgColor)
     # Scales the automatic bitrate: more for high-motion content.
     motion_factor: float = Field(default=0.8, gt=0, le=10)
@@ -488,11 +509,21 @@ class NotifyingOptions(_Model):
 
 
 class SipOptions(_Model):
-    """OWT's SIP account of a room; kept so that OWT rooms validate, unused by Tessera."""
+    """OWT's SIP account of a room: refused when it names a server (Tessera has no SIP gateway).
+
+    An empty account (what an OWT room without SIP may carry) validates.
+    """
 
     sip_server: str | None = None
     username: str | None = None
     password: str | None = None
+
+    @field_validator("sip_server")
+    @classmethod
+    def _no_gateway(cls, server: str | None) -> str | None:
+        if server:
+            raise ValueError("Tessera has no SIP gateway: a room cannot register with a SIP server")
+        return server
 
 
 # --- the room ----------------------------------------------------------------
@@ -504,7 +535,11 @@ class RoomOptions(_Model):
     name: str = Field(default="", max_length=256)
     input_limit: int = Field(default=-1, ge=-1)  # -1 = unlimited
     participant_limit: int = Field(default=-1, ge=-1)  # -1 = unlimited
+    # OWT: the room offers its 3 most active audio inputs as 3 streams (mixer/activeaudio.py).
     select_active_audio: bool = False
+    # OWT 5.x: subscribers' simulcast layers follow their bandwidth. Tessera forwards one
+    # layer (no simulcast): false is what it does, true is refused.
+    enable_bandwidth_adaptation: bool = False
     roles: list[RoleOptions] = Field(default_factory=_default_roles)
     # An empty list means no mixing at all.
     views: list[ViewOptions] = Field(default_factory=lambda: [ViewOptions()])
@@ -536,11 +571,21 @@ class RoomOptions(_Model):
                 raise ValueError(f"duplicate view label {label!r}")
         return views
 
+    @field_validator("enable_bandwidth_adaptation")
+    @classmethod
+    def _no_layers(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("Tessera forwards one layer (no simulcast): nothing to adapt")
+        return value
+
     @model_serializer(mode="wrap")
-    def _drop_sip(self, handler: SerializerFunctionWrapHandler) -> Any:
+    def _leave_out(self, handler: SerializerFunctionWrapHandler) -> Any:
         data = handler(self)
-        if isinstance(data, dict) and data.get("sip") is None:
-            data.pop("sip", None)
+        if isinstance(data, dict):
+            if data.get("sip") is None:
+                data.pop("sip", None)
+            # Always false (see the field): left out, as rooms were before it was accepted.
+            data.pop("enableBandwidthAdaptation", None)
         return data
 
     def to_json(self) -> dict[str, Any]:

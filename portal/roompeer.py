@@ -405,12 +405,14 @@ class MediaCall:
             if in_tracks:
                 participant.check_publication_limit(limits.publications_per_participant)
                 room.check_input_limit()
+                room.check_media_in([t.kind for t in in_tracks])
                 settings = room.settings
                 stream = ForwardStream(
                     uuid.uuid4().hex,
                     participant.id,
                     in_tracks,
                     {"peer": member.peer_id},
+                    media_in=settings.get("mediaIn", {}),
                     media_out=settings.get("mediaOut", {}),
                     transcoding=settings.get("transcoding", {}),
                     keyframe_min_interval=server.config.webrtc.keyframe_min_interval,

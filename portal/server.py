@@ -24,7 +24,7 @@ from tessera.mixer.selfcheck import check_media
 from tessera.recorder.recording import Recording, StoredRecording
 from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.agent import WebrtcAgent
-from tessera.webrtc_agent.aiortcext import check_dtls_srtp
+from tessera.webrtc_agent.aiortcext import check_dtls_srtp, check_msid_stream
 
 from .config import Config
 from .heap import HeapReclaimer
@@ -403,6 +403,10 @@ def media_self_check() -> None:
         check_dtls_srtp()
     except Exception as exc:  # any failure is the finding
         failures.append(f"DTLS-SRTP: {type(exc).__name__}: {exc}")
+    try:
+        check_msid_stream()
+    except Exception as exc:
+        failures.append(f"msid stream ids: {type(exc).__name__}: {exc}")
     if failures:
         for failure in failures:
             logger.error("media self-check failed: %s", failure, extra={"check": failure})

@@ -217,6 +217,37 @@ class Store:
         """All services, by id."""
         return [_service(row) for row in self._query("SELECT * FROM services ORDER BY id")]
 
+    def create_service(self, service: ServiceRecord) -> None:
+        """Store a new service; DuplicateError if one with that id exists."""
+        with self._transaction() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO services"
+                    " (id, key, allowed_origins, adhoc_rooms, recording, peer_tokens)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        service.id,
+                        service.key,
+                        json.dumps(list(service.allowed_origins)),
+                        int(service.adhoc_rooms),
+                        int(service.recording),
+                        int(service.peer_tokens),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise DuplicateError(f"service {service.id!r} already exists") from None
+
+    def delete_service(self, service_id: str) -> bool:
+        """Delete a service with its rooms and recording records; False if there is none.
+
+        Recording files stay on disk: the store only forgets them.
+        """
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM recordings WHERE service_id = ?", (service_id,))
+            conn.execute("DELETE FROM rooms WHERE service_id = ?", (service_id,))
+            cursor = conn.execute("DELETE FROM services WHERE id = ?", (service_id,))
+            return cursor.rowcount > 0
+
     # -- rooms --
 
     def create_room(self, room: RoomRecord) -> None:
@@ -257,6 +288,14 @@ class Store:
             (service_id, name),
         )
         return _room(rows[0]) if rows else None
+
+    def find_rooms_by_name(self, service_id: str, name: str, limit: int = 10) -> list[RoomRecord]:
+        """Up to ``limit`` of the service's rooms with that name, in creation order."""
+        rows = self._query(
+            "SELECT * FROM rooms WHERE service_id = ? AND name = ? ORDER BY seq LIMIT ?",
+            (service_id, name, limit),
+        )
+        return [_room(row) for row in rows]
 
     def list_rooms(self, service_id: str, page: int = 1, per_page: int = 50) -> list[RoomRecord]:
         """One page (1-based) of the service's rooms, in creation order."""

@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from tessera.mixer.layout import LayoutError
-from tessera.recorder.muxer import MuxerError
+from tessera.recorder.muxer import PLAYABLE, MuxerError
 from tessera.recorder.recording import MediaChoice, Recording, StoredRecording
 from tessera.webrtc_agent.mediasource import ParameterError
 
@@ -306,7 +306,8 @@ class DemoApp:
             video_from=view.id if view.has_track("video") else None,
         )
         try:
-            recording = room.start_recording("auto", media)
+            # A container the page's browser plays (REST's "auto" is OWT's: Matroska).
+            recording = room.start_recording(PLAYABLE, media)
         except (ParameterError, MuxerError) as exc:
             raise DemoError(400, str(exc)) from None
         logger.info(

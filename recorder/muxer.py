@@ -9,6 +9,8 @@ What FFmpeg (PyAV 18, libavformat 62) does here, checked rather than assumed:
 - Which codecs a muxer takes is asked of FFmpeg (`avformat_query_codec`): WebM
   takes VP8, VP9, AV1, Opus, Vorbis (not H.264, not AAC); MP4 takes H.264, VP9,
   AV1, Opus and AAC but refuses VP8; Matroska takes everything recordable here.
+  MPEG-TS takes any codec, unknown ones as private data that no player reads,
+  so only H.264 and Opus (which have TS stream types) are recorded in it.
 - A stream for pre-encoded packets needs a codec context that is never opened
   (opening libx264 would invent SPS/PPS that do not match the packets).
   `add_mux_stream()` has no codec context, so its extradata and channel count
@@ -37,6 +39,10 @@ What FFmpeg (PyAV 18, libavformat 62) does here, checked rather than assumed:
   (`movflags=frag_keyframe+empty_moov`, 1 s `frag_duration`) would survive a
   crash, but its moov then holds no duration (no mehd) for players that read
   only the moov, and `global_sidx` rewrites the whole file at close.
+- MPEG-TS is a stream of 188-byte packets with no index: written with
+  `flush_packets=1`, a file cut off at any point plays up to its last packet.
+  H.264 stays Annex B (SPS/PPS in band); Opus gets its OpusHead for the
+  channel layout (TS's Opus descriptor).
 """
 
 from __future__ import annotations
@@ -63,7 +69,10 @@ from tessera.webrtc_agent.mediasource import Packet, vp8_frame_size
 
 logger = logging.getLogger(__name__)
 
-CONTAINERS = ("webm", "mkv", "mp4")
+CONTAINERS = ("webm", "mkv", "mp4", "ts")
+# Not a container: "auto" as OWT picks (see choose_container), and "playable": one a browser plays.
+AUTO = "auto"
+PLAYABLE = "playable"
 VIDEO_CODECS = ("vp8", "vp9", "h264")
 AUDIO_CODECS = ("opus",)
 
@@ -82,8 +91,11 @@ AUDIO_TIME_BASE = Fraction(1, 48000)
 # RFC 7845 5.1: version 1, 2 channels, pre-skip 312, 48 kHz, gain 0, family 0.
 OPUS_HEAD = b"OpusHead" + struct.pack("<BBHIhB", 1, 2, 312, 48000, 0, 0)
 
-_FORMATS = {"webm": "webm", "mkv": "matroska", "mp4": "mp4"}
-_LABELS = {"webm": "WebM", "mkv": "Matroska (mkv)", "mp4": "MP4"}
+_FORMATS = {"webm": "webm", "mkv": "matroska", "mp4": "mp4", "ts": "mpegts"}
+_LABELS = {"webm": "WebM", "mkv": "Matroska (mkv)", "mp4": "MP4", "ts": "MPEG-TS"}
+# FFmpeg's MPEG-TS muxer takes any codec (as private data no player reads): only these
+# have a stream type that players know.
+_TS_CODECS = frozenset({"h264", "opus"})
 _CODEC_NAMES = {"vp8": "VP8", "vp9": "VP9", "h264": "H.264", "opus": "Opus"}
 _MATROSKA_OPTIONS = {
     "cluster_time_limit": "1000",  # ms
@@ -91,6 +103,7 @@ _MATROSKA_OPTIONS = {
     "flush_packets": "1",
 }
 _MP4_OPTIONS: dict[str, str] = {}  # non-fragmented: see the module docstring
+_TS_OPTIONS = {"flush_packets": "1"}  # a cut-off file plays up to its last packet
 _START_CODE = b"\x00\x00\x00\x01"
 
 
@@ -104,6 +117,8 @@ class MuxerError(Exception):
 @functools.cache
 def _accepts(container: str, codec: str) -> bool:
     """Whether FFmpeg's muxer for `container` takes `codec` (asked in memory, no file)."""
+    if container == "ts":
+        return codec in _TS_CODECS
     scratch = av.open(io.BytesIO(), "w", format=_FORMATS[container])
     try:
         scratch.add_mux_stream(codec)
@@ -135,9 +150,12 @@ def _normalise(codec: str | None) -> str | None:
 def choose_container(requested: str, video_codec: str | None, audio_codec: str | None) -> str:
     """The container to record these codecs in; raises MuxerError when they cannot go there.
 
-    "auto" picks WebM for VP8/VP9 and/or Opus, MP4 for H.264 (with Opus),
-    Matroska otherwise. Nothing is opened or created: call this before a file
-    exists, so that a refused combination leaves no empty file behind.
+    "auto" picks as OWT's conference agent does: MP4 when the audio is AAC and
+    the video is absent, H.264 or H.265; Matroska otherwise (Tessera records
+    audio as Opus, so that is Matroska). "playable" picks a container browsers
+    play: WebM for VP8/VP9 and/or Opus, MP4 for H.264 (with Opus), Matroska
+    otherwise. Nothing is opened or created: call this before a file exists, so
+    that a refused combination leaves no empty file behind.
     """
     video = _normalise(video_codec)
     audio = _normalise(audio_codec)
@@ -151,7 +169,9 @@ def choose_container(requested: str, video_codec: str | None, audio_codec: str |
     wanted = requested.lower()
     if wanted == "matroska":
         wanted = "mkv"
-    if wanted == "auto":
+    if wanted == AUTO:
+        return owt_auto_container(video, audio)
+    if wanted == PLAYABLE:
         preferred = "mp4" if video == "h264" else "webm"
         for candidate in (preferred, "mkv"):
             if _fits(candidate, codecs):
@@ -163,6 +183,17 @@ def choose_container(requested: str, video_codec: str | None, audio_codec: str |
     if reason is not None:
         raise MuxerError(reason)
     return wanted
+
+
+def owt_auto_container(video_codec: str | None, audio_codec: str | None) -> str:
+    """OWT's "auto": mp4 for AAC audio with no, H.264 or H.265 video; mkv for anything else.
+
+    (OWT's conference agent, addServerSideSubscription: a recording without
+    audio counts as "none-aac" and so is Matroska too.)
+    """
+    if audio_codec == "aac" and video_codec in (None, "h264", "h265"):
+        return "mp4"
+    return "mkv"
 
 
 # -- bitstream helpers ----------------------------------------------------------
@@ -698,7 +729,7 @@ class PacketMuxer(PacketWriter):
         check_directory(self.path.parent)
 
     def _open(self, first: QueuedPacket) -> None:
-        options = _MP4_OPTIONS if self.container == "mp4" else _MATROSKA_OPTIONS
+        options = {"mp4": _MP4_OPTIONS, "ts": _TS_OPTIONS}.get(self.container, _MATROSKA_OPTIONS)
         output: Any = av.open(
             str(self.path), "w", format=_FORMATS[self.container], container_options=options
         )

@@ -18,7 +18,9 @@ from .timeline import Timeline, room_event
 
 logger = logging.getLogger(__name__)
 
-EXTENSIONS = {"webm": "webm", "mkv": "mkv", "mp4": "mp4"}
+EXTENSIONS = {"webm": "webm", "mkv": "mkv", "mp4": "mp4", "ts": "ts"}
+# OWT's description of the audio Tessera records (Opus as WebRTC carries it).
+OPUS_FORMAT = {"codec": "opus", "sampleRate": 48000, "channelNum": 2}
 # How often the timeline sidecar is rewritten while recording, so that a
 # killed server still leaves it nearly complete next to the playable file.
 SIDECAR_INTERVAL = 5.0
@@ -82,6 +84,10 @@ class Recording:
         self.stopped_at: float | None = None
         self.timeline = Timeline(recording_id, room_id, self.started_at)
         self._sinks = {"audio": TrackSink(self, "audio"), "video": TrackSink(self, "video")}
+        self._codecs: dict[str, str] = {}  # kind -> codec of the packets recorded
+        self._paused: set[str] = set()  # kinds whose status is "inactive"
+        # After a pause or a change of source, video resumes at a keyframe.
+        self._video_waits_for_keyframe = False
         self._muxer: PacketMuxer | None = None
         self._has_video = media.video_from is not None
         self._loop = asyncio.get_running_loop()
@@ -104,6 +110,9 @@ class Recording:
             audio.codec if audio is not None else None,
         )
         self.path = self.path.with_suffix("." + EXTENSIONS[self.container])
+        self._codecs = {
+            kind: source.codec for kind, source in (("audio", audio), ("video", video)) if source
+        }
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -124,28 +133,68 @@ class Recording:
         logger.info("recording started into %s", self.path, extra=self.log_ids)
 
     def update(
-        self, streams: dict[str, Stream], audio_from: str | None, video_from: str | None
+        self,
+        streams: dict[str, Stream],
+        audio_from: str | None,
+        video_from: str | None,
+        video_parameters: dict[str, Any] | None = None,
+        active: dict[str, bool] | None = None,
     ) -> None:
-        """PATCH: take a track from another stream (timestamps continue)."""
+        """PATCH: take a track from another stream or with other video parameters, pause or
+        resume a track. Everything is checked before anything changes (ParameterError)."""
         if self.state != "recording":
             raise ParameterError("Recording is not running")
+        for kind, wanted in (("audio", audio_from), ("video", video_from)):
+            if wanted is not None and self._media_from(kind) is None:
+                raise ParameterError(f"This recording has no {kind} track")
+        for kind in active or {}:
+            if self._media_from(kind) is None:
+                raise ParameterError(f"This recording has no {kind} track")
+        if video_parameters and self.media.video_from is None:
+            raise ParameterError("This recording has no video track")
         audio = audio_source(streams, audio_from) if audio_from else None
-        video = (
-            video_source(streams, video_from, self.media.video_parameters, self.media.video_format)
-            if video_from
-            else None
-        )
+        video = None
+        parameters = self.media.video_parameters
+        if video_from or video_parameters:
+            parameters = {**(self.media.video_parameters or {}), **(video_parameters or {})}
+            video = video_source(
+                streams,
+                video_from or self.media.video_from,
+                parameters or None,
+                self.media.video_format,
+            )
         if audio is not None:
-            if self.media.audio_from is None:
-                raise ParameterError("This recording has no audio track")
             self._sinks["audio"].attach(audio)
             self.media.audio_from = audio_from
         if video is not None:
-            if self.media.video_from is None:
-                raise ParameterError("This recording has no video track")
+            self._video_waits_for_keyframe = True
             self._sinks["video"].attach(video)
-            self.media.video_from = video_from
-        self.timeline.add("source-change", audio=self.media.audio_from, video=self.media.video_from)
+            self.media.video_from = video_from or self.media.video_from
+            self.media.video_parameters = parameters or None
+        if audio is not None or video is not None:
+            self.timeline.add(
+                "source-change", audio=self.media.audio_from, video=self.media.video_from
+            )
+        for kind, on in (active or {}).items():
+            self._set_active(kind, on)
+
+    def _media_from(self, kind: str) -> str | None:
+        return self.media.audio_from if kind == "audio" else self.media.video_from
+
+    def _set_active(self, kind: str, on: bool) -> None:
+        if on == (kind not in self._paused):
+            return
+        if on:
+            self._paused.discard(kind)
+            source = self._sinks[kind].source
+            if kind == "video":
+                self._video_waits_for_keyframe = True
+                if source is not None:
+                    source.request_keyframe()
+        else:
+            self._paused.add(kind)
+        self.timeline.add("play" if on else "pause", track=kind)
+        logger.info("recording %s %s", kind, "resumed" if on else "paused", extra=self.log_ids)
 
     def source_gone(self, stream_id: str) -> bool:
         """A source stream ended: drop its track; True when nothing is left to record."""
@@ -185,8 +234,12 @@ class Recording:
 
     def _write(self, kind: str, packet: Packet, keyframe: bool) -> None:
         muxer = self._muxer
-        if muxer is None or self.state != "recording":
+        if muxer is None or self.state != "recording" or kind in self._paused:
             return
+        if kind == "video" and self._video_waits_for_keyframe:
+            if not keyframe:
+                return
+            self._video_waits_for_keyframe = False
         arrival = time.monotonic()
         if self.timeline.origin is None:
             starts = keyframe if kind == "video" else not self._has_video
@@ -247,11 +300,31 @@ class Recording:
         """The ids a log line about this recording carries."""
         return {"room": self.room_id, "recording": self.id}
 
+    def _media_json(self) -> dict[str, Any]:
+        """OWT's ``media`` of a recording: ``{kind: {from, format, parameters, status}}``
+        for each track it has (a kind it has not is absent)."""
+        media: dict[str, Any] = {}
+        for kind in ("audio", "video"):
+            source = self._media_from(kind)
+            if source is None:
+                continue
+            entry: dict[str, Any] = {"from": source}
+            codec = self._codecs.get(kind)
+            if kind == "audio":
+                entry["format"] = dict(OPUS_FORMAT) if codec in (None, "opus") else {"codec": codec}
+            else:
+                entry["format"] = {"codec": codec or (self.media.video_format or {}).get("codec")}
+                if self.media.video_parameters:
+                    entry["parameters"] = dict(self.media.video_parameters)
+            entry["status"] = "inactive" if kind in self._paused else "active"
+            media[kind] = entry
+        return media
+
     def describe(self) -> dict[str, Any]:
         """The REST object: OWT's {id, media, storage} plus state, times and size."""
         info: dict[str, Any] = {
             "id": self.id,
-            "media": self.media.to_json(),
+            "media": self._media_json(),
             "storage": {"host": self.host, "file": str(self.path)},
             "container": self.container,
             "state": self.state,
@@ -285,7 +358,12 @@ class StoredRecording:
         return info
 
     def update(
-        self, streams: dict[str, Stream], audio_from: str | None, video_from: str | None
+        self,
+        streams: dict[str, Stream],
+        audio_from: str | None,
+        video_from: str | None,
+        video_parameters: dict[str, Any] | None = None,
+        active: dict[str, bool] | None = None,
     ) -> None:
         raise ParameterError("Recording is not running")
 

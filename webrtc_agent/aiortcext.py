@@ -1,11 +1,13 @@
 """The few places where Tessera reaches into aiortc's private state.
 
-aiortc has no public API for six things an SFU/MCU needs: taking the encoded
+aiortc has no public API for nine things an SFU/MCU needs: taking the encoded
 frames a receiver has reassembled (to forward them without decoding), turning
 decoding on and off, hearing a receiver's keyframe request on a sender that
-sends pre-encoded packets, releasing received frames without aiortc's
-fixed extra delay, checking DTLS-SRTP at start-up, and (for benchmark
-clients) taking SRTP packets before they are decrypted. Keeping every such
+sends pre-encoded packets, hearing a receiver's bandwidth estimate (REMB),
+answering only some of the codecs both sides support, releasing received
+frames without aiortc's fixed extra delay, giving each subscription its own
+msid stream id, checking DTLS-SRTP at start-up, and (for benchmark clients)
+taking SRTP packets before they are decrypted. Keeping every such
 reach-in here means an aiortc upgrade is checked in one file
 (tests/integration cover each of them).
 """
@@ -16,13 +18,28 @@ import asyncio
 import logging
 import queue
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
-from aiortc import RTCCertificate, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCCertificate,
+    RTCDtlsParameters,
+    RTCIceParameters,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    rtcpeerconnection,
+)
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import SRTP_PROFILES
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtpPacket,
+    unpack_remb_fci,
+)
 from aiortc.utils import uint16_add
 from OpenSSL import SSL
 from pylibsrtp import Policy, Session
@@ -214,6 +231,53 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
+def set_msid_stream(sender: RTCRtpSender, stream_id: str) -> None:
+    """Make the answer's ``a=msid`` of this sender name ``stream_id`` as its stream.
+
+    aiortc gives every sender of a peer connection one stream id, so a client
+    that builds a MediaStream per msid stream (the OWT JS SDK builds one per
+    subscription from ``ontrack``'s ``event.streams``) would put every
+    subscription's tracks in one stream. Call before createAnswer.
+    """
+    sender._stream_id = stream_id
+
+
+def check_msid_stream() -> None:
+    """Raises unless aiortc still writes ``a=msid`` from the sender's ``_stream_id``.
+
+    Builds the media section of an answer for a stand-in transceiver, as
+    createAnswer does, and reads the msid back: what `set_msid_stream` relies on.
+    """
+    # Stand-ins for what the media section reads besides the sender: no loop, no sockets.
+    ice = SimpleNamespace(
+        iceGatherer=SimpleNamespace(
+            getLocalCandidates=list,
+            state="completed",
+            getLocalParameters=lambda: RTCIceParameters(usernameFragment="check", password="x"),
+        )
+    )
+    dtls = SimpleNamespace(
+        transport=ice, getLocalParameters=lambda: RTCDtlsParameters(fingerprints=[])
+    )
+    sender = SimpleNamespace(_stream_id="", _track_id="track", _ssrc=1, _rtx_ssrc=2)
+    transceiver = SimpleNamespace(
+        kind="video",
+        sender=sender,
+        receiver=SimpleNamespace(transport=dtls),
+        _codecs=[],
+        _headerExtensions=[],
+    )
+    set_msid_stream(sender, "subscription")  # type: ignore[arg-type]
+    media = rtcpeerconnection.create_media_description_for_transceiver(
+        transceiver,  # type: ignore[arg-type]
+        cname="check",
+        direction="sendonly",
+        mid="0",
+    )
+    if "a=msid:subscription track" not in str(media).splitlines():
+        raise RuntimeError(f"aiortc wrote a=msid:{media.msid!r}, not the stream id Tessera set")
+
+
 def prefer_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> bool:
     """Move `mime_type` to the front of the transceiver's negotiated codecs.
 
@@ -237,6 +301,29 @@ def prefer_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> bool:
     return True
 
 
+def restrict_codecs(
+    transceiver: RTCRtpTransceiver, keep: Callable[[RTCRtpCodecParameters], bool]
+) -> bool:
+    """Leave only the first negotiated codec that `keep` accepts (with its RTX).
+
+    Called between setRemoteDescription and createAnswer, so that the answer
+    lets the remote sender use that one codec only (OWT answers one format per
+    m-line too). Returns False, changing nothing, when `keep` accepts none of
+    them (an m-line cannot list no codec at all).
+    """
+    codecs: list[RTCRtpCodecParameters] = list(transceiver._codecs)
+    kept = [c for c in codecs if c.name.lower() != "rtx" and keep(c)][:1]
+    if not kept:
+        return False
+    pts = {c.payloadType for c in kept}
+    transceiver._codecs = [
+        c
+        for c in codecs
+        if c in kept or (c.name.lower() == "rtx" and int(str(c.parameters.get("apt", -1))) in pts)
+    ]
+    return True
+
+
 def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | None:
     """The codec the transceiver sends or receives with (the first negotiated)."""
     codecs: list[RTCRtpCodecParameters] = transceiver._codecs
@@ -255,11 +342,48 @@ def _log_failure(task: asyncio.Future[Any]) -> None:
         logger.debug("RTCP send failed: %s", task.exception())
 
 
+class RembRecord:
+    """The latest REMB (receiver estimated maximum bitrate) that named one sender."""
+
+    def __init__(self) -> None:
+        self.bitrate: int | None = None  # bit/s, as the receiver sent it
+        self.reports = 0
+
+
+def watch_remb(sender: RTCRtpSender) -> RembRecord:
+    """Record every REMB the remote receiver sends for `sender`'s SSRC; idempotent.
+
+    aiortc hands a REMB only to the sender's own encoder, clamped to that
+    encoder's range (VP8: 250 kbit/s to 1.5 Mbit/s), and a sender of
+    pre-encoded packets never uses it: the figure itself is kept here.
+    """
+    existing = getattr(sender, "_tessera_remb", None)
+    if isinstance(existing, RembRecord):
+        return existing
+    record = RembRecord()
+    handle = sender._handle_rtcp_packet
+
+    async def handle_rtcp(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass  # not a REMB (another application-layer feedback); aiortc ignores it too
+            else:
+                if sender._ssrc in ssrcs:
+                    record.bitrate = bitrate
+                    record.reports += 1
+        await handle(packet)
+
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+    sender._tessera_remb = record  # type: ignore[attr-defined]
+    return record
+
+
 def estimated_bitrate(sender: RTCRtpSender) -> int | None:
-    """The receiver's REMB estimate, which aiortc stores on the sender's packetizer."""
-    encoder = getattr(sender, "_RTCRtpSender__encoder", None)
-    value = getattr(encoder, "target_bitrate", None)
-    return int(value) if isinstance(value, int | float) else None
+    """The latest REMB figure (bit/s) the receiver sent for `sender`, or None if none yet."""
+    record = getattr(sender, "_tessera_remb", None)
+    return record.bitrate if isinstance(record, RembRecord) else None
 
 
 def check_dtls_srtp() -> None:

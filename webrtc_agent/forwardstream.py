@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import logging
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -20,6 +21,7 @@ from tessera.mixer.videoencoder import EncoderSettings, VideoEncoder, default_bi
 
 from . import aiortcext
 from .aiortcext import EncodedFrameTap
+from .mediaformats import CodecFormat
 from .mediasource import (
     VIDEO_TIME_BASE,
     FrameSource,
@@ -59,8 +61,11 @@ class ForwardTrack(PacketSource):
         self.decoded = DecodedTrack(self)
         self._keyframes = KeyframeRequester(self._send_pli, keyframe_min_interval)
         self.active = True  # False while the publisher has paused this track
-        self.frame_size: tuple[int, int] | None = None  # from the first VP8 keyframe
+        self.frame_size: tuple[int, int] | None = None  # from the latest VP8 keyframe
         self.frame_size_known = asyncio.Event()
+        # Called when a later keyframe has another size (the publisher changed resolution).
+        self.on_resize: Callable[[], None] | None = None
+        self.format: CodecFormat | None = None  # what was negotiated, once bound
 
     def bind(self, receiver: RTCRtpReceiver, codec: RTCRtpCodecParameters) -> None:
         """Attach to the aiortc receiver once the transport negotiated the track."""
@@ -68,6 +73,7 @@ class ForwardTrack(PacketSource):
         self.codec = codec.name.lower()
         self.clock_rate = codec.clockRate
         self.codec_parameters = codec
+        self.format = codec_format(self.kind, codec)
         self.tap = aiortcext.install_encoded_tap(receiver, self._on_encoded)
         # Forwarded and mixed media both leave sooner: -33 ms video, -80 ms audio.
         aiortcext.install_low_latency_buffer(receiver)
@@ -75,11 +81,15 @@ class ForwardTrack(PacketSource):
             self.tap.decode = True
 
     def _on_encoded(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> None:
-        if self.kind == "video" and not self.frame_size_known.is_set():
+        if self.kind == "video":
+            # Header bytes only: None for anything but a VP8 keyframe.
             size = vp8_frame_size(data) if self.codec == "vp8" else None
-            if size is not None:
+            if size is not None and size != self.frame_size:
+                resized = self.frame_size is not None
                 self.frame_size = size
-            if size is not None or self.codec != "vp8":
+                if resized and self.on_resize is not None:
+                    self.on_resize()
+            if not self.frame_size_known.is_set() and (size is not None or self.codec != "vp8"):
                 self.frame_size_known.set()
         if not self._sinks or not self.active:
             return
@@ -278,6 +288,7 @@ class ForwardStream(Stream):
         tracks: list[TrackSpec],
         attributes: dict[str, Any] | None,
         *,
+        media_in: Mapping[str, Any],
         media_out: dict[str, Any],
         transcoding: dict[str, Any],
         keyframe_min_interval: float = 1.0,
@@ -285,6 +296,8 @@ class ForwardStream(Stream):
         self.id = stream_id
         self.owner = owner
         self.attributes = attributes or {}
+        # The room's mediaIn (OWT's JSON form): the formats this publication may use.
+        self.media_in = media_in
         self.media_out = media_out
         self.transcoding = transcoding
         self.in_views: list[str] = []
@@ -292,6 +305,10 @@ class ForwardStream(Stream):
         self.tracks: dict[str, ForwardTrack] = {
             spec.kind: ForwardTrack(spec, keyframe_min_interval) for spec in tracks
         }
+        # Told when info() changes other than by status (the room sends stream update ".").
+        self.on_info_changed: Callable[[ForwardStream], None] | None = None
+        for track in self.tracks.values():
+            track.on_resize = self._resized
         self.transcoders: dict[VideoFormat, VideoTranscoder] = {}
         self.closed = False
 
@@ -300,6 +317,11 @@ class ForwardStream(Stream):
 
     def has_track(self, kind: str) -> bool:
         return kind in self.tracks
+
+    def accepts(self, kind: str, codec: RTCRtpCodecParameters) -> bool:
+        """Whether the room takes `kind` from the publisher in this offered codec."""
+        formats = self.media_in.get(kind)
+        return isinstance(formats, list) and codec_format(kind, codec).accepted_by(formats)
 
     def codec(self, kind: str) -> str | None:
         track = self.tracks.get(kind)
@@ -313,6 +335,12 @@ class ForwardStream(Stream):
         track.active = active
         if active:
             track.request_keyframe()
+
+    def _resized(self) -> None:
+        video = self.tracks.get("video")
+        declared = video is not None and "resolution" in video.spec.parameters
+        if not declared and self.on_info_changed is not None and not self.closed:
+            self.on_info_changed(self)
 
     def _resolution(self, track: ForwardTrack) -> tuple[int, int] | None:
         res = track.spec.parameters.get("resolution")
@@ -347,10 +375,10 @@ class ForwardStream(Stream):
                 fmt: dict[str, Any] = {"codec": track.codec or "opus"}
                 if track.codec == "opus":
                     fmt.update(sampleRate=48000, channelNum=2)
-                entry["format"] = fmt
+                entry["format"] = track.format.to_json() if track.format else fmt
             else:
                 codec = track.codec or "vp8"
-                entry["format"] = {"codec": codec}
+                entry["format"] = track.format.to_json() if track.format else {"codec": codec}
                 resolution = self._resolution(track)
                 framerate = track.spec.parameters.get("framerate")
                 params: dict[str, Any] = {}
@@ -422,6 +450,11 @@ class ForwardStream(Stream):
         self.transcoders.clear()
         for track in self.tracks.values():
             track.close()
+
+
+def codec_format(kind: str, codec: RTCRtpCodecParameters) -> CodecFormat:
+    """The OWT format of an aiortc codec of an SDP m-line."""
+    return CodecFormat.from_sdp(kind, codec.name, codec.clockRate, codec.channels, codec.parameters)
 
 
 __all__ = ["VIDEO_TIME_BASE", "ForwardStream", "ForwardTrack", "TrackSpec", "VideoTranscoder"]

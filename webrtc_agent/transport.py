@@ -163,6 +163,9 @@ class Transport:
                     self._unclaimed(transceiver)
                     continue
                 if session.id in self._negotiated:
+                    if isinstance(session, Publication):
+                        # aiortc negotiates every m-line's codecs again on each offer.
+                        self._restrict_formats(session, transceiver)
                     continue
                 if session.kinds_without_mid():
                     reason = f"Offer has no {session.kinds_without_mid()[0]} media section"
@@ -171,6 +174,11 @@ class Transport:
                     continue
                 rider = self._riders.get(mid) if mid is not None else None
                 try:
+                    if isinstance(session, Publication) and not self._restrict_formats(
+                        session, transceiver
+                    ):
+                        # OWT's words (conference/stream.js, checkMediaError).
+                        raise ParameterError(f"{transceiver.kind.capitalize()} format unacceptable")
                     if rider is not None:
                         # First: the subscription may reorder the codecs both directions use.
                         self._bind(rider, transceiver)
@@ -179,6 +187,8 @@ class Transport:
                     failures.append((session, str(exc)))
                     if rider is not None:
                         failures.append((rider, str(exc)))
+                    # Answered inactive: no media on an m-line whose session failed.
+                    transceiver.direction = "inactive"
                     continue
                 if rider is not None:
                     transceiver.direction = "sendrecv"
@@ -235,6 +245,16 @@ class Transport:
         aiortcext.install_encoded_tap(transceiver.receiver)
         transceiver.direction = "inactive"
 
+    @staticmethod
+    def _restrict_formats(publication: Publication, transceiver: RTCRtpTransceiver) -> bool:
+        """Answer only the formats the room accepts from publishers (its mediaIn).
+
+        False (nothing changed) when the offer has none of them.
+        """
+        kind = transceiver.kind
+        stream = publication.stream
+        return aiortcext.restrict_codecs(transceiver, lambda c: stream.accepts(kind, c))
+
     def _bind(self, session: Session, transceiver: RTCRtpTransceiver) -> None:
         mid = transceiver.mid
         assert mid is not None
@@ -274,7 +294,10 @@ class Transport:
         packet_track = session.bind(kind, codec_name)
         transceiver.direction = "sendonly"
         transceiver.sender.replaceTrack(packet_track)
+        # Each subscription is its own MediaStream at the client (PROTOCOL.md).
+        aiortcext.set_msid_stream(transceiver.sender, session.id)
         aiortcext.on_keyframe_request(transceiver.sender, packet_track.request_keyframe)
+        aiortcext.watch_remb(transceiver.sender)
 
     async def add_candidate(self, candidate: dict[str, Any]) -> None:
         """A trickled client candidate (`a=` prefix tolerated)."""
@@ -329,10 +352,19 @@ class Transport:
         }
 
     def estimated_bitrate(self, session: Subscription) -> int | None:
+        """What the subscriber's receiver last estimated it can take (REMB, bit/s), if it did.
+
+        A receiver's REMB covers the SSRCs it names (a browser names every video
+        stream it receives on the connection): the video sender's figure, else
+        the audio sender's. None until the receiver has sent one.
+        """
+        estimates: dict[str, int] = {}
         for transceiver in self.pc.getTransceivers():
-            if transceiver.mid in session.mids and transceiver.kind == "video":
-                return aiortcext.estimated_bitrate(transceiver.sender)
-        return None
+            if transceiver.mid in session.mids:
+                bitrate = aiortcext.estimated_bitrate(transceiver.sender)
+                if bitrate is not None:
+                    estimates[transceiver.kind] = bitrate
+        return estimates.get("video", estimates.get("audio"))
 
     async def close(self) -> None:
         """Idempotent: closes every session and the peer connection."""

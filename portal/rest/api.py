@@ -13,10 +13,12 @@ from aiohttp.typedefs import Handler
 from .auth import CREDENTIALS, Authenticator
 from .bodies import MAX_BODY_BYTES, loggable
 from .errors import ErrorCode, RestError, bad_request
+from .outside import Outside
 from .participants import Participants
 from .recordings import Recordings
 from .resource import Resource
 from .rooms import Rooms
+from .services import Services
 from .streamingouts import StreamingOuts
 from .streams import Streams
 from .tokens import Tokens
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-API_PREFIXES = ("/v1/", "/v1.1/")
+API_PREFIXES = ("/v1/", "/v1.1/", "/services/")
+API_ROOTS = ("/v1", "/v1.1", "/services")
 _CHALLENGE = 'MAuth realm="tessera", Bearer realm="tessera"'
 
 
@@ -45,6 +48,8 @@ class RestApi:
             Streams(server),
             Recordings(server),
             StreamingOuts(server),
+            Services(server),
+            Outside(server),
         ]
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
@@ -58,7 +63,7 @@ class RestApi:
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Authenticate, run the handler, and turn any refusal into a JSON error."""
         path = request.path
-        if not path.startswith(API_PREFIXES) and path not in ("/v1", "/v1.1"):
+        if not path.startswith(API_PREFIXES) and path not in API_ROOTS:
             return await handler(request)
         origin = request.headers.get("Origin")
         if request.method == "OPTIONS":

@@ -12,21 +12,6 @@ from .bodies import MAX_ID_LENGTH, expect_object
 from .errors import bad_request
 
 
-def source_patch(operations: list[dict[str, Any]]) -> dict[str, str]:
-    """[{op: replace, path: /media/{audio,video}/from, value: stream id}] -> {kind: id}."""
-    sources: dict[str, str] = {}
-    for index, operation in enumerate(operations):
-        path, op, value = operation["path"], operation["op"], operation["value"]
-        if path not in ("/media/audio/from", "/media/video/from"):
-            raise bad_request(f"[{index}].path: expected /media/audio/from or /media/video/from")
-        if op != "replace":
-            raise bad_request(f"[{index}].op: {path} takes 'replace'")
-        if not isinstance(value, str) or not value:
-            raise bad_request(f"[{index}].value: a stream id is required")
-        sources[path.split("/")[2]] = value
-    return sources
-
-
 @dataclass
 class MediaRequest:
     """A checked POST /recordings body."""

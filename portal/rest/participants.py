@@ -12,7 +12,7 @@ from ..participant import Participant
 from ..room import Room
 from .bodies import expect_patch, path_id
 from .errors import ErrorCode, RestError, bad_request
-from .resource import BOTH, Resource, Route
+from .resource import BOTH, Resource, Route, empty_response
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +41,11 @@ class Participants(Resource):
     async def list_participants(self, request: web.Request) -> web.StreamResponse:
         room = self._room(request).loaded
         participants = list(room.participants.values()) if room is not None else []
-        return web.json_response([p.rest_info() for p in participants])
+        return web.json_response([participant_detail(p) for p in participants])
 
     async def get_participant(self, request: web.Request) -> web.StreamResponse:
         _, participant = self._participant(request)
-        return web.json_response(participant.rest_info())
+        return web.json_response(participant_detail(participant))
 
     async def patch_participant(self, request: web.Request) -> web.StreamResponse:
         _, participant = self._participant(request)
@@ -55,13 +55,23 @@ class Participants(Resource):
             _apply_permission(permission, operation, f"[{index}]")
         participant.permission = permission
         logger.info("participant permission set to %s", permission, extra=participant.log_ids)
-        return web.json_response(participant.rest_info())
+        return web.json_response(participant_detail(participant))
 
     async def delete_participant(self, request: web.Request) -> web.StreamResponse:
         _, participant = self._participant(request)
         await self.server.portal.kick(participant)
         logger.info("participant dropped over REST", extra=participant.log_ids)
-        return web.Response()
+        return empty_response()
+
+
+def participant_detail(participant: Participant) -> dict[str, Any]:
+    """OWT's ParticipantDetail: ``{id, user, role, permission}``."""
+    return {
+        "id": participant.id,
+        "user": participant.user,
+        "role": participant.role,
+        "permission": participant.permission,
+    }
 
 
 _PERMISSION_PATH_RE = re.compile(r"^/permission/(publish|subscribe)(?:/(audio|video))?$")

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import web
 
 from tessera.recorder.muxer import MuxerError
+from tessera.recorder.outputpatch import parse_output_patch
 from tessera.recorder.recording import Recording, StoredRecording
 from tessera.webrtc_agent.mediasource import ParameterError
 
-from .bodies import expect_patch, path_id
+from .bodies import path_id
 from .errors import ErrorCode, RestError, bad_request
-from .mediarequest import media_request, source_patch
-from .resource import BOTH, Resource, RoomRef, Route
+from .mediarequest import media_request
+from .resource import BOTH, Resource, RoomRef, Route, empty_response
 
 logger = logging.getLogger(__name__)
 
+# ?state= of the list: OWT lists the recordings that are running; Tessera also keeps
+# finished ones (of this run and earlier ones) to download.
+LIST_STATES = ("recording", "stopped", "failed", "all")
+
 
 class Recordings(Resource):
-    """POST (start), GET, PATCH (sources), DELETE (stop) and the file of recordings."""
+    """POST (start), GET, PATCH (sources, status, video parameters), DELETE (stop), and the
+    file of recordings."""
 
     def routes(self) -> list[Route]:
         return [
@@ -43,7 +50,9 @@ class Recordings(Resource):
     async def create_recording(self, request: web.Request) -> web.StreamResponse:
         service = self._credentials(request).service
         ref = self._room(request)
-        body = media_request(await self._read_json(request))
+        raw = await self._read_json(request)
+        body = media_request(raw)
+        _check_audio_format(raw)
         if not service.recording:
             raise RestError(
                 403, ErrorCode.PERMISSION_DENIED, "Recording is switched off for this service"
@@ -59,8 +68,12 @@ class Recordings(Resource):
     async def list_recordings(self, request: web.Request) -> web.StreamResponse:
         ref = self._room(request)
         service = self._credentials(request).service
+        state = request.query.get("state", "recording")
+        if state not in LIST_STATES:
+            raise bad_request(f"state must be one of {', '.join(LIST_STATES)}")
         recordings = self.server.recordings_of(service.id, ref.id)
-        return web.json_response([r.describe() for r in recordings])
+        listed = [r for r in recordings if state in ("all", r.state)]
+        return web.json_response([r.describe() for r in listed])
 
     async def get_recording(self, request: web.Request) -> web.StreamResponse:
         _, recording = self._recording(request)
@@ -68,20 +81,32 @@ class Recordings(Resource):
 
     async def patch_recording(self, request: web.Request) -> web.StreamResponse:
         ref, recording = self._recording(request)
-        operations = expect_patch(await self._read_json(request))
-        sources = source_patch(operations)
-        if ref.loaded is None or recording.state != "recording":
-            raise bad_request("The recording is not running")
+        # OWT's SubscriptionControlInfo, as a streaming-out's PATCH reads it.
         try:
-            recording.update(ref.loaded.streams, sources.get("audio"), sources.get("video"))
+            patch = parse_output_patch(await self._read_json(request))
         except ParameterError as exc:
             raise bad_request(str(exc)) from None
+        if ref.loaded is None or recording.state != "recording":
+            raise bad_request(f"The recording is not running (it is {recording.state})")
+        try:
+            recording.update(
+                ref.loaded.streams,
+                patch.sources.get("audio"),
+                patch.sources.get("video"),
+                patch.parameters,
+                patch.status,
+            )
+        except ParameterError as exc:
+            raise bad_request(str(exc)) from None
+        logger.info(
+            "recording updated over REST", extra={"room": ref.id, "recording": recording.id}
+        )
         return web.json_response(recording.describe())
 
     async def delete_recording(self, request: web.Request) -> web.StreamResponse:
         _, recording = self._recording(request)
         await recording.stop()
-        return web.json_response(recording.describe())
+        return empty_response()
 
     async def download_recording(self, request: web.Request) -> web.StreamResponse:
         _, recording = self._recording(request)
@@ -95,3 +120,26 @@ class Recordings(Resource):
                 "Content-Disposition": f'attachment; filename="{recording.path.name}"',
             },
         )
+
+
+def _check_audio_format(body: Any) -> None:
+    """``media.audio.format``: Tessera records the publishers' Opus as it is."""
+    media = body.get("media") if isinstance(body, dict) else None
+    audio = media.get("audio") if isinstance(media, dict) else None
+    fmt = audio.get("format") if isinstance(audio, dict) else None
+    if fmt is None:
+        return
+    codec = fmt.get("codec") if isinstance(fmt, dict) else None
+    if not isinstance(codec, str):
+        raise bad_request('media.audio.format: an object like {"codec": "opus"}')
+    if codec.lower() != "opus":
+        raise bad_request(
+            f"media.audio.format.codec: Tessera records audio as Opus (as it arrives), "
+            f"not {codec[:32]}; leave format out or ask for opus"
+        )
+    for key, wanted in (("sampleRate", 48000), ("channelNum", 2)):
+        if key in fmt and fmt[key] != wanted:
+            raise bad_request(f"media.audio.format.{key}: Opus is recorded at {wanted}")
+    unknown = sorted(set(fmt) - {"codec", "sampleRate", "channelNum"})
+    if unknown:
+        raise bad_request(f"media.audio.format.{unknown[0]}: unknown field")

@@ -11,7 +11,7 @@ from ..roomoptions import OptionsError, RoomOptions, merge_room_options, parse_r
 from ..store import NotFoundError, RoomRecord, new_room_id
 from .bodies import MAX_PER_PAGE, checked_name, expect_object, parse_paging
 from .errors import ErrorCode, RestError, bad_request, unauthorized
-from .resource import V1, Resource, RoomRef, Route, room_json
+from .resource import BOTH, Resource, RoomRef, Route, room_json
 
 logger = logging.getLogger(__name__)
 
@@ -21,12 +21,12 @@ class Rooms(Resource):
 
     def routes(self) -> list[Route]:
         return [
-            ("POST", "/rooms", self.create_room, V1),
-            ("GET", "/rooms", self.list_rooms, V1),
-            ("GET", "/rooms/{room}", self.get_room, V1),
-            ("PUT", "/rooms/{room}", self.replace_room, V1),
-            ("PATCH", "/rooms/{room}", self.patch_room, V1),
-            ("DELETE", "/rooms/{room}", self.delete_room, V1),
+            ("POST", "/rooms", self.create_room, BOTH),
+            ("GET", "/rooms", self.list_rooms, BOTH),
+            ("GET", "/rooms/{room}", self.get_room, BOTH),
+            ("PUT", "/rooms/{room}", self.replace_room, BOTH),
+            ("PATCH", "/rooms/{room}", self.patch_room, BOTH),
+            ("DELETE", "/rooms/{room}", self.delete_room, BOTH),
         ]
 
     async def create_room(self, request: web.Request) -> web.StreamResponse:
@@ -112,12 +112,17 @@ class Rooms(Resource):
         return ref, ref.record
 
     async def replace_room(self, request: web.Request) -> web.StreamResponse:
+        """PUT: each top-level field given replaces the room's (OWT's ``Object.assign``).
+
+        A field not given keeps its value; a field given is replaced whole
+        (a ``views`` list replaces every view, with defaults for what it omits).
+        """
         ref, record = self._stored_room(request)
         body = expect_object(await self._read_json(request))
         name, options, prefix = _split_room_body(body, ref.id)
         name = record.name if name is None else checked_name(name, f"{prefix}name")
         try:
-            parsed = parse_room_options({**options, "name": name})
+            parsed = parse_room_options({**record.options, **options, "name": name})
         except OptionsError as exc:
             raise _options_error(exc, prefix) from None
         return await self._save_room(ref, record, parsed)

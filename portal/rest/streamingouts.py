@@ -1,26 +1,27 @@
-"""REST: /rooms/{room}/streaming-outs, RTMP and HLS outputs of any stream."""
+"""REST: /rooms/{room}/streaming-outs, RTMP, RTSP, HLS and DASH outputs of any stream."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aiohttp import web
 
 from tessera.recorder.muxer import MuxerError
+from tessera.recorder.outputpatch import parse_output_patch
 from tessera.recorder.streamingout import StreamingOut
+from tessera.recorder.streamingtarget import PROTOCOLS, guess_protocol
 from tessera.webrtc_agent.mediasource import ParameterError
 
-from .bodies import expect_object, expect_patch, path_id
+from .bodies import expect_object, path_id
 from .errors import ErrorCode, RestError, bad_request
-from .mediarequest import media_request, source_patch
+from .mediarequest import media_request
 from .resource import BOTH, Resource, RoomRef, Route
 
 logger = logging.getLogger(__name__)
 
 
 class StreamingOuts(Resource):
-    """POST (start), GET, PATCH (sources) and DELETE (stop) of streaming-outs."""
+    """POST (start), GET, PATCH (sources, video parameters, status) and DELETE (stop)."""
 
     def routes(self) -> list[Route]:
         return [
@@ -43,34 +44,30 @@ class StreamingOuts(Resource):
     async def create_streaming_out(self, request: web.Request) -> web.StreamResponse:
         ref = self._room(request)
         body = expect_object(await self._read_json(request))
-        protocol = body.get("protocol", "rtmp")
-        if protocol not in ("rtmp", "hls"):
-            raise bad_request("protocol: expected rtmp or hls")
-        url = body.get("url")
-        if protocol == "rtmp" and not isinstance(url, str):
-            raise bad_request("url: an rtmp:// URL is required")
-        parameters: dict[str, Any] = {}
-        hls = body.get("parameters") or {}
-        if not isinstance(hls, dict):
-            raise bad_request("parameters: an object is required")
-        for key, name in (("hlsTime", "hls_time"), ("hlsListSize", "hls_list_size")):
-            value = hls.get(key)
-            if value is not None:
-                if not isinstance(value, int) or not 1 <= value <= 60:
-                    raise bad_request(f"parameters.{key}: a whole number from 1 to 60")
-                parameters[name] = value
         unknown = sorted(set(body) - {"protocol", "url", "parameters", "media"})
         if unknown:
             raise bad_request(
                 f"{unknown[0]}: unknown field (expected protocol, url, parameters, media)"
             )
+        url = body.get("url")
+        if url is not None and not isinstance(url, str):
+            raise bad_request("url: a string is required")
+        protocol = body.get("protocol")
+        if protocol is None:
+            # OWT guesses a missing protocol from the url.
+            protocol = guess_protocol(url)
+            if protocol is None:
+                raise bad_request(
+                    "protocol: missing, and the url does not tell "
+                    "(rtmp://..., rtsp://..., .../name.m3u8, .../name.mpd)"
+                )
+        if protocol not in PROTOCOLS:
+            raise bad_request(f"protocol: expected one of {', '.join(PROTOCOLS)}")
         media = media_request({"media": body.get("media")}).media
         if ref.loaded is None:
             raise bad_request("The room has no streams (nobody is in it)")
         try:
-            out = ref.loaded.start_streaming_out(
-                str(protocol), url if protocol == "rtmp" else None, media, parameters
-            )
+            out = ref.loaded.start_streaming_out(protocol, url, media, body.get("parameters"))
         except (ParameterError, MuxerError) as exc:
             raise bad_request(str(exc)) from None
         return web.json_response(out.describe())
@@ -87,17 +84,20 @@ class StreamingOuts(Resource):
 
     async def patch_streaming_out(self, request: web.Request) -> web.StreamResponse:
         ref, out = self._streaming_out(request)
-        operations = expect_patch(await self._read_json(request))
-        sources = source_patch(operations)
-        if ref.loaded is None or out.state not in ("connecting", "streaming"):
-            raise bad_request("The streaming-out is not running")
         try:
-            out.update(ref.loaded.streams, sources.get("audio"), sources.get("video"))
+            patch = parse_output_patch(await self._read_json(request))
         except ParameterError as exc:
+            raise bad_request(str(exc)) from None
+        if ref.loaded is None or out.state not in ("connecting", "streaming"):
+            raise bad_request(f"The streaming-out is not running (it is {out.state})")
+        try:
+            out.update(ref.loaded.streams, patch)
+        except (ParameterError, MuxerError) as exc:
             raise bad_request(str(exc)) from None
         return web.json_response(out.describe())
 
     async def delete_streaming_out(self, request: web.Request) -> web.StreamResponse:
         _, out = self._streaming_out(request)
         await out.stop()
-        return web.json_response(out.describe())
+        # OWT answers an empty body.
+        return web.Response(status=200)

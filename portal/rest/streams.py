@@ -10,19 +10,26 @@ from typing import Any
 
 from aiohttp import web
 
+from tessera.mixer.activeaudio import ActiveAudioStream
 from tessera.mixer.layout import LayoutError
 from tessera.webrtc_agent.mediasource import Stream
 
 from ..room import Room
 from .bodies import expect_patch, path_id
 from .errors import ErrorCode, RestError, bad_request
-from .resource import BOTH, Resource, Route
+from .resource import BOTH, Resource, Route, empty_response
+from .streamformat import API_V1, API_V11, rest_stream
 
 logger = logging.getLogger(__name__)
 
 
+def api_version(request: web.Request) -> str:
+    """Which of OWT's stream formats the request's path asks for (/v1 or /v1.1)."""
+    return API_V11 if request.path.startswith("/v1.1/") else API_V1
+
+
 class Streams(Resource):
-    """GET, PATCH (JSON patch) and DELETE of streams."""
+    """GET, PATCH (JSON patch) and DELETE of streams, in OWT's format of the path's version."""
 
     def routes(self) -> list[Route]:
         return [
@@ -43,11 +50,13 @@ class Streams(Resource):
     async def list_streams(self, request: web.Request) -> web.StreamResponse:
         room = self._room(request).loaded
         streams = list(room.streams.values()) if room is not None else []
-        return web.json_response([stream.info() for stream in streams])
+        version = api_version(request)
+        return web.json_response([rest_stream(stream.info(), version) for stream in streams])
 
     async def get_stream(self, request: web.Request) -> web.StreamResponse:
         _, stream = self._stream(request)
-        return web.json_response(stream.info())
+        info = rest_stream(stream.info(), api_version(request), keep_tracks=True)
+        return web.json_response(info)
 
     async def patch_stream(self, request: web.Request) -> web.StreamResponse:
         room, stream = self._stream(request)
@@ -59,19 +68,22 @@ class Streams(Resource):
         ]
         for change in changes:
             change()
-        return web.json_response(stream.info())
+        return web.json_response(rest_stream(stream.info(), api_version(request)))
 
     async def delete_stream(self, request: web.Request) -> web.StreamResponse:
         room, stream = self._stream(request)
-        if stream.type != "forward":
-            raise bad_request("Only a forward stream can be removed; a mixed stream is a view")
+        if stream.type != "forward" or isinstance(stream, ActiveAudioStream):
+            raise bad_request(
+                "Only a published stream can be removed; a mixed stream is a view, "
+                "an active audio stream (selectActiveAudio) the room's own"
+            )
         owner = next((p for p in room.participants.values() if stream.id in p.publications), None)
         if owner is not None:
             owner.end_session(stream.id)
         else:
             room.remove_stream(stream.id)
         logger.info("stream removed over REST", extra={"room": room.id, "stream": stream.id})
-        return web.Response()
+        return empty_response()
 
 
 _LAYOUT_STREAM_RE = re.compile(r"^/info/layout/(\d+)/stream$")
@@ -82,6 +94,9 @@ def _stream_change(
 ) -> Callable[[], None]:
     """Check one OWT StreamUpdate and return the change to make, or raise RestError."""
     path, op, value = operation["path"], operation["op"], operation["value"]
+    if isinstance(stream, ActiveAudioStream):
+        # It carries whoever is loudest: nothing of it is the client's to change.
+        raise bad_request(f"{where}: an active audio stream (selectActiveAudio) cannot be changed")
     if path in ("/media/audio/status", "/media/video/status"):
         kind = path.split("/")[2]
         if op != "replace":

@@ -9,7 +9,7 @@ import pytest
 from tessera.mixer.selfcheck import SelfCheckReport, check_media
 from tessera.portal import server as portal_server
 from tessera.portal.config import load_config
-from tessera.webrtc_agent.aiortcext import check_dtls_srtp
+from tessera.webrtc_agent.aiortcext import check_dtls_srtp, check_msid_stream
 from tests.integration.test_operations import ServeProcess
 from tests.support import api, start_server
 
@@ -29,6 +29,10 @@ def test_a_codec_that_does_not_work_is_named() -> None:
 
 def test_dtls_srtp_handshake_in_memory() -> None:
     check_dtls_srtp()  # raises if the handshake, the key export or SRTP fails
+
+
+def test_msid_stream_id_reaches_the_answer() -> None:
+    check_msid_stream()  # raises if aiortc no longer writes a=msid from the sender's stream id
 
 
 async def test_serve_logs_the_check_and_serves(tmp_path: Path) -> None:

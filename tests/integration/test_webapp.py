@@ -210,6 +210,8 @@ async def test_recording_from_the_page_and_its_download_link(tessera: RunningSer
         status, started = await demo(tessera, "POST", "/demo/recordings", {}, ticket)
         assert status == 200, started
         assert started["state"] == "recording" and "download" not in started
+        # A container the page's browser plays (the view is VP8 + Opus), not REST's "auto".
+        assert started["container"] == "webm"
         assert "storage" not in started  # the server's paths stay on the server
         status, listed = await demo(tessera, "GET", "/demo/recordings", None, ticket)
         assert [r["id"] for r in listed] == [started["id"]]

@@ -24,6 +24,7 @@ from tessera.recorder.muxer import (
     TrackClock,
     choose_container,
     h264_parameter_sets,
+    owt_auto_container,
 )
 from tests.eventually import eventually
 from tests.synthetic import tone_energy
@@ -203,6 +204,31 @@ def test_records_a_playable_file(
         assert abs(next(f.decode(video=0)).time - 3.0) < 0.05
 
 
+def test_records_a_playable_mpeg_ts(tmp_path: Path, h264: list[Any], opus: list[Any]) -> None:
+    # OWT records "ts" too: H.264 stays Annex B, Opus carries its OpusHead (channel layout).
+    path = tmp_path / "rec.ts"
+    errors = Errors()
+    muxer = PacketMuxer(
+        path, "ts", video_codec="h264", audio_codec="opus", on_error=errors, max_queue_seconds=BURST
+    )
+    feed(muxer, h264, opus)
+    muxer.close()
+    assert errors.reasons == []
+    assert muxer.container == "ts" and muxer.started and muxer.dropped == 0
+    with av.open(str(path)) as f:
+        assert f.format.name == "mpegts"
+        v, a = f.streams.video[0], f.streams.audio[0]
+        assert (v.codec_context.name, a.codec_context.name) == ("h264", "opus")
+        assert a.codec_context.channels == 2
+        frames = list(f.decode(video=0))
+    assert len(frames) == SECONDS * FPS
+    assert {(fr.width, fr.height) for fr in frames} == {(WIDTH, HEIGHT)}
+    with av.open(str(path)) as f:
+        samples = np.concatenate([fr.to_ndarray()[0] for fr in f.decode(audio=0)])
+    assert len(samples) > (SECONDS - 0.2) * 48000
+    assert tone_energy(samples[48000:96000], TONE) > 0.5
+
+
 def test_audio_only_starts_at_the_first_packet(tmp_path: Path, opus: list[Any]) -> None:
     path = tmp_path / "audio.webm"
     muxer = PacketMuxer(
@@ -224,14 +250,32 @@ def test_audio_only_starts_at_the_first_packet(tmp_path: Path, opus: list[Any]) 
 # -- container choice ---------------------------------------------------------------
 
 
-def test_auto_picks_a_fitting_container() -> None:
-    assert choose_container("auto", "vp8", "opus") == "webm"
-    assert choose_container("auto", "vp9", None) == "webm"
-    assert choose_container("auto", None, "opus") == "webm"
-    assert choose_container("auto", "h264", "opus") == "mp4"
-    assert choose_container("auto", "H264", None) == "mp4"
+def test_auto_picks_as_owt_does() -> None:
+    # OWT: mp4 for AAC audio with no/H.264/H.265 video, else mkv (no audio counts as "none-aac").
+    assert choose_container("auto", "vp8", "opus") == "mkv"
+    assert choose_container("auto", "h264", "opus") == "mkv"
+    assert choose_container("auto", "H264", None) == "mkv"
+    assert choose_container("AUTO", None, "opus") == "mkv"
+    assert owt_auto_container("h264", "aac") == "mp4"
+    assert owt_auto_container(None, "aac") == "mp4"
+    assert owt_auto_container("h265", "aac") == "mp4"
+    assert owt_auto_container("vp8", "aac") == "mkv"
+    assert owt_auto_container("h264", None) == "mkv"
+
+
+def test_playable_picks_a_container_browsers_play() -> None:
+    assert choose_container("playable", "vp8", "opus") == "webm"
+    assert choose_container("playable", "vp9", None) == "webm"
+    assert choose_container("playable", None, "opus") == "webm"
+    assert choose_container("playable", "h264", "opus") == "mp4"
+    assert choose_container("playable", "H264", None) == "mp4"
+
+
+def test_named_containers() -> None:
     assert choose_container("matroska", "h264", "opus") == "mkv"
     assert choose_container("MP4", "vp9", "opus") == "mp4"  # FFmpeg's mp4 takes VP9 and Opus
+    assert choose_container("ts", "h264", "opus") == "ts"
+    assert choose_container("ts", None, "opus") == "ts"
 
 
 @pytest.mark.parametrize(
@@ -239,7 +283,9 @@ def test_auto_picks_a_fitting_container() -> None:
     [
         ("webm", "h264", "opus", ["WebM", "H.264", "mkv or mp4"]),
         ("mp4", "vp8", "opus", ["MP4", "VP8", "webm or mkv"]),
-        ("avi", "vp8", "opus", ["unknown container"]),
+        ("avi", "vp8", "opus", ["unknown container", "ts"]),
+        ("ts", "vp8", "opus", ["MPEG-TS", "VP8", "webm or mkv"]),
+        ("ts", "vp9", None, ["MPEG-TS", "VP9"]),
         ("auto", "vp8", "aac", ["aac"]),
         ("auto", "theora", None, ["theora"]),
         ("auto", None, None, ["nothing to record"]),

@@ -1,15 +1,18 @@
-"""MixedAudioOutput: a participant switching from the shared full-mix encode to its own."""
+"""Mixed outputs: a participant switching from the shared full-mix encode to its own; an
+output closed while its view thread encodes."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import av
 import numpy as np
 import numpy.typing as npt
 
-from tessera.mixer.outputs import MixedAudioOutput, OpusEncoder
+from tessera.mixer.outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
+from tessera.mixer.videoencoder import EncoderSettings
 
 RATE = 48_000
 FRAME = 960
@@ -68,3 +71,53 @@ def test_an_unprimed_own_encoder_would_glitch() -> None:
     # What the priming is for: a fresh encoder starts from silence.
     switch, steady = worst_error_at_switch(history_ticks=0)
     assert switch > 0.3 * 32767 * 0.5 and switch > 10 * steady, (switch, steady)
+
+
+class _GatedScaler:
+    """A real scaler that holds the view thread inside `encode` until the test lets it go."""
+
+    def __init__(self) -> None:
+        from av.video.reformatter import VideoReformatter
+
+        self._real = VideoReformatter()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def reformat(self, frame: av.VideoFrame, **kwargs: Any) -> av.VideoFrame:
+        self.entered.set()
+        assert self.release.wait(10), "the test never let the encode go on"
+        return self._real.reformat(frame, **kwargs)
+
+
+def test_closing_a_video_output_while_it_encodes_is_safe() -> None:
+    # The race the mixed view's churn test found: the loop thread closes an output (its
+    # last subscriber left) while the view thread is between creating the encoder and
+    # using it. The encode must finish (or stop) cleanly, not raise on a dropped encoder.
+    loop = asyncio.new_event_loop()
+    try:
+        settings = EncoderSettings("vp8", 320, 180, 30, 300_000, 100)
+        output = MixedVideoOutput(settings, loop, 1.0, lambda _output, _active: None)
+        scaler = _GatedScaler()
+        output._scaler = scaler  # type: ignore[assignment]
+        canvas = av.VideoFrame(640, 360, "yuv420p")
+        errors: list[BaseException] = []
+
+        def view_thread() -> None:
+            try:
+                output.encode(canvas, 0)
+            except BaseException as exc:  # the finding is any exception
+                errors.append(exc)
+
+        thread = threading.Thread(target=view_thread)
+        thread.start()
+        assert scaler.entered.wait(10)
+        output.close()  # the loop thread, mid-encode
+        scaler.release.set()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert errors == []
+        # Closed: later frames are not encoded, and the encoder is gone.
+        output.encode(canvas, 3000)
+        assert output.encoder is None
+    finally:
+        loop.close()

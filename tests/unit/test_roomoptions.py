@@ -166,7 +166,7 @@ def test_owt_room_body_parses() -> None:
             },
             {"label": "audio-only", "video": False},
         ],
-        "sip": {"sipServer": "sip.example", "username": "u", "password": "p"},
+        "sip": {"username": "u", "password": "p"},
     }
     options = parse_room_options(data)
     assert options.role("host") is not None
@@ -180,7 +180,7 @@ def test_owt_room_body_parses() -> None:
     assert audio_only.video is None
     out = options.to_json()
     assert out["views"][1]["video"] is False
-    assert out["sip"]["sipServer"] == "sip.example"
+    assert out["sip"] == {"sipServer": None, "username": "u", "password": "p"}
     assert parse_room_options(out) == options
 
 
@@ -225,6 +225,28 @@ def test_no_views_means_no_mixing() -> None:
             "views.0.video.format: a profile is only meaningful for h264",
         ),
         (with_view_video({"format": {"codec": "mpeg2"}}), "views.0.video.format.codec"),
+        (
+            with_view_video({"format": {"codec": "vp9"}}),
+            "views.0.video.format: Tessera encodes views in vp8 or h264, not vp9",
+        ),
+        (
+            {"views": [{"audio": {"format": {"codec": "pcmu"}}}]},
+            "views.0.audio.format: Tessera mixes audio as Opus at 48000 Hz only",
+        ),
+        (
+            {"views": [{"audio": {"format": {"codec": "opus", "channelNum": 1}}}]},
+            "views.0.audio.format: Tessera mixes audio in stereo",
+        ),
+        (
+            {"sip": {"sipServer": "sip.example", "username": "u", "password": "p"}},
+            "sip.sipServer: Tessera has no SIP gateway",
+        ),
+        ({"selectActiveAudio": "true"}, "selectActiveAudio"),
+        (
+            {"enableBandwidthAdaptation": True},
+            "enableBandwidthAdaptation: Tessera forwards one layer (no simulcast)",
+        ),
+        ({"enableBandwidthAdaptation": "no"}, "enableBandwidthAdaptation"),
         (
             {"views": [{"label": "a"}, {"label": "a"}]},
             "views: duplicate view label 'a'",
@@ -374,3 +396,9 @@ def test_merge_nested_view_parameters() -> None:
     common = merged.view("common")
     assert common is not None and common.video is not None
     assert common.video.parameters.framerate == 15
+
+
+def test_enable_bandwidth_adaptation_false_is_accepted_and_left_out() -> None:
+    # OWT 5.x room bodies carry it (false by default): false is what Tessera does.
+    options = parse_room_options({"enableBandwidthAdaptation": False})
+    assert "enableBandwidthAdaptation" not in options.to_json()

@@ -244,3 +244,36 @@ def test_version_2_database_gains_peer_tokens_column(tmp_path: Path) -> None:
         service = s.get_service("old")
         assert service is not None and service.peer_tokens is True
         assert s._query("PRAGMA user_version")[0][0] == 3
+
+
+def test_create_service_refuses_a_duplicate(store: Store) -> None:
+    store.create_service(ServiceRecord(id="c", key=KEY))
+    assert store.get_service("c") == ServiceRecord(id="c", key=KEY)
+    with pytest.raises(DuplicateError):
+        store.create_service(ServiceRecord(id="c", key="other" * 10))
+    assert store.get_service("c") == ServiceRecord(id="c", key=KEY)
+
+
+def test_delete_service_takes_its_rooms_and_recordings(store: Store) -> None:
+    store.create_room(room("r1", "a"))
+    store.create_room(room("r2", "b"))
+    store.save_recording("rec1", "a", "r1", {"state": "stopped"}, "/tmp/rec1.mkv")
+    store.save_recording("rec2", "b", "r2", {"state": "stopped"}, "/tmp/rec2.mkv")
+    assert store.delete_service("a") is True
+    assert store.get_service("a") is None
+    assert store.get_room("a", "r1") is None
+    assert store.list_recordings("a", "r1") == []
+    # Another service keeps everything.
+    assert store.get_room("b", "r2") is not None
+    assert [r[0] for r in store.list_recordings("b", "r2")] == ["rec2"]
+    assert store.delete_service("a") is False
+
+
+def test_find_rooms_by_name_lists_every_match_in_creation_order(store: Store) -> None:
+    store.create_room(room("r1", "a", name="weekly"))
+    store.create_room(room("r2", "a", name="daily"))
+    store.create_room(room("r3", "a", name="weekly"))
+    store.create_room(room("r4", "b", name="weekly"))
+    assert [r.id for r in store.find_rooms_by_name("a", "weekly")] == ["r1", "r3"]
+    assert [r.id for r in store.find_rooms_by_name("a", "weekly", limit=1)] == ["r1"]
+    assert store.find_rooms_by_name("a", "monthly") == []

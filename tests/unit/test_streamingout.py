@@ -23,18 +23,14 @@ import pytest
 
 from tessera.mixer.outputs import OpusEncoder
 from tessera.mixer.videoencoder import EncoderSettings, VideoEncoder
-from tessera.recorder import streamingout
+from tessera.recorder import rtmp, streamingout
+from tessera.recorder.aac import AudioToAac
+from tessera.recorder.amf import amf0_decode, amf0_encode
 from tessera.recorder.muxer import MuxerError
+from tessera.recorder.outputpatch import OutputPatch
 from tessera.recorder.recording import MediaChoice
-from tessera.recorder.streamingout import (
-    AudioToAac,
-    RtmpError,
-    RtmpPublisher,
-    StreamingOut,
-    amf0_decode,
-    amf0_encode,
-    check_rtmp_url,
-)
+from tessera.recorder.rtmp import RtmpError, RtmpPublisher, check_rtmp_url
+from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.mediasource import PacketSource, ParameterError, Stream, VideoFormat
 from tests.eventually import eventually
 from tests.support import listening
@@ -408,7 +404,7 @@ def silent_server() -> Iterator[SilentServer]:
 async def test_a_server_that_never_answers_fails_in_time(
     silent_server: SilentServer, media: Media, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(streamingout, "CONNECT_TIMEOUT", 0.5)
+    monkeypatch.setattr(rtmp, "CONNECT_TIMEOUT", 0.5)
     spy = LoopThreadSpy(monkeypatch)
     stream = VP8Stream("s1")
     out = StreamingOut("so4", "room1", "rtmp", silent_server.url, MediaChoice("s1", "s1"))
@@ -431,7 +427,7 @@ async def test_stop_does_not_wait_for_a_stalled_server(
     """write() stays cheap, the queue drops instead of growing, stop() gives up in time."""
     monkeypatch.setattr(streamingout, "STOP_TIMEOUT", 0.5)
     # The handshake would wait an hour: only giving up can end the stop.
-    monkeypatch.setattr(streamingout, "CONNECT_TIMEOUT", 3600.0)
+    monkeypatch.setattr(rtmp, "CONNECT_TIMEOUT", 3600.0)
     spy = LoopThreadSpy(monkeypatch)
     stream = VP8Stream("s1")
     out = StreamingOut(
@@ -572,7 +568,13 @@ async def test_hls_writes_segments_and_a_playlist(tmp_path: Path, media: Media) 
     directory = tmp_path / "hls"
     stream = VP8Stream("s1")
     out = StreamingOut(
-        "live1", "room1", "hls", None, MediaChoice("s1", "s1"), hls_directory=directory, hls_time=1
+        "live1",
+        "room1",
+        "hls",
+        None,
+        MediaChoice("s1", "s1"),
+        hls_directory=directory,
+        parameters={"hlsTime": 1},
     )
     out.start({"s1": stream})
     playlist = directory / "live1.m3u8"
@@ -612,11 +614,17 @@ async def test_update_takes_the_new_source_from_its_keyframe(tmp_path: Path, med
     first, second = VP8Stream("a"), VP8Stream("b")
     streams: dict[str, Stream] = {"a": first, "b": second}
     out = StreamingOut(
-        "sw", "room1", "hls", None, MediaChoice("a", "a"), hls_directory=tmp_path, hls_time=1
+        "sw",
+        "room1",
+        "hls",
+        None,
+        MediaChoice("a", "a"),
+        hls_directory=tmp_path,
+        parameters={"hlsTime": 1},
     )
     out.start(streams)
     await play(first, media, 1.0)  # pictures 0..29
-    out.update(streams, "b", "b")
+    out.update(streams, OutputPatch(sources={"audio": "b", "video": "b"}))
     assert first.h264.sink_count == first.opus.sink_count == 0
     assert second.h264.sink_count == second.opus.sink_count == 1
     assert second.h264.keyframe_requests == 1
@@ -654,7 +662,13 @@ async def test_keyframes_are_asked_for_every_interval(tmp_path: Path, media: Med
 async def test_audio_only_hls(tmp_path: Path, media: Media) -> None:
     stream = VP8Stream("s1")
     out = StreamingOut(
-        "ao", "room1", "hls", None, MediaChoice("s1", None), hls_directory=tmp_path, hls_time=1
+        "ao",
+        "room1",
+        "hls",
+        None,
+        MediaChoice("s1", None),
+        hls_directory=tmp_path,
+        parameters={"hlsTime": 1},
     )
     out.start({"s1": stream})
     assert stream.h264.sink_count == 0
@@ -749,9 +763,9 @@ def test_rtmp_urls_are_split_as_ffmpeg_does() -> None:
 async def test_other_refusals(tmp_path: Path) -> None:
     stream = VP8Stream("s1")
     streams: dict[str, Stream] = {"s1": stream}
-    with pytest.raises(ParameterError, match="use rtmp or hls"):
-        StreamingOut("a", "r", "rtsp", "rtsp://x/y", MediaChoice("s1", "s1")).start(streams)
-    with pytest.raises(MuxerError, match="no HLS directory"):
+    with pytest.raises(ParameterError, match="is not one of rtmp, rtsp, hls, dash"):
+        StreamingOut("a", "r", "srt", "srt://x/y", MediaChoice("s1", "s1")).start(streams)
+    with pytest.raises(MuxerError, match="without a url are not enabled"):
         StreamingOut("b", "r", "hls", None, MediaChoice("s1", "s1")).start(streams)
     with pytest.raises(ParameterError, match="does NOT exist"):
         StreamingOut(

@@ -80,7 +80,12 @@ function streamTable(room, streams, views, participants) {
   const users = new Map(participants.map((p) => [p.id, p.user]));
   const body = element("tbody");
   for (const s of streams) {
-    const tracks = s.media.tracks.map((t) => `${t.type}${t.source ? ` (${t.source})` : ""}${t.status === "inactive" ? " paused" : ""}`).join(", ");
+    // OWT's REST stream format: one entry per kind under media (media.audio, media.video).
+    const tracks = ["audio", "video"].filter((kind) => s.media[kind])
+      .map((kind) => {
+        const t = s.media[kind];
+        return `${kind}${t.source ? ` (${t.source})` : ""}${t.status === "inactive" ? " paused" : ""}`;
+      }).join(", ");
     const cell = element("td");
     if (s.type === "forward") {
       for (const view of views) {

@@ -579,7 +579,8 @@ function start() {
   window.addEventListener("beforeunload", () => {
     if (state.client) state.client.leave();
   });
-  const token = hash.get("token");
+  // URLSearchParams reads a "+" of the base64 token as a space; a token has no spaces.
+  const token = (hash.get("token") || "").replaceAll(" ", "+");
   if (token) {
     history.replaceState(null, "", location.pathname + location.search);
     join({ token, room: params.get("room") || "" });

@@ -82,6 +82,10 @@ class Session extends EventTarget {
       const error = new ConferenceError(String(data || "Session failed"));
       this._rejectReady(error);
       this.dispatchEvent(event("error", { error }));
+      // As OWT's SDK does: a session the server reports failed (for a subscription, "Source
+      // stream loss" when its stream ends) is over; it is ended here and unpublished or
+      // unsubscribed (the server has ended it already and says so, which is ignored).
+      this.stop(error.message).catch(() => {});
     }
   }
 
@@ -120,11 +124,11 @@ export class Publication extends Session {
   }
 
   /** Unpublish; the m-lines stay in later offers, inactive. */
-  async stop() {
+  async stop(reason = "unpublished") {
     if (this.ended) return;
     this.client.publications.delete(this.id);
     this.client._deactivate(this.transceivers, true);
-    this._end("unpublished");
+    this._end(reason);
     try {
       await this.client.request("unpublish", { id: this.id });
     } catch (error) {
@@ -138,7 +142,9 @@ export class Subscription extends Session {
   constructor(client, id, streamId, transceivers) {
     super(client, id, transceivers);
     this.streamId = streamId;
-    this.stream = new MediaStream();
+    // As OWT's SDK: the MediaStream of the answer's msid for this subscription's tracks
+    // (`ontrack`'s event.streams[0]); the server gives each subscription its own.
+    this.stream = null;
   }
 
   /** Ask for other video parameters ({resolution: {width, height}, framerate, ...}). */
@@ -170,11 +176,11 @@ export class Subscription extends Session {
     return reports;
   }
 
-  async stop() {
+  async stop(reason = "unsubscribed") {
     if (this.ended) return;
     this.client.subscriptions.delete(this.id);
     this.client._deactivate(this.transceivers, false);
-    this._end("unsubscribed");
+    this._end(reason);
     try {
       await this.client.request("unsubscribe", { id: this.id });
     } catch (error) {
@@ -422,14 +428,15 @@ export class ConferenceClient extends EventTarget {
       const transportId = this._sessionReply(reply);
       const subscription = new Subscription(this, reply.id, streamId, transceivers);
       this.subscriptions.set(subscription.id, subscription);
-      for (const transceiver of transceivers) {
-        this._midOwner.set(transceiver.mid, subscription);
-        // The receiver's track exists before the answer; ontrack may not fire again for it.
-        subscription.stream.addTrack(transceiver.receiver.track);
-      }
+      for (const transceiver of transceivers) this._midOwner.set(transceiver.mid, subscription);
       this._applyEarlyProgress(subscription);
       try {
-        await this._exchange(transportId);
+        await this._exchange(transportId); // ontrack has run: subscription.stream is set
+        if (!subscription.stream) {
+          throw new ConferenceError("The answer gave this subscription no stream (no a=msid)", {
+            code: "negotiation",
+          });
+        }
       } catch (error) {
         this.subscriptions.delete(subscription.id);
         this._deactivate(transceivers, false);
@@ -454,8 +461,9 @@ export class ConferenceClient extends EventTarget {
     if (this.pc) return this.pc;
     const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", ...this.rtcConfiguration });
     pc.addEventListener("track", (e) => {
+      // As OWT's SDK 5.1: the subscription of this transceiver takes the msid's stream.
       const owner = this._midOwner.get(e.transceiver.mid);
-      if (owner && !owner.stream.getTracks().includes(e.track)) owner.stream.addTrack(e.track);
+      if (owner instanceof Subscription && e.streams.length) owner.stream = e.streams[0];
     });
     pc.addEventListener("icecandidate", (e) => {
       // Candidates found after the offer went out are trickled (OWT sends them with "a=").
@@ -603,12 +611,7 @@ export class ConferenceClient extends EventTarget {
     } else if (data.status === "remove") {
       const stream = this.streams.get(data.id) || { id: data.id };
       this.streams.delete(data.id);
-      for (const subscription of [...this.subscriptions.values()]) {
-        if (subscription.streamId === data.id) {
-          this.subscriptions.delete(subscription.id);
-          subscription._end("stream removed");
-        }
-      }
+      // Its subscriptions end on the server's progress error ("Source stream loss") that follows.
       this.dispatchEvent(event("streamremoved", { stream }));
     } else if (data.status === "update") {
       const stream = this.streams.get(data.id);

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -34,6 +34,7 @@ from .tokens import (
     parse_relogin_reply,
     portal_url,
     ticket_refresh_delay,
+    token_text,
 )
 
 logger = logging.getLogger("tessera_client")
@@ -176,9 +177,12 @@ class ConferenceClient:
     # ------------------------------------------------------------- join/leave
 
     async def join(
-        self, token: str, *, origin: str | None = None, timeout: float | None = None
+        self, token: str | bytes, *, origin: str | None = None, timeout: float | None = None
     ) -> dict[str, Any]:
         """Connect to the portal named in ``token`` and log in; returns the login reply.
+
+        ``token`` is the body of the REST answer (``POST /v1/rooms/{room}/tokens``) as
+        it was read, text or bytes.
 
         ``origin`` is sent as the WebSocket ``Origin`` header. Raises ``ValueError``
         for a malformed token, :class:`ClientConnectionError` when the portal cannot
@@ -189,6 +193,7 @@ class ConferenceClient:
         if self._closed:
             raise RuntimeError("This client has left; create a new one")
         timeout = self.request_timeout if timeout is None else timeout
+        token = token_text(token)
         self._url = portal_url(decode_token(token))
         self._headers = {"Origin": origin} if origin else {}
         self._joined = True
@@ -284,6 +289,7 @@ class ConferenceClient:
         attributes: dict[str, Any] | None = None,
         audio_source: str = "mic",
         video_source: str = "camera",
+        codecs: Mapping[str, Sequence[str]] | None = None,
         timeout: float | None = None,
     ) -> Publication:
         """Publish an audio and/or a video track; returns once the answer is applied.
@@ -291,12 +297,15 @@ class ConferenceClient:
         Adds sendonly transceivers (audio first), creates an offer, sends
         ``publish`` with the mids and then the offer with ``soac``. Wait for
         ``publication.ready`` (or :meth:`Publication.wait_ready`) for media to flow.
+        ``codecs`` maps a kind to the only codecs to offer for it, in order
+        (``{"video": ["h264"]}``), as a browser limited with ``setCodecPreferences``.
         """
         if audio is None and video is None:
             raise ValueError("Nothing to publish: give an audio and/or a video track")
         for kind, track in (("audio", audio), ("video", video)):
             if track is not None and track.kind != kind:
                 raise ValueError(f"The {kind} track is a {track.kind} track")
+        preferences = {kind: _only_codecs(kind, names) for kind, names in (codecs or {}).items()}
         timeout = self.request_timeout if timeout is None else timeout
         attrs = dict(attributes or {})
         self._check_joined()
@@ -312,6 +321,8 @@ class ConferenceClient:
             ):
                 if track is not None:
                     transceivers[kind] = pc.addTransceiver(track, direction="sendonly")
+                    if kind in preferences:
+                        transceivers[kind].setCodecPreferences(preferences[kind])
                     tracks[kind] = track
                     sources[kind] = source
             await self._create_offer(transceivers.values(), stop_sending=True)
@@ -913,6 +924,24 @@ class ConferenceClient:
 
 async def _await(awaitable: Any) -> None:
     await awaitable
+
+
+def _only_codecs(kind: str, names: Sequence[str]) -> list[Any]:
+    """aiortc's capabilities of `kind` limited to the named codecs (and their RTX), in order."""
+    from aiortc import RTCRtpSender
+
+    if kind not in ("audio", "video"):
+        raise ValueError(f"codecs: {kind!r} is not a media kind (audio or video)")
+    capabilities = RTCRtpSender.getCapabilities(kind)
+    known = list(capabilities.codecs) if capabilities is not None else []
+    chosen = []
+    for name in names:
+        matching = [c for c in known if c.name.lower() == name.lower()]
+        if not matching:
+            raise ValueError(f"codecs: aiortc cannot send {kind} codec {name!r}")
+        chosen += matching
+    rtx = [c for c in known if c.name.lower() == "rtx"]
+    return chosen + rtx
 
 
 def _codec_preferences(names: list[str]) -> list[Any]:

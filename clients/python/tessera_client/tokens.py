@@ -44,6 +44,19 @@ def encode_b64_json(value: dict[str, Any]) -> str:
     return base64.b64encode(json.dumps(value).encode("utf-8")).decode("ascii")
 
 
+def token_text(token: str | bytes) -> str:
+    """A join token as sent in ``login``: the REST body as it was read (text or bytes),
+    without surrounding whitespace. Raises ``ValueError`` for bytes that are not ASCII."""
+    if isinstance(token, bytes | bytearray):
+        try:
+            token = bytes(token).decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError("Invalid token: not ASCII text") from None
+    if not isinstance(token, str):
+        raise ValueError(f"Invalid token: expected text, got {type(token).__name__}")
+    return token.strip()
+
+
 def decode_token(token: str) -> dict[str, Any]:
     """Decode a join token and check that it names a portal ``host``.
 

@@ -16,6 +16,7 @@ from tessera_client.tokens import (
     portal_url,
     ticket_expiry,
     ticket_refresh_delay,
+    token_text,
 )
 
 
@@ -118,3 +119,16 @@ def test_parse_relogin_reply_bare_ticket_and_errors() -> None:
         parse_relogin_reply({"ticket": "T", "messages": "nope"})
     with pytest.raises(ValueError):
         parse_relogin_reply(None)
+
+
+def test_token_text_takes_the_rest_body_as_read() -> None:
+    # OWT's REST answers the token itself: text, or bytes when read raw; a trailing newline
+    # (a shell's) is not part of it.
+    token = encode_b64_json({"host": "127.0.0.1:8080"})
+    assert token_text(token) == token
+    assert token_text(token.encode("ascii")) == token
+    assert token_text(f"  {token}\n") == token
+    with pytest.raises(ValueError, match="ASCII"):
+        token_text("é".encode())
+    with pytest.raises(ValueError, match="text"):
+        token_text(5)  # type: ignore[arg-type]

@@ -1,0 +1,147 @@
+"""REST: /services, OWT's management of services (tenants) by the super service.
+
+In OWT one service, named in ``management_api.toml`` (``superserviceID``),
+may create, list and delete services; any service may read itself. In
+Tessera the super service is the server's default service (``[service] id``,
+the one ``tessera serve`` creates and ``tessera service show`` prints): an
+operator signs /services requests with its id and key, as with OWT's.
+
+A service's key is never sent back (OWT sends its encrypted form, of no use
+to a client); the caller chose it when creating the service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from typing import Any
+
+from aiohttp import web
+
+from ..store import DuplicateError, ServiceRecord
+from .bodies import MAX_ID_LENGTH, expect_object
+from .errors import ErrorCode, RestError, bad_request, forbidden
+from .resource import ROOT, Resource, Route, room_json
+
+logger = logging.getLogger(__name__)
+
+SERVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_KEY_LENGTH = 512
+
+
+class Services(Resource):
+    """POST, GET (all or one) and DELETE of services."""
+
+    def routes(self) -> list[Route]:
+        return [
+            ("POST", "/services", self.create_service, ROOT),
+            ("GET", "/services", self.list_services, ROOT),
+            ("GET", "/services/{service}", self.get_service, ROOT),
+            ("DELETE", "/services/{service}", self.delete_service, ROOT),
+        ]
+
+    def _super_id(self) -> str:
+        return self.server.default_service.id
+
+    def _require_super(self, request: web.Request) -> ServiceRecord:
+        caller = self._credentials(request).service
+        if caller.id != self._super_id():
+            raise forbidden(
+                "Permission denied: only the super service (the server's default service) "
+                "manages services"
+            )
+        return caller
+
+    def _named(self, request: web.Request) -> ServiceRecord:
+        service_id = request.match_info["service"]
+        found = (
+            self.server.store.get_service(service_id)
+            if 0 < len(service_id) <= MAX_ID_LENGTH
+            else None
+        )
+        if found is None:
+            raise RestError(404, ErrorCode.SERVICE_NOT_FOUND, "Service not found")
+        return found
+
+    def _service_json(self, service: ServiceRecord) -> dict[str, Any]:
+        """OWT's service object ``{_id, name, rooms}`` (rooms as room objects, as OWT's
+        populated list) plus Tessera's settings of the service."""
+        rooms = self.server.store.list_rooms(
+            service.id, 1, self.server.config.limits.rooms_per_service
+        )
+        return {
+            "_id": service.id,
+            "name": service.id,
+            "rooms": [room_json(r.id, r.name, r.options) for r in rooms],
+            "allowedOrigins": list(service.allowed_origins),
+            "adhocRooms": service.adhoc_rooms,
+            "recording": service.recording,
+            "peerTokens": service.peer_tokens,
+        }
+
+    async def create_service(self, request: web.Request) -> web.StreamResponse:
+        caller = self._require_super(request)
+        body = expect_object(await self._read_json(request))
+        unknown = sorted(set(body) - {"name", "key"})
+        if unknown:
+            raise bad_request(
+                f"{unknown[0]}: unknown field (expected name and key; other settings of a "
+                "service are set with `tessera service`)"
+            )
+        name, key = body.get("name"), body.get("key")
+        if not isinstance(name, str) or not SERVICE_ID.fullmatch(name):
+            raise bad_request("name must be 1 to 64 letters, digits, '_' or '-' (the service id)")
+        if (
+            not isinstance(key, str)
+            or not 0 < len(key) <= MAX_KEY_LENGTH
+            or not key.isprintable()
+            or any(c.isspace() for c in key)
+        ):
+            raise bad_request(
+                f"key must be 1 to {MAX_KEY_LENGTH} printable characters without spaces"
+            )
+        service = ServiceRecord(id=name, key=key)
+        try:
+            self.server.store.create_service(service)
+        except DuplicateError:
+            raise RestError(409, ErrorCode.BAD_REQUEST, f"Service {name} already exists") from None
+        logger.info("service created over REST", extra={"service": caller.id, "new_service": name})
+        return web.json_response(self._service_json(service))
+
+    async def list_services(self, request: web.Request) -> web.StreamResponse:
+        self._require_super(request)
+        services = self.server.store.list_services()
+        return web.json_response([self._service_json(s) for s in services])
+
+    async def get_service(self, request: web.Request) -> web.StreamResponse:
+        caller = self._credentials(request).service
+        service_id = request.match_info["service"]
+        if caller.id not in (self._super_id(), service_id):
+            raise forbidden("Permission denied: a service may read itself only")
+        return web.json_response(self._service_json(self._named(request)))
+
+    async def delete_service(self, request: web.Request) -> web.StreamResponse:
+        caller = self._require_super(request)
+        service = self._named(request)
+        if service.id == self._super_id():
+            raise forbidden("The super service cannot be deleted")
+        store = self.server.store
+        # Out of the store first: its key no longer opens anything while its rooms close.
+        store.delete_service(service.id)
+        for room in [r for r in self.server.rooms.values() if r.service_id == service.id]:
+            await self.server.delete_room(room)
+        peers = self.server.peers
+        for ws, (_, service_id, _) in list(peers.sockets.items()):
+            if service_id == service.id:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+        # Closing the rooms saved their recordings' last state: forget those too.
+        store.delete_service(service.id)
+        for recording_id, (owner, _, _) in list(self.server.recordings.items()):
+            if owner == service.id:
+                del self.server.recordings[recording_id]
+        logger.info(
+            "service deleted over REST", extra={"service": caller.id, "deleted_service": service.id}
+        )
+        return web.Response(text="Service deleted", content_type="text/plain", charset="utf-8")
