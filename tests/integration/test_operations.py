@@ -119,7 +119,11 @@ class ServeProcess:
             stderr=asyncio.subprocess.PIPE,
         )
         self._reader = asyncio.ensure_future(self._read())
-        await asyncio.wait_for(self._listening.wait(), 30)
+        try:
+            await asyncio.wait_for(self._listening.wait(), 60)
+        except BaseException:
+            self.kill()  # a server that did not come up is not left running
+            raise
 
     async def _read(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
