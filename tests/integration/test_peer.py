@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -520,7 +520,14 @@ class BinaryLink:
         channel.on("close", self.closed.set)
 
     @classmethod
-    async def open(cls, tessera: RunningServer, peer_id: str, dst: str) -> BinaryLink:
+    async def open(
+        cls,
+        tessera: RunningServer,
+        peer_id: str,
+        dst: str,
+        before_answer: Callable[[], Awaitable[None]] | None = None,
+    ) -> BinaryLink:
+        """Offer, take the answer (after `before_answer()`, if given) and wait until open."""
         signaling = await raw_peer(tessera, peer_id)
         assert await signaling.recv() == {"type": "OPEN"}
         pc = RTCPeerConnection()
@@ -539,10 +546,13 @@ class BinaryLink:
         await signaling.send(type="OFFER", dst=dst, payload=payload)
         answer = await signaling.recv()
         assert answer["type"] == "ANSWER" and answer["payload"]["connectionId"] == "dc_bin"
+        if before_answer is not None:
+            await before_answer()
         sdp = answer["payload"]["sdp"]
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp["sdp"], type=sdp["type"]))
-        await asyncio.wait_for(opened.wait(), 10)
-        return cls(signaling, pc, channel)
+        link = cls(signaling, pc, channel)
+        await asyncio.wait_for(opened.wait(), 20)
+        return link
 
     async def recv(self, timeout: float = 20.0) -> Any:
         frame = await asyncio.wait_for(self.received.get(), timeout)
@@ -552,6 +562,28 @@ class BinaryLink:
     async def close(self) -> None:
         await self.pc.close()
         await self.signaling.close()
+
+
+async def test_room_text_before_the_data_channel_opens_reaches_the_peer(
+    tessera: RunningServer,
+) -> None:
+    # The peer joins the room with its offer; its channel opens only after the answer.
+    # Text the room sends meanwhile waits for the channel (it was once dropped, and a
+    # page that chatted at once lost the first message when the machine was busy).
+    member = await joined(tessera, "Ada", room="town")
+
+    async def text_before_the_channel() -> None:
+        await member.next_event("participant", lambda d: d["action"] == "join")
+        await member.send_text("before the channel opened")
+
+    link = await BinaryLink.open(tessera, "early", "room:town", text_before_the_channel)
+    try:
+        assert (await link.recv())["message"] == "before the channel opened"
+        await member.send_text("after")
+        assert (await link.recv())["message"] == "after"
+    finally:
+        await link.close()
+        await member.leave()
 
 
 async def test_binarypack_data_connection_carries_the_room_chat(
