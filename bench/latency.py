@@ -36,7 +36,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from tessera.webrtc_agent.aiortcext import install_low_latency_buffer
+from tessera.media.aiortcext import install_low_latency_buffer
 
 from .content import VIDEO_CLOCK, MovingPattern
 from .machine import MachineInfo, SystemCpu

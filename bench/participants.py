@@ -21,7 +21,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
 
-from tessera.webrtc_agent.aiortcext import on_keyframe_request
+from tessera.media.aiortcext import on_keyframe_request
 
 from .content import VIDEO_CLOCK, MovingPattern, encode_like_aiortc
 from .subscribers import ServerProcess, TappedClient, leave

@@ -22,14 +22,14 @@ import av
 import numpy as np
 from av.packet import Packet
 
-from tessera.mixer.compositor import InputPicture, VideoCompositor
-from tessera.mixer.layout import Layout, LayoutTemplates
-from tessera.mixer.videoencoder import (
+from tessera.media.videoencoder import (
     VIDEO_TIME_BASE,
     EncoderSettings,
     VideoEncoder,
     default_bitrate,
 )
+from tessera.mixer.compositor import InputPicture, VideoCompositor
+from tessera.mixer.layout import Layout, LayoutTemplates
 
 from .content import MovingPattern, encode_like_aiortc
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from bench.content import MovingPattern
 from bench.machine import MachineInfo
+from tessera.media.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
 from tessera.mixer.outputs import OpusEncoder
-from tessera.mixer.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
 from tessera.recorder.muxer import PacketMuxer
 
 TARGET_PERCENT = 1.0

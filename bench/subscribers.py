@@ -34,8 +34,12 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from prometheus_client.parser import text_string_to_metric_families
 
+from tessera.media.aiortcext import (
+    install_encoded_tap,
+    intercept_srtp_packets,
+    receiver_started,
+)
 from tessera.portal.tokens import issue_token
-from tessera.webrtc_agent.aiortcext import install_encoded_tap, intercept_srtp_packets
 from tessera_client import ConferenceClient
 
 from .content import MovingVideoTrack
@@ -156,7 +160,7 @@ class TappedClient(ConferenceClient):
         for transceiver in self.pc.getTransceivers():
             receiver: RTCRtpReceiver = transceiver.receiver
             if receiver.track is track:
-                if getattr(receiver, "_RTCRtpReceiver__started", False):
+                if receiver_started(receiver):
                     self.late_taps += 1
                 install_encoded_tap(receiver, self._on_frame)
 

@@ -1,0 +1,1 @@
+"""Configuration: every default (default.toml) and the validation-error helper all layers use."""

@@ -29,8 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tessera.webrtc_agent.forwardstream import ForwardStream
-from tessera.webrtc_agent.mediasource import (
+from tessera.media.mediasource import (
     FrameSource,
     Packet,
     PacketSource,
@@ -38,6 +37,7 @@ from tessera.webrtc_agent.mediasource import (
     Stream,
     VideoFormat,
 )
+from tessera.webrtc_agent.forwardstream import ForwardStream
 
 from .audiomix import level_dbov
 from .audiorank import AudioRanker, RankChange

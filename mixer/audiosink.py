@@ -10,7 +10,7 @@ import av
 import numpy as np
 from av.audio.resampler import AudioResampler
 
-from tessera.webrtc_agent.mediasource import Packet
+from tessera.media.mediasource import Packet
 
 logger = logging.getLogger(__name__)
 

@@ -40,8 +40,9 @@ from typing import Any
 
 import pydantic
 
-from tessera.portal.roomoptions import LayoutOptions, parse_fraction
-from tessera.portal.validation import describe_validation_error
+from tessera.config.validation import describe_validation_error
+
+from .viewoptions import LayoutOptions, parse_fraction
 
 __all__ = [
     "FIT_POLICIES",

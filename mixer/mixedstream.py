@@ -13,22 +13,22 @@ from typing import Any, Protocol
 import av
 import numpy as np
 
-from tessera.webrtc_agent.forwardstream import ForwardStream
-from tessera.webrtc_agent.mediasource import (
+from tessera.media.mediasource import (
     FrameSource,
     PacketSource,
     ParameterError,
     Stream,
     VideoFormat,
 )
-from tessera.webrtc_agent.streaminfo import optional_video
+from tessera.media.streaminfo import optional_video
+from tessera.media.videoencoder import EncoderSettings, default_bitrate
+from tessera.webrtc_agent.forwardstream import ForwardStream
 
 from .audiomix import AudioMix, TalkerSelection, VoiceActivity
 from .audiosink import AUDIO_CHANNELS, AUDIO_SAMPLES, AudioSink
 from .compositor import InputPicture, VideoCompositor
 from .layout import Layout, LayoutTemplates, Region
 from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
-from .videoencoder import EncoderSettings, default_bitrate
 
 logger = logging.getLogger(__name__)
 

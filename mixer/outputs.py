@@ -14,9 +14,8 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from tessera.webrtc_agent.mediasource import KeyframeRequester, PacketSource
-
-from .videoencoder import EncoderSettings, Packet, VideoEncoder
+from tessera.media.mediasource import KeyframeRequester, PacketSource
+from tessera.media.videoencoder import EncoderSettings, Packet, VideoEncoder
 
 logger = logging.getLogger(__name__)
 

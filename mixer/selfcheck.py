@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 import av
 import numpy as np
 
+from tessera.media.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
+
 from .compositor import InputPicture, VideoCompositor
 from .layout import Layout, LayoutTemplates
 from .outputs import OpusEncoder
-from .videoencoder import EncoderSettings, VideoEncoder, default_bitrate
 
 # The codec a publisher's video of each kind is decoded with (aiortc's decoders are these).
 _DECODERS = {"vp8": "libvpx", "h264": "h264"}

@@ -23,7 +23,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import ErrorDetails
 
-from tessera.portal.validation import error_path, format_error
+from tessera.config.validation import error_path, format_error
 
 __all__ = [
     "Config",

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .validation import describe_validation_error
+from tessera.config.validation import describe_validation_error
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Mid = Annotated[str, Field(min_length=1, max_length=32)]

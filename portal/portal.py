@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import socketio
 
+from tessera.media.mediasource import ParameterError, VideoFormat
+from tessera.media.streaminfo import resolve_video, resolve_video_request
 from tessera.mixer.layout import LayoutError
 from tessera.webrtc_agent.forwardstream import ForwardStream, TrackSpec
-from tessera.webrtc_agent.mediasource import ParameterError, VideoFormat
 from tessera.webrtc_agent.publication import Publication
-from tessera.webrtc_agent.streaminfo import resolve_video, resolve_video_request
 from tessera.webrtc_agent.subscription import SubscribedTrack, Subscription
 from tessera.webrtc_agent.transport import SignalingError, Transport
 

@@ -7,12 +7,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tessera.media.mediasource import Stream
 from tessera.mixer.activeaudio import ActiveAudioSelector, ActiveAudioStream
 from tessera.mixer.mixedstream import MixedStream
 from tessera.recorder.recording import MediaChoice, Recording
 from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.forwardstream import ForwardStream
-from tessera.webrtc_agent.mediasource import Stream
 from tessera.webrtc_agent.publication import Publication
 
 from .background import spawn

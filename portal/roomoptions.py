@@ -9,38 +9,30 @@ role; ``autoMix``), see the comments at each.
 
 Models are frozen: a room's options change by building new options
 (:func:`merge_room_options`), never by mutating the ones a room is running on.
+A view's models (``views[]``) are the mixer's: `tessera.mixer.viewoptions`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from fractions import Fraction
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import pydantic
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
-    field_serializer,
     field_validator,
     model_serializer,
-    model_validator,
 )
-from pydantic.alias_generators import to_camel
 
-from tessera.portal.validation import describe_validation_error
+from tessera.config.validation import describe_validation_error
+from tessera.mixer.viewoptions import AudioFormat, Name, VideoFormat, ViewOptions
+from tessera.mixer.viewoptions import OptionsModel as _Model
 
 __all__ = [
     "DEFAULT_ROLE_NAMES",
-    "AudioFormat",
-    "BgColor",
-    "CustomLayout",
-    "LayoutOptions",
-    "LayoutTemplates",
     "MediaIn",
     "MediaOut",
     "MediaOutVideo",
@@ -48,69 +40,19 @@ __all__ = [
     "MediaPermission",
     "NotifyingOptions",
     "OptionsError",
-    "Region",
-    "RegionArea",
-    "Resolution",
     "RoleOptions",
     "RoomOptions",
     "SipOptions",
     "TranscodingOptions",
     "TranscodingVideo",
     "TranscodingVideoParameters",
-    "VideoFormat",
-    "VideoParameters",
-    "ViewAudio",
-    "ViewOptions",
-    "ViewVideo",
     "merge_room_options",
-    "parse_fraction",
     "parse_room_options",
 ]
 
 
 class OptionsError(ValueError):
     """Room options that do not validate; the message is ``path: reason``."""
-
-
-class _Model(BaseModel):
-    # strict: JSON "30" is not 30 and "true" is not true; ints are still accepted as floats.
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        strict=True,
-        allow_inf_nan=False,
-    )
-
-
-# Names of roles and labels of views appear in URLs and stream ids (<room>-<label>).
-NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-
-_FRACTION_RE = re.compile(r"^(\d{1,9})/(\d{1,9})$")
-
-
-def parse_fraction(text: str) -> Fraction:
-    """Parse a region coordinate ``"n/d"`` (0 <= n/d <= 1) into an exact Fraction."""
-    match = _FRACTION_RE.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a fraction string 'n/d'")
-    numerator, denominator = int(match[1]), int(match[2])
-    if denominator == 0:
-        raise ValueError(f"{text!r} has a zero denominator")
-    value = Fraction(numerator, denominator)
-    if value > 1:
-        raise ValueError(f"{text!r} is greater than 1")
-    return value
-
-
-def _check_fraction(text: str) -> str:
-    parse_fraction(text)
-    return text
-
-
-FractionString = Annotated[str, AfterValidator(_check_fraction)]
 
 
 # --- roles -----------------------------------------------------------------
@@ -159,38 +101,6 @@ DEFAULT_ROLE_NAMES: tuple[str, ...] = tuple(role.role for role in _default_roles
 
 # --- media formats -----------------------------------------------------------
 
-AudioCodec = Literal["opus", "pcmu", "pcma", "isac", "g722", "ilbc", "aac", "ac3", "nellymoser"]
-VideoCodec = Literal["h264", "vp8", "vp9", "h265", "av1"]
-
-
-class _Format(_Model):
-    @model_serializer(mode="wrap")
-    def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # OWT formats leave out what they do not specify ({"codec": "pcmu"}), not null.
-        data = handler(self)
-        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
-
-
-class AudioFormat(_Format):
-    """An audio format: ``{"codec": "opus", "sampleRate": 48000, "channelNum": 2}``."""
-
-    codec: AudioCodec
-    sample_rate: int | None = Field(default=None, gt=0, le=192000)
-    channel_num: int | None = Field(default=None, ge=1, le=8)
-
-
-class VideoFormat(_Format):
-    """A video format: ``{"codec": "h264", "profile": "CB"}``; a profile is for H.264 only."""
-
-    codec: VideoCodec
-    profile: Literal["CB", "B", "M", "H"] | None = None
-
-    @model_validator(mode="after")
-    def _profile_is_h264(self) -> VideoFormat:
-        if self.profile is not None and self.codec != "h264":
-            raise ValueError(f"a profile is only meaningful for h264, not {self.codec}")
-        return self
-
 
 def _default_audio_in() -> list[AudioFormat]:
     return [
@@ -227,171 +137,6 @@ def _default_video_out() -> list[VideoFormat]:
         VideoFormat(codec="h264", profile="B"),
         VideoFormat(codec="vp9"),
     ]
-
-
-# --- views -------------------------------------------------------------------
-
-
-class Resolution(_Model):
-    """A frame size in pixels; even numbers, as 4:2:0 video needs."""
-
-    width: int = Field(ge=16, le=4096)
-    height: int = Field(ge=16, le=4096)
-
-    @field_validator("width", "height")
-    @classmethod
-    def _even(cls, value: int) -> int:
-        if value % 2:
-            raise ValueError(f"{value} is not an even number")
-        return value
-
-
-class VideoParameters(_Model):
-    """Encoding parameters of a view's video."""
-
-    # Tessera's default is 1280x720 at 30 fps (OWT: 640x480 at 24).
-    resolution: Resolution = Field(default_factory=lambda: Resolution(width=1280, height=720))
-    framerate: int = Field(default=30, ge=1, le=60)
-    # Kbps; null lets the encoder pick from resolution, frame rate and motionFactor.
-    bitrate: int | None = Field(default=None, gt=0, le=100_000)
-    # Seconds between keyframes (OWT's unit), besides those receivers request.
-    key_frame_interval: int = Field(default=100, ge=1, le=3600)
-
-
-class BgColor(_Model):
-    """Background colour of a view's canvas."""
-
-    r: int = Field(default=0, ge=0, le=255)
-    g: int = Field(default=0, ge=0, le=255)
-    b: int = Field(default=0, ge=0, le=255)
-
-
-class RegionArea(_Model):
-    """Where a region sits, as fractions ``"n/d"`` of the view's width and height."""
-
-    left: FractionString
-    top: FractionString
-    width: FractionString
-    height: FractionString
-
-    @model_validator(mode="after")
-    def _inside(self) -> RegionArea:
-        if parse_fraction(self.left) + parse_fraction(self.width) > 1:
-            raise ValueError("left + width is greater than 1")
-        if parse_fraction(self.top) + parse_fraction(self.height) > 1:
-            raise ValueError("top + height is greater than 1")
-        return self
-
-
-class Region(_Model):
-    """One rectangle of a layout, which shows one input stream."""
-
-    id: str = Field(min_length=1, max_length=64)
-    shape: Literal["rectangle"] = "rectangle"
-    area: RegionArea
-
-
-class CustomLayout(_Model):
-    """A layout for ``len(region)`` inputs, replacing the base template's one."""
-
-    primary: str | None = None
-    region: list[Region] = Field(min_length=1, max_length=256)
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> CustomLayout:
-        ids = [region.id for region in self.region]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate region id {duplicates[0]!r}")
-        if self.primary is not None and self.primary not in ids:
-            raise ValueError(f"primary region {self.primary!r} is not one of the regions")
-        return self
-
-    @model_serializer(mode="wrap")
-    def _drop_primary(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if isinstance(data, dict) and data.get("primary") is None:
-            data.pop("primary", None)
-        return data
-
-
-class LayoutTemplates(_Model):
-    """A base layout family plus custom layouts for given numbers of inputs."""
-
-    base: Literal["fluid", "lecture", "void"] = "fluid"
-    custom: list[CustomLayout] = Field(default_factory=list)
-
-
-class LayoutOptions(_Model):
-    """How inputs are placed and fitted into their regions."""
-
-    fit_policy: Literal["letterbox", "crop"] = "letterbox"
-    templates: LayoutTemplates = Field(default_factory=LayoutTemplates)
-
-
-class ViewAudio(_Model):
-    """Audio of a view: the mix format and voice activity detection."""
-
-    format: AudioFormat = Field(
-        default_factory=lambda: AudioFormat(codec="opus", sample_rate=48000, channel_num=2)
-    )
-    vad: bool = True
-
-    @field_validator("format")
-    @classmethod
-    def _mixed_as_opus(cls, fmt: AudioFormat) -> AudioFormat:
-        # The audio mixer encodes Opus, 48 kHz stereo; another format would be advertised
-        # and never produced.
-        if fmt.codec != "opus" or fmt.sample_rate not in (None, 48000):
-            raise ValueError("Tessera mixes audio as Opus at 48000 Hz only")
-        if fmt.channel_num not in (None, 2):
-            raise ValueError("Tessera mixes audio in stereo (channelNum 2) only")
-        return fmt
-
-
-class ViewVideo(_Model):
-    """Video of a view: the composite's format, size, background and layout."""
-
-    format: VideoFormat = Field(default_factory=lambda: VideoFormat(codec="vp8"))
-    parameters: VideoParameters = Field(default_factory=VideoParameters)
-    max_input: int = Field(default=16, ge=1, le=256)
-
-    @field_validator("format")
-    @classmethod
-    def _encodable(cls, fmt: VideoFormat) -> VideoFormat:
-        # The view's encoders are libvpx VP8 and x264 (constrained baseline, which any
-        # H.264 profile's decoder plays, as OWT's profile check counts it).
-        if fmt.codec not in ("vp8", "h264"):
-            raise ValueError(f"Tessera encodes views in vp8 or h264, not {fmt.codec}")
-        return fmt
-
-    bg_color: BgColor = Field(default_factory=BgColor)
-    # Scales the automatic bitrate: more for high-motion content.
-    motion_factor: float = Field(default=0.8, gt=0, le=10)
-    keep_active_input_primary: bool = False
-    layout: LayoutOptions = Field(default_factory=LayoutOptions)
-
-
-class ViewOptions(_Model):
-    """A view: one mixed stream (``<room id>-<label>``). ``video`` None = audio-only view."""
-
-    label: Name = "common"
-    audio: ViewAudio = Field(default_factory=ViewAudio)
-    video: ViewVideo | None = Field(default_factory=ViewVideo)
-
-    @field_validator("video", mode="before")
-    @classmethod
-    def _video_flag(cls, value: object) -> object:
-        # OWT writes an audio-only view as "video": false; true means default video.
-        if value is False:
-            return None
-        if value is True:
-            return {}
-        return value
-
-    @field_serializer("video")
-    def _video_json(self, video: ViewVideo | None) -> ViewVideo | Literal[False]:
-        return False if video is None else video
 
 
 # --- media in/out, transcoding, notifying -----------------------------------

@@ -36,11 +36,11 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from tessera.media.mediasource import ParameterError
+from tessera.media.streaminfo import resolve_video
 from tessera.webrtc_agent.forwardstream import ForwardStream, TrackSpec
-from tessera.webrtc_agent.mediasource import ParameterError
 from tessera.webrtc_agent.offercheck import OfferError, check_offer
 from tessera.webrtc_agent.publication import Publication
-from tessera.webrtc_agent.streaminfo import resolve_video
 from tessera.webrtc_agent.subscription import SubscribedTrack, Subscription
 from tessera.webrtc_agent.transport import Session, SignalingError, Transport
 

@@ -19,12 +19,17 @@ import socketio
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from tessera.media.aiortcext import (
+    PrivateNameMissing,
+    check_dtls_srtp,
+    check_msid_stream,
+    check_private_names,
+)
 from tessera.mixer.avatar import forget_avatars
 from tessera.mixer.selfcheck import check_media
 from tessera.recorder.recording import Recording, StoredRecording
 from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.agent import WebrtcAgent
-from tessera.webrtc_agent.aiortcext import check_dtls_srtp, check_msid_stream
 
 from .config import Config
 from .heap import HeapReclaimer
@@ -328,6 +333,9 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     """The aiohttp application: Socket.IO portal and REST API on one port."""
     limit_malloc_arenas(config.server.malloc_arenas)
     fix_malloc_trim_threshold(config.server.malloc_trim_threshold)
+    # Always (a few ms): without these names media breaks at the first call, so the
+    # media_check switch does not skip it. Raises PrivateNameMissing naming each one.
+    check_private_names()
     if config.server.media_check:
         # Before anything is built (a failure leaves nothing open), on this thread: what
         # the check allocates lands in the main malloc arena, whose top malloc_trim gives
@@ -451,6 +459,10 @@ async def _serve(config: Config) -> int:
     except MediaCheckFailed as exc:
         # Logged line by line already; the exit says it once more, for whoever started it.
         print(f"tessera: {exc} (set [server] media_check = false to start anyway)", file=sys.stderr)
+        return 1
+    except PrivateNameMissing as exc:
+        logger.error("start-up check failed: %s", exc)
+        print(f"tessera: {exc}", file=sys.stderr)
         return 1
     server = app[SERVER_KEY]
     deadline = config.server.shutdown_timeout

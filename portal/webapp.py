@@ -24,10 +24,11 @@ from typing import Any
 
 from aiohttp import web
 
+from tessera.config.validation import check_name
+from tessera.media.mediasource import ParameterError
 from tessera.mixer.layout import LayoutError
 from tessera.recorder.muxer import PLAYABLE, MuxerError
 from tessera.recorder.recording import MediaChoice, Recording, StoredRecording
-from tessera.webrtc_agent.mediasource import ParameterError
 
 from .messages import RequestError
 from .participant import Participant
@@ -35,7 +36,6 @@ from .room import Room
 from .roomoptions import parse_room_options
 from .server import Server
 from .tokens import TokenError
-from .validation import check_name
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 import av
 import numpy as np
 
-from tessera.webrtc_agent.mediasource import Packet
+from tessera.media.mediasource import Packet
 
 from .muxer import AUDIO_TIME_BASE
 

@@ -65,7 +65,7 @@ from typing import Any, NamedTuple
 
 import av
 
-from tessera.webrtc_agent.mediasource import Packet, vp8_frame_size
+from tessera.media.mediasource import Packet, vp8_frame_size
 
 logger = logging.getLogger(__name__)
 

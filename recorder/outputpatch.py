@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tessera.webrtc_agent.mediasource import ParameterError
+from tessera.media.mediasource import ParameterError
 
 _PARAMETERS = ("resolution", "framerate", "bitrate", "keyFrameInterval")
 PATHS = (

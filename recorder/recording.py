@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tessera.webrtc_agent.mediasource import Packet, ParameterError, Stream
+from tessera.media.mediasource import Packet, ParameterError, Stream
 
 from .muxer import MuxerError, PacketMuxer, choose_container
 from .sources import TrackSink, audio_source, video_source

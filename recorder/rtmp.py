@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from tessera.webrtc_agent.mediasource import ParameterError
+from tessera.media.mediasource import ParameterError
 
 from .amf import AmfError, amf0_decode, amf0_encode
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from tessera.webrtc_agent.mediasource import ParameterError
+from tessera.media.mediasource import ParameterError
 
 from .rtp import interleaved
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from tessera.webrtc_agent.mediasource import Packet, PacketSource, ParameterError, Stream
-from tessera.webrtc_agent.streaminfo import resolve_video, resolve_video_request
+from tessera.media.mediasource import Packet, PacketSource, ParameterError, Stream
+from tessera.media.streaminfo import resolve_video, resolve_video_request
 
 
 def _stream(streams: dict[str, Stream], stream_id: str, kind: str) -> Stream:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tessera.webrtc_agent.mediasource import Packet, PacketSource, ParameterError, Stream
+from tessera.media.mediasource import Packet, PacketSource, ParameterError, Stream
 
 from .aac import AAC_RATE, AUDIO_DECODERS
 from .httppush import RetryPolicy

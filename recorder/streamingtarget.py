@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tessera.webrtc_agent.mediasource import ParameterError
+from tessera.media.mediasource import ParameterError
 
 PROTOCOLS = ("rtmp", "rtsp", "hls", "dash")
 METHODS = ("PUT", "POST")

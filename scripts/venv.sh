@@ -23,4 +23,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 # strict: editable installs as a tree of links (see pyproject.toml: mypy reads it).
-PYTHONWARNINGS="ignore::UserWarning" .venv/bin/python -m pip install -q --config-settings editable_mode=strict "$@"
+# constraints.txt: every package at the version the suite passed with.
+PYTHONWARNINGS="ignore::UserWarning" .venv/bin/python -m pip install -q -c constraints.txt \
+  --config-settings editable_mode=strict "$@"

@@ -17,12 +17,9 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av.video.reformatter import VideoReformatter
 
-from tessera.mixer.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
-
-from . import aiortcext
-from .aiortcext import EncodedFrameTap
-from .mediaformats import CodecFormat
-from .mediasource import (
+from tessera.media import aiortcext
+from tessera.media.aiortcext import EncodedFrameTap
+from tessera.media.mediasource import (
     VIDEO_TIME_BASE,
     FrameSource,
     KeyframeRequester,
@@ -34,7 +31,10 @@ from .mediasource import (
     is_keyframe,
     vp8_frame_size,
 )
-from .streaminfo import optional_video
+from tessera.media.streaminfo import optional_video
+from tessera.media.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
+
+from .mediaformats import CodecFormat
 
 logger = logging.getLogger(__name__)
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .forwardstream import ForwardStream, TrackSpec
-
-if TYPE_CHECKING:
-    from .transport import Transport
+from .session import SessionTransport
 
 
 class Publication:
@@ -15,7 +13,7 @@ class Publication:
 
     kind = "publication"
 
-    def __init__(self, transport: Transport, stream: ForwardStream) -> None:
+    def __init__(self, transport: SessionTransport, stream: ForwardStream) -> None:
         self.id = stream.id
         self.transport = transport
         self.stream = stream

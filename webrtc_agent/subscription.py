@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .mediasource import PacketSource, Stream, VideoFormat
-from .packettrack import PacketTrack
+from tessera.media.mediasource import PacketSource, Stream, VideoFormat
+from tessera.media.packettrack import PacketTrack
 
-if TYPE_CHECKING:
-    from .transport import Transport
+from .session import SessionTransport
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ class Subscription:
 
     def __init__(
         self,
-        transport: Transport,
+        transport: SessionTransport,
         subscription_id: str,
         tracks: list[SubscribedTrack],
         subscriber: str | None = None,

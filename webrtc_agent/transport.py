@@ -16,10 +16,12 @@ from aiortc import (
 from aiortc import sdp as aiortc_sdp
 from aiortc.sdp import candidate_from_sdp
 
-from . import aiortcext
-from .mediasource import ParameterError
+from tessera.media import aiortcext
+from tessera.media.mediasource import ParameterError
+
 from .offercheck import OfferError, check_offer
 from .publication import Publication
+from .session import MediaSession
 from .subscription import Subscription
 
 logger = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ class Transport:
             and holder.mids.get(mid) == kind
         )
 
-    def session_closed(self, session: Session) -> None:
+    def session_closed(self, session: MediaSession) -> None:
         self.sessions.pop(session.id, None)
         self._negotiated.discard(session.id)
         for mid in list(self._riders):
@@ -351,7 +353,7 @@ class Transport:
             "sessions": [s.describe() for s in self.sessions.values()],
         }
 
-    def estimated_bitrate(self, session: Subscription) -> int | None:
+    def estimated_bitrate(self, session: MediaSession) -> int | None:
         """What the subscriber's receiver last estimated it can take (REMB, bit/s), if it did.
 
         A receiver's REMB covers the SSRCs it names (a browser names every video

@@ -7,7 +7,8 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
-from ..validation import check_name
+from tessera.config.validation import check_name
+
 from .errors import ErrorCode, RestError, bad_request
 
 # Room options with many custom layouts stay far below this; anything bigger is a mistake.

@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
+from tessera.media.mediasource import ParameterError
 from tessera.recorder.muxer import MuxerError
 from tessera.recorder.outputpatch import parse_output_patch
 from tessera.recorder.recording import Recording, StoredRecording
-from tessera.webrtc_agent.mediasource import ParameterError
 
 from .bodies import path_id
 from .errors import ErrorCode, RestError, bad_request

@@ -6,11 +6,11 @@ import logging
 
 from aiohttp import web
 
+from tessera.media.mediasource import ParameterError
 from tessera.recorder.muxer import MuxerError
 from tessera.recorder.outputpatch import parse_output_patch
 from tessera.recorder.streamingout import StreamingOut
 from tessera.recorder.streamingtarget import PROTOCOLS, guess_protocol
-from tessera.webrtc_agent.mediasource import ParameterError
 
 from .bodies import expect_object, path_id
 from .errors import ErrorCode, RestError, bad_request

@@ -10,9 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from tessera.media.mediasource import Stream
 from tessera.mixer.activeaudio import ActiveAudioStream
 from tessera.mixer.layout import LayoutError
-from tessera.webrtc_agent.mediasource import Stream
 
 from ..room import Room
 from .bodies import expect_patch, path_id

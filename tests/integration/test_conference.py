@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tessera.mixer.videoencoder import VideoEncoder
+from tessera.media.videoencoder import VideoEncoder
 from tessera_client import ClientError, ConferenceClient
 from tests.eventually import eventually
 from tests.support import RunningServer, joined

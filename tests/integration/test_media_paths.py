@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from tessera.media.mediasource import is_keyframe
 from tessera.webrtc_agent.forwardstream import ForwardStream
-from tessera.webrtc_agent.mediasource import is_keyframe
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
 from tests.support import RunningServer

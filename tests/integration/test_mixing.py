@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tessera.mixer.videoencoder import VideoEncoder
+from tessera.media.videoencoder import VideoEncoder
 from tessera_client import ClientError, ConferenceClient
 from tests.eventually import eventually
 from tests.support import RunningServer, api, joined, region_box

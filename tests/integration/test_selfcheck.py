@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from tessera.media.aiortcext import check_dtls_srtp, check_msid_stream
 from tessera.mixer.selfcheck import SelfCheckReport, check_media
 from tessera.portal import server as portal_server
 from tessera.portal.config import load_config
-from tessera.webrtc_agent.aiortcext import check_dtls_srtp, check_msid_stream
 from tests.integration.test_operations import ServeProcess
 from tests.support import api, start_server
 
@@ -77,3 +80,32 @@ async def test_the_check_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.M
         assert status == 200
     finally:
         await tessera.stop()
+
+
+async def test_serve_exits_naming_a_missing_aiortc_name(tmp_path: Path) -> None:
+    # `tessera serve` in a real process whose aiortc lacks one name Tessera reaches into.
+    config = tmp_path / "tessera.toml"
+    config.write_text(f'[server]\nport = 0\n[storage]\ndata_dir = "{tmp_path}"\n')
+    program = (
+        "import sys, aiortc\n"
+        "del aiortc.RTCRtpSender._send_keyframe\n"
+        "from tessera.portal.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        program,
+        "serve",
+        "--config",
+        str(config),
+        env={k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = err.decode(errors="replace")
+    assert proc.returncode == 1, text
+    assert "tessera: aiortc " in text and "RTCRtpSender._send_keyframe" in text
+    assert "Tessera listening" not in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 
-from tessera.webrtc_agent.aiortcext import LowLatencyJitterBuffer
+from tessera.media.aiortcext import LowLatencyJitterBuffer
 
 
 def _packet(seq: int, timestamp: int, data: bytes, marker: bool = False) -> RtpPacket:

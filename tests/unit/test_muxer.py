@@ -16,8 +16,8 @@ import av
 import numpy as np
 import pytest
 
+from tessera.media.videoencoder import EncoderSettings, VideoEncoder
 from tessera.mixer.outputs import OpusEncoder
-from tessera.mixer.videoencoder import EncoderSettings, VideoEncoder
 from tessera.recorder.muxer import (
     MuxerError,
     PacketMuxer,

@@ -11,8 +11,8 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from tessera.media.videoencoder import EncoderSettings
 from tessera.mixer.outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
-from tessera.mixer.videoencoder import EncoderSettings
 
 RATE = 48_000
 FRAME = 960

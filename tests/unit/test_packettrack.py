@@ -8,8 +8,8 @@ from fractions import Fraction
 import av
 import pytest
 
-from tessera.webrtc_agent.mediasource import KeyframeRequester, PacketSource
-from tessera.webrtc_agent.packettrack import MAX_QUEUED_VIDEO, PacketTrack
+from tessera.media.mediasource import KeyframeRequester, PacketSource
+from tessera.media.packettrack import MAX_QUEUED_VIDEO, PacketTrack
 from tests.eventually import eventually
 
 

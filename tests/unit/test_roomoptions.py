@@ -5,12 +5,12 @@ from typing import Any
 import pydantic
 import pytest
 
+from tessera.mixer.viewoptions import parse_fraction
 from tessera.portal.roomoptions import (
     DEFAULT_ROLE_NAMES,
     OptionsError,
     RoomOptions,
     merge_room_options,
-    parse_fraction,
     parse_room_options,
 )
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tessera.webrtc_agent.mediasource import ParameterError, VideoFormat, is_keyframe
-from tessera.webrtc_agent.streaminfo import (
+from tessera.media.mediasource import ParameterError, VideoFormat, is_keyframe
+from tessera.media.streaminfo import (
     optional_resolutions,
     optional_video,
     resolve_video_codec,
@@ -129,7 +129,7 @@ def test_keyframe_detection() -> None:
 
 
 def test_owt_default_bitrate() -> None:
-    from tessera.mixer.videoencoder import default_bitrate
+    from tessera.media.videoencoder import default_bitrate
 
     # 720p30: 2000 kbit/s x 1.0 (h264) x 0.8 (motion factor), as OWT computes it.
     assert default_bitrate(1280, 720, 30, "h264") == 1_600_000

@@ -21,8 +21,9 @@ import av
 import numpy as np
 import pytest
 
+from tessera.media.mediasource import PacketSource, ParameterError, Stream, VideoFormat
+from tessera.media.videoencoder import EncoderSettings, VideoEncoder
 from tessera.mixer.outputs import OpusEncoder
-from tessera.mixer.videoencoder import EncoderSettings, VideoEncoder
 from tessera.recorder import rtmp, streamingout
 from tessera.recorder.aac import AudioToAac
 from tessera.recorder.amf import amf0_decode, amf0_encode
@@ -31,7 +32,6 @@ from tessera.recorder.outputpatch import OutputPatch
 from tessera.recorder.recording import MediaChoice
 from tessera.recorder.rtmp import RtmpError, RtmpPublisher, check_rtmp_url
 from tessera.recorder.streamingout import StreamingOut
-from tessera.webrtc_agent.mediasource import PacketSource, ParameterError, Stream, VideoFormat
 from tests.eventually import eventually
 from tests.support import listening
 from tests.synthetic import tone_energy

@@ -12,10 +12,10 @@ import av
 import pytest
 from aiohttp import web
 
+from tessera.media.mediasource import ParameterError
 from tessera.recorder.httppush import RetryPolicy
 from tessera.recorder.recording import MediaChoice
 from tessera.recorder.streamingout import SOURCE_LOSS, StreamingOut
-from tessera.webrtc_agent.mediasource import ParameterError
 from tests.eventually import eventually
 from tests.support import listening
 from tests.synthetic import tone_energy

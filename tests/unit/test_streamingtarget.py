@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tessera.media.mediasource import ParameterError
 from tessera.recorder.hlsdash import dash_options, local_hls_options, pushed_hls_options
 from tessera.recorder.httppush import RetryPolicy, content_type, retryable
 from tessera.recorder.outputpatch import parse_output_patch
@@ -15,7 +16,6 @@ from tessera.recorder.streamingtarget import (
     check_segmenting,
     guess_protocol,
 )
-from tessera.webrtc_agent.mediasource import ParameterError
 
 
 def test_protocol_is_guessed_as_owt_does() -> None:

@@ -2,7 +2,7 @@ import pydantic
 import pytest
 from pydantic import BaseModel, Field, field_validator
 
-from tessera.portal.validation import describe_validation_error, error_path
+from tessera.config.validation import describe_validation_error, error_path
 
 
 class Inner(BaseModel):

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -14,19 +14,19 @@ import socketio
 from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
-    RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpTransceiver,
-    RTCSessionDescription,
 )
-from socketio import exceptions as sio_exceptions
 
-from .errors import ClientConnectionError, ClientError, NegotiationError, RequestTimeout
+from .errors import ClientConnectionError, ClientError, RequestTimeout
 from .eventqueue import EventQueue, Predicate
+from .negotiation import PeerNegotiation, codec_preferences, only_codecs
 from .publication import Publication
+from .roomstate import RoomState
 from .session import Session
-from .streaminfo import apply_stream_update, stream_track_kinds
+from .signaling import PUSH_EVENTS, SignalingChannel
+from .streaminfo import stream_track_kinds
 from .subscription import Subscription
 from .tokens import (
     decode_ticket,
@@ -39,8 +39,7 @@ from .tokens import (
 
 logger = logging.getLogger("tessera_client")
 
-#: The server pushes of the Client-Portal protocol.
-PUSH_EVENTS = ("participant", "stream", "text", "progress", "drop")
+__all__ = ["PUSH_EVENTS", "ConferenceClient", "Listener"]
 
 Listener = Callable[[Any], Any]
 
@@ -93,23 +92,13 @@ class ConferenceClient:
         self.reconnection_delay = reconnection_delay
         self.reconnection_delay_max = reconnection_delay_max
 
-        #: The login reply.
-        self.info: dict[str, Any] = {}
-        self.participant_id: str | None = None
-        self.room_id: str | None = None
-        #: participant id -> {"id", "user", "role"}, this client included.
-        self.participants: dict[str, dict[str, Any]] = {}
-        #: stream id -> StreamInfo.
-        self.streams: dict[str, dict[str, Any]] = {}
+        #: The room as the login reply and the pushes describe it (see the properties).
+        self.room = RoomState()
         #: This client's live publications and subscriptions, by id.
         self.publications: dict[str, Publication] = {}
         self.subscriptions: dict[str, Subscription] = {}
-        #: The one peer connection (created by the first publish or subscribe).
-        self.pc: RTCPeerConnection | None = None
-        #: The portal's id of that connection's transport (from the first session reply).
-        self.transport_id: str | None = None
-        #: Set on ``progress {id: transport id, status: "ready"}`` (ICE and DTLS up).
-        self.transport_ready = asyncio.Event()
+        #: The one peer connection and its negotiations.
+        self.negotiation = PeerNegotiation(self.request)
         #: Set while logged in over a live connection; cleared while reconnecting.
         self.connected = asyncio.Event()
         #: Set when the portal sends ``drop`` or the session is lost for good.
@@ -119,27 +108,17 @@ class ConferenceClient:
         #: Every server push, kept per event name until consumed by :meth:`next_event`.
         self.events = EventQueue()
 
-        # python-socketio's own reconnection is off: it does not reconnect after a
-        # client-side engine.io abort (how tests simulate a network drop), so this
-        # client runs its own loop that reconnects and then sends ``relogin``.
-        self.sio: socketio.AsyncClient = socketio.AsyncClient(
-            reconnection=False, handle_sigint=False
+        # The channel does not reconnect by itself: this client runs its own loop that
+        # reconnects and then sends ``relogin``.
+        self.signaling = SignalingChannel(
+            self._dispatch, self._on_disconnect, connect_timeout=request_timeout
         )
-        for event in PUSH_EVENTS:
-            self.sio.on(event, self._push_handler(event))
-        self.sio.on("disconnect", self._on_disconnect)
 
-        self._url: str | None = None
-        self._headers: dict[str, str] = {}
         self._ticket: str | None = None
         self._joined = False
         self._logged_in = False
         self._closed = False
         self._lost = False
-        self._negotiation = asyncio.Lock()
-        self._answer_waiter: tuple[str, asyncio.Future[dict[str, Any]]] | None = None
-        self._pending: set[asyncio.Future[tuple[Any, ...]]] = set()
-        self._mid_owner: dict[str, Subscription] = {}
         self._early_progress: dict[str, tuple[str, Any]] = {}
         self._listeners: dict[str, list[Listener]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -147,6 +126,49 @@ class ConferenceClient:
         self._ticket_task: asyncio.Future[Any] | None = None
 
     # ------------------------------------------------------------------ state
+
+    @property
+    def sio(self) -> socketio.AsyncClient:
+        """The Socket.IO client of the signaling channel."""
+        return self.signaling.sio
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The login reply."""
+        return self.room.info
+
+    @property
+    def participant_id(self) -> str | None:
+        return self.room.participant_id
+
+    @property
+    def room_id(self) -> str | None:
+        return self.room.room_id
+
+    @property
+    def participants(self) -> dict[str, dict[str, Any]]:
+        """participant id -> {"id", "user", "role"}, this client included."""
+        return self.room.participants
+
+    @property
+    def streams(self) -> dict[str, dict[str, Any]]:
+        """stream id -> StreamInfo."""
+        return self.room.streams
+
+    @property
+    def pc(self) -> RTCPeerConnection | None:
+        """The one peer connection (created by the first publish or subscribe)."""
+        return self.negotiation.pc
+
+    @property
+    def transport_id(self) -> str | None:
+        """The portal's id of that connection's transport (from the first session reply)."""
+        return self.negotiation.transport_id
+
+    @property
+    def transport_ready(self) -> asyncio.Event:
+        """Set on ``progress {id: transport id, status: "ready"}`` (ICE and DTLS up)."""
+        return self.negotiation.transport_ready
 
     @property
     def on_drop(self) -> asyncio.Event:
@@ -194,16 +216,16 @@ class ConferenceClient:
             raise RuntimeError("This client has left; create a new one")
         timeout = self.request_timeout if timeout is None else timeout
         token = token_text(token)
-        self._url = portal_url(decode_token(token))
-        self._headers = {"Origin": origin} if origin else {}
+        self.signaling.url = portal_url(decode_token(token))
+        self.signaling.headers = {"Origin": origin} if origin else {}
         self._joined = True
         try:
-            await self._connect_socket()
+            await self.signaling.connect()
         except Exception as exc:
             self._joined = False
-            await self._disconnect_socket()
+            await self.signaling.disconnect()
             raise ClientConnectionError(
-                f"Cannot connect to the portal at {self._url}: {exc}"
+                f"Cannot connect to the portal at {self.signaling.url}: {exc}"
             ) from exc
         login = {
             "token": token,
@@ -211,12 +233,12 @@ class ConferenceClient:
             "protocol": self.protocol,
         }
         try:
-            info = await self._emit("login", login, timeout)
+            info = await self.signaling.emit("login", login, timeout)
             if not isinstance(info, dict):
                 raise ClientError(f"Unexpected login reply: {info!r}")
         except ClientError:
             self._joined = False
-            await self._disconnect_socket()
+            await self.signaling.disconnect()
             raise
         self._apply_login(info)
         self.connected.set()
@@ -232,13 +254,13 @@ class ConferenceClient:
         self._cancel(self._ticket_task)
         if self.connected.is_set():
             try:
-                await self._emit("logout", None, min(self.request_timeout, 5.0))
+                await self.signaling.emit("logout", None, min(self.request_timeout, 5.0))
             except ClientError as exc:
                 logger.debug("logout: %s", exc)
         self.connected.clear()
         self._end_everything(ClientConnectionError("The client has left"))
-        await self._close_pc()
-        await self._disconnect_socket()
+        await self.negotiation.close()
+        await self.signaling.disconnect()
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
@@ -257,7 +279,7 @@ class ConferenceClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         await self._wait_connected(name, timeout)
-        return await self._emit(name, data, max(deadline - loop.time(), 0.001))
+        return await self.signaling.emit(name, data, max(deadline - loop.time(), 0.001))
 
     async def send_text(self, message: str, to: str = "all") -> None:
         """Send a text message to everyone (``"all"``) or to one participant id."""
@@ -305,11 +327,11 @@ class ConferenceClient:
         for kind, track in (("audio", audio), ("video", video)):
             if track is not None and track.kind != kind:
                 raise ValueError(f"The {kind} track is a {track.kind} track")
-        preferences = {kind: _only_codecs(kind, names) for kind, names in (codecs or {}).items()}
+        preferences = {kind: only_codecs(kind, names) for kind, names in (codecs or {}).items()}
         timeout = self.request_timeout if timeout is None else timeout
         attrs = dict(attributes or {})
         self._check_joined()
-        async with self._negotiation:
+        async with self.negotiation.lock:
             self._check_joined()
             pc = self._ensure_pc()
             transceivers: dict[str, RTCRtpTransceiver] = {}
@@ -325,7 +347,7 @@ class ConferenceClient:
                         transceivers[kind].setCodecPreferences(preferences[kind])
                     tracks[kind] = track
                     sources[kind] = source
-            await self._create_offer(transceivers.values(), stop_sending=True)
+            await self.negotiation.create_offer(transceivers.values(), stop_sending=True)
             message = {
                 "media": {
                     "tracks": [
@@ -334,19 +356,19 @@ class ConferenceClient:
                     ]
                 },
                 "attributes": attrs,
-                "transport": self._transport_message(),
+                "transport": self.negotiation.transport_message(),
             }
             try:
                 reply = await self.request("publish", message, timeout)
-                stream_id, transport_id = self._session_reply(reply)
+                stream_id, transport_id = self.negotiation.session_reply(reply)
             except ClientError:
-                self._deactivate(transceivers.values(), stop_sending=True)
+                self.negotiation.deactivate(transceivers.values(), stop_sending=True)
                 raise
             publication = Publication(self, stream_id, transceivers, tracks, attrs)
             self.publications[stream_id] = publication
             self._apply_early_progress(publication)
             try:
-                await self._exchange(transport_id, timeout)
+                await self.negotiation.exchange(transport_id, timeout)
             except ClientError:
                 self._abandon(publication, "unpublish", stop_sending=True)
                 raise
@@ -380,7 +402,7 @@ class ConferenceClient:
             raise ValueError(f"Nothing to subscribe to in stream {stream_id}")
         timeout = self.request_timeout if timeout is None else timeout
         self._check_joined()
-        async with self._negotiation:
+        async with self.negotiation.lock:
             self._check_joined()
             pc = self._ensure_pc()
             transceivers: dict[str, RTCRtpTransceiver] = {}
@@ -388,8 +410,8 @@ class ConferenceClient:
                 if wanted:
                     transceivers[kind] = pc.addTransceiver(kind, direction="recvonly")
             if video_codecs and "video" in transceivers:
-                transceivers["video"].setCodecPreferences(_codec_preferences(video_codecs))
-            await self._create_offer(transceivers.values(), stop_sending=False)
+                transceivers["video"].setCodecPreferences(codec_preferences(video_codecs))
+            await self.negotiation.create_offer(transceivers.values(), stop_sending=False)
             track_requests: list[dict[str, Any]] = []
             for kind, transceiver in transceivers.items():
                 track_request: dict[str, Any] = {
@@ -402,187 +424,66 @@ class ConferenceClient:
                 track_requests.append(track_request)
             message = {
                 "media": {"tracks": track_requests},
-                "transport": self._transport_message(),
+                "transport": self.negotiation.transport_message(),
             }
             try:
                 reply = await self.request("subscribe", message, timeout)
-                subscription_id, transport_id = self._session_reply(reply)
+                subscription_id, transport_id = self.negotiation.session_reply(reply)
             except ClientError:
-                self._deactivate(transceivers.values(), stop_sending=False)
+                self.negotiation.deactivate(transceivers.values(), stop_sending=False)
                 raise
             subscription = Subscription(self, subscription_id, stream_id, transceivers)
             self.subscriptions[subscription_id] = subscription
-            for transceiver in transceivers.values():
-                if transceiver.mid is not None:
-                    self._mid_owner[transceiver.mid] = subscription
+            self.negotiation.own_mids(subscription)
             self._apply_early_progress(subscription)
             try:
-                await self._exchange(transport_id, timeout)
+                await self.negotiation.exchange(transport_id, timeout)
             except ClientError:
                 self._abandon(subscription, "unsubscribe", stop_sending=False)
                 raise
         return subscription
 
-    # ------------------------------------------------------ negotiation helpers
+    # ------------------------------------------- peer connection, session ends
 
     def _ensure_pc(self) -> RTCPeerConnection:
-        if self.pc is None:
-            configuration = RTCConfiguration(
-                iceServers=self.ice_servers, bundlePolicy=self.bundle_policy
-            )
-            pc = RTCPeerConnection(configuration=configuration)
-            pc.on("track", self._on_track)
-
-            @pc.on("connectionstatechange")
-            def on_connection_state() -> None:
-                logger.debug("peer connection state: %s", pc.connectionState)
-
-            self.pc = pc
-        return self.pc
-
-    async def _create_offer(
-        self, new_transceivers: Iterable[RTCRtpTransceiver], *, stop_sending: bool
-    ) -> None:
-        """createOffer + setLocalDescription (which assigns mids and gathers candidates)."""
-        assert self.pc is not None
-        try:
-            await self.pc.setLocalDescription(await self.pc.createOffer())
-        except Exception as exc:
-            self._deactivate(new_transceivers, stop_sending=stop_sending)
-            raise NegotiationError(f"Cannot create an offer: {exc}") from exc
-
-    def _transport_message(self) -> dict[str, Any]:
-        transport: dict[str, Any] = {"type": "webrtc"}
-        if self.transport_id is not None:
-            transport["id"] = self.transport_id
-        return transport
-
-    def _session_reply(self, reply: Any) -> tuple[str, str]:
-        if not isinstance(reply, dict) or not isinstance(reply.get("id"), str):
-            raise ClientError(f"Unexpected reply: {reply!r}")
-        session_id: str = reply["id"]
-        transport_id = reply.get("transportId")
-        if not isinstance(transport_id, str):
-            transport_id = self.transport_id or session_id
-        if self.transport_id is None:
-            self.transport_id = transport_id
-        return session_id, transport_id
-
-    async def _exchange(self, transport_id: str, timeout: float) -> None:
-        """Send the current local offer with ``soac`` and apply the answer pushed back."""
-        assert self.pc is not None
-        description = self.pc.localDescription
-        if description is None:
-            raise NegotiationError("No local offer to send")
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        # Registered before the offer goes out: the answer may overtake the soac ack.
-        self._answer_waiter = (transport_id, future)
-        try:
-            await self.request(
-                "soac",
-                {"id": transport_id, "signaling": {"type": "offer", "sdp": description.sdp}},
-                timeout,
-            )
-            try:
-                answer = await asyncio.wait_for(future, timeout)
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"Waiting for the answer on transport {transport_id} timed out"
-                    f" after {timeout} s"
-                ) from None
-        finally:
-            if self._answer_waiter is not None and self._answer_waiter[1] is future:
-                self._answer_waiter = None
-        if self.pc is None:
-            raise ClientConnectionError("The peer connection was closed")
-        try:
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=str(answer.get("sdp", "")), type="answer")
-            )
-        except Exception as exc:
-            raise NegotiationError(f"Cannot apply the answer: {exc}") from exc
-        self._collect_remote_tracks()
-
-    @staticmethod
-    def _deactivate(transceivers: Iterable[RTCRtpTransceiver], *, stop_sending: bool) -> None:
-        # m-lines are never removed: they stay in later offers as inactive.
-        for transceiver in transceivers:
-            transceiver.direction = "inactive"
-            if stop_sending:
-                transceiver.sender.replaceTrack(None)
+        """The peer connection, created on first use (a subclass may add handlers to it)."""
+        return self.negotiation.ensure_pc(self.ice_servers, self.bundle_policy)
 
     def _abandon(self, session: Session, stop_request: str, *, stop_sending: bool) -> None:
         """Forget a session whose negotiation failed and tell the portal, without waiting."""
         session._stopped = True
         session._end()
         self._forget(session)
-        self._deactivate(session.transceivers.values(), stop_sending=stop_sending)
+        self.negotiation.deactivate(session.transceivers.values(), stop_sending=stop_sending)
         if self.connected.is_set():
             self._spawn(self._quiet_request(stop_request, {"id": session.id}))
 
-    async def _retire_session(self, session: Session, *, stop_sending: bool) -> None:
-        """After unpublish/unsubscribe: mark its m-lines inactive and send a new offer."""
+    async def retire_session(self, session: Session, *, stop_sending: bool) -> None:
+        """A session stopped (unpublish/unsubscribe): mark its m-lines inactive, offer again."""
         self._forget(session)
-        async with self._negotiation:
-            self._deactivate(session.transceivers.values(), stop_sending=stop_sending)
-            if self.pc is None or self.transport_id is None or not self.is_joined:
+        negotiation = self.negotiation
+        async with negotiation.lock:
+            negotiation.deactivate(session.transceivers.values(), stop_sending=stop_sending)
+            if negotiation.pc is None or negotiation.transport_id is None or not self.is_joined:
                 return
             try:
-                await self._create_offer((), stop_sending=stop_sending)
-                await self._exchange(self.transport_id, self.request_timeout)
+                await negotiation.create_offer((), stop_sending=stop_sending)
+                await negotiation.exchange(negotiation.transport_id, self.request_timeout)
             except ClientError as exc:
                 logger.warning("Renegotiation after stopping %s failed: %s", session.id, exc)
 
     def _forget(self, session: Session) -> None:
         self.publications.pop(session.id, None)
         self.subscriptions.pop(session.id, None)
-        for mid, owner in list(self._mid_owner.items()):
-            if owner is session:
-                del self._mid_owner[mid]
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if self.pc is None:
-            return
-        for transceiver in self.pc.getTransceivers():
-            if transceiver.receiver.track is track and transceiver.mid is not None:
-                owner = self._mid_owner.get(transceiver.mid)
-                if owner is not None:
-                    owner._set_track(transceiver.kind, track)
-                return
-
-    def _collect_remote_tracks(self) -> None:
-        if self.pc is None:
-            return
-        for transceiver in self.pc.getTransceivers():
-            owner = self._mid_owner.get(transceiver.mid or "")
-            track = transceiver.receiver.track
-            if owner is None or track is None:
-                continue
-            current = owner.audio_track if transceiver.kind == "audio" else owner.video_track
-            if current is None:
-                owner._set_track(transceiver.kind, track)
-
-    async def _close_pc(self) -> None:
-        pc, self.pc = self.pc, None
-        if pc is not None:
-            try:
-                await pc.close()
-            except Exception:
-                logger.exception("Closing the peer connection failed")
+        self.negotiation.forget(session)
 
     # ------------------------------------------------------------ server pushes
-
-    def _push_handler(self, event: str) -> Callable[..., None]:
-        def handler(*args: Any) -> None:
-            self._dispatch(event, args[0] if args else None)
-
-        return handler
 
     def _dispatch(self, event: str, data: Any) -> None:
         """Apply one server push (live or replayed after relogin) and queue it."""
         try:
             if event == "participant":
-                self._apply_participant(data)
+                self.room.apply_participant(data)
             elif event == "stream":
                 self._apply_stream(data)
             elif event == "progress":
@@ -601,62 +502,21 @@ class ConferenceClient:
                 logger.exception("A '%s' listener failed", event)
 
     def _apply_login(self, info: dict[str, Any]) -> None:
-        self.info = info
-        self.participant_id = str(info["id"]) if "id" in info else None
-        room = info.get("room") if isinstance(info.get("room"), dict) else {}
-        assert isinstance(room, dict)
-        self.room_id = str(room["id"]) if "id" in room else None
-        self.participants = {
-            str(p["id"]): p
-            for p in room.get("participants") or []
-            if isinstance(p, dict) and "id" in p
-        }
-        if self.participant_id is not None and self.participant_id not in self.participants:
-            self.participants[self.participant_id] = {
-                "id": self.participant_id,
-                "user": info.get("user"),
-                "role": info.get("role"),
-            }
-        self.streams = {
-            str(s["id"]): s for s in room.get("streams") or [] if isinstance(s, dict) and "id" in s
-        }
+        self.room.apply_login(info)
         ticket = info.get("reconnectionTicket")
         self._ticket = ticket if isinstance(ticket, str) else None
         self._logged_in = True
 
-    def _apply_participant(self, data: Any) -> None:
-        if not isinstance(data, dict):
-            return
-        action, payload = data.get("action"), data.get("data")
-        if action == "join" and isinstance(payload, dict) and "id" in payload:
-            self.participants[str(payload["id"])] = payload
-        elif action == "leave":
-            participant_id = payload.get("id") if isinstance(payload, dict) else payload
-            self.participants.pop(str(participant_id), None)
-
     def _apply_stream(self, data: Any) -> None:
-        if not isinstance(data, dict):
+        removed = self.room.apply_stream(data)
+        if removed is None:
             return
-        stream_id, status = data.get("id"), data.get("status")
-        if status == "add":
-            info = data.get("data")
-            if isinstance(info, dict):
-                self.streams[str(info.get("id", stream_id))] = info
-        elif status == "remove":
-            self.streams.pop(str(stream_id), None)
-            publication = self.publications.get(str(stream_id))
-            if publication is not None:
-                publication._end()
-            for subscription in list(self.subscriptions.values()):
-                if subscription.stream_id == stream_id:
-                    subscription._end()
-        elif status == "update":
-            update = data.get("data")
-            current = self.streams.get(str(stream_id))
-            if current is not None and isinstance(update, dict) and "field" in update:
-                self.streams[str(stream_id)] = apply_stream_update(
-                    current, str(update["field"]), update.get("value")
-                )
+        publication = self.publications.get(str(removed))
+        if publication is not None:
+            publication._end()
+        for subscription in list(self.subscriptions.values()):
+            if subscription.stream_id == removed:
+                subscription._end()
 
     def _apply_progress(self, data: Any) -> None:
         if not isinstance(data, dict):
@@ -664,7 +524,7 @@ class ConferenceClient:
         status = str(data.get("status"))
         transport_id = data.get("id")
         session_id = data.get("sessionId")
-        if session_id is None and transport_id != self.transport_id:
+        if session_id is None and transport_id != self.negotiation.transport_id:
             # An older portal reports a session on a transport of its own.
             session_id = transport_id if self._session(str(transport_id)) else None
         if session_id is not None:
@@ -674,21 +534,15 @@ class ConferenceClient:
             elif len(self._early_progress) < 100:
                 self._early_progress[str(session_id)] = (status, data.get("data"))
             return
-        waiter = self._answer_waiter
         if status == "soac":
             signaling = data.get("data")
             # Server candidates are ignored: the answer already carries them.
             if isinstance(signaling, dict) and signaling.get("type") == "answer":
-                if waiter is not None and waiter[0] == transport_id and not waiter[1].done():
-                    waiter[1].set_result(signaling)
-                else:
-                    logger.warning("Unexpected answer on transport %s", transport_id)
+                self.negotiation.answer_arrived(transport_id, signaling)
         elif status == "ready":
-            self.transport_ready.set()
+            self.negotiation.transport_ready.set()
         elif status == "error":
-            logger.warning("Transport %s failed: %s", transport_id, data.get("data"))
-            if waiter is not None and waiter[0] == transport_id and not waiter[1].done():
-                waiter[1].set_exception(ClientError(data.get("data")))
+            self.negotiation.transport_failed(transport_id, data.get("data"))
 
     def _apply_drop(self) -> None:
         self.dropped.set()
@@ -704,59 +558,9 @@ class ConferenceClient:
 
     # ------------------------------------------------- connection and reconnection
 
-    async def _connect_socket(self) -> None:
-        await self.sio.connect(
-            self._url,
-            headers=self._headers,
-            transports=["websocket"],
-            wait_timeout=self.request_timeout,
-        )
-
-    async def _disconnect_socket(self) -> None:
-        try:
-            if self.sio.connected:
-                await self.sio.disconnect()
-            elif self.sio.eio.state == "connected":
-                await self.sio.eio.disconnect()
-            # engine.io keeps its aiohttp session after a failed connection attempt.
-            http = getattr(self.sio.eio, "http", None)
-            if self.sio.eio.state == "disconnected" and http is not None and not http.closed:
-                await http.close()
-        except Exception:
-            logger.debug("Disconnecting the socket failed", exc_info=True)
-
-    async def _emit(self, name: str, data: Any, timeout: float) -> Any:
-        future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
-
-        def ack(*args: Any) -> None:
-            if not future.done():
-                future.set_result(args)
-
-        self._pending.add(future)
-        try:
-            try:
-                await self.sio.emit(name, data, callback=ack)
-            except sio_exceptions.SocketIOError as exc:
-                raise ClientConnectionError(
-                    f"Cannot send '{name}': not connected to the portal"
-                ) from exc
-            try:
-                args = await asyncio.wait_for(future, timeout)
-            except TimeoutError:
-                raise RequestTimeout(f"Request '{name}' timed out after {timeout:g} s") from None
-        finally:
-            self._pending.discard(future)
-        status = args[0] if args else None
-        payload = args[1] if len(args) > 1 else None
-        if status in ("ok", "success"):
-            return payload
-        if status == "error":
-            raise ClientError(payload)
-        raise ClientError(f"Unexpected reply to '{name}': {list(args)!r}")
-
     async def _quiet_request(self, name: str, data: Any) -> None:
         try:
-            await self._emit(name, data, self.request_timeout)
+            await self.signaling.emit(name, data, self.request_timeout)
         except ClientError as exc:
             logger.debug("%s: %s", name, exc)
 
@@ -791,7 +595,7 @@ class ConferenceClient:
     def _on_disconnect(self, reason: Any = None) -> None:
         logger.info("Disconnected from the portal (%s)", reason)
         self.connected.clear()
-        self._fail_pending(ClientConnectionError("The connection to the portal was lost"))
+        self.signaling.fail_pending(ClientConnectionError("The connection to the portal was lost"))
         self._cancel(self._ticket_task)
         if self._closed or self._lost or not self._logged_in:
             return
@@ -810,18 +614,18 @@ class ConferenceClient:
             delay = min(delay * 2, self.reconnection_delay_max)
             if self._closed or self._lost or self.dropped.is_set() or self._ticket is None:
                 break
-            if not self.sio.connected:
+            if not self.signaling.connected:
                 try:
-                    await self._connect_socket()
+                    await self.signaling.connect()
                 except Exception as exc:
                     logger.info("Reconnection attempt %d failed: %s", attempt, exc)
-                    await self._disconnect_socket()
+                    await self.signaling.disconnect()
                     continue
             try:
-                reply = await self._emit("relogin", self._ticket, self.request_timeout)
+                reply = await self.signaling.emit("relogin", self._ticket, self.request_timeout)
             except (ClientConnectionError, RequestTimeout) as exc:
                 logger.info("relogin attempt %d failed: %s", attempt, exc)
-                await self._disconnect_socket()
+                await self.signaling.disconnect()
                 continue
             except ClientError as exc:
                 logger.warning("relogin refused: %s", exc)
@@ -856,22 +660,14 @@ class ConferenceClient:
         self._cancel(self._ticket_task)
         self._cancel(self._reconnect_task)
         self._end_everything(ClientConnectionError(f"The session was lost: {reason}"))
-        await self._close_pc()
-        await self._disconnect_socket()
+        await self.negotiation.close()
+        await self.signaling.disconnect()
 
     def _end_everything(self, error: ClientError) -> None:
-        self._fail_pending(error)
-        waiter, self._answer_waiter = self._answer_waiter, None
-        if waiter is not None and not waiter[1].done():
-            waiter[1].set_exception(error)
+        self.signaling.fail_pending(error)
+        self.negotiation.fail(error)
         for session in [*self.publications.values(), *self.subscriptions.values()]:
             session._end()
-
-    def _fail_pending(self, error: ClientError) -> None:
-        for future in list(self._pending):
-            if not future.done():
-                future.set_exception(error)
-        self._pending.clear()
 
     def _start_ticket_refresh(self) -> None:
         self._cancel(self._ticket_task)
@@ -892,7 +688,9 @@ class ConferenceClient:
                 return
             await asyncio.sleep(delay)
             try:
-                ticket = await self._emit("refreshReconnectionTicket", None, self.request_timeout)
+                ticket = await self.signaling.emit(
+                    "refreshReconnectionTicket", None, self.request_timeout
+                )
             except ClientConnectionError:
                 return  # resumed after relogin
             except ClientError as exc:
@@ -924,32 +722,3 @@ class ConferenceClient:
 
 async def _await(awaitable: Any) -> None:
     await awaitable
-
-
-def _only_codecs(kind: str, names: Sequence[str]) -> list[Any]:
-    """aiortc's capabilities of `kind` limited to the named codecs (and their RTX), in order."""
-    from aiortc import RTCRtpSender
-
-    if kind not in ("audio", "video"):
-        raise ValueError(f"codecs: {kind!r} is not a media kind (audio or video)")
-    capabilities = RTCRtpSender.getCapabilities(kind)
-    known = list(capabilities.codecs) if capabilities is not None else []
-    chosen = []
-    for name in names:
-        matching = [c for c in known if c.name.lower() == name.lower()]
-        if not matching:
-            raise ValueError(f"codecs: aiortc cannot send {kind} codec {name!r}")
-        chosen += matching
-    rtx = [c for c in known if c.name.lower() == "rtx"]
-    return chosen + rtx
-
-
-def _codec_preferences(names: list[str]) -> list[Any]:
-    """aiortc's video codec capabilities reordered: the named codecs (and their RTX) first."""
-    from aiortc import RTCRtpReceiver
-
-    capabilities = RTCRtpReceiver.getCapabilities("video")
-    codecs = list(capabilities.codecs) if capabilities is not None else []
-    wanted = [c for name in names for c in codecs if c.name.lower() == name.lower()]
-    rest = [c for c in codecs if c not in wanted]
-    return wanted + rest

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiortc import MediaStreamTrack, RTCRtpTransceiver
 
 from .errors import ClientError
-from .session import Session, check_media_kind
-
-if TYPE_CHECKING:
-    from .conferenceclient import ConferenceClient
+from .session import Session, SessionOwner, check_media_kind
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +22,7 @@ class Publication(Session):
 
     def __init__(
         self,
-        client: ConferenceClient,
+        client: SessionOwner,
         stream_id: str,
         transceivers: dict[str, RTCRtpTransceiver],
         tracks: dict[str, MediaStreamTrack],
@@ -57,7 +54,7 @@ class Publication(Session):
             except ClientError as exc:
                 error = exc
         self._end()
-        await self.client._retire_session(self, stop_sending=True)
+        await self.client.retire_session(self, stop_sending=True)
         if error is not None:
             raise error
 

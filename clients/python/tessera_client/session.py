@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiortc import RTCRtpTransceiver
 
 from .errors import ClientError, RequestTimeout
 
-if TYPE_CHECKING:
-    from .conferenceclient import ConferenceClient
-
 #: The media a pause/play request can name.
 MEDIA_KINDS = ("audio", "video", "av")
+
+
+class SessionOwner(Protocol):
+    """What a session uses of the client that created it (a ConferenceClient)."""
+
+    @property
+    def streams(self) -> dict[str, dict[str, Any]]: ...
+
+    @property
+    def is_joined(self) -> bool: ...
+
+    async def request(self, name: str, data: Any = None, timeout: float = 10.0) -> Any: ...
+
+    async def retire_session(self, session: Session, *, stop_sending: bool) -> None:
+        """The session stopped: its m-lines go inactive in a new offer."""
+        ...
 
 
 class Session:
@@ -26,7 +39,7 @@ class Session:
 
     def __init__(
         self,
-        client: ConferenceClient,
+        client: SessionOwner,
         session_id: str,
         transceivers: dict[str, RTCRtpTransceiver],
     ) -> None:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiortc import MediaStreamTrack, RTCRtpTransceiver
 
 from .errors import ClientError
-from .session import Session, check_media_kind
-
-if TYPE_CHECKING:
-    from .conferenceclient import ConferenceClient
+from .session import Session, SessionOwner, check_media_kind
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +24,7 @@ class Subscription(Session):
 
     def __init__(
         self,
-        client: ConferenceClient,
+        client: SessionOwner,
         subscription_id: str,
         stream_id: str,
         transceivers: dict[str, RTCRtpTransceiver],
@@ -59,7 +56,7 @@ class Subscription(Session):
             except ClientError as exc:
                 error = exc
         self._end()
-        await self.client._retire_session(self, stop_sending=False)
+        await self.client.retire_session(self, stop_sending=False)
         if error is not None:
             raise error
 

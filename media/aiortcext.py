@@ -10,21 +10,29 @@ msid stream id, checking DTLS-SRTP at start-up, and (for benchmark clients)
 taking SRTP packets before they are decrypted. Keeping every such
 reach-in here means an aiortc upgrade is checked in one file
 (tests/integration cover each of them).
+
+`PRIVATE_NAMES` lists every name below aiortc's public API used here, and
+`check_private_names()` looks each one up at start-up: an aiortc that renamed
+one stops the server with the name, instead of breaking media at the first call.
+aiortc is pinned to the minor version these were read in (pyproject.toml).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import queue
 from collections.abc import Callable
-from types import SimpleNamespace
+from importlib.metadata import version
+from types import CodeType, SimpleNamespace
 from typing import Any
 
 from aiortc import (
     RTCCertificate,
     RTCDtlsParameters,
     RTCIceParameters,
+    RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
     RTCRtpTransceiver,
@@ -50,6 +58,110 @@ logger = logging.getLogger(__name__)
 
 # Packets an audio gap is waited for (reordering) before it is skipped.
 AUDIO_REORDER_PACKETS = 2
+
+# The aiortc minor version the names below were read in (and pyproject.toml pins).
+AIORTC_VERSION = "1.16"
+
+# Every name below aiortc's public API that Tessera uses (this module, and bench/ through
+# it): (what holds it, the name). A holder "Class.method" means the name is an attribute
+# that method sets on another object (so it is looked up in the method's code).
+PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
+    ("RTCRtpReceiver", "_RTCRtpReceiver__decoder_queue"),  # install_encoded_tap
+    ("RTCRtpReceiver", "_RTCRtpReceiver__jitter_buffer"),  # install_low_latency_buffer
+    ("RTCRtpReceiver", "_RTCRtpReceiver__rtx_ssrc"),  # send_picture_loss
+    ("RTCRtpReceiver", "_RTCRtpReceiver__started"),  # receiver_started
+    ("RTCRtpReceiver", "_send_rtcp_pli"),  # send_picture_loss
+    ("RTCRtpReceiver", "_handle_rtp_packet"),
+    ("RTCRtpReceiver._handle_rtp_packet", "_data"),  # each RtpPacket's depayloaded frame
+    ("RTCRtpSender", "_send_keyframe"),  # on_keyframe_request
+    ("RTCRtpSender", "_handle_rtcp_packet"),  # watch_remb wraps it
+    ("RTCRtpSender", "_stream_id"),  # set_msid_stream
+    # What aiortc's media description reads of a sender and a transceiver (check_msid_stream).
+    ("RTCRtpSender", "_track_id"),
+    ("RTCRtpSender", "_ssrc"),
+    ("RTCRtpSender", "_rtx_ssrc"),
+    ("RTCRtpTransceiver", "_headerExtensions"),
+    ("rtcpeerconnection", "create_media_description_for_transceiver"),
+    ("RTCRtpTransceiver", "_codecs"),  # prefer_codec, negotiated_codec
+    ("RTCIceTransport", "_recv"),  # intercept_srtp_packets
+    ("JitterBuffer", "_remove_frame"),  # LowLatencyJitterBuffer overrides it
+    ("JitterBuffer", "_origin"),
+    ("JitterBuffer", "_packets"),
+    ("JitterBuffer", "_is_video"),
+    ("JitterBuffer", "capacity"),
+    ("JitterBuffer", "remove"),
+    ("RTCCertificate", "_create_ssl_context"),  # check_dtls_srtp, with SRTP_PROFILES
+    ("SRTPProfile", "openssl_profile"),
+    ("SRTPProfile", "libsrtp_profile"),
+    ("SRTPProfile", "key_length"),
+    ("SRTPProfile", "salt_length"),
+    ("SRTPProfile", "get_key_and_salt"),
+)
+
+
+class PrivateNameMissing(RuntimeError):
+    """The installed aiortc lacks a name Tessera reaches into; the message names each one."""
+
+
+def missing_private_names() -> list[str]:
+    """The names of PRIVATE_NAMES the installed aiortc lacks, as ``Holder.name``.
+
+    Looks them up on live objects (a peer connection that is never started, a
+    jitter buffer): most are instance attributes that only its __init__ creates.
+    aiortc's senders take the current event loop when built, so they are built on a
+    thread of their own with a loop of its own, whatever the caller's thread has.
+    """
+    with concurrent.futures.ThreadPoolExecutor(1, "private-names") as pool:
+        return pool.submit(_missing_private_names).result()
+
+
+def _missing_private_names() -> list[str]:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        holders = _private_name_holders()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    missing = []
+    for holder_name, name in PRIVATE_NAMES:
+        holder = holders.get(holder_name)
+        if isinstance(holder, CodeType):
+            found = name in holder.co_names
+        else:
+            found = holder is not None and hasattr(holder, name)
+        if not found:
+            missing.append(f"{holder_name}.{name}")
+    return missing
+
+
+def check_private_names() -> None:
+    """Raise PrivateNameMissing, naming every missing name, unless aiortc has them all."""
+    missing = missing_private_names()
+    if missing:
+        raise PrivateNameMissing(
+            f"aiortc {version('aiortc')} has no {', '.join(missing)}: Tessera reaches into"
+            f" these (tessera/media/aiortcext.py), written for aiortc {AIORTC_VERSION}.x;"
+            f" install aiortc {AIORTC_VERSION}.x (constraints.txt)"
+        )
+
+
+def _private_name_holders() -> dict[str, object]:
+    pc = RTCPeerConnection()
+    video = pc.addTransceiver("video")
+    handle = getattr(RTCRtpReceiver, "_handle_rtp_packet", None)
+    return {
+        "RTCRtpReceiver": video.receiver,
+        "RTCRtpReceiver._handle_rtp_packet": getattr(handle, "__code__", None),
+        "RTCRtpSender": video.sender,
+        "RTCRtpTransceiver": video,
+        "RTCIceTransport": video.receiver.transport.transport,
+        "JitterBuffer": JitterBuffer(capacity=16, is_video=True),
+        "RTCCertificate": RTCCertificate,
+        "rtcpeerconnection": rtcpeerconnection,
+        "SRTPProfile": SRTP_PROFILES[0] if SRTP_PROFILES else None,
+    }
+
 
 EncodedFrameHandler = Callable[[RTCRtpCodecParameters, bytes, int], None]
 
@@ -220,6 +332,11 @@ def send_picture_loss(receiver: RTCRtpReceiver) -> None:
         return
     task = asyncio.ensure_future(receiver._send_rtcp_pli(sources[0]))
     task.add_done_callback(_log_failure)
+
+
+def receiver_started(receiver: RTCRtpReceiver) -> bool:
+    """Whether the receiver already runs (media may have been decoded before a tap)."""
+    return bool(getattr(receiver, "_RTCRtpReceiver__started", False))
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
