@@ -172,6 +172,22 @@ class Bus:
         message = {"t": "msg", "from": self.node_id, "k": kind, "b": body}
         return await self._publish(node_id, message) > 0
 
+    def post(self, node_id: str, kind: str, body: Any = None) -> None:
+        """A one-way message, queued without waiting (for callers that cannot await, such as
+        the room service delivering events); sent in order after everything queued before."""
+        if not self.connected:
+            logger.warning(
+                "bus down, message dropped",
+                extra={"node": self.node_id, "to": node_id, "kind": kind},
+            )
+            return
+        message = {"t": "msg", "from": self.node_id, "k": kind, "b": body}
+        payload = json.dumps(message, separators=(",", ":"))
+        sent: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        # Nobody awaits it: retrieve a failure so asyncio does not log it as never retrieved.
+        sent.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._outgoing.put_nowait(_Outgoing(channel_of(node_id), payload, sent))
+
     async def _publish(self, node_id: str, message: dict[str, Any]) -> int:
         payload = json.dumps(message, separators=(",", ":"))
         sent: asyncio.Future[int] = asyncio.get_running_loop().create_future()
