@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 from engineio.async_drivers.aiohttp import translate_request
 
-from .eio3session import Eio3ProtocolError, Eio3Session
+from .eio3session import Eio3ProtocolError, Eio3Session, check_engine
 from .engineio3 import encode_payload
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class Eio3Gateway:
     """Routes each Socket.IO request to python-socketio (Engine.IO 4) or an Eio3Session."""
 
     def __init__(self, sio: Any) -> None:
+        check_engine(sio.eio)
         self.sio = sio
         self.eio = sio.eio
         self.sessions: dict[str, Eio3Session] = {}

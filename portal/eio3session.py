@@ -53,6 +53,38 @@ WS_PROTOCOL_ERROR = 1002
 WS_UNSUPPORTED_DATA = 1003
 
 
+# What of python-engineio the session relies on (pinned in pyproject.toml).
+ENGINE_NAMES = ("sockets", "handlers", "reason", "generate_id", "ping_interval", "ping_timeout")
+SOCKET_NAMES = (
+    "queue",
+    "receive",
+    "send",
+    "close",
+    "last_ping",
+    "connected",
+    "upgraded",
+    "closed",
+    "closing",
+)
+
+
+def check_engine(eio: Any) -> None:
+    """Raise RuntimeError naming what of python-engineio the session needs and is missing."""
+    missing = [f"AsyncServer.{n}" for n in ENGINE_NAMES if not hasattr(eio, n)]
+    try:
+        socket = AsyncSocket(eio, "check")
+    except Exception as exc:
+        missing.append(f"AsyncSocket(server, sid): {exc!r}")
+    else:
+        missing += [f"AsyncSocket.{n}" for n in SOCKET_NAMES if not hasattr(socket, n)]
+    if not isinstance(getattr(eio, "sockets", None), dict):
+        missing.append("AsyncServer.sockets (a dict)")
+    if missing:
+        raise RuntimeError(
+            "python-engineio lacks what Engine.IO 3 clients need: " + ", ".join(missing)
+        )
+
+
 class Eio3ProtocolError(Exception):
     """An Engine.IO 3 client broke the protocol; str() says how (for the log and the 400)."""
 
