@@ -346,22 +346,28 @@ class Eio3Session:
             await self.socket.send(packet)
 
     async def _take(self) -> tuple[list[Packet], bool]:
-        """Wait for something to send: (packets, whether the session has ended)."""
+        """Wait for something to send: (packets, whether the session has ended).
+
+        Never returns nothing while the session goes on (an empty polling response
+        is a parse error to the client).
+        """
         queue = self.socket.queue
-        if queue.empty() and not self.finished:
-            getter = asyncio.ensure_future(queue.get())
-            ender = asyncio.ensure_future(self._ended.wait())
-            try:
-                await asyncio.wait({getter, ender}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                ender.cancel()
-                getter.cancel()  # (a done task stays done; a waiting get takes nothing)
-            if getter.done() and not getter.cancelled():
-                queue.task_done()
-                packets, closing = self._translate([getter.result(), *self._drain()])
+        while True:
+            items = self._drain()
+            if not items and not self.finished:
+                getter = asyncio.ensure_future(queue.get())
+                ender = asyncio.ensure_future(self._ended.wait())
+                try:
+                    await asyncio.wait({getter, ender}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    ender.cancel()
+                    getter.cancel()  # (a done task stays done; a waiting get takes nothing)
+                if getter.done() and not getter.cancelled():
+                    queue.task_done()
+                    items = [getter.result(), *self._drain()]
+            packets, closing = self._translate(items)
+            if packets or closing or self.finished:
                 return packets, closing or self.finished
-        packets, closing = self._translate(self._drain())
-        return packets, closing or self.finished
 
     def _drain(self) -> list[Any]:
         queue = self.socket.queue
