@@ -323,6 +323,8 @@ class Eio3Session:
 
     async def _receive(self, packet: Packet) -> None:
         """One packet from the client."""
+        if self.socket.closed or self.socket.closing:
+            return  # (closed by the server: what the client still sends is moot)
         # Any packet shows the client is alive (as engine.io 3 counts it).
         self._arm_liveness()
         if packet.type == PacketType.PING:

@@ -85,6 +85,7 @@ async def gone(tessera: RunningServer, sid: str) -> None:
         lambda: (
             sid not in gateway.sessions
             and sid not in tessera.server.sio.eio.sockets
+            and sid not in tessera.server.sio.environ  # python-socketio forgot it too
             and not tessera.server.portal.connections
         ),
         what=f"session {sid} and its portal connection closed",

@@ -20,6 +20,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from tessera.portal.eio3gateway import EIO3_GATEWAY, Eio3Gateway
 from tessera.portal.store import ServiceRecord
 from tests.eventually import eventually
+from tests.integration.test_operations import ServeProcess
 from tests.sio2 import Sio2Node, Sio2Socket
 from tests.support import RunningServer, api, joined, start_server
 from tests.synthetic import ColorVideoTrack, ToneTrack, close_to, mean_rgb, next_video_frame
@@ -341,3 +342,28 @@ async def test_size_and_rate_limits_are_the_portals(node: Sio2Node, tmp_path: Pa
         await socket.close()
     finally:
         await tessera.stop()
+
+
+async def test_sigterm_drops_2x_clients_and_exits(node: Sio2Node, tmp_path: Path) -> None:
+    """`tessera serve` on SIGTERM: 2.x clients on each transport get `drop`, nothing lingers."""
+    serve = ServeProcess(tmp_path, shutdown_timeout=5.0)
+    await serve.start()
+    try:
+        sockets = []
+        for transport in ("polling", "websocket", "upgrade"):
+            socket = await node.connect(serve.url, **TRANSPORTS[transport])
+            login = {"token": serve.token("default", transport), "userAgent": USER_AGENT}
+            await socket.request("login", {**login, "protocol": "1.2"})
+            sockets.append(socket)
+        idle = await node.connect(serve.url)  # connected, not logged in
+        await idle.wait_connected()
+        status, elapsed = await serve.terminate()
+        assert status == 0, serve.lines[-5:]
+        assert elapsed < 5.0, elapsed
+        for socket in sockets:
+            assert ["drop"] in await socket.events()
+        problems = [line for line in serve.lines if line.get("exc") or line.get("unstructured")]
+        assert problems == [], problems
+        assert not [line for line in serve.lines if line.get("level") in ("error", "critical")]
+    finally:
+        serve.kill()
