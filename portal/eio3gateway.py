@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 from engineio.async_drivers.aiohttp import translate_request
 
-from .eio3session import Eio3ProtocolError, Eio3Session, check_engine
+from .eio3session import Eio3ProtocolError, Eio3Session, Eio3Unsupported, check_engine
 from .engineio3 import encode_payload
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class Eio3Gateway:
 
     async def _handle_eio3(self, request: web.Request, sid: str | None) -> web.StreamResponse:
         session = self.sessions.get(sid) if sid is not None else None
+        cors: dict[str, str] = {}
         try:
             cors = self._cors_headers(request)
             if request.method == "OPTIONS":
@@ -102,13 +103,13 @@ class Eio3Gateway:
                 exc,
                 extra={"sid": sid, "address": request.remote, "method": request.method},
             )
-            return _error_response(str(exc), exc.status)
+            return _error_response(str(exc), exc.status, cors)
         except Eio3ProtocolError as exc:
             ids = session.log_ids() if session is not None else {"address": request.remote}
             logger.warning("Engine.IO 3 client refused: %s", exc, extra=ids)
             if session is not None:
                 await session.close(self.eio.reason.TRANSPORT_ERROR)
-            return _error_response(str(exc), 400)
+            return _error_response(str(exc), 400, cors)
 
     async def _open(
         self, request: web.Request, transport: str, cors: dict[str, str]
@@ -129,8 +130,8 @@ class Eio3Gateway:
             logger.info(
                 "Engine.IO 3 connection refused by the application", extra=session.log_ids()
             )
-            return _error_response("Unauthorized", 401)
-        logger.info("Engine.IO 3 client connected", extra=session.log_ids())
+            return _error_response("Unauthorized", 401, cors)
+        logger.debug("Engine.IO 3 client connected", extra=session.log_ids())
         if ws is None:
             upgrades = ["websocket"] if self._upgrades_allowed() else []
             packets = [session.handshake(upgrades), *session.queued()]
@@ -158,7 +159,7 @@ class Eio3Gateway:
     async def _read_body(self, request: web.Request) -> str:
         """A POST's payload: text, at most ``max_http_buffer_size`` bytes, valid UTF-8."""
         if request.content_type == "application/octet-stream":
-            raise Eio3ProtocolError("binary payloads are not supported")
+            raise Eio3Unsupported("binary payloads are not supported")
         limit = self.eio.max_http_buffer_size
         if (request.content_length or 0) > limit:
             raise Eio3ProtocolError(f"payload larger than {limit} bytes")
@@ -214,7 +215,7 @@ class Eio3Gateway:
     def _finished(self, session: Eio3Session) -> None:
         if self.sessions.get(session.sid) is session:
             del self.sessions[session.sid]
-        logger.info("Engine.IO 3 client gone", extra=session.log_ids())
+        logger.debug("Engine.IO 3 client gone", extra=session.log_ids())
 
 
 def _origin_allowed(policy: Any, origin: str, request: web.Request) -> bool:
@@ -237,6 +238,9 @@ def _payload_response(payload: str, cors: dict[str, str], eio: Any) -> web.Respo
     return response
 
 
-def _error_response(reason: str, status: int) -> web.Response:
-    # As python-engineio answers its own refusals: the reason as a JSON string.
-    return web.Response(text=json.dumps(reason), status=status, content_type="text/plain")
+def _error_response(reason: str, status: int, cors: dict[str, str]) -> web.Response:
+    # As python-engineio answers its own refusals: the reason as a JSON string (with the
+    # CORS headers, so that a page of another origin sees the status).
+    return web.Response(
+        text=json.dumps(reason), status=status, content_type="text/plain", headers=cors
+    )

@@ -42,7 +42,13 @@ from .engineio3 import (
     encode_packet,
     encode_payload,
 )
-from .socketio4 import IMPLICIT_CONNECT, Sio4Error, check_client_packet, to_client_packet
+from .socketio4 import (
+    IMPLICIT_CONNECT,
+    Sio4Error,
+    Sio4Unsupported,
+    check_client_packet,
+    to_client_packet,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +93,15 @@ def check_engine(eio: Any) -> None:
 
 class Eio3ProtocolError(Exception):
     """An Engine.IO 3 client broke the protocol; str() says how (for the log and the 400)."""
+
+    # The WebSocket close code that says so.
+    close_code = WS_PROTOCOL_ERROR
+
+
+class Eio3Unsupported(Eio3ProtocolError):
+    """Well-formed Engine.IO 3 input the portal does not take (binary data)."""
+
+    close_code = WS_UNSUPPORTED_DATA
 
 
 class Eio3Session:
@@ -280,7 +295,7 @@ class Eio3Session:
                     if self.finished:
                         break
                 elif message.type == WSMsgType.BINARY:
-                    raise Eio3ProtocolError("binary frames are not supported")
+                    raise Eio3Unsupported("binary frames are not supported")
                 elif message.type == WSMsgType.ERROR:
                     # aiohttp has closed it already (a frame past max_http_buffer_size: 1009).
                     logger.warning(
@@ -291,8 +306,7 @@ class Eio3Session:
         except Eio3ProtocolError as exc:
             logger.warning("Engine.IO 3 client refused: %s", exc, extra=self.log_ids())
             reason = self.eio.reason.TRANSPORT_ERROR
-            code = WS_UNSUPPORTED_DATA if "binary" in str(exc) else WS_PROTOCOL_ERROR
-            await ws.close(code=code, message=str(exc)[:120].encode())
+            await ws.close(code=exc.close_code, message=str(exc)[:120].encode())
         finally:
             await self.close(reason)
             (failure,) = await asyncio.gather(writer, return_exceptions=True)
@@ -332,9 +346,11 @@ class Eio3Session:
             await self._send(engine_packet.Packet(engine_packet.PONG))
         elif packet.type == PacketType.MESSAGE:
             if isinstance(packet.data, bytes):
-                raise Eio3ProtocolError("binary messages are not supported")
+                raise Eio3Unsupported("binary messages are not supported")
             try:
                 text = check_client_packet(packet.data or "")
+            except Sio4Unsupported as exc:
+                raise Eio3Unsupported(str(exc)) from None
             except Sio4Error as exc:
                 raise Eio3ProtocolError(str(exc)) from None
             await self.socket.receive(engine_packet.Packet(engine_packet.MESSAGE, text))

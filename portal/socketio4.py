@@ -32,6 +32,10 @@ class Sio4Error(ValueError):
     """A Socket.IO 4 packet the portal does not accept; str() names the problem."""
 
 
+class Sio4Unsupported(Sio4Error):
+    """A well-formed Socket.IO 4 packet of a kind the portal does not take (binary)."""
+
+
 def check_client_packet(text: str) -> str:
     """The packet for python-socketio from a protocol 4 client's ``text`` (the same text).
 
@@ -42,7 +46,7 @@ def check_client_packet(text: str) -> str:
         raise Sio4Error(f"unknown Socket.IO packet type {text[:1]!r}")
     kind = int(text[0])
     if kind in (BINARY_EVENT, BINARY_ACK):
-        raise Sio4Error("binary Socket.IO packets are not supported")
+        raise Sio4Unsupported("binary Socket.IO packets are not supported")
     if kind == ERROR:
         raise Sio4Error("a client does not send ERROR packets")
     rest = _skip_namespace(text[1:])

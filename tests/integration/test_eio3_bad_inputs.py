@@ -278,6 +278,8 @@ async def test_a_client_that_stops_pinging_is_closed(
     ("frame", "code", "problem"),
     [
         (b"\x04binary", 1003, "binary frames are not supported"),
+        ("b4AAEC", 1003, "binary messages are not supported"),
+        ('451-["x",{"_placeholder":true,"num":0}]', 1003, "binary Socket.IO packets"),
         ("x", 1002, "unknown packet type"),
         ("", 1002, "empty packet"),
         ("4", 1002, "unknown Socket.IO packet type"),
