@@ -32,7 +32,6 @@ from aiohttp import WSMsgType, web
 from engineio import packet as engine_packet
 from engineio.async_socket import AsyncSocket
 
-from .background import spawn
 from .engineio3 import (
     Eio3Error,
     Packet,
@@ -138,6 +137,7 @@ class Eio3Session:
         self._polling_get = False
         self._polling_post = False
         self._liveness: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Future[None] | None = None
 
     @property
     def finished(self) -> bool:
@@ -429,7 +429,17 @@ class Eio3Session:
             self.eio.ping_interval + self.eio.ping_timeout,
             extra=self.log_ids(),
         )
-        spawn(self.close(self.eio.reason.PING_TIMEOUT), "closing a silent Engine.IO 3 client")
+        # Kept on the session: the loop holds tasks only weakly.
+        self._closing = asyncio.ensure_future(self.close(self.eio.reason.PING_TIMEOUT))
+        self._closing.add_done_callback(self._closed_after_timeout)
+
+    def _closed_after_timeout(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning(
+                "closing a silent Engine.IO 3 client failed: %r",
+                task.exception(),
+                extra=self.log_ids(),
+            )
 
     async def close_gracefully(self) -> None:
         """Close the socket after what is queued: the client gets it, then a close packet."""

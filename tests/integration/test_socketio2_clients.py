@@ -18,7 +18,6 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from tessera.portal.eio3gateway import EIO3_GATEWAY, Eio3Gateway
-from tessera.portal.store import ServiceRecord
 from tests.eventually import eventually
 from tests.integration.test_operations import ServeProcess
 from tests.sio2 import Sio2Node, Sio2Socket
@@ -76,6 +75,13 @@ async def logged_in(
         "login", {"token": tessera.token(user=user), "userAgent": USER_AGENT, "protocol": "1.2"}
     )
     return socket, result
+
+
+async def participants(tessera: RunningServer) -> list[dict[str, Any]]:
+    """The default room's participants, as REST lists them."""
+    status, body = await api(tessera, "GET", "/v1/rooms/default/participants")
+    assert status == 200, body
+    return list(body)
 
 
 async def no_sessions_left(tessera: RunningServer) -> None:
@@ -254,9 +260,8 @@ async def test_heartbeat_keeps_an_idle_connection_alive(
         assert state["connected"] and state["engineId"] == engine_id
         assert await socket.events("disconnect") == []
         assert not session.finished and gateway_of(tessera).sessions[engine_id] is session
-        participant = tessera.server.portal.participants[result["id"]]
-        assert participant.sid == sio_sid(tessera, engine_id)
         assert await socket.request("refreshReconnectionTicket")
+        assert [p["id"] for p in await participants(tessera)] == [result["id"]]
         await socket.close()
         await no_sessions_left(tessera)
     finally:
@@ -276,7 +281,7 @@ async def test_drop_then_disconnect(node: Sio2Node, tessera: RunningServer, tran
     assert heard == [["drop"], ["disconnect", "io server disconnect"]]
     assert not (await socket.state())["connected"]
     await no_sessions_left(tessera)
-    assert result["id"] not in tessera.server.portal.participants
+    assert result["id"] not in [p["id"] for p in await participants(tessera)]
     assert [e for e in await socket.events() if e[0] == "reconnect_attempt"] == []
 
 
@@ -295,8 +300,8 @@ async def test_relogin_after_a_dropped_transport(
     # As the OWT SDK does on `connect` after a reconnection: relogin with the ticket.
     again = await socket.request("relogin", result["reconnectionTicket"])
     assert set(again) == {"ticket", "messages"}
-    participant = tessera.server.portal.participants[result["id"]]  # the same participant
-    assert participant.sid == sio_sid(tessera, state["engineId"])
+    # The same participant, reached on the new connection.
+    assert {p["id"] for p in await participants(tessera)} == {modern.participant_id, result["id"]}
     await modern.send_text("still there?", to=result["id"])
     text = await socket.wait_event("text")
     assert text[1]["message"] == "still there?"
@@ -306,25 +311,27 @@ async def test_relogin_after_a_dropped_transport(
 
 
 async def test_origins_are_checked_as_for_engine_io_4_clients(
-    node: Sio2Node, tessera: RunningServer
+    node: Sio2Node, tmp_path: Path
 ) -> None:
-    strict = ServiceRecord(id="strict", key="s" * 40, allowed_origins=["https://app.example"])
-    tessera.server.store.put_service(strict)
-    login = {"userAgent": USER_AGENT, "protocol": "1.2"}
-    for transport in ("upgrade", "websocket", "polling"):
-        evil = await connected(
-            node, tessera, transport, extraHeaders={"Origin": "https://evil.example"}
-        )
-        reply = await evil.emit("login", {**login, "token": tessera.token(service=strict)})
-        assert reply == ["error", "Origin https://evil.example is not allowed"], transport
-        await evil.close()
-        good = await connected(
-            node, tessera, transport, extraHeaders={"Origin": "https://app.example"}
-        )
-        await good.request("login", {**login, "token": tessera.token(service=strict)})
-        await good.request("logout")
-        await good.close()
-    await no_sessions_left(tessera)
+    tessera = await start_server(tmp_path, **{"service.allowed_origins": ["https://app.example"]})
+    try:
+        login = {"userAgent": USER_AGENT, "protocol": "1.2"}
+        for transport in ("upgrade", "websocket", "polling"):
+            evil = await connected(
+                node, tessera, transport, extraHeaders={"Origin": "https://evil.example"}
+            )
+            reply = await evil.emit("login", {**login, "token": tessera.token(user="evil")})
+            assert reply == ["error", "Origin https://evil.example is not allowed"], transport
+            await evil.close()
+            good = await connected(
+                node, tessera, transport, extraHeaders={"Origin": "https://app.example"}
+            )
+            await good.request("login", {**login, "token": tessera.token(user="good")})
+            await good.request("logout")
+            await good.close()
+        await no_sessions_left(tessera)
+    finally:
+        await tessera.stop()
 
 
 async def test_size_and_rate_limits_are_the_portals(node: Sio2Node, tmp_path: Path) -> None:
