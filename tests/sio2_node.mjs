@@ -61,12 +61,6 @@ const operations = {
       socket.emit(request.event, ...(request.args || []), (...reply) => resolve(reply.map(plain)));
     });
   },
-  // {socket, event, args}: emit without an ack.
-  send(request) {
-    const { socket } = socketOf(request);
-    socket.emit(request.event, ...(request.args || []));
-    return true;
-  },
   // Events recorded so far (kept: the test reads them as often as it likes).
   events(request) {
     return socketOf(request).events;

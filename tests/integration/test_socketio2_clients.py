@@ -10,6 +10,7 @@ signaling with a real aiortc peer, text with an Engine.IO 4 client, heartbeat,
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -245,17 +246,18 @@ async def received_colour(track: Any, colour: tuple[int, int, int]) -> None:
 async def test_heartbeat_keeps_an_idle_connection_alive(
     node: Sio2Node, tmp_path: Path, transport: str
 ) -> None:
-    # A short heartbeat: interval + timeout is 1 s, and the client stays idle for several.
-    tessera = await start_server(
-        tmp_path, **{"portal.ping_interval": 0.5, "portal.ping_timeout": 0.5}
-    )
+    # A short heartbeat: the client pings every 0.5 s; interval + timeout is 2 s (room for a
+    # loaded machine), and the client stays idle for twice that.
+    settings = {"portal.ping_interval": 0.5, "portal.ping_timeout": 1.5}
+    tessera = await start_server(tmp_path, **settings)
     try:
         socket, result = await logged_in(node, tessera, "idle", transport)
         engine_id = (await socket.state())["engineId"]
         session = gateway_of(tessera).sessions[engine_id]
-        # The client pings, the server pongs; 6 pings span 3 s, three times interval + timeout.
-        await eventually(lambda: session.pings >= 6, what="six pings from the client")
-        await socket.wait_event("pong", count=6)
+        assert json.loads(str(session.handshake([]).data))["pingTimeout"] == 1500
+        # The client pings, the server pongs: 8 pings span 4 s.
+        await eventually(lambda: session.pings >= 8, what="eight pings from the client")
+        await socket.wait_event("pong", count=8)
         state = await socket.state()
         assert state["connected"] and state["engineId"] == engine_id
         assert await socket.events("disconnect") == []
