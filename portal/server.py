@@ -32,6 +32,7 @@ from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.agent import WebrtcAgent
 
 from .config import Config
+from .eio3gateway import attach_socketio
 from .heap import HeapReclaimer
 from .looplag import LoopLagMonitor
 from .malloc import fix_malloc_trim_threshold, limit_malloc_arenas, trim_heap
@@ -344,7 +345,7 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     server = Server(config, store)
     app = web.Application(client_max_size=config.portal.max_message_bytes * 16)
     app[SERVER_KEY] = server
-    server.sio.attach(app)
+    attach_socketio(app, server.sio)  # Engine.IO 4 clients, and 3 (socket.io-client 2.x)
     from .rest import setup_rest
 
     setup_rest(app, server)
