@@ -14,11 +14,11 @@ import sys
 from collections.abc import Callable
 from typing import cast
 
+from tessera.conference.roomoptions import DEFAULT_ROLE_NAMES, OptionsError, parse_room_options
+from tessera.conference.store import ServiceRecord, Store, bootstrap_default_service
+from tessera.conference.tokens import MAX_CLAIM_LENGTH, issue_token
 from tessera.portal import logs
 from tessera.portal.config import Config, ConfigError, load_config
-from tessera.portal.roomoptions import DEFAULT_ROLE_NAMES, OptionsError, parse_room_options
-from tessera.portal.store import ServiceRecord, Store, bootstrap_default_service
-from tessera.portal.tokens import MAX_CLAIM_LENGTH, issue_token
 
 SERVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 

@@ -26,7 +26,10 @@ from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 
-from .background import spawn
+from tessera.conference.background import spawn
+from tessera.conference.store import ServiceRecord
+from tessera.conference.tokens import TokenError, read_token_service, verify_token
+
 from .messages import RequestError
 from .peerserver import (
     INVALID_KEY,
@@ -44,8 +47,6 @@ from .peerserver import (
     error_message,
 )
 from .roompeer import RoomPeer
-from .store import ServiceRecord
-from .tokens import TokenError, read_token_service, verify_token
 
 if TYPE_CHECKING:
     from .server import Server

@@ -13,6 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import socketio
 
+from tessera.conference.background import spawn
+from tessera.conference.participant import Participant
+from tessera.conference.tokens import (
+    TokenError,
+    issue_ticket,
+    read_token_service,
+    verify_ticket,
+    verify_token,
+)
 from tessera.media.mediasource import ParameterError, VideoFormat
 from tessera.media.streaminfo import resolve_video, resolve_video_request
 from tessera.mixer.layout import LayoutError
@@ -22,13 +31,10 @@ from tessera.webrtc_agent.subscription import SubscribedTrack, Subscription
 from tessera.webrtc_agent.transport import SignalingError, Transport
 
 from . import messages as m
-from .background import spawn
 from .legacy import downgrade_login
 from .logs import log_context
 from .messages import RequestError
-from .participant import Participant
 from .ratelimit import AttemptCounter, TokenBucket
-from .tokens import TokenError, issue_ticket, read_token_service, verify_ticket, verify_token
 
 if TYPE_CHECKING:
     from .server import Server

@@ -35,6 +35,8 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from tessera.conference.background import spawn
+from tessera.conference.participant import Participant
 from tessera.media.mediasource import ParameterError
 from tessera.media.streaminfo import resolve_video
 from tessera.webrtc_agent.forwardstream import ForwardStream, TrackSpec
@@ -43,16 +45,15 @@ from tessera.webrtc_agent.publication import Publication
 from tessera.webrtc_agent.subscription import SubscribedTrack, Subscription
 from tessera.webrtc_agent.transport import Session, SignalingError, Transport
 
-from .background import spawn
 from .binarypack import BinaryPackCodec, CloseRequest
 from .messages import RequestError
-from .participant import Participant
 from .peerserver import ANSWER, CANDIDATE, EXPIRE, LEAVE, OFFER, PeerGrant
 from .portal import track_info
 
 if TYPE_CHECKING:
+    from tessera.conference.room import Room
+
     from .peergateway import PeerGateway
-    from .room import Room
     from .server import Server
 
 logger = logging.getLogger(__name__)

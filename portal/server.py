@@ -18,6 +18,10 @@ import socketio
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from tessera.conference.room import Room
+from tessera.conference.roomoptions import RoomOptions, parse_room_options
+from tessera.conference.store import ServiceRecord, Store, bootstrap_default_service, new_room_id
+from tessera.conference.tokens import issue_token
 from tessera.media.aiortcext import (
     PrivateNameMissing,
     check_dtls_srtp,
@@ -38,10 +42,6 @@ from .messages import RequestError
 from .metrics import create_registry
 from .peergateway import PeerGateway
 from .portal import Portal
-from .room import Room
-from .roomoptions import RoomOptions, parse_room_options
-from .store import ServiceRecord, Store, bootstrap_default_service, new_room_id
-from .tokens import issue_token
 
 logger = logging.getLogger(__name__)
 # Seconds clients get to close their connections after `drop` on shutdown.

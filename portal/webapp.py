@@ -24,6 +24,10 @@ from typing import Any
 
 from aiohttp import web
 
+from tessera.conference.participant import Participant
+from tessera.conference.room import Room
+from tessera.conference.roomoptions import parse_room_options
+from tessera.conference.tokens import TokenError
 from tessera.config.validation import check_name
 from tessera.media.mediasource import ParameterError
 from tessera.mixer.layout import LayoutError
@@ -31,11 +35,7 @@ from tessera.recorder.muxer import PLAYABLE, MuxerError
 from tessera.recorder.recording import MediaChoice, Recording, StoredRecording
 
 from .messages import RequestError
-from .participant import Participant
-from .room import Room
-from .roomoptions import parse_room_options
 from .server import Server
-from .tokens import TokenError
 
 logger = logging.getLogger(__name__)
 

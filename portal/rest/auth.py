@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import jwt
 from aiohttp import web
 
+from tessera.conference.store import ServiceRecord, Store
+
 from ..mauth import AuthError, NonceCache, parse_mauth, verify_mauth
-from ..store import ServiceRecord, Store
 from .errors import ErrorCode, RestError, unauthorized
 
 logger = logging.getLogger(__name__)

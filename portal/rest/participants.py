@@ -8,8 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..participant import Participant
-from ..room import Room
+from tessera.conference.participant import Participant
+from tessera.conference.room import Room
+
 from .bodies import expect_patch, path_id
 from .errors import ErrorCode, RestError, bad_request
 from .resource import BOTH, Resource, Route, empty_response

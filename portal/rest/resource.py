@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..room import Room
-from ..roomoptions import RoomOptions, parse_room_options
-from ..store import RoomRecord, ServiceRecord
+from tessera.conference.room import Room
+from tessera.conference.roomoptions import RoomOptions, parse_room_options
+from tessera.conference.store import RoomRecord, ServiceRecord
+
 from .auth import CREDENTIALS, Credentials
 from .bodies import path_id, read_json
 from .errors import ErrorCode, RestError

@@ -7,8 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ..roomoptions import OptionsError, RoomOptions, merge_room_options, parse_room_options
-from ..store import NotFoundError, RoomRecord, new_room_id
+from tessera.conference.roomoptions import (
+    OptionsError,
+    RoomOptions,
+    merge_room_options,
+    parse_room_options,
+)
+from tessera.conference.store import NotFoundError, RoomRecord, new_room_id
+
 from .bodies import MAX_PER_PAGE, checked_name, expect_object, parse_paging
 from .errors import ErrorCode, RestError, bad_request, unauthorized
 from .resource import BOTH, Resource, RoomRef, Route, room_json

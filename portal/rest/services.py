@@ -19,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..store import DuplicateError, ServiceRecord
+from tessera.conference.store import DuplicateError, ServiceRecord
+
 from .bodies import MAX_ID_LENGTH, expect_object
 from .errors import ErrorCode, RestError, bad_request, forbidden
 from .resource import ROOT, Resource, Route, room_json

@@ -10,11 +10,11 @@ from typing import Any
 
 from aiohttp import web
 
+from tessera.conference.room import Room
 from tessera.media.mediasource import Stream
 from tessera.mixer.activeaudio import ActiveAudioStream
 from tessera.mixer.layout import LayoutError
 
-from ..room import Room
 from .bodies import expect_patch, path_id
 from .errors import ErrorCode, RestError, bad_request
 from .resource import BOTH, Resource, Route, empty_response

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from tessera.portal.room import Room
+from tessera.conference.room import Room
 from tests.browser.harness import MEAN_RGB, Browser, Page, middle_of
 from tests.support import RunningServer, joined, region_box
 from tests.synthetic import ColorVideoTrack

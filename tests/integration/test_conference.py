@@ -257,7 +257,7 @@ async def test_reconnect_with_ticket_keeps_subscription(tessera: RunningServer) 
 
 
 async def test_rooms_of_two_services_are_isolated(tessera: RunningServer) -> None:
-    from tessera.portal.store import ServiceRecord
+    from tessera.conference.store import ServiceRecord
 
     other = ServiceRecord(id="acme", key="k" * 40, allowed_origins=[], adhoc_rooms=True)
     tessera.server.store.put_service(other)
@@ -275,7 +275,7 @@ async def test_rooms_of_two_services_are_isolated(tessera: RunningServer) -> Non
 
 
 async def test_origin_not_allowed_is_refused(tessera: RunningServer) -> None:
-    from tessera.portal.store import ServiceRecord
+    from tessera.conference.store import ServiceRecord
 
     strict = ServiceRecord(id="strict", key="s" * 40, allowed_origins=["https://app.example"])
     tessera.server.store.put_service(strict)

@@ -16,8 +16,8 @@ import aiohttp
 import av
 import pytest
 
-from tessera.portal.store import Store
-from tessera.portal.tokens import issue_token
+from tessera.conference.store import Store
+from tessera.conference.tokens import issue_token
 from tessera_client import ConferenceClient
 from tests.integration.test_bad_inputs import RawClient
 from tests.integration.test_recording import read_file

@@ -15,13 +15,13 @@ import jwt
 import pytest
 from aiohttp import web
 
+from tessera.conference.participant import Participant
+from tessera.conference.store import ServiceRecord
+from tessera.conference.tokens import issue_token, verify_token
 from tessera.portal.config import load_config
 from tessera.portal.mauth import sign
-from tessera.portal.participant import Participant
 from tessera.portal.rest import REST_API_KEY
 from tessera.portal.server import SERVER_KEY, Server, create_app
-from tessera.portal.store import ServiceRecord
-from tessera.portal.tokens import issue_token, verify_token
 
 OTHER_KEY = "other-service-key-" + "k" * 32
 

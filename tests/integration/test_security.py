@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tessera.portal.store import ServiceRecord
+from tessera.conference.store import ServiceRecord
 from tessera_client import ConferenceClient
 from tests.integration.test_bad_inputs import RawClient
 from tests.support import RunningServer, api, joined

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tessera.portal.tokens import issue_ticket
+from tessera.conference.tokens import issue_ticket
 from tessera_client import ConferenceClient
 from tests.support import RunningServer, start_server
 from tests.synthetic import ColorVideoTrack, ToneTrack

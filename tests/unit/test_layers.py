@@ -22,7 +22,9 @@ from importlinter.domain.contract import Contract
 ROOT = Path(__file__).resolve().parents[2]
 # Folders installed as tessera.<name>: importing one by its bare name works only where the
 # repository root is on sys.path (tests), and then it is a second copy of every module.
-FOLDERS = frozenset({"portal", "webrtc_agent", "mixer", "recorder", "config", "media"})
+FOLDERS = frozenset(
+    {"portal", "conference", "webrtc_agent", "mixer", "recorder", "config", "media"}
+)
 SKIP_DIRS = frozenset({".venv", "node_modules", "build", ".git", "test-artifacts", "data"})
 CONTRACT_TYPES: dict[str, type[Contract]] = {
     "layers": LayersContract,
@@ -61,9 +63,9 @@ def test_an_upward_import_breaks_the_layers() -> None:
     graph = _graph()
     graph.add_import(
         importer="tessera.media.packettrack",
-        imported="tessera.portal.room",
+        imported="tessera.conference.room",
         line_number=1,
-        line_contents="from tessera.portal.room import Room",
+        line_contents="from tessera.conference.room import Room",
     )
     assert not _contract("layers").check(graph, verbose=False).kept
 

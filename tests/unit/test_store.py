@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tessera.portal.config import load_config
-from tessera.portal.roomoptions import RoomOptions, parse_room_options
-from tessera.portal.store import (
+from tessera.conference.roomoptions import RoomOptions, parse_room_options
+from tessera.conference.store import (
     DuplicateError,
     NotFoundError,
     RoomRecord,
@@ -16,6 +15,7 @@ from tessera.portal.store import (
     bootstrap_default_service,
     new_room_id,
 )
+from tessera.portal.config import load_config
 
 KEY = "k" * 43
 

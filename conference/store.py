@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tessera.portal.roomoptions import RoomOptions
+from .roomoptions import RoomOptions
 
 if TYPE_CHECKING:
     from tessera.portal.config import Config

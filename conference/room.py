@@ -16,12 +16,12 @@ from tessera.webrtc_agent.forwardstream import ForwardStream
 from tessera.webrtc_agent.publication import Publication
 
 from .background import spawn
-from .messages import RequestError
+from .errors import ConferenceError
 from .participant import Participant
 from .roomoptions import RoomOptions
 
 if TYPE_CHECKING:
-    from .server import Server
+    from tessera.portal.server import Server
 
 logger = logging.getLogger(__name__)
 
@@ -231,17 +231,17 @@ class Room:
         return 0 <= limit <= pending
 
     def check_input_limit(self) -> None:
-        """RequestError if the room takes no more inputs (its ``inputLimit``)."""
+        """ConferenceError if the room takes no more inputs (its ``inputLimit``)."""
         if self.input_limit_reached():
-            raise RequestError("Too many inputs")
+            raise ConferenceError("Too many inputs")
 
     def check_media_in(self, kinds: Sequence[str]) -> None:
-        """RequestError if the room accepts no format at all of a kind to be published."""
+        """ConferenceError if the room accepts no format at all of a kind to be published."""
         media_in = self.options.media_in
         for kind in kinds:
             if not (media_in.audio if kind == "audio" else media_in.video):
                 # OWT: "Audio is forbiden" / "Video is forbiden" (its spelling) at publish.
-                raise RequestError(f"{kind.capitalize()} is forbidden in this room (mediaIn)")
+                raise ConferenceError(f"{kind.capitalize()} is forbidden in this room (mediaIn)")
 
     def publication_ready(self, participant: Participant, publication: Publication) -> None:
         """A publication is negotiated and connected: list it and tell everyone."""

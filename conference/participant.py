@@ -7,13 +7,13 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from tessera.portal.legacy import CURRENT, downgrade_notification
 from tessera.webrtc_agent.publication import Publication
 from tessera.webrtc_agent.subscription import Subscription
 from tessera.webrtc_agent.transport import Session, Transport
 
 from .background import spawn
-from .legacy import CURRENT, downgrade_notification
-from .messages import RequestError
+from .errors import ConferenceError
 
 if TYPE_CHECKING:
     from .room import Room
@@ -82,14 +82,14 @@ class Participant:
     # -- limits -----------------------------------------------------------
 
     def check_publication_limit(self, limit: int) -> None:
-        """RequestError if the participant already publishes ``limit`` streams."""
+        """ConferenceError if the participant already publishes ``limit`` streams."""
         if len(self.publications) >= limit:
-            raise RequestError(f"Too many publications (at most {limit} per participant)")
+            raise ConferenceError(f"Too many publications (at most {limit} per participant)")
 
     def check_subscription_limit(self, limit: int) -> None:
-        """RequestError if the participant already holds ``limit`` subscriptions."""
+        """ConferenceError if the participant already holds ``limit`` subscriptions."""
         if len(self.subscriptions) >= limit:
-            raise RequestError(f"Too many subscriptions (at most {limit} per participant)")
+            raise ConferenceError(f"Too many subscriptions (at most {limit} per participant)")
 
     # -- notifications --------------------------------------------------
 
