@@ -133,7 +133,7 @@ def _token(args: argparse.Namespace) -> int:
 
     store = Store(config.database_path())
     try:
-        bootstrap_default_service(store, config)
+        bootstrap_default_service(store, config.service)
         service_id = args.service or config.service.id
         service = store.get_service(service_id)
         if service is None:
@@ -162,7 +162,7 @@ def _service(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = Store(config.database_path())
     try:
-        bootstrap_default_service(store, config)
+        bootstrap_default_service(store, config.service)
         if args.service_command == "list":
             for record in store.list_services():
                 print(record.id)

@@ -263,7 +263,7 @@ async def test_vanished_client_is_cleaned_up(tmp_path: Any) -> None:
         await bob.leave()
         await asyncio.sleep(0.2)
         assert tessera.server.agent.transports == {}
-        assert tessera.server.portal.participants == {}
+        assert tessera.server.conference.participants == {}
     finally:
         await tessera.stop()
 

@@ -246,7 +246,7 @@ async def test_reconnect_with_ticket_keeps_subscription(tessera: RunningServer) 
     text = await bob.next_event("text")
     assert text["message"] == "while you were away"
     assert bob.participant_id == bob_id
-    participant = tessera.server.portal.participants[bob_id]  # type: ignore[index]
+    participant = tessera.server.conference.participants[bob_id]  # type: ignore[index]
     assert sub.id in participant.subscriptions
     assert sub.video_track is not None
     for _ in range(5):

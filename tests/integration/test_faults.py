@@ -157,7 +157,7 @@ async def test_killed_client_process_is_removed(faulty: RunningServer) -> None:
         await wait_for(lambda: stream not in layout_streams(watcher, room), 2, "layout")
         elapsed = time.monotonic() - started
         assert elapsed < KEEP + 1.0, elapsed
-        assert ready["participant"] not in faulty.server.portal.participants
+        assert ready["participant"] not in faulty.server.conference.participants
         assert faulty.server.agent.transports == {}
     finally:
         await killed.kill()
@@ -185,7 +185,7 @@ async def test_reconnect_within_keep_time_keeps_publication_and_subscription(
     await alice.sio.eio.disconnect(abort=True)
     await wait_for(lambda: alice.reconnections == 1, KEEP * 0.9 + 5, "relogin")
     assert alice.participant_id == alice_id
-    participant = faulty.server.portal.participants[alice_id]  # type: ignore[index]
+    participant = faulty.server.conference.participants[alice_id]  # type: ignore[index]
     assert list(participant.publications) == [pub_a.id]
     assert list(participant.subscriptions) == [sub_a.id]
     await asyncio.sleep(KEEP + 0.5)  # past the keep time: nothing is removed after all
@@ -282,7 +282,7 @@ async def test_frozen_subscriber_is_dropped_and_others_keep_their_frames(
             timeout=2 * PING + KEEP + 5,
         )
         dropped = time.monotonic() - started
-        assert ready["participant"] not in faulty.server.portal.participants
+        assert ready["participant"] not in faulty.server.conference.participants
         # Its peer connection went with it; the publisher's and the healthy one's remain.
         assert len(faulty.server.agent.transports) == 2
         # Frames kept coming to the healthy subscriber all along.

@@ -83,7 +83,7 @@ async def test_nothing_is_left_behind(tessera: RunningServer) -> None:
     await asyncio.sleep(1.0)
     server = tessera.server
     assert server.agent.transports == {}
-    assert server.portal.participants == {}
+    assert server.conference.participants == {}
     assert server.rooms == {}
     leftover = {
         t.name

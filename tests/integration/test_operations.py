@@ -76,8 +76,11 @@ async def test_drain_refuses_logins_drops_clients_and_finalises_recordings(
     status, message = await late.login(tessera.token(user="late"))
     assert (status, message) == ("error", "Server is shutting down")
     assert await readyz(tessera.url) == (503, {"status": "shutting down"})
-    recording = tessera.server.recordings[rec["id"]][2]
-    assert recording.state == "stopped"
+    # Finalised, and gone from memory: its record in the store says so.
+    service = tessera.server.default_service.id
+    recording = await tessera.server.conference.get_recording(service, room, rec["id"])
+    assert recording["state"] == "stopped"
+    assert not tessera.server.rooms[room].recordings
     assert read_file(Path(rec["storage"]["file"]))["frames"] > 10
     await late.sio.disconnect()
     await alice.leave()

@@ -280,7 +280,7 @@ async def test_hostile_token_is_refused(tessera: RunningServer, attack: str) -> 
     await client.connect(tessera.url)
     status, message = await client.login(build(_Keyed(tessera)))
     assert status == "error" and fragment in message, message
-    assert tessera.server.portal.participants == {}
+    assert tessera.server.conference.participants == {}
     # The same connection still logs in with a good token.
     status, _ = await client.login(tessera.token(user="good"))
     assert status == "ok"

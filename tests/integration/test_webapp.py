@@ -72,7 +72,7 @@ async def test_demo_token_joins_the_named_room(tessera: RunningServer) -> None:
     info = await client.join(reply["token"])
     try:
         assert info["user"] == "Ada"
-        room = tessera.server.loaded_room(tessera.server.default_service.id, "demo-room")
+        room = tessera.server.conference.loaded_room(tessera.server.default_service.id, "demo-room")
         assert room is not None and room.id == info["room"]["id"]
     finally:
         await client.leave()
