@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,6 +74,9 @@ MAX_CONNECTION_ID_LENGTH = 128
 # Calls and data connections one peer may hold in one room, each a peer connection of
 # ours: peerjs makes a call and a data connection or two per destination; more is misuse.
 MAX_CONNECTIONS_PER_MEMBER = 8
+# Room text for a data connection whose channel is not open yet (its peer joined the room
+# with the offer; the channel opens a moment later) waits, up to this many events.
+MAX_PENDING_TEXT = 100
 
 
 class PeerSignaling(Protocol):
@@ -523,6 +527,7 @@ class DataLink:
         )
         self.channel: RTCDataChannel | None = None
         self.closed = False
+        self._pending: deque[Any] = deque()
         self.pc.on("datachannel", self._on_channel)
         self.pc.on("connectionstatechange", self._on_state)
 
@@ -567,6 +572,10 @@ class DataLink:
         self.channel = channel
         channel.on("message", self._on_message)
         channel.on("close", lambda: spawn(self.close(), "closing a data connection"))
+        if channel.readyState == "open":
+            self._send_pending()
+        else:
+            channel.on("open", self._send_pending)
 
     def _on_message(self, data: str | bytes) -> None:
         value: Any
@@ -602,10 +611,26 @@ class DataLink:
             logger.info("peer data message is not text, dropped", extra=self._log_ids)
 
     def deliver(self, event: Any) -> None:
-        """A room ``text`` event for this peer."""
+        """A room ``text`` event for this peer (kept until its channel is open)."""
         channel = self.channel
         if channel is None or channel.readyState != "open":
+            if self.closed or (channel is not None and channel.readyState != "connecting"):
+                return  # closing or closed: nobody will read it
+            if len(self._pending) >= MAX_PENDING_TEXT:
+                self._pending.popleft()
+                logger.info(
+                    "peer data channel not open, oldest pending text dropped", extra=self._log_ids
+                )
+            self._pending.append(event)
             return
+        self._send(channel, event)
+
+    def _send_pending(self) -> None:
+        channel = self.channel
+        while self._pending and channel is not None and channel.readyState == "open":
+            self._send(channel, self._pending.popleft())
+
+    def _send(self, channel: RTCDataChannel, event: Any) -> None:
         if self.codec is not None:
             for frame in self.codec.encode(event):
                 channel.send(frame)
@@ -621,6 +646,7 @@ class DataLink:
         if self.closed:
             return
         self.closed = True
+        self._pending.clear()
         await self.pc.close()
         self.member.connection_ended(self.connection_id)
 

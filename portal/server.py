@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import os
 import signal
 import sys
@@ -96,7 +97,13 @@ class Server:
             logger=False,
             engineio_logger=False,
             # A frozen or vanished client is noticed after ping_interval + ping_timeout.
-            ping_interval=config.portal.ping_interval,
+            # Engine.IO advertises the interval in whole seconds, cut down (0.5 -> 0): a
+            # client would then expect pings sooner than they come and drop a healthy
+            # connection every cycle. The grace rounds the advertised interval up instead.
+            ping_interval=(
+                config.portal.ping_interval,
+                math.ceil(config.portal.ping_interval) - config.portal.ping_interval,
+            ),
             ping_timeout=config.portal.ping_timeout,
         )
         self.portal = Portal(self.conference, config, self.sio)

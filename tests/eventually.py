@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -19,12 +19,30 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 20.0
 
 
+@overload
 async def eventually(
-    condition: Callable[[], T | Awaitable[T]],
+    condition: Callable[[], Awaitable[T]],
     timeout: float = DEFAULT_TIMEOUT,
     what: str = "",
     interval: float = 0.02,
-) -> T:
+) -> T: ...
+
+
+@overload
+async def eventually(
+    condition: Callable[[], T],
+    timeout: float = DEFAULT_TIMEOUT,
+    what: str = "",
+    interval: float = 0.02,
+) -> T: ...
+
+
+async def eventually(
+    condition: Callable[[], Any],
+    timeout: float = DEFAULT_TIMEOUT,
+    what: str = "",
+    interval: float = 0.02,
+) -> Any:
     """Poll ``condition()`` until it returns a truthy value, and return that value.
 
     ``condition`` may be a plain function or return an awaitable (an ``async def``);
@@ -40,7 +58,7 @@ async def eventually(
             if inspect.isawaitable(value):
                 value = await value
             if value:
-                return value  # type: ignore[return-value]
+                return value
             last_error = None
         except AssertionError as exc:
             last_error = exc

@@ -37,7 +37,9 @@ class RunningServer:
         role: str = "presenter",
         service: ServiceRecord | None = None,
         lifetime: float = 180.0,
+        issued_at: float | None = None,
     ) -> str:
+        """A join token; `issued_at` (a Unix time) in the past makes an expired one at once."""
         service = service or self.server.default_service
         return issue_token(
             service_id=service.id,
@@ -48,6 +50,7 @@ class RunningServer:
             host=self.server.advertised_host(),
             secure=False,
             lifetime=lifetime,
+            now=issued_at,
         )
 
     async def stop(self) -> None:
@@ -65,7 +68,11 @@ async def start_server(data_dir: Path, **overrides: Any) -> RunningServer:
 async def serve(config: Config) -> RunningServer:
     """Run the app of `config` on 127.0.0.1, on a free port."""
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False)
+    # As `tessera serve` does: a connection that lingers after the clients were told to go
+    # (a browser's Engine.IO socket whose login never completed) is cut, not waited for
+    # until the Engine.IO ping timeout (47 s of teardown per browser test).
+    linger = min(0.5, config.server.shutdown_timeout / 8)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=linger)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -99,6 +106,21 @@ async def rest_call(
 async def api(tessera: RunningServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """A REST request to `tessera` as its default service."""
     return await rest_call(tessera.url, tessera.server.default_service.key, method, path, body)
+
+
+def listening(port: int) -> bool:
+    """Whether a socket listens on 127.0.0.1 `port` (read from /proc: a probe connection
+    would take the one client that `ffmpeg -listen 1` accepts)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
 
 
 def region_box(region: dict[str, Any]) -> tuple[float, float, float, float]:

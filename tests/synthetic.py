@@ -37,7 +37,7 @@ class ColorVideoTrack(MediaStreamTrack):
         if self._start is None:
             self._start = time.monotonic()
         due = self._start + self._count / self.fps
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        await asyncio.sleep(max(0.0, due - time.monotonic()))  # stimulus: real-time pace
         frame = av.VideoFrame.from_ndarray(self._frame.to_ndarray(), format="yuv420p")
         frame.pts = self._count * VIDEO_CLOCK // self.fps
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
@@ -61,7 +61,7 @@ class ToneTrack(MediaStreamTrack):
         if self._start is None:
             self._start = time.monotonic()
         due = self._start + self._samples / AUDIO_RATE
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        await asyncio.sleep(max(0.0, due - time.monotonic()))  # stimulus: real-time pace
         n = AUDIO_RATE // 50
         t = (np.arange(n) + self._samples) / AUDIO_RATE
         wave = (self.amplitude * 32767 * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
@@ -107,7 +107,7 @@ async def collect_audio(track: MediaStreamTrack, seconds: float) -> np.ndarray:
     chunks = []
     total = 0
     while total < seconds * AUDIO_RATE:
-        frame = await asyncio.wait_for(track.recv(), 5)
+        frame = await asyncio.wait_for(track.recv(), 20)
         data = frame.to_ndarray()
         channels = len(frame.layout.channels)
         mono = data.reshape(-1, channels).mean(axis=1) if channels > 1 else data.reshape(-1)
@@ -116,7 +116,7 @@ async def collect_audio(track: MediaStreamTrack, seconds: float) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-async def next_video_frame(track: MediaStreamTrack, timeout: float = 10) -> av.VideoFrame:
+async def next_video_frame(track: MediaStreamTrack, timeout: float = 20) -> av.VideoFrame:
     frame = await asyncio.wait_for(track.recv(), timeout)
     assert isinstance(frame, av.VideoFrame)
     return frame

@@ -50,6 +50,12 @@ MEAN_RGB = """([expression, left, top, width, height]) => {
   return sum.map((v) => v / (data.length / 4));
 }"""
 
+# Whether a box of a video shows a colour, every channel within a tolerance.
+SHOWS_COLOUR = f"""([expression, box, expected, tolerance]) => {{
+  const rgb = ({MEAN_RGB})([expression, ...box]);
+  return rgb !== null && rgb.every((value, i) => Math.abs(value - expected[i]) <= tolerance);
+}}"""
+
 # The middle of a picture or region, as (left, top, width, height) fractions.
 MIDDLE = (0.3, 0.3, 0.4, 0.4)
 
@@ -86,12 +92,19 @@ class Browser:
             limit=64 * 1024 * 1024,
         )
         assert process.stdout is not None
-        first = await asyncio.wait_for(process.stdout.readline(), 30)
-        if not first:
-            raise BrowserError("the browser bridge exited before Chromium started")
-        hello = json.loads(first)
-        if not hello.get("ok"):
-            raise BrowserError(f"Chromium did not start: {hello.get('error')}")
+        try:
+            first = await asyncio.wait_for(process.stdout.readline(), 60)
+            if not first:
+                raise BrowserError("the browser bridge exited before Chromium started")
+            hello = json.loads(first)
+            if not hello.get("ok"):
+                raise BrowserError(f"Chromium did not start: {hello.get('error')}")
+        except BaseException:
+            # A bridge that did not come up is not left running (and its Chromium with it).
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            raise
         return cls(process, str(hello["value"]))
 
     async def _read(self) -> None:
@@ -194,25 +207,21 @@ class Page:
         video: str,
         expected: tuple[int, int, int],
         box: tuple[float, float, float, float] = MIDDLE,
-        timeout: float = 20.0,
+        timeout: float = 30.0,
         tolerance: float = 40.0,
     ) -> list[float]:
-        """Wait until ``box`` of ``video`` shows ``expected`` (decoders take a few frames)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        rgb: list[float] | None = None
-        while loop.time() < deadline:
+        """Wait until ``box`` of ``video`` shows ``expected`` in every channel (decoders take
+        a few frames), polled in the page; returns the colour then seen."""
+        try:
+            await self.wait_for(
+                SHOWS_COLOUR, [video, list(box), list(expected), tolerance], timeout
+            )
+        except BrowserError as exc:
             rgb = await self.mean_rgb(video, box)
-            if (
-                rgb is not None
-                and max(abs(a - b) for a, b in zip(rgb, expected, strict=True)) <= tolerance
-            ):
-                return rgb
-            await asyncio.sleep(0.3)
-        raise AssertionError(
-            f"{video} shows {rgb} in {box}, not {expected}\n--- page log ---\n"
-            f"{await self.log_text()}"
-        )
+            raise AssertionError(f"{video} shows {rgb} in {box}, not {expected}: {exc}") from None
+        rgb = await self.mean_rgb(video, box)
+        assert rgb is not None
+        return rgb
 
     async def add_script(self, url: str) -> None:
         await self.browser.call("addScript", page=self.id, url=url)

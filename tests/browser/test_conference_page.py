@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from tessera.conference.room import Room
-from tests.browser.harness import MEAN_RGB, Browser, Page, middle_of
+from tessera.mixer.avatar import render_avatar
+from tessera.mixer.layout import Area, region_rect
+from tessera.mixer.mixedstream import MixedStream
+from tests.browser.harness import Browser, Page, middle_of
+from tests.eventually import eventually
 from tests.support import RunningServer, joined, region_box
 from tests.synthetic import ColorVideoTrack
 
@@ -39,13 +45,18 @@ def room_of(tessera: RunningServer, room_name: str = "default") -> Room:
     return next(r for r in tessera.server.rooms.values() if r.name == room_name)
 
 
-async def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+def avatar_rgb(view: MixedStream, stream_id: str, region: dict[str, Any]) -> tuple[int, int, int]:
+    """The mean colour of the middle of `stream_id`'s avatar as `view` draws it in `region`."""
+    picture = view.inputs[stream_id].picture
+    area = {k: Fraction(v) for k, v in region["area"].items()}
+    _, _, width, height = region_rect(Area(**area), view.width, view.height)
+    tile = render_avatar(picture.user, picture.stream_id, width, height)
+    left, top, w, h = middle_of((0.0, 0.0, 1.0, 1.0))
+    middle = tile[
+        int(height * top) : int(height * (top + h)), int(width * left) : int(width * (left + w))
+    ]
+    r, g, b = (round(float(c)) for c in middle.reshape(-1, 3).mean(axis=0))
+    return r, g, b
 
 
 async def test_three_pages_meet_in_the_mix(
@@ -55,7 +66,7 @@ async def test_three_pages_meet_in_the_mix(
     pages = [await join_page(browser, tessera, name) for name in names]
     room = room_of(tessera)
     view = room.views["common"]
-    await wait_until(lambda: len(view.layout.to_json()) == 3, what="three inputs in the layout")
+    await eventually(lambda: len(view.layout.to_json()) == 3, what="three inputs in the layout")
 
     # Every page decodes the mixed stream at the view's size, and keeps decoding.
     for page in pages:
@@ -95,26 +106,26 @@ async def test_three_pages_meet_in_the_mix(
     mixed_video = "document.getElementById('mixed-video')"
     camera_rgb = await pages[2].mean_rgb(mixed_video, box)
     assert camera_rgb is not None and camera_rgb[1] > camera_rgb[0] + 50  # the fake camera: green
+    # Her avatar's colour comes from her stream id: it must be told apart from the camera in
+    # every channel (the test once compared red and green only, and a teal avatar matched).
+    avatar = avatar_rgb(view, ada_stream, region)
+    assert max(abs(a - c) for a, c in zip(avatar, camera_rgb, strict=True)) > 60, avatar
     await pages[0].click("#camera-button")
     await pages[0].wait_for(
         "() => document.getElementById('camera-button').getAttribute('aria-pressed') === 'true'"
     )
-    await wait_until(
+    await eventually(
         lambda: not view.inputs[ada_stream].picture.video_active, what="Ada's input paused"
     )
     # Her region now shows her avatar (initials on her colour), not the camera.
-    await pages[2].wait_for(
-        f"() => {{ const [r, g] = ({MEAN_RGB})([{mixed_video!r}, ...{list(box)}]);"
-        f" return Math.abs(g - {camera_rgb[1]}) > 40 || Math.abs(r - {camera_rgb[0]}) > 40; }}",
-        timeout=10,
-    )
+    await pages[2].wait_for_colour(mixed_video, avatar, box)
     await pages[2].wait_for(
         "(id) => document.querySelector(`#participant-list li[data-participant='${id}']"
         " [data-kind=video]`).textContent === 'cam off'",
         room_participant(room, names[0]),
     )
     await pages[0].click("#camera-button")
-    await wait_until(
+    await eventually(
         lambda: view.inputs[ada_stream].picture.video_active, what="Ada's input playing again"
     )
 
@@ -123,7 +134,7 @@ async def test_three_pages_meet_in_the_mix(
     await pages[2].wait_for("() => !document.getElementById('join-screen').hidden")
     for page in pages[:2]:
         await page.wait_for("() => document.querySelectorAll('#participant-list li').length === 2")
-    await wait_until(lambda: len(view.layout.to_json()) == 2, what="two inputs after a leave")
+    await eventually(lambda: len(view.layout.to_json()) == 2, what="two inputs after a leave")
 
 
 def room_participant(room: Room, user: str) -> str:
@@ -144,10 +155,10 @@ async def test_screen_share_is_a_second_stream_and_in_the_mix(
         "() => [window.tessera.camera.id, window.tessera.screen.id]"
     )
     # The room lists a publication once its media flows, shortly after the answer.
-    await wait_until(lambda: screen_id in room.streams, what="the screen stream in the room")
+    await eventually(lambda: screen_id in room.streams, what="the screen stream in the room")
     screen = room.streams[screen_id]
     assert screen.info()["media"]["tracks"][0]["source"] == "screen-cast"
-    await wait_until(
+    await eventually(
         lambda: {e["stream"] for e in view.layout.to_json()} == {camera_id, screen_id},
         what="camera and screen both in the mix",
     )
@@ -157,8 +168,8 @@ async def test_screen_share_is_a_second_stream_and_in_the_mix(
         ".some((s) => s.textContent === 'screen')"
     )
     await page.click("#screen-button")
-    await wait_until(lambda: screen_id not in room.streams, what="the screen stream removed")
-    await wait_until(lambda: len(view.layout.to_json()) == 1, what="the mix without the screen")
+    await eventually(lambda: screen_id not in room.streams, what="the screen stream removed")
+    await eventually(lambda: len(view.layout.to_json()) == 1, what="the mix without the screen")
 
 
 async def test_page_explains_a_refused_camera_and_an_expired_token(
@@ -182,8 +193,7 @@ async def test_page_explains_a_refused_camera_and_an_expired_token(
     assert await page.evaluate("() => document.getElementById('mic-button').disabled")
 
     # An expired invitation (a token from an app server, given in the address).
-    token = tessera.token(user="Late", lifetime=1.0)
-    await asyncio.sleep(2.2)
+    token = tessera.token(user="Late", lifetime=60.0, issued_at=time.time() - 120)
     late = await browser.new_page(f"{tessera.url}/#token={token}")
     await late.wait_for("() => !document.getElementById('join-error').hidden")
     error = await late.evaluate("() => document.getElementById('join-error').textContent")
@@ -198,7 +208,7 @@ async def test_admin_page_lists_kicks_and_unmixes(browser: Browser, tessera: Run
         publication = await bob.publish(video=ColorVideoTrack((0, 128, 255), 320, 180))
         room = tessera.server.rooms[bob.info["room"]["id"]]
         view = room.views["common"]
-        await wait_until(lambda: publication.id in view.layout, what="Bob in the mix")
+        await eventually(lambda: publication.id in view.layout, what="Bob in the mix")
         page = await browser.new_page(tessera.url + "/admin")
         await page.fill("#service-key", tessera.server.default_service.key)
         await page.click("#key-form button[type=submit]")
@@ -207,12 +217,12 @@ async def test_admin_page_lists_kicks_and_unmixes(browser: Browser, tessera: Run
         )
         # Unmix Bob's stream, then mix it back.
         await page.click(f"button[data-stream='{publication.id}'][data-op=unmix]")
-        await wait_until(lambda: publication.id not in view.layout, what="Bob unmixed")
+        await eventually(lambda: publication.id not in view.layout, what="Bob unmixed")
         await page.click(f"button[data-stream='{publication.id}'][data-op=mix]")
-        await wait_until(lambda: publication.id in view.layout, what="Bob mixed again")
+        await eventually(lambda: publication.id in view.layout, what="Bob mixed again")
         # Kick Eve: her client gets `drop`, the page's list loses her.
         await page.click(f"button[data-kick='{eve.participant_id}']")
-        await asyncio.wait_for(eve.on_drop.wait(), 10)
+        await asyncio.wait_for(eve.on_drop.wait(), 20)
         await page.wait_for(
             "(id) => !document.querySelector(`tr[data-participant='${id}']`)", eve.participant_id
         )

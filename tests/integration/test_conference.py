@@ -74,9 +74,11 @@ async def test_publish_subscribe_pause_unpublish_leave(tessera: RunningServer) -
     left = await alice.next_event("participant", lambda d: d["action"] == "leave")
     assert left["data"] == bob.participant_id
     await alice.leave()
-    await asyncio.sleep(0.2)
-    assert tessera.server.agent.transports == {}
-    assert tessera.server.rooms == {}  # the default room is unloaded, not deleted
+    # The default room is unloaded, not deleted.
+    await eventually(
+        lambda: tessera.server.agent.transports == {} and tessera.server.rooms == {},
+        what="transports closed and the room unloaded",
+    )
 
 
 async def test_forward_subscription_does_not_encode(tessera: RunningServer) -> None:
@@ -129,8 +131,8 @@ async def test_transcoded_format_is_encoded_once_and_shared(tessera: RunningServ
     assert VideoEncoder.created == before + 1
     for sub in subs:
         await sub.unsubscribe()
-    await asyncio.sleep(0.2)
-    assert stream.transcoders == {}  # type: ignore[attr-defined]  # no receivers: stopped
+    # No receivers: stopped.
+    await eventually(lambda: stream.transcoders == {}, what="the transcoder stopped")  # type: ignore[attr-defined]
     for client in (alice, *viewers):
         await client.leave()
 
@@ -234,19 +236,20 @@ async def test_reconnect_with_ticket_keeps_subscription(tessera: RunningServer) 
     sub = await bob.subscribe(publication.id)
     await sub.wait_ready()
     bob_id = bob.participant_id
+    participant = tessera.server.conference.participants[bob_id]  # type: ignore[index]
     # The network drops: the socket dies without a logout.
     await bob.sio.eio.disconnect(abort=True)
-    await asyncio.sleep(0.3)
+    # Once the server knows, a text to Bob waits for his return (if he is not back already).
+    await eventually(
+        lambda: participant.address is None or bob.reconnections, what="the drop seen by the server"
+    )
     await alice.send_text("while you were away")
-    await asyncio.wait_for(bob.connected.wait(), 10)
-    for _ in range(50):
-        if bob.reconnections:
-            break
-        await asyncio.sleep(0.1)
+    await asyncio.wait_for(bob.connected.wait(), 20)
+    await eventually(lambda: bob.reconnections, what="Bob logged in again")
     text = await bob.next_event("text")
     assert text["message"] == "while you were away"
     assert bob.participant_id == bob_id
-    participant = tessera.server.conference.participants[bob_id]  # type: ignore[index]
+    assert tessera.server.conference.participants[bob_id] is participant  # type: ignore[index]
     assert sub.id in participant.subscriptions
     assert sub.video_track is not None
     for _ in range(5):
@@ -311,11 +314,9 @@ async def test_older_client_with_one_transport_per_session(tessera: RunningServe
         "soac", {"id": session, "signaling": {"type": "offer", "sdp": pc.localDescription.sdp}}
     )
     assert status == "ok"
-    for _ in range(50):
-        answers = [p for p in progress if p.get("status") == "soac"]
-        if answers:
-            break
-        await asyncio.sleep(0.1)
+    answers = await eventually(
+        lambda: [p for p in progress if p.get("status") == "soac"], what="the answer"
+    )
     answer = answers[0]["data"]
     assert isinstance(answer, dict)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))

@@ -7,22 +7,29 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import av
 import pytest
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from tessera_client import ConferenceClient
+from tests.eventually import eventually
 from tests.support import RunningServer, api, start_server
 from tests.synthetic import ColorVideoTrack, close_to, mean_rgb, next_video_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 KEEP = 1.0  # portal.reconnection_keep
+LONG_KEEP = 5.0  # where a test must see the participant still kept
 PING = 0.5  # portal.ping_interval and ping_timeout
+FAULTY = {
+    "portal.reconnection_keep": KEEP,
+    "portal.ping_interval": PING,
+    "portal.ping_timeout": PING,
+    "mixer.frame_timeout": 0.5,
+}
 # A small view so that the figures measure the room's behaviour, not a busy machine's encoder.
 VIEW_FPS = 15
 SMALL_VIEW = {
@@ -39,15 +46,7 @@ SMALL_VIEW = {
 
 @pytest.fixture
 async def faulty(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    running = await start_server(
-        tmp_path,
-        **{
-            "portal.reconnection_keep": KEEP,
-            "portal.ping_interval": PING,
-            "portal.ping_timeout": PING,
-            "mixer.frame_timeout": 0.5,
-        },
-    )
+    running = await start_server(tmp_path, **FAULTY)
     try:
         yield running
     finally:
@@ -69,16 +68,6 @@ async def client_in(tessera: RunningServer, room: str, user: str, **kw: Any) -> 
 def layout_streams(client: ConferenceClient, room: str) -> list[str]:
     info = client.streams.get(f"{room}-common", {})
     return [region["stream"] for region in info.get("info", {}).get("layout", [])]
-
-
-async def wait_for(condition: Any, timeout: float, what: str) -> float:
-    """Seconds until `condition()` held; fails after `timeout`."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
 
 
 class ClientProcess:
@@ -112,33 +101,36 @@ class ClientProcess:
             await self.proc.wait()
 
 
-async def test_publisher_vanishes_without_logout(faulty: RunningServer) -> None:
-    room = await small_room(faulty)
-    watcher = await client_in(faulty, room, "watcher")
-    alice = await client_in(faulty, room, "alice", reconnect=False)
-    publication = await alice.publish(video=ColorVideoTrack((200, 0, 0), 160, 120, 15))
-    await publication.wait_ready()
-    await wait_for(lambda: publication.id in layout_streams(watcher, room), 5, "mixed")
-    # The tab dies: the socket and the peer connection stop, nobody logs out.
-    vanished = time.monotonic()
-    await alice.sio.eio.disconnect(abort=True)
-    if alice.pc is not None:
-        await alice.pc.close()
-    await watcher.next_event(
-        "stream", lambda d: d["id"] == publication.id and d["status"] == "remove", timeout=10
-    )
-    removed = time.monotonic() - vanished
-    await wait_for(lambda: publication.id not in layout_streams(watcher, room), 2, "layout")
-    assert removed < KEEP + 1.0, removed
-    # The participant itself is kept for reconnection_keep, then removed.
-    await watcher.next_event(
-        "participant", lambda d: d["action"] == "leave", timeout=KEEP + 2 * PING + 2
-    )
-    assert time.monotonic() - vanished < KEEP + 2.0
-    server_room = faulty.server.rooms[room]
-    assert list(server_room.participants) == [watcher.participant_id]
-    assert faulty.server.agent.transports == {}
-    await watcher.leave()
+async def test_publisher_vanishes_without_logout(tmp_path: Path) -> None:
+    # A keep time long enough to tell "removed at once" from "removed when the keep ends".
+    keeping = await start_server(tmp_path, **{**FAULTY, "portal.reconnection_keep": LONG_KEEP})
+    try:
+        room = await small_room(keeping)
+        watcher = await client_in(keeping, room, "watcher")
+        alice = await client_in(keeping, room, "alice", reconnect=False)
+        publication = await alice.publish(video=ColorVideoTrack((200, 0, 0), 160, 120, 15))
+        await publication.wait_ready()
+        await eventually(lambda: publication.id in layout_streams(watcher, room), what="mixed")
+        # The tab dies: the socket and the peer connection stop, nobody logs out.
+        await alice.sio.eio.disconnect(abort=True)
+        if alice.pc is not None:
+            await alice.pc.close()
+        await watcher.next_event(
+            "stream", lambda d: d["id"] == publication.id and d["status"] == "remove", timeout=20
+        )
+        # Its media went at once, while the participant itself is still kept.
+        assert alice.participant_id in keeping.server.conference.participants
+        await eventually(lambda: publication.id not in layout_streams(watcher, room), what="layout")
+        # The participant is removed when the keep time ends.
+        await watcher.next_event(
+            "participant", lambda d: d["action"] == "leave", timeout=LONG_KEEP + 20
+        )
+        server_room = keeping.server.rooms[room]
+        assert list(server_room.participants) == [watcher.participant_id]
+        assert keeping.server.agent.transports == {}
+        await watcher.leave()
+    finally:
+        await keeping.stop()
 
 
 async def test_killed_client_process_is_removed(faulty: RunningServer) -> None:
@@ -148,16 +140,17 @@ async def test_killed_client_process_is_removed(faulty: RunningServer) -> None:
     try:
         ready = await killed.start()
         stream = ready["stream"]
-        await wait_for(lambda: stream in layout_streams(watcher, room), 5, "mixed")
-        started = time.monotonic()
+        await eventually(lambda: stream in layout_streams(watcher, room), what="mixed")
         await killed.kill()  # SIGKILL: the kernel closes its sockets, nothing is said
+        # Its peer connection says nothing either: all goes when the keep time ends.
         await watcher.next_event(
-            "stream", lambda d: d["id"] == stream and d["status"] == "remove", timeout=10
+            "stream", lambda d: d["id"] == stream and d["status"] == "remove", timeout=KEEP + 20
         )
-        await wait_for(lambda: stream not in layout_streams(watcher, room), 2, "layout")
-        elapsed = time.monotonic() - started
-        assert elapsed < KEEP + 1.0, elapsed
-        assert ready["participant"] not in faulty.server.conference.participants
+        await eventually(lambda: stream not in layout_streams(watcher, room), what="layout")
+        await eventually(
+            lambda: ready["participant"] not in faulty.server.conference.participants,
+            what="the killed participant removed",
+        )
         assert faulty.server.agent.transports == {}
     finally:
         await killed.kill()
@@ -170,6 +163,7 @@ async def test_reconnect_within_keep_time_keeps_publication_and_subscription(
     room = await small_room(faulty)
     alice = await client_in(faulty, room, "alice")
     bob = await client_in(faulty, room, "bob")
+    carol = await client_in(faulty, room, "carol", reconnect=False)
     pub_a = await alice.publish(video=ColorVideoTrack((220, 30, 30), 160, 120, 15))
     pub_b = await bob.publish(video=ColorVideoTrack((30, 30, 220), 160, 120, 15))
     await pub_a.wait_ready()
@@ -183,12 +177,20 @@ async def test_reconnect_within_keep_time_keeps_publication_and_subscription(
     alice_id = alice.participant_id
     # Alice's signalling connection drops; her peer connection keeps running.
     await alice.sio.eio.disconnect(abort=True)
-    await wait_for(lambda: alice.reconnections == 1, KEEP * 0.9 + 5, "relogin")
+    await eventually(lambda: alice.reconnections == 1, what="relogin")
     assert alice.participant_id == alice_id
     participant = faulty.server.conference.participants[alice_id]  # type: ignore[index]
     assert list(participant.publications) == [pub_a.id]
     assert list(participant.subscriptions) == [sub_a.id]
-    await asyncio.sleep(KEEP + 0.5)  # past the keep time: nothing is removed after all
+    # Carol's connection drops for good after Alice's: once Carol is removed, the keep time
+    # Alice's drop started is over too, and the relogin must have cancelled it.
+    await carol.sio.eio.disconnect(abort=True)
+    await bob.next_event(
+        "participant",
+        lambda d: d["action"] == "leave" and d["data"] == carol.participant_id,
+        timeout=KEEP + 20,
+    )
+    assert alice_id in faulty.server.conference.participants
     assert pub_a.id in faulty.server.rooms[room].streams
     assert pub_a.id in layout_streams(bob, room)
     assert sub_a.video_track is not None and sub_b.video_track is not None
@@ -202,33 +204,46 @@ async def test_reconnect_within_keep_time_keeps_publication_and_subscription(
 
 
 class StallingTrack(MediaStreamTrack):
-    """Video that stops after `seconds`: the camera froze, the connection stays up."""
+    """Video that stops after `frames` frames: the camera froze, the connection stays up."""
 
     kind = "video"
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, frames: int) -> None:
         super().__init__()
         self.source = ColorVideoTrack((0, 200, 0), 160, 120, 15)
-        self.until = time.monotonic() + seconds
+        self.frames = frames
         self.stalled = asyncio.Event()
 
     async def recv(self) -> av.VideoFrame:
-        if time.monotonic() >= self.until:
+        if self.frames <= 0:
             self.stalled.set()
             await asyncio.Event().wait()
+        self.frames -= 1
         return await self.source.recv()
 
 
-async def count_frames(track: MediaStreamTrack, seconds: float) -> int:
-    frames = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+class FrameCounter:
+    """Reads a subscription's video all along and counts the frames."""
+
+    def __init__(self, track: MediaStreamTrack) -> None:
+        self.frames = 0
+        self._reader = asyncio.ensure_future(self._read(track))
+
+    async def _read(self, track: MediaStreamTrack) -> None:
         try:
-            await asyncio.wait_for(track.recv(), max(0.01, deadline - time.monotonic()))
-        except TimeoutError:
-            break
-        frames += 1
-    return frames
+            while True:
+                await track.recv()
+                self.frames += 1
+        except MediaStreamError:
+            pass  # the subscription ended: the count stays where it is
+
+    async def more(self, count: int) -> None:
+        """Wait until `count` more frames have arrived."""
+        target = self.frames + count
+        await eventually(lambda: self.frames >= target, what=f"{count} more frames")
+
+    def stop(self) -> None:
+        self._reader.cancel()
 
 
 async def test_input_that_stops_sending_never_stalls_the_view(faulty: RunningServer) -> None:
@@ -237,21 +252,26 @@ async def test_input_that_stops_sending_never_stalls_the_view(faulty: RunningSer
     frozen = await client_in(faulty, room, "frozen")
     viewer = await client_in(faulty, room, "viewer")
     pub = await steady.publish(video=ColorVideoTrack((200, 0, 0), 160, 120, 15))
-    stalling = StallingTrack(2.0)
+    stalling = StallingTrack(30)
     stuck = await frozen.publish(video=stalling)
     await pub.wait_ready()
     await stuck.wait_ready()
     sub = await viewer.subscribe(f"{room}-common", audio=False)
     await sub.wait_ready()
     assert sub.video_track is not None
-    await asyncio.wait_for(stalling.stalled.wait(), 10)
-    view = faulty.server.rooms[room].views["common"]
-    before = view.stats.frames
-    received = await count_frames(sub.video_track, 3.0)
-    made = view.stats.frames - before
-    # The view ticks on its own clock: the stalled input costs it nothing.
-    assert made >= 0.9 * VIEW_FPS * 3.0, made
-    assert received >= 0.8 * VIEW_FPS * 3.0, received
+    # Read from the start: frames nobody reads pile up in the track and would count later.
+    counter = FrameCounter(sub.video_track)
+    try:
+        await asyncio.wait_for(stalling.stalled.wait(), 20)
+        view = faulty.server.rooms[room].views["common"]
+        made, skipped = view.stats.frames, view.stats.dropped
+        await counter.more(3 * VIEW_FPS)
+    finally:
+        counter.stop()
+    # The view ticks on its own clock: the stalled input costs it nothing. A view that
+    # waited for the input would skip most of its ticks (it skips the ones it fell behind).
+    made, skipped = view.stats.frames - made, view.stats.dropped - skipped
+    assert made >= 3 * VIEW_FPS and skipped <= made, (made, skipped)
     assert stuck.id in layout_streams(viewer, room)  # still listed, shown as its avatar
     for client in (steady, frozen, viewer):
         await client.leave()
@@ -268,30 +288,43 @@ async def test_frozen_subscriber_is_dropped_and_others_keep_their_frames(
     sub = await healthy.subscribe(f"{room}-common", audio=False)
     await sub.wait_ready()
     assert sub.video_track is not None
+    view = faulty.server.rooms[room].views["common"]
+    counter = FrameCounter(sub.video_track)
     frozen = ClientProcess(faulty.token(room=room, user="frozen"), "subscribe", f"{room}-common")
     try:
         ready = await frozen.start()
-        baseline = await count_frames(sub.video_track, 2.0)
+        await counter.more(VIEW_FPS)
         # SIGSTOP: it reads nothing, answers no ping, no ICE check, no RTCP.
         frozen.signal(signal.SIGSTOP)
-        started = time.monotonic()
-        during = await count_frames(sub.video_track, 3.0)
+        received, made = counter.frames, view.stats.frames
+        # Pings find it gone (far sooner than ICE consent would).
         await healthy.next_event(
             "participant",
             lambda d: d["action"] == "leave" and d["data"] == ready["participant"],
-            timeout=2 * PING + KEEP + 5,
+            timeout=2 * PING + KEEP + 15,
         )
-        dropped = time.monotonic() - started
+        received, made = counter.frames - received, view.stats.frames - made
         assert ready["participant"] not in faulty.server.conference.participants
         # Its peer connection went with it; the publisher's and the healthy one's remain.
         assert len(faulty.server.agent.transports) == 2
-        # Frames kept coming to the healthy subscriber all along.
-        assert during >= 0.8 * VIEW_FPS * 3.0, (baseline, during)
-        assert dropped < 2 * PING + KEEP + 3.0, dropped
-        after = await count_frames(sub.video_track, 1.0)
-        assert after >= 0.7 * VIEW_FPS, after
+        # Frames kept coming to the healthy subscriber all along: most of what the view
+        # made while the frozen one held on (pings and the keep time: a dozen frames at least).
+        assert made >= 10 and received >= 0.7 * made, (received, made)
+        await counter.more(VIEW_FPS)
     finally:
+        counter.stop()
         frozen.signal(signal.SIGCONT)
         await frozen.kill()
     await healthy.leave()
     await publisher.leave()
+
+
+async def test_sub_second_pings_are_advertised_so_healthy_clients_stay(
+    faulty: RunningServer,
+) -> None:
+    # Engine.IO advertises its ping interval in whole seconds, cut down: 0.5 s went out as
+    # 0, and every client expected the next ping sooner than it came and dropped a healthy
+    # connection each cycle (the fault tests' watchers reconnected every second).
+    client = await client_in(faulty, await small_room(faulty), "steady")
+    assert client.sio.eio.ping_interval >= PING
+    await client.leave()

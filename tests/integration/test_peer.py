@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from tessera.portal import roompeer
 from tessera.portal.binarypack import BinaryPackCodec, pack, unpack
 from tessera.webrtc_agent.transport import Transport
 from tessera_client import ClientError, PeerClient, PeerError, PeerUnavailable
+from tests.eventually import eventually
 from tests.integration.test_mixing import frame_where, wait_layout
 from tests.support import RunningServer, api, joined, region_box, start_server
 from tests.synthetic import ColorVideoTrack, close_to, mean_rgb, next_video_frame
@@ -41,13 +42,13 @@ class RawPeer:
     async def send(self, **message: Any) -> None:
         await self.ws.send_str(json.dumps(message))
 
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def recv(self, timeout: float = 20.0) -> dict[str, Any]:
         frame = await asyncio.wait_for(self.ws.receive(), timeout)
         assert frame.type == aiohttp.WSMsgType.TEXT, frame
         result: dict[str, Any] = json.loads(frame.data)
         return result
 
-    async def closed(self, timeout: float = 5.0) -> bool:
+    async def closed(self, timeout: float = 20.0) -> bool:
         frame = await asyncio.wait_for(self.ws.receive(), timeout)
         return frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
@@ -137,15 +138,25 @@ async def test_id_taken_invalid_key_and_missing_parameters(tessera: RunningServe
         await peer.close()
 
 
+async def keep_alive(peer: RawPeer) -> None:
+    """Heartbeats, as peerjs sends them (the stimulus: this peer stays alive)."""
+    while True:
+        await peer.send(type="HEARTBEAT")
+        await asyncio.sleep(0.3)  # stimulus: beats well inside the 1.5 s alive timeout
+
+
 async def test_expire_for_unknown_destination(quick: RunningServer) -> None:
     alice = await raw_peer(quick, "alice")
     await alice.recv()
-    await alice.send(type="OFFER", dst="nobody", payload={"connectionId": "mc_1"})
-    # The message waits 0.5 s for "nobody"; alice would expire only after 1.5 s.
-    await alice.send(type="HEARTBEAT")
-    message = await alice.recv(timeout=3)
-    assert message == {"type": "EXPIRE", "src": "nobody", "dst": "alice"}
-    await alice.close()
+    beating = asyncio.ensure_future(keep_alive(alice))
+    try:
+        await alice.send(type="OFFER", dst="nobody", payload={"connectionId": "mc_1"})
+        # The message waits 0.5 s for "nobody", then alice hears that it expired.
+        message = await alice.recv(timeout=20)
+        assert message == {"type": "EXPIRE", "src": "nobody", "dst": "alice"}
+    finally:
+        beating.cancel()
+        await alice.close()
 
 
 async def test_silent_peer_expires_and_its_contact_hears_leave(quick: RunningServer) -> None:
@@ -155,15 +166,9 @@ async def test_silent_peer_expires_and_its_contact_hears_leave(quick: RunningSer
     await bob.recv()
     await alice.send(type="OFFER", dst="bob", payload={"connectionId": "mc_1"})
     await bob.recv()
-
-    async def keep_alive() -> None:
-        while True:
-            await alice.send(type="HEARTBEAT")
-            await asyncio.sleep(0.3)
-
-    beating = asyncio.ensure_future(keep_alive())
+    beating = asyncio.ensure_future(keep_alive(alice))
     try:
-        assert await alice.recv(timeout=4) == {"type": "LEAVE", "src": "bob", "dst": "alice"}
+        assert await alice.recv(timeout=20) == {"type": "LEAVE", "src": "bob", "dst": "alice"}
         assert await bob.closed()
         assert quick.server.peers.registry.peer_ids(quick.server.default_service.id) == ["alice"]
     finally:
@@ -234,9 +239,13 @@ async def test_two_services_are_isolated(tessera: RunningServer) -> None:
     await c.recv()
     await c.send(type="OFFER", dst="alice", payload={"connectionId": "mc_1"})
     assert (await b.recv())["src"] == "carol"
-    with pytest.raises(TimeoutError):
-        await a.recv(timeout=0.5)
-    for peer in (a, b, c):
+    # The next thing the other alice hears is a later message of her own service, not
+    # carol's offer (relayed before that one, had it gone to both).
+    d = await raw_peer(tessera, "dave")
+    await d.recv()
+    await d.send(type="OFFER", dst="alice", payload={"connectionId": "mc_2"})
+    assert (await a.recv())["src"] == "dave"
+    for peer in (a, b, c, d):
         await peer.close()
 
 
@@ -291,7 +300,9 @@ async def test_token_required_when_the_service_says_so(tessera: RunningServer) -
         assert await other.recv() == {"type": "OPEN"}, user
         await other.close()
     await ok.close()
-    await asyncio.sleep(0.2)
+    await eventually(
+        lambda: tessera.server.peers.registry.get(service.id, "ann") is None, what="ann gone"
+    )
     # The same peer may come back with its token (peerjs reconnect); another may not.
     again = await raw_peer(tessera, "ann", key="locked", token=token)
     assert await again.recv() == {"type": "OPEN"}
@@ -316,13 +327,6 @@ async def test_discovery_lists_a_services_peers(tmp_path: Path) -> None:
 
 
 # -- media with PeerClient (aiortc) ------------------------------------------
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def peer(tessera: RunningServer, peer_id: str | None = None, **kw: Any) -> PeerClient:
@@ -414,8 +418,9 @@ async def test_python_peer_joins_a_mesh_room_past_a_member_that_does_not_answer(
     await p1.open()
     await p2.open()
     try:
-        await p1.join_room("huddle", video=ColorVideoTrack(RED), timeout=2)
-        room = await p2.join_room("huddle", video=ColorVideoTrack(GREEN), timeout=2)
+        # The silent member costs each join its timeout (the stimulus); the other answers.
+        await p1.join_room("huddle", video=ColorVideoTrack(RED), timeout=4)
+        room = await p2.join_room("huddle", video=ColorVideoTrack(GREEN), timeout=4)
         assert p2.rooms == {"huddle": room} and set(room.calls) == {"p1"}
         calls = await room.wait_for_streams(1)
         frame = await next_video_frame(calls["p1"].remote_tracks["video"])
@@ -515,7 +520,14 @@ class BinaryLink:
         channel.on("close", self.closed.set)
 
     @classmethod
-    async def open(cls, tessera: RunningServer, peer_id: str, dst: str) -> BinaryLink:
+    async def open(
+        cls,
+        tessera: RunningServer,
+        peer_id: str,
+        dst: str,
+        before_answer: Callable[[], Awaitable[None]] | None = None,
+    ) -> BinaryLink:
+        """Offer, take the answer (after `before_answer()`, if given) and wait until open."""
         signaling = await raw_peer(tessera, peer_id)
         assert await signaling.recv() == {"type": "OPEN"}
         pc = RTCPeerConnection()
@@ -534,12 +546,15 @@ class BinaryLink:
         await signaling.send(type="OFFER", dst=dst, payload=payload)
         answer = await signaling.recv()
         assert answer["type"] == "ANSWER" and answer["payload"]["connectionId"] == "dc_bin"
+        if before_answer is not None:
+            await before_answer()
         sdp = answer["payload"]["sdp"]
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp["sdp"], type=sdp["type"]))
-        await asyncio.wait_for(opened.wait(), 10)
-        return cls(signaling, pc, channel)
+        link = cls(signaling, pc, channel)
+        await asyncio.wait_for(opened.wait(), 20)
+        return link
 
-    async def recv(self, timeout: float = 5.0) -> Any:
+    async def recv(self, timeout: float = 20.0) -> Any:
         frame = await asyncio.wait_for(self.received.get(), timeout)
         assert isinstance(frame, bytes), "BinaryPack messages are binary"
         return unpack(frame)
@@ -547,6 +562,28 @@ class BinaryLink:
     async def close(self) -> None:
         await self.pc.close()
         await self.signaling.close()
+
+
+async def test_room_text_before_the_data_channel_opens_reaches_the_peer(
+    tessera: RunningServer,
+) -> None:
+    # The peer joins the room with its offer; its channel opens only after the answer.
+    # Text the room sends meanwhile waits for the channel (it was once dropped, and a
+    # page that chatted at once lost the first message when the machine was busy).
+    member = await joined(tessera, "Ada", room="town")
+
+    async def text_before_the_channel() -> None:
+        await member.next_event("participant", lambda d: d["action"] == "join")
+        await member.send_text("before the channel opened")
+
+    link = await BinaryLink.open(tessera, "early", "room:town", text_before_the_channel)
+    try:
+        assert (await link.recv())["message"] == "before the channel opened"
+        await member.send_text("after")
+        assert (await link.recv())["message"] == "after"
+    finally:
+        await link.close()
+        await member.leave()
 
 
 async def test_binarypack_data_connection_carries_the_room_chat(
@@ -715,7 +752,7 @@ async def test_room_peer_calls_keep_the_participant_limits(
         # Calls and data connections together are capped per peer and room.
         chat = await caller.connect("room:town")
         with pytest.raises(PeerUnavailable, match="Too many connections to the room peer"):
-            await caller.connect("room:town", timeout=5)
+            await caller.connect("room:town", timeout=20)
         assert list(member.calls) == before[-1] and len(member.links) == 1
         assert not chat.closed
     finally:

@@ -40,10 +40,10 @@ def test_msid_stream_id_reaches_the_answer() -> None:
 
 
 async def test_serve_logs_the_check_and_serves(tmp_path: Path) -> None:
-    serve = ServeProcess(tmp_path, shutdown_timeout=5.0)
+    serve = ServeProcess(tmp_path, shutdown_timeout=10.0)
     try:
         await serve.start()
-        status, _ = await serve.terminate()
+        status = await serve.terminate()
     finally:
         serve.kill()
     assert status == 0

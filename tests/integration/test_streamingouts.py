@@ -170,6 +170,8 @@ async def test_rtsp_rtmp_and_local_hls(tessera: RunningServer, ffmpeg: str, tmp_
     rtsp = RtspReceiver(ffmpeg, tmp_path / "rtsp.mkv")
     rtmp = Receiver(ffmpeg, tmp_path / "rtmp.flv")
     try:
+        await rtsp.wait_listening()
+        await rtmp.wait_listening()
         media = {"audio": {"from": mixed}, "video": {"from": mixed}}
         ids = []
         for body in (
@@ -234,6 +236,7 @@ async def test_a_source_that_leaves_and_a_receiver_that_goes_away(
     leaving, forward = pubs[1]
     rtsp = RtspReceiver(ffmpeg, tmp_path / "rtsp.mkv")
     try:
+        await rtsp.wait_listening()
         status, from_forward = await api(
             tessera,
             "POST",

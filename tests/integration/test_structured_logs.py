@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -12,6 +11,7 @@ import pytest
 
 from tessera.portal.logs import StructuredFormatter
 from tessera_client import ClientError
+from tests.eventually import eventually
 from tests.integration.test_peer import raw_peer
 from tests.integration.test_webapp import demo
 from tests.support import RunningServer, api, joined
@@ -124,10 +124,8 @@ async def test_ad_hoc_and_rest_room_lines_at_info(
     def find(msg: str) -> dict[str, str] | None:
         return next((line for line in events(json_lines) if line["msg"] == msg), None)
 
-    for _ in range(100):  # the empty room is removed after the leave is answered
-        if find("ad-hoc room removed") is not None:
-            break
-        await asyncio.sleep(0.05)
+    # The empty room is removed after the leave is answered.
+    await eventually(lambda: find("ad-hoc room removed"), what="the room removed")
     for msg in ("ad-hoc room created", "ad-hoc room removed"):
         line = find(msg)
         assert line is not None and line["room"] == room and line["room_name"] == "pop-up"

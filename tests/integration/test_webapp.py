@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from tessera.conference.tokens import issue_ticket
 from tessera_client import ConferenceClient
+from tests.eventually import eventually
 from tests.support import RunningServer, start_server
 from tests.synthetic import ColorVideoTrack, ToneTrack
 
@@ -175,7 +175,8 @@ async def test_layout_switch_reaches_subscribers(tessera: RunningServer) -> None
             await watcher.publish(video=ColorVideoTrack(colour, 320, 180))
             watchers.append(watcher)
         view_id = next(s for s in moderator.streams.values() if s["type"] == "mixed")["id"]
-        await asyncio.sleep(0.5)
+        view = tessera.server.rooms[moderator.room_id].views["common"]  # type: ignore[index]
+        await eventually(lambda: len(view.layout.to_json()) == 3, what="three in the mix")
         status, reply = await demo(
             tessera, "PUT", "/demo/layout", {"base": "lecture"}, moderator.reconnection_ticket
         )
@@ -193,7 +194,7 @@ async def test_layout_switch_reaches_subscribers(tessera: RunningServer) -> None
                 and data["data"]["value"] == layout
             )
 
-        await moderator.next_event("stream", layout_update, timeout=5)
+        await moderator.next_event("stream", layout_update, timeout=20)
     finally:
         for client in [moderator, *watchers]:
             await client.leave()
@@ -214,7 +215,8 @@ async def test_recording_from_the_page_and_its_download_link(tessera: RunningSer
         assert "storage" not in started  # the server's paths stay on the server
         status, listed = await demo(tessera, "GET", "/demo/recordings", None, ticket)
         assert [r["id"] for r in listed] == [started["id"]]
-        await asyncio.sleep(2.5)
+        recording = tessera.server.recordings[started["id"]][2]
+        await eventually(lambda: recording.duration >= 2.0, what="two seconds recorded")
         status, stopped = await demo(
             tessera, "DELETE", f"/demo/recordings/{started['id']}", None, ticket
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
@@ -10,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tessera.portal.heap import HeapReclaimer
+from tests.eventually import eventually
 
 
 class _Node:
@@ -37,11 +37,7 @@ async def test_cyclic_garbage_is_collected_after_the_delay(no_automatic_gc: None
     del node
     reclaimer.schedule()
     assert alive() is not None  # not at once: the room's threads are still ending
-    for _ in range(100):
-        await asyncio.sleep(0.02)
-        if reclaimer.reclaims:
-            break
-    assert reclaimer.reclaims == 1
+    await eventually(lambda: reclaimer.reclaims == 1, what="one reclaim")
     assert alive() is None
 
 
@@ -49,16 +45,23 @@ async def test_rooms_closing_together_cost_one_reclaim(no_automatic_gc: None) ->
     reclaimer = HeapReclaimer(delay=0.1)
     for _ in range(5):
         reclaimer.schedule()
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.4)
-    assert reclaimer.reclaims == 1
+    await eventually(lambda: reclaimer.reclaims >= 1, what="a reclaim")
+    # A later close is reclaimed on its own: by then any reclaim of the five (due before
+    # it) has run too, and there was just the one.
+    reclaimer.schedule()
+    await eventually(lambda: reclaimer.reclaims >= 2, what="the later close's reclaim")
+    assert reclaimer.reclaims == 2
 
 
 async def test_close_cancels_a_pending_reclaim() -> None:
     reclaimer = HeapReclaimer(delay=0.05)
     reclaimer.schedule()
     reclaimer.close()
-    await asyncio.sleep(0.15)
+    # One scheduled after it with the same delay: once that one ran, the cancelled one
+    # (due first) would have run too.
+    later = HeapReclaimer(delay=0.05)
+    later.schedule()
+    await eventually(lambda: later.reclaims == 1, what="the later reclaim")
     assert reclaimer.reclaims == 0
 
 

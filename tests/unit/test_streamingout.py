@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import select
 import shutil
 import socket
 import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from tessera.recorder.outputpatch import OutputPatch
 from tessera.recorder.recording import MediaChoice
 from tessera.recorder.rtmp import RtmpError, RtmpPublisher, check_rtmp_url
 from tessera.recorder.streamingout import StreamingOut
+from tests.eventually import eventually
+from tests.support import listening
 from tests.synthetic import tone_energy
 
 WIDTH, HEIGHT, FPS = 320, 240, 30
@@ -137,8 +140,8 @@ async def play(
 ) -> float:
     """Emit the media from `start` for `seconds` in real time, as a live source would.
 
-    Without `keyframes`, only the first picture is flagged as one. Returns the
-    slowest emit (seconds the event loop spent in the sinks for one packet).
+    Without `keyframes`, only the first picture is flagged as one. Stops early once
+    `until()` holds; returns the media time reached.
     """
     began = time.monotonic() - start
     items = [
@@ -147,17 +150,45 @@ async def play(
     ]
     items += [(i * 0.02, stream.opus, p, True) for i, p in enumerate(media.audio)]
     items.sort(key=lambda item: item[0])
-    slowest = 0.0
+    reached = start
     for at, source, packet, keyframe in items:
         if at < start:
             continue
         if at >= start + seconds or (until is not None and until()):
             break
+        # The stimulus: a live source's pace.
         await asyncio.sleep(max(0.0, began + at - time.monotonic()))
-        emitted = time.perf_counter()
         source.emit(packet, keyframe)
-        slowest = max(slowest, time.perf_counter() - emitted)
-    return slowest
+        reached = at
+    return reached
+
+
+class LoopThreadSpy:
+    """Records the threads that run the pusher's heavy work (the real methods still run):
+    the event loop thread must only queue packets, never encode, mux or touch the socket."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.loop_thread = threading.current_thread()
+        self.calls: list[tuple[str, threading.Thread]] = []
+        for cls, name in (
+            (RtmpPublisher, "connect"),
+            (RtmpPublisher, "send"),
+            (AudioToAac, "push"),
+        ):
+            monkeypatch.setattr(cls, name, self._spy(f"{cls.__name__}.{name}", getattr(cls, name)))
+
+    def _spy(self, label: str, method: Any) -> Any:
+        def spied(*args: Any, **kw: Any) -> Any:
+            self.calls.append((label, threading.current_thread()))
+            return method(*args, **kw)
+
+        return spied
+
+    def on_the_loop(self) -> list[str]:
+        return [label for label, thread in self.calls if thread is self.loop_thread]
+
+    def seen(self) -> set[str]:
+        return {label for label, _ in self.calls}
 
 
 def decoded_video(paths: list[Path]) -> list[Any]:
@@ -182,20 +213,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def listening(port: int) -> bool:
-    """Whether a socket listens on `port` (read from /proc: probing would take the one client)."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                return True
-    return False
-
-
 @pytest.fixture
 def ffmpeg() -> str:
     path = shutil.which("ffmpeg")
@@ -218,13 +235,15 @@ class Receiver:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 10
-        while not listening(self.port):
-            assert self.process.poll() is None, self.process.communicate()[1].decode()
-            assert time.monotonic() < deadline, "ffmpeg did not listen"
-            time.sleep(0.02)
 
-    async def finished(self, timeout: float = 10) -> str:
+    async def wait_listening(self) -> None:
+        def ready() -> bool:
+            assert self.process.poll() is None, self.process.communicate()[1].decode()
+            return listening(self.port)
+
+        await eventually(ready, what="ffmpeg listening")
+
+    async def finished(self, timeout: float = 30) -> str:
         _, err = await asyncio.wait_for(asyncio.to_thread(self.process.communicate), timeout)
         assert self.process.returncode == 0, err.decode()
         return err.decode()
@@ -236,9 +255,10 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver(ffmpeg: str, tmp_path: Path) -> Iterator[Receiver]:
+async def receiver(ffmpeg: str, tmp_path: Path) -> AsyncIterator[Receiver]:
     running = Receiver(ffmpeg, tmp_path / "received.flv")
     try:
+        await running.wait_listening()
         yield running
     finally:
         running.close()
@@ -253,7 +273,10 @@ def decoded_audio(path: Path) -> tuple[np.ndarray, Any]:
 # -- RTMP --------------------------------------------------------------------------------
 
 
-async def test_rtmp_push_to_a_real_receiver(receiver: Receiver, media: Media) -> None:
+async def test_rtmp_push_to_a_real_receiver(
+    receiver: Receiver, media: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = LoopThreadSpy(monkeypatch)
     stream = VP8Stream("s1")
     finished: list[StreamingOut] = []
     out = StreamingOut(
@@ -266,7 +289,7 @@ async def test_rtmp_push_to_a_real_receiver(receiver: Receiver, media: Media) ->
     assert stream.h264.sink_count == stream.opus.sink_count == 1
     assert stream.h264.keyframe_requests >= 1
 
-    slowest = await play(stream, media, SECONDS)
+    await play(stream, media, SECONDS)
     assert out.state == "streaming"
     pusher = out.pusher
     assert pusher is not None and pusher.connected
@@ -274,7 +297,9 @@ async def test_rtmp_push_to_a_real_receiver(receiver: Receiver, media: Media) ->
     await out.stop()  # idempotent
     assert out.state == "stopped" and finished == [out] and out.reason is None
     assert stream.h264.sink_count == stream.opus.sink_count == 0
-    assert slowest < 0.01  # the loop thread only queues
+    # The loop thread only queued: connecting, AAC and sending ran on the pusher's thread.
+    assert spy.seen() == {"RtmpPublisher.connect", "RtmpPublisher.send", "AudioToAac.push"}
+    assert spy.on_the_loop() == []
     assert pusher.dropped == 0 and pusher.audio is not None and pusher.audio.restarts == 0
     assert abs(out.duration - SECONDS) < 0.3
 
@@ -314,13 +339,13 @@ async def test_a_closed_port_fails_once_and_names_the_url(media: Media) -> None:
         "so2", "room1", "rtmp", url, MediaChoice("s1", "s1"), on_finished=finished.append
     )
     out.start({"s1": stream})
-    started = time.monotonic()
-    await play(stream, media, 2.0, until=lambda: out.state == "failed")
-    assert out.state == "failed" and time.monotonic() - started < 1.0
+    # Refused at once: it fails within the first second of media, without retrying.
+    reached = await play(stream, media, 2.0, until=lambda: out.state == "failed")
+    assert out.state == "failed" and reached < 1.0, reached
     assert out.reason == f"cannot push to {url}: connection refused"
     assert stream.h264.sink_count == stream.opus.sink_count == 0  # nothing keeps encoding for it
     assert finished == []  # it stays listed, with its reason, until it is deleted
-    await asyncio.wait_for(out.stop(), 2)
+    await asyncio.wait_for(out.stop(), 20)
     assert out.state == "failed" and finished == [out]
     assert out.describe()["reason"] == out.reason
 
@@ -331,15 +356,16 @@ async def test_a_receiver_that_goes_away_fails_the_push(receiver: Receiver, medi
     out.start({"s1": stream})
 
     async def kill_soon() -> None:
-        await asyncio.sleep(1.0)
+        # Once a second of media went through, the receiver goes away.
+        await eventually(lambda: out.duration >= 1.0, what="a second pushed")
         receiver.close()
 
     killer = asyncio.ensure_future(kill_soon())
     await play(stream, media, SECONDS, until=lambda: out.state == "failed")
     await killer
-    assert out.state == "failed"
+    await eventually(lambda: out.state == "failed", what="the push failed")
     assert out.reason == f"cannot push to {receiver.url}: the server closed the connection"
-    await asyncio.wait_for(out.stop(), 2)
+    await asyncio.wait_for(out.stop(), 20)
 
 
 class SilentServer:
@@ -379,17 +405,20 @@ async def test_a_server_that_never_answers_fails_in_time(
     silent_server: SilentServer, media: Media, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(rtmp, "CONNECT_TIMEOUT", 0.5)
+    spy = LoopThreadSpy(monkeypatch)
     stream = VP8Stream("s1")
     out = StreamingOut("so4", "room1", "rtmp", silent_server.url, MediaChoice("s1", "s1"))
     out.start({"s1": stream})
-    slowest = await play(stream, media, 3.0, until=lambda: out.state == "failed")
-    assert slowest < 0.01  # the event loop never waited for the server
+    # Its 0.5 s connect timeout ends it long before the media runs out.
+    await play(stream, media, SECONDS, until=lambda: out.state == "failed")
     assert out.state == "failed"
+    # The event loop never waited for the server: connecting ran on the pusher's thread.
+    assert "RtmpPublisher.connect" in spy.seen() and spy.on_the_loop() == []
     assert (
         out.reason
         == f"cannot push to {silent_server.url}: the server did not answer in time (timed out)"
     )
-    await asyncio.wait_for(out.stop(), 2)
+    await asyncio.wait_for(out.stop(), 20)
 
 
 async def test_stop_does_not_wait_for_a_stalled_server(
@@ -397,6 +426,9 @@ async def test_stop_does_not_wait_for_a_stalled_server(
 ) -> None:
     """write() stays cheap, the queue drops instead of growing, stop() gives up in time."""
     monkeypatch.setattr(streamingout, "STOP_TIMEOUT", 0.5)
+    # The handshake would wait an hour: only giving up can end the stop.
+    monkeypatch.setattr(rtmp, "CONNECT_TIMEOUT", 3600.0)
+    spy = LoopThreadSpy(monkeypatch)
     stream = VP8Stream("s1")
     out = StreamingOut(
         "so5",
@@ -407,15 +439,17 @@ async def test_stop_does_not_wait_for_a_stalled_server(
         max_queue_seconds=0.5,
     )
     out.start({"s1": stream})
-    slowest = await play(stream, media, 1.5)
+    await play(stream, media, 1.5)
     assert out.state == "connecting"  # the handshake is still waiting
-    assert slowest < 0.01
+    assert spy.on_the_loop() == []
     pusher = out.pusher
     assert pusher is not None and pusher.dropped > 0
-    started = time.monotonic()
-    await out.stop()
-    assert time.monotonic() - started < 2.0 and out.state == "stopped"
-    assert not any(t.name == "push rtmp" and t.is_alive() for t in threading.enumerate())
+    await asyncio.wait_for(out.stop(), 20)
+    assert out.state == "stopped"
+    await eventually(
+        lambda: not any(t.name == "push rtmp" and t.is_alive() for t in threading.enumerate()),
+        what="the pusher thread ended",
+    )
 
 
 def rtmp_chunks(csid: int, kind: int, payload: bytes, size: int, stream_id: int = 0) -> bytes:
@@ -506,12 +540,14 @@ def test_rtmp_client_against_a_scripted_server() -> None:
     publisher.send(18, 0, amf0_encode("onMetaData", {"width": 320}))
     publisher.send(9, 40, b"\x17\x01" + bytes(5000))  # more than one 4096-byte chunk
     server.send_error.set()
-    assert server.error_sent.wait(2)
-    time.sleep(0.1)
+    assert server.error_sent.wait(20)
+    # The status has reached the client's socket (the publisher reads it on its next send).
+    assert publisher._sock is not None
+    assert select.select([publisher._sock], [], [], 20)[0]
     with pytest.raises(RtmpError, match=r"NetStream\.Publish\.Rejected"):
         publisher.send(8, 60, b"\xaf\x01" + bytes(10))
     publisher.close()
-    server.thread.join(5)
+    server.thread.join(20)
 
     sent = bytes(server.received)
     assert server.c2_echoes_s1

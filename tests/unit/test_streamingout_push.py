@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from tessera.recorder.httppush import RetryPolicy
 from tessera.recorder.recording import MediaChoice
 from tessera.recorder.streamingout import SOURCE_LOSS, StreamingOut
 from tests.eventually import eventually
+from tests.support import listening
 from tests.synthetic import tone_energy
 from tests.unit.test_streamingout import (
     FPS,
@@ -28,7 +28,6 @@ from tests.unit.test_streamingout import (
     VP8Stream,
     decoded_audio,
     free_port,
-    listening,
     play,
 )
 
@@ -302,13 +301,15 @@ class RtspReceiver:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 10
-        while not listening(self.port):
-            assert self.process.poll() is None, self.process.communicate()[1].decode()
-            assert time.monotonic() < deadline, "ffmpeg did not listen"
-            time.sleep(0.02)
 
-    async def finished(self, timeout: float = 15) -> str:
+    async def wait_listening(self) -> None:
+        def ready() -> bool:
+            assert self.process.poll() is None, self.process.communicate()[1].decode()
+            return listening(self.port)
+
+        await eventually(ready, what="ffmpeg listening")
+
+    async def finished(self, timeout: float = 30) -> str:
         _, err = await asyncio.wait_for(asyncio.to_thread(self.process.communicate), timeout)
         assert self.process.returncode == 0, err.decode()
         return err.decode()
@@ -320,9 +321,10 @@ class RtspReceiver:
 
 
 @pytest.fixture
-def rtsp_receiver(ffmpeg: str, tmp_path: Path) -> Iterator[RtspReceiver]:
+async def rtsp_receiver(ffmpeg: str, tmp_path: Path) -> AsyncIterator[RtspReceiver]:
     running = RtspReceiver(ffmpeg, tmp_path / "received.mkv")
     try:
+        await running.wait_listening()
         yield running
     finally:
         running.close()

@@ -25,6 +25,7 @@ from aiortc import (
     RTCSessionDescription,
     VideoStreamTrack,
 )
+from client_eventually import eventually
 
 from tessera_client.tokens import decode_b64_json, encode_b64_json
 
@@ -185,7 +186,7 @@ class FakePortal:
             participant_id = self.by_sid.get(sid)
             self.requests.append((participant_id, name, data))
             if name in self.silent_events:
-                await asyncio.sleep(30)
+                await asyncio.sleep(30)  # the stimulus: a portal that never answers
                 return None
             participant = self.participants.get(participant_id or "")
             if name == "login":
@@ -359,12 +360,10 @@ class FakePortal:
     async def _announce_ready(self, participant: Participant) -> None:
         pc = participant.pc
         assert pc is not None
-        for _ in range(200):
-            if pc.connectionState == "connected":
-                break
-            await asyncio.sleep(0.05)
-        else:
-            return
+        try:
+            await eventually(lambda: pc.connectionState == "connected", what="connected")
+        except AssertionError:
+            return  # never connected: no ready, as a real portal would not say it either
         await self.notify(
             participant, "progress", {"id": participant.transport_id, "status": "ready"}
         )
@@ -436,7 +435,9 @@ class FakePortal:
         return ("ok",)
 
     async def _later(self, participant: Participant, event: str, data: Any) -> None:
-        await asyncio.sleep(0.05)
+        # A push that comes after the request's reply (which is sent as the handler
+        # returns, before this timer can fire).
+        await asyncio.sleep(0.05)  # the stimulus
         await self.notify(participant, event, data)
 
     def _spawn(self, coro: Any) -> None:

@@ -58,9 +58,8 @@ async def test_one_push_goes_to_one_waiter_oldest_first() -> None:
     second = asyncio.ensure_future(queue.get("text", timeout=1.0))
     await asyncio.sleep(0)
     queue.put("text", 1)
-    assert await asyncio.wait_for(first, 0.5) == 1
-    await asyncio.sleep(0.01)
-    assert not second.done()
+    assert await asyncio.wait_for(first, 5) == 1
+    # The second waiter got nothing of it: it takes the next push.
     queue.put("text", 2)
     assert await second == 2
 
