@@ -215,7 +215,8 @@ async def test_recording_from_the_page_and_its_download_link(tessera: RunningSer
         assert "storage" not in started  # the server's paths stay on the server
         status, listed = await demo(tessera, "GET", "/demo/recordings", None, ticket)
         assert [r["id"] for r in listed] == [started["id"]]
-        recording = tessera.server.recordings[started["id"]][2]
+        room = tessera.server.rooms[moderator.room_id]  # type: ignore[index]
+        recording = room.recordings[started["id"]]  # running: in its room, until it ends
         await eventually(lambda: recording.duration >= 2.0, what="two seconds recorded")
         status, stopped = await demo(
             tessera, "DELETE", f"/demo/recordings/{started['id']}", None, ticket
