@@ -366,9 +366,9 @@ async def test_sigterm_drops_2x_clients_and_exits(node: Sio2Node, tmp_path: Path
             sockets.append(socket)
         idle = await node.connect(serve.url)  # connected, not logged in
         await idle.wait_connected()
-        status, elapsed = await serve.terminate()
+        # 0, not 1: the shutdown finished before the server's own 5 s deadline.
+        status = await serve.terminate()
         assert status == 0, serve.lines[-5:]
-        assert elapsed < 5.0, elapsed
         for socket in sockets:
             assert ["drop"] in await socket.events()
         problems = [line for line in serve.lines if line.get("exc") or line.get("unstructured")]
