@@ -19,7 +19,7 @@ import uuid
 from typing import Any
 
 from tessera.media.mediasource import VideoFormat
-from tessera.media.streaminfo import resolve_video, resolve_video_request
+from tessera.media.streaminfo import check_audio_format, resolve_video, resolve_video_request
 from tessera.webrtc_agent.forwardstream import ForwardStream, TrackSpec
 from tessera.webrtc_agent.publication import Publication
 from tessera.webrtc_agent.subscription import SubscribedTrack, Subscription
@@ -324,6 +324,8 @@ class RoomService(ManagementCalls):
                         track_info(stream.info(), "video"), wanted.parameters, wanted.format
                     )
             else:
+                with refusals():
+                    check_audio_format(track_info(stream.info(), "audio"), wanted.format)
                 fmt = stream.codec("audio") or "opus"
             tracks.append(
                 SubscribedTrack(kind=wanted.kind, mid=wanted.mid, stream=stream, format=fmt)

@@ -480,3 +480,45 @@ async def test_a_protocol_1_1_client_reads_the_1_1_forms(tessera: RunningServer)
     finally:
         await wire.close()
     await alice.leave()
+
+
+async def test_an_audio_format_the_stream_does_not_have_is_refused(tessera: RunningServer) -> None:
+    # Audio is not transcoded for subscribers: asking for another format is an error, not
+    # a subscription that silently delivers Opus anyway.
+    alice, publication = await _publish(tessera, "alice", RED)
+    wire = WireClient()
+    try:
+        await wire.login(tessera, "native")
+        for wrong in ({"codec": "pcmu"}, {"codec": "opus", "sampleRate": 16000}):
+            status, reply = await wire.request(
+                "subscribe",
+                {
+                    "media": {
+                        "tracks": [
+                            {"type": "audio", "mid": "0", "from": publication.id, "format": wrong}
+                        ]
+                    },
+                    "transport": {"type": "webrtc"},
+                },
+            )
+            assert (status, reply) == ("error", "Format is not acceptable"), wrong
+        status, reply = await wire.request(
+            "subscribe",
+            {
+                "media": {
+                    "tracks": [
+                        {
+                            "type": "audio",
+                            "mid": "0",
+                            "from": publication.id,
+                            "format": {"codec": "opus", "sampleRate": 48000, "channelNum": 2},
+                        }
+                    ]
+                },
+                "transport": {"type": "webrtc"},
+            },
+        )
+        assert status == "ok", reply
+    finally:
+        await wire.close()
+    await alice.leave()
