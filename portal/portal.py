@@ -201,7 +201,7 @@ class Portal:
         connection = Connection(
             sid=sid,
             origin=environ.get("HTTP_ORIGIN"),
-            address=environ.get("REMOTE_ADDR"),
+            address=client_address(environ),
             bucket=TokenBucket(limits.requests_per_second, limits.request_burst),
         )
         self.connections[sid] = connection
@@ -418,3 +418,14 @@ class Portal:
         request = m.parse(m.Text, data)
         await self.conference.text(ref, TextRequest(to=request.to, message=request.message))
         return None
+
+
+def client_address(environ: dict[str, Any]) -> str | None:
+    """The client's IP address: python-engineio's aiohttp driver writes 127.0.0.1 as every
+    client's REMOTE_ADDR, so read the aiohttp request it keeps beside it."""
+    request = environ.get("aiohttp.request")
+    remote = getattr(request, "remote", None)
+    if isinstance(remote, str) and remote:
+        return remote
+    address = environ.get("REMOTE_ADDR")
+    return address if isinstance(address, str) else None
