@@ -34,12 +34,12 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from prometheus_client.parser import text_string_to_metric_families
 
+from tessera.conference.tokens import issue_token
 from tessera.media.aiortcext import (
     install_encoded_tap,
     intercept_srtp_packets,
     receiver_started,
 )
-from tessera.portal.tokens import issue_token
 from tessera_client import ConferenceClient
 
 from .content import MovingVideoTrack

@@ -171,3 +171,20 @@ def resolve_video_codec(track: Mapping[str, Any], fmt: Any) -> str:
     if codec not in offered:
         raise ParameterError("Format is not acceptable")
     return codec
+
+
+def check_audio_format(track: Mapping[str, Any], fmt: Any) -> None:
+    """ParameterError unless an audio request's ``format`` (codec, and sampleRate and
+    channelNum where given) is the track's own: audio is never transcoded for a subscriber
+    (a StreamInfo offers no optional audio format), so nothing else can be delivered."""
+    own = track.get("format") or {}
+    codec = str(own.get("codec", "opus")).lower()
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or not isinstance(fmt.get("codec"), str):
+        raise ParameterError("Format is not acceptable")
+    if str(fmt["codec"]).lower() != codec:
+        raise ParameterError("Format is not acceptable")
+    for field in ("sampleRate", "channelNum"):
+        if fmt.get(field) is not None and own.get(field) is not None and fmt[field] != own[field]:
+            raise ParameterError("Format is not acceptable")

@@ -37,6 +37,7 @@ from tessera.media.mediasource import (
     Stream,
     VideoFormat,
 )
+from tessera.media.threadstart import LaunchedThread
 from tessera.webrtc_agent.forwardstream import ForwardStream
 
 from .audiomix import level_dbov
@@ -169,7 +170,9 @@ class ActiveAudioSelector:
         # Replaced (never mutated) on the loop thread; the selector thread reads it.
         self._snapshot: tuple[tuple[str, AudioSink], ...] = ()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: LaunchedThread | None = None
+        # The last thread asked to stop: the next one starts ranking once it has finished.
+        self._stopped: LaunchedThread | None = None
         # Which thread's ranking is current: a stopped thread's late results are dropped.
         self._generation = 0
         self.ticks = 0
@@ -238,21 +241,21 @@ class ActiveAudioSelector:
         if self.inputs and not running and not self.closed:
             self._stop = threading.Event()
             self._generation += 1
-            self._thread = threading.Thread(
-                target=self._run,
-                args=(self._stop, self._generation),
-                name=f"active-audio-{self.room_id}",
-                daemon=True,
+            self._thread = LaunchedThread(
+                self._run,
+                f"active-audio-{self.room_id}",
+                (self._stop, self._generation, self._stopped),
             )
-            self._thread.start()
+            self._thread.launch()
         elif not self.inputs and running:
             self._stop_thread()
 
     def _stop_thread(self) -> None:
+        # Never waits on the event loop: the next thread waits for this one (see _run).
         thread, self._thread = self._thread, None
         self._stop.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=2)
+        if thread is not None:
+            self._stopped = thread
 
     # -- ranking results (event loop thread) -------------------------------
 
@@ -280,7 +283,11 @@ class ActiveAudioSelector:
 
     # -- the selector thread --------------------------------------------------
 
-    def _run(self, stop: threading.Event, generation: int) -> None:
+    def _run(self, stop: threading.Event, generation: int, after: LaunchedThread | None) -> None:
+        if after is not None:
+            after.join()  # the thread before this one has finished its last tick
+        if stop.is_set():
+            return
         try:
             self._loop_ticks(stop, generation)
         except Exception:

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from tessera.media.mediasource import (
     VideoFormat,
 )
 from tessera.media.streaminfo import optional_video
+from tessera.media.threadstart import LaunchedThread
 from tessera.media.videoencoder import EncoderSettings, default_bitrate
 from tessera.webrtc_agent.forwardstream import ForwardStream
 
@@ -29,6 +31,7 @@ from .audiosink import AUDIO_CHANNELS, AUDIO_SAMPLES, AudioSink
 from .compositor import InputPicture, VideoCompositor
 from .layout import Layout, LayoutTemplates, Region
 from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
+from .viewoptions import ViewAudio, ViewOptions, ViewVideo
 
 logger = logging.getLogger(__name__)
 
@@ -94,19 +97,21 @@ class MixedStream(Stream):
     def __init__(
         self,
         room_id: str,
-        view: dict[str, Any],
+        view: ViewOptions,
         *,
-        media_out: dict[str, Any],
-        transcoding: dict[str, Any],
+        media_out: Mapping[str, Any],
+        transcoding: Mapping[str, Any],
         listener: MixedStreamListener,
         keyframe_min_interval: float = 1.0,
         frame_timeout: float = 2.0,
         max_mixed_talkers: int = 3,
     ) -> None:
-        self.label = str(view["label"])
+        self.label = view.label
         self.id = f"{room_id}-{self.label}"
         self.room_id = room_id
+        self.view = view
         self.listener = listener
+        # The room's mediaOut and transcoding (OWT's JSON form): what subscribers may ask for.
         self.media_out = media_out
         self.transcoding = transcoding
         self.keyframe_min_interval = keyframe_min_interval
@@ -114,32 +119,28 @@ class MixedStream(Stream):
         # The loudest this many inputs are mixed (0: every input); see TalkerSelection.
         self.max_mixed_talkers = max_mixed_talkers
         self._loop = asyncio.get_running_loop()
-        video = view.get("video") or None
-        audio = view.get("audio") or None
-        self.video_options: dict[str, Any] | None = video
-        self.audio_options: dict[str, Any] | None = audio
+        video = view.video
+        self.video_options: ViewVideo | None = video
+        self.audio_options: ViewAudio | None = view.audio
         if video is not None:
-            params = video.get("parameters", {})
-            resolution = params.get("resolution", {"width": 1280, "height": 720})
-            self.width = int(resolution["width"])
-            self.height = int(resolution["height"])
-            self.framerate = int(params.get("framerate") or 30)
-            self.keyframe_interval = int(params.get("keyFrameInterval") or 100)
-            self.bitrate = params.get("bitrate")
-            self.video_codec = str(video.get("format", {}).get("codec", "vp8"))
-            layout_options = video.get("layout", {})
-            self.fit_policy = str(layout_options.get("fitPolicy", "letterbox"))
-            bg = video.get("bgColor", {"r": 0, "g": 0, "b": 0})
-            self.background = (int(bg["r"]), int(bg["g"]), int(bg["b"]))
-            self.keep_active_primary = bool(video.get("keepActiveInputPrimary", False))
-            self.motion_factor = float(video.get("motionFactor") or 0.8)
-            max_input = int(video.get("maxInput", 16))
-            self.layout = Layout(LayoutTemplates.from_options(layout_options), max_input)
+            params = video.parameters
+            self.width = params.resolution.width
+            self.height = params.resolution.height
+            self.framerate = params.framerate
+            self.keyframe_interval = params.key_frame_interval
+            self.bitrate = params.bitrate
+            self.video_codec: str = video.format.codec
+            self.fit_policy: str = video.layout.fit_policy
+            bg = video.bg_color
+            self.background = (bg.r, bg.g, bg.b)
+            self.keep_active_primary = video.keep_active_input_primary
+            self.motion_factor = video.motion_factor
+            self.layout = Layout(LayoutTemplates.from_options(video.layout), video.max_input)
         else:
-            self.layout = Layout(LayoutTemplates.from_options({}), 16)
+            self.layout = Layout(LayoutTemplates.from_options(None), 16)
             self.keep_active_primary = False
             self.motion_factor = 0.8
-        self.vad = bool(audio.get("vad", True)) if audio is not None else False
+        self.vad = view.audio.vad
         self.inputs: dict[str, MixInput] = {}
         self.active_input: str | None = None
         self.video_outputs: dict[EncoderSettings, MixedVideoOutput] = {}
@@ -153,6 +154,10 @@ class MixedStream(Stream):
         self._audio_outs: tuple[MixedAudioOutput, ...] = ()
         # "video" / "audio" -> the view thread of that kind, while one runs.
         self._threads: dict[str, _ViewThread] = {}
+        # "video" / "audio" -> the last view thread of that kind asked to stop.
+        self._stopped: dict[str, _ViewThread] = {}
+        # (fit policy, background): what the compositor draws with (replaced, never mutated).
+        self._look = (self.fit_policy, self.background) if video is not None else ("", (0, 0, 0))
         self.closed = False
         self._publish_layout(notify=False)
 
@@ -319,6 +324,31 @@ class MixedStream(Stream):
         self.layout.apply(layout)
         self._publish_layout()
 
+    def relayout(self, view: ViewOptions) -> None:
+        """Take a changed view's regions (``video.layout``, ``maxInput``), fit policy,
+        background, ``keepActiveInputPrimary`` and ``audio.vad`` while it runs.
+
+        Its format and encoding parameters must be the same (the room refuses a change of
+        those while it runs): the outputs and their encoders go on as they are.
+        """
+        self.view = view
+        self.vad = view.audio.vad
+        video = view.video
+        if video is None or self.video_options is None:
+            return
+        self.video_options = video
+        self.keep_active_primary = video.keep_active_input_primary
+        self.fit_policy = video.layout.fit_policy
+        bg = video.bg_color
+        self.background = (bg.r, bg.g, bg.b)
+        # The video thread builds a new compositor when it sees other settings.
+        self._look = (self.fit_policy, self.background)
+        self.layout.max_input = video.max_input
+        self.layout.set_templates(LayoutTemplates.from_options(video.layout))
+        if self.keep_active_primary and self.active_input is not None:
+            self.layout.set_primary(self.active_input)
+        self._publish_layout()
+
     def set_template_base(self, base: str) -> None:
         """Switch the view to OWT's ``fluid``, ``lecture`` or ``void`` region sets while it runs.
 
@@ -411,9 +441,12 @@ class MixedStream(Stream):
             if want and thread is None:
                 for mix_input in self.inputs.values():
                     self._attach(mix_input, kind)
-                self._threads[kind] = _ViewThread(f"view-{self.label}-{kind}", loop, self.log_ids)
+                self._threads[kind] = _ViewThread(
+                    f"view-{self.label}-{kind}", loop, self.log_ids, self._stopped.get(kind)
+                )
             elif not want and thread is not None:
                 thread.stop()
+                self._stopped[kind] = thread
                 del self._threads[kind]
                 for mix_input in self.inputs.values():
                     self._detach(mix_input, kind)
@@ -427,14 +460,19 @@ class MixedStream(Stream):
     def running(self) -> bool:
         return bool(self._threads)
 
-    def _video_loop(self, stop: threading.Event) -> None:
-        compositor = VideoCompositor(
+    def _compositor(self, look: tuple[str, tuple[int, int, int]]) -> VideoCompositor:
+        fit_policy, background = look
+        return VideoCompositor(
             self.width,
             self.height,
-            background=self.background,
-            fit_policy=self.fit_policy,
+            background=background,
+            fit_policy=fit_policy,
             frame_timeout=self.frame_timeout,
         )
+
+    def _video_loop(self, stop: threading.Event) -> None:
+        look = self._look
+        compositor = self._compositor(look)
         period = 1.0 / self.framerate
         start = time.monotonic()
         tick = 0
@@ -450,6 +488,9 @@ class MixedStream(Stream):
                 tick += missed
                 self.stats.dropped += missed
             assignments, version = self._assignments
+            if self._look is not look:
+                look = self._look  # re-laid with another fit policy or background
+                compositor = self._compositor(look)
             started = time.thread_time()
             canvas = compositor.compose(assignments, self._pictures, version, time.monotonic())
             # No copy: every output encodes on this thread before the next compose,
@@ -557,21 +598,34 @@ class MixedStream(Stream):
 
 
 class _ViewThread:
-    """A named daemon thread running `target(stop_event)` until stopped."""
+    """A named daemon thread running `target(stop_event)` until stopped.
 
-    def __init__(self, name: str, target: Any, log_ids: dict[str, str]) -> None:
+    Neither starting nor stopping waits on the event loop thread. A thread of a kind
+    starts its loop once the one before it (``after``, stopped) has finished its last
+    tick, so two never encode into the same outputs at once.
+    """
+
+    def __init__(
+        self, name: str, target: Any, log_ids: dict[str, str], after: _ViewThread | None
+    ) -> None:
         self._log_ids = log_ids
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(target,), name=name, daemon=True)
-        self._thread.start()
+        self._thread = LaunchedThread(self._run, name, (target, after))
+        self._thread.launch()
 
-    def _run(self, target: Any) -> None:
+    def _run(self, target: Any, after: _ViewThread | None) -> None:
+        if after is not None:
+            after.join()
+        if self._stop.is_set():
+            return
         try:
             target(self._stop)
         except Exception:
             logger.exception("%s crashed", self._thread.name, extra=self._log_ids)
 
     def stop(self) -> None:
+        """Ask it to end after its current tick; returns at once."""
         self._stop.set()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=2)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)

@@ -1,1 +1,1 @@
-"""Portal: signaling, tokens, rooms, REST management API and app assembly."""
+"""Portal: the front ends (Socket.IO, REST, web app, PeerJS) and the app assembly."""

@@ -14,11 +14,11 @@ import sys
 from collections.abc import Callable
 from typing import cast
 
+from tessera.conference.roomoptions import DEFAULT_ROLE_NAMES, OptionsError, parse_room_options
+from tessera.conference.store import ServiceRecord, Store, bootstrap_default_service
+from tessera.conference.tokens import MAX_CLAIM_LENGTH, issue_token
 from tessera.portal import logs
 from tessera.portal.config import Config, ConfigError, load_config
-from tessera.portal.roomoptions import DEFAULT_ROLE_NAMES, OptionsError, parse_room_options
-from tessera.portal.store import ServiceRecord, Store, bootstrap_default_service
-from tessera.portal.tokens import MAX_CLAIM_LENGTH, issue_token
 
 SERVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -133,7 +133,7 @@ def _token(args: argparse.Namespace) -> int:
 
     store = Store(config.database_path())
     try:
-        bootstrap_default_service(store, config)
+        bootstrap_default_service(store, config.service)
         service_id = args.service or config.service.id
         service = store.get_service(service_id)
         if service is None:
@@ -162,7 +162,7 @@ def _service(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = Store(config.database_path())
     try:
-        bootstrap_default_service(store, config)
+        bootstrap_default_service(store, config.service)
         if args.service_command == "list":
             for record in store.list_services():
                 print(record.id)

@@ -15,7 +15,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from .background import spawn
+from tessera.conference.background import spawn
+
 from .malloc import trim_heap
 
 logger = logging.getLogger(__name__)

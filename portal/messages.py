@@ -12,13 +12,14 @@ from typing import Annotated, Any, Literal, TypeVar
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tessera.conference.errors import ConferenceError
 from tessera.config.validation import describe_validation_error
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Mid = Annotated[str, Field(min_length=1, max_length=32)]
 
 
-class RequestError(Exception):
+class RequestError(ConferenceError):
     """A request the portal refuses; str() is the message sent to the client."""
 
 

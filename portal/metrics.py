@@ -5,86 +5,61 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tessera.webrtc_agent.forwardstream import ForwardStream
+from tessera.conference.roomservice import RoomService
+from tessera.conference.stats import ViewCounters
 
-if TYPE_CHECKING:
-    from tessera.mixer.mixedstream import MixedStream
-
-    from .server import Server
+from .looplag import LoopLagMonitor
 
 
 class TesseraCollector(Collector):
     """Rooms, participants, sessions, views, encoders, recordings and the event loop."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, conference: RoomService, loop_lag: LoopLagMonitor) -> None:
+        self.conference = conference
+        self.loop_lag = loop_lag
         # Last (time, frames) per view, for the achieved frame rate between scrapes.
         self._last: dict[str, tuple[float, int]] = {}
 
     def collect(self) -> Iterator[Metric]:
-        server = self.server
-        rooms = list(server.rooms.values())
-        participants = [p for r in rooms for p in r.participants.values()]
+        counts = self.conference.counters()
 
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, value=value)
 
-        yield gauge("tessera_rooms", "Rooms loaded (with participants)", len(rooms))
-        yield gauge("tessera_participants", "Logged-in participants", len(participants))
-        yield gauge(
-            "tessera_publications",
-            "Publications (forward streams)",
-            sum(len(p.publications) for p in participants),
-        )
-        yield gauge(
-            "tessera_subscriptions",
-            "Subscriptions",
-            sum(len(p.subscriptions) for p in participants),
-        )
-        views = [v for r in rooms for v in r.views.values()]
-        yield gauge("tessera_views", "Views (mixed streams)", len(views))
-        yield gauge(
-            "tessera_views_running", "Views compositing or mixing", sum(v.running for v in views)
-        )
-        transcoders = sum(
-            len(s.transcoders)
-            for r in rooms
-            for s in r.streams.values()
-            if isinstance(s, ForwardStream)
-        )
+        yield gauge("tessera_rooms", "Rooms loaded (with participants)", counts.rooms)
+        yield gauge("tessera_participants", "Logged-in participants", counts.participants)
+        yield gauge("tessera_publications", "Publications (forward streams)", counts.publications)
+        yield gauge("tessera_subscriptions", "Subscriptions", counts.subscriptions)
+        yield gauge("tessera_views", "Views (mixed streams)", counts.views)
+        yield gauge("tessera_views_running", "Views compositing or mixing", counts.views_running)
         yield gauge(
             "tessera_encoders",
             "Video encoders: one per view output format, one per forward transcode",
-            sum(len(v.video_outputs) for v in views) + transcoders,
+            counts.encoders,
         )
-        states = Counter(t.pc.connectionState for t in server.agent.transports.values())
         family = GaugeMetricFamily(
             "tessera_transports", "Peer connections by state", labels=["state"]
         )
         for state in ("new", "connecting", "connected", "disconnected", "failed", "closed"):
-            family.add_metric([state], states.get(state, 0))
+            family.add_metric([state], counts.transports.get(state, 0))
         yield family
-        recording_states = Counter(r.state for _, _, r in server.recordings.values())
         family = GaugeMetricFamily(
             "tessera_recordings", "Recordings of this run by state", labels=["state"]
         )
         for state in ("recording", "stopped", "failed"):
-            family.add_metric([state], recording_states.get(state, 0))
+            family.add_metric([state], counts.recordings.get(state, 0))
         yield family
-        out_states = Counter(o.state for _, _, o in server.streaming_outs.values())
         family = GaugeMetricFamily(
             "tessera_streaming_outs", "Streaming-outs of this run by state", labels=["state"]
         )
         for state in ("connecting", "streaming", "stopped", "failed"):
-            family.add_metric([state], out_states.get(state, 0))
+            family.add_metric([state], counts.streaming_outs.get(state, 0))
         yield family
         lag = GaugeMetricFamily(
             "tessera_event_loop_lag_seconds",
@@ -92,14 +67,14 @@ class TesseraCollector(Collector):
             labels=["quantile"],
         )
         for q in (50, 99):
-            lag.add_metric([f"0.{q}"], server.loop_lag.percentile(q))
+            lag.add_metric([f"0.{q}"], self.loop_lag.percentile(q))
         yield lag
         # What a leak would grow: tasks on the loop (scraped on the loop's own thread) and threads.
         yield gauge("tessera_event_loop_tasks", "Tasks on the event loop", len(asyncio.all_tasks()))
         yield gauge("tessera_threads", "Threads of the process", threading.active_count())
-        yield from self._views(views)
+        yield from self._views(counts.view_counters)
 
-    def _views(self, views: list[MixedStream]) -> Iterator[Metric]:
+    def _views(self, views: list[ViewCounters]) -> Iterator[Metric]:
         labels = ["view"]
         fps = GaugeMetricFamily(
             "tessera_view_fps", "Achieved output frame rate of a view", labels=labels
@@ -116,26 +91,25 @@ class TesseraCollector(Collector):
         seen = set()
         for view in views:
             seen.add(view.id)
-            stats = view.stats
-            last_time, last_frames = self._last.get(view.id, (stats.started, 0))
+            last_time, last_frames = self._last.get(view.id, (view.started, 0))
             elapsed = now - last_time
-            rate = (stats.frames - last_frames) / elapsed if elapsed > 0 and view.running else 0.0
-            self._last[view.id] = (now, stats.frames)
+            rate = (view.frames - last_frames) / elapsed if elapsed > 0 and view.running else 0.0
+            self._last[view.id] = (now, view.frames)
             fps.add_metric([view.id], rate)
-            frames.add_metric([view.id], stats.frames)
-            dropped.add_metric([view.id], stats.dropped)
-            composite.add_metric([view.id], stats.composite_seconds)
-            encode.add_metric([view.id], sum(o.encode_seconds for o in view.video_outputs.values()))
+            frames.add_metric([view.id], view.frames)
+            dropped.add_metric([view.id], view.dropped)
+            composite.add_metric([view.id], view.composite_seconds)
+            encode.add_metric([view.id], view.encode_seconds)
         for gone in set(self._last) - seen:
             del self._last[gone]
         yield from (fps, frames, dropped, composite, encode)
 
 
-def create_registry(server: Server) -> CollectorRegistry:
+def create_registry(conference: RoomService, loop_lag: LoopLagMonitor) -> CollectorRegistry:
     """A registry of the server's own metrics plus process CPU/memory, GC and platform."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    registry.register(TesseraCollector(server))
+    registry.register(TesseraCollector(conference, loop_lag))
     return registry

@@ -21,13 +21,17 @@ import contextlib
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 
-from .background import spawn
-from .messages import RequestError
+from tessera.conference.background import spawn
+from tessera.conference.errors import ConferenceError
+from tessera.conference.roomservice import RoomService
+from tessera.conference.store import ServiceRecord
+
+from .config import Config
 from .peerserver import (
     INVALID_KEY,
     MAX_MESSAGE_BYTES,
@@ -44,11 +48,6 @@ from .peerserver import (
     error_message,
 )
 from .roompeer import RoomPeer
-from .store import ServiceRecord
-from .tokens import TokenError, read_token_service, verify_token
-
-if TYPE_CHECKING:
-    from .server import Server
 
 logger = logging.getLogger(__name__)
 
@@ -65,16 +64,17 @@ DESCRIPTION = {
 class PeerGateway:
     """Owns the peer registry, the open peer sockets and the rooms' server-side peer."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        settings = server.config.peer
+    def __init__(self, conference: RoomService, config: Config) -> None:
+        self.conference = conference
+        self.config = config
+        settings = config.peer
         self.path = settings.path
         self.registry = PeerRegistry(
             alive_timeout=settings.alive_timeout,
             expire_timeout=settings.expire_timeout,
             concurrent_limit=settings.concurrent_limit,
         )
-        self.room_peer = RoomPeer(server, self)
+        self.room_peer = RoomPeer(conference, config, self)
         # Each open peer socket -> its request (for its transport) and (service, peer) for logs.
         self.sockets: dict[web.WebSocketResponse, tuple[web.Request, str, str]] = {}
         self.send_timeout = SEND_TIMEOUT
@@ -107,6 +107,13 @@ class PeerGateway:
                 await ws.close()
         await self.room_peer.close()
 
+    async def close_service(self, service_id: str) -> None:
+        """Close the sockets of a service's peers (the service was deleted)."""
+        for ws, (_, owner, _) in list(self.sockets.items()):
+            if owner == service_id:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.sweep_interval)
@@ -127,8 +134,8 @@ class PeerGateway:
             return {}
         if service is not None:
             try:
-                self.server.check_origin(service, origin)
-            except RequestError as exc:
+                self.conference.check_origin(service, origin)
+            except ConferenceError as exc:
                 raise web.HTTPForbidden(text=str(exc)) from None
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
@@ -136,15 +143,15 @@ class PeerGateway:
         # As PeerServer, an id is handed out for any key: the socket checks the key
         # and the client then hears INVALID-KEY, which says more than a failed fetch.
         key = request.match_info["key"]
-        service = self.server.store.get_service(key)
+        service = self.conference.get_service(key)
         headers = self._cors(request, service)
         peer_id = self.registry.new_id(key)
         return web.Response(text=peer_id, content_type="text/html", headers=headers)
 
     async def list_peers(self, request: web.Request) -> web.StreamResponse:
-        service = self.server.store.get_service(request.match_info["key"])
+        service = self.conference.get_service(request.match_info["key"])
         headers = self._cors(request, service)
-        if service is None or not self.server.config.peer.allow_discovery:
+        if service is None or not self.config.peer.allow_discovery:
             return web.Response(status=401, text="Unauthorized", headers=headers)
         return web.json_response(self.registry.peer_ids(service.id), headers=headers)
 
@@ -156,7 +163,7 @@ class PeerGateway:
         query = _raw_query(request.rel_url.raw_query_string)
         peer_id, token, key = query.get("id", ""), query.get("token", ""), query.get("key", "")
         try:
-            service, grant = self._authenticate(request, peer_id, token, key)
+            service, grant = await self._authenticate(request, peer_id, token, key)
             actions = self.registry.open(service.id, peer_id, token, ws, time.monotonic(), grant)
         except OpenRefused as refused:
             # Not authenticated: the key is not known to be a service, so it is not `service`.
@@ -187,43 +194,41 @@ class PeerGateway:
             await self.perform(self.registry.closed(service.id, peer_id, ws))
         return ws
 
-    def _authenticate(
+    async def _authenticate(
         self, request: web.Request, peer_id: str, token: str, key: str
     ) -> tuple[ServiceRecord, PeerGrant | None]:
         """The service of ``key`` and, if the service requires it, what the token grants."""
         if not peer_id or not token or not key:
             raise OpenRefused(error_message(MSG_INVALID_WS_PARAMETERS))
-        if self.server.closing:
+        if self.conference.closing:
             raise OpenRefused(error_message("Server is shutting down"))
-        service = self.server.store.get_service(key)
+        service = self.conference.get_service(key)
         if service is None:
             raise OpenRefused({"type": INVALID_KEY, "payload": {"msg": MSG_INVALID_KEY}})
         try:
-            self.server.check_origin(service, request.headers.get("Origin"))
-        except RequestError as exc:
+            self.conference.check_origin(service, request.headers.get("Origin"))
+        except ConferenceError as exc:
             raise OpenRefused(error_message(str(exc))) from None
         if not service.peer_tokens:
             return service, None
         try:
-            if read_token_service(token) != service.id:
-                raise TokenError("Token was not issued by this service")
-            claims = verify_token(token, service.key)
-        except TokenError as exc:
+            grant, token_id, expires_at = await self.conference.authenticate(
+                token, service_id=service.id, consume=False
+            )
+        except ConferenceError as exc:
             raise OpenRefused(
                 error_message(f"This service needs a valid join token as `token`: {exc}")
             ) from None
-        if self.server.config.tokens.single_use and not self.registry.token_reopens(
-            claims.token_id, service.id, peer_id
+        # A peer that reopens its socket with the token it opened with is the same peer.
+        if self.config.tokens.single_use and not self.registry.token_reopens(
+            token_id, service.id, peer_id
         ):
-            if not self.server.store.consume_token(claims.token_id, claims.expires_at):
+            if not await self.conference.consume_token(token_id, expires_at):
                 raise OpenRefused(error_message("Token has already been used"))
             self.registry.remember_token(
-                claims.token_id,
-                service.id,
-                peer_id,
-                time.monotonic() + claims.expires_at - time.time(),
+                token_id, service.id, peer_id, time.monotonic() + expires_at - time.time()
             )
-        return service, PeerGrant(user=claims.user, role=claims.role, room=claims.room)
+        return service, PeerGrant(user=grant.user, role=grant.role, room=grant.room)
 
     # -- actions ----------------------------------------------------------
 

@@ -6,8 +6,9 @@ published into the room (and mixed into the views), and the call is answered
 with the room's first view, the mixed stream, on the caller's own m-lines. A
 data connection to ``room:<name>`` carries the room's text chat both ways.
 
-Each (peer, room) pair is one :class:`RoomPeerMember`: one Participant in the
-Room, with its calls (one Transport each) and data connections. It leaves the
+Each (peer, room) pair is one :class:`RoomPeerMember`: one participant of the
+room (through the room service, like any front end's), with its calls (one
+transport each) and data connections. It leaves the
 room when its last call and data connection have ended, when it sends LEAVE,
 or when its peer expires.
 
@@ -25,7 +26,7 @@ import logging
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiortc import (
     RTCConfiguration,
@@ -34,30 +35,32 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc.sdp import SessionDescription, candidate_from_sdp
+from aiortc.sdp import candidate_from_sdp
 
-from tessera.media.mediasource import ParameterError
-from tessera.media.streaminfo import resolve_video
-from tessera.webrtc_agent.forwardstream import ForwardStream, TrackSpec
-from tessera.webrtc_agent.offercheck import OfferError, check_offer
-from tessera.webrtc_agent.publication import Publication
-from tessera.webrtc_agent.subscription import SubscribedTrack, Subscription
-from tessera.webrtc_agent.transport import Session, SignalingError, Transport
+from tessera.conference.background import spawn
+from tessera.conference.errors import ConferenceError, ErrorCode
+from tessera.conference.events import TRANSPORT_EVENT, ClientAddress
+from tessera.conference.offers import offer_sections
+from tessera.conference.requests import (
+    JoinRequest,
+    ParticipantRef,
+    PublishRequest,
+    PublishTrack,
+    SignalingRequest,
+    SubscribeRequest,
+    SubscribeTrack,
+    TextRequest,
+)
+from tessera.conference.roomservice import RoomService
 
-from .background import spawn
 from .binarypack import BinaryPackCodec, CloseRequest
-from .messages import RequestError
-from .participant import Participant
-from .peerserver import ANSWER, CANDIDATE, EXPIRE, LEAVE, OFFER, PeerGrant
-from .portal import track_info
-
-if TYPE_CHECKING:
-    from .peergateway import PeerGateway
-    from .room import Room
-    from .server import Server
+from .config import Config
+from .peerserver import ANSWER, CANDIDATE, EXPIRE, LEAVE, OFFER, PeerRegistry
 
 logger = logging.getLogger(__name__)
 
+# The name this front end registers with the room service's router.
+FRONT_END = "peer"
 # The role of a peer that opened without a token (services that do not require one).
 ANONYMOUS_ROLE = "presenter"
 # peerjs serializations the room peer speaks: "binary" (BinaryPack, peerjs's default; older
@@ -76,20 +79,49 @@ MAX_CONNECTIONS_PER_MEMBER = 8
 MAX_PENDING_TEXT = 100
 
 
+class PeerSignaling(Protocol):
+    """What the room peer uses of the PeerJS gateway (a protocol keeps the import one-way)."""
+
+    @property
+    def registry(self) -> PeerRegistry: ...
+
+    async def send_from_room_peer(
+        self, service_id: str, room: str, message: dict[str, Any]
+    ) -> None: ...
+
+
 class CallRefused(Exception):
     """A call or data connection the room peer does not take; the message says why."""
 
 
 class RoomPeer:
-    """Answers every ``room:<name>`` destination of every service."""
+    """Answers every ``room:<name>`` destination of every service; a front end of the
+    room service (its members' events come in through :meth:`deliver`)."""
 
-    def __init__(self, server: Server, gateway: PeerGateway) -> None:
-        self.server = server
+    def __init__(self, conference: RoomService, config: Config, gateway: PeerSignaling) -> None:
+        self.conference = conference
+        self.config = config
         self.gateway = gateway
         self.members: dict[tuple[str, str, str], RoomPeerMember] = {}
+        self.by_key: dict[str, RoomPeerMember] = {}  # the members by their client key
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self._pending: dict[tuple[str, str, str], int] = {}
         self.closed = False
+
+    # -- FrontEnd (the room service's events) -----------------------------
+
+    def deliver(self, key: str, event: str, data: Any) -> None:
+        member = self.by_key.get(key)
+        if member is not None:
+            member.deliver(event, data)
+
+    def disconnect(self, key: str, reason: str, *, notify: bool = True) -> None:
+        member = self.by_key.get(key)
+        if member is not None:
+            # Removed from the room (REST drop, room deleted): hang up the rest.
+            spawn(member.close(reason, removed=True), "ending a removed member's calls")
+
+    # -- messages from peers ------------------------------------------------
 
     def receive(self, service_id: str, room: str, message: dict[str, Any]) -> None:
         """A relayed message from a peer to ``room:<room>`` (``src`` is the peer)."""
@@ -128,7 +160,7 @@ class RoomPeer:
             elif kind == CANDIDATE and member is not None:
                 await member.candidate(payload)
             elif kind == LEAVE and member is not None:
-                await member.close()
+                await member.close("the peer sent LEAVE")
             elif kind == ANSWER:
                 logger.info(
                     "room peer got an unexpected ANSWER",
@@ -150,41 +182,40 @@ class RoomPeer:
                 service_id, room, {"type": EXPIRE, "dst": peer_id, "payload": {"msg": str(exc)}}
             )
             if member is not None and member.empty():
-                await member.close()
+                await member.close("its last connection was refused")
 
     async def _join(self, service_id: str, peer_id: str, name: str) -> RoomPeerMember:
-        service = self.server.store.get_service(service_id)
         peer = self.gateway.registry.get(service_id, peer_id)
-        if service is None or peer is None:
+        if self.conference.get_service(service_id) is None or peer is None:
             raise CallRefused("The calling peer is not open")
         grant = peer.grant
         if grant is not None and grant.room != name:
             # A token names its room by name or by id.
-            record = self.server.store.get_room(service_id, grant.room)
+            record = self.conference.get_room_record(service_id, grant.room)
             if record is None or record.name != name:
                 raise CallRefused("Your token does not grant this room")
-        try:
-            room = await self.server.find_room(service, name, create=service.adhoc_rooms)
-        except RequestError as exc:
-            raise CallRefused(str(exc)) from None
-        if room is None:
-            raise CallRefused(f"Room {name} does not exist")
         role = grant.role if grant is not None else ANONYMOUS_ROLE
-        permission = room.permission_for(role)
-        reason = None
-        if room.closed:
-            reason = f"Room {name} is closing"
-        elif permission is None:
-            reason = f"Role {role} is not defined in room {name}"
-        elif room.is_full():
-            reason = "Room is full"
-        if reason is not None or permission is None:
-            if not room.participants and not room.closed:
-                await self.server.room_empty(room)  # do not leave an ad-hoc room behind
-            raise CallRefused(reason or "Permission denied")
-        member = RoomPeerMember(self, service_id, peer_id, name, room, grant, permission)
+        user = grant.user if grant is not None else peer_id
+        key = uuid.uuid4().hex
+        try:
+            result = await self.conference.join(
+                JoinRequest(
+                    service_id=service_id,
+                    room=name,
+                    user=user,
+                    role=role,
+                    client=ClientAddress(front_end=FRONT_END, key=key),
+                )
+            )
+        except ConferenceError as exc:
+            if exc.code == ErrorCode.ROOM_NOT_FOUND:
+                raise CallRefused(f"Room {name} does not exist") from None
+            raise CallRefused(str(exc)) from None
+        member = RoomPeerMember(
+            self, key, service_id, peer_id, name, result.participant, result.permission
+        )
         self.members[service_id, peer_id, name] = member
-        room.add_participant(member.participant)
+        self.by_key[key] = member
         return member
 
     async def send(self, service_id: str, room: str, message: dict[str, Any]) -> None:
@@ -194,6 +225,7 @@ class RoomPeer:
         key = (member.service_id, member.peer_id, member.room_name)
         if self.members.get(key) is member:
             del self.members[key]
+        self.by_key.pop(member.key, None)
 
     def peer_gone(self, service_id: str, peer_id: str, expired: bool) -> None:
         """The peer left the server. Only an expired one loses its calls: a peer that
@@ -202,54 +234,37 @@ class RoomPeer:
             return
         for key, member in list(self.members.items()):
             if key[:2] == (service_id, peer_id):
-                spawn(member.close(), "ending an expired peer's calls")
+                spawn(member.close("the peer expired"), "ending an expired peer's calls")
 
     async def close(self) -> None:
         self.closed = True
         for member in list(self.members.values()):
-            await member.close()
+            await member.close("the server is shutting down")
         self.members.clear()
-
-
-class PeerParticipant(Participant):
-    """A participant whose client is a peer calling ``room:<name>``.
-
-    Its notifications go to its data connections (only ``text`` is carried)."""
-
-    member: RoomPeerMember
-
-    async def close(self) -> None:
-        if self.closed:
-            return
-        await super().close()
-        await self.member.participant_closed()
+        self.by_key.clear()
 
 
 class RoomPeerMember:
-    """One peer in one room through the room peer: a Participant, its calls and data links."""
+    """One peer in one room through the room peer: a participant, its calls and data links."""
 
     def __init__(
         self,
         room_peer: RoomPeer,
+        key: str,
         service_id: str,
         peer_id: str,
         room_name: str,
-        room: Room,
-        grant: PeerGrant | None,
+        participant: ParticipantRef,
         permission: dict[str, Any],
     ) -> None:
         self.room_peer = room_peer
+        self.conference = room_peer.conference
+        self.key = key
         self.service_id = service_id
         self.peer_id = peer_id
         self.room_name = room_name
-        self.room = room
-        user = grant.user if grant is not None else peer_id
-        role = grant.role if grant is not None else ANONYMOUS_ROLE
-        self.participant = PeerParticipant(
-            uuid.uuid4().hex, user, role, permission, room, self._emit
-        )
-        self.participant.member = self
-        self.participant.sid = f"peer:{peer_id}"  # never a Socket.IO sid: emit comes here
+        self.participant = participant
+        self.permission = permission
         self.calls: dict[str, MediaCall] = {}
         self.links: dict[str, DataLink] = {}
         self.closed = False
@@ -259,10 +274,14 @@ class RoomPeerMember:
         """The ids a log line about this peer in its room carries."""
         return {
             "service": self.service_id,
-            "room": self.room.id,
-            "participant": self.participant.id,
+            "room": self.participant.room_id,
+            "participant": self.participant.participant_id,
             "peer": self.peer_id,
         }
+
+    def may(self, action: str, kind: str) -> bool:
+        allowed = self.permission.get(action)
+        return bool(allowed.get(kind)) if isinstance(allowed, dict) else False
 
     def empty(self) -> bool:
         return not self.calls and not self.links
@@ -293,7 +312,7 @@ class RoomPeerMember:
         except CallRefused:
             raise  # start() dropped what it made
         except Exception:
-            # A failure of ours: leave no call or data connection (nor its Transport) behind.
+            # A failure of ours: leave no call or data connection (nor its transport) behind.
             logger.exception(
                 "room peer failed to take a connection",
                 extra={**self.log_ids, "connection": offer.connection_id},
@@ -301,7 +320,7 @@ class RoomPeerMember:
             self.calls.pop(offer.connection_id, None)
             self.links.pop(offer.connection_id, None)
             if isinstance(connection, MediaCall):
-                await connection._drop()
+                await connection.drop("the room peer failed to take it")
             else:
                 await connection.close()
             raise CallRefused("The room peer could not take this connection") from None
@@ -321,41 +340,47 @@ class RoomPeerMember:
 
     # -- the room side ----------------------------------------------------
 
-    async def _emit(self, event: str, sid: str, data: Any) -> None:
+    def deliver(self, event: str, data: Any) -> None:
+        """An event of the room service for this participant: text goes to the data
+        connections; a transport's answer and end go to its call."""
         if event == "text":
             for link in list(self.links.values()):
                 link.deliver(data)
-
-    def text(self, message: str, to: str) -> None:
-        """Text from the peer's data connection, to everyone or one participant."""
-        limit = self.room_peer.server.config.portal.text_max_length
-        if len(message) > limit:
+            return
+        if not isinstance(data, dict):
+            return
+        call = next((c for c in self.calls.values() if c.transport_id == data.get("id")), None)
+        if call is None:
+            return
+        if event == "progress" and data.get("status") == "soac":
+            call.answer(data.get("data"))
+        elif event == TRANSPORT_EVENT and data.get("status") == "closed":
             logger.info(
-                "peer text too long, dropped", extra={**self.log_ids, "characters": len(message)}
+                "peer call ended",
+                extra={
+                    **call.log_ids,
+                    "transport": call.transport_id,
+                    "reason": data.get("reason"),
+                },
             )
-            return
-        sender = self.participant.id
-        if to == "all":
-            self.room.notify_all(
-                "text", {"from": sender, "to": "all", "message": message}, exclude=sender
-            )
-            return
-        target = self.room.participants.get(to)
-        if target is not None:
-            target.notify("text", {"from": sender, "to": "me", "message": message})
+            spawn(call.drop(str(data.get("reason"))), "ending a call")
+
+    async def text(self, message: str, to: str) -> None:
+        """Text from the peer's data connection, to everyone or one participant."""
+        try:
+            await self.conference.text(self.participant, TextRequest(to=to, message=message))
+        except (ConferenceError, ValueError) as exc:
+            logger.info("peer text refused, dropped", extra={**self.log_ids, "reason": str(exc)})
 
     def connection_ended(self, connection_id: str) -> None:
         self.calls.pop(connection_id, None)
         self.links.pop(connection_id, None)
         if self.empty() and not self.closed:
-            spawn(self.close(), "leaving the room")
+            spawn(self.close("its last connection ended"), "leaving the room")
 
-    async def participant_closed(self) -> None:
-        # Removed from the room (REST kick, room deleted): hang up the rest.
-        await self.close()
-
-    async def close(self) -> None:
-        """Idempotent: hang up every call and data connection, leave the room."""
+    async def close(self, reason: str, *, removed: bool = False) -> None:
+        """Idempotent: hang up every call and data connection, leave the room (unless the
+        room service ``removed`` the participant already)."""
         if self.closed:
             return
         self.closed = True
@@ -366,136 +391,116 @@ class RoomPeerMember:
             await link.close()
         self.links.clear()
         self.calls.clear()
-        await self.room.remove_participant(self.participant)
-        await self.participant.close()
+        if not removed:
+            try:
+                await self.conference.leave(self.participant, reason)
+            except ConferenceError:
+                pass  # gone already (its room closed)
 
 
 class MediaCall:
-    """A peerjs media call to the room peer: one Transport, publishing in, the view out.
+    """A peerjs media call to the room peer: one transport, publishing in, the view out.
 
-    It is the Transport's observer: it turns the answer into an ANSWER message
-    and tells the member when the connection ends; the rest goes to the
-    Participant as for a Client-Portal client.
+    The caller's stream is published and the room's first view subscribed on the same
+    transport, on the caller's own m-lines; the room service's answer (a ``progress``
+    ``soac`` event) becomes an ANSWER message, and the transport's end hangs up the call.
     """
 
     def __init__(self, member: RoomPeerMember, connection_id: str) -> None:
         self.member = member
         self.connection_id = connection_id
-        self.transport: Transport | None = None
+        self.transport_id: str | None = None
         self.answered = False
 
     @property
-    def _log_ids(self) -> dict[str, str]:
+    def log_ids(self) -> dict[str, str]:
         return {**self.member.log_ids, "connection": self.connection_id}
 
     async def start(self, sdp: str, offered: list[tuple[str, str, bool]]) -> None:
         member = self.member
-        participant = member.participant
-        room = member.room
-        publish = participant.permission.get("publish") or {}
-        subscribe = participant.permission.get("subscribe") or {}
-        view = next(iter(room.views.values()), None)
-        server = member.room_peer.server
-        transport = server.agent.create_transport(uuid.uuid4().hex, self)
-        self.transport = transport
-        participant.transports[transport.id] = transport
+        conference = member.conference
+        ref = member.participant
         try:
-            in_tracks = [
-                TrackSpec(kind=kind, mid=mid, source="mic" if kind == "audio" else "camera")
+            publish = [
+                PublishTrack(kind=kind, mid=mid, source="mic" if kind == "audio" else "camera")
                 for mid, kind, sends in offered
-                if sends and publish.get(kind)
-            ]
-            limits = server.config.limits
-            if in_tracks:
-                participant.check_publication_limit(limits.publications_per_participant)
-                room.check_input_limit()
-                room.check_media_in([t.kind for t in in_tracks])
-                settings = room.settings
-                stream = ForwardStream(
-                    uuid.uuid4().hex,
-                    participant.id,
-                    in_tracks,
-                    {"peer": member.peer_id},
-                    media_in=settings.get("mediaIn", {}),
-                    media_out=settings.get("mediaOut", {}),
-                    transcoding=settings.get("transcoding", {}),
-                    keyframe_min_interval=server.config.webrtc.keyframe_min_interval,
+                if sends and member.may("publish", kind)
+            ]  # type: ignore[arg-type]
+            if publish:
+                published = await conference.publish(
+                    ref, PublishRequest(tracks=publish, attributes={"peer": member.peer_id})
                 )
-                publication = Publication(transport, stream)
-                transport.add_session(publication)
-                participant.publications[publication.id] = publication
-            out_tracks: list[SubscribedTrack] = []
-            if view is not None:
-                for mid, kind, _ in offered:
-                    if not subscribe.get(kind) or not view.has_track(kind):
-                        continue
-                    fmt: Any
-                    if kind == "video":
-                        fmt = resolve_video(track_info(view.info(), "video"), None)
-                    else:
-                        fmt = view.codec("audio") or "opus"
-                    out_tracks.append(SubscribedTrack(kind=kind, mid=mid, stream=view, format=fmt))
-            if out_tracks:
-                participant.check_subscription_limit(limits.subscriptions_per_participant)
-                subscription = Subscription(transport, uuid.uuid4().hex, out_tracks, participant.id)
-                transport.add_session(subscription)
-                participant.subscriptions[subscription.id] = subscription
-            if not in_tracks and not out_tracks:
+                self.transport_id = published.transport_id
+            view = first_view(await conference.room_info(ref))
+            subscribe = [
+                SubscribeTrack(kind=kind, mid=mid, stream_id=view["id"])  # type: ignore[arg-type]
+                for mid, kind, _ in offered
+                if view is not None and member.may("subscribe", kind) and has_track(view, kind)
+            ]
+            if subscribe:
+                subscribed = await conference.subscribe(
+                    ref, SubscribeRequest(tracks=subscribe, transport_id=self.transport_id)
+                )
+                self.transport_id = subscribed.transport_id
+            if self.transport_id is None:
                 raise CallRefused("The offer has no audio or video this role may send or receive")
-            await transport.handle_offer(sdp)
-        except (SignalingError, ParameterError, RequestError) as exc:
-            await self._drop()
+            await conference.signaling(
+                ref, SignalingRequest(transport_id=self.transport_id, type="offer", sdp=sdp)
+            )
+        except ConferenceError as exc:
+            await self.drop(str(exc))
             raise CallRefused(str(exc)) from None
-        except CallRefused:
-            await self._drop()
+        except CallRefused as exc:
+            await self.drop(str(exc))
             raise
-        logger.info("peer called in", extra={**self._log_ids, "transport": transport.id})
+        logger.info("peer called in", extra={**self.log_ids, "transport": self.transport_id})
 
-    async def candidate(self, candidate: dict[str, Any]) -> None:
-        if self.transport is None:
-            return
-        try:
-            await self.transport.add_candidate(candidate)
-        except SignalingError as exc:
-            logger.info("peer candidate refused", extra={**self._log_ids, "reason": str(exc)})
-
-    async def _drop(self) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        self.transport = None
-        participant = self.member.participant
-        for session in list(transport.sessions.values()):
-            participant.end_session(session.id)
-        participant.transports.pop(transport.id, None)
-        await self.member.room_peer.server.agent.close_transport(transport)
-        self.member.connection_ended(self.connection_id)
-
-    # -- TransportObserver ------------------------------------------------
-
-    def transport_progress(self, transport: Transport, message: dict[str, Any]) -> None:
-        if message.get("status") != "soac" or self.answered:
+    def answer(self, description: Any) -> None:
+        """The room service answered the call's offer: the ANSWER message, once."""
+        if self.answered or not isinstance(description, dict):
             return
         self.answered = True
         answer = {
             "type": ANSWER,
-            "payload": {
-                "sdp": message["data"],
-                "type": "media",
-                "connectionId": self.connection_id,
-            },
+            "payload": {"sdp": description, "type": "media", "connectionId": self.connection_id},
         }
         spawn(self.member.send(answer), "answering a call")
 
-    def session_ready(self, session: Session) -> None:
-        self.member.participant.session_ready(session)
+    async def candidate(self, candidate: dict[str, Any]) -> None:
+        if self.transport_id is None:
+            return
+        request = SignalingRequest(
+            transport_id=self.transport_id, type="candidate", candidate=candidate
+        )
+        try:
+            await self.member.conference.signaling(self.member.participant, request)
+        except ConferenceError as exc:
+            logger.info("peer candidate refused", extra={**self.log_ids, "reason": str(exc)})
 
-    def session_failed(self, session: Session, reason: str) -> None:
-        self.member.participant.session_failed(session, reason)
+    async def drop(self, reason: str) -> None:
+        """End the call's transport (and its sessions); the member hears it ended."""
+        transport_id, self.transport_id = self.transport_id, None
+        if transport_id is not None:
+            try:
+                await self.member.conference.close_transport(
+                    self.member.participant, transport_id, reason
+                )
+            except ConferenceError:
+                pass  # the participant is gone, and its transports with it
+        self.member.connection_ended(self.connection_id)
 
-    def transport_failed(self, transport: Transport) -> None:
-        logger.info("peer call ended", extra={**self._log_ids, "transport": transport.id})
-        spawn(self._drop(), "ending a call")
+
+def first_view(room: dict[str, Any]) -> dict[str, Any] | None:
+    """The room's first view (its first mixed stream's info), from a room description."""
+    return next(
+        (s for s in room.get("streams", []) if isinstance(s, dict) and s.get("type") == "mixed"),
+        None,
+    )
+
+
+def has_track(info: dict[str, Any], kind: str) -> bool:
+    tracks = info.get("media", {}).get("tracks", [])
+    return any(isinstance(t, dict) and t.get("type") == kind for t in tracks)
 
 
 class DataLink:
@@ -513,10 +518,10 @@ class DataLink:
         self.serialization = serialization
         self.codec: BinaryPackCodec | None = None
         if serialization in BINARY_SERIALIZATIONS:
-            text_limit = member.room_peer.server.config.portal.text_max_length
+            text_limit = member.room_peer.config.portal.text_max_length
             size = max(MAX_BINARY_MESSAGE, 4 * text_limit + 1024)
             self.codec = BinaryPackCodec(max_message_size=size)
-        stun = member.room_peer.server.config.webrtc.stun_servers
+        stun = member.room_peer.config.webrtc.stun_servers
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in stun])
         )
@@ -595,10 +600,13 @@ class DataLink:
             )
             return
         if isinstance(value, str):
-            self.member.text(value, "all")
+            spawn(self.member.text(value, "all"), "peer text")
         elif isinstance(value, dict) and isinstance(value.get("message"), str):
             to = value.get("to", "all")
-            self.member.text(value["message"], to if isinstance(to, str) else "all")
+            spawn(
+                self.member.text(value["message"], to if isinstance(to, str) else "all"),
+                "peer text",
+            )
         else:
             logger.info("peer data message is not text, dropped", extra=self._log_ids)
 
@@ -675,27 +683,11 @@ def parse_offer(payload: dict[str, Any]) -> Offer:
     elif kind != "media":
         raise CallRefused("OFFER type must be 'media' or 'data'")
     try:
-        parsed = check_offer(sdp, [])  # data offers too, before DataLink applies one
-    except OfferError as exc:
-        raise CallRefused(f"Invalid offer: {exc}") from None
+        sections = offer_sections(sdp)  # data offers too, before DataLink applies one
+    except ConferenceError as exc:
+        raise CallRefused(str(exc)) from None
     if kind == "data":
         return Offer(connection_id, kind, sdp, serialization, [])
-    sections = _media_sections(parsed)
     if not sections:
         raise CallRefused("Invalid offer: no audio or video media section")
     return Offer(connection_id, kind, sdp, "", sections)
-
-
-def _media_sections(description: SessionDescription) -> list[tuple[str, str, bool]]:
-    """(mid, kind, whether the caller sends) of the offer's first audio and video m-line."""
-    sections: list[tuple[str, str, bool]] = []
-    for media in description.media:
-        mid = media.rtp.muxId
-        if (
-            media.kind in ("audio", "video")
-            and mid
-            and all(k != media.kind for _, k, _ in sections)
-        ):
-            sends = media.direction in (None, "sendrecv", "sendonly")
-            sections.append((mid, media.kind, sends))
-    return sections

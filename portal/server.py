@@ -1,4 +1,5 @@
-"""Server: assembles the store, rooms, portal, WebRTC agent and HTTP app; owns their lifecycle."""
+"""Server: the assembly of one process: config, store, the room service, the front ends, the
+HTTP app, and their lifecycle."""
 
 from __future__ import annotations
 
@@ -7,69 +8,86 @@ import gc
 import logging
 import math
 import os
-import secrets
 import signal
 import sys
 import threading
 import time
-import weakref
 from typing import Any
 
 import socketio
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from tessera.media.aiortcext import (
+from tessera.conference.events import LocalRouter
+from tessera.conference.roomservice import RoomService
+from tessera.conference.selfcheck import (
+    MediaCheckFailed,
     PrivateNameMissing,
-    check_dtls_srtp,
-    check_msid_stream,
     check_private_names,
+    media_self_check,
+    release_caches,
 )
-from tessera.mixer.avatar import forget_avatars
-from tessera.mixer.selfcheck import check_media
-from tessera.recorder.recording import Recording, StoredRecording
-from tessera.recorder.streamingout import StreamingOut
-from tessera.webrtc_agent.agent import WebrtcAgent
+from tessera.conference.settings import ConferenceSettings
+from tessera.conference.store import Store, bootstrap_default_service
 
+from . import portal, roompeer
 from .config import Config
+from .eio3gateway import attach_socketio
 from .heap import HeapReclaimer
 from .looplag import LoopLagMonitor
 from .malloc import fix_malloc_trim_threshold, limit_malloc_arenas, trim_heap
-from .messages import RequestError
 from .metrics import create_registry
 from .peergateway import PeerGateway
 from .portal import Portal
-from .room import Room
-from .roomoptions import RoomOptions, parse_room_options
-from .store import ServiceRecord, Store, bootstrap_default_service, new_room_id
-from .tokens import issue_token
+from .rest import RestContext, setup_rest
+from .webapp import setup_web
 
 logger = logging.getLogger(__name__)
 # Seconds clients get to close their connections after `drop` on shutdown.
 DROP_GRACE = 2.0
 
 SERVER_KEY: web.AppKey[Server] = web.AppKey("server")
-# The media self-check passed in this process (its libraries stay as they are).
-_media_checked = False
 # /readyz judges the load by the event-loop lag of the last this many seconds.
 READY_WINDOW = 2.0
 
 
-class Server:
-    """The parent of everything: services' rooms, the portal and the WebRTC agent.
+def conference_settings(config: Config, advertised_host: Any) -> ConferenceSettings:
+    """What the room service needs of the configuration."""
+    return ConferenceSettings(
+        recording_dir=config.recording_dir(),
+        hls_dir=config.data_dir() / "hls",
+        advertised_host=advertised_host,
+        secure=config.server.secure,
+        token_lifetime=config.tokens.lifetime,
+        single_use_tokens=config.tokens.single_use,
+        reconnection_keep=config.portal.reconnection_keep,
+        ticket_lifetime=config.portal.ticket_lifetime,
+        text_max_length=config.portal.text_max_length,
+        rooms_per_service=config.limits.rooms_per_service,
+        publications_per_participant=config.limits.publications_per_participant,
+        subscriptions_per_participant=config.limits.subscriptions_per_participant,
+        stun_servers=tuple(config.webrtc.stun_servers),
+        keyframe_min_interval=config.webrtc.keyframe_min_interval,
+        frame_timeout=config.mixer.frame_timeout,
+        max_mixed_talkers=config.mixer.max_mixed_talkers,
+    )
 
-    Rooms defined over REST live in the store and are loaded when someone
-    joins; ad-hoc rooms live only while they have participants.
+
+class Server:
+    """The assembly: config, store, the room service and the front ends that call it
+    (Socket.IO portal, PeerJS gateway with the room peer; REST and the web app are
+    mounted on the app), and their lifecycle. Rooms never call back into it: the room
+    service reaches the front ends through its router.
     """
 
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
         self.store = store or Store(config.database_path())
-        self.default_service = bootstrap_default_service(self.store, config)
-        self.ticket_secret = secrets.token_bytes(32)
-        self.agent = WebrtcAgent(
-            stun_servers=list(config.webrtc.stun_servers),
-            keyframe_min_interval=config.webrtc.keyframe_min_interval,
+        self.default_service = bootstrap_default_service(self.store, config.service)
+        self.port = config.server.port  # the bound port, once listening (server.port may be 0)
+        self.router = LocalRouter()
+        self.conference = RoomService(
+            conference_settings(config, self.advertised_host), self.store, self.router
         )
         # Engine.IO refuses (by closing the connection) only far larger frames;
         # up to that the portal answers an oversized request with an error.
@@ -89,191 +107,36 @@ class Server:
             ),
             ping_timeout=config.portal.ping_timeout,
         )
-        self.portal = Portal(self, self.sio)
-        self.peers = PeerGateway(self)  # the PeerJS-compatible endpoint (peer model)
+        self.portal = Portal(self.conference, config, self.sio)
+        self.peers = PeerGateway(self.conference, config)  # the peer model's endpoint
+        self.router.register(portal.FRONT_END, self.portal)
+        self.router.register(roompeer.FRONT_END, self.peers.room_peer)
         self.loop_lag = LoopLagMonitor()
-        self.heap = HeapReclaimer(release=[forget_avatars])
-        self.rooms: dict[str, Room] = {}
-        # Every recording of this run, running or finished, for REST listing and download.
-        self.recordings: dict[str, tuple[str, str, Recording]] = {}
-        self._close_interrupted_recordings()
-        self.streaming_outs: dict[str, tuple[str, str, StreamingOut]] = {}
-        self.port = config.server.port  # the bound port, once listening (server.port may be 0)
-        # Weak: a lock lives only while a join holds or awaits it (one per room name ever
-        # joined would pile up otherwise).
-        self._room_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self.heap = HeapReclaimer(release=[release_caches])
+        # Without this the process never shrinks (see HeapReclaimer for why not right now).
+        self.conference.room_closed_listeners.append(self.heap.schedule)
         self.closing = False
         self._drained: asyncio.Future[None] | None = None
         self._sockets_closed = False
+
+    @property
+    def rooms(self) -> dict[str, Any]:
+        """Every loaded room (for tests and operators; front ends go through the service)."""
+        return self.conference.rooms
+
+    @property
+    def agent(self) -> Any:
+        """The WebRTC sessions of every room (for tests and leak checks)."""
+        return self.conference.agent
 
     def advertised_host(self) -> str:
         """`host:port` written into join tokens."""
         return self.config.advertised_host(self.port)
 
-    def join_token(
-        self, service: ServiceRecord, room: str, options: RoomOptions, user: str, role: str
-    ) -> str:
-        """A join token for `user` in `room` (id or name) with `role`, one of the room's roles.
-
-        Raises ValueError naming the problem (an unknown role, a bad claim).
-        """
-        if options.role(role) is None:
-            roles = ", ".join(r.role for r in options.roles)
-            raise ValueError(f"role {role[:64]!r} is not a role of this room (roles: {roles})")
-        return issue_token(
-            service_id=service.id,
-            key=service.key,
-            room=room,
-            user=user,
-            role=role,
-            host=self.advertised_host(),
-            secure=self.config.server.secure,
-            lifetime=self.config.tokens.lifetime,
-        )
-
-    # -- services and origins -------------------------------------------
-
-    def check_origin(self, service: ServiceRecord, origin: str | None) -> None:
-        """Refuse a browser whose Origin is not on the service's list (if it has one)."""
-        allowed = service.allowed_origins
-        if origin and allowed and "*" not in allowed and origin not in allowed:
-            logger.warning("origin refused", extra={"service": service.id, "origin": origin})
-            raise RequestError(f"Origin {origin} is not allowed")
-
-    # -- rooms ----------------------------------------------------------
-
-    def loaded_room(self, service_id: str, ref: str) -> Room | None:
-        room = self.rooms.get(ref)
-        if room is not None and room.service_id == service_id:
-            return room
-        for room in self.rooms.values():
-            if room.service_id == service_id and room.name == ref and not room.persistent:
-                return room
-        return None
-
-    async def find_room(self, service: ServiceRecord, ref: str, *, create: bool) -> Room | None:
-        """The room `ref` (an id or a name) of `service`, loading or creating it."""
-        lock = self._room_locks.setdefault((service.id, ref), asyncio.Lock())
-        async with lock:
-            room = self.loaded_room(service.id, ref)
-            if room is not None and not room.closed:
-                return room
-            record = self.store.get_room(service.id, ref) or self.store.find_room_by_name(
-                service.id, ref
-            )
-            if record is not None:
-                room = self.rooms.get(record.id)
-                if room is None or room.closed:
-                    options = parse_room_options(record.options)
-                    room = Room(self, service.id, record.id, record.name, options, persistent=True)
-                    self.rooms[room.id] = room
-                return room
-            if not create:
-                return None
-            limit = self.config.limits.rooms_per_service
-            if sum(1 for r in self.rooms.values() if r.service_id == service.id) >= limit:
-                raise RequestError(f"Too many rooms for this service (at most {limit})")
-            room = Room(
-                self,
-                service.id,
-                new_room_id(),
-                ref,
-                parse_room_options({"name": ref}),
-                persistent=False,
-            )
-            self.rooms[room.id] = room
-            logger.info(
-                "ad-hoc room created",
-                extra={"service": service.id, "room": room.id, "room_name": ref},
-            )
-            return room
-
-    def _close_interrupted_recordings(self) -> None:
-        # A recording still "recording" in the store was cut off by a stop or
-        # a crash: its WebM/Matroska file plays up to the cut.
-        for recording_id, info in self.store.interrupted_recordings():
-            info["state"] = "stopped"
-            info["reason"] = "the server stopped while recording; the file ends where it was cut"
-            self.store.update_recording(recording_id, info)
-
-    def recording_started(self, room: Room, recording: Recording) -> None:
-        self.recordings[recording.id] = (room.service_id, room.id, recording)
-        self._save_recording(room.service_id, room.id, recording)
-
-    def recording_finished(self, room: Room, recording: Recording) -> None:
-        self._save_recording(room.service_id, room.id, recording)
-
-    def _save_recording(self, service_id: str, room_id: str, recording: Recording) -> None:
-        try:
-            self.store.save_recording(
-                recording.id, service_id, room_id, recording.describe(), str(recording.path)
-            )
-        except Exception:
-            logger.exception(
-                "cannot save a recording in the store",
-                extra={"room": room_id, "recording": recording.id},
-            )
-
-    def find_recording(
-        self, service_id: str, room_id: str, recording_id: str
-    ) -> Recording | StoredRecording | None:
-        return next(
-            (r for r in self.recordings_of(service_id, room_id) if r.id == recording_id), None
-        )
-
-    def streaming_out_started(self, room: Room, out: StreamingOut) -> None:
-        self.streaming_outs[out.id] = (room.service_id, room.id, out)
-
-    def streaming_outs_of(self, service_id: str, room_id: str) -> list[StreamingOut]:
-        return [
-            o for s, rid, o in self.streaming_outs.values() if s == service_id and rid == room_id
-        ]
-
-    def recordings_of(self, service_id: str, room_id: str) -> list[Recording | StoredRecording]:
-        """This run's recordings of a room, then those of earlier runs."""
-        live: list[Recording | StoredRecording] = [
-            r for s, rid, r in self.recordings.values() if s == service_id and rid == room_id
-        ]
-        known = {r.id for r in live}
-        for recording_id, info, file in self.store.list_recordings(service_id, room_id):
-            if recording_id not in known:
-                live.append(StoredRecording(recording_id, info, file))
-        return live
-
-    async def room_empty(self, room: Room) -> None:
-        """The last participant left: an ad-hoc room ends; a stored room is unloaded."""
-        if room.participants:
-            return
-        self.rooms.pop(room.id, None)
-        await room.close()
-        if not room.persistent:
-            logger.info("ad-hoc room removed", extra={"room": room.id, "room_name": room.name})
-        # Without this the process never shrinks (see HeapReclaimer for why not right now).
-        self.heap.schedule()
-
-    async def reload_room_options(self, room_id: str, options: RoomOptions) -> None:
-        room = self.rooms.get(room_id)
-        if room is not None:
-            room.options = options
-
-    async def delete_room(self, room: Room) -> None:
-        self.rooms.pop(room.id, None)
-        for participant in list(room.participants.values()):
-            await self.portal.kick(participant)
-        await room.close()
-        self.heap.schedule()
-
     # -- lifecycle ------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        return {
-            "rooms": len(self.rooms),
-            "participants": sum(len(r.participants) for r in self.rooms.values()),
-            "loopLagP99": self.loop_lag.percentile(99),
-            **self.agent.stats(),
-        }
+        return {**self.conference.stats(), "loopLagP99": self.loop_lag.percentile(99)}
 
     async def drain(self) -> None:
         """The start of a shutdown: refuse logins, tell every client (`drop`), then
@@ -284,18 +147,10 @@ class Server:
 
     async def _drain(self) -> None:
         self.closing = True
-        rooms = list(self.rooms.values())
+        self.conference.closing = True
         logger.info("shutting down: logins refused, dropping every participant")
-        for room in rooms:
-            for participant in list(room.participants.values()):
-                if participant.sid is not None:
-                    await self.portal.emit("drop", participant.sid, None)
-        # Recordings first: a streaming-out to a stalled server must not cost a file.
-        recordings = [r for room in rooms for r in room.recordings.values()]
-        await asyncio.gather(*(r.stop() for r in recordings), return_exceptions=True)
-        logger.info("shutting down: %d recordings finalised", len(recordings))
-        outs = [o for room in rooms for o in room.streaming_outs.values()]
-        await asyncio.gather(*(o.stop() for o in outs), return_exceptions=True)
+        await self.portal.drop_all()
+        await self.conference.drain()
 
     async def shutdown(self) -> None:
         """Drain (logins refused, `drop`, recordings finalised), then close the sockets."""
@@ -318,14 +173,11 @@ class Server:
         await self.peers.close()
 
     async def close(self) -> None:
-        """Drop every participant, close every room and transport, then the store."""
+        """Close the front ends, then every room and transport, then the store."""
         self.closing = True
         await self.peers.close()
-        for room in list(self.rooms.values()):
-            await room.close()
-        self.rooms.clear()
+        await self.conference.close()
         self.heap.close()
-        await self.agent.close()
         self.store.close()
 
 
@@ -340,20 +192,19 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
         # Before anything is built (a failure leaves nothing open), on this thread: what
         # the check allocates lands in the main malloc arena, whose top malloc_trim gives
         # back (another arena's it does not).
-        media_self_check()
+        media_self_check(trim_heap)
     server = Server(config, store)
     app = web.Application(client_max_size=config.portal.max_message_bytes * 16)
     app[SERVER_KEY] = server
-    server.sio.attach(app)
-    from .rest import setup_rest
-
-    setup_rest(app, server)
+    attach_socketio(app, server.sio)  # Engine.IO 4 clients, and 3 (socket.io-client 2.x)
+    setup_rest(
+        app,
+        RestContext(server.conference, server.default_service.id, server.peers.close_service),
+    )
     server.peers.add_routes(app)
-    from .webapp import setup_web
-
-    setup_web(app, server)
+    setup_web(app, server.conference, config, server.default_service.id)
     app.router.add_get("/hls/{streaming}/{file}", _hls_file)
-    registry = create_registry(server)
+    registry = create_registry(server.conference, server.loop_lag)
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         return web.Response(
@@ -392,53 +243,17 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     return app
 
 
-class MediaCheckFailed(RuntimeError):
-    """The media self-check found a codec or DTLS-SRTP not working: the server does not start."""
-
-
-def media_self_check() -> None:
-    """Composite, encode and decode with every codec, and make a DTLS-SRTP handshake.
-
-    Once per process, on the main thread before anything serves; blocks for
-    about 0.1 s. Raises MediaCheckFailed naming what does not work.
-    """
-    global _media_checked
-    if _media_checked:
-        return
-    started = time.perf_counter()
-    failures = list(check_media().failures)
-    try:
-        check_dtls_srtp()
-    except Exception as exc:  # any failure is the finding
-        failures.append(f"DTLS-SRTP: {type(exc).__name__}: {exc}")
-    try:
-        check_msid_stream()
-    except Exception as exc:
-        failures.append(f"msid stream ids: {type(exc).__name__}: {exc}")
-    if failures:
-        for failure in failures:
-            logger.error("media self-check failed: %s", failure, extra={"check": failure})
-        raise MediaCheckFailed("media self-check failed: " + "; ".join(failures))
-    _media_checked = True
-    gc.collect()
-    trim_heap()
-    seconds = time.perf_counter() - started
-    logger.info(
-        "media self-check passed in %.0f ms", seconds * 1000, extra={"seconds": round(seconds, 3)}
-    )
-
-
 async def _hls_file(request: web.Request) -> web.StreamResponse:
     """An HLS playlist or segment: the unguessable streaming-out id is the capability."""
     server = request.app[SERVER_KEY]
     streaming_id = request.match_info["streaming"]
     name = request.match_info["file"]
-    entry = server.streaming_outs.get(streaming_id)
-    if entry is None or entry[2].hls_directory is None:
+    directory = server.conference.hls_directory(streaming_id[:128])
+    if directory is None:
         raise web.HTTPNotFound(text="No such HLS stream")
     if "/" in name or name.startswith(".") or not name.endswith((".m3u8", ".ts")):
         raise web.HTTPNotFound(text="No such HLS file")
-    path = entry[2].hls_directory / name
+    path = directory / name
     if not path.is_file():
         raise web.HTTPNotFound(text="No such HLS file")
     content_type = "application/vnd.apple.mpegurl" if name.endswith(".m3u8") else "video/mp2t"
@@ -474,6 +289,11 @@ async def _serve(config: Config) -> int:
     site = web.TCPSite(runner, config.server.host, config.server.port)
     await site.start()
     server.port = int(runner.addresses[0][1])
+    # What start-up made (modules, the self-check's leftovers) lives as long as the
+    # process: out of the collector's sight, a full collection (the heap reclaim after a
+    # room closes, on the event loop) costs what rooms made, not tens of milliseconds more.
+    gc.collect()
+    gc.freeze()
     url = f"http://{config.advertised_host(server.port)}"
     # Before the line that says we are up: a SIGTERM right after it is a clean stop, not a kill.
     stop = asyncio.Event()

@@ -18,24 +18,20 @@ import hmac
 import ipaddress
 import json
 import logging
+import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from tessera.conference.errors import ConferenceError
+from tessera.conference.outputs import PLAYABLE
+from tessera.conference.requests import ParticipantInfo
+from tessera.conference.roomservice import RoomService
 from tessera.config.validation import check_name
-from tessera.media.mediasource import ParameterError
-from tessera.mixer.layout import LayoutError
-from tessera.recorder.muxer import PLAYABLE, MuxerError
-from tessera.recorder.recording import MediaChoice, Recording, StoredRecording
 
-from .messages import RequestError
-from .participant import Participant
-from .room import Room
-from .roomoptions import parse_room_options
-from .server import Server
-from .tokens import TokenError
+from .config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +53,11 @@ class DemoError(web.HTTPException):
         )
 
 
-def setup_web(app: web.Application, server: Server) -> None:
-    """Mount the pages and, if allowed by ``[web] demo``, the demo endpoints."""
-    config = server.config
+def setup_web(
+    app: web.Application, conference: RoomService, config: Config, default_service_id: str
+) -> None:
+    """Mount the pages and, if allowed by ``[web] demo``, the demo endpoints (which issue
+    tokens for the service ``default_service_id``)."""
     if not config.web.enabled:
         return
     web_dir = config.web_dir()
@@ -78,7 +76,7 @@ def setup_web(app: web.Application, server: Server) -> None:
                 extra={"package": package, "directory": str(dist)},
             )
     if config.web.demo != "off":
-        DemoApp(server).mount(app)
+        DemoApp(conference, config, default_service_id).mount(app)
 
 
 def _mount_pages(app: web.Application, web_dir: Path) -> None:
@@ -107,9 +105,12 @@ def _is_loopback(address: str | None) -> bool:
 class DemoApp:
     """The built-in app server of the conference page (see the module docstring)."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.config = server.config
+    def __init__(self, conference: RoomService, config: Config, service_id: str) -> None:
+        self.conference = conference
+        self.config = config
+        self.service_id = service_id
+        # Signs the recordings' download links (valid for this process's life).
+        self._link_secret = secrets.token_bytes(32)
 
     def mount(self, app: web.Application) -> None:
         @web.middleware
@@ -162,29 +163,26 @@ class DemoApp:
             raise DemoError(400, "Request body must be a JSON object")
         return body
 
-    def _participant(self, request: web.Request) -> Participant:
+    async def _participant(self, request: web.Request) -> ParticipantInfo:
         """The caller, proved by its current reconnection ticket."""
         header = request.headers.get("Authorization", "")
         scheme, _, ticket = header.partition(" ")
         if scheme != "Ticket" or not ticket:
             raise DemoError(401, "Authorization: Ticket <reconnection ticket> is required")
         try:
-            return self.server.portal.participant_of_ticket(ticket.strip())
-        except (TokenError, RequestError) as exc:
+            return await self.conference.participant_of_ticket(ticket.strip())
+        except ConferenceError as exc:
             raise DemoError(401, str(exc)) from None
 
-    def _moderator(self, request: web.Request) -> tuple[Participant, Room]:
-        participant = self._participant(request)
-        if participant.role not in self.config.web.moderator_roles:
+    async def _moderator(self, request: web.Request) -> ParticipantInfo:
+        caller = await self._participant(request)
+        if caller.role not in self.config.web.moderator_roles:
             raise DemoError(
                 403,
-                f"Role {participant.role} may not do this (moderator roles: "
+                f"Role {caller.role} may not do this (moderator roles: "
                 f"{', '.join(self.config.web.moderator_roles) or 'none'})",
             )
-        room = participant.room
-        if room.closed:
-            raise DemoError(409, "The room is closed")
-        return participant, room
+        return caller
 
     # -- tokens ---------------------------------------------------------
 
@@ -195,7 +193,7 @@ class DemoApp:
         unknown = sorted(set(body) - {"room", "user", "role"})
         if unknown:
             raise DemoError(400, f"{unknown[0]}: unknown field (expected room, user, role)")
-        service = self.server.default_service
+        service_id = self.service_id
         try:
             room_ref = check_name(body.get("room") or self.config.service.default_room, "room")
             user = check_name(body.get("user"), "user")
@@ -204,36 +202,26 @@ class DemoApp:
         role = body.get("role", "presenter")
         if not isinstance(role, str) or not role:
             raise DemoError(400, "role must be a non-empty string")
-        store = self.server.store
-        record = store.get_room(service.id, room_ref) or store.find_room_by_name(
-            service.id, room_ref
-        )
-        loaded = self.server.loaded_room(service.id, room_ref)
-        if record is None and loaded is None and not service.adhoc_rooms:
-            raise DemoError(404, f"Room {room_ref} does not exist (ad-hoc rooms are off)")
-        if loaded is not None:
-            options = loaded.options
-        else:
-            # An ad-hoc room gets the default options when it is created at login.
-            options = parse_room_options(record.options if record else {"name": room_ref})
         try:
-            token = self.server.join_token(service, room_ref, options, user, role)
-        except ValueError as exc:
-            raise DemoError(400, str(exc)) from None
-        # An ad-hoc room that does not exist yet has a name but no id.
-        known = loaded if loaded is not None else record
+            issued = await self.conference.issue_token(service_id, room_ref, user, role, adhoc=True)
+        except ConferenceError as exc:
+            raise DemoError(exc.status, str(exc)) from None
         logger.info(
             "demo token issued",
             extra={
-                "service": service.id,
-                "room": known.id if known is not None else None,
-                "room_name": known.name if known is not None else room_ref,
+                "service": service_id,
+                "room": issued.room_id,
+                "room_name": issued.room_name,
                 "user": user,
                 "role": role,
             },
         )
         return web.json_response(
-            {"token": token, "role": role, "moderator": role in self.config.web.moderator_roles}
+            {
+                "token": issued.token,
+                "role": role,
+                "moderator": role in self.config.web.moderator_roles,
+            }
         )
 
     # -- layout ---------------------------------------------------------
@@ -241,37 +229,40 @@ class DemoApp:
     async def set_layout(self, request: web.Request) -> web.StreamResponse:
         """``{view, base}``: switch a view of the caller's room to fluid or lecture."""
         self._check_allowed(request)
-        participant, room = self._moderator(request)
+        caller = await self._moderator(request)
         body = await self._body(request)
         base = body.get("base")
         if base not in LAYOUT_BASES:
             raise DemoError(400, f"base must be one of {', '.join(LAYOUT_BASES)}")
-        label = body.get("view") or next(iter(room.views), None)
-        view = room.views.get(label) if isinstance(label, str) else None
-        if view is None:
-            raise DemoError(404, f"View {str(label)[:64]} does not exist in this room")
+        label = body.get("view")
         try:
-            view.set_template_base(base)
-        except LayoutError as exc:
-            raise DemoError(400, str(exc)) from None
+            result = await self.conference.set_view_template(
+                caller.participant.room_id, label if isinstance(label, str) else None, base
+            )
+        except ConferenceError as exc:
+            raise DemoError(exc.status, str(exc)) from None
         logger.info(
             "demo layout set",
-            extra={**participant.log_ids, **view.log_ids, "base": base},
+            extra={
+                "room": caller.participant.room_id,
+                "participant": caller.participant.participant_id,
+                "view": result["view"],
+                "base": base,
+            },
         )
-        return web.json_response(
-            {"view": view.label, "base": base, "layout": view.layout.to_json()}
-        )
+        return web.json_response(result)
 
     # -- recordings -----------------------------------------------------
 
-    def _describe(self, room: Room, recording: Recording | StoredRecording) -> dict[str, Any]:
-        info = recording.describe()
-        if recording.state != "recording":
+    def _describe(self, caller: ParticipantInfo, info: dict[str, Any]) -> dict[str, Any]:
+        info = dict(info)
+        service_id, room_id = caller.service_id, caller.participant.room_id
+        if info.get("state") != "recording":
             expires = int(time.time()) + DOWNLOAD_LINK_LIFETIME
-            signature = self._link_signature(room.service_id, room.id, recording.id, expires)
+            signature = self._link_signature(service_id, room_id, info["id"], expires)
             info["download"] = (
-                f"/demo/recordings/{recording.id}/file?service={room.service_id}"
-                f"&room={room.id}&expires={expires}&signature={signature}"
+                f"/demo/recordings/{info['id']}/file?service={service_id}"
+                f"&room={room_id}&expires={expires}&signature={signature}"
             )
         info.pop("storage", None)  # the server's file path is none of the page's business
         return info
@@ -280,53 +271,61 @@ class DemoApp:
         self, service_id: str, room_id: str, recording_id: str, expires: int
     ) -> str:
         message = f"{service_id},{room_id},{recording_id},{expires}".encode()
-        return hmac.new(self.server.ticket_secret, message, hashlib.sha256).hexdigest()
+        return hmac.new(self._link_secret, message, hashlib.sha256).hexdigest()
 
     async def list_recordings(self, request: web.Request) -> web.StreamResponse:
         self._check_allowed(request)
-        participant = self._participant(request)
-        room = participant.room
-        recordings = self.server.recordings_of(room.service_id, room.id)
-        return web.json_response([self._describe(room, r) for r in recordings])
+        caller = await self._participant(request)
+        recordings = await self.conference.list_recordings(
+            caller.service_id, caller.participant.room_id
+        )
+        return web.json_response([self._describe(caller, r) for r in recordings])
 
     async def start_recording(self, request: web.Request) -> web.StreamResponse:
         """``{view}``: record a view of the caller's room (its mixed audio and video)."""
         self._check_allowed(request)
-        participant, room = self._moderator(request)
+        caller = await self._moderator(request)
         body = await self._body(request)
-        service = self.server.store.get_service(room.service_id)
-        if service is None or not service.recording:
-            raise DemoError(403, "Recording is switched off for this service")
-        label = body.get("view") or next(iter(room.views), None)
-        view = room.views.get(label) if isinstance(label, str) else None
-        if view is None:
-            raise DemoError(404, f"View {str(label)[:64]} does not exist in this room")
-        media = MediaChoice(
-            audio_from=view.id if view.has_track("audio") else None,
-            video_from=view.id if view.has_track("video") else None,
-        )
+        label = body.get("view")
         try:
             # A container the page's browser plays (REST's "auto" is OWT's: Matroska).
-            recording = room.start_recording(PLAYABLE, media)
-        except (ParameterError, MuxerError) as exc:
-            raise DemoError(400, str(exc)) from None
+            recording = await self.conference.record_view(
+                caller.service_id,
+                caller.participant.room_id,
+                label if isinstance(label, str) else None,
+                PLAYABLE,
+            )
+        except ConferenceError as exc:
+            raise DemoError(exc.status, str(exc)) from None
         logger.info(
-            "demo recording started", extra={**participant.log_ids, "recording": recording.id}
+            "demo recording started",
+            extra={
+                "room": caller.participant.room_id,
+                "participant": caller.participant.participant_id,
+                "recording": recording["id"],
+            },
         )
-        return web.json_response(self._describe(room, recording))
+        return web.json_response(self._describe(caller, recording))
 
     async def stop_recording(self, request: web.Request) -> web.StreamResponse:
         self._check_allowed(request)
-        participant, room = self._moderator(request)
+        caller = await self._moderator(request)
         recording_id = request.match_info["recording"]
-        recording = self.server.find_recording(room.service_id, room.id, recording_id)
-        if recording is None:
-            raise DemoError(404, "Recording not found in this room")
-        await recording.stop()
+        try:
+            recording = await self.conference.stop_recording(
+                caller.service_id, caller.participant.room_id, recording_id
+            )
+        except ConferenceError as exc:
+            raise DemoError(exc.status, "Recording not found in this room") from None
         logger.info(
-            "demo recording stopped", extra={**participant.log_ids, "recording": recording.id}
+            "demo recording stopped",
+            extra={
+                "room": caller.participant.room_id,
+                "participant": caller.participant.participant_id,
+                "recording": recording_id,
+            },
         )
-        return web.json_response(self._describe(room, recording))
+        return web.json_response(self._describe(caller, recording))
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         """A finished recording's file; the signed link from the list is the permission."""
@@ -344,12 +343,11 @@ class DemoApp:
             raise DemoError(403, "The download link is not valid")
         if expires < time.time():
             raise DemoError(403, "The download link has expired; reload the list")
-        recording = self.server.find_recording(service_id, room_id, recording_id)
-        if recording is None or not recording.path.is_file():
-            raise DemoError(404, "The recording has no file")
-        if recording.state == "recording":
-            raise DemoError(409, "The recording is still running; stop it first")
+        try:
+            path = await self.conference.recording_file(service_id, room_id, recording_id)
+        except ConferenceError as exc:
+            message = "The recording has no file" if exc.status == 404 else str(exc)
+            raise DemoError(exc.status, message) from None
         return web.FileResponse(
-            recording.path,
-            headers={"Content-Disposition": f'attachment; filename="{recording.path.name}"'},
+            path, headers={"Content-Disposition": f'attachment; filename="{path.name}"'}
         )

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from tessera.media.threadstart import LaunchedThread
+
 from .streamingtarget import HttpTarget
 
 logger = logging.getLogger(__name__)
@@ -146,8 +148,8 @@ class HttpPusher:
         self.sent: list[tuple[str, str, int]] = []  # (method, name, status), for logs and tests
         self.retries = 0
         self.delete_failures = 0
-        self._thread = threading.Thread(target=self._run, name="push http", daemon=True)
-        self._thread.start()
+        self._thread = LaunchedThread(self._run, "push http")
+        self._thread.launch()  # never waits on the event loop thread
 
     # -- the muxer's side --------------------------------------------------------------
 

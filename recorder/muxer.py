@@ -66,6 +66,7 @@ from typing import Any, NamedTuple
 import av
 
 from tessera.media.mediasource import Packet, vp8_frame_size
+from tessera.media.threadstart import LaunchedThread
 
 logger = logging.getLogger(__name__)
 
@@ -424,10 +425,10 @@ class PacketWriter(ABC):
         self._started = False
         self._video_size: tuple[int, int] | None = None
 
-        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+        self._thread = LaunchedThread(self._run, thread_name)
 
     def _start_worker(self) -> None:
-        self._thread.start()
+        self._thread.launch()  # never waits on the event loop thread
 
     # -- loop thread ---------------------------------------------------------
 

@@ -24,6 +24,8 @@ OPUS_FORMAT = {"codec": "opus", "sampleRate": 48000, "channelNum": 2}
 # How often the timeline sidecar is rewritten while recording, so that a
 # killed server still leaves it nearly complete next to the playable file.
 SIDECAR_INTERVAL = 5.0
+# OWT's words when a source stream ends (as a subscription's and a streaming-out's).
+SOURCE_LOSS = "Source stream loss"
 
 
 @dataclass
@@ -202,12 +204,20 @@ class Recording:
             self._sinks["audio"].detach()
         if self.media.video_from == stream_id:
             self._sinks["video"].detach()
-        return all(s.source is None for s in self._sinks.values())
+        gone = all(s.source is None for s in self._sinks.values())
+        if gone and self.reason is None and self.stopped_at is None:
+            self.reason = SOURCE_LOSS
+        return gone
 
-    async def stop(self) -> None:
-        """Stop and finalise the file and the sidecar (idempotent)."""
+    async def stop(self, reason: str | None = None) -> None:
+        """Stop and finalise the file and the sidecar (idempotent).
+
+        ``reason``: why it stops, if not on request (its room closed); kept as ``reason``.
+        """
         if self.state not in ("recording", "failed", "initializing") or self.stopped_at:
             return
+        if reason is not None and self.reason is None:
+            self.reason = reason
         for sink in self._sinks.values():
             sink.detach()
         self.stopped_at = time.time()

@@ -300,11 +300,16 @@ class StreamingOut:
             self.reason = SOURCE_LOSS
         return gone
 
-    async def stop(self) -> None:
-        """Stop and finish the output (HLS: the playlist gets #EXT-X-ENDLIST); idempotent."""
+    async def stop(self, reason: str | None = None) -> None:
+        """Stop and finish the output (HLS: the playlist gets #EXT-X-ENDLIST); idempotent.
+
+        ``reason``: why it stops, if not on request (its room closed); kept as ``reason``.
+        """
         if self.stopped_at is not None:
             return
         self.stopped_at = time.time()
+        if reason is not None and self.reason is None:
+            self.reason = reason
         for sink in self._sinks.values():
             sink.detach()
         pusher = self._pusher

@@ -25,8 +25,8 @@ ruff format --check .
 echo "== layers (import contracts in pyproject.toml; docs/architecture.md)"
 lint-imports --no-cache --no-logo
 echo "== mypy"
-mypy -p tessera.portal -p tessera.webrtc_agent -p tessera.mixer -p tessera.recorder -p tessera.config \
-  -p tessera.media -p tessera.cluster
+mypy -p tessera.portal -p tessera.conference -p tessera.cluster -p tessera.webrtc_agent \
+  -p tessera.mixer -p tessera.recorder -p tessera.config -p tessera.media
 mypy bench
 mypy clients/python/tessera_client
 echo "== pytest"

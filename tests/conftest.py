@@ -23,7 +23,7 @@ def _check_install() -> None:
     import importlib.util
 
     missing = []
-    for folder in ("portal", "webrtc_agent", "mixer", "recorder", "config", "media"):
+    for folder in ("portal", "conference", "webrtc_agent", "mixer", "recorder", "config", "media"):
         spec = importlib.util.find_spec(f"tessera.{folder}")
         installed = Path(next(iter(spec.submodule_search_locations or []), "")) if spec else None
         for source in sorted((ROOT / folder).glob("*.py")):

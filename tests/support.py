@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tessera.conference.store import ServiceRecord
+from tessera.conference.tokens import issue_token
 from tessera.portal.config import Config, load_config
 from tessera.portal.server import SERVER_KEY, Server, create_app
-from tessera.portal.store import ServiceRecord
-from tessera.portal.tokens import issue_token
 from tessera_client import ConferenceClient
 
 

@@ -23,5 +23,14 @@ from __future__ import annotations
 from .api import REST_API_KEY, RestApi, setup_rest
 from .bodies import MAX_BODY_BYTES
 from .errors import ErrorCode, RestError
+from .resource import RestContext
 
-__all__ = ["MAX_BODY_BYTES", "REST_API_KEY", "ErrorCode", "RestApi", "RestError", "setup_rest"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "REST_API_KEY",
+    "ErrorCode",
+    "RestApi",
+    "RestContext",
+    "RestError",
+    "setup_rest",
+]

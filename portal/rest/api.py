@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
+from tessera.conference.errors import ConferenceError
 
 from .auth import CREDENTIALS, Authenticator
 from .bodies import MAX_BODY_BYTES, loggable
@@ -16,15 +17,12 @@ from .errors import ErrorCode, RestError, bad_request
 from .outside import Outside
 from .participants import Participants
 from .recordings import Recordings
-from .resource import Resource
+from .resource import Resource, RestContext
 from .rooms import Rooms
 from .services import Services
 from .streamingouts import StreamingOuts
 from .streams import Streams
 from .tokens import Tokens
-
-if TYPE_CHECKING:
-    from ..server import Server
 
 logger = logging.getLogger(__name__)
 
@@ -34,22 +32,22 @@ _CHALLENGE = 'MAuth realm="tessera", Bearer realm="tessera"'
 
 
 class RestApi:
-    """The REST management API of one Server: its resources, routes and middleware."""
+    """The REST management API on a room service: its resources, routes and middleware."""
 
-    def __init__(self, server: Server, *, max_skew_ms: int = 300_000) -> None:
-        self.server = server
+    def __init__(self, context: RestContext, *, max_skew_ms: int = 300_000) -> None:
+        self.context = context
         # Replaceable in tests: MAuth timestamps are checked against it.
         self.clock: Callable[[], float] = time.time
-        self.auth = Authenticator(server.store, lambda: self.clock(), max_skew_ms)
+        self.auth = Authenticator(context.conference, lambda: self.clock(), max_skew_ms)
         self.resources: list[Resource] = [
-            Rooms(server),
-            Tokens(server),
-            Participants(server),
-            Streams(server),
-            Recordings(server),
-            StreamingOuts(server),
-            Services(server),
-            Outside(server),
+            Rooms(context),
+            Tokens(context),
+            Participants(context),
+            Streams(context),
+            Recordings(context),
+            StreamingOuts(context),
+            Services(context),
+            Outside(context),
         ]
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
@@ -77,6 +75,9 @@ class RestApi:
             response = await handler(request)
         except RestError as exc:
             response = self._refuse(request, service_id, exc)
+        except ConferenceError as exc:
+            refusal = RestError(exc.status, ErrorCode(exc.code), exc.message)
+            response = self._refuse(request, service_id, refusal)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -143,9 +144,9 @@ class RestApi:
 REST_API_KEY = web.AppKey("tessera_rest_api", RestApi)
 
 
-def setup_rest(app: web.Application, server: Server) -> None:
+def setup_rest(app: web.Application, context: RestContext) -> None:
     """Add the REST management API (routes and its middleware) to ``app``."""
-    api = RestApi(server)
+    api = RestApi(context)
 
     @web.middleware
     async def rest_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -6,12 +6,14 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import jwt
 from aiohttp import web
 
+from tessera.conference.store import ServiceRecord
+
 from ..mauth import AuthError, NonceCache, parse_mauth, verify_mauth
-from ..store import ServiceRecord, Store
 from .errors import ErrorCode, RestError, unauthorized
 
 logger = logging.getLogger(__name__)
@@ -37,11 +39,21 @@ class Credentials:
 CREDENTIALS = web.RequestKey("tessera_rest_credentials", Credentials)
 
 
+class ServiceDirectory(Protocol):
+    """Where the services are looked up (the room service)."""
+
+    def get_service(self, service_id: str) -> ServiceRecord | None: ...
+
+    def all_services(self) -> list[ServiceRecord]: ...
+
+
 class Authenticator:
     """Finds the calling service of a request and checks its Origin."""
 
-    def __init__(self, store: Store, clock: Callable[[], float], max_skew_ms: int) -> None:
-        self.store = store
+    def __init__(
+        self, services: ServiceDirectory, clock: Callable[[], float], max_skew_ms: int
+    ) -> None:
+        self.services = services
         self.clock = clock
         self.max_skew_ms = max_skew_ms
         self.nonces = NonceCache(max_skew_ms=max_skew_ms)
@@ -67,7 +79,7 @@ class Authenticator:
     def _mauth(self, header: str) -> Credentials:
         try:
             parsed = parse_mauth(header)
-            service = self.store.get_service(parsed.service_id)
+            service = self.services.get_service(parsed.service_id)
             if service is None:
                 raise AuthError("mauth_serviceid names no service")
             now = self._now_ms()
@@ -93,7 +105,7 @@ class Authenticator:
         # Compare with every key, in constant time each, so timing tells nothing.
         found = None
         candidate = token.encode("utf-8", "surrogatepass")
-        for service in self.store.list_services():
+        for service in self.services.all_services():
             if hmac.compare_digest(service.key.encode("utf-8"), candidate) and service.key:
                 found = service
         return found
@@ -109,7 +121,7 @@ class Authenticator:
         issuer = claims.get("iss")
         if not isinstance(issuer, str) or not issuer:
             raise unauthorized("Bearer JWT has no 'iss' claim naming the service")
-        service = self.store.get_service(issuer)
+        service = self.services.get_service(issuer)
         if service is None or not service.key:
             raise unauthorized("Bearer JWT 'iss' names no service")
         try:

@@ -1,31 +1,10 @@
-"""REST errors: OWT's error codes and the refusal every handler raises."""
+"""REST errors: the refusal every handler raises, with OWT's error codes (conference.errors)."""
 
 from __future__ import annotations
 
-from enum import IntEnum
+from tessera.conference.errors import ErrorCode
 
-
-class ErrorCode(IntEnum):
-    """OWT's error codes, as its management API sends them (``errors.js``).
-
-    RESTAPI.md's table lists 1201 as "failed to call cluster" and 1301 as
-    "request data error"; OWT's code sends them the other way round
-    (``BadRequestError`` 1201, ``CloudError`` 1301), and so does Tessera. The
-    not-found codes are the table's: OWT's code means to pick them from the
-    message but its test is inverted (``indexOf`` taken as a boolean), so in
-    practice it answers 1005 (1004 for a participant) whatever was not found.
-    """
-
-    NOT_FOUND = 1001
-    SERVICE_NOT_FOUND = 1002
-    ROOM_NOT_FOUND = 1003
-    STREAM_NOT_FOUND = 1004
-    PARTICIPANT_NOT_FOUND = 1005
-    AUTHENTICATION = 1101
-    PERMISSION_DENIED = 1102
-    BAD_REQUEST = 1201
-    CLOUD = 1301
-    UNEXPECTED = 2001
+__all__ = ["ErrorCode", "RestError", "bad_request", "forbidden", "not_implemented", "unauthorized"]
 
 
 class RestError(Exception):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tessera.recorder.muxer import CONTAINERS
-from tessera.recorder.recording import MediaChoice
+from tessera.conference.outputs import RECORDING_CONTAINERS
+from tessera.conference.requests import OutputMedia
 
 from .bodies import MAX_ID_LENGTH, expect_object
 from .errors import bad_request
@@ -17,7 +17,7 @@ class MediaRequest:
     """A checked POST /recordings body."""
 
     container: str
-    media: MediaChoice
+    media: OutputMedia
 
 
 def media_request(body: Any) -> MediaRequest:
@@ -27,8 +27,8 @@ def media_request(body: Any) -> MediaRequest:
     if unknown:
         raise bad_request(f"{unknown[0]}: unknown field (expected container, media)")
     container = data.get("container", "auto")
-    if container not in ("auto", *CONTAINERS):
-        raise bad_request(f"container: expected one of auto, {', '.join(CONTAINERS)}")
+    if container not in RECORDING_CONTAINERS:
+        raise bad_request(f"container: expected one of {', '.join(RECORDING_CONTAINERS)}")
     media = data.get("media")
     if not isinstance(media, dict):
         raise bad_request("media: an object with audio and/or video is required")
@@ -58,7 +58,7 @@ def media_request(body: Any) -> MediaRequest:
         raise bad_request("media: at least one of audio and video is required")
     return MediaRequest(
         container=str(container),
-        media=MediaChoice(
+        media=OutputMedia(
             audio_from=sources["audio"],
             video_from=sources["video"],
             video_parameters=parameters,

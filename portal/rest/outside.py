@@ -37,7 +37,7 @@ class Outside(Resource):
         message = _OUTSIDE[name]
 
         async def handler(request: web.Request) -> web.StreamResponse:
-            self._room(request)  # an unknown room is still a 404
+            await self._room(request)  # an unknown room is still a 404
             raise not_implemented(message)
 
         return handler

@@ -7,15 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from tessera.media.mediasource import ParameterError
-from tessera.recorder.muxer import MuxerError
-from tessera.recorder.outputpatch import parse_output_patch
-from tessera.recorder.recording import Recording, StoredRecording
+from tessera.conference.requests import RecordingRequest
 
 from .bodies import path_id
-from .errors import ErrorCode, RestError, bad_request
+from .errors import ErrorCode, bad_request
 from .mediarequest import media_request
-from .resource import BOTH, Resource, RoomRef, Route, empty_response
+from .resource import BOTH, Resource, Route, empty_response
 
 logger = logging.getLogger(__name__)
 
@@ -38,87 +35,58 @@ class Recordings(Resource):
             ("GET", "/rooms/{room}/recordings/{recording}/file", self.download_recording, BOTH),
         ]
 
-    def _recording(self, request: web.Request) -> tuple[RoomRef, Recording | StoredRecording]:
-        ref = self._room(request)
-        service = self._credentials(request).service
-        recording_id = path_id(request, "recording", ErrorCode.NOT_FOUND, "Recording")
-        recording = self.server.find_recording(service.id, ref.id, recording_id)
-        if recording is None:
-            raise RestError(404, ErrorCode.NOT_FOUND, "Recording not found")
-        return ref, recording
+    async def _recording(self, request: web.Request) -> tuple[str, str]:
+        room_id = await self._room(request)
+        return room_id, path_id(request, "recording", ErrorCode.NOT_FOUND, "Recording")
 
     async def create_recording(self, request: web.Request) -> web.StreamResponse:
-        service = self._credentials(request).service
-        ref = self._room(request)
+        room_id = await self._room(request)
         raw = await self._read_json(request)
         body = media_request(raw)
         _check_audio_format(raw)
-        if not service.recording:
-            raise RestError(
-                403, ErrorCode.PERMISSION_DENIED, "Recording is switched off for this service"
-            )
-        if ref.loaded is None:
-            raise bad_request("The room has no streams to record (nobody is in it)")
-        try:
-            recording = ref.loaded.start_recording(body.container, body.media)
-        except (ParameterError, MuxerError) as exc:
-            raise bad_request(str(exc)) from None
-        return web.json_response(recording.describe())
+        recording = await self.conference.start_recording(
+            self._service_id(request),
+            room_id,
+            RecordingRequest(container=body.container, media=body.media),
+        )
+        return web.json_response(recording)
 
     async def list_recordings(self, request: web.Request) -> web.StreamResponse:
-        ref = self._room(request)
-        service = self._credentials(request).service
+        room_id = await self._room(request)
         state = request.query.get("state", "recording")
         if state not in LIST_STATES:
             raise bad_request(f"state must be one of {', '.join(LIST_STATES)}")
-        recordings = self.server.recordings_of(service.id, ref.id)
-        listed = [r for r in recordings if state in ("all", r.state)]
-        return web.json_response([r.describe() for r in listed])
+        listed = await self.conference.list_recordings(self._service_id(request), room_id, state)
+        return web.json_response(listed)
 
     async def get_recording(self, request: web.Request) -> web.StreamResponse:
-        _, recording = self._recording(request)
-        return web.json_response(recording.describe())
+        room_id, recording_id = await self._recording(request)
+        info = await self.conference.get_recording(self._service_id(request), room_id, recording_id)
+        return web.json_response(info)
 
     async def patch_recording(self, request: web.Request) -> web.StreamResponse:
-        ref, recording = self._recording(request)
+        room_id, recording_id = await self._recording(request)
+        service_id = self._service_id(request)
+        # The recording first: an unknown one is a 404 whatever the body.
+        await self.conference.get_recording(service_id, room_id, recording_id)
         # OWT's SubscriptionControlInfo, as a streaming-out's PATCH reads it.
-        try:
-            patch = parse_output_patch(await self._read_json(request))
-        except ParameterError as exc:
-            raise bad_request(str(exc)) from None
-        if ref.loaded is None or recording.state != "recording":
-            raise bad_request(f"The recording is not running (it is {recording.state})")
-        try:
-            recording.update(
-                ref.loaded.streams,
-                patch.sources.get("audio"),
-                patch.sources.get("video"),
-                patch.parameters,
-                patch.status,
-            )
-        except ParameterError as exc:
-            raise bad_request(str(exc)) from None
-        logger.info(
-            "recording updated over REST", extra={"room": ref.id, "recording": recording.id}
-        )
-        return web.json_response(recording.describe())
+        operations = await self._read_json(request)
+        info = await self.conference.patch_recording(service_id, room_id, recording_id, operations)
+        logger.info("recording updated over REST", extra={"room": room_id, "recording": info["id"]})
+        return web.json_response(info)
 
     async def delete_recording(self, request: web.Request) -> web.StreamResponse:
-        _, recording = self._recording(request)
-        await recording.stop()
+        room_id, recording_id = await self._recording(request)
+        await self.conference.stop_recording(self._service_id(request), room_id, recording_id)
         return empty_response()
 
     async def download_recording(self, request: web.Request) -> web.StreamResponse:
-        _, recording = self._recording(request)
-        if recording.state == "recording":
-            raise bad_request("The recording is still running; stop it first", 409)
-        if not recording.path.is_file():
-            raise RestError(404, ErrorCode.NOT_FOUND, "The recording has no file")
+        room_id, recording_id = await self._recording(request)
+        path = await self.conference.recording_file(
+            self._service_id(request), room_id, recording_id
+        )
         return web.FileResponse(
-            recording.path,
-            headers={
-                "Content-Disposition": f'attachment; filename="{recording.path.name}"',
-            },
+            path, headers={"Content-Disposition": f'attachment; filename="{path.name}"'}
         )
 
 

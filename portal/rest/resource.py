@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..room import Room
-from ..roomoptions import RoomOptions, parse_room_options
-from ..store import RoomRecord, ServiceRecord
+from tessera.conference.roomservice import RoomService
+
 from .auth import CREDENTIALS, Credentials
 from .bodies import path_id, read_json
-from .errors import ErrorCode, RestError
-
-if TYPE_CHECKING:
-    from ..server import Server
+from .errors import ErrorCode
 
 # (method, path under the prefix, handler, prefixes): one route of a resource.
 Route = tuple[str, str, Handler, tuple[str, ...]]
@@ -24,32 +21,17 @@ Route = tuple[str, str, Handler, tuple[str, ...]]
 BOTH = ("/v1", "/v1.1")
 # OWT's /services routes have no version prefix.
 ROOT = ("",)
-# A room name shared by more rooms than this is reported with this many ids.
-AMBIGUOUS_IDS_SHOWN = 5
 
 
 @dataclass(frozen=True)
-class RoomRef:
-    """A room of the calling service: stored (``record``), loaded (``loaded``) or both."""
+class RestContext:
+    """What the REST API works with: the room service, and what OWT's API adds to it."""
 
-    id: str
-    record: RoomRecord | None
-    loaded: Room | None
-
-    def options(self) -> RoomOptions:
-        if self.loaded is not None:
-            return self.loaded.options
-        assert self.record is not None
-        return parse_room_options(self.record.options)
-
-    def to_json(self) -> dict[str, Any]:
-        """OWT's room object: ``_id`` (and ``id``) plus the options."""
-        if self.record is not None:
-            data, name = self.record.options, self.record.name
-        else:
-            assert self.loaded is not None
-            data, name = self.loaded.settings, self.loaded.name
-        return room_json(self.id, name, data)
+    conference: RoomService
+    # The service that manages services (/services): the server's default service.
+    super_service_id: str
+    # Closes the PeerJS sockets of a service (when it is deleted).
+    close_peers: Callable[[str], Awaitable[None]]
 
 
 def empty_response() -> web.Response:
@@ -57,15 +39,17 @@ def empty_response() -> web.Response:
     return web.Response(status=200, body=b"")
 
 
-def room_json(room_id: str, name: str, options: dict[str, Any]) -> dict[str, Any]:
-    return {"_id": room_id, "id": room_id, **options, "name": name}
-
-
 class Resource:
-    """Base of a REST resource: its routes, and the lookups its handlers share."""
+    """Base of a REST resource: its routes, and the lookups its handlers share.
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    Handlers call the room service (``self.conference``); its refusals
+    (ConferenceError, with OWT's code and a status) become JSON errors in the
+    middleware.
+    """
+
+    def __init__(self, context: RestContext) -> None:
+        self.context = context
+        self.conference = context.conference
 
     def routes(self) -> list[Route]:
         raise NotImplementedError
@@ -74,56 +58,14 @@ class Resource:
     def _credentials(request: web.Request) -> Credentials:
         return request[CREDENTIALS]
 
+    def _service_id(self, request: web.Request) -> str:
+        return self._credentials(request).service.id
+
     @staticmethod
     async def _read_json(request: web.Request) -> Any:
         return await read_json(request)
 
-    def _loaded_room(self, service: ServiceRecord, room_id: str) -> Room | None:
-        room = self.server.rooms.get(room_id)
-        if room is None or room.service_id != service.id or room.closed:
-            return None
-        return room
-
-    def _room(self, request: web.Request) -> RoomRef:
-        """The room the path names: a room id, or a room name that only one room has."""
-        service = self._credentials(request).service
+    async def _room(self, request: web.Request) -> str:
+        """The id of the room the path names: a room id, or a room name only one room has."""
         ref = path_id(request, "room", ErrorCode.ROOM_NOT_FOUND, "Room")
-        record = self.server.store.get_room(service.id, ref)
-        loaded = self._loaded_room(service, ref)
-        if record is not None or loaded is not None:
-            return RoomRef(ref, record, loaded)
-        return self._room_by_name(service, ref)
-
-    def _room_by_name(self, service: ServiceRecord, name: str) -> RoomRef:
-        records = self.server.store.find_rooms_by_name(
-            service.id, name, limit=AMBIGUOUS_IDS_SHOWN + 1
-        )
-        ids = [r.id for r in records]
-        adhoc = [
-            room
-            for room in self.server.rooms.values()
-            if room.service_id == service.id
-            and room.name == name
-            and not room.persistent
-            and not room.closed
-            and room.id not in ids
-        ]
-        ids += [room.id for room in adhoc]
-        if not ids:
-            raise RestError(
-                404,
-                ErrorCode.ROOM_NOT_FOUND,
-                "Room not found: no room of this service has that id or name",
-            )
-        if len(ids) > 1:
-            shown = ", ".join(ids[:AMBIGUOUS_IDS_SHOWN])
-            more = " and more" if len(ids) > AMBIGUOUS_IDS_SHOWN else ""
-            raise RestError(
-                409,
-                ErrorCode.BAD_REQUEST,
-                f"Room name {name[:64]!r} is ambiguous: rooms {shown}{more} have it;"
-                " name the room by its id",
-            )
-        room_id = ids[0]
-        record = records[0] if records else None
-        return RoomRef(room_id, record, self._loaded_room(service, room_id))
+        return await self.conference.room_id(self._service_id(request), ref)

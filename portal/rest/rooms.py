@@ -7,11 +7,16 @@ from typing import Any
 
 from aiohttp import web
 
-from ..roomoptions import OptionsError, RoomOptions, merge_room_options, parse_room_options
-from ..store import NotFoundError, RoomRecord, new_room_id
-from .bodies import MAX_PER_PAGE, checked_name, expect_object, parse_paging
-from .errors import ErrorCode, RestError, bad_request, unauthorized
-from .resource import BOTH, Resource, RoomRef, Route, room_json
+from tessera.conference.roomoptions import (
+    OptionsError,
+    RoomOptions,
+    merge_room_options,
+    parse_room_options,
+)
+
+from .bodies import checked_name, expect_object, parse_paging
+from .errors import RestError, bad_request
+from .resource import BOTH, Resource, Route
 
 logger = logging.getLogger(__name__)
 
@@ -30,86 +35,34 @@ class Rooms(Resource):
         ]
 
     async def create_room(self, request: web.Request) -> web.StreamResponse:
-        service = self._credentials(request).service
+        service_id = self._service_id(request)
         body = expect_object(await self._read_json(request))
         name, options, prefix = _split_room_body(body, None)
         name = checked_name(name, "name")
-        limit = self.server.config.limits.rooms_per_service
-        if self.server.store.count_rooms(service.id) >= limit:
-            raise RestError(
-                403,
-                ErrorCode.PERMISSION_DENIED,
-                f"Too many rooms for this service (at most {limit})",
-            )
         try:
             parsed = parse_room_options({**options, "name": name})
         except OptionsError as exc:
             raise _options_error(exc, prefix) from None
-        record = RoomRecord(
-            id=new_room_id(), service_id=service.id, name=name, options=parsed.to_json()
-        )
-        try:
-            self.server.store.create_room(record)
-        except NotFoundError:
-            raise unauthorized("The service no longer exists") from None
+        room = await self.conference.create_room(service_id, parsed)
         logger.info(
             "room created over REST",
-            extra={"service": service.id, "room": record.id, "room_name": name},
+            extra={"service": service_id, "room": room["_id"], "room_name": name},
         )
-        return web.json_response(room_json(record.id, record.name, record.options))
+        return web.json_response(room)
 
     async def list_rooms(self, request: web.Request) -> web.StreamResponse:
-        service = self._credentials(request).service
         paging = parse_paging(request.query)
-        store = self.server.store
-        # Stored rooms first, in creation order; then ad-hoc rooms alive right now.
-        adhoc = sorted(
-            (
-                room
-                for room in self.server.rooms.values()
-                if room.service_id == service.id and not room.persistent and not room.closed
-            ),
-            key=lambda room: room.id,
-        )
-        if paging is None:
-            stored = self._all_stored(service.id)
-            rooms = [room_json(r.id, r.name, r.options) for r in stored]
-            rooms += [room_json(r.id, r.name, r.settings) for r in adhoc]
-            return web.json_response(rooms)
-        page, per_page = paging
-        start = (page - 1) * per_page
-        stored = store.list_rooms(service.id, page, per_page)
-        rooms = [room_json(r.id, r.name, r.options) for r in stored]
-        if len(stored) < per_page:
-            stored_total = start + len(stored) if stored else len(self._all_stored(service.id))
-            offset = max(0, start - stored_total)
-            extra = adhoc[offset : offset + per_page - len(stored)]
-            rooms += [room_json(r.id, r.name, r.settings) for r in extra]
+        rooms = await self.conference.list_rooms(self._service_id(request), paging)
         return web.json_response(rooms)
 
-    def _all_stored(self, service_id: str) -> list[RoomRecord]:
-        records: list[RoomRecord] = []
-        page = 1
-        while True:
-            chunk = self.server.store.list_rooms(service_id, page, MAX_PER_PAGE)
-            records.extend(chunk)
-            if len(chunk) < MAX_PER_PAGE:
-                return records
-            page += 1
-
     async def get_room(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self._room(request).to_json())
+        room_id = await self._room(request)
+        return web.json_response(await self.conference.get_room(self._service_id(request), room_id))
 
-    def _stored_room(self, request: web.Request) -> tuple[RoomRef, RoomRecord]:
-        ref = self._room(request)
-        if ref.record is None:
-            raise RestError(
-                409,
-                ErrorCode.BAD_REQUEST,
-                "Room is an ad-hoc room (created by a join token) and has no stored options "
-                "to change; create a room with POST /v1/rooms to configure it",
-            )
-        return ref, ref.record
+    async def _stored_room(self, request: web.Request) -> tuple[str, dict[str, Any]]:
+        room_id = await self._room(request)
+        room = await self.conference.get_room(self._service_id(request), room_id, stored=True)
+        return room_id, _options_of(room)
 
     async def replace_room(self, request: web.Request) -> web.StreamResponse:
         """PUT: each top-level field given replaces the room's (OWT's ``Object.assign``).
@@ -117,52 +70,48 @@ class Rooms(Resource):
         A field not given keeps its value; a field given is replaced whole
         (a ``views`` list replaces every view, with defaults for what it omits).
         """
-        ref, record = self._stored_room(request)
+        room_id, current = await self._stored_room(request)
         body = expect_object(await self._read_json(request))
-        name, options, prefix = _split_room_body(body, ref.id)
-        name = record.name if name is None else checked_name(name, f"{prefix}name")
+        name, options, prefix = _split_room_body(body, room_id)
+        name = current["name"] if name is None else checked_name(name, f"{prefix}name")
         try:
-            parsed = parse_room_options({**record.options, **options, "name": name})
+            parsed = parse_room_options({**current, **options, "name": name})
         except OptionsError as exc:
             raise _options_error(exc, prefix) from None
-        return await self._save_room(ref, record, parsed)
+        return await self._save_room(request, room_id, parsed)
 
     async def patch_room(self, request: web.Request) -> web.StreamResponse:
-        ref, record = self._stored_room(request)
+        room_id, current = await self._stored_room(request)
         body = expect_object(await self._read_json(request))
-        name, patch, prefix = _split_room_body(body, ref.id)
+        name, patch, prefix = _split_room_body(body, room_id)
         if name is not None:
             patch["name"] = checked_name(name, f"{prefix}name")
         try:
-            parsed = merge_room_options(parse_room_options(record.options), patch)
+            parsed = merge_room_options(parse_room_options(current), patch)
         except OptionsError as exc:
             raise _options_error(exc, prefix) from None
-        return await self._save_room(ref, record, parsed)
+        return await self._save_room(request, room_id, parsed)
 
     async def _save_room(
-        self, ref: RoomRef, record: RoomRecord, options: RoomOptions
+        self, request: web.Request, room_id: str, options: RoomOptions
     ) -> web.StreamResponse:
-        name = checked_name(options.name, "name")
-        updated = RoomRecord(
-            id=record.id, service_id=record.service_id, name=name, options=options.to_json()
-        )
-        try:
-            self.server.store.update_room(updated)
-        except NotFoundError:
-            raise RestError(404, ErrorCode.ROOM_NOT_FOUND, "Room not found") from None
-        await self.server.reload_room_options(ref.id, options)
-        logger.info("room options updated", extra={"service": record.service_id, "room": record.id})
-        return web.json_response(room_json(updated.id, updated.name, updated.options))
+        checked_name(options.name, "name")
+        service_id = self._service_id(request)
+        room = await self.conference.update_room(service_id, room_id, options)
+        logger.info("room options updated", extra={"service": service_id, "room": room_id})
+        return web.json_response(room)
 
     async def delete_room(self, request: web.Request) -> web.StreamResponse:
-        ref = self._room(request)
-        service = self._credentials(request).service
-        if ref.record is not None:
-            self.server.store.delete_room(service.id, ref.id)
-        if ref.loaded is not None:
-            await self.server.delete_room(ref.loaded)
-        logger.info("room deleted over REST", extra={"service": service.id, "room": ref.id})
+        room_id = await self._room(request)
+        service_id = self._service_id(request)
+        await self.conference.delete_room(service_id, room_id)
+        logger.info("room deleted over REST", extra={"service": service_id, "room": room_id})
         return web.Response(text="Room deleted")
+
+
+def _options_of(room: dict[str, Any]) -> dict[str, Any]:
+    """A room object's options (without its ids)."""
+    return {k: v for k, v in room.items() if k not in ("_id", "id")}
 
 
 def _options_error(exc: OptionsError, prefix: str) -> RestError:

@@ -12,17 +12,17 @@ to a client); the caller chose it when creating the service.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from typing import Any
 
 from aiohttp import web
 
-from ..store import DuplicateError, ServiceRecord
+from tessera.conference.store import ServiceRecord
+
 from .bodies import MAX_ID_LENGTH, expect_object
 from .errors import ErrorCode, RestError, bad_request, forbidden
-from .resource import ROOT, Resource, Route, room_json
+from .resource import ROOT, Resource, Route
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Services(Resource):
         ]
 
     def _super_id(self) -> str:
-        return self.server.default_service.id
+        return self.context.super_service_id
 
     def _require_super(self, request: web.Request) -> ServiceRecord:
         caller = self._credentials(request).service
@@ -56,7 +56,7 @@ class Services(Resource):
     def _named(self, request: web.Request) -> ServiceRecord:
         service_id = request.match_info["service"]
         found = (
-            self.server.store.get_service(service_id)
+            self.conference.get_service(service_id)
             if 0 < len(service_id) <= MAX_ID_LENGTH
             else None
         )
@@ -64,16 +64,13 @@ class Services(Resource):
             raise RestError(404, ErrorCode.SERVICE_NOT_FOUND, "Service not found")
         return found
 
-    def _service_json(self, service: ServiceRecord) -> dict[str, Any]:
+    async def _service_json(self, service: ServiceRecord) -> dict[str, Any]:
         """OWT's service object ``{_id, name, rooms}`` (rooms as room objects, as OWT's
         populated list) plus Tessera's settings of the service."""
-        rooms = self.server.store.list_rooms(
-            service.id, 1, self.server.config.limits.rooms_per_service
-        )
         return {
             "_id": service.id,
             "name": service.id,
-            "rooms": [room_json(r.id, r.name, r.options) for r in rooms],
+            "rooms": await self.conference.service_rooms(service.id),
             "allowedOrigins": list(service.allowed_origins),
             "adhocRooms": service.adhoc_rooms,
             "recording": service.recording,
@@ -102,45 +99,30 @@ class Services(Resource):
                 f"key must be 1 to {MAX_KEY_LENGTH} printable characters without spaces"
             )
         service = ServiceRecord(id=name, key=key)
-        try:
-            self.server.store.create_service(service)
-        except DuplicateError:
-            raise RestError(409, ErrorCode.BAD_REQUEST, f"Service {name} already exists") from None
+        await self.conference.create_service(service)
         logger.info("service created over REST", extra={"service": caller.id, "new_service": name})
-        return web.json_response(self._service_json(service))
+        return web.json_response(await self._service_json(service))
 
     async def list_services(self, request: web.Request) -> web.StreamResponse:
         self._require_super(request)
-        services = self.server.store.list_services()
-        return web.json_response([self._service_json(s) for s in services])
+        services = await self.conference.list_services()
+        return web.json_response([await self._service_json(s) for s in services])
 
     async def get_service(self, request: web.Request) -> web.StreamResponse:
         caller = self._credentials(request).service
         service_id = request.match_info["service"]
         if caller.id not in (self._super_id(), service_id):
             raise forbidden("Permission denied: a service may read itself only")
-        return web.json_response(self._service_json(self._named(request)))
+        return web.json_response(await self._service_json(self._named(request)))
 
     async def delete_service(self, request: web.Request) -> web.StreamResponse:
         caller = self._require_super(request)
         service = self._named(request)
         if service.id == self._super_id():
             raise forbidden("The super service cannot be deleted")
-        store = self.server.store
-        # Out of the store first: its key no longer opens anything while its rooms close.
-        store.delete_service(service.id)
-        for room in [r for r in self.server.rooms.values() if r.service_id == service.id]:
-            await self.server.delete_room(room)
-        peers = self.server.peers
-        for ws, (_, service_id, _) in list(peers.sockets.items()):
-            if service_id == service.id:
-                with contextlib.suppress(Exception):
-                    await ws.close()
-        # Closing the rooms saved their recordings' last state: forget those too.
-        store.delete_service(service.id)
-        for recording_id, (owner, _, _) in list(self.server.recordings.items()):
-            if owner == service.id:
-                del self.server.recordings[recording_id]
+        await self.conference.delete_service(service.id)
+        # Its peers' sockets close too (the room service closed their rooms).
+        await self.context.close_peers(service.id)
         logger.info(
             "service deleted over REST", extra={"service": caller.id, "deleted_service": service.id}
         )

@@ -6,16 +6,13 @@ import logging
 
 from aiohttp import web
 
-from tessera.media.mediasource import ParameterError
-from tessera.recorder.muxer import MuxerError
-from tessera.recorder.outputpatch import parse_output_patch
-from tessera.recorder.streamingout import StreamingOut
-from tessera.recorder.streamingtarget import PROTOCOLS, guess_protocol
+from tessera.conference.outputs import PROTOCOLS, guess_protocol
+from tessera.conference.requests import StreamingOutRequest
 
 from .bodies import expect_object, path_id
-from .errors import ErrorCode, RestError, bad_request
+from .errors import ErrorCode, bad_request
 from .mediarequest import media_request
-from .resource import BOTH, Resource, RoomRef, Route
+from .resource import BOTH, Resource, Route
 
 logger = logging.getLogger(__name__)
 
@@ -32,17 +29,12 @@ class StreamingOuts(Resource):
             ("DELETE", "/rooms/{room}/streaming-outs/{streaming}", self.delete_streaming_out, BOTH),
         ]
 
-    def _streaming_out(self, request: web.Request) -> tuple[RoomRef, StreamingOut]:
-        ref = self._room(request)
-        service = self._credentials(request).service
-        streaming_id = path_id(request, "streaming", ErrorCode.NOT_FOUND, "Streaming-out")
-        entry = self.server.streaming_outs.get(streaming_id)
-        if entry is None or entry[0] != service.id or entry[1] != ref.id:
-            raise RestError(404, ErrorCode.NOT_FOUND, "Streaming-out not found")
-        return ref, entry[2]
+    async def _streaming_out(self, request: web.Request) -> tuple[str, str]:
+        room_id = await self._room(request)
+        return room_id, path_id(request, "streaming", ErrorCode.NOT_FOUND, "Streaming-out")
 
     async def create_streaming_out(self, request: web.Request) -> web.StreamResponse:
-        ref = self._room(request)
+        room_id = await self._room(request)
         body = expect_object(await self._read_json(request))
         unknown = sorted(set(body) - {"protocol", "url", "parameters", "media"})
         if unknown:
@@ -64,40 +56,40 @@ class StreamingOuts(Resource):
         if protocol not in PROTOCOLS:
             raise bad_request(f"protocol: expected one of {', '.join(PROTOCOLS)}")
         media = media_request({"media": body.get("media")}).media
-        if ref.loaded is None:
-            raise bad_request("The room has no streams (nobody is in it)")
-        try:
-            out = ref.loaded.start_streaming_out(protocol, url, media, body.get("parameters"))
-        except (ParameterError, MuxerError) as exc:
-            raise bad_request(str(exc)) from None
-        return web.json_response(out.describe())
+        out = await self.conference.start_streaming_out(
+            self._service_id(request),
+            room_id,
+            StreamingOutRequest(
+                protocol=protocol, url=url, parameters=body.get("parameters"), media=media
+            ),
+        )
+        return web.json_response(out)
 
     async def list_streaming_outs(self, request: web.Request) -> web.StreamResponse:
-        ref = self._room(request)
-        service = self._credentials(request).service
-        outs = self.server.streaming_outs_of(service.id, ref.id)
-        return web.json_response([o.describe() for o in outs])
+        room_id = await self._room(request)
+        outs = await self.conference.list_streaming_outs(self._service_id(request), room_id)
+        return web.json_response(outs)
 
     async def get_streaming_out(self, request: web.Request) -> web.StreamResponse:
-        _, out = self._streaming_out(request)
-        return web.json_response(out.describe())
+        room_id, streaming_id = await self._streaming_out(request)
+        out = await self.conference.get_streaming_out(
+            self._service_id(request), room_id, streaming_id
+        )
+        return web.json_response(out)
 
     async def patch_streaming_out(self, request: web.Request) -> web.StreamResponse:
-        ref, out = self._streaming_out(request)
-        try:
-            patch = parse_output_patch(await self._read_json(request))
-        except ParameterError as exc:
-            raise bad_request(str(exc)) from None
-        if ref.loaded is None or out.state not in ("connecting", "streaming"):
-            raise bad_request(f"The streaming-out is not running (it is {out.state})")
-        try:
-            out.update(ref.loaded.streams, patch)
-        except (ParameterError, MuxerError) as exc:
-            raise bad_request(str(exc)) from None
-        return web.json_response(out.describe())
+        room_id, streaming_id = await self._streaming_out(request)
+        service_id = self._service_id(request)
+        # The streaming-out first: an unknown one is a 404 whatever the body.
+        await self.conference.get_streaming_out(service_id, room_id, streaming_id)
+        operations = await self._read_json(request)
+        out = await self.conference.patch_streaming_out(
+            service_id, room_id, streaming_id, operations
+        )
+        return web.json_response(out)
 
     async def delete_streaming_out(self, request: web.Request) -> web.StreamResponse:
-        _, out = self._streaming_out(request)
-        await out.stop()
+        room_id, streaming_id = await self._streaming_out(request)
+        await self.conference.stop_streaming_out(self._service_id(request), room_id, streaming_id)
         # OWT answers an empty body.
         return web.Response(status=200)

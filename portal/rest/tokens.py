@@ -29,7 +29,7 @@ class Tokens(Resource):
     async def create_token(self, request: web.Request) -> web.StreamResponse:
         credentials = self._credentials(request)
         service = credentials.service
-        ref = self._room(request)
+        room_id = await self._room(request)
         body = expect_object(await self._read_json(request))
         unknown = sorted(set(body) - {"user", "role", "preference"})
         if unknown:
@@ -40,15 +40,12 @@ class Tokens(Resource):
         if not isinstance(role, str) or not role:
             raise bad_request("role must be a non-empty string")
         _check_preference(body.get("preference"))
-        try:
-            token = self.server.join_token(service, ref.id, ref.options(), user, role)
-        except ValueError as exc:
-            raise bad_request(str(exc)) from None
+        issued = await self.conference.issue_token(service.id, room_id, user, role)
         logger.info(
             "token issued",
-            extra={"service": service.id, "room": ref.id, "user": user, "role": role},
+            extra={"service": service.id, "room": room_id, "user": user, "role": role},
         )
-        return web.Response(text=token, content_type="text/plain", charset="utf-8")
+        return web.Response(text=issued.token, content_type="text/plain", charset="utf-8")
 
 
 def _one_of(field: str, from_header: str | None, from_body: Any) -> Any:

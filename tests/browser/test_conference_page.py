@@ -8,10 +8,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from tessera.conference.room import Room
 from tessera.mixer.avatar import render_avatar
 from tessera.mixer.layout import Area, region_rect
 from tessera.mixer.mixedstream import MixedStream
-from tessera.portal.room import Room
 from tests.browser.harness import Browser, Page, middle_of
 from tests.eventually import eventually
 from tests.support import RunningServer, joined, region_box

@@ -128,7 +128,9 @@ async def test_source_stream_loss_ends_the_subscription(
         assert await page.evaluate("() => window.subscriptions[1].ended") is False
         await page.wait_for_colour("window.videos[1]", BLUE)
         participant = next(
-            p for p in tessera.server.portal.participants.values() if blue_sub in p.subscriptions
+            p
+            for p in tessera.server.conference.participants.values()
+            if blue_sub in p.subscriptions
         )
         assert red_sub not in participant.subscriptions
     finally:

@@ -263,7 +263,8 @@ async def test_vanished_client_is_cleaned_up(tmp_path: Any) -> None:
         await bob.leave()
         await eventually(
             lambda: (
-                tessera.server.agent.transports == {} and tessera.server.portal.participants == {}
+                tessera.server.agent.transports == {}
+                and tessera.server.conference.participants == {}
             ),
             what="transports and participants gone",
         )

@@ -173,7 +173,7 @@ async def test_an_empty_or_null_transport_id_creates_a_transport(tessera: Runnin
             },
         )
         assert (status, reply) == ("error", "Transport does NOT exist")
-        participant = tessera.server.portal.participants[wire.login_result["id"]]
+        participant = tessera.server.conference.participants[wire.login_result["id"]]
         assert participant.transports == {} and participant.subscriptions == {}
     finally:
         await wire.close()
@@ -217,7 +217,7 @@ async def test_source_stream_loss_ends_each_subscription(tessera: RunningServer)
         red_sub, _ = await wire.subscribe(red.id, {"type": "webrtc"})
         blue_sub, _ = await wire.subscribe(blue.id, {"type": "webrtc", "id": red_sub})
         await wire.push("progress", {"sessionId": blue_sub, "status": "ready"})
-        participant = tessera.server.portal.participants[wire.login_result["id"]]
+        participant = tessera.server.conference.participants[wire.login_result["id"]]
 
         await red.unpublish()  # the publisher unpublishes
         loss = await wire.push("progress", {"sessionId": red_sub, "status": "error"})
@@ -391,7 +391,7 @@ async def test_login_result_and_pushes_have_the_fields_the_sdk_reads(
             and json.loads(base64.b64decode(fresh))["participantId"] == (result["id"])
         )
         assert await wire.request("logout") == ("ok", None)
-        assert result["id"] not in tessera.server.portal.participants
+        assert result["id"] not in tessera.server.conference.participants
     finally:
         await wire.close()
     await alice.leave()
@@ -477,6 +477,48 @@ async def test_a_protocol_1_1_client_reads_the_1_1_forms(tessera: RunningServer)
         added = await wire.push("stream", {"id": blue.id, "status": "add"})
         assert set(added["data"]["media"]) == {"audio", "video"}
         await bob.leave()
+    finally:
+        await wire.close()
+    await alice.leave()
+
+
+async def test_an_audio_format_the_stream_does_not_have_is_refused(tessera: RunningServer) -> None:
+    # Audio is not transcoded for subscribers: asking for another format is an error, not
+    # a subscription that silently delivers Opus anyway.
+    alice, publication = await _publish(tessera, "alice", RED)
+    wire = WireClient()
+    try:
+        await wire.login(tessera, "native")
+        for wrong in ({"codec": "pcmu"}, {"codec": "opus", "sampleRate": 16000}):
+            status, reply = await wire.request(
+                "subscribe",
+                {
+                    "media": {
+                        "tracks": [
+                            {"type": "audio", "mid": "0", "from": publication.id, "format": wrong}
+                        ]
+                    },
+                    "transport": {"type": "webrtc"},
+                },
+            )
+            assert (status, reply) == ("error", "Format is not acceptable"), wrong
+        status, reply = await wire.request(
+            "subscribe",
+            {
+                "media": {
+                    "tracks": [
+                        {
+                            "type": "audio",
+                            "mid": "0",
+                            "from": publication.id,
+                            "format": {"codec": "opus", "sampleRate": 48000, "channelNum": 2},
+                        }
+                    ]
+                },
+                "transport": {"type": "webrtc"},
+            },
+        )
+        assert status == "ok", reply
     finally:
         await wire.close()
     await alice.leave()

@@ -236,12 +236,12 @@ async def test_reconnect_with_ticket_keeps_subscription(tessera: RunningServer) 
     sub = await bob.subscribe(publication.id)
     await sub.wait_ready()
     bob_id = bob.participant_id
-    participant = tessera.server.portal.participants[bob_id]  # type: ignore[index]
+    participant = tessera.server.conference.participants[bob_id]  # type: ignore[index]
     # The network drops: the socket dies without a logout.
     await bob.sio.eio.disconnect(abort=True)
     # Once the server knows, a text to Bob waits for his return (if he is not back already).
     await eventually(
-        lambda: participant.sid is None or bob.reconnections, what="the drop seen by the server"
+        lambda: participant.address is None or bob.reconnections, what="the drop seen by the server"
     )
     await alice.send_text("while you were away")
     await asyncio.wait_for(bob.connected.wait(), 20)
@@ -249,7 +249,7 @@ async def test_reconnect_with_ticket_keeps_subscription(tessera: RunningServer) 
     text = await bob.next_event("text")
     assert text["message"] == "while you were away"
     assert bob.participant_id == bob_id
-    assert tessera.server.portal.participants[bob_id] is participant  # type: ignore[index]
+    assert tessera.server.conference.participants[bob_id] is participant  # type: ignore[index]
     assert sub.id in participant.subscriptions
     assert sub.video_track is not None
     for _ in range(5):
@@ -260,7 +260,7 @@ async def test_reconnect_with_ticket_keeps_subscription(tessera: RunningServer) 
 
 
 async def test_rooms_of_two_services_are_isolated(tessera: RunningServer) -> None:
-    from tessera.portal.store import ServiceRecord
+    from tessera.conference.store import ServiceRecord
 
     other = ServiceRecord(id="acme", key="k" * 40, allowed_origins=[], adhoc_rooms=True)
     tessera.server.store.put_service(other)
@@ -278,7 +278,7 @@ async def test_rooms_of_two_services_are_isolated(tessera: RunningServer) -> Non
 
 
 async def test_origin_not_allowed_is_refused(tessera: RunningServer) -> None:
-    from tessera.portal.store import ServiceRecord
+    from tessera.conference.store import ServiceRecord
 
     strict = ServiceRecord(id="strict", key="s" * 40, allowed_origins=["https://app.example"])
     tessera.server.store.put_service(strict)

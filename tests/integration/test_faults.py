@@ -119,7 +119,7 @@ async def test_publisher_vanishes_without_logout(tmp_path: Path) -> None:
             "stream", lambda d: d["id"] == publication.id and d["status"] == "remove", timeout=20
         )
         # Its media went at once, while the participant itself is still kept.
-        assert alice.participant_id in keeping.server.portal.participants
+        assert alice.participant_id in keeping.server.conference.participants
         await eventually(lambda: publication.id not in layout_streams(watcher, room), what="layout")
         # The participant is removed when the keep time ends.
         await watcher.next_event(
@@ -148,7 +148,7 @@ async def test_killed_client_process_is_removed(faulty: RunningServer) -> None:
         )
         await eventually(lambda: stream not in layout_streams(watcher, room), what="layout")
         await eventually(
-            lambda: ready["participant"] not in faulty.server.portal.participants,
+            lambda: ready["participant"] not in faulty.server.conference.participants,
             what="the killed participant removed",
         )
         assert faulty.server.agent.transports == {}
@@ -179,7 +179,7 @@ async def test_reconnect_within_keep_time_keeps_publication_and_subscription(
     await alice.sio.eio.disconnect(abort=True)
     await eventually(lambda: alice.reconnections == 1, what="relogin")
     assert alice.participant_id == alice_id
-    participant = faulty.server.portal.participants[alice_id]  # type: ignore[index]
+    participant = faulty.server.conference.participants[alice_id]  # type: ignore[index]
     assert list(participant.publications) == [pub_a.id]
     assert list(participant.subscriptions) == [sub_a.id]
     # Carol's connection drops for good after Alice's: once Carol is removed, the keep time
@@ -190,7 +190,7 @@ async def test_reconnect_within_keep_time_keeps_publication_and_subscription(
         lambda d: d["action"] == "leave" and d["data"] == carol.participant_id,
         timeout=KEEP + 20,
     )
-    assert alice_id in faulty.server.portal.participants
+    assert alice_id in faulty.server.conference.participants
     assert pub_a.id in faulty.server.rooms[room].streams
     assert pub_a.id in layout_streams(bob, room)
     assert sub_a.video_track is not None and sub_b.video_track is not None
@@ -304,7 +304,7 @@ async def test_frozen_subscriber_is_dropped_and_others_keep_their_frames(
             timeout=2 * PING + KEEP + 15,
         )
         received, made = counter.frames - received, view.stats.frames - made
-        assert ready["participant"] not in faulty.server.portal.participants
+        assert ready["participant"] not in faulty.server.conference.participants
         # Its peer connection went with it; the publisher's and the healthy one's remain.
         assert len(faulty.server.agent.transports) == 2
         # Frames kept coming to the healthy subscriber all along: most of what the view

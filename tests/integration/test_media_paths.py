@@ -97,7 +97,7 @@ async def test_nothing_is_left_behind(tessera: RunningServer) -> None:
 
     def all_gone() -> bool:
         assert server.agent.transports == {}
-        assert server.portal.participants == {}
+        assert server.conference.participants == {}
         assert server.rooms == {}
         leftover = {
             t.name

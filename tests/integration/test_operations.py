@@ -16,8 +16,8 @@ import aiohttp
 import av
 import pytest
 
-from tessera.portal.store import Store
-from tessera.portal.tokens import issue_token
+from tessera.conference.store import Store
+from tessera.conference.tokens import issue_token
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
 from tests.integration.test_bad_inputs import RawClient
@@ -74,7 +74,7 @@ async def test_drain_refuses_logins_drops_clients_and_finalises_recordings(
     assert status == 200, rec
     late = RawClient()
     await late.connect(tessera.url)
-    recording = tessera.server.recordings[rec["id"]][2]
+    recording = tessera.server.rooms[room].recordings[rec["id"]]  # type: ignore[index]
     await eventually(lambda: recording.duration >= 1.0, what="a second of media recorded")
     await tessera.server.drain()
     await asyncio.wait_for(alice.dropped.wait(), 20)
@@ -82,6 +82,10 @@ async def test_drain_refuses_logins_drops_clients_and_finalises_recordings(
     assert (status, message) == ("error", "Server is shutting down")
     assert await readyz(tessera.url) == (503, {"status": "shutting down"})
     assert recording.state == "stopped"
+    # Finalised, and gone from memory: its record in the store says so.
+    service = tessera.server.default_service.id
+    stored = await tessera.server.conference.get_recording(service, room, rec["id"])  # type: ignore[arg-type]
+    assert stored["state"] == "stopped" and not tessera.server.rooms[room].recordings  # type: ignore[index]
     assert read_file(Path(rec["storage"]["file"]))["frames"] > 10
     await late.sio.disconnect()
     await alice.leave()

@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from tessera.conference.store import ServiceRecord
+from tessera.conference.tokens import issue_token
 from tessera.portal import roompeer
 from tessera.portal.binarypack import BinaryPackCodec, pack, unpack
-from tessera.portal.store import ServiceRecord
-from tessera.portal.tokens import issue_token
 from tessera.webrtc_agent.transport import Transport
 from tessera_client import ClientError, PeerClient, PeerError, PeerUnavailable
 from tests.eventually import eventually

@@ -146,12 +146,13 @@ async def test_pyowt_joins_publishes_subscribes_chats_and_leaves(tessera: Runnin
         assert [str(e.error) for e in errors] == ["Source stream loss"]
         assert publication.id not in room.streams
         assert all(
-            forward.id not in p.subscriptions for p in tessera.server.portal.participants.values()
+            forward.id not in p.subscriptions
+            for p in tessera.server.conference.participants.values()
         )
     finally:
         await alice.leave()
         await bob.leave()
-    await eventually(lambda: not tessera.server.portal.participants, what="both left")
+    await eventually(lambda: not tessera.server.conference.participants, what="both left")
     await eventually(lambda: not tessera.server.agent.transports, what="transports closed")
 
 

@@ -15,13 +15,13 @@ import jwt
 import pytest
 from aiohttp import web
 
+from tessera.conference.participant import Participant
+from tessera.conference.store import ServiceRecord
+from tessera.conference.tokens import issue_token, verify_token
 from tessera.portal.config import load_config
 from tessera.portal.mauth import sign
-from tessera.portal.participant import Participant
 from tessera.portal.rest import REST_API_KEY
 from tessera.portal.server import SERVER_KEY, Server, create_app
-from tessera.portal.store import ServiceRecord
-from tessera.portal.tokens import issue_token, verify_token
 
 OTHER_KEY = "other-service-key-" + "k" * 32
 
@@ -316,7 +316,7 @@ async def test_room_crud(api: Api) -> None:
 
 async def test_update_reaches_a_loaded_room(api: Api) -> None:
     room = await create_room(api, "live")
-    loaded = await api.server.find_room(api.service, room["_id"], create=False)
+    loaded = await api.server.conference.find_room(api.service.id, room["_id"], create=False)
     assert loaded is not None
     status, _ = await api.call("PATCH", f"/v1/rooms/{room['_id']}", {"participantLimit": 1})
     assert status == 200
@@ -329,8 +329,8 @@ async def test_update_reaches_a_loaded_room(api: Api) -> None:
 async def test_room_locks_do_not_pile_up(api: Api) -> None:
     # One lock per room name ever looked up used to stay for the server's lifetime.
     for name in ("x", "y", "z"):
-        assert await api.server.find_room(api.service, name, create=True) is not None
-    assert len(api.server._room_locks) == 0
+        assert await api.server.conference.find_room(api.service.id, name, create=True) is not None
+    assert len(api.server.conference.service(api.service.id)._room_locks) == 0
 
 
 async def test_room_paging(api: Api) -> None:
@@ -361,7 +361,7 @@ async def test_room_paging(api: Api) -> None:
 async def test_adhoc_rooms_are_listed_readable_deletable_not_editable(api: Api) -> None:
     for name in ("a", "b"):
         await create_room(api, name)
-    adhoc = await api.server.find_room(api.service, "drop-in", create=True)
+    adhoc = await api.server.conference.find_room(api.service.id, "drop-in", create=True)
     assert adhoc is not None and not adhoc.persistent
     status, rooms = await api.call("GET", "/v1/rooms")
     assert [r["name"] for r in rooms] == ["default", "a", "b", "drop-in"]
@@ -485,7 +485,7 @@ async def test_services_are_isolated(api: Api) -> None:
         assert_error(status, body, 404, 1003, "Room not found")
 
     # Ad-hoc rooms are scoped too.
-    adhoc = await api.server.find_room(api.service, "drop-in", create=True)
+    adhoc = await api.server.conference.find_room(api.service.id, "drop-in", create=True)
     assert adhoc is not None
     status, body = await api.call("GET", f"/v1/rooms/{adhoc.id}", service=other)
     assert status == 404
@@ -529,7 +529,7 @@ async def test_token_user_and_role_from_mauth_header(api: Api) -> None:
 
 
 async def test_token_for_adhoc_room(api: Api) -> None:
-    adhoc = await api.server.find_room(api.service, "drop-in", create=True)
+    adhoc = await api.server.conference.find_room(api.service.id, "drop-in", create=True)
     assert adhoc is not None
     status, token = await api.call(
         "POST", f"/v1/rooms/{adhoc.id}/tokens", {"user": "bob", "role": "viewer"}
@@ -640,18 +640,13 @@ async def test_participants_and_streams_of_a_room_nobody_is_in(api: Api) -> None
 async def test_participant_get_patch_and_drop(api: Api) -> None:
     # A participant whose Socket.IO connection is away (no sid): everything but media is real.
     room_json = await create_room(api, "people")
-    room = await api.server.find_room(api.service, room_json["_id"], create=False)
+    room = await api.server.conference.find_room(api.service.id, room_json["_id"], create=False)
     assert room is not None
     permission = room.permission_for("presenter")
     assert permission is not None
-    sent: list[tuple[str, str, Any]] = []
-
-    async def emit(event: str, sid: str, data: Any) -> None:
-        sent.append((event, sid, data))
-
-    alice = Participant("alice-id", "alice", "presenter", permission, room, emit)
+    context = api.server.conference.context
+    alice = Participant("alice-id", "alice", "presenter", permission, room, context, None)
     room.add_participant(alice)
-    api.server.portal.participants[alice.id] = alice
     base = f"/v1/rooms/{room.id}/participants"
 
     status, listed = await api.call("GET", base)
@@ -702,10 +697,12 @@ async def test_participant_get_patch_and_drop(api: Api) -> None:
 
 async def test_patch_validation_is_pure_and_names_the_problem() -> None:
     # The JSON-patch checks run before any participant or stream is touched; test them directly.
+    from tessera.conference.errors import ConferenceError
+    from tessera.conference.management import _stream_change
+    from tessera.conference.permissions import apply_permission as _apply_permission
+    from tessera.conference.permissions import permission_copy as _permission_copy
     from tessera.portal.rest.bodies import expect_patch
     from tessera.portal.rest.errors import RestError
-    from tessera.portal.rest.participants import _apply_permission, _permission_copy
-    from tessera.portal.rest.streams import _stream_change
 
     permission = _permission_copy(
         {"publish": {"audio": True, "video": True}, "subscribe": {"audio": True, "video": True}}
@@ -746,7 +743,7 @@ async def test_patch_validation_is_pure_and_names_the_problem() -> None:
         ),
     ]
     for operation, words in cases:
-        with pytest.raises(RestError) as info:
+        with pytest.raises(ConferenceError) as info:
             _apply_permission(permission, operation, "[0]")
         assert info.value.status == 400
         for word in words:
@@ -795,7 +792,7 @@ async def test_patch_validation_is_pure_and_names_the_problem() -> None:
         ({"op": "replace", "path": "/info/owner", "value": "x"}, ["[0].path"]),
     ]
     for operation, words in cases:
-        with pytest.raises(RestError) as info:
+        with pytest.raises(ConferenceError) as info:
             _stream_change(room, stream, operation, "[0]")
         assert 400 <= info.value.status < 500
         for word in words:

@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tessera.portal.store import ServiceRecord
+from tessera.conference.store import ServiceRecord
 from tessera_client import ConferenceClient
 from tests.integration.test_bad_inputs import RawClient
 from tests.support import RunningServer, api, joined
@@ -280,7 +280,7 @@ async def test_hostile_token_is_refused(tessera: RunningServer, attack: str) -> 
     await client.connect(tessera.url)
     status, message = await client.login(build(_Keyed(tessera)))
     assert status == "error" and fragment in message, message
-    assert tessera.server.portal.participants == {}
+    assert tessera.server.conference.participants == {}
     # The same connection still logs in with a good token.
     status, _ = await client.login(tessera.token(user="good"))
     assert status == "ok"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tessera.conference import selfcheck
 from tessera.media.aiortcext import check_dtls_srtp, check_msid_stream
 from tessera.mixer.selfcheck import SelfCheckReport, check_media
 from tessera.portal import server as portal_server
@@ -57,8 +58,8 @@ async def test_a_failed_check_stops_the_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broken = SelfCheckReport(("vp8 video: ValueError: no libvpx in this build",), 0.01)
-    monkeypatch.setattr(portal_server, "check_media", lambda: broken)
-    monkeypatch.setattr(portal_server, "_media_checked", False)
+    monkeypatch.setattr(selfcheck, "check_media", lambda: broken)
+    monkeypatch.setattr(selfcheck, "_media_checked", False)
     config = load_config(
         None, env={}, overrides={"server.port": 0, "storage.data_dir": str(tmp_path)}
     )
@@ -72,8 +73,8 @@ async def test_a_failed_check_stops_the_start(
 
 async def test_the_check_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     broken = SelfCheckReport(("vp8 video: ValueError: no libvpx in this build",), 0.01)
-    monkeypatch.setattr(portal_server, "check_media", lambda: broken)
-    monkeypatch.setattr(portal_server, "_media_checked", False)
+    monkeypatch.setattr(selfcheck, "check_media", lambda: broken)
+    monkeypatch.setattr(selfcheck, "_media_checked", False)
     tessera = await start_server(tmp_path, **{"server.media_check": False})
     try:
         status, _ = await api(tessera, "GET", "/v1/rooms")

@@ -20,11 +20,14 @@ from tests.synthetic import ColorVideoTrack
 
 @pytest.fixture
 def json_lines() -> Iterator[io.StringIO]:
-    """Every portal/webrtc_agent/mixer line, formatted as it is logged (context included)."""
+    """Every portal/conference/webrtc_agent/mixer line, formatted as logged (context included)."""
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.setFormatter(StructuredFormatter("json"))
-    loggers = [logging.getLogger(f"tessera.{name}") for name in ("portal", "webrtc_agent", "mixer")]
+    loggers = [
+        logging.getLogger(f"tessera.{name}")
+        for name in ("portal", "conference", "webrtc_agent", "mixer")
+    ]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
         lg.addHandler(handler)

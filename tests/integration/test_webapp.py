@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tessera.portal.tokens import issue_ticket
+from tessera.conference.tokens import issue_ticket
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
 from tests.support import RunningServer, start_server
@@ -72,7 +72,7 @@ async def test_demo_token_joins_the_named_room(tessera: RunningServer) -> None:
     info = await client.join(reply["token"])
     try:
         assert info["user"] == "Ada"
-        room = tessera.server.loaded_room(tessera.server.default_service.id, "demo-room")
+        room = tessera.server.conference.loaded_room(tessera.server.default_service.id, "demo-room")
         assert room is not None and room.id == info["room"]["id"]
     finally:
         await client.leave()
@@ -215,7 +215,8 @@ async def test_recording_from_the_page_and_its_download_link(tessera: RunningSer
         assert "storage" not in started  # the server's paths stay on the server
         status, listed = await demo(tessera, "GET", "/demo/recordings", None, ticket)
         assert [r["id"] for r in listed] == [started["id"]]
-        recording = tessera.server.recordings[started["id"]][2]
+        room = tessera.server.rooms[moderator.room_id]  # type: ignore[index]
+        recording = room.recordings[started["id"]]  # running: in its room, until it ends
         await eventually(lambda: recording.duration >= 2.0, what="two seconds recorded")
         status, stopped = await demo(
             tessera, "DELETE", f"/demo/recordings/{started['id']}", None, ticket

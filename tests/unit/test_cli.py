@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from tessera.conference.roomoptions import RoomOptions
+from tessera.conference.store import RoomRecord, ServiceRecord, Store
+from tessera.conference.tokens import verify_token
 from tessera.portal.cli import main
 from tessera.portal.config import load_config
-from tessera.portal.roomoptions import RoomOptions
-from tessera.portal.store import RoomRecord, ServiceRecord, Store
-from tessera.portal.tokens import verify_token
 
 
 @pytest.fixture

@@ -22,7 +22,9 @@ from importlinter.domain.contract import Contract
 ROOT = Path(__file__).resolve().parents[2]
 # Folders installed as tessera.<name>: importing one by its bare name works only where the
 # repository root is on sys.path (tests), and then it is a second copy of every module.
-FOLDERS = frozenset({"portal", "webrtc_agent", "mixer", "recorder", "config", "media"})
+FOLDERS = frozenset(
+    {"portal", "conference", "webrtc_agent", "mixer", "recorder", "config", "media"}
+)
 SKIP_DIRS = frozenset({".venv", "node_modules", "build", ".git", "test-artifacts", "data"})
 CONTRACT_TYPES: dict[str, type[Contract]] = {
     "layers": LayersContract,
@@ -51,7 +53,20 @@ def _graph() -> grimp.ImportGraph:
     return grimp.build_graph(*roots, cache_dir=None)
 
 
-@pytest.mark.parametrize("contract_id", ["layers", "no-file-circles", "client-speaks-protocol"])
+CONTRACT_IDS = [
+    "layers",
+    "no-file-circles",
+    "front-ends-call-the-room-service",
+    "client-speaks-protocol",
+]
+
+
+def test_every_contract_is_tested() -> None:
+    ids = [c.get("id") for c in _configuration()["contracts_options"]]
+    assert sorted(ids) == sorted(CONTRACT_IDS)
+
+
+@pytest.mark.parametrize("contract_id", CONTRACT_IDS)
 def test_contract_is_kept(contract_id: str) -> None:
     check = _contract(contract_id).check(_graph(), verbose=False)
     assert check.kept, check.metadata
@@ -61,9 +76,9 @@ def test_an_upward_import_breaks_the_layers() -> None:
     graph = _graph()
     graph.add_import(
         importer="tessera.media.packettrack",
-        imported="tessera.portal.room",
+        imported="tessera.conference.room",
         line_number=1,
-        line_contents="from tessera.portal.room import Room",
+        line_contents="from tessera.conference.room import Room",
     )
     assert not _contract("layers").check(graph, verbose=False).kept
 
@@ -77,6 +92,47 @@ def test_a_sideways_import_between_mixer_and_recorder_breaks_the_layers() -> Non
         line_contents="from tessera.mixer.mixedstream import MixedStream",
     )
     assert not _contract("layers").check(graph, verbose=False).kept
+
+
+def test_the_room_service_importing_a_front_end_breaks_the_layers() -> None:
+    graph = _graph()
+    graph.add_import(
+        importer="tessera.conference.room",
+        imported="tessera.portal.portal",
+        line_number=1,
+        line_contents="from tessera.portal.portal import Portal",
+    )
+    assert not _contract("layers").check(graph, verbose=False).kept
+
+
+def test_a_front_end_holding_a_media_object_is_refused() -> None:
+    graph = _graph()
+    # Allowed by the layers (portal is above everything), refused by this contract.
+    graph.add_import(
+        importer="tessera.portal.rest.streams",
+        imported="tessera.mixer.mixedstream",
+        line_number=1,
+        line_contents="from tessera.mixer.mixedstream import MixedStream",
+    )
+    assert _contract("layers").check(graph, verbose=False).kept
+    assert not _contract("front-ends-call-the-room-service").check(graph, verbose=False).kept
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported"),
+    [
+        # Type-only imports count: the room's protocol of its parent must stay a protocol.
+        ("tessera.conference.room", "tessera.conference.service"),
+        ("tessera.portal.roompeer", "tessera.portal.peergateway"),
+        ("tessera.portal.rest.resource", "tessera.portal.rest.api"),
+    ],
+)
+def test_a_circle_in_the_room_service_or_the_front_ends_is_refused(
+    importer: str, imported: str
+) -> None:
+    graph = _graph()
+    graph.add_import(importer=importer, imported=imported, line_number=1, line_contents="")
+    assert not _contract("no-file-circles").check(graph, verbose=False).kept
 
 
 def test_a_circle_between_two_files_is_refused() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tessera.portal.roomoptions import MediaIn
+from tessera.conference.roomoptions import MediaIn
 from tessera.webrtc_agent.mediaformats import CodecFormat, h264_profile
 
 

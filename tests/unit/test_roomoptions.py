@@ -5,14 +5,14 @@ from typing import Any
 import pydantic
 import pytest
 
-from tessera.mixer.viewoptions import parse_fraction
-from tessera.portal.roomoptions import (
+from tessera.conference.roomoptions import (
     DEFAULT_ROLE_NAMES,
     OptionsError,
     RoomOptions,
     merge_room_options,
     parse_room_options,
 )
+from tessera.mixer.viewoptions import parse_fraction
 
 
 def custom_layout(*areas: tuple[str, str, str, str]) -> dict[str, Any]:

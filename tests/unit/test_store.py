@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tessera.portal.config import load_config
-from tessera.portal.roomoptions import RoomOptions, parse_room_options
-from tessera.portal.store import (
+from tessera.conference.roomoptions import RoomOptions, parse_room_options
+from tessera.conference.store import (
     DuplicateError,
     NotFoundError,
     RoomRecord,
@@ -16,6 +15,7 @@ from tessera.portal.store import (
     bootstrap_default_service,
     new_room_id,
 )
+from tessera.portal.config import load_config
 
 KEY = "k" * 43
 
@@ -185,7 +185,7 @@ def test_new_room_id() -> None:
 def test_bootstrap_generates_and_keeps_key(tmp_path: Path) -> None:
     config = load_config(env={}, overrides={"storage.data_dir": str(tmp_path)})
     with Store(config.database_path()) as s:
-        service = bootstrap_default_service(s, config)
+        service = bootstrap_default_service(s, config.service)
         assert service.id == "default"
         assert len(service.key) >= 32
         assert s.get_service("default") == service
@@ -195,7 +195,7 @@ def test_bootstrap_generates_and_keeps_key(tmp_path: Path) -> None:
         assert parse_room_options(default_room.options) == RoomOptions(name="default")
     # A second start keeps the key (tokens out there stay valid) and the room.
     with Store(config.database_path()) as s:
-        again = bootstrap_default_service(s, config)
+        again = bootstrap_default_service(s, config.service)
         assert again.key == service.key
         assert len(s.list_rooms("default")) == 1
 
@@ -214,7 +214,7 @@ def test_bootstrap_configured_key_and_settings_win() -> None:
                 "service.default_room": "lobby",
             },
         )
-        service = bootstrap_default_service(s, config)
+        service = bootstrap_default_service(s, config.service)
         assert service == ServiceRecord(
             id="svc", key=configured_key, allowed_origins=["https://app.example"], adhoc_rooms=False
         )
@@ -243,7 +243,7 @@ def test_version_2_database_gains_peer_tokens_column(tmp_path: Path) -> None:
         s.put_service(ServiceRecord(id="old", key=KEY, peer_tokens=True))
         service = s.get_service("old")
         assert service is not None and service.peer_tokens is True
-        assert s._query("PRAGMA user_version")[0][0] == 3
+        assert s._query("PRAGMA user_version")[0][0] == 4
 
 
 def test_create_service_refuses_a_duplicate(store: Store) -> None:
@@ -277,3 +277,25 @@ def test_find_rooms_by_name_lists_every_match_in_creation_order(store: Store) ->
     assert [r.id for r in store.find_rooms_by_name("a", "weekly")] == ["r1", "r3"]
     assert [r.id for r in store.find_rooms_by_name("a", "weekly", limit=1)] == ["r1"]
     assert store.find_rooms_by_name("a", "monthly") == []
+
+
+def test_streaming_out_records_outlive_their_streaming_outs(store: Store) -> None:
+    # A finished streaming-out leaves memory; its record (and an HLS folder) stays.
+    store.put_service(ServiceRecord(id="s", key=KEY))
+    running = {"id": "o1", "protocol": "hls", "state": "streaming"}
+    store.save_streaming_out("o1", "s", "r1", running, "/data/hls/o1")
+    store.save_streaming_out("o2", "s", "r1", {"id": "o2", "state": "stopped"}, "")
+    store.save_streaming_out("o3", "s", "r2", {"id": "o3", "state": "connecting"}, "")
+    assert [i for i, _, _ in store.list_streaming_outs("s", "r1")] == ["o1", "o2"]
+    assert store.streaming_out_directory("o1") == "/data/hls/o1"
+    assert store.streaming_out_directory("o2") == ""
+    assert store.streaming_out_directory("nope") is None
+    stopped = {**running, "state": "stopped", "reason": "Source stream loss"}
+    store.save_streaming_out("o1", "s", "r1", stopped, "ignored on update")
+    assert store.list_streaming_outs("s", "r1")[0] == ("o1", stopped, "/data/hls/o1")
+    # Those a stopped (or killed) server left running end with the reason given.
+    assert store.close_interrupted_streaming_outs("the server stopped") == 1
+    (only,) = store.list_streaming_outs("s", "r2")
+    assert only[1]["state"] == "stopped" and only[1]["reason"] == "the server stopped"
+    store.delete_service("s")
+    assert store.list_streaming_outs("s", "r1") == []

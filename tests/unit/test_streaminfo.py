@@ -136,3 +136,21 @@ def test_owt_default_bitrate() -> None:
     assert default_bitrate(1280, 720, 30, "vp8") == 1_920_000
     assert default_bitrate(640, 480, 30, "h264", 1.0) == 800_000
     assert default_bitrate(1280, 720, 15, "h264", 1.0) < default_bitrate(1280, 720, 30, "h264", 1.0)
+
+
+def test_an_audio_request_must_name_the_tracks_own_format() -> None:
+    from tessera.media.mediasource import ParameterError
+    from tessera.media.streaminfo import check_audio_format
+
+    track = {"type": "audio", "format": {"codec": "opus", "sampleRate": 48000, "channelNum": 2}}
+    check_audio_format(track, None)
+    check_audio_format(track, {"codec": "OPUS"})
+    check_audio_format(track, {"codec": "opus", "sampleRate": 48000, "channelNum": 2})
+    for wrong in (
+        {"codec": "pcmu"},
+        {"codec": "opus", "channelNum": 1},
+        {"sampleRate": 48000},
+        "x",
+    ):
+        with pytest.raises(ParameterError, match="Format is not acceptable"):
+            check_audio_format(track, wrong)

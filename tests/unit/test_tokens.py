@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 
-from tessera.portal.tokens import (
+from tessera.conference.tokens import (
     TicketClaims,
     TokenClaims,
     TokenError,

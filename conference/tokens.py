@@ -30,6 +30,8 @@ from typing import Any
 
 import jwt
 
+from .errors import ConferenceError, ErrorCode
+
 __all__ = [
     "TicketClaims",
     "TokenClaims",
@@ -53,8 +55,13 @@ _CLAIMS = ("iss", "room", "user", "role", "jti")
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class TokenError(Exception):
+class TokenError(ConferenceError):
     """A token or ticket that cannot be accepted; the message is fit for the client."""
+
+    def __init__(
+        self, message: str, code: ErrorCode = ErrorCode.AUTHENTICATION, status: int = 401
+    ) -> None:
+        super().__init__(message, code, status)
 
 
 @dataclass(frozen=True)

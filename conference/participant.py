@@ -4,34 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tessera.webrtc_agent.publication import Publication
 from tessera.webrtc_agent.subscription import Subscription
 from tessera.webrtc_agent.transport import Session, Transport
 
 from .background import spawn
-from .legacy import CURRENT, downgrade_notification
-from .messages import RequestError
-
-if TYPE_CHECKING:
-    from .room import Room
+from .context import ConferenceContext
+from .errors import ConferenceError
+from .events import TRANSPORT_EVENT, ClientAddress
 
 logger = logging.getLogger(__name__)
-
-Emit = Callable[[str, str, Any], Coroutine[Any, Any, None]]
 
 # Notifications kept for a client that is away; older ones are dropped first.
 MAX_QUEUED_NOTIFICATIONS = 1000
 
 
+class ParticipantRoom(Protocol):
+    """What a participant tells its room (the Room; a protocol keeps the import one-way)."""
+
+    @property
+    def id(self) -> str: ...
+
+    def publication_ready(self, participant: Participant, publication: Publication) -> None: ...
+
+    def remove_stream(self, stream_id: str) -> None: ...
+
+
 class Participant:
     """A client in a room. Parent of its Transports; its sessions live on them.
 
-    While the client's Socket.IO connection is away (network drop), the
-    participant keeps its id, transports and sessions and queues the
-    notifications it misses, numbered by `seq`, for `relogin` to replay.
+    Its client is reached at ``address`` through the router. While the client's
+    connection is away (``address`` is None), the participant keeps its id,
+    transports and sessions and queues the notifications it misses, numbered by
+    ``seq``, for relogin to replay.
     """
 
     def __init__(
@@ -40,16 +47,17 @@ class Participant:
         user: str,
         role: str,
         permission: dict[str, Any],
-        room: Room,
-        emit: Emit,
+        room: ParticipantRoom,
+        context: ConferenceContext,
+        address: ClientAddress | None,
     ) -> None:
         self.id = participant_id
         self.user = user
         self.role = role
         self.permission = permission
         self.room = room
-        self._emit = emit
-        self.sid: str | None = None
+        self._context = context
+        self.address = address
         self.transports: dict[str, Transport] = {}
         self.publications: dict[str, Publication] = {}
         self.subscriptions: dict[str, Subscription] = {}
@@ -58,7 +66,7 @@ class Participant:
         self.away_timer: asyncio.TimerHandle | None = None
         self.ticket_id: str | None = None
         self.keep_time = 0.0  # seconds kept after a lost connection (0: removed at once)
-        self.protocol = CURRENT  # the Client-Portal protocol its pushes are written in
+        self.protocol = "1.2"  # the client's protocol version, for its front end
         self.closed = False
 
     @property
@@ -69,45 +77,75 @@ class Participant:
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "user": self.user, "role": self.role}
 
-    def rest_info(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "role": self.role,
-            "user": self.user,
-            "permission": self.permission,
-            "publications": [{"id": p, "type": "webrtc"} for p in self.publications],
-            "subscriptions": [{"id": s, "type": "webrtc"} for s in self.subscriptions],
-        }
+    def detail(self) -> dict[str, Any]:
+        """OWT's ParticipantDetail: ``{id, user, role, permission}``."""
+        return {**self.describe(), "permission": self.permission}
 
-    # -- limits -----------------------------------------------------------
+    # -- limits and permissions ------------------------------------------
+
+    def may(self, action: str, kind: str) -> bool:
+        """Whether the participant's permission lets it ``publish``/``subscribe`` ``kind``."""
+        allowed = self.permission.get(action)
+        return bool(allowed.get(kind)) if isinstance(allowed, dict) else False
 
     def check_publication_limit(self, limit: int) -> None:
-        """RequestError if the participant already publishes ``limit`` streams."""
+        """ConferenceError if the participant already publishes ``limit`` streams."""
         if len(self.publications) >= limit:
-            raise RequestError(f"Too many publications (at most {limit} per participant)")
+            raise ConferenceError(f"Too many publications (at most {limit} per participant)")
 
     def check_subscription_limit(self, limit: int) -> None:
-        """RequestError if the participant already holds ``limit`` subscriptions."""
+        """ConferenceError if the participant already holds ``limit`` subscriptions."""
         if len(self.subscriptions) >= limit:
-            raise RequestError(f"Too many subscriptions (at most {limit} per participant)")
+            raise ConferenceError(f"Too many subscriptions (at most {limit} per participant)")
 
     # -- notifications --------------------------------------------------
 
     def notify(self, event: str, data: Any = None) -> None:
-        """Push `event` to the client now, or queue it while the client is away."""
+        """Send `event` to the client now, or queue it while the client is away."""
         if self.closed:
             return
-        data = downgrade_notification(self.protocol, event, data)
+        if event == TRANSPORT_EVENT:
+            # For the front end that holds the client's session, now or never (not a push
+            # a client could be replayed).
+            if self.address is not None:
+                self._context.router.deliver(self.address, event, data)
+            return
         self.seq += 1
-        if self.sid is None:
+        if self.address is None:
             self.missed.append({"event": event, "data": data, "seq": self.seq})
             del self.missed[:-MAX_QUEUED_NOTIFICATIONS]
             return
-        spawn(self._emit(event, self.sid, data), f"notification {event}")
+        self._context.router.deliver(self.address, event, data)
 
     def take_missed(self) -> list[dict[str, Any]]:
         missed, self.missed = self.missed, []
         return missed
+
+    # -- transports -------------------------------------------------------
+
+    def transport(self, transport_id: str | None, new_id: str) -> tuple[Transport, bool]:
+        """The transport ``transport_id``, or a new one with the id ``new_id`` if that is None.
+
+        The flag says whether it is new. ConferenceError if the participant has no such one.
+        """
+        if transport_id is not None:
+            transport = self.transports.get(transport_id)
+            if transport is None:
+                raise ConferenceError("Transport does NOT exist")
+            return transport, False
+        transport = self._context.agent.create_transport(new_id, self)
+        self.transports[transport.id] = transport
+        return transport, True
+
+    async def close_transport(self, transport: Transport, reason: str) -> None:
+        """End the transport's sessions and close it (idempotent)."""
+        for session in list(transport.sessions.values()):
+            self.end_session(session.id)
+        if self.transports.pop(transport.id, None) is not None:
+            logger.info(
+                "transport closed: %s", reason, extra={**self.log_ids, "transport": transport.id}
+            )
+        await self._context.agent.close_transport(transport)
 
     # -- TransportObserver ----------------------------------------------
 
@@ -134,6 +172,7 @@ class Participant:
         )
 
     def session_failed(self, session: Session, reason: str) -> None:
+        """The session ends; its client hears why (``progress`` ``error`` with the reason)."""
         logger.info("session failed: %s", reason, extra={**self.log_ids, "session": session.id})
         self.notify(
             "progress",
@@ -147,11 +186,13 @@ class Participant:
         self.end_session(session.id)
 
     def transport_failed(self, transport: Transport) -> None:
+        reason = f"the peer connection is {transport.pc.connectionState}"
         logger.info("transport failed", extra={**self.log_ids, "transport": transport.id})
         for session in list(transport.sessions.values()):
             self.end_session(session.id)
         self.transports.pop(transport.id, None)
-        spawn(self.room.server.agent.close_transport(transport), "closing a transport")
+        self.notify(TRANSPORT_EVENT, {"id": transport.id, "status": "closed", "reason": reason})
+        spawn(self._context.agent.close_transport(transport), "closing a transport")
 
     # -- sessions -------------------------------------------------------
 
@@ -168,7 +209,7 @@ class Participant:
             return True
         return False
 
-    async def close(self) -> None:
+    async def close(self, reason: str) -> None:
         """Idempotent: ends every session and closes every transport."""
         if self.closed:
             return
@@ -181,4 +222,5 @@ class Participant:
         transports = list(self.transports.values())
         self.transports.clear()
         for transport in transports:
-            await self.room.server.agent.close_transport(transport)
+            await self._context.agent.close_transport(transport)
+        logger.debug("participant closed: %s", reason, extra=self.log_ids)

@@ -1,27 +1,28 @@
-"""Room: the single authority on a room's participants and streams."""
+"""Room: the single authority on a room's participants, streams, views and outputs."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tessera.media.mediasource import Stream
 from tessera.mixer.activeaudio import ActiveAudioSelector, ActiveAudioStream
 from tessera.mixer.mixedstream import MixedStream
+from tessera.mixer.viewoptions import ViewOptions
 from tessera.recorder.recording import MediaChoice, Recording
 from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.forwardstream import ForwardStream
 from tessera.webrtc_agent.publication import Publication
+from tessera.webrtc_agent.subscription import Subscription
 
 from .background import spawn
-from .messages import RequestError
+from .context import ConferenceContext
+from .errors import ConferenceError
+from .optionchanges import OptionChange, plan_option_change
 from .participant import Participant
 from .roomoptions import RoomOptions
-
-if TYPE_CHECKING:
-    from .server import Server
 
 logger = logging.getLogger(__name__)
 
@@ -29,17 +30,40 @@ logger = logging.getLogger(__name__)
 SOURCE_STREAM_LOSS = "Source stream loss"
 
 
+class RoomParent(Protocol):
+    """What a room tells the service that owns it (a protocol keeps the import one-way)."""
+
+    def recording_allowed(self) -> bool:
+        """Whether the service may record (its ``recording`` setting)."""
+        ...
+
+    def recording_saved(self, room: Room, recording: Recording) -> None:
+        """A recording started or finished: its record is kept in the store."""
+        ...
+
+    def streaming_out_saved(self, room: Room, out: StreamingOut) -> None:
+        """A streaming-out started or finished: its record is kept in the store."""
+        ...
+
+    async def room_emptied(self, room: Room) -> None:
+        """The last participant left."""
+        ...
+
+
 class Room:
     """A conference room of one service: participants, and the stream registry.
 
-    Forward streams (publications) and, later, mixed streams (views) live in
-    the same `streams` registry, so a subscription or recording treats them
-    alike.
+    Forward streams (publications), mixed streams (views) and active audio streams
+    live in the same `streams` registry, so a subscription or recording treats them
+    alike. The room creates and closes its participants, views, recordings and
+    streaming-outs; a recording or streaming-out that finishes leaves it (its record
+    stays in the store).
     """
 
     def __init__(
         self,
-        server: Server,
+        context: ConferenceContext,
+        parent: RoomParent,
         service_id: str,
         room_id: str,
         name: str,
@@ -47,11 +71,13 @@ class Room:
         *,
         persistent: bool,
     ) -> None:
-        self.server = server
+        self._context = context
+        self._parent = parent
         self.service_id = service_id
         self.id = room_id
         self.name = name
         self._options = options
+        self._media = self._media_json(options)
         self.persistent = persistent
         self.participants: dict[str, Participant] = {}
         self.streams: dict[str, Stream] = {}
@@ -63,6 +89,9 @@ class Room:
         self.auto_recording: Recording | None = None
         # The room's active audio streams, while its selectActiveAudio option is on.
         self.active_audio: ActiveAudioSelector | None = None
+        # Why the room is being closed, from the moment its closing starts (participants
+        # are dropped one by one first).
+        self.closing: str | None = None
         self.closed = False
         self._create_views()
         self._apply_active_audio()
@@ -71,27 +100,111 @@ class Room:
     def options(self) -> RoomOptions:
         return self._options
 
-    @options.setter
-    def options(self, options: RoomOptions) -> None:
-        """New options (REST PUT/PATCH) apply to what comes next; selectActiveAudio at once."""
-        self._options = options
-        self._apply_active_audio()
+    def _media_json(self, options: RoomOptions) -> dict[str, dict[str, Any]]:
+        # The media layers read mediaIn, mediaOut and transcoding in OWT's JSON form (as
+        # StreamInfo's `optional` is written): made once per options, shared read-only.
+        return {
+            "media_in": options.media_in.model_dump(mode="json", by_alias=True),
+            "media_out": options.media_out.model_dump(mode="json", by_alias=True),
+            "transcoding": options.transcoding.model_dump(mode="json", by_alias=True),
+        }
 
     def _create_views(self) -> None:
-        settings = self.settings
-        for view in settings.get("views", []):
-            mixed = MixedStream(
-                self.id,
-                view,
-                media_out=settings.get("mediaOut", {}),
-                transcoding=settings.get("transcoding", {}),
-                listener=self,
-                keyframe_min_interval=self.server.config.webrtc.keyframe_min_interval,
-                frame_timeout=self.server.config.mixer.frame_timeout,
-                max_mixed_talkers=self.server.config.mixer.max_mixed_talkers,
-            )
-            self.views[mixed.label] = mixed
-            self.streams[mixed.id] = mixed
+        for view in self._options.views:
+            self._add_view(view)
+
+    def _add_view(self, view: ViewOptions) -> MixedStream:
+        settings = self._context.settings
+        mixed = MixedStream(
+            self.id,
+            view,
+            media_out=self._media["media_out"],
+            transcoding=self._media["transcoding"],
+            listener=self,
+            keyframe_min_interval=settings.keyframe_min_interval,
+            frame_timeout=settings.frame_timeout,
+            max_mixed_talkers=settings.max_mixed_talkers,
+        )
+        self.views[mixed.label] = mixed
+        self.streams[mixed.id] = mixed
+        return mixed
+
+    # -- options ----------------------------------------------------------
+
+    def check_options(self, options: RoomOptions) -> OptionChange:
+        """What new options would change while the room runs; ConferenceError 409 naming
+        the field if they cannot apply live (nothing changes)."""
+        return plan_option_change(self._options, options)
+
+    def update_options(self, options: RoomOptions) -> None:
+        """New options (REST PUT/PATCH) apply at once: views are added, removed (their
+        subscriptions end with "Source stream loss") or re-laid; room-wide options take
+        effect; clients hear of the streams that came, went or changed."""
+        change = self.check_options(options)
+        self._options = options
+        self._media = self._media_json(options)
+        self.name = options.name
+        for label in change.removed:
+            self._remove_view(label)
+        for view in change.relaid:
+            self.views[view.label].relayout(view)
+        for view in change.added:
+            mixed = self._add_view(view)
+            logger.info("view added", extra=mixed.log_ids)
+            self.notify_stream("add", mixed.id, mixed.info())
+            if options.auto_mix:
+                for stream in list(self.streams.values()):
+                    if isinstance(stream, ForwardStream):
+                        self.mix(stream.id, view.label)
+        # Views in the order of the options: the first is the default one.
+        self.views = {v.label: self.views[v.label] for v in options.views if v.label in self.views}
+        if change.media_changed:
+            self._media_changed()
+        self._apply_active_audio()
+        self._apply_auto_record()
+
+    def _remove_view(self, label: str) -> None:
+        view = self.views.pop(label)
+        for stream in self.streams.values():
+            if isinstance(stream, ForwardStream) and label in stream.in_views:
+                stream.in_views.remove(label)
+        self._output_source_gone(view.id)
+        self._end_stream(view.id, f"view {label} was removed from the room's options")
+        view.close()
+
+    def _media_changed(self) -> None:
+        # Streams offer what the new mediaOut and transcoding allow (their `optional`).
+        for stream in list(self.streams.values()):
+            if isinstance(stream, ForwardStream | MixedStream):
+                stream.media_out = self._media["media_out"]
+                stream.transcoding = self._media["transcoding"]
+                self.notify_stream("update", stream.id, {"field": ".", "value": stream.info()})
+
+    def _apply_auto_record(self) -> None:
+        if not self._options.auto_record and self.auto_recording is not None:
+            recording, self.auto_recording = self.auto_recording, None
+            spawn(recording.stop("autoRecord was turned off"), "stopping a recording")
+        elif (
+            self._options.auto_record
+            and self.auto_recording is None
+            and self.views
+            and self.forward_stream_count()
+        ):
+            self._start_auto_recording()
+
+    def _output_source_gone(self, stream_id: str) -> None:
+        """A stream ended: recordings and streaming-outs taking it stop when nothing is left."""
+        for recording in list(self.recordings.values()):
+            if recording.source_gone(stream_id):
+                spawn(recording.stop(), "finishing a recording")
+        for out in list(self.streaming_outs.values()):
+            if out.source_gone(stream_id):
+                spawn(out.stop(), "finishing a streaming-out")
+
+    @property
+    def log_ids(self) -> dict[str, str]:
+        """The ids a log line about this room carries."""
+        return {"service": self.service_id, "room": self.id}
 
     # -- MixedStreamListener --------------------------------------------
 
@@ -124,40 +237,44 @@ class Room:
             for stream in list(self.streams.values()):
                 if isinstance(stream, ForwardStream):
                     selector.add_input(stream, stream.owner)
-            logger.info("active audio streams on", extra={"room": self.id})
+            logger.info("active audio streams on", extra=self.log_ids)
         elif not wanted and self.active_audio is not None:
             selector, self.active_audio = self.active_audio, None
             for active in selector.streams:
-                self._end_stream(active.id)
+                self._end_stream(active.id, "selectActiveAudio was turned off")
             selector.close()
-            logger.info("active audio streams off", extra={"room": self.id})
+            logger.info("active audio streams off", extra=self.log_ids)
 
-    def _end_stream(self, stream_id: str) -> None:
+    def _end_stream(self, stream_id: str, why: str) -> None:
         """A stream that is not a publication ends: its subscriptions end with OWT's reason."""
         self.streams.pop(stream_id, None)
-        lost = [
-            (participant, subscription)
-            for participant in list(self.participants.values())
-            for subscription in list(participant.subscriptions.values())
-            if stream_id in subscription.stream_ids()
-        ]
+        lost = self._subscriptions_of(stream_id)
         for _, subscription in lost:
             subscription.detach_stream(stream_id)
         self.notify_stream("remove", stream_id)
         for participant, subscription in lost:
             participant.session_failed(subscription, SOURCE_STREAM_LOSS)
+        logger.info("stream removed: %s", why, extra={**self.log_ids, "stream": stream_id})
 
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.options.to_json()
+    def _subscriptions_of(self, stream_id: str) -> list[tuple[Participant, Subscription]]:
+        return [
+            (participant, subscription)
+            for participant in list(self.participants.values())
+            for subscription in list(participant.subscriptions.values())
+            if stream_id in subscription.stream_ids()
+        ]
 
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "views": [v["label"] for v in self.settings.get("views", [])],
+            "views": [view.label for view in self._options.views],
             "participants": [p.describe() for p in self.participants.values()],
             "streams": [s.info() for s in self.streams.values()],
         }
+
+    def options_json(self) -> dict[str, Any]:
+        """The room's options in their JSON form (OWT's room object, without the ids)."""
+        return self._options.to_json()
 
     def notify_all(self, event: str, data: Any, exclude: str | None = None) -> None:
         for participant in list(self.participants.values()):
@@ -167,16 +284,16 @@ class Room:
     # -- participants ---------------------------------------------------
 
     def permission_for(self, role: str) -> dict[str, Any] | None:
-        for entry in self.settings.get("roles", []):
-            if entry.get("role") == role:
-                return {
-                    "publish": dict(entry.get("publish", {})),
-                    "subscribe": dict(entry.get("subscribe", {})),
-                }
-        return None
+        entry = self._options.role(role)
+        if entry is None:
+            return None
+        return {
+            "publish": entry.publish.model_dump(mode="json"),
+            "subscribe": entry.subscribe.model_dump(mode="json"),
+        }
 
     def is_full(self) -> bool:
-        limit = int(self.settings.get("participantLimit", -1))
+        limit = self._options.participant_limit
         return 0 <= limit <= len(self.participants)
 
     def broadcast(self, event: str, data: Any, *, exclude: str | None = None) -> None:
@@ -186,10 +303,14 @@ class Room:
             try:
                 observer(event, data)
             except Exception:
-                logger.exception("room observer failed", extra={"room": self.id})
-        notifying = self.settings.get("notifying", {})
-        key = "participantActivities" if event == "participant" else "streamChange"
-        if notifying.get(key, True):
+                logger.exception("room observer failed", extra=self.log_ids)
+        notifying = self._options.notifying
+        wanted = (
+            notifying.participant_activities
+            if event == "participant"
+            else (notifying.stream_change)
+        )
+        if wanted:
             self.notify_all(event, data, exclude)
 
     def add_participant(self, participant: Participant) -> None:
@@ -202,23 +323,23 @@ class Room:
         logger.info(
             "participant joined",
             extra={
-                "service": self.service_id,
-                "room": self.id,
+                **self.log_ids,
                 "participant": participant.id,
                 "user": participant.user,
                 "role": participant.role,
             },
         )
 
-    async def remove_participant(self, participant: Participant) -> None:
-        """The participant left (logout, kick, or it stayed away too long)."""
+    async def remove_participant(self, participant: Participant, reason: str) -> None:
+        """The participant left (logout, drop, or it stayed away too long): its sessions end,
+        everyone else hears ``leave``; the room's parent hears when it is empty."""
         if self.participants.pop(participant.id, None) is None:
             return
-        await participant.close()
+        await participant.close(reason)
         self.broadcast("participant", {"action": "leave", "data": participant.id})
-        logger.info("participant left", extra=participant.log_ids)
+        logger.info("participant left: %s", reason, extra={**participant.log_ids, "reason": reason})
         if not self.participants:
-            await self.server.room_empty(self)
+            await self._parent.room_emptied(self)
 
     # -- streams --------------------------------------------------------
 
@@ -226,22 +347,26 @@ class Room:
         return sum(1 for s in self.streams.values() if s.type == "forward")
 
     def input_limit_reached(self) -> bool:
-        limit = int(self.settings.get("inputLimit", -1))
+        limit = self._options.input_limit
         pending = sum(len(p.publications) for p in self.participants.values())
         return 0 <= limit <= pending
 
     def check_input_limit(self) -> None:
-        """RequestError if the room takes no more inputs (its ``inputLimit``)."""
+        """ConferenceError if the room takes no more inputs (its ``inputLimit``)."""
         if self.input_limit_reached():
-            raise RequestError("Too many inputs")
+            raise ConferenceError("Too many inputs")
 
     def check_media_in(self, kinds: Sequence[str]) -> None:
-        """RequestError if the room accepts no format at all of a kind to be published."""
-        media_in = self.options.media_in
+        """ConferenceError if the room accepts no format at all of a kind to be published."""
+        media_in = self._options.media_in
         for kind in kinds:
             if not (media_in.audio if kind == "audio" else media_in.video):
                 # OWT: "Audio is forbiden" / "Video is forbiden" (its spelling) at publish.
-                raise RequestError(f"{kind.capitalize()} is forbidden in this room (mediaIn)")
+                raise ConferenceError(f"{kind.capitalize()} is forbidden in this room (mediaIn)")
+
+    def media_settings(self) -> dict[str, Any]:
+        """mediaIn, mediaOut and transcoding in their JSON form, for a new ForwardStream."""
+        return dict(self._media)
 
     def publication_ready(self, participant: Participant, publication: Publication) -> None:
         """A publication is negotiated and connected: list it and tell everyone."""
@@ -250,11 +375,8 @@ class Room:
             return
         self.streams[stream.id] = stream
         stream.on_info_changed = self._forward_info_changed
-        logger.info(
-            "stream added",
-            extra={**participant.log_ids, "stream": stream.id},
-        )
-        auto_mix = bool(self.settings.get("autoMix", True))
+        logger.info("stream added", extra={**participant.log_ids, "stream": stream.id})
+        auto_mix = self._options.auto_mix
         if auto_mix:
             stream.in_views = list(self.views)
         self.notify_stream("add", stream.id, stream.info())
@@ -263,7 +385,7 @@ class Room:
                 self.mix(stream.id, label)
         if self.active_audio is not None:
             self.active_audio.add_input(stream, stream.owner)
-        if self.settings.get("autoRecord") and self.auto_recording is None and self.views:
+        if self._options.auto_record and self.auto_recording is None and self.views:
             self._start_auto_recording()
 
     def _forward_info_changed(self, stream: ForwardStream) -> None:
@@ -272,35 +394,39 @@ class Room:
         if self.streams.get(stream.id) is stream:
             self.notify_stream("update", stream.id, {"field": ".", "value": stream.info()})
 
-    # -- recordings -----------------------------------------------------
+    def owner_of(self, stream_id: str) -> Participant | None:
+        """The participant publishing ``stream_id``, if one does."""
+        return next((p for p in self.participants.values() if stream_id in p.publications), None)
+
+    # -- recordings and streaming-outs ----------------------------------
 
     def start_recording(self, container: str, media: MediaChoice) -> Recording:
-        """Start recording (REST POST); raises ParameterError or MuxerError, keeping nothing."""
+        """Start recording; raises ParameterError or MuxerError, keeping nothing."""
         recording = Recording(
             uuid.uuid4().hex,
             self.id,
-            self.server.config.recording_dir() / self.id,
+            self._context.settings.recording_dir / self.id,
             container,
             media,
-            host=self.server.advertised_host(),
+            host=self._context.settings.advertised_host(),
             on_finished=self._recording_finished,
         )
         self._snapshot_into(recording)
         recording.start(self.streams)
         self.recordings[recording.id] = recording
         self.observers.append(recording.observe)
-        self.server.recording_started(self, recording)
+        self._parent.recording_saved(self, recording)
         return recording
 
     def start_streaming_out(
         self, protocol: str, url: str | None, media: MediaChoice, parameters: Any
     ) -> StreamingOut:
-        """Push a stream out (REST POST); raises ParameterError or MuxerError, keeping nothing."""
+        """Push a stream out; raises ParameterError or MuxerError, keeping nothing."""
         streaming_id = uuid.uuid4().hex
         hls_directory = served_at = None
         if protocol == "hls" and url is None:
             # No url to push to: Tessera writes the HLS and serves it itself.
-            hls_directory = self.server.config.data_dir() / "hls" / streaming_id
+            hls_directory = self._context.settings.hls_dir / streaming_id
             served_at = f"/hls/{streaming_id}/{streaming_id}.m3u8"
         out = StreamingOut(
             streaming_id,
@@ -315,11 +441,17 @@ class Room:
         )
         out.start(self.streams)
         self.streaming_outs[out.id] = out
-        self.server.streaming_out_started(self, out)
+        self._parent.streaming_out_saved(self, out)
         return out
 
     def _streaming_out_finished(self, out: StreamingOut) -> None:
+        # A finished streaming-out leaves the room (and memory); its record stays in the store.
         self.streaming_outs.pop(out.id, None)
+        self._context.finished["streaming-out", out.state] += 1
+        self._parent.streaming_out_saved(self, out)
+        logger.info(
+            "streaming-out finished: %s", out.state, extra={**self.log_ids, "streaming": out.id}
+        )
 
     def _snapshot_into(self, recording: Recording) -> None:
         # The timeline starts with who and what is in the room already.
@@ -340,8 +472,7 @@ class Room:
                 timeline.add("active-speaker", stream=view.id, input=view.active_input)
 
     def _start_auto_recording(self) -> None:
-        service = self.server.store.get_service(self.service_id)
-        if service is None or not service.recording:
+        if not self._parent.recording_allowed():
             return
         view = next(iter(self.views.values()))
         media = MediaChoice(
@@ -351,15 +482,19 @@ class Room:
         try:
             self.auto_recording = self.start_recording("auto", media)
         except Exception as exc:
-            logger.error("automatic recording failed to start: %s", exc, extra={"room": self.id})
+            logger.error("automatic recording failed to start: %s", exc, extra=self.log_ids)
 
     def _recording_finished(self, recording: Recording) -> None:
+        # A finished recording leaves the room (and memory); its record stays in the store.
         self.recordings.pop(recording.id, None)
-        self.server.recording_finished(self, recording)
+        self._context.finished["recording", recording.state] += 1
+        self._parent.recording_saved(self, recording)
         if recording.observe in self.observers:
             self.observers.remove(recording.observe)
         if self.auto_recording is recording:
             self.auto_recording = None
+
+    # -- mixing ---------------------------------------------------------
 
     def mix(self, stream_id: str, label: str) -> None:
         """Add a forward stream to a view (stream-control mix, REST inViews add)."""
@@ -397,18 +532,8 @@ class Room:
         if self.active_audio is not None:
             self.active_audio.remove_input(stream_id)
         del self.streams[stream_id]
-        for recording in list(self.recordings.values()):
-            if recording.source_gone(stream_id):
-                spawn(recording.stop(), "finishing a recording")
-        for out in list(self.streaming_outs.values()):
-            if out.source_gone(stream_id):
-                spawn(out.stop(), "finishing a streaming-out")
-        lost = [
-            (participant, subscription)
-            for participant in list(self.participants.values())
-            for subscription in list(participant.subscriptions.values())
-            if stream_id in subscription.stream_ids()
-        ]
+        self._output_source_gone(stream_id)
+        lost = self._subscriptions_of(stream_id)
         for _, subscription in lost:
             subscription.detach_stream(stream_id)  # no more packets from it, from now on
         self.notify_stream("remove", stream_id)
@@ -417,7 +542,7 @@ class Room:
         # SDKs route the error by sessionId and end the subscription.
         for participant, subscription in lost:
             participant.session_failed(subscription, SOURCE_STREAM_LOSS)
-        ids = {"room": self.id, "participant": stream.owner, "stream": stream_id}
+        ids = {**self.log_ids, "participant": stream.owner, "stream": stream_id}
         logger.info("stream removed", extra=ids)
 
     def set_track_status(self, stream_id: str, kind: str, active: bool) -> None:
@@ -436,20 +561,23 @@ class Room:
             {"field": f"{kind}.status", "value": "active" if active else "inactive"},
         )
 
-    async def close(self) -> None:
-        """Idempotent: every participant is dropped, every stream ends."""
+    async def close(self, reason: str) -> None:
+        """Idempotent: every participant is closed, every output finished, every stream ends.
+
+        Whoever closes a room with people in it has told them already (``drop``).
+        """
         if self.closed:
             return
         self.closed = True
-        # Whoever closes a room with people in it (shutdown, REST delete) has
-        # already sent them `drop`.
+        reason = self.closing or reason
+        logger.info("room closed: %s", reason, extra={**self.log_ids, "reason": reason})
         for participant in list(self.participants.values()):
-            await participant.close()
+            await participant.close(reason)
         self.participants.clear()
         for recording in list(self.recordings.values()):
-            await recording.stop()
+            await recording.stop(f"the room closed: {reason}")
         for out in list(self.streaming_outs.values()):
-            await out.stop()
+            await out.stop(f"the room closed: {reason}")
         for view in self.views.values():
             view.close()
         if self.active_audio is not None:

@@ -1,4 +1,5 @@
-"""Persistent state in one SQLite file: services (tenants), rooms, consumed token ids.
+"""Persistent state in one SQLite file: services (tenants), rooms, consumed token ids,
+and the records of recordings and streaming-outs.
 
 One process owns the database. The store is synchronous and quick (tiny rows,
 WAL journal); callers on the event loop may call it directly or hand it to an
@@ -20,12 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from tessera.portal.roomoptions import RoomOptions
-
-if TYPE_CHECKING:
-    from tessera.portal.config import Config
+from .roomoptions import RoomOptions
 
 __all__ = [
     "DuplicateError",
@@ -38,7 +36,7 @@ __all__ = [
     "new_room_id",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (
@@ -71,6 +69,14 @@ CREATE TABLE IF NOT EXISTS recordings (
     file       TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS recordings_by_room ON recordings (service_id, room_id);
+CREATE TABLE IF NOT EXISTS streaming_outs (
+    id         TEXT PRIMARY KEY,
+    service_id TEXT NOT NULL,
+    room_id    TEXT NOT NULL,
+    info       TEXT NOT NULL,        -- JSON: the REST description when last saved
+    directory  TEXT NOT NULL         -- where an HLS streaming-out served by Tessera writes, or ""
+);
+CREATE INDEX IF NOT EXISTS streaming_outs_by_room ON streaming_outs (service_id, room_id);
 """
 
 
@@ -238,12 +244,14 @@ class Store:
                 raise DuplicateError(f"service {service.id!r} already exists") from None
 
     def delete_service(self, service_id: str) -> bool:
-        """Delete a service with its rooms and recording records; False if there is none.
+        """Delete a service with its rooms and the records of their recordings and
+        streaming-outs; False if there is none.
 
         Recording files stay on disk: the store only forgets them.
         """
         with self._transaction() as conn:
             conn.execute("DELETE FROM recordings WHERE service_id = ?", (service_id,))
+            conn.execute("DELETE FROM streaming_outs WHERE service_id = ?", (service_id,))
             conn.execute("DELETE FROM rooms WHERE service_id = ?", (service_id,))
             cursor = conn.execute("DELETE FROM services WHERE id = ?", (service_id,))
             return cursor.rowcount > 0
@@ -362,6 +370,52 @@ class Store:
                 found.append((row["id"], info))
         return found
 
+    # -- streaming-outs --
+
+    def save_streaming_out(
+        self, streaming_id: str, service_id: str, room_id: str, info: dict[str, Any], directory: str
+    ) -> None:
+        """Create or update what is known of a streaming-out (its REST description)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO streaming_outs (id, service_id, room_id, info, directory)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET info = excluded.info",
+                (streaming_id, service_id, room_id, json.dumps(info), directory),
+            )
+
+    def list_streaming_outs(
+        self, service_id: str, room_id: str
+    ) -> list[tuple[str, dict[str, Any], str]]:
+        """(id, info, directory) of a room's streaming-outs, oldest first."""
+        rows = self._query(
+            "SELECT id, info, directory FROM streaming_outs WHERE service_id = ? AND room_id = ?"
+            " ORDER BY rowid",
+            (service_id, room_id),
+        )
+        return [(row["id"], json.loads(row["info"]), row["directory"]) for row in rows]
+
+    def streaming_out_directory(self, streaming_id: str) -> str | None:
+        """Where a streaming-out served by Tessera wrote its HLS ("" if it pushed), or None."""
+        rows = self._query("SELECT directory FROM streaming_outs WHERE id = ?", (streaming_id,))
+        return str(rows[0]["directory"]) if rows else None
+
+    def close_interrupted_streaming_outs(self, reason: str) -> int:
+        """Streaming-outs stored as running ended with the run that made them: stopped."""
+        count = 0
+        with self._transaction() as conn:
+            for row in conn.execute("SELECT id, info FROM streaming_outs").fetchall():
+                info = json.loads(row["info"])
+                if info.get("state") in ("connecting", "streaming"):
+                    info["state"] = "stopped"
+                    info["reason"] = reason
+                    conn.execute(
+                        "UPDATE streaming_outs SET info = ? WHERE id = ?",
+                        (json.dumps(info), row["id"]),
+                    )
+                    count += 1
+        return count
+
     # -- single-use tokens --
 
     def consume_token(self, token_id: str, expires_at: float, now: float | None = None) -> bool:
@@ -400,13 +454,31 @@ def _room(row: sqlite3.Row) -> RoomRecord:
     )
 
 
-def bootstrap_default_service(store: Store, config: Config) -> ServiceRecord:
+class DefaultService(Protocol):
+    """The configured service (``[service]`` of the configuration)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def allowed_origins(self) -> list[str]: ...
+    @property
+    def adhoc_rooms(self) -> bool: ...
+    @property
+    def default_room(self) -> str: ...
+    @property
+    def recording(self) -> bool: ...
+    @property
+    def peer_tokens(self) -> bool: ...
+
+
+def bootstrap_default_service(store: Store, settings: DefaultService) -> ServiceRecord:
     """Make sure the configured service and its default room exist; return the service.
 
-    An empty ``service.key`` keeps the key stored by an earlier start (tokens
+    An empty ``settings.key`` keeps the key stored by an earlier start (tokens
     already handed out stay valid) or generates one; a configured key wins.
     """
-    settings = config.service
     existing = store.get_service(settings.id)
     key = settings.key or (existing.key if existing else "") or secrets.token_urlsafe(32)
     service = ServiceRecord(

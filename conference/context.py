@@ -1,0 +1,26 @@
+"""What every object of the ownership tree shares: settings, store, sessions, the router."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tessera.webrtc_agent.agent import WebrtcAgent
+
+from .events import ClientRouter
+from .settings import ConferenceSettings
+from .store import Store
+
+
+@dataclass
+class ConferenceContext:
+    """Handed down from the room service to services, rooms and participants."""
+
+    settings: ConferenceSettings
+    store: Store
+    agent: WebrtcAgent  # creates and indexes every client Transport
+    router: ClientRouter  # events out, to the clients' front ends
+    ticket_secret: bytes  # signs reconnection tickets
+    # How many recordings ("recording", state) and streaming-outs ("streaming-out", state)
+    # ended in each state this run (they leave memory when they end).
+    finished: Counter[tuple[str, str]] = field(default_factory=Counter)

@@ -1,0 +1,43 @@
+"""What the room service needs of the configuration, as one frozen value.
+
+The configuration file and its loader belong to the process that runs the service
+(``tessera.portal.config``); the assembly builds these settings from it, so the room
+service depends on no front end and a test can build one by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _no_host() -> str:
+    return "localhost"
+
+
+@dataclass(frozen=True)
+class ConferenceSettings:
+    """Limits, media settings and directories of the room service (every field documented)."""
+
+    # Where recordings are written (a folder per room) and HLS streaming-outs are served from.
+    recording_dir: Path
+    hls_dir: Path
+    # ``host:port`` clients connect to (join tokens, recordings' ``storage.host``); a
+    # function because the port may be known only once the server listens.
+    advertised_host: Callable[[], str] = field(default=_no_host)
+    secure: bool = False  # join tokens tell clients to use TLS
+    token_lifetime: float = 180.0
+    single_use_tokens: bool = True
+    # A participant whose connection is lost is kept this long at most (its client may ask
+    # for less); reconnection tickets are valid this long.
+    reconnection_keep: float = 60.0
+    ticket_lifetime: float = 600.0
+    text_max_length: int = 4096
+    rooms_per_service: int = 1000
+    publications_per_participant: int = 4
+    subscriptions_per_participant: int = 32
+    stun_servers: tuple[str, ...] = ()
+    keyframe_min_interval: float = 1.0
+    frame_timeout: float = 2.0
+    max_mixed_talkers: int = 3

@@ -1,0 +1,37 @@
+"""What the room service counts, as plain data for metrics and load reports (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ViewCounters:
+    """One view's counters (seconds are thread CPU time; ``started`` is monotonic)."""
+
+    id: str
+    running: bool
+    frames: int
+    dropped: int
+    composite_seconds: float
+    encode_seconds: float
+    started: float
+
+
+@dataclass(frozen=True)
+class ConferenceStats:
+    """Rooms, participants, sessions, views, encoders and outputs of the room service now."""
+
+    rooms: int = 0
+    participants: int = 0
+    publications: int = 0
+    subscriptions: int = 0
+    views: int = 0
+    views_running: int = 0
+    # One per view output format, one per forward stream's transcode.
+    encoders: int = 0
+    transports: dict[str, int] = field(default_factory=dict)  # by connection state
+    # Of this run by state: running ones, and how many ended in each state.
+    recordings: dict[str, int] = field(default_factory=dict)
+    streaming_outs: dict[str, int] = field(default_factory=dict)
+    view_counters: list[ViewCounters] = field(default_factory=list)
