@@ -32,6 +32,8 @@ class ClientAddress(BaseModel):
 
     front_end: str = Field(min_length=1, max_length=64)
     key: str = Field(min_length=1, max_length=256)
+    # The process holding the client in a cluster (its bus node id); "" in one process.
+    node: str = Field(default="", max_length=128)
 
 
 class FrontEnd(Protocol):
