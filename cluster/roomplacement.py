@@ -1,7 +1,7 @@
 """Room placement in Redis: which agent hosts each room, decided atomically.
 
-``tessera:room-agent:<room>`` names the agent hosting a room (``<room>`` is
-``<service id>/<room id>``), and ``tessera:agent-rooms:<agent>`` lists an agent's rooms.
+``tessera:room-agent:<room id>`` names the agent hosting a room (room ids are made by
+the store, unique across services), and ``tessera:agent-rooms:<agent>`` lists an agent's rooms.
 Both change only inside Lua scripts, which Redis runs one at a time, so two portals
 placing the same room at once get the same agent: **a room is never hosted twice**.
 
@@ -55,10 +55,6 @@ return 1
 
 class NoAgentAvailable(Exception):
     """No live agent can take a new room; the message says why."""
-
-
-def room_key(service_id: str, room_id: str) -> str:
-    return f"{service_id}/{room_id}"
 
 
 class RoomPlacement:

@@ -18,7 +18,7 @@ class ClusterStatus:
     """A snapshot: every live node and the rooms each agent hosts."""
 
     nodes: list[NodeInfo]
-    rooms: dict[str, list[str]]  # agent id -> room keys ("<service>/<room>")
+    rooms: dict[str, list[str]]  # agent id -> ids of the rooms it hosts
 
     def to_json(self) -> dict[str, Any]:
         return {

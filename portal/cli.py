@@ -1,6 +1,8 @@
 """The ``tessera`` command: run the server, or issue a join token from the shell.
 
 ``tessera serve [--config FILE] [--host H] [--port P]``
+``tessera portal|agent --redis URL [--config FILE] [--host H] [--port P]`` (a cluster's roles)
+``tessera agent drain NODE [--undo]``, ``tessera cluster up|status``
 ``tessera token ROOM --user NAME --role ROLE [--service ID] [--config FILE] [--lifetime S]``
 """
 
@@ -53,6 +55,44 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (server.host)")
     serve.add_argument("--port", type=int, help="port to listen on, 0 = any (server.port)")
 
+    portal = commands.add_parser(
+        "portal", help="run a cluster's front ends (Socket.IO, REST, web, PeerJS) on Redis"
+    )
+    agent = commands.add_parser(
+        "agent", help="run a cluster's media agent (hosts rooms) on Redis, or drain one"
+    )
+    agent.add_argument(
+        "action", nargs="?", choices=["drain"], help="drain: no new rooms on agent NODE"
+    )
+    agent.add_argument("node", nargs="?", metavar="NODE", help="the agent to drain (its node id)")
+    agent.add_argument("--undo", action="store_true", help="with drain: take new rooms again")
+    for role in (portal, agent):
+        role.add_argument("--config", metavar="FILE", help="TOML file over config/default.toml")
+        role.add_argument("--redis", metavar="URL", help="the cluster's Redis (cluster.redis)")
+        role.add_argument("--host", help="address to listen on (server.host)")
+        role.add_argument("--port", type=int, help="port to listen on, 0 = any (server.port)")
+        role.add_argument("--node-id", metavar="ID", help="this process's id in the cluster")
+
+    cluster = commands.add_parser("cluster", help="run a whole cluster here, or show one")
+    cluster_commands = cluster.add_subparsers(dest="cluster_command", required=True)
+    up = cluster_commands.add_parser(
+        "up", help="start Redis, M portals and N agents on this machine (Ctrl-C stops them)"
+    )
+    up.add_argument("--portals", type=int, default=1, help="portal processes (default 1)")
+    up.add_argument(
+        "--agents", type=int, default=0, help="agent processes (default: one per core)"
+    )
+    up.add_argument("--host", default="127.0.0.1", help="portals listen here (127.0.0.1)")
+    up.add_argument("--port", type=int, default=8080, help="first portal's port (8080)")
+    up.add_argument("--redis-port", type=int, default=6379, help="the local Redis's port")
+    up.add_argument("--redis", metavar="URL", help="use this Redis instead of starting one")
+    up.add_argument("--data-dir", metavar="DIR", help="Redis's files (default: the data dir)")
+    status = cluster_commands.add_parser("status", help="list portals, agents, rooms and load")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    for sub in (up, status):
+        sub.add_argument("--config", metavar="FILE", help="TOML file over config/default.toml")
+    status.add_argument("--redis", metavar="URL", help="the cluster's Redis (cluster.redis)")
+
     token = commands.add_parser("token", help="print a join token for a room")
     token.add_argument("room", metavar="ROOM", help="room id or room name")
     token.add_argument("--user", required=True, help="user name shown to the others")
@@ -91,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command in ("portal", "agent", "cluster"):
+            # Imported here: `token` and `service` never need Redis or the media stack.
+            commands = importlib.import_module("tessera.portal.clustercommands")
+            run_command = cast(Callable[[argparse.Namespace], int], commands.run)
+            return run_command(args)
         if args.command == "service":
             return _service(args)
         return _token(args)

@@ -198,6 +198,16 @@ class PeerConfig(_Section):
     allow_discovery: bool
 
 
+class ClusterConfig(_Section):
+    """``[cluster]``: several processes on Redis (``tessera portal``/``agent``; unused by
+    ``tessera serve``)."""
+
+    redis: str = Field(pattern=r"^(|rediss?://\S+|unix://\S+)$")
+    request_timeout: Seconds
+    lease: Seconds
+    agent_max_rooms: int = Field(ge=0, le=100_000)
+
+
 class LogConfig(_Section):
     """``[log]``: logging."""
 
@@ -225,6 +235,7 @@ class Config(_Section):
     limits: LimitsConfig
     peer: PeerConfig
     web: WebConfig
+    cluster: ClusterConfig
     log: LogConfig
 
     def data_dir(self, env: Mapping[str, str] | None = None) -> Path:

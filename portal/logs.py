@@ -24,12 +24,14 @@ __all__ = [
     "StructuredFormatter",
     "configure_logging",
     "log_context",
+    "set_process_ids",
 ]
 
 LogFormat = Literal["text", "json"]
 
 # The ids, in the order they are written; other `extra` keys follow them.
 ID_FIELDS = (
+    "node",
     "service",
     "room",
     "participant",
@@ -46,6 +48,13 @@ ID_FIELDS = (
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
 _context: ContextVar[Mapping[str, str] | None] = ContextVar("tessera_log_context", default=None)
+# Ids of the whole process (a cluster node's id), on every line of every thread.
+_process_ids: dict[str, str] = {}
+
+
+def set_process_ids(**ids: str) -> None:
+    """Add ``ids`` to every line this process logs from now on (a cluster node's id)."""
+    _process_ids.update(ids)
 
 
 @contextmanager
@@ -84,7 +93,7 @@ class StructuredFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
-        context = _context.get() or {}
+        context = {**_process_ids, **(_context.get() or {})}
         for key in ID_FIELDS:
             value = extra.pop(key, None)
             if value is None:

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
@@ -28,7 +29,7 @@ from tessera.conference.selfcheck import (
     release_caches,
 )
 from tessera.conference.settings import ConferenceSettings
-from tessera.conference.store import Store, bootstrap_default_service
+from tessera.conference.store import ServiceRecord, Store, bootstrap_default_service
 
 from . import portal, roompeer
 from .config import Config
@@ -80,15 +81,33 @@ class Server:
     service reaches the front ends through its router.
     """
 
-    def __init__(self, config: Config, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store | None = None,
+        *,
+        conference: RoomService | None = None,
+        router: LocalRouter | None = None,
+        default_service: ServiceRecord | None = None,
+    ) -> None:
         self.config = config
-        self.store = store or Store(config.database_path())
-        self.default_service = bootstrap_default_service(self.store, config.service)
         self.port = config.server.port  # the bound port, once listening (server.port may be 0)
-        self.router = LocalRouter()
-        self.conference = RoomService(
-            conference_settings(config, self.advertised_host), self.store, self.router
-        )
+        if conference is None:
+            # The embedded default: one process, its rooms, SQLite.
+            self.store: Store | None = store or Store(config.database_path())
+            self.default_service = bootstrap_default_service(self.store, config.service)
+            self.router = LocalRouter()
+            self.conference = RoomService(
+                conference_settings(config, self.advertised_host), self.store, self.router
+            )
+        else:
+            # A cluster's portal: the room service (its store, its router) is made by the
+            # caller (portal/clusterportal.py).
+            assert router is not None and default_service is not None
+            self.store = None
+            self.default_service = default_service
+            self.router = router
+            self.conference = conference
         # Engine.IO refuses (by closing the connection) only far larger frames;
         # up to that the portal answers an oversized request with an error.
         self.sio = socketio.AsyncServer(
@@ -178,11 +197,15 @@ class Server:
         await self.peers.close()
         await self.conference.close()
         self.heap.close()
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
 
 
-def create_app(config: Config, store: Store | None = None) -> web.Application:
-    """The aiohttp application: Socket.IO portal and REST API on one port."""
+def create_app(
+    config: Config, store: Store | None = None, *, server: Server | None = None
+) -> web.Application:
+    """The aiohttp application: Socket.IO portal and REST API on one port (of ``server``,
+    or of the embedded default's server made here)."""
     limit_malloc_arenas(config.server.malloc_arenas)
     fix_malloc_trim_threshold(config.server.malloc_trim_threshold)
     # Always (a few ms): without these names media breaks at the first call, so the
@@ -193,7 +216,7 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
         # the check allocates lands in the main malloc arena, whose top malloc_trim gives
         # back (another arena's it does not).
         media_self_check(trim_heap)
-    server = Server(config, store)
+    server = server or Server(config, store)
     app = web.Application(client_max_size=config.portal.max_message_bytes * 16)
     app[SERVER_KEY] = server
     attach_socketio(app, server.sio)  # Engine.IO 4 clients, and 3 (socket.io-client 2.x)
@@ -268,9 +291,17 @@ def run(config: Config) -> int:
     return asyncio.run(_serve(config))
 
 
-async def _serve(config: Config) -> int:
+async def _serve(
+    config: Config,
+    app: web.Application | None = None,
+    *,
+    on_listening: Callable[[str], Awaitable[None]] | None = None,
+    on_stopped: Callable[[], Awaitable[None]] | None = None,
+) -> int:
+    """Serve ``app`` (the embedded default's, made here, if None) until SIGTERM/SIGINT.
+    A cluster's portal passes its app, and joins/leaves the cluster in the hooks."""
     try:
-        app = create_app(config)
+        app = app or create_app(config)
     except MediaCheckFailed as exc:
         # Logged line by line already; the exit says it once more, for whoever started it.
         print(f"tessera: {exc} (set [server] media_check = false to start anyway)", file=sys.stderr)
@@ -307,6 +338,8 @@ async def _serve(config: Config) -> int:
         config.service.default_room,
         extra={"url": url, "service": server.default_service.id},
     )
+    if on_listening is not None:
+        await on_listening(url)
     await stop.wait()
     started = time.monotonic()
     # The last resort if the loop thread itself is stuck in a blocking call. Never cancelled:
@@ -321,6 +354,8 @@ async def _serve(config: Config) -> int:
         await asyncio.wait_for(_stop(server, runner), deadline - min(0.5, deadline / 4))
     except TimeoutError:
         _exit_now(deadline)
+    if on_stopped is not None:
+        await on_stopped()
     logger.info("stopped in %.1f s", time.monotonic() - started)
     return 0
 

@@ -1,0 +1,200 @@
+"""AgentNode: a media agent's place in the cluster.
+
+An agent runs a room service of its own (rooms, WebRTC sessions, mixer, recorder) and
+hosts the rooms the cluster's placement gives it. Its node:
+
+- answers room-service calls from portals over the bus (an allowlist, see :mod:`.rpc`);
+- holds its lease with its load (rooms, participants, encoders, CPU) every second;
+- hosts a room only while the placement names it (:class:`PlacedHost`): a room is
+  claimed when it loads and released when it closes; after each lease renewal every
+  hosted room is claimed again (a Redis that restarted empty learns where rooms are),
+  and a room the placement gives to another agent meanwhile is closed here;
+- closes every room (their clients told why) if it cannot renew its lease for a whole
+  lease: other agents may already host them (fencing);
+- can be drained: no new rooms are placed on it, its rooms finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from typing import Any, Protocol
+
+from tessera.conference.errors import ConferenceError, ErrorCode
+from tessera.conference.stats import ConferenceStats
+
+from .bus import Bus, RemoteError
+from .cpumeter import CpuMeter
+from .nodes import NodeLease
+from .placement import NodeInfo, NodeLoad
+from .roomplacement import RoomPlacement
+from .rpc import MethodTable, RequestRouter, RpcServer
+
+logger = logging.getLogger(__name__)
+
+ROOMS_PREFIX = "rooms."
+NODE_PREFIX = "node."
+# Reasons rooms close on an agent, as clients hear them.
+ROOM_MOVED = "the room moved to another media server"
+LEASE_LOST = "the media server lost contact with the cluster"
+
+
+class HostedRooms(Protocol):
+    """What the node needs of its room service."""
+
+    def hosted(self) -> list[tuple[str, str]]:
+        """(service id, room id) of every room loaded here."""
+        ...
+
+    async def close_hosted(self, service_id: str, room_id: str, reason: str) -> None: ...
+
+    def counters(self) -> ConferenceStats: ...
+
+
+class PlacedHost:
+    """The RoomHost of an agent: a room loads here only if the placement names this agent."""
+
+    def __init__(self, placement: RoomPlacement, agent_id: str) -> None:
+        self.placement = placement
+        self.agent_id = agent_id
+        self.accepting = True
+
+    async def claim(self, service_id: str, room_id: str, name: str, persistent: bool) -> None:
+        if not self.accepting:
+            raise ConferenceError(
+                "This media server is leaving the cluster; try again", ErrorCode.CLOUD, 503
+            )
+        if not await self.placement.claim(room_id, self.agent_id):
+            raise ConferenceError(
+                "The room is hosted by another media server; try again", ErrorCode.CLOUD, 503
+            )
+
+    async def release(self, service_id: str, room_id: str, name: str, persistent: bool) -> None:
+        try:
+            await self.placement.release(room_id, self.agent_id)
+        except Exception as exc:  # Redis down: the placement lapses with the lease anyway
+            logger.warning(
+                "room placement not released: %s",
+                exc,
+                extra={"room": room_id, "agent": self.agent_id},
+            )
+
+
+class AgentNode:
+    """The cluster side of an agent process (module docstring)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        host: PlacedHost,
+        rooms: HostedRooms,
+        table: MethodTable,
+        target: object,
+        *,
+        url: str = "",
+        max_rooms: int = 0,
+        lease: float = 5.0,
+        interval: float = 1.0,
+    ) -> None:
+        self.bus = bus
+        self.rooms = rooms
+        self.host = host
+        self.placement = host.placement
+        self.cpu = CpuMeter()
+        self.max_rooms = max_rooms
+        requests = RequestRouter()
+        requests.add(ROOMS_PREFIX, RpcServer(table, target, ROOMS_PREFIX).handle)
+        requests.add(NODE_PREFIX, self._node_request)
+        bus.on_request(requests.handle)
+        info = NodeInfo(
+            id=bus.node_id, role="agent", url=url, host=socket.gethostname(), started=time.time()
+        )
+        self.lease = NodeLease(
+            bus.redis,
+            info,
+            self.load,
+            lease=lease,
+            interval=interval,
+            on_lease_lost=self._lease_lost,
+            after_renew=self._claim_hosted,
+        )
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def node_id(self) -> str:
+        return self.bus.node_id
+
+    @property
+    def draining(self) -> bool:
+        return self.lease.info.draining
+
+    def load(self) -> NodeLoad:
+        stats = self.rooms.counters()
+        return NodeLoad(
+            rooms=stats.rooms,
+            participants=stats.participants,
+            encoders=stats.encoders,
+            cpu=self.cpu.sample(),
+            cores=1.0,
+            max_rooms=self.max_rooms,
+        )
+
+    async def start(self) -> None:
+        await self.bus.start()
+        await self.lease.start()
+        logger.info("agent joined the cluster", extra={"node": self.node_id})
+
+    async def stop(self) -> None:
+        """Leave the cluster (rooms already closed by the room service's own shutdown)."""
+        self.host.accepting = False
+        await self.lease.stop()
+        for task in list(self._closing):
+            await asyncio.gather(task, return_exceptions=True)
+        await self.bus.close()
+
+    def drain(self, draining: bool = True) -> None:
+        """No new rooms are placed here (rooms placed already finish)."""
+        self.lease.set_draining(draining)
+        logger.info(
+            "agent %s", "draining" if draining else "open again", extra={"node": self.node_id}
+        )
+
+    async def _node_request(self, method: str, body: Any, sender: str) -> Any:
+        if method == NODE_PREFIX + "drain":
+            self.drain(bool(body.get("draining", True)) if isinstance(body, dict) else True)
+            return {"draining": self.draining, "rooms": len(self.rooms.hosted())}
+        raise RemoteError("bad-call", f"no node request {method!r}")
+
+    async def _claim_hosted(self) -> None:
+        for service_id, room_id in self.rooms.hosted():
+            if not await self.placement.claim(room_id, self.node_id):
+                logger.error(
+                    "room placed on another agent meanwhile, closed here",
+                    extra={"room": room_id, "service": service_id, "agent": self.node_id},
+                )
+                self._close(service_id, room_id, ROOM_MOVED)
+
+    def _lease_lost(self) -> None:
+        hosted = self.rooms.hosted()
+        logger.error(
+            "lease lost: closing %d rooms (other agents may host them now)",
+            len(hosted),
+            extra={"agent": self.node_id},
+        )
+        for service_id, room_id in hosted:
+            self._close(service_id, room_id, LEASE_LOST)
+
+    def _close(self, service_id: str, room_id: str, reason: str) -> None:
+        task = asyncio.ensure_future(self.rooms.close_hosted(service_id, room_id, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+def default_node_id(role: str) -> str:
+    """A node id unique in the cluster and over restarts: role, host, pid, and a few random
+    digits (a restarted process may get a pid again)."""
+    return f"{role}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
