@@ -28,6 +28,7 @@ from tessera.conference.selfcheck import (
     release_caches,
 )
 from tessera.conference.settings import ConferenceSettings
+from tessera.conference.sqlitestore import SqliteStore
 from tessera.conference.store import Store, bootstrap_default_service
 
 from . import portal, roompeer
@@ -82,12 +83,15 @@ class Server:
 
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
+        # The SQLite database, read and written directly only here (start-up) and by
+        # tests; the room service uses it through SqliteStore, on a thread of its own.
         self.store = store or Store(config.database_path())
         self.default_service = bootstrap_default_service(self.store, config.service)
         self.port = config.server.port  # the bound port, once listening (server.port may be 0)
         self.router = LocalRouter()
+        self.conference_store = SqliteStore(self.store)
         self.conference = RoomService(
-            conference_settings(config, self.advertised_host), self.store, self.router
+            conference_settings(config, self.advertised_host), self.conference_store, self.router
         )
         # Engine.IO refuses (by closing the connection) only far larger frames;
         # up to that the portal answers an oversized request with an error.
@@ -178,6 +182,7 @@ class Server:
         await self.peers.close()
         await self.conference.close()
         self.heap.close()
+        await self.conference_store.close()
         self.store.close()
 
 
@@ -228,6 +233,7 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.router.add_get("/readyz", readyz)
 
     async def lifecycle(app: web.Application) -> Any:
+        await server.conference.start()
         server.loop_lag.start()
         server.peers.start()
         yield
@@ -248,7 +254,7 @@ async def _hls_file(request: web.Request) -> web.StreamResponse:
     server = request.app[SERVER_KEY]
     streaming_id = request.match_info["streaming"]
     name = request.match_info["file"]
-    directory = server.conference.hls_directory(streaming_id[:128])
+    directory = await server.conference.hls_directory(streaming_id[:128])
     if directory is None:
         raise web.HTTPNotFound(text="No such HLS stream")
     if "/" in name or name.startswith(".") or not name.endswith((".m3u8", ".ts")):

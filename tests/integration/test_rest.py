@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -326,11 +327,17 @@ async def test_update_reaches_a_loaded_room(api: Api) -> None:
     assert loaded.closed and room["_id"] not in api.server.rooms
 
 
-async def test_room_locks_do_not_pile_up(api: Api) -> None:
-    # One lock per room name ever looked up used to stay for the server's lifetime.
-    for name in ("x", "y", "z"):
-        assert await api.server.conference.find_room(api.service.id, name, create=True) is not None
-    assert len(api.server.conference.service(api.service.id)._room_locks) == 0
+async def test_concurrent_adhoc_lookups_make_one_room(api: Api) -> None:
+    # A name and its id, looked up at once, load one room: the store gives the name its id.
+    conference = api.server.conference
+    first = await conference.find_room(api.service.id, "x", create=True)
+    assert first is not None
+    rooms = await asyncio.gather(
+        *(conference.find_room(api.service.id, ref, create=True) for ref in ["y", "y", "y"]),
+        conference.find_room(api.service.id, first.id, create=False),
+    )
+    assert len({id(r) for r in rooms[:3]}) == 1 and rooms[3] is first
+    assert api.server.store.adhoc_room(api.service.id, "y", create=False) == rooms[0].id
 
 
 async def test_room_paging(api: Api) -> None:
