@@ -26,9 +26,9 @@ from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 
+from tessera.conference.api import Conference
 from tessera.conference.background import spawn
 from tessera.conference.errors import ConferenceError
-from tessera.conference.roomservice import RoomService
 from tessera.conference.store import ServiceRecord
 
 from .config import Config
@@ -64,7 +64,7 @@ DESCRIPTION = {
 class PeerGateway:
     """Owns the peer registry, the open peer sockets and the rooms' server-side peer."""
 
-    def __init__(self, conference: RoomService, config: Config) -> None:
+    def __init__(self, conference: Conference, config: Config) -> None:
         self.conference = conference
         self.config = config
         settings = config.peer

@@ -37,6 +37,7 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
+from tessera.conference.api import Conference
 from tessera.conference.background import spawn
 from tessera.conference.errors import ConferenceError, ErrorCode
 from tessera.conference.events import TRANSPORT_EVENT, ClientAddress
@@ -51,7 +52,6 @@ from tessera.conference.requests import (
     SubscribeTrack,
     TextRequest,
 )
-from tessera.conference.roomservice import RoomService
 
 from .binarypack import BinaryPackCodec, CloseRequest
 from .config import Config
@@ -98,7 +98,7 @@ class RoomPeer:
     """Answers every ``room:<name>`` destination of every service; a front end of the
     room service (its members' events come in through :meth:`deliver`)."""
 
-    def __init__(self, conference: RoomService, config: Config, gateway: PeerSignaling) -> None:
+    def __init__(self, conference: Conference, config: Config, gateway: PeerSignaling) -> None:
         self.conference = conference
         self.config = config
         self.gateway = gateway
