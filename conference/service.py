@@ -169,13 +169,18 @@ class Service:
         if room.participants or room.closing is not None:
             return  # someone came in meanwhile, or whoever is closing it goes on
         reason = "ad-hoc room ended" if not room.persistent else "room unloaded"
-        await self.close_room(room, reason)
-        if not room.persistent:
+        if await self.close_room(room, reason, if_empty=True) and not room.persistent:
             logger.info("ad-hoc room removed", extra={"room": room.id, "room_name": room.name})
 
-    async def close_room(self, room: Room, reason: str) -> None:
-        """Close a room and forget it; its participants must have been told (``drop``)."""
+    async def close_room(self, room: Room, reason: str, *, if_empty: bool = False) -> bool:
+        """Close a room and forget it; its participants must have been told (``drop``).
+
+        ``if_empty``: only if nobody is in it once the room may be unloaded (a join that
+        found the room while this waited has its participant in it by then): False if
+        it stays."""
         async with self._loading:
+            if if_empty and (room.participants or room.closing is not None):
+                return False
             if self.rooms.get(room.id) is room:
                 del self.rooms[room.id]
                 if not room.persistent:
@@ -188,6 +193,7 @@ class Service:
                         )
         await room.close(reason)
         self._parent.room_unloaded(room)
+        return True
 
     async def close(self, reason: str) -> None:
         """Idempotent: every room of the service closes."""
