@@ -4,7 +4,9 @@ Every portal and agent of a cluster reads and writes the same records, so a toke
 used once whichever portal sees it, a room name means one room everywhere, a client's
 reconnection ticket is good on any portal, and a recording's record outlives the agent
 that made it. Changes that read before they write run as Lua scripts, which Redis runs
-one at a time (atomic, as SQLite's transactions are in the embedded store).
+one at a time (atomic, as SQLite's transactions are in the embedded store). Some
+scripts reach keys they compute (a service's rooms and records): one Redis server (with
+replicas), not a sharded Redis Cluster.
 
 Keys (all under ``tessera:``; ``<svc>`` a service id):
 

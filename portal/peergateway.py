@@ -139,17 +139,25 @@ class PeerGateway:
                 raise web.HTTPForbidden(text=str(exc)) from None
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
+    async def _service(self, key: str) -> ServiceRecord | None:
+        """The service of ``key``; a 503 naming the problem if the store cannot say now."""
+        try:
+            return await self.conference.get_service(key)
+        except ConferenceError as exc:
+            logger.warning("peer key not looked up: %s", exc)
+            raise web.HTTPServiceUnavailable(text=str(exc)) from None
+
     async def new_id(self, request: web.Request) -> web.StreamResponse:
         # As PeerServer, an id is handed out for any key: the socket checks the key
         # and the client then hears INVALID-KEY, which says more than a failed fetch.
         key = request.match_info["key"]
-        service = await self.conference.get_service(key)
+        service = await self._service(key)
         headers = await self._cors(request, service)
         peer_id = self.registry.new_id(key)
         return web.Response(text=peer_id, content_type="text/html", headers=headers)
 
     async def list_peers(self, request: web.Request) -> web.StreamResponse:
-        service = await self.conference.get_service(request.match_info["key"])
+        service = await self._service(request.match_info["key"])
         headers = await self._cors(request, service)
         if service is None or not self.config.peer.allow_discovery:
             return web.Response(status=401, text="Unauthorized", headers=headers)
@@ -202,10 +210,11 @@ class PeerGateway:
             raise OpenRefused(error_message(MSG_INVALID_WS_PARAMETERS))
         if self.conference.closing:
             raise OpenRefused(error_message("Server is shutting down"))
-        service = await self.conference.get_service(key)
-        if service is None:
-            raise OpenRefused({"type": INVALID_KEY, "payload": {"msg": MSG_INVALID_KEY}})
         try:
+            # The store may be out of reach (a cluster's Redis): the peer hears why.
+            service = await self.conference.get_service(key)
+            if service is None:
+                raise OpenRefused({"type": INVALID_KEY, "payload": {"msg": MSG_INVALID_KEY}})
             await self.conference.check_origin(service, request.headers.get("Origin"))
         except ConferenceError as exc:
             raise OpenRefused(error_message(str(exc))) from None

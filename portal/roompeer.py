@@ -186,14 +186,17 @@ class RoomPeer:
 
     async def _join(self, service_id: str, peer_id: str, name: str) -> RoomPeerMember:
         peer = self.gateway.registry.get(service_id, peer_id)
-        if await self.conference.get_service(service_id) is None or peer is None:
-            raise CallRefused("The calling peer is not open")
-        grant = peer.grant
-        if grant is not None and grant.room != name:
-            # A token names its room by name or by id.
-            record = await self.conference.get_room_record(service_id, grant.room)
-            if record is None or record.name != name:
-                raise CallRefused("Your token does not grant this room")
+        try:  # the store may be out of reach (a cluster's Redis): the peer hears why
+            if await self.conference.get_service(service_id) is None or peer is None:
+                raise CallRefused("The calling peer is not open")
+            grant = peer.grant
+            if grant is not None and grant.room != name:
+                # A token names its room by name or by id.
+                record = await self.conference.get_room_record(service_id, grant.room)
+                if record is None or record.name != name:
+                    raise CallRefused("Your token does not grant this room")
+        except ConferenceError as exc:
+            raise CallRefused(str(exc)) from None
         role = grant.role if grant is not None else ANONYMOUS_ROLE
         user = grant.user if grant is not None else peer_id
         key = uuid.uuid4().hex
