@@ -321,7 +321,8 @@ async def test_older_client_with_one_transport_per_session(tessera: RunningServe
     assert isinstance(answer, dict)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
     viewer = await joined(tessera, "viewer")
-    added = await viewer.next_event("stream", lambda d: d["status"] == "add")
+    # The stream is added once its ICE and DTLS are done: slow on a loaded machine.
+    added = await viewer.next_event("stream", lambda d: d["status"] == "add", timeout=30)
     assert added["id"] == session
     sub = await viewer.subscribe(session)
     await sub.wait_ready()
