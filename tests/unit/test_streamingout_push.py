@@ -15,7 +15,8 @@ from aiohttp import web
 from tessera.media.mediasource import ParameterError
 from tessera.recorder.httppush import RetryPolicy
 from tessera.recorder.recording import MediaChoice
-from tessera.recorder.streamingout import SOURCE_LOSS, StreamingOut
+from tessera.recorder.roomoutput import SOURCE_LOSS
+from tessera.recorder.streamingout import StreamingOut
 from tests.eventually import eventually
 from tests.support import listening
 from tests.synthetic import tone_energy
