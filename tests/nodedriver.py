@@ -1,19 +1,48 @@
-"""A Node child process that tests drive over pipes (tests/nodeserve.mjs is its other end).
+"""Node child processes that tests drive over pipes.
 
-One JSON request a line on its stdin (``{id, op, ...}``), one JSON answer a line on its
-stdout (``{id, ok, value}`` or ``{id, ok: false, error}``); its first line (id 0) says
-it is ready. ``tests/sio2.py`` (socket.io-client 2.x) and ``tests/browser/harness.py``
-(Chromium through playwright-core) are two such drivers.
+`run_node()` runs a script once: one JSON request in, one JSON answer out. A `NodeDriver`
+keeps one running (tests/nodeserve.mjs is its other end): one JSON request a line on its
+stdin (``{id, op, ...}``), one JSON answer a line on its stdout (``{id, ok, value}`` or
+``{id, ok: false, error}``); its first line (id 0) says it is ready. ``tests/sio2.py``
+(socket.io-client 2.x) and ``tests/browser/harness.py`` (Chromium through playwright-core)
+are two such drivers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_node(script: Path, request: Any, needs: Path, checked_against: str) -> Any:
+    """Run `script` with `request` as JSON on its stdin; the JSON it prints.
+
+    Skips the test, saying how to enable it, where Node or `needs` (a path under
+    node_modules) is missing: the test then has nothing to check against.
+    """
+    if shutil.which("node") is None:
+        pytest.skip(f"Node.js is not installed: no cross-check with {checked_against}")
+    if not needs.exists():
+        pytest.skip(
+            f"node_modules is missing (run `npm ci`): no cross-check with {checked_against}"
+        )
+    result = subprocess.run(
+        ["node", str(script)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
 
 
 class NodeDriver:
