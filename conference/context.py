@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 from tessera.webrtc_agent.agent import WebrtcAgent
 
+from .background import SerialWork
 from .events import ClientRouter
+from .records import ConferenceStore
 from .settings import ConferenceSettings
-from .store import Store
 
 
 @dataclass
@@ -17,10 +18,13 @@ class ConferenceContext:
     """Handed down from the room service to services, rooms and participants."""
 
     settings: ConferenceSettings
-    store: Store
+    store: ConferenceStore
     agent: WebrtcAgent  # creates and indexes every client Transport
     router: ClientRouter  # events out, to the clients' front ends
-    ticket_secret: bytes  # signs reconnection tickets
+    # Signs reconnection tickets: the store's, read when the room service starts.
+    ticket_secret: bytes = b""
+    # Records of recordings and streaming-outs, written in the order they changed.
+    saves: SerialWork = field(default_factory=lambda: SerialWork("saving a record"))
     # How many recordings ("recording", state) and streaming-outs ("streaming-out", state)
     # ended in each state this run (they leave memory when they end).
     finished: Counter[tuple[str, str]] = field(default_factory=Counter)

@@ -24,16 +24,16 @@ from tessera.recorder.recording import MediaChoice, Recording, StoredRecording
 from .errors import ConferenceError, ErrorCode, conflict, forbidden, not_found
 from .participant import Participant
 from .permissions import updated_permission
-from .requests import OutputMedia, RecordingRequest, StreamingOutRequest, TokenResult
-from .room import Room
-from .roomoptions import RoomOptions, parse_room_options
-from .store import (
+from .records import (
     DuplicateError,
     NotFoundError,
     RoomRecord,
     ServiceRecord,
     new_room_id,
 )
+from .requests import OutputMedia, RecordingRequest, StreamingOutRequest, TokenResult
+from .room import Room
+from .roomoptions import RoomOptions, parse_room_options
 from .tokens import issue_token
 from .tree import ConferenceTree, refusals
 
@@ -65,18 +65,18 @@ class ManagementCalls(ConferenceTree):
 
     async def room_id(self, service_id: str, room: str) -> str:
         """The id of the service's room named by id or by a name only it has (404, 409)."""
-        return self._resolve(service_id, room).id
+        return (await self._resolve(service_id, room)).id
 
     async def create_room(self, service_id: str, options: RoomOptions) -> dict[str, Any]:
         """Store a new room (named ``options.name``); its object."""
         limit = self.settings.rooms_per_service
-        if self.store.count_rooms(service_id) >= limit:
+        if await self.store.count_rooms(service_id) >= limit:
             raise forbidden(f"Too many rooms for this service (at most {limit})")
         record = RoomRecord(
             id=new_room_id(), service_id=service_id, name=options.name, options=options.to_json()
         )
         try:
-            self.store.create_room(record)
+            await self.store.create_room(record)
         except NotFoundError:
             raise ConferenceError(
                 "The service no longer exists", ErrorCode.AUTHENTICATION, 401
@@ -98,26 +98,28 @@ class ManagementCalls(ConferenceTree):
             key=lambda room: room.id,
         )
         if paging is None:
-            stored = self._all_stored(service_id)
+            stored = await self._all_stored(service_id)
             rooms = [room_json(r.id, r.name, r.options) for r in stored]
             rooms += [room_json(r.id, r.name, r.options_json()) for r in adhoc]
             return rooms
         page, per_page = paging
         start = (page - 1) * per_page
-        stored = self.store.list_rooms(service_id, page, per_page)
+        stored = await self.store.list_rooms(service_id, page, per_page)
         rooms = [room_json(r.id, r.name, r.options) for r in stored]
         if len(stored) < per_page:
-            stored_total = start + len(stored) if stored else len(self._all_stored(service_id))
+            stored_total = (
+                start + len(stored) if stored else len(await self._all_stored(service_id))
+            )
             offset = max(0, start - stored_total)
             extra = adhoc[offset : offset + per_page - len(stored)]
             rooms += [room_json(r.id, r.name, r.options_json()) for r in extra]
         return rooms
 
-    def _all_stored(self, service_id: str) -> list[RoomRecord]:
+    async def _all_stored(self, service_id: str) -> list[RoomRecord]:
         records: list[RoomRecord] = []
         page = 1
         while True:
-            chunk = self.store.list_rooms(service_id, page, ROOMS_CHUNK)
+            chunk = await self.store.list_rooms(service_id, page, ROOMS_CHUNK)
             records.extend(chunk)
             if len(chunk) < ROOMS_CHUNK:
                 return records
@@ -126,7 +128,7 @@ class ManagementCalls(ConferenceTree):
     async def get_room(self, service_id: str, room: str, *, stored: bool = False) -> dict[str, Any]:
         """The room object. ``stored``: the room must have stored options (409 for an
         ad-hoc room, which a join token made)."""
-        resolved = self._resolve(service_id, room)
+        resolved = await self._resolve(service_id, room)
         if resolved.record is not None:
             return room_json(resolved.id, resolved.record.name, resolved.record.options)
         if stored:
@@ -139,7 +141,7 @@ class ManagementCalls(ConferenceTree):
 
     async def update_room(self, service_id: str, room: str, options: RoomOptions) -> dict[str, Any]:
         """Replace a stored room's options (and name); a running room takes them at once."""
-        resolved = self._resolve(service_id, room)
+        resolved = await self._resolve(service_id, room)
         if resolved.record is None:
             await self.get_room(service_id, room, stored=True)  # the ad-hoc room's 409
         loaded = self._loaded(service_id, resolved.id)
@@ -149,7 +151,7 @@ class ManagementCalls(ConferenceTree):
             id=resolved.id, service_id=service_id, name=options.name, options=options.to_json()
         )
         try:
-            self.store.update_room(updated)
+            await self.store.update_room(updated)
         except NotFoundError:
             raise not_found("Room not found", ErrorCode.ROOM_NOT_FOUND) from None
         loaded = self._loaded(service_id, resolved.id)
@@ -160,9 +162,9 @@ class ManagementCalls(ConferenceTree):
 
     async def delete_room(self, service_id: str, room: str) -> None:
         """Forget a stored room; a running room closes (its participants are dropped)."""
-        resolved = self._resolve(service_id, room)
+        resolved = await self._resolve(service_id, room)
         if resolved.record is not None:
-            self.store.delete_room(service_id, resolved.id)
+            await self.store.delete_room(service_id, resolved.id)
         if resolved.loaded is not None:
             await self.close_room(resolved.loaded, "the room was deleted")
 
@@ -178,12 +180,12 @@ class ManagementCalls(ConferenceTree):
         create (the service allows ad-hoc rooms; the default options' roles), and the
         token names it as given.
         """
-        service = self.store.get_service(service_id)
+        service = await self.store.get_service(service_id)
         if service is None:
             raise not_found("Service not found", ErrorCode.SERVICE_NOT_FOUND)
         if adhoc:
-            record = self.store.get_room(service_id, room) or self.store.find_room_by_name(
-                service_id, room
+            record = await self.store.get_room(service_id, room) or next(
+                iter(await self.store.find_rooms_by_name(service_id, room, limit=1)), None
             )
             loaded = self.loaded_room(service_id, room)
             if record is None and loaded is None and not service.adhoc_rooms:
@@ -200,7 +202,7 @@ class ManagementCalls(ConferenceTree):
             room_id = known.id if known is not None else None
             room_name = known.name if known is not None else room
         else:
-            resolved = self._resolve(service_id, room)
+            resolved = await self._resolve(service_id, room)
             if resolved.loaded is not None:
                 options = resolved.loaded.options
             else:
@@ -228,10 +230,10 @@ class ManagementCalls(ConferenceTree):
 
     # -- participants -------------------------------------------------------------
 
-    def _participant_of(
+    async def _participant_of(
         self, service_id: str, room: str, participant_id: str
     ) -> tuple[Room, Participant]:
-        loaded = self._resolve(service_id, room).loaded
+        loaded = (await self._resolve(service_id, room)).loaded
         participant = loaded.participants.get(participant_id) if loaded is not None else None
         if loaded is None or participant is None:
             raise not_found("Participant not found", ErrorCode.PARTICIPANT_NOT_FOUND)
@@ -239,20 +241,20 @@ class ManagementCalls(ConferenceTree):
 
     async def list_participants(self, service_id: str, room: str) -> list[dict[str, Any]]:
         """OWT's ParticipantDetail ``{id, user, role, permission}`` of everyone in the room."""
-        loaded = self._resolve(service_id, room).loaded
+        loaded = (await self._resolve(service_id, room)).loaded
         participants = list(loaded.participants.values()) if loaded is not None else []
         return [p.detail() for p in participants]
 
     async def get_participant(
         self, service_id: str, room: str, participant_id: str
     ) -> dict[str, Any]:
-        return self._participant_of(service_id, room, participant_id)[1].detail()
+        return (await self._participant_of(service_id, room, participant_id))[1].detail()
 
     async def update_permission(
         self, service_id: str, room: str, participant_id: str, operations: list[dict[str, Any]]
     ) -> dict[str, Any]:
         """Apply OWT's PermissionUpdate operations, all or none."""
-        _, participant = self._participant_of(service_id, room, participant_id)
+        _, participant = await self._participant_of(service_id, room, participant_id)
         participant.permission = updated_permission(participant.permission, operations)
         logger.info(
             "participant permission set to %s", participant.permission, extra=participant.log_ids
@@ -263,14 +265,14 @@ class ManagementCalls(ConferenceTree):
         self, service_id: str, room: str, participant_id: str, reason: str
     ) -> None:
         """Remove a participant: its front end ends its session (``drop``), it leaves."""
-        loaded, participant = self._participant_of(service_id, room, participant_id)
+        loaded, participant = await self._participant_of(service_id, room, participant_id)
         await self._drop(loaded, participant, reason)
         logger.info("participant dropped: %s", reason, extra=participant.log_ids)
 
     # -- streams ----------------------------------------------------------------
 
-    def _stream_of(self, service_id: str, room: str, stream_id: str) -> tuple[Room, Stream]:
-        loaded = self._resolve(service_id, room).loaded
+    async def _stream_of(self, service_id: str, room: str, stream_id: str) -> tuple[Room, Stream]:
+        loaded = (await self._resolve(service_id, room)).loaded
         stream = loaded.streams.get(stream_id) if loaded is not None else None
         if loaded is None or stream is None:
             raise not_found("Stream not found", ErrorCode.STREAM_NOT_FOUND)
@@ -278,17 +280,17 @@ class ManagementCalls(ConferenceTree):
 
     async def list_streams(self, service_id: str, room: str) -> list[dict[str, Any]]:
         """The room's streams (their StreamInfo, as the Client-Portal protocol has it)."""
-        loaded = self._resolve(service_id, room).loaded
+        loaded = (await self._resolve(service_id, room)).loaded
         return [s.info() for s in loaded.streams.values()] if loaded is not None else []
 
     async def get_stream(self, service_id: str, room: str, stream_id: str) -> dict[str, Any]:
-        return self._stream_of(service_id, room, stream_id)[1].info()
+        return (await self._stream_of(service_id, room, stream_id))[1].info()
 
     async def patch_stream(
         self, service_id: str, room: str, stream_id: str, operations: list[dict[str, Any]]
     ) -> dict[str, Any]:
         """OWT's StreamUpdate operations (track status, inViews, layout), all or none."""
-        loaded, stream = self._stream_of(service_id, room, stream_id)
+        loaded, stream = await self._stream_of(service_id, room, stream_id)
         # Validate everything first: a patch applies whole or not at all.
         changes = [
             _stream_change(loaded, stream, operation, f"[{index}]")
@@ -301,7 +303,7 @@ class ManagementCalls(ConferenceTree):
 
     async def delete_stream(self, service_id: str, room: str, stream_id: str) -> None:
         """Unpublish a stream (its subscriptions end with "Source stream loss")."""
-        loaded, stream = self._stream_of(service_id, room, stream_id)
+        loaded, stream = await self._stream_of(service_id, room, stream_id)
         if stream.type != "forward" or isinstance(stream, ActiveAudioStream):
             raise ConferenceError(
                 "Only a published stream can be removed; a mixed stream is a view, "
@@ -333,8 +335,8 @@ class ManagementCalls(ConferenceTree):
 
     # -- recordings ---------------------------------------------------------------
 
-    def _check_recording_allowed(self, service_id: str) -> None:
-        service = self.store.get_service(service_id)
+    async def _check_recording_allowed(self, service_id: str) -> None:
+        service = await self.store.get_service(service_id)
         if service is None or not service.recording:
             raise forbidden("Recording is switched off for this service")
 
@@ -342,8 +344,8 @@ class ManagementCalls(ConferenceTree):
         self, service_id: str, room: str, request: RecordingRequest
     ) -> dict[str, Any]:
         """Record streams of a running room; OWT's recording object."""
-        resolved = self._resolve(service_id, room)
-        self._check_recording_allowed(service_id)
+        resolved = await self._resolve(service_id, room)
+        await self._check_recording_allowed(service_id)
         if resolved.loaded is None:
             raise ConferenceError("The room has no streams to record (nobody is in it)")
         with refusals():
@@ -359,7 +361,7 @@ class ManagementCalls(ConferenceTree):
         room = self.room(room_id)
         if room is None or room.service_id != service_id:
             raise conflict("The room is closed")
-        self._check_recording_allowed(service_id)
+        await self._check_recording_allowed(service_id)
         label = label or next(iter(room.views), None)
         view = room.views.get(label) if label is not None else None
         if view is None:
@@ -372,11 +374,11 @@ class ManagementCalls(ConferenceTree):
             recording = room.start_recording(container, media)
         return recording.describe()
 
-    def _recording_of(
+    async def _recording_of(
         self, service_id: str, room: str, recording_id: str
     ) -> tuple[str, Recording | StoredRecording]:
-        room_id = self._resolve(service_id, room).id
-        recording = self.find_recording(service_id, room_id, recording_id)
+        room_id = (await self._resolve(service_id, room)).id
+        recording = await self.find_recording(service_id, room_id, recording_id)
         if recording is None:
             raise not_found("Recording not found")
         return room_id, recording
@@ -385,18 +387,18 @@ class ManagementCalls(ConferenceTree):
         self, service_id: str, room: str, state: str = "all"
     ) -> list[dict[str, Any]]:
         """The room's recordings in ``state`` ("all": every one), running ones first."""
-        room_id = self._resolve(service_id, room).id
-        recordings = self.recordings_of(service_id, room_id)
+        room_id = (await self._resolve(service_id, room)).id
+        recordings = await self.recordings_of(service_id, room_id)
         return [r.describe() for r in recordings if state in ("all", r.state)]
 
     async def get_recording(self, service_id: str, room: str, recording_id: str) -> dict[str, Any]:
-        return self._recording_of(service_id, room, recording_id)[1].describe()
+        return (await self._recording_of(service_id, room, recording_id))[1].describe()
 
     async def patch_recording(
         self, service_id: str, room: str, recording_id: str, operations: Any
     ) -> dict[str, Any]:
         """OWT's SubscriptionControlInfo on a running recording: sources, parameters, status."""
-        room_id, recording = self._recording_of(service_id, room, recording_id)
+        room_id, recording = await self._recording_of(service_id, room, recording_id)
         with refusals():
             patch = parse_output_patch(operations)
         loaded = self.room(room_id)
@@ -417,13 +419,13 @@ class ManagementCalls(ConferenceTree):
 
     async def stop_recording(self, service_id: str, room: str, recording_id: str) -> dict[str, Any]:
         """Stop a recording (its file is finalised); it is then listed as stopped."""
-        _, recording = self._recording_of(service_id, room, recording_id)
+        _, recording = await self._recording_of(service_id, room, recording_id)
         await recording.stop()
         return recording.describe()
 
     async def recording_file(self, service_id: str, room: str, recording_id: str) -> Path:
         """The file of a finished recording."""
-        _, recording = self._recording_of(service_id, room, recording_id)
+        _, recording = await self._recording_of(service_id, room, recording_id)
         if recording.state == "recording":
             raise conflict("The recording is still running; stop it first")
         if not recording.path.is_file():
@@ -436,7 +438,7 @@ class ManagementCalls(ConferenceTree):
         self, service_id: str, room: str, request: StreamingOutRequest
     ) -> dict[str, Any]:
         """Push streams of a running room out; OWT's streaming-out object."""
-        loaded = self._resolve(service_id, room).loaded
+        loaded = (await self._resolve(service_id, room)).loaded
         if loaded is None:
             raise ConferenceError("The room has no streams (nobody is in it)")
         with refusals():
@@ -446,14 +448,18 @@ class ManagementCalls(ConferenceTree):
         return out.describe()
 
     async def list_streaming_outs(self, service_id: str, room: str) -> list[dict[str, Any]]:
-        return self.streaming_outs_of(service_id, self._resolve(service_id, room).id)
+        return await self.streaming_outs_of(service_id, (await self._resolve(service_id, room)).id)
 
-    def _streaming_out_info(
+    async def _streaming_out_info(
         self, service_id: str, room: str, streaming_id: str
     ) -> tuple[str, dict[str, Any]]:
-        room_id = self._resolve(service_id, room).id
+        room_id = (await self._resolve(service_id, room)).id
         found = next(
-            (o for o in self.streaming_outs_of(service_id, room_id) if o["id"] == streaming_id),
+            (
+                o
+                for o in await self.streaming_outs_of(service_id, room_id)
+                if o["id"] == streaming_id
+            ),
             None,
         )
         if found is None:
@@ -463,13 +469,13 @@ class ManagementCalls(ConferenceTree):
     async def get_streaming_out(
         self, service_id: str, room: str, streaming_id: str
     ) -> dict[str, Any]:
-        return self._streaming_out_info(service_id, room, streaming_id)[1]
+        return (await self._streaming_out_info(service_id, room, streaming_id))[1]
 
     async def patch_streaming_out(
         self, service_id: str, room: str, streaming_id: str, operations: Any
     ) -> dict[str, Any]:
         """OWT's SubscriptionControlInfo on a running streaming-out."""
-        room_id, info = self._streaming_out_info(service_id, room, streaming_id)
+        room_id, info = await self._streaming_out_info(service_id, room, streaming_id)
         with refusals():
             patch = parse_output_patch(operations)
         loaded = self.room(room_id)
@@ -483,7 +489,7 @@ class ManagementCalls(ConferenceTree):
 
     async def stop_streaming_out(self, service_id: str, room: str, streaming_id: str) -> None:
         """Stop a streaming-out (idempotent: one that ended stays as it ended)."""
-        room_id, _ = self._streaming_out_info(service_id, room, streaming_id)
+        room_id, _ = await self._streaming_out_info(service_id, room, streaming_id)
         out = self.running_streaming_out(service_id, room_id, streaming_id)
         if out is not None:
             await out.stop()
@@ -491,31 +497,31 @@ class ManagementCalls(ConferenceTree):
     # -- services -----------------------------------------------------------------
 
     async def list_services(self) -> list[ServiceRecord]:
-        return self.store.list_services()
+        return await self.store.list_services()
 
     async def create_service(self, service: ServiceRecord) -> None:
         """Store a new service (409 if one has its id)."""
         try:
-            self.store.create_service(service)
+            await self.store.create_service(service)
         except DuplicateError:
             raise conflict(f"Service {service.id} already exists") from None
 
     async def service_rooms(self, service_id: str) -> list[dict[str, Any]]:
         """The stored rooms of a service (as many as it may have), as room objects."""
-        rooms = self.store.list_rooms(service_id, 1, self.settings.rooms_per_service)
+        rooms = await self.store.list_rooms(service_id, 1, self.settings.rooms_per_service)
         return [room_json(r.id, r.name, r.options) for r in rooms]
 
     async def delete_service(self, service_id: str) -> None:
         """Forget a service: its rooms close (participants dropped), its records go."""
         # Out of the store first: its key no longer opens anything while its rooms close.
-        self.store.delete_service(service_id)
+        await self.store.delete_service(service_id)
         service = self.services.pop(service_id, None)
         if service is not None:
             for room in list(service.rooms.values()):
                 await self.close_room(room, "the service was deleted")
             await service.close("the service was deleted")
         # Closing the rooms saved their recordings' last state: forget those too.
-        self.store.delete_service(service_id)
+        await self.store.delete_service(service_id)
 
 
 def _stream_change(

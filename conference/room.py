@@ -33,8 +33,8 @@ SOURCE_STREAM_LOSS = "Source stream loss"
 class RoomParent(Protocol):
     """What a room tells the service that owns it (a protocol keeps the import one-way)."""
 
-    def recording_allowed(self) -> bool:
-        """Whether the service may record (its ``recording`` setting)."""
+    async def recording_allowed(self) -> bool:
+        """Whether the service may record (its ``recording`` setting, read now)."""
         ...
 
     def recording_saved(self, room: Room, recording: Recording) -> None:
@@ -87,6 +87,7 @@ class Room:
         self.recordings: dict[str, Recording] = {}
         self.streaming_outs: dict[str, StreamingOut] = {}
         self.auto_recording: Recording | None = None
+        self._auto_record_starting = False
         # The room's active audio streams, while its selectActiveAudio option is on.
         self.active_audio: ActiveAudioSelector | None = None
         # Why the room is being closed, from the moment its closing starts (participants
@@ -472,7 +473,23 @@ class Room:
                 timeline.add("active-speaker", stream=view.id, input=view.active_input)
 
     def _start_auto_recording(self) -> None:
-        if not self._parent.recording_allowed():
+        # The service's setting is read from the store: the recording starts a moment later.
+        if not self._auto_record_starting:
+            self._auto_record_starting = True
+            spawn(self._auto_record(), "starting an automatic recording")
+
+    async def _auto_record(self) -> None:
+        try:
+            allowed = await self._parent.recording_allowed()
+        finally:
+            self._auto_record_starting = False
+        wanted = (
+            self._options.auto_record
+            and self.auto_recording is None
+            and self.views
+            and self.forward_stream_count()
+        )
+        if not allowed or not wanted or self.closed or self.closing is not None:
             return
         view = next(iter(self.views.values()))
         media = MediaChoice(

@@ -30,6 +30,7 @@ from .errors import ConferenceError, ErrorCode, forbidden, not_found
 from .events import ClientAddress
 from .management import ManagementCalls
 from .participant import Participant
+from .records import RoomRecord, ServiceRecord
 from .requests import (
     BackResult,
     Grant,
@@ -50,7 +51,6 @@ from .requests import (
     view_label,
 )
 from .room import Room
-from .store import RoomRecord, ServiceRecord
 from .tokens import TokenError, issue_ticket, read_token_service, verify_ticket, verify_token
 from .tree import refusals
 
@@ -66,20 +66,20 @@ class RoomService(ManagementCalls):
 
     # -- tokens, origins, services ----------------------------------------
 
-    def get_service(self, service_id: str) -> ServiceRecord | None:
+    async def get_service(self, service_id: str) -> ServiceRecord | None:
         """A service's settings, or None (read from the store, which every process shares)."""
-        return self.store.get_service(service_id)
+        return await self.store.get_service(service_id)
 
-    def all_services(self) -> list[ServiceRecord]:
+    async def all_services(self) -> list[ServiceRecord]:
         """Every service's settings (the REST API finds a caller's service by its key)."""
-        return self.store.list_services()
+        return await self.store.list_services()
 
-    def check_origin(self, service: ServiceRecord, origin: str | None) -> None:
-        """Refuse a browser whose Origin is not on the service's list (if it has one)."""
-        allowed = service.allowed_origins
-        if origin and allowed and "*" not in allowed and origin not in allowed:
-            logger.warning("origin refused", extra={"service": service.id, "origin": origin})
-            raise forbidden(f"Origin {origin} is not allowed")
+    async def check_origin(self, service: ServiceRecord, origin: str | None) -> None:
+        """Refuse a browser whose Origin is not on the service's list (if it has one).
+
+        A coroutine, as every call a front end makes, though it reads only its argument:
+        in a cluster it is one more call that may cross to another process."""
+        check_origin(service, origin)
 
     async def authenticate(
         self,
@@ -98,11 +98,11 @@ class RoomService(ManagementCalls):
         issuer = read_token_service(token)
         if service_id is not None and issuer != service_id:
             raise TokenError("Token was not issued by this service")
-        service = self.store.get_service(issuer)
+        service = await self.store.get_service(issuer)
         if service is None:
             raise TokenError("Token was not issued by a known service")
         claims = verify_token(token, service.key)
-        self.check_origin(service, origin)
+        check_origin(service, origin)
         if consume and not await self.consume_token(claims.token_id, claims.expires_at):
             raise TokenError("Token has already been used")
         grant = Grant(service_id=service.id, room=claims.room, user=claims.user, role=claims.role)
@@ -110,11 +110,11 @@ class RoomService(ManagementCalls):
 
     async def consume_token(self, token_id: str, expires_at: float) -> bool:
         """Use up a single-use token: False if it was used already (True if tokens may be
-        used again, ``single_use_tokens`` off). The write runs on a thread: SQLite may
-        wait for its disk, the event loop must not."""
+        used again, ``single_use_tokens`` off). Checked and marked in one atomic step of
+        the store, which every process of a cluster shares: used once, on any portal."""
         if not self.settings.single_use_tokens:
             return True
-        return await asyncio.to_thread(self.store.consume_token, token_id, expires_at)
+        return await self.store.consume_token(token_id, expires_at)
 
     # -- joining and leaving ----------------------------------------------
 
@@ -122,7 +122,7 @@ class RoomService(ManagementCalls):
         """A client enters a room (loaded, or created ad hoc if its service allows)."""
         if self.closing:
             raise ConferenceError("Server is shutting down")
-        record = self.store.get_service(request.service_id)
+        record = await self.store.get_service(request.service_id)
         if record is None:
             raise not_found("Service does NOT exist", ErrorCode.SERVICE_NOT_FOUND)
         service = self.service(record.id)
@@ -196,7 +196,13 @@ class RoomService(ManagementCalls):
 
     def _ticket(self, participant: Participant) -> str:
         secret = self.context.ticket_secret
-        ticket = issue_ticket(participant.id, secret, self.settings.ticket_lifetime)
+        ticket = issue_ticket(
+            participant.id,
+            secret,
+            self.settings.ticket_lifetime,
+            service_id=participant.room.service_id,
+            room_id=participant.room.id,
+        )
         participant.ticket_id = verify_ticket(ticket, secret).ticket_id
         return ticket
 
@@ -207,8 +213,8 @@ class RoomService(ManagementCalls):
 
     def _participant_of_ticket(self, ticket: str) -> tuple[Room, Participant]:
         claims = verify_ticket(ticket, self.context.ticket_secret)
-        room_id = self._participant_rooms.get(claims.participant_id)
-        room = self.room(room_id) if room_id is not None else None
+        # The ticket names its room (signed): no index of participants is needed to find it.
+        room = self._loaded(claims.service_id, claims.room_id)
         participant = room.participants.get(claims.participant_id) if room else None
         if room is None or participant is None or participant.closed:
             raise not_found("Participant does NOT exist", ErrorCode.PARTICIPANT_NOT_FOUND)
@@ -230,9 +236,9 @@ class RoomService(ManagementCalls):
         """The client comes back with its reconnection ticket (relogin): the notifications
         it missed, and a new ticket."""
         room, participant = self._participant_of_ticket(ticket)
-        service = self.store.get_service(room.service_id)
+        service = await self.store.get_service(room.service_id)
         if service is not None:
-            self.check_origin(service, origin)
+            check_origin(service, origin)
         old = participant.address
         if participant.away_timer is not None:
             participant.away_timer.cancel()
@@ -254,9 +260,9 @@ class RoomService(ManagementCalls):
         room, _ = self._participant(ref)
         return room.describe()
 
-    def get_room_record(self, service_id: str, room_id: str) -> RoomRecord | None:
+    async def get_room_record(self, service_id: str, room_id: str) -> RoomRecord | None:
         """A stored room of a service, by id."""
-        return self.store.get_room(service_id, room_id)
+        return await self.store.get_room(service_id, room_id)
 
     # -- publish and subscribe --------------------------------------------
 
@@ -515,3 +521,11 @@ def track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:
         if track.get("type") == kind:
             return dict(track)
     return {}
+
+
+def check_origin(service: ServiceRecord, origin: str | None) -> None:
+    """Refuse a browser whose Origin is not on the service's list (if it has one)."""
+    allowed = service.allowed_origins
+    if origin and allowed and "*" not in allowed and origin not in allowed:
+        logger.warning("origin refused", extra={"service": service.id, "origin": origin})
+        raise forbidden(f"Origin {origin} is not allowed")

@@ -1,13 +1,11 @@
-"""Persistent state in one SQLite file: services (tenants), rooms, consumed token ids,
-and the records of recordings and streaming-outs.
+"""The embedded default store: one SQLite file holding services (tenants), rooms, ad-hoc
+room names, consumed token ids, the ticket secret, and the records of recordings and
+streaming-outs.
 
-One process owns the database. The store is synchronous and quick (tiny rows,
-WAL journal); callers on the event loop may call it directly or hand it to an
-executor, which is why the one connection may be used from any thread, behind
-a lock.
-
-Every room query takes the service id: two services never see each other's rooms,
-even when they choose the same room id.
+One process owns the database. :class:`Store` is synchronous and quick (tiny rows, WAL
+journal); the command line uses it directly, and the room service through
+:class:`~tessera.conference.sqlitestore.SqliteStore`, which runs it on a thread of its
+own. The one connection may be used from any thread, behind a lock.
 """
 
 from __future__ import annotations
@@ -19,11 +17,20 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from .roomoptions import RoomOptions
+from .records import (
+    DefaultService,
+    DuplicateError,
+    NotFoundError,
+    RoomRecord,
+    ServiceRecord,
+    StoreError,
+    configured_service,
+    default_room_record,
+    new_room_id,
+)
 
 __all__ = [
     "DuplicateError",
@@ -36,7 +43,9 @@ __all__ = [
     "new_room_id",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# The ticket secret's name in the secrets table.
+TICKET_SECRET = "reconnection-ticket"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (
@@ -56,11 +65,22 @@ CREATE TABLE IF NOT EXISTS rooms (
     UNIQUE (service_id, id)
 );
 CREATE INDEX IF NOT EXISTS rooms_by_name ON rooms (service_id, name, seq);
+CREATE TABLE IF NOT EXISTS adhoc_rooms (
+    service_id TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    PRIMARY KEY (service_id, name),
+    UNIQUE (service_id, id)
+);
 CREATE TABLE IF NOT EXISTS consumed_tokens (
     id         TEXT PRIMARY KEY,
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS consumed_tokens_by_expiry ON consumed_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS secrets (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS recordings (
     id         TEXT PRIMARY KEY,
     service_id TEXT NOT NULL,
@@ -80,50 +100,8 @@ CREATE INDEX IF NOT EXISTS streaming_outs_by_room ON streaming_outs (service_id,
 """
 
 
-class StoreError(Exception):
-    """Base class of the store's errors."""
-
-
-class DuplicateError(StoreError):
-    """A record with that id already exists."""
-
-
-class NotFoundError(StoreError):
-    """No record with that id exists."""
-
-
-@dataclass
-class ServiceRecord:
-    """A service (tenant / API key): its secret, allowed browser origins, ad-hoc room policy."""
-
-    id: str
-    key: str
-    allowed_origins: list[str] = field(default_factory=list)
-    adhoc_rooms: bool = True
-    recording: bool = True  # False: no room of this service may be recorded
-    peer_tokens: bool = False  # True: peers must open with a valid join token
-
-
-@dataclass
-class RoomRecord:
-    """A stored room; ``options`` is the JSON form of RoomOptions (camelCase)."""
-
-    id: str
-    service_id: str
-    name: str
-    options: dict[str, Any]
-
-
-def new_room_id() -> str:
-    """A new room id: 24 lowercase hex digits like a MongoDB ObjectId (as OWT's room ids).
-
-    As in an ObjectId, the first 8 digits are the creation time, so ids sort roughly by age.
-    """
-    return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
-
-
 class Store:
-    """Services, rooms and consumed token ids in SQLite (``":memory:"`` for tests)."""
+    """Services, rooms, token ids and output records in SQLite (``":memory:"`` for tests)."""
 
     def __init__(self, path: str | Path) -> None:
         location = str(path)
@@ -253,6 +231,7 @@ class Store:
             conn.execute("DELETE FROM recordings WHERE service_id = ?", (service_id,))
             conn.execute("DELETE FROM streaming_outs WHERE service_id = ?", (service_id,))
             conn.execute("DELETE FROM rooms WHERE service_id = ?", (service_id,))
+            conn.execute("DELETE FROM adhoc_rooms WHERE service_id = ?", (service_id,))
             cursor = conn.execute("DELETE FROM services WHERE id = ?", (service_id,))
             return cursor.rowcount > 0
 
@@ -271,6 +250,25 @@ class Store:
                     raise DuplicateError(f"room {room.id!r} already exists") from None
             else:
                 raise NotFoundError(f"service {room.service_id!r} does not exist")
+
+    def ensure_named_room(self, room: RoomRecord) -> RoomRecord:
+        """The service's first room named ``room.name``, creating ``room`` if it has none."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT * FROM rooms WHERE service_id = ? AND name = ? ORDER BY seq LIMIT 1",
+                (room.service_id, room.name),
+            ).fetchone()
+            if row is not None:
+                return _room(row)
+            if not conn.execute(
+                "SELECT 1 FROM services WHERE id = ?", (room.service_id,)
+            ).fetchone():
+                raise NotFoundError(f"service {room.service_id!r} does not exist")
+            conn.execute(
+                "INSERT INTO rooms (id, service_id, name, options) VALUES (?, ?, ?, ?)",
+                (room.id, room.service_id, room.name, json.dumps(room.options)),
+            )
+            return room
 
     def update_room(self, room: RoomRecord) -> None:
         """Replace a room's name and options; NotFoundError if there is no such room."""
@@ -327,6 +325,51 @@ class Store:
                 "DELETE FROM rooms WHERE service_id = ? AND id = ?", (service_id, room_id)
             )
             return cursor.rowcount > 0
+
+    # -- ad-hoc rooms --
+
+    def adhoc_room(self, service_id: str, name: str, *, create: bool) -> str | None:
+        """The id of the service's ad-hoc room ``name`` (a new one if ``create``)."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT id FROM adhoc_rooms WHERE service_id = ? AND name = ?", (service_id, name)
+            ).fetchone()
+            if row is not None:
+                return str(row["id"])
+            if not create:
+                return None
+            room_id = new_room_id()
+            conn.execute(
+                "INSERT INTO adhoc_rooms (service_id, name, id) VALUES (?, ?, ?)",
+                (service_id, name, room_id),
+            )
+            return room_id
+
+    def adhoc_room_name(self, service_id: str, room_id: str) -> str | None:
+        """The name of the service's ad-hoc room with that id, or None."""
+        rows = self._query(
+            "SELECT name FROM adhoc_rooms WHERE service_id = ? AND id = ?", (service_id, room_id)
+        )
+        return str(rows[0]["name"]) if rows else None
+
+    def list_adhoc_rooms(self, service_id: str) -> list[tuple[str, str]]:
+        """(id, name) of the service's ad-hoc rooms, by id."""
+        rows = self._query(
+            "SELECT id, name FROM adhoc_rooms WHERE service_id = ? ORDER BY id", (service_id,)
+        )
+        return [(str(row["id"]), str(row["name"])) for row in rows]
+
+    def end_adhoc_room(self, service_id: str, room_id: str) -> None:
+        """The ad-hoc room with that id ended: its name is free again."""
+        with self._transaction() as conn:
+            conn.execute(
+                "DELETE FROM adhoc_rooms WHERE service_id = ? AND id = ?", (service_id, room_id)
+            )
+
+    def clear_adhoc_rooms(self) -> None:
+        """Forget every ad-hoc room (the process starts: none of them runs)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM adhoc_rooms")
 
     # -- recordings --
 
@@ -433,6 +476,18 @@ class Store:
             )
             return cursor.rowcount == 1
 
+    # -- secrets --
+
+    def ticket_secret(self) -> bytes:
+        """The secret reconnection tickets are signed with (made on first use, then kept)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
+                (TICKET_SECRET, secrets.token_bytes(32)),
+            )
+            row = conn.execute("SELECT value FROM secrets WHERE name = ?", (TICKET_SECRET,))
+            return bytes(row.fetchone()["value"])
+
 
 def _service(row: sqlite3.Row) -> ServiceRecord:
     return ServiceRecord(
@@ -454,51 +509,12 @@ def _room(row: sqlite3.Row) -> RoomRecord:
     )
 
 
-class DefaultService(Protocol):
-    """The configured service (``[service]`` of the configuration)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def key(self) -> str: ...
-    @property
-    def allowed_origins(self) -> list[str]: ...
-    @property
-    def adhoc_rooms(self) -> bool: ...
-    @property
-    def default_room(self) -> str: ...
-    @property
-    def recording(self) -> bool: ...
-    @property
-    def peer_tokens(self) -> bool: ...
-
-
 def bootstrap_default_service(store: Store, settings: DefaultService) -> ServiceRecord:
-    """Make sure the configured service and its default room exist; return the service.
-
-    An empty ``settings.key`` keeps the key stored by an earlier start (tokens
-    already handed out stay valid) or generates one; a configured key wins.
-    """
+    """Make sure the configured service and its default room exist; return the service
+    (the command line's, synchronous twin of ``records.bootstrap_service``)."""
     existing = store.get_service(settings.id)
-    key = settings.key or (existing.key if existing else "") or secrets.token_urlsafe(32)
-    service = ServiceRecord(
-        id=settings.id,
-        key=key,
-        allowed_origins=list(settings.allowed_origins),
-        adhoc_rooms=settings.adhoc_rooms,
-        recording=settings.recording,
-        peer_tokens=settings.peer_tokens,
-    )
+    service = configured_service(existing, settings)
     if service != existing:
         store.put_service(service)
-    if store.find_room_by_name(service.id, settings.default_room) is None:
-        options = RoomOptions(name=settings.default_room)
-        store.create_room(
-            RoomRecord(
-                id=new_room_id(),
-                service_id=service.id,
-                name=settings.default_room,
-                options=options.to_json(),
-            )
-        )
+    store.ensure_named_room(default_room_record(service.id, settings.default_room))
     return service

@@ -8,7 +8,9 @@ room, user, role, expiry and a unique id (``jti``, also the envelope's
 
 A reconnection ticket lets a client that lost its connection take its
 participant back: ``base64(JSON {participantId, ticketId, notBefore, notAfter,
-signature})`` with times in milliseconds, as in OWT, signed with HMAC-SHA256.
+signature})`` with times in milliseconds, as in OWT, signed with HMAC-SHA256. Ours
+also names the participant's ``serviceId`` and ``roomId`` (signed too), so that any
+portal of a cluster can route a relogin to the room's agent without asking anyone.
 
 Every verification failure is a :class:`TokenError` whose message can be sent
 to the client as it is; no jwt, binascii or json exception escapes.
@@ -83,6 +85,8 @@ class TicketClaims:
     participant_id: str
     ticket_id: str
     not_after: float
+    service_id: str
+    room_id: str
 
 
 def _b64_json(data: dict[str, Any]) -> str:
@@ -235,31 +239,54 @@ def verify_token(token: str, key: str, *, now: float | None = None) -> TokenClai
 
 
 def _ticket_signature(
-    secret: bytes, participant_id: str, ticket_id: str, not_before: int, not_after: int
+    secret: bytes,
+    participant_id: str,
+    ticket_id: str,
+    not_before: int,
+    not_after: int,
+    service_id: str,
+    room_id: str,
 ) -> str:
-    message = f"{participant_id},{ticket_id},{not_before},{not_after}".encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+    # JSON, not a joined string: ids may hold any character, a comma too.
+    message = json.dumps([participant_id, ticket_id, not_before, not_after, service_id, room_id])
+    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
 
 
 def issue_ticket(
-    participant_id: str, secret: bytes, lifetime: float, now: float | None = None
+    participant_id: str,
+    secret: bytes,
+    lifetime: float,
+    now: float | None = None,
+    *,
+    service_id: str,
+    room_id: str,
 ) -> str:
-    """Issue a reconnection ticket for ``participant_id``, valid for ``lifetime`` seconds."""
+    """Issue a reconnection ticket for ``participant_id`` of the room ``room_id`` of
+    ``service_id``, valid for ``lifetime`` seconds."""
     if not secret:
         raise ValueError("a secret is required to sign tickets")
-    if not _valid_string(participant_id):
-        raise ValueError(f"participant_id must be a non-empty string of at most {MAX_CLAIM_LENGTH}")
+    for name, value in (
+        ("participant_id", participant_id),
+        ("service_id", service_id),
+        ("room_id", room_id),
+    ):
+        if not _valid_string(value):
+            raise ValueError(f"{name} must be a non-empty string of at most {MAX_CLAIM_LENGTH}")
     issued = time.time() if now is None else now
     ticket_id = uuid.uuid4().hex
     not_before = math.floor(issued * 1000)
     not_after = math.ceil((issued + lifetime) * 1000)
-    signature = _ticket_signature(secret, participant_id, ticket_id, not_before, not_after)
+    signature = _ticket_signature(
+        secret, participant_id, ticket_id, not_before, not_after, service_id, room_id
+    )
     return _b64_json(
         {
             "participantId": participant_id,
             "ticketId": ticket_id,
             "notBefore": not_before,
             "notAfter": not_after,
+            "serviceId": service_id,
+            "roomId": room_id,
             "signature": signature,
         }
     )
@@ -272,12 +299,18 @@ def verify_ticket(ticket: str, secret: bytes, now: float | None = None) -> Ticke
     ticket_id = data.get("ticketId")
     not_before = data.get("notBefore")
     not_after = data.get("notAfter")
+    service_id = data.get("serviceId")
+    room_id = data.get("roomId")
     signature = data.get("signature")
     if not (
         isinstance(participant_id, str)
         and _valid_string(participant_id)
         and isinstance(ticket_id, str)
         and _valid_string(ticket_id)
+        and isinstance(service_id, str)
+        and _valid_string(service_id)
+        and isinstance(room_id, str)
+        and _valid_string(room_id)
         and isinstance(not_before, int)
         and not isinstance(not_before, bool)
         and isinstance(not_after, int)
@@ -286,7 +319,9 @@ def verify_ticket(ticket: str, secret: bytes, now: float | None = None) -> Ticke
         and _HEX_SHA256.fullmatch(signature)
     ):
         raise TokenError("Ticket is malformed")
-    expected = _ticket_signature(secret, participant_id, ticket_id, not_before, not_after)
+    expected = _ticket_signature(
+        secret, participant_id, ticket_id, not_before, not_after, service_id, room_id
+    )
     if not hmac.compare_digest(expected, signature):
         raise TokenError("Ticket signature is invalid")
     current_ms = (time.time() if now is None else now) * 1000
@@ -295,5 +330,9 @@ def verify_ticket(ticket: str, secret: bytes, now: float | None = None) -> Ticke
     if current_ms > not_after:
         raise TokenError("Ticket has expired")
     return TicketClaims(
-        participant_id=participant_id, ticket_id=ticket_id, not_after=not_after / 1000
+        participant_id=participant_id,
+        ticket_id=ticket_id,
+        not_after=not_after / 1000,
+        service_id=service_id,
+        room_id=room_id,
     )

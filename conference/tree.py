@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,17 +25,19 @@ from tessera.webrtc_agent.agent import WebrtcAgent
 from tessera.webrtc_agent.forwardstream import ForwardStream
 from tessera.webrtc_agent.transport import SignalingError
 
+from .background import spawn
 from .context import ConferenceContext
 from .errors import ConferenceError, ErrorCode, conflict, not_found
 from .events import ClientRouter, LocalRouter
 from .participant import Participant
+from .records import ConferenceStore, RoomRecord
 from .requests import ParticipantRef
 from .room import Room
+from .roomhost import LocalHost, RoomHost
 from .roomoptions import OptionsError
 from .service import Service
 from .settings import ConferenceSettings
 from .stats import ConferenceStats, ViewCounters
-from .store import RoomRecord, Store
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +76,13 @@ class ConferenceTree:
     def __init__(
         self,
         settings: ConferenceSettings,
-        store: Store,
+        store: ConferenceStore,
         router: ClientRouter | None = None,
+        host: RoomHost | None = None,
     ) -> None:
         self.router: ClientRouter = router if router is not None else LocalRouter()
+        # Where rooms may be hosted: every room here, or (an agent) the cluster's placement.
+        self.host: RoomHost = host if host is not None else LocalHost()
         self.agent = WebrtcAgent(
             stun_servers=list(settings.stun_servers),
             keyframe_min_interval=settings.keyframe_min_interval,
@@ -88,7 +92,6 @@ class ConferenceTree:
             store=store,
             agent=self.agent,
             router=self.router,
-            ticket_secret=secrets.token_bytes(32),
         )
         self.settings = settings
         self.store = store
@@ -99,7 +102,15 @@ class ConferenceTree:
         self.room_closed_listeners: list[Callable[[], None]] = []
         self.closing = False
         self._drained: asyncio.Future[None] | None = None
-        self._close_interrupted_recordings()
+
+    async def start(self, *, only_process: bool = True) -> None:
+        """Read the ticket secret; if this is the ``only_process`` using the store (the
+        embedded default), close what an earlier run left open: its recordings and
+        streaming-outs are cut off, its ad-hoc rooms are gone."""
+        self.context.ticket_secret = await self.store.ticket_secret()
+        if only_process:
+            await self._close_interrupted_recordings()
+            await self.store.clear_adhoc_rooms()
 
     # -- the tree ---------------------------------------------------------
 
@@ -141,8 +152,18 @@ class ConferenceTree:
             raise ConferenceError("Not logged in", ErrorCode.PARTICIPANT_NOT_FOUND, 404)
         return room, participant
 
+    async def room_loading(
+        self, service_id: str, room_id: str, name: str, *, persistent: bool
+    ) -> None:
+        """ServiceParent: a room is about to load here; its host may refuse it."""
+        await self.host.claim(service_id, room_id, name, persistent)
+
     def room_unloaded(self, room: Room) -> None:
         """ServiceParent: a room closed; its participants are gone from the index."""
+        spawn(
+            self.host.release(room.service_id, room.id, room.name, room.persistent),
+            "releasing a room",
+        )
         for participant_id, room_id in list(self._participant_rooms.items()):
             if room_id == room.id:
                 del self._participant_rooms[participant_id]
@@ -157,16 +178,18 @@ class ConferenceTree:
         room = service.rooms.get(room_id) if service is not None else None
         return room if room is not None and not room.closed else None
 
-    def _resolve(self, service_id: str, ref: str) -> ResolvedRoom:
+    async def _resolve(self, service_id: str, ref: str) -> ResolvedRoom:
         """The room a management call names: a room id, or a name only one room has.
 
         ConferenceError 404 if none has it, 409 if several rooms share the name.
         """
-        record = self.store.get_room(service_id, ref)
+        record = await self.store.get_room(service_id, ref)
         loaded = self._loaded(service_id, ref)
         if record is not None or loaded is not None:
             return ResolvedRoom(ref, record, loaded)
-        records = self.store.find_rooms_by_name(service_id, ref, limit=AMBIGUOUS_IDS_SHOWN + 1)
+        records = await self.store.find_rooms_by_name(
+            service_id, ref, limit=AMBIGUOUS_IDS_SHOWN + 1
+        )
         ids = [r.id for r in records]
         service = self.services.get(service_id)
         adhoc = [
@@ -228,41 +251,44 @@ class ConferenceTree:
 
     # -- recordings and streaming-outs --------------------------------------
 
-    def _close_interrupted_recordings(self) -> None:
+    async def _close_interrupted_recordings(self) -> None:
         # A recording still "recording" in the store was cut off by a stop or
         # a crash: its WebM/Matroska file plays up to the cut.
-        for recording_id, info in self.store.interrupted_recordings():
+        for recording_id, info in await self.store.interrupted_recordings():
             info["state"] = "stopped"
             info["reason"] = "the server stopped while recording; the file ends where it was cut"
-            self.store.update_recording(recording_id, info)
-        self.store.close_interrupted_streaming_outs("the server stopped while it was streaming")
+            await self.store.update_recording(recording_id, info)
+        await self.store.close_interrupted_streaming_outs(
+            "the server stopped while it was streaming"
+        )
 
-    def recordings_of(self, service_id: str, room_id: str) -> list[Recording | StoredRecording]:
+    async def recordings_of(
+        self, service_id: str, room_id: str
+    ) -> list[Recording | StoredRecording]:
         """A room's running recordings, then those that finished (this run's and earlier)."""
         room = self.room(room_id)
         live: list[Recording | StoredRecording] = []
         if room is not None and room.service_id == service_id:
             live.extend(room.recordings.values())
         known = {r.id for r in live}
-        for recording_id, info, file in self.store.list_recordings(service_id, room_id):
+        for recording_id, info, file in await self.store.list_recordings(service_id, room_id):
             if recording_id not in known:
                 live.append(StoredRecording(recording_id, info, file))
         return live
 
-    def find_recording(
+    async def find_recording(
         self, service_id: str, room_id: str, recording_id: str
     ) -> Recording | StoredRecording | None:
-        return next(
-            (r for r in self.recordings_of(service_id, room_id) if r.id == recording_id), None
-        )
+        recordings = await self.recordings_of(service_id, room_id)
+        return next((r for r in recordings if r.id == recording_id), None)
 
-    def streaming_outs_of(self, service_id: str, room_id: str) -> list[dict[str, Any]]:
+    async def streaming_outs_of(self, service_id: str, room_id: str) -> list[dict[str, Any]]:
         """A room's streaming-outs (OWT's objects): running ones, then those that ended."""
         room = self.room(room_id)
         running = room.streaming_outs.values() if room and room.service_id == service_id else ()
         listed = [out.describe() for out in running]
         known = {info["id"] for info in listed}
-        for streaming_id, info, _ in self.store.list_streaming_outs(service_id, room_id):
+        for streaming_id, info, _ in await self.store.list_streaming_outs(service_id, room_id):
             if streaming_id not in known:
                 listed.append(info)
         return listed
@@ -275,13 +301,13 @@ class ConferenceTree:
             return None
         return room.streaming_outs.get(streaming_id)
 
-    def hls_directory(self, streaming_id: str) -> Path | None:
+    async def hls_directory(self, streaming_id: str) -> Path | None:
         """Where an HLS streaming-out served by Tessera writes (running or ended), or None."""
         for room in self.rooms.values():
             out = room.streaming_outs.get(streaming_id)
             if out is not None:
                 return out.hls_directory
-        directory = self.store.streaming_out_directory(streaming_id)
+        directory = await self.store.streaming_out_directory(streaming_id)
         return Path(directory) if directory else None
 
     # -- lifecycle ------------------------------------------------------------
@@ -353,6 +379,7 @@ class ConferenceTree:
         logger.info("shutting down: %d recordings finalised", len(recordings))
         outs = [o for room in rooms for o in room.streaming_outs.values()]
         await asyncio.gather(*(o.stop() for o in outs), return_exceptions=True)
+        await self.context.saves.flush()
 
     async def close(self, reason: str = "the server is shutting down") -> None:
         """Close every service's rooms and every transport (idempotent)."""
@@ -360,3 +387,4 @@ class ConferenceTree:
         for service in list(self.services.values()):
             await service.close(reason)
         await self.agent.close()
+        await self.context.saves.flush()

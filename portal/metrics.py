@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tessera.conference.roomservice import RoomService
+from tessera.conference.api import Conference
 from tessera.conference.stats import ViewCounters
 
 from .looplag import LoopLagMonitor
@@ -20,7 +20,7 @@ from .looplag import LoopLagMonitor
 class TesseraCollector(Collector):
     """Rooms, participants, sessions, views, encoders, recordings and the event loop."""
 
-    def __init__(self, conference: RoomService, loop_lag: LoopLagMonitor) -> None:
+    def __init__(self, conference: Conference, loop_lag: LoopLagMonitor) -> None:
         self.conference = conference
         self.loop_lag = loop_lag
         # Last (time, frames) per view, for the achieved frame rate between scrapes.
@@ -105,7 +105,7 @@ class TesseraCollector(Collector):
         yield from (fps, frames, dropped, composite, encode)
 
 
-def create_registry(conference: RoomService, loop_lag: LoopLagMonitor) -> CollectorRegistry:
+def create_registry(conference: Conference, loop_lag: LoopLagMonitor) -> CollectorRegistry:
     """A registry of the server's own metrics plus process CPU/memory, GC and platform."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)

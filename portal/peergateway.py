@@ -26,9 +26,9 @@ from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 
+from tessera.conference.api import Conference
 from tessera.conference.background import spawn
 from tessera.conference.errors import ConferenceError
-from tessera.conference.roomservice import RoomService
 from tessera.conference.store import ServiceRecord
 
 from .config import Config
@@ -64,7 +64,7 @@ DESCRIPTION = {
 class PeerGateway:
     """Owns the peer registry, the open peer sockets and the rooms' server-side peer."""
 
-    def __init__(self, conference: RoomService, config: Config) -> None:
+    def __init__(self, conference: Conference, config: Config) -> None:
         self.conference = conference
         self.config = config
         settings = config.peer
@@ -127,30 +127,38 @@ class PeerGateway:
     async def describe(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(DESCRIPTION)
 
-    def _cors(self, request: web.Request, service: ServiceRecord | None) -> dict[str, str]:
+    async def _cors(self, request: web.Request, service: ServiceRecord | None) -> dict[str, str]:
         """CORS headers for a fetch from a page; HTTPForbidden if the origin is not allowed."""
         origin = request.headers.get("Origin")
         if not origin:
             return {}
         if service is not None:
             try:
-                self.conference.check_origin(service, origin)
+                await self.conference.check_origin(service, origin)
             except ConferenceError as exc:
                 raise web.HTTPForbidden(text=str(exc)) from None
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+    async def _service(self, key: str) -> ServiceRecord | None:
+        """The service of ``key``; a 503 naming the problem if the store cannot say now."""
+        try:
+            return await self.conference.get_service(key)
+        except ConferenceError as exc:
+            logger.warning("peer key not looked up: %s", exc)
+            raise web.HTTPServiceUnavailable(text=str(exc)) from None
 
     async def new_id(self, request: web.Request) -> web.StreamResponse:
         # As PeerServer, an id is handed out for any key: the socket checks the key
         # and the client then hears INVALID-KEY, which says more than a failed fetch.
         key = request.match_info["key"]
-        service = self.conference.get_service(key)
-        headers = self._cors(request, service)
+        service = await self._service(key)
+        headers = await self._cors(request, service)
         peer_id = self.registry.new_id(key)
         return web.Response(text=peer_id, content_type="text/html", headers=headers)
 
     async def list_peers(self, request: web.Request) -> web.StreamResponse:
-        service = self.conference.get_service(request.match_info["key"])
-        headers = self._cors(request, service)
+        service = await self._service(request.match_info["key"])
+        headers = await self._cors(request, service)
         if service is None or not self.config.peer.allow_discovery:
             return web.Response(status=401, text="Unauthorized", headers=headers)
         return web.json_response(self.registry.peer_ids(service.id), headers=headers)
@@ -202,11 +210,12 @@ class PeerGateway:
             raise OpenRefused(error_message(MSG_INVALID_WS_PARAMETERS))
         if self.conference.closing:
             raise OpenRefused(error_message("Server is shutting down"))
-        service = self.conference.get_service(key)
-        if service is None:
-            raise OpenRefused({"type": INVALID_KEY, "payload": {"msg": MSG_INVALID_KEY}})
         try:
-            self.conference.check_origin(service, request.headers.get("Origin"))
+            # The store may be out of reach (a cluster's Redis): the peer hears why.
+            service = await self.conference.get_service(key)
+            if service is None:
+                raise OpenRefused({"type": INVALID_KEY, "payload": {"msg": MSG_INVALID_KEY}})
+            await self.conference.check_origin(service, request.headers.get("Origin"))
         except ConferenceError as exc:
             raise OpenRefused(error_message(str(exc))) from None
         if not service.peer_tokens:

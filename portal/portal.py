@@ -12,6 +12,7 @@ from typing import Any
 
 import socketio
 
+from tessera.conference.api import Conference
 from tessera.conference.background import spawn
 from tessera.conference.errors import ConferenceError
 from tessera.conference.events import TRANSPORT_EVENT, ClientAddress
@@ -27,7 +28,6 @@ from tessera.conference.requests import (
     SubscriptionControlRequest,
     TextRequest,
 )
-from tessera.conference.roomservice import RoomService
 
 from . import messages as m
 from .config import Config
@@ -69,7 +69,7 @@ class Portal:
     room service reaches the clients through :meth:`deliver` and :meth:`disconnect`.
     """
 
-    def __init__(self, conference: RoomService, config: Config, sio: socketio.AsyncServer) -> None:
+    def __init__(self, conference: Conference, config: Config, sio: socketio.AsyncServer) -> None:
         self.conference = conference
         self.sio = sio
         self.config = config

@@ -37,6 +37,7 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
+from tessera.conference.api import Conference
 from tessera.conference.background import spawn
 from tessera.conference.errors import ConferenceError, ErrorCode
 from tessera.conference.events import TRANSPORT_EVENT, ClientAddress
@@ -51,7 +52,6 @@ from tessera.conference.requests import (
     SubscribeTrack,
     TextRequest,
 )
-from tessera.conference.roomservice import RoomService
 
 from .binarypack import BinaryPackCodec, CloseRequest
 from .config import Config
@@ -98,7 +98,7 @@ class RoomPeer:
     """Answers every ``room:<name>`` destination of every service; a front end of the
     room service (its members' events come in through :meth:`deliver`)."""
 
-    def __init__(self, conference: RoomService, config: Config, gateway: PeerSignaling) -> None:
+    def __init__(self, conference: Conference, config: Config, gateway: PeerSignaling) -> None:
         self.conference = conference
         self.config = config
         self.gateway = gateway
@@ -186,14 +186,17 @@ class RoomPeer:
 
     async def _join(self, service_id: str, peer_id: str, name: str) -> RoomPeerMember:
         peer = self.gateway.registry.get(service_id, peer_id)
-        if self.conference.get_service(service_id) is None or peer is None:
-            raise CallRefused("The calling peer is not open")
-        grant = peer.grant
-        if grant is not None and grant.room != name:
-            # A token names its room by name or by id.
-            record = self.conference.get_room_record(service_id, grant.room)
-            if record is None or record.name != name:
-                raise CallRefused("Your token does not grant this room")
+        try:  # the store may be out of reach (a cluster's Redis): the peer hears why
+            if await self.conference.get_service(service_id) is None or peer is None:
+                raise CallRefused("The calling peer is not open")
+            grant = peer.grant
+            if grant is not None and grant.room != name:
+                # A token names its room by name or by id.
+                record = await self.conference.get_room_record(service_id, grant.room)
+                if record is None or record.name != name:
+                    raise CallRefused("Your token does not grant this room")
+        except ConferenceError as exc:
+            raise CallRefused(str(exc)) from None
         role = grant.role if grant is not None else ANONYMOUS_ROLE
         user = grant.user if grant is not None else peer_id
         key = uuid.uuid4().hex

@@ -29,7 +29,9 @@ from tessera.conference.selfcheck import (
     release_caches,
 )
 from tessera.conference.settings import ConferenceSettings
-from tessera.conference.store import ServiceRecord, Store, bootstrap_default_service
+from tessera.conference.records import ServiceRecord
+from tessera.conference.sqlitestore import SqliteStore
+from tessera.conference.store import Store, bootstrap_default_service
 
 from . import portal, roompeer
 from .config import Config
@@ -93,18 +95,24 @@ class Server:
         self.config = config
         self.port = config.server.port  # the bound port, once listening (server.port may be 0)
         if conference is None:
-            # The embedded default: one process, its rooms, SQLite.
+            # The embedded default: one process, its rooms, SQLite. The database is read
+            # and written directly only here (start-up) and by tests; the room service
+            # uses it through SqliteStore, on a thread of its own.
             self.store: Store | None = store or Store(config.database_path())
             self.default_service = bootstrap_default_service(self.store, config.service)
             self.router = LocalRouter()
+            self.conference_store: SqliteStore | None = SqliteStore(self.store)
             self.conference = RoomService(
-                conference_settings(config, self.advertised_host), self.store, self.router
+                conference_settings(config, self.advertised_host),
+                self.conference_store,
+                self.router,
             )
         else:
-            # A cluster's portal: the room service (its store, its router) is made by the
-            # caller (portal/clusterportal.py).
+            # A cluster's portal: the room service (its store, its router) is made and
+            # closed by the caller (portal/clusterportal.py).
             assert router is not None and default_service is not None
             self.store = None
+            self.conference_store = None
             self.default_service = default_service
             self.router = router
             self.conference = conference
@@ -197,6 +205,8 @@ class Server:
         await self.peers.close()
         await self.conference.close()
         self.heap.close()
+        if self.conference_store is not None:
+            await self.conference_store.close()
         if self.store is not None:
             self.store.close()
 
@@ -251,6 +261,7 @@ def create_app(
     app.router.add_get("/readyz", readyz)
 
     async def lifecycle(app: web.Application) -> Any:
+        await server.conference.start()
         server.loop_lag.start()
         server.peers.start()
         yield
@@ -271,7 +282,7 @@ async def _hls_file(request: web.Request) -> web.StreamResponse:
     server = request.app[SERVER_KEY]
     streaming_id = request.match_info["streaming"]
     name = request.match_info["file"]
-    directory = server.conference.hls_directory(streaming_id[:128])
+    directory = await server.conference.hls_directory(streaming_id[:128])
     if directory is None:
         raise web.HTTPNotFound(text="No such HLS stream")
     if "/" in name or name.startswith(".") or not name.endswith((".m3u8", ".ts")):

@@ -25,10 +25,10 @@ from typing import Any
 
 from aiohttp import web
 
+from tessera.conference.api import Conference
 from tessera.conference.errors import ConferenceError
 from tessera.conference.outputs import PLAYABLE
 from tessera.conference.requests import ParticipantInfo
-from tessera.conference.roomservice import RoomService
 from tessera.config.validation import check_name
 
 from .config import Config
@@ -54,7 +54,7 @@ class DemoError(web.HTTPException):
 
 
 def setup_web(
-    app: web.Application, conference: RoomService, config: Config, default_service_id: str
+    app: web.Application, conference: Conference, config: Config, default_service_id: str
 ) -> None:
     """Mount the pages and, if allowed by ``[web] demo``, the demo endpoints (which issue
     tokens for the service ``default_service_id``)."""
@@ -105,7 +105,7 @@ def _is_loopback(address: str | None) -> bool:
 class DemoApp:
     """The built-in app server of the conference page (see the module docstring)."""
 
-    def __init__(self, conference: RoomService, config: Config, service_id: str) -> None:
+    def __init__(self, conference: Conference, config: Config, service_id: str) -> None:
         self.conference = conference
         self.config = config
         self.service_id = service_id

@@ -68,7 +68,7 @@ class RestApi:
             return self._preflight(origin)
         service_id: str | None = None
         try:
-            credentials = self.auth.authenticate(request)
+            credentials = await self.auth.authenticate(request)
             service_id = credentials.service.id
             self.auth.check_origin(credentials.service, origin)
             request[CREDENTIALS] = credentials

@@ -42,9 +42,9 @@ CREDENTIALS = web.RequestKey("tessera_rest_credentials", Credentials)
 class ServiceDirectory(Protocol):
     """Where the services are looked up (the room service)."""
 
-    def get_service(self, service_id: str) -> ServiceRecord | None: ...
+    async def get_service(self, service_id: str) -> ServiceRecord | None: ...
 
-    def all_services(self) -> list[ServiceRecord]: ...
+    async def all_services(self) -> list[ServiceRecord]: ...
 
 
 class Authenticator:
@@ -58,7 +58,7 @@ class Authenticator:
         self.max_skew_ms = max_skew_ms
         self.nonces = NonceCache(max_skew_ms=max_skew_ms)
 
-    def authenticate(self, request: web.Request) -> Credentials:
+    async def authenticate(self, request: web.Request) -> Credentials:
         """The calling service, from an MAuth or Bearer Authorization header."""
         header = request.headers.get("Authorization", "").strip()
         if not header:
@@ -66,9 +66,9 @@ class Authenticator:
         scheme, _, rest = header.partition(" ")
         scheme = scheme.lower()
         if scheme == "mauth":
-            return self._mauth(header)
+            return await self._mauth(header)
         if scheme == "bearer":
-            return self._bearer(rest.strip())
+            return await self._bearer(rest.strip())
         raise unauthorized(
             f"Authorization scheme {scheme[:20]!r} is not supported (MAuth or Bearer)"
         )
@@ -76,10 +76,10 @@ class Authenticator:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def _mauth(self, header: str) -> Credentials:
+    async def _mauth(self, header: str) -> Credentials:
         try:
             parsed = parse_mauth(header)
-            service = self.services.get_service(parsed.service_id)
+            service = await self.services.get_service(parsed.service_id)
             if service is None:
                 raise AuthError("mauth_serviceid names no service")
             now = self._now_ms()
@@ -89,28 +89,28 @@ class Authenticator:
         except AuthError as exc:
             raise unauthorized(f"MAuth: {exc}") from None
 
-    def _bearer(self, token: str) -> Credentials:
+    async def _bearer(self, token: str) -> Credentials:
         if not token:
             raise unauthorized("Bearer token is missing")
         if len(token) > MAX_BEARER_LENGTH:
             raise unauthorized("Bearer token is too long")
-        service = self._service_by_key(token)
+        service = await self._service_by_key(token)
         if service is not None:
             return Credentials(service, "key")
         if token.count(".") == 2:
-            return Credentials(self._service_by_jwt(token), "jwt")
+            return Credentials(await self._service_by_jwt(token), "jwt")
         raise unauthorized("Bearer token is neither a service key nor a JWT")
 
-    def _service_by_key(self, token: str) -> ServiceRecord | None:
+    async def _service_by_key(self, token: str) -> ServiceRecord | None:
         # Compare with every key, in constant time each, so timing tells nothing.
         found = None
         candidate = token.encode("utf-8", "surrogatepass")
-        for service in self.services.all_services():
+        for service in await self.services.all_services():
             if hmac.compare_digest(service.key.encode("utf-8"), candidate) and service.key:
                 found = service
         return found
 
-    def _service_by_jwt(self, token: str) -> ServiceRecord:
+    async def _service_by_jwt(self, token: str) -> ServiceRecord:
         try:
             header = jwt.get_unverified_header(token)
             claims = jwt.decode(token, options={"verify_signature": False})
@@ -121,7 +121,7 @@ class Authenticator:
         issuer = claims.get("iss")
         if not isinstance(issuer, str) or not issuer:
             raise unauthorized("Bearer JWT has no 'iss' claim naming the service")
-        service = self.services.get_service(issuer)
+        service = await self.services.get_service(issuer)
         if service is None or not service.key:
             raise unauthorized("Bearer JWT 'iss' names no service")
         try:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from tessera.conference.roomservice import RoomService
+from tessera.conference.api import Conference
 
 from .auth import CREDENTIALS, Credentials
 from .bodies import path_id, read_json
@@ -27,7 +27,7 @@ ROOT = ("",)
 class RestContext:
     """What the REST API works with: the room service, and what OWT's API adds to it."""
 
-    conference: RoomService
+    conference: Conference
     # The service that manages services (/services): the server's default service.
     super_service_id: str
     # Closes the PeerJS sockets of a service (when it is deleted).

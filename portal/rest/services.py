@@ -53,10 +53,10 @@ class Services(Resource):
             )
         return caller
 
-    def _named(self, request: web.Request) -> ServiceRecord:
+    async def _named(self, request: web.Request) -> ServiceRecord:
         service_id = request.match_info["service"]
         found = (
-            self.conference.get_service(service_id)
+            await self.conference.get_service(service_id)
             if 0 < len(service_id) <= MAX_ID_LENGTH
             else None
         )
@@ -113,11 +113,11 @@ class Services(Resource):
         service_id = request.match_info["service"]
         if caller.id not in (self._super_id(), service_id):
             raise forbidden("Permission denied: a service may read itself only")
-        return web.json_response(await self._service_json(self._named(request)))
+        return web.json_response(await self._service_json(await self._named(request)))
 
     async def delete_service(self, request: web.Request) -> web.StreamResponse:
         caller = self._require_super(request)
-        service = self._named(request)
+        service = await self._named(request)
         if service.id == self._super_id():
             raise forbidden("The super service cannot be deleted")
         await self.conference.delete_service(service.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -15,13 +16,16 @@ import jwt
 import pytest
 from aiohttp import web
 
+from tessera.conference.events import ClientAddress
 from tessera.conference.participant import Participant
+from tessera.conference.requests import JoinRequest
 from tessera.conference.store import ServiceRecord
 from tessera.conference.tokens import issue_token, verify_token
 from tessera.portal.config import load_config
 from tessera.portal.mauth import sign
 from tessera.portal.rest import REST_API_KEY
 from tessera.portal.server import SERVER_KEY, Server, create_app
+from tests.eventually import eventually
 
 OTHER_KEY = "other-service-key-" + "k" * 32
 
@@ -326,11 +330,46 @@ async def test_update_reaches_a_loaded_room(api: Api) -> None:
     assert loaded.closed and room["_id"] not in api.server.rooms
 
 
-async def test_room_locks_do_not_pile_up(api: Api) -> None:
-    # One lock per room name ever looked up used to stay for the server's lifetime.
-    for name in ("x", "y", "z"):
-        assert await api.server.conference.find_room(api.service.id, name, create=True) is not None
-    assert len(api.server.conference.service(api.service.id)._room_locks) == 0
+async def test_concurrent_adhoc_lookups_make_one_room(api: Api) -> None:
+    # A name and its id, looked up at once, load one room: the store gives the name its id.
+    conference = api.server.conference
+    first = await conference.find_room(api.service.id, "x", create=True)
+    assert first is not None
+    rooms = await asyncio.gather(
+        *(conference.find_room(api.service.id, ref, create=True) for ref in ["y", "y", "y"]),
+        conference.find_room(api.service.id, first.id, create=False),
+    )
+    assert len({id(r) for r in rooms[:3]}) == 1 and rooms[3] is first
+    assert api.server.store.adhoc_room(api.service.id, "y", create=False) == rooms[0].id
+
+
+async def test_a_join_while_its_room_empties_keeps_the_room(api: Api) -> None:
+    # The last participant leaves while a join that found the room runs: the room stays.
+    conference = api.server.conference
+    service_id = api.service.id
+
+    def request(user: str) -> JoinRequest:
+        client = ClientAddress(front_end="portal", key=f"no-such-socket-{user}")
+        return JoinRequest(
+            service_id=service_id, room="hall", user=user, role="presenter", client=client
+        )
+
+    first = await conference.join(request("ann"))
+    service = conference.service(service_id)
+    room = service.rooms[first.participant.room_id]
+    loading = service._loading
+    async with loading:  # another room is loading: the two calls below wait their turn
+        second = asyncio.ensure_future(conference.join(request("bob")))
+        await eventually(lambda: len(loading._waiters or ()) == 1, what="the join waits")
+        leaving = asyncio.ensure_future(conference.leave(first.participant))
+        await eventually(lambda: len(loading._waiters or ()) == 2, what="the unload waits")
+    joined = await second
+    await leaving
+    assert joined.participant.room_id == room.id
+    assert not room.closed and service.rooms.get(room.id) is room
+    assert list(room.participants) == [joined.participant.participant_id]
+    await conference.leave(joined.participant)
+    assert room.closed and room.id not in service.rooms
 
 
 async def test_room_paging(api: Api) -> None:

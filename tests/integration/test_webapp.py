@@ -134,7 +134,13 @@ async def test_layout_and_recordings_need_a_moderator_ticket(tessera: RunningSer
         # No ticket, a forged one, a stale one, and a viewer's: all refused, nothing changes.
         status, reply = await demo(tessera, "PUT", "/demo/layout", {"base": "lecture"})
         assert status == 401 and "Ticket" in reply["error"]["message"]
-        forged = issue_ticket(presenter.participant_id or "", b"x" * 32, 60)
+        forged = issue_ticket(
+            presenter.participant_id or "",
+            b"x" * 32,
+            60,
+            service_id=tessera.server.default_service.id,
+            room_id=presenter.room_id or "",
+        )
         status, reply = await demo(tessera, "PUT", "/demo/layout", {"base": "lecture"}, forged)
         assert status == 401 and "signature" in reply["error"]["message"]
         stale = presenter.reconnection_ticket

@@ -6,6 +6,7 @@ import pytest
 
 from tessera.conference.roomoptions import RoomOptions, parse_room_options
 from tessera.conference.store import (
+    SCHEMA_VERSION,
     DuplicateError,
     NotFoundError,
     RoomRecord,
@@ -243,7 +244,10 @@ def test_version_2_database_gains_peer_tokens_column(tmp_path: Path) -> None:
         s.put_service(ServiceRecord(id="old", key=KEY, peer_tokens=True))
         service = s.get_service("old")
         assert service is not None and service.peer_tokens is True
-        assert s._query("PRAGMA user_version")[0][0] == 4
+        assert s._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+        # Tables added since (ad-hoc room names, the ticket secret) are made too.
+        assert s.adhoc_room("old", "lobby", create=True) is not None
+        assert len(s.ticket_secret()) == 32
 
 
 def test_create_service_refuses_a_duplicate(store: Store) -> None:

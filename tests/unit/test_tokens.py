@@ -317,48 +317,73 @@ def test_issue_token_rejects_bad_arguments() -> None:
 # -- reconnection tickets --
 
 SECRET = b"ticket-secret-0123456789abcdef"
+ROOM = {"service_id": "acme", "room_id": "room-1"}
 
 
 def test_ticket_roundtrip() -> None:
-    ticket = issue_ticket("participant-1", SECRET, 600, now=NOW)
+    ticket = issue_ticket("participant-1", SECRET, 600, now=NOW, **ROOM)
     result = verify_ticket(ticket, SECRET, now=NOW + 1)
     assert isinstance(result, TicketClaims)
     assert result.participant_id == "participant-1"
     assert result.not_after == NOW + 600
+    assert (result.service_id, result.room_id) == ("acme", "room-1")
     data = json.loads(base64.b64decode(ticket))
-    assert set(data) == {"participantId", "ticketId", "notBefore", "notAfter", "signature"}
+    assert set(data) == {
+        "participantId",
+        "ticketId",
+        "notBefore",
+        "notAfter",
+        "serviceId",
+        "roomId",
+        "signature",
+    }
     assert data["notBefore"] == int(NOW * 1000)
     assert data["notAfter"] == int((NOW + 600) * 1000)
     assert data["ticketId"] == result.ticket_id
-    message = f"participant-1,{data['ticketId']},{data['notBefore']},{data['notAfter']}"
-    assert data["signature"] == hmac.new(SECRET, message.encode(), hashlib.sha256).hexdigest()
+    assert (data["serviceId"], data["roomId"]) == ("acme", "room-1")
+    signed = [
+        "participant-1",
+        data["ticketId"],
+        data["notBefore"],
+        data["notAfter"],
+        "acme",
+        "room-1",
+    ]
+    message = json.dumps(signed).encode()
+    assert data["signature"] == hmac.new(SECRET, message, hashlib.sha256).hexdigest()
 
 
 def test_ticket_ids_are_unique() -> None:
-    first = verify_ticket(issue_ticket("p", SECRET, 60, now=NOW), SECRET, now=NOW)
-    second = verify_ticket(issue_ticket("p", SECRET, 60, now=NOW), SECRET, now=NOW)
+    first = verify_ticket(issue_ticket("p", SECRET, 60, now=NOW, **ROOM), SECRET, now=NOW)
+    second = verify_ticket(issue_ticket("p", SECRET, 60, now=NOW, **ROOM), SECRET, now=NOW)
     assert first.ticket_id != second.ticket_id
 
 
 def test_ticket_wrong_secret() -> None:
-    ticket = issue_ticket("p", SECRET, 600, now=NOW)
+    ticket = issue_ticket("p", SECRET, 600, now=NOW, **ROOM)
     with pytest.raises(TokenError, match="Ticket signature is invalid"):
         verify_ticket(ticket, b"another-secret", now=NOW)
 
 
 def test_ticket_tampered() -> None:
-    data = json.loads(base64.b64decode(issue_ticket("p", SECRET, 600, now=NOW)))
+    data = json.loads(base64.b64decode(issue_ticket("p", SECRET, 600, now=NOW, **ROOM)))
     data["notAfter"] += 10_000_000
     with pytest.raises(TokenError, match="Ticket signature is invalid"):
         verify_ticket(b64(data), SECRET, now=NOW)
-    data = json.loads(base64.b64decode(issue_ticket("p", SECRET, 600, now=NOW)))
+    data = json.loads(base64.b64decode(issue_ticket("p", SECRET, 600, now=NOW, **ROOM)))
     data["participantId"] = "q"
     with pytest.raises(TokenError, match="Ticket signature is invalid"):
         verify_ticket(b64(data), SECRET, now=NOW)
+    # The room a ticket names cannot be changed: a relogin goes where the ticket says.
+    for field in ("roomId", "serviceId"):
+        data = json.loads(base64.b64decode(issue_ticket("p", SECRET, 600, now=NOW, **ROOM)))
+        data[field] = "other"
+        with pytest.raises(TokenError, match="Ticket signature is invalid"):
+            verify_ticket(b64(data), SECRET, now=NOW)
 
 
 def test_ticket_expired_and_not_yet_valid() -> None:
-    ticket = issue_ticket("p", SECRET, 600, now=NOW)
+    ticket = issue_ticket("p", SECRET, 600, now=NOW, **ROOM)
     verify_ticket(ticket, SECRET, now=NOW + 600)
     with pytest.raises(TokenError, match="Ticket has expired"):
         verify_ticket(ticket, SECRET, now=NOW + 601)
@@ -367,7 +392,7 @@ def test_ticket_expired_and_not_yet_valid() -> None:
 
 
 def test_ticket_default_clock() -> None:
-    assert verify_ticket(issue_ticket("p", SECRET, 60), SECRET).participant_id == "p"
+    assert verify_ticket(issue_ticket("p", SECRET, 60, **ROOM), SECRET).participant_id == "p"
 
 
 @pytest.mark.parametrize(
@@ -405,6 +430,27 @@ def test_ticket_default_clock() -> None:
                 "signature": "é" * 64,
             }
         ),
+        # An OWT-shaped ticket without the room it belongs to.
+        b64(
+            {
+                "participantId": "p",
+                "ticketId": "t",
+                "notBefore": 0,
+                "notAfter": 1,
+                "signature": "0" * 64,
+            }
+        ),
+        b64(
+            {
+                "participantId": "p",
+                "ticketId": "t",
+                "notBefore": 0,
+                "notAfter": 1,
+                "serviceId": "acme",
+                "roomId": 7,
+                "signature": "0" * 64,
+            }
+        ),
         "A" * 1_000_000,
     ],
 )
@@ -415,6 +461,8 @@ def test_ticket_garbage(ticket: str) -> None:
 
 def test_issue_ticket_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError):
-        issue_ticket("p", b"", 60)
+        issue_ticket("p", b"", 60, **ROOM)
     with pytest.raises(ValueError):
-        issue_ticket("", SECRET, 60)
+        issue_ticket("", SECRET, 60, **ROOM)
+    with pytest.raises(ValueError):
+        issue_ticket("p", SECRET, 60, service_id="acme", room_id="")
