@@ -87,6 +87,8 @@ class NodeInfo:
 
 # An agent above this share of its cores takes no new rooms (its rooms would suffer).
 CPU_LIMIT = 0.85
+# Agents within this utilisation of the least busy one count as equally busy.
+SIMILAR = 0.2
 
 
 def utilisation(agent: NodeInfo, rooms: int) -> float:
@@ -109,17 +111,16 @@ def select_agent(agents: Sequence[NodeInfo], rooms: dict[str, int]) -> NodeInfo 
     """The agent a new room should go to, or None if none can take it.
 
     ``rooms`` maps agent id to the rooms it hosts now (placements not yet in its report).
-    Least utilised first, in steps of a tenth (below that the CPU figure is noise); among
-    equals, fewer rooms, then the id (a stable order).
+    The agents within ``SIMILAR`` of the least utilised count as equally busy: below that
+    the CPU figure is noise (a burst of joins, a room that just ended), and a room without
+    media yet costs no CPU but soon will. Among them the one with fewer rooms wins, then
+    the less utilised, then the id (a stable order).
     """
-    candidates = [a for a in agents if can_take(a, rooms.get(a.id, a.load.rooms))]
+    hosted = {a.id: rooms.get(a.id, a.load.rooms) for a in agents}
+    candidates = [a for a in agents if can_take(a, hosted[a.id])]
     if not candidates:
         return None
-    return min(
-        candidates,
-        key=lambda a: (
-            int(utilisation(a, rooms.get(a.id, a.load.rooms)) * 10),
-            rooms.get(a.id, a.load.rooms),
-            a.id,
-        ),
-    )
+    load = {a.id: utilisation(a, hosted[a.id]) for a in candidates}
+    least = min(load.values())
+    similar = [a for a in candidates if load[a.id] - least < SIMILAR]
+    return min(similar, key=lambda a: (hosted[a.id], load[a.id], a.id))

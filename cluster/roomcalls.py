@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from tessera.conference.errors import ConferenceError, ErrorCode
-from tessera.conference.events import ClientAddress
+from tessera.conference.events import ClientAddress, LocalRouter
+from tessera.conference.management import room_json
+from tessera.conference.records import ConferenceStore
 from tessera.conference.requests import (
     BackResult,
     JoinRequest,
@@ -44,6 +46,7 @@ from tessera.conference.requests import (
 )
 from tessera.conference.roomoptions import RoomOptions
 from tessera.conference.roomservice import LOGOUT, RoomService
+from tessera.conference.settings import ConferenceSettings
 from tessera.conference.tokens import TokenError, verify_ticket
 
 from .bus import Bus, BusError, BusUnavailable
@@ -141,8 +144,10 @@ class ClusterRooms(RoomService):
     """A portal's room service (module docstring): a room service without rooms of its
     own, whose calls about rooms go to their agents."""
 
-    def __init__(self, *args: Any, bus: Bus, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, settings: ConferenceSettings, store: ConferenceStore, router: LocalRouter, bus: Bus
+    ) -> None:
+        super().__init__(settings, store, router, NoRoomsHere())
         self.bus = bus
         self.placement = RoomPlacement(bus.redis)
         self.rpc = RpcClient(bus, agent_table(), ROOMS_PREFIX)
@@ -151,7 +156,7 @@ class ClusterRooms(RoomService):
         self._clients: dict[str, dict[ParticipantRef, ClientAddress]] = {}
         self._room_agents: dict[str, str] = {}
         self._refs: dict[ClientAddress, ParticipantRef] = {}
-        self._deliver = client_message_handler(self.router)
+        self._deliver = client_message_handler(router)
 
     def client_message(self, kind: str, body: Any, sender: str) -> None:
         """The portal's bus messages: agents' events for its clients (a client the agent
@@ -254,9 +259,33 @@ class ClusterRooms(RoomService):
         named = await store.find_rooms_by_name(service_id, room, limit=1)
         if named:
             return named[0].id
-        if await store.adhoc_room_name(service_id, room) is not None:
+        return await self._adhoc_id(service_id, room)
+
+    async def _adhoc_id(self, service_id: str, room: str) -> str | None:
+        if await self.store.adhoc_room_name(service_id, room) is not None:
             return room
-        return await store.adhoc_room(service_id, room, create=False)
+        return await self.store.adhoc_room(service_id, room, create=False)
+
+    async def room_id(self, service_id: str, room: str) -> str:
+        """A stored room's id (by id, or by a name only one room has) or a live ad-hoc
+        room's (by id or name)."""
+        try:
+            return await super().room_id(service_id, room)
+        except ConferenceError as exc:
+            if exc.status != 404:
+                raise
+            adhoc = await self._adhoc_id(service_id, room)
+            if adhoc is None:
+                raise
+            return adhoc
+
+    async def live_adhoc_rooms(self, service_id: str) -> list[dict[str, Any]]:
+        """The service's ad-hoc rooms alive on any agent (the store's index), by id, with
+        the default options an ad-hoc room has."""
+        return [
+            room_json(room_id, name, RoomOptions(name=name).to_json())
+            for room_id, name in await self.store.list_adhoc_rooms(service_id)
+        ]
 
     async def _room_call(self, name: str, service_id: str, room: str, *args: Any) -> Any:
         hosted = await self._hosted_room(service_id, room)
@@ -390,9 +419,7 @@ class ClusterRooms(RoomService):
         )
         return result
 
-    async def update_room(
-        self, service_id: str, room: str, options: RoomOptions
-    ) -> dict[str, Any]:
+    async def update_room(self, service_id: str, room: str, options: RoomOptions) -> dict[str, Any]:
         result: dict[str, Any] = await self._room_call("update_room", service_id, room, options)
         return result
 
@@ -446,9 +473,7 @@ class ClusterRooms(RoomService):
     async def start_recording(
         self, service_id: str, room: str, request: RecordingRequest
     ) -> dict[str, Any]:
-        result: dict[str, Any] = await self._room_call(
-            "start_recording", service_id, room, request
-        )
+        result: dict[str, Any] = await self._room_call("start_recording", service_id, room, request)
         return result
 
     async def list_recordings(
@@ -459,9 +484,7 @@ class ClusterRooms(RoomService):
         )
         return result
 
-    async def get_recording(
-        self, service_id: str, room: str, recording_id: str
-    ) -> dict[str, Any]:
+    async def get_recording(self, service_id: str, room: str, recording_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._room_call(
             "get_recording", service_id, room, recording_id
         )
@@ -475,9 +498,7 @@ class ClusterRooms(RoomService):
         )
         return result
 
-    async def stop_recording(
-        self, service_id: str, room: str, recording_id: str
-    ) -> dict[str, Any]:
+    async def stop_recording(self, service_id: str, room: str, recording_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._room_call(
             "stop_recording", service_id, room, recording_id
         )

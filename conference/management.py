@@ -88,20 +88,11 @@ class ManagementCalls(ConferenceTree):
     ) -> list[dict[str, Any]]:
         """The service's stored rooms in creation order, then its ad-hoc rooms alive now;
         one page (1-based ``(page, per_page)``) of them if ``paging``."""
-        service = self.services.get(service_id)
-        adhoc = sorted(
-            (
-                room
-                for room in (service.rooms.values() if service is not None else ())
-                if not room.persistent and not room.closed
-            ),
-            key=lambda room: room.id,
-        )
+        adhoc = await self.live_adhoc_rooms(service_id)
         if paging is None:
             stored = await self._all_stored(service_id)
             rooms = [room_json(r.id, r.name, r.options) for r in stored]
-            rooms += [room_json(r.id, r.name, r.options_json()) for r in adhoc]
-            return rooms
+            return rooms + adhoc
         page, per_page = paging
         start = (page - 1) * per_page
         stored = await self.store.list_rooms(service_id, page, per_page)
@@ -111,9 +102,22 @@ class ManagementCalls(ConferenceTree):
                 start + len(stored) if stored else len(await self._all_stored(service_id))
             )
             offset = max(0, start - stored_total)
-            extra = adhoc[offset : offset + per_page - len(stored)]
-            rooms += [room_json(r.id, r.name, r.options_json()) for r in extra]
+            rooms += adhoc[offset : offset + per_page - len(stored)]
         return rooms
+
+    async def live_adhoc_rooms(self, service_id: str) -> list[dict[str, Any]]:
+        """The room objects of the service's ad-hoc rooms alive now, by id (here: the rooms
+        this process hosts; a cluster's portal reads them from the store)."""
+        service = self.services.get(service_id)
+        adhoc = sorted(
+            (
+                room
+                for room in (service.rooms.values() if service is not None else ())
+                if not room.persistent and not room.closed
+            ),
+            key=lambda room: room.id,
+        )
+        return [room_json(r.id, r.name, r.options_json()) for r in adhoc]
 
     async def _all_stored(self, service_id: str) -> list[RoomRecord]:
         records: list[RoomRecord] = []

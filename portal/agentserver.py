@@ -202,4 +202,3 @@ async def _serve_agent(config: Config, redis_url: str, node_id: str | None) -> i
         await runner.cleanup()
     logger.info("agent stopped in %.1f s", time.monotonic() - started)
     return 0
-

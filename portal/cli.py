@@ -79,9 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         "up", help="start Redis, M portals and N agents on this machine (Ctrl-C stops them)"
     )
     up.add_argument("--portals", type=int, default=1, help="portal processes (default 1)")
-    up.add_argument(
-        "--agents", type=int, default=0, help="agent processes (default: one per core)"
-    )
+    up.add_argument("--agents", type=int, default=0, help="agent processes (default: one per core)")
     up.add_argument("--host", default="127.0.0.1", help="portals listen here (127.0.0.1)")
     up.add_argument("--port", type=int, default=8080, help="first portal's port (8080)")
     up.add_argument("--redis-port", type=int, default=6379, help="the local Redis's port")

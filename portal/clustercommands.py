@@ -56,7 +56,7 @@ def _redis_url(args: argparse.Namespace, config: Config) -> str:
 
 
 def _role(args: argparse.Namespace) -> int:
-    if args.node is not None:
+    if getattr(args, "node", None) is not None:
         raise CommandError(f"unexpected argument {args.node!r} (did you mean `agent drain`?)")
     port = args.port
     if args.command == "agent" and port is None:

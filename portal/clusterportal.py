@@ -23,7 +23,7 @@ from tessera.cluster.cpumeter import CpuMeter
 from tessera.cluster.nodes import NodeLease
 from tessera.cluster.placement import NodeInfo, NodeLoad
 from tessera.cluster.redisstore import RedisStore
-from tessera.cluster.roomcalls import ClusterRooms, NoRoomsHere
+from tessera.cluster.roomcalls import ClusterRooms
 from tessera.conference.events import LocalRouter
 from tessera.conference.records import bootstrap_service
 from tessera.conference.selfcheck import MediaCheckFailed, PrivateNameMissing
@@ -41,7 +41,9 @@ def run_portal(config: Config, redis_url: str, node_id: str | None = None) -> in
 
 
 async def _serve_portal(config: Config, redis_url: str, node_id: str | None) -> int:
-    bus = Bus(redis_url, node_id or default_node_id("portal"), timeout=config.cluster.request_timeout)
+    bus = Bus(
+        redis_url, node_id or default_node_id("portal"), timeout=config.cluster.request_timeout
+    )
     logs.set_process_ids(node=bus.node_id)
     try:
         await bus.start()
@@ -57,8 +59,7 @@ async def _serve_portal(config: Config, redis_url: str, node_id: str | None) -> 
         conference_settings(config, lambda: holder[0].advertised_host()),
         store,
         router,
-        NoRoomsHere(),
-        bus=bus,
+        bus,
     )
     bus.on_message(conference.client_message)
     server = Server(config, conference=conference, router=router, default_service=default_service)

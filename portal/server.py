@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from tessera.conference.events import LocalRouter
+from tessera.conference.records import ServiceRecord
 from tessera.conference.roomservice import RoomService
 from tessera.conference.selfcheck import (
     MediaCheckFailed,
@@ -29,7 +30,6 @@ from tessera.conference.selfcheck import (
     release_caches,
 )
 from tessera.conference.settings import ConferenceSettings
-from tessera.conference.records import ServiceRecord
 from tessera.conference.sqlitestore import SqliteStore
 from tessera.conference.store import Store, bootstrap_default_service
 

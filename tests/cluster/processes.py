@@ -19,7 +19,7 @@ from tessera.conference.tokens import issue_token
 from tests.redisserver import free_port, require_redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY = "cluster-test-key"
+KEY = "cluster-test-key-of-at-least-32-characters"
 START_TIMEOUT = 90.0
 
 
@@ -87,8 +87,15 @@ class NodeProcess:
         self._reader.start()
 
     def wait_up(self, timeout: float = START_TIMEOUT) -> None:
-        if not self._up.wait(timeout):
+        """Until it has joined the cluster; raises if it exits or takes over ``timeout``."""
+        assert self.proc is not None
+        for _ in range(int(timeout / 0.1)):
+            if self._up.wait(0.1) or self.proc.poll() is not None:
+                break
+        if not self._up.is_set():
             self.kill()
+            if self._reader is not None:
+                self._reader.join(5)
             tail = "\n".join(str(e.get("msg")) for e in self.lines[-20:])
             raise RuntimeError(f"{self.name} did not join the cluster in {timeout:g} s:\n{tail}")
 
@@ -132,11 +139,7 @@ class NodeProcess:
 
     def errors(self) -> list[dict[str, Any]]:
         """Lines logged at error level or with a traceback."""
-        return [
-            e
-            for e in self.lines
-            if e.get("level") in ("error", "critical") or "exc" in e
-        ]
+        return [e for e in self.lines if e.get("level") in ("error", "critical") or "exc" in e]
 
 
 class Cluster:

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from tessera.cluster.status import read_status
+from tessera.cluster.status import format_status, read_status
 from tessera_client import ConferenceClient
 from tests.cluster.processes import KEY, Cluster, RedisProcess
 from tests.eventually import eventually
@@ -64,6 +64,14 @@ async def rest(
             if resp.content_type == "application/json":
                 return resp.status, await resp.json()
             return resp.status, await resp.read()
+
+
+async def cluster_status(cluster: Cluster) -> str:
+    redis = aioredis.Redis.from_url(cluster.redis_url)
+    try:
+        return format_status(await read_status(redis))
+    finally:
+        await redis.aclose()
 
 
 async def hosted_rooms(cluster: Cluster) -> dict[str, list[str]]:
@@ -212,6 +220,5 @@ async def test_rooms_spread_over_the_agents(cluster: Cluster) -> None:
     counts = [len(ours & set(rooms)) for rooms in hosted.values()]
     assert sum(counts) == 30 and len(counts) == 3
     # Placed by load (rooms placed count at once): none gets less than a third of its share.
-    assert min(counts) >= 4, counts
+    assert min(counts) >= 4, (counts, await cluster_status(cluster))
     await asyncio.gather(*(c.leave() for c in clients))
-

@@ -24,8 +24,12 @@ def agent(node_id: str, cpu: float = 0.0, rooms: int = 0, **kw: object) -> NodeI
     [
         # The least loaded by CPU.
         ([agent("a", cpu=0.6), agent("b", cpu=0.2)], {}, "b"),
-        # Equal CPU (below a tenth apart is noise): fewer rooms wins, counted live.
+        # Similar CPU (within a fifth of a core is noise): fewer rooms wins, counted live.
         ([agent("a", cpu=0.21), agent("b", cpu=0.25)], {"a": 3, "b": 1}, "b"),
+        ([agent("a", cpu=0.05), agent("b", cpu=0.24)], {"a": 3, "b": 1}, "b"),
+        ([agent("a", cpu=0.05), agent("b", cpu=0.26)], {"a": 3, "b": 1}, "a"),
+        # Equal rooms: the less busy.
+        ([agent("a", cpu=0.15), agent("b", cpu=0.05)], {"a": 1, "b": 1}, "b"),
         ([agent("a"), agent("b")], {"a": 1, "b": 1}, "a"),
         # Rooms against capacity count as load too.
         (
