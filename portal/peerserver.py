@@ -42,6 +42,7 @@ __all__ = [
     "PeerGone",
     "PeerGrant",
     "PeerRegistry",
+    "Relay",
     "Send",
     "ToRoomPeer",
     "room_peer_id",
@@ -111,6 +112,8 @@ class Peer:
     rooms: set[str] = field(default_factory=set)
     # Peers this one exchanged signaling with: they hear LEAVE if it expires.
     contacts: set[str] = field(default_factory=set)
+    # Its claim in the peer directory (peerdirectory.py): released when it goes.
+    claim_id: str = ""
 
 
 @dataclass
@@ -156,15 +159,28 @@ class ToRoomPeer:
 
 
 @dataclass(frozen=True)
+class Relay:
+    """A message for a peer that is not open here: another node of the cluster may hold it.
+
+    Only a clustered registry asks for this; the I/O layer finds the holder and sends the
+    message there, or hands it back with :meth:`PeerRegistry.deliver_or_queue`.
+    """
+
+    service_id: str
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class PeerGone:
     """A peer left the server (socket closed) or was expired (no heartbeats)."""
 
     service_id: str
     peer_id: str
     expired: bool
+    claim_id: str = ""  # its directory claim, to release
 
 
-Action = Send | Close | ToRoomPeer | PeerGone
+Action = Send | Close | ToRoomPeer | Relay | PeerGone
 
 
 class OpenRefused(Exception):
@@ -198,6 +214,11 @@ class PeerRegistry:
     Timing follows PeerServer: a peer whose last ``HEARTBEAT`` is
     ``alive_timeout`` old is expired; a message for an absent peer waits
     ``expire_timeout`` and then its sender gets ``EXPIRE``.
+
+    A *clustered* registry (one portal of several) holds only its own node's peers: a
+    message for a peer not open here becomes a :class:`Relay` action (unless messages
+    for that peer already wait here: they keep their order), and a message relayed from
+    another node comes in through :meth:`from_node`.
     """
 
     def __init__(
@@ -207,7 +228,9 @@ class PeerRegistry:
         expire_timeout: float,
         concurrent_limit: int,
         random_id: Callable[[], str] | None = None,
+        clustered: bool = False,
     ) -> None:
+        self.clustered = clustered
         self.alive_timeout = alive_timeout
         self.expire_timeout = expire_timeout
         self.concurrent_limit = concurrent_limit
@@ -231,6 +254,17 @@ class PeerRegistry:
         if service_id is None:
             return len(self._peers)
         return sum(1 for (sid, _) in self._peers if sid == service_id)
+
+    def peers(self) -> list[Peer]:
+        """Every open peer of every service (the directory refreshes their claims)."""
+        return list(self._peers.values())
+
+    def queued_destinations(self) -> dict[str, list[str]]:
+        """The absent peers that messages wait for, by service."""
+        waiting: dict[str, list[str]] = {}
+        for service_id, peer_id in self._queues:
+            waiting.setdefault(service_id, []).append(peer_id)
+        return waiting
 
     def mesh_room(self, service_id: str, name: str) -> MeshRoom | None:
         return self._rooms.get((service_id, name))
@@ -264,12 +298,13 @@ class PeerRegistry:
         connection: object,
         now: float,
         grant: PeerGrant | None = None,
+        claim_id: str = "",
     ) -> list[Action]:
         """A WebSocket with a valid key asks to be ``peer_id``; OpenRefused if it may not.
 
         The same id with the same token takes the peer over (a reconnect
         whose old socket the server has not seen close); another token gets
-        ``ID-TAKEN``.
+        ``ID-TAKEN``. ``claim_id`` is the peer's claim in the directory.
         """
         if not peer_id or not token:
             raise OpenRefused(error_message(MSG_INVALID_WS_PARAMETERS))
@@ -285,11 +320,12 @@ class PeerRegistry:
             existing.connection = connection
             existing.last_ping = now
             existing.grant = grant or existing.grant
+            existing.claim_id = claim_id
         else:
             if self.count(service_id) >= self.concurrent_limit:
                 raise OpenRefused(error_message(MSG_CONNECTION_LIMIT))
             self._peers[service_id, peer_id] = Peer(
-                service_id, peer_id, token, connection, now, grant
+                service_id, peer_id, token, connection, now, grant, claim_id=claim_id
             )
         actions.append(Send(connection, {"type": OPEN}))
         queue = self._queues.pop((service_id, peer_id), None)
@@ -305,6 +341,14 @@ class PeerRegistry:
             return []
         return self._remove(peer, expired=False)
 
+    def superseded(self, service_id: str, peer_id: str, claim_id: str) -> list[Action]:
+        """The peer's claim ``claim_id`` went to another node (the same peer reconnected
+        there): its socket here is closed, and nobody hears LEAVE (the peer is still on)."""
+        peer = self._peers.get((service_id, peer_id))
+        if peer is None or peer.claim_id != claim_id:
+            return []
+        return [*self._remove(peer, expired=False), Close(peer.connection)]
+
     def _remove(self, peer: Peer, *, expired: bool) -> list[Action]:
         del self._peers[peer.service_id, peer.id]
         self._queues.pop((peer.service_id, peer.id), None)
@@ -314,12 +358,13 @@ class PeerRegistry:
         if expired:
             actions.append(Close(peer.connection))
             for contact in sorted(peer.contacts):
+                leave = {"type": LEAVE, "src": peer.id, "dst": contact}
                 other = self._peers.get((peer.service_id, contact))
                 if other is not None:
-                    actions.append(
-                        Send(other.connection, {"type": LEAVE, "src": peer.id, "dst": contact})
-                    )
-        actions.append(PeerGone(peer.service_id, peer.id, expired))
+                    actions.append(Send(other.connection, leave))
+                elif self.clustered and not contact.startswith(ROOM_PEER_PREFIX):
+                    actions.append(Relay(peer.service_id, leave))
+        actions.append(PeerGone(peer.service_id, peer.id, expired, peer.claim_id))
         return actions
 
     def sweep(self, now: float) -> list[Action]:
@@ -405,6 +450,8 @@ class PeerRegistry:
         if target is not None:
             peer.contacts.add(dst)
             target.contacts.add(peer.id)
+        elif self.clustered:
+            peer.contacts.add(dst)  # held by another node, maybe: it hears LEAVE from there
         return self._relay(peer.service_id, relayed, now)
 
     def _relay(self, service_id: str, message: dict[str, Any], now: float) -> list[Action]:
@@ -412,6 +459,52 @@ class PeerRegistry:
         target = self._peers.get((service_id, dst))
         if target is not None:
             return [Send(target.connection, message)]
+        if self.clustered and (service_id, dst) not in self._queues:
+            return [Relay(service_id, message)]
+        return self._enqueue(service_id, message, now)
+
+    def deliver_or_queue(
+        self, service_id: str, message: dict[str, Any], now: float
+    ) -> list[Action]:
+        """A message of a :class:`Relay` that no other node took: the peer may have opened
+        here meanwhile; otherwise it waits as for any absent peer."""
+        target = self._peers.get((service_id, message["dst"]))
+        if target is not None:
+            target.contacts.add(message["src"])
+            return [Send(target.connection, message)]
+        return self._enqueue(service_id, message, now)
+
+    def from_node(self, service_id: str, message: dict[str, Any]) -> list[Action] | None:
+        """A message another node relayed to one of this node's peers; ``None`` if that
+        peer is not open here (any more): the sender's node should have it back."""
+        target = self._peers.get((service_id, message["dst"]))
+        if target is None:
+            return None
+        target.contacts.add(message["src"])
+        return [Send(target.connection, message)]
+
+    def take_queue(self, service_id: str, peer_id: str) -> tuple[float, list[dict[str, Any]]]:
+        """The messages waiting for ``peer_id`` (it opened on another node), and since when."""
+        queue = self._queues.pop((service_id, peer_id), None)
+        if queue is None:
+            return 0.0, []
+        return queue.since, queue.messages
+
+    def restore_queue(
+        self, service_id: str, peer_id: str, since: float, messages: list[dict[str, Any]]
+    ) -> None:
+        """Put back what :meth:`take_queue` took (its node did not take it), ahead of any
+        message queued since."""
+        queue = self._queues.get((service_id, peer_id))
+        if queue is None:
+            self._queues[service_id, peer_id] = _Queue(since, list(messages))
+        else:
+            queue.since = min(queue.since, since)
+            queue.messages[:0] = messages
+            del queue.messages[MAX_QUEUED_PER_DESTINATION:]
+
+    def _enqueue(self, service_id: str, message: dict[str, Any], now: float) -> list[Action]:
+        dst = message["dst"]
         if message["type"] not in QUEUED:
             return []  # LEAVE or EXPIRE for someone absent: nothing to do (PeerServer)
         queue = self._queues.get((service_id, dst))
@@ -462,6 +555,14 @@ class PeerRegistry:
                 )
             ]
         assert isinstance(name, str)
+        if self.clustered:
+            # Members would be on several portals, and membership lives in one registry.
+            return [
+                Send(
+                    peer.connection,
+                    _room_error(name, "Mesh rooms are not available on a cluster of portals"),
+                )
+            ]
         mode = payload.get("mode", "mesh")
         if mode != "mesh":
             return [

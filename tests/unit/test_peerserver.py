@@ -18,6 +18,7 @@ from tessera.portal.peerserver import (
     PeerGone,
     PeerGrant,
     PeerRegistry,
+    Relay,
     Send,
     ToRoomPeer,
     valid_peer_id,
@@ -377,3 +378,67 @@ def test_tokens_reopen_only_their_own_peer_until_they_expire() -> None:
     assert not reg.token_reopens("jti", "t", "alice")
     reg.sweep(100)
     assert not reg.token_reopens("jti", "s", "alice")
+
+
+# -- one portal of a cluster ------------------------------------------------
+
+
+def test_clustered_registry_relays_for_peers_not_open_here() -> None:
+    reg = registry(clustered=True)
+    alice = opened(reg, "alice")
+    offer = {"type": "OFFER", "dst": "bob", "payload": {"connectionId": "mc_1"}}
+    actions = receive(reg, "s", "alice", json.dumps(offer), 0.0)
+    relayed = {**offer, "src": "alice"}
+    assert actions == [Relay("s", relayed)]
+    # Nobody took it: it waits as for any absent peer, and then expires.
+    assert reg.deliver_or_queue("s", relayed, 0.0) == []
+    assert reg.queued_destinations() == {"s": ["bob"]}
+    # Messages after it wait behind it (their order is kept), without a Relay.
+    candidate = {"type": "CANDIDATE", "dst": "bob", "payload": {"candidate": {}}}
+    assert receive(reg, "s", "alice", json.dumps(candidate), 0.1) == []
+    since, messages = reg.take_queue("s", "bob")
+    assert since == 0.0 and [m["type"] for m in messages] == ["OFFER", "CANDIDATE"]
+    reg.restore_queue("s", "bob", since, messages)
+    assert sent(reg.sweep(5.0), alice) == [{"type": "EXPIRE", "src": "bob", "dst": "alice"}]
+    # A peer that opened here meanwhile gets the message directly.
+    bob = opened(reg, "bob")
+    assert sent(reg.deliver_or_queue("s", {**relayed, "dst": "bob"}, 6.0), bob) == [relayed]
+
+
+def test_clustered_registry_takes_relayed_messages_and_relays_leave_on_expiry() -> None:
+    reg = registry(clustered=True, alive_timeout=10.0)
+    bob = opened(reg, "bob")
+    from_elsewhere = {"type": "OFFER", "src": "alice", "dst": "bob", "payload": {}}
+    assert reg.from_node("s", from_elsewhere) == [Send(bob, from_elsewhere)]
+    assert reg.from_node("s", {**from_elsewhere, "dst": "nobody"}) is None
+    # bob goes silent: alice, on another node, hears LEAVE through a Relay.
+    actions = reg.sweep(20.0)
+    assert Relay("s", {"type": "LEAVE", "src": "bob", "dst": "alice"}) in actions
+    assert PeerGone("s", "bob", True) in actions
+
+
+def test_superseded_peer_is_closed_without_leave_and_only_for_its_own_claim() -> None:
+    reg = registry(clustered=True)
+    conn = Conn("alice")
+    reg.open("s", "alice", "tok", conn, 0.0, claim_id="c1")
+    assert reg.superseded("s", "alice", "c0") == []  # an older claim: nothing happens
+    actions = reg.superseded("s", "alice", "c1")
+    assert actions == [PeerGone("s", "alice", False, "c1"), Close(conn)]
+    assert reg.get("s", "alice") is None
+
+
+def test_a_clustered_registry_refuses_mesh_rooms_saying_why() -> None:
+    reg = registry(clustered=True)
+    alice = opened(reg, "alice")
+    actions = receive(
+        reg, "s", "alice", json.dumps({"type": "ROOM-JOIN", "payload": {"room": "x"}}), 0
+    )
+    [error] = sent(actions, alice)
+    assert error["type"] == "ROOM-ERROR" and "cluster" in error["payload"]["msg"]
+
+
+def test_the_peer_gone_action_carries_the_claim_to_release() -> None:
+    reg = registry()
+    conn = Conn("alice")
+    reg.open("s", "alice", "tok", conn, 0.0, claim_id="c9")
+    assert reg.closed("s", "alice", conn) == [PeerGone("s", "alice", False, "c9")]
