@@ -15,6 +15,10 @@ and the per-service peer limit counts every portal's peers. A claim whose lease 
 out is as good as absent, so the peers of a portal that died are free again after
 one lease (the gateway refreshes its peers' claims every third of it).
 
+Mesh rooms (PeerJS ``ROOM-JOIN``) of a cluster are a list of members per room in
+joining order; members whose claim ran out are dropped whenever the room is joined or
+left, so a dead portal's peers do not fill it.
+
 :class:`BusPeerRelay` carries PeerJS messages to the node holding their destination
 as bus messages (``peer.relay``), hands back those whose peer had gone
 (``peer.bounced``), and tells a node that its peer reconnected elsewhere
@@ -42,12 +46,13 @@ from tessera.portal.peerdirectory import (
 from tessera.portal.peergateway import PeerRelayReceiver
 from tessera.portal.peerserver import MAX_QUEUED_PER_DESTINATION
 
-from .bus import Bus, MessageHandler
+from .bus import Bus, BusError, MessageHandler
 
 logger = logging.getLogger(__name__)
 
 CLAIMS_PREFIX = "tessera:peers:"  # + service id: hash of peer id -> claim (JSON)
 LEASES_PREFIX = "tessera:peer-leases:"  # + service id: zset of peer id -> lease end (ms)
+MESH_PREFIX = "tessera:mesh:"  # + len(service id):service id:room: list of members
 
 RELAY = "peer.relay"
 BOUNCED = "peer.bounced"
@@ -139,6 +144,38 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 )
 
 
+# KEYS: claims, leases, mesh room. ARGV: peer, limit. -> {1 joined or 0 full, members before}
+_JOIN_MESH = (
+    _NOW
+    + """
+local kept = {}
+for _, member in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+  local lease_end = tonumber(redis.call('ZSCORE', KEYS[2], member) or '0')
+  if member ~= ARGV[1] and lease_end > now then table.insert(kept, member) end
+end
+if #kept >= tonumber(ARGV[2]) then return {0, kept} end
+redis.call('DEL', KEYS[3])
+for _, member in ipairs(kept) do redis.call('RPUSH', KEYS[3], member) end
+redis.call('RPUSH', KEYS[3], ARGV[1])
+return {1, kept}
+"""
+)
+
+# KEYS: claims, leases, mesh room. ARGV: peer. -> the members that remain (with a live claim)
+_LEAVE_MESH = (
+    _NOW
+    + """
+redis.call('LREM', KEYS[3], 0, ARGV[1])
+local kept = {}
+for _, member in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+  local lease_end = tonumber(redis.call('ZSCORE', KEYS[2], member) or '0')
+  if lease_end > now then table.insert(kept, member) end
+end
+return kept
+"""
+)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -156,6 +193,8 @@ class RedisPeerDirectory:
         self._refresh = redis.register_script(_REFRESH)
         self._holders = redis.register_script(_HOLDERS)
         self._peer_ids = redis.register_script(_PEER_IDS)
+        self._join_mesh = redis.register_script(_JOIN_MESH)
+        self._leave_mesh = redis.register_script(_LEAVE_MESH)
 
     @property
     def node_id(self) -> str:
@@ -235,6 +274,29 @@ class RedisPeerDirectory:
             raise DirectoryUnavailable(f"the cluster's Redis failed: {exc}") from None
         return [_text(peer_id) for peer_id in ids]
 
+    @classmethod
+    def _mesh_keys(cls, service_id: str, room: str) -> list[str]:
+        # The length keeps "a" + "b:c" apart from "a:b" + "c".
+        return [*cls._keys(service_id), f"{MESH_PREFIX}{len(service_id)}:{service_id}:{room}"]
+
+    async def join_mesh(
+        self, service_id: str, room: str, peer_id: str, *, limit: int
+    ) -> list[str] | None:
+        try:
+            joined, members = await self._join_mesh(
+                keys=self._mesh_keys(service_id, room), args=[peer_id, limit]
+            )
+        except (RedisError, OSError) as exc:
+            raise DirectoryUnavailable(f"the cluster's Redis failed: {exc}") from None
+        return [_text(m) for m in members] if int(joined) else None
+
+    async def leave_mesh(self, service_id: str, room: str, peer_id: str) -> list[str]:
+        try:
+            members = await self._leave_mesh(keys=self._mesh_keys(service_id, room), args=[peer_id])
+        except (RedisError, OSError) as exc:
+            raise DirectoryUnavailable(f"the cluster's Redis failed: {exc}") from None
+        return [_text(m) for m in members]
+
 
 class BusPeerRelay:
     """The gateway's :class:`~tessera.portal.peergateway.PeerRelay` over a node's Bus."""
@@ -247,7 +309,12 @@ class BusPeerRelay:
         self.receiver = receiver
 
     async def forward(self, node: str, service_id: str, messages: list[dict[str, Any]]) -> bool:
-        return await self.bus.send(node, RELAY, {"service": service_id, "messages": messages})
+        try:
+            return await self.bus.send(node, RELAY, {"service": service_id, "messages": messages})
+        except BusError as exc:
+            # Redis failed under the send: as if the node were gone (the messages wait here).
+            logger.warning("peer messages not relayed to %s: %s", node, exc)
+            return False
 
     def supersede(self, node: str, service_id: str, peer_id: str, claim_id: str) -> None:
         self.bus.post(node, SUPERSEDED, {"service": service_id, "peer": peer_id, "claim": claim_id})

@@ -122,7 +122,19 @@ class PeerDirectory(Protocol):
         ...
 
     async def peer_ids(self, service_id: str) -> list[str]:
-        """Every peer id of the service held anywhere, in claiming order where known."""
+        """Every peer id of the service held anywhere (the order is the implementation's)."""
+        ...
+
+    async def join_mesh(
+        self, service_id: str, room: str, peer_id: str, *, limit: int
+    ) -> list[str] | None:
+        """Add ``peer_id`` to mesh room ``room``; the members before it, in joining order,
+        or ``None`` if the room has ``limit`` members. Members whose claim ran out (their
+        portal died) are dropped first."""
+        ...
+
+    async def leave_mesh(self, service_id: str, room: str, peer_id: str) -> list[str]:
+        """Take ``peer_id`` out of mesh room ``room``; the members that remain."""
         ...
 
 
@@ -140,6 +152,7 @@ class MemoryPeerStore:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.entries: dict[str, dict[str, _Entry]] = {}  # service -> peer id -> claim
+        self.meshes: dict[tuple[str, str], list[str]] = {}  # (service, room) -> members
 
     def live(self, service_id: str, peer_id: str) -> _Entry | None:
         entry = self.entries.get(service_id, {}).get(peer_id)
@@ -229,3 +242,24 @@ class MemoryPeerDirectory:
 
     async def peer_ids(self, service_id: str) -> list[str]:
         return list(self.store.prune(service_id))
+
+    async def join_mesh(
+        self, service_id: str, room: str, peer_id: str, *, limit: int
+    ) -> list[str] | None:
+        members = [
+            m
+            for m in self.store.meshes.get((service_id, room), [])
+            if m != peer_id and self.store.live(service_id, m) is not None
+        ]
+        if len(members) >= limit:
+            return None
+        self.store.meshes[service_id, room] = [*members, peer_id]
+        return members
+
+    async def leave_mesh(self, service_id: str, room: str, peer_id: str) -> list[str]:
+        members = self.store.meshes.get((service_id, room), [])
+        if peer_id in members:
+            members.remove(peer_id)
+        if not members:
+            self.store.meshes.pop((service_id, room), None)
+        return [m for m in members if self.store.live(service_id, m) is not None]

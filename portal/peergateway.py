@@ -59,6 +59,7 @@ from .peerserver import (
     ID_TAKEN,
     INVALID_KEY,
     MAX_ID_LENGTH,
+    MAX_MESH_MEMBERS,
     MAX_MESSAGE_BYTES,
     MSG_CONNECTION_LIMIT,
     MSG_ID_TAKEN,
@@ -66,6 +67,8 @@ from .peerserver import (
     MSG_INVALID_WS_PARAMETERS,
     Action,
     Close,
+    JoinMesh,
+    LeaveMesh,
     OpenRefused,
     PeerGone,
     PeerGrant,
@@ -435,6 +438,10 @@ class PeerGateway:
                 self.room_peer.receive(action.service_id, action.room, action.message)
             elif isinstance(action, Relay):
                 await self._relay_out(action.service_id, action.message)
+            elif isinstance(action, JoinMesh):
+                await self.perform(await self._join_mesh(action))
+            elif isinstance(action, LeaveMesh):
+                await self.perform(await self._leave_mesh(action))
             elif isinstance(action, PeerGone):
                 await self._release(action.service_id, action.peer_id, action.claim_id)
                 if action.expired:
@@ -469,6 +476,27 @@ class PeerGateway:
                 return
             # Nobody listens for that node: its portal died; its claims run out soon.
         await self.perform(self.registry.deliver_or_queue(service_id, message, time.monotonic()))
+
+    async def _join_mesh(self, join: JoinMesh) -> list[Action]:
+        try:
+            others = await self.directory.join_mesh(
+                join.service_id, join.name, join.peer_id, limit=MAX_MESH_MEMBERS
+            )
+        except DirectoryUnavailable as exc:
+            logger.warning("mesh room not joined: %s", exc, extra={"peer": join.peer_id})
+            return self.registry.mesh_join_failed(
+                join.service_id, join.peer_id, join.name, "The peer directory is unavailable"
+            )
+        return self.registry.mesh_joined(join.service_id, join.peer_id, join.name, others)
+
+    async def _leave_mesh(self, leave: LeaveMesh) -> list[Action]:
+        try:
+            remaining = await self.directory.leave_mesh(leave.service_id, leave.name, leave.peer_id)
+        except DirectoryUnavailable as exc:
+            # Dropped from the room when its claim runs out; nobody hears ROOM-PEER-LEFT.
+            logger.warning("mesh room not left: %s", exc, extra={"peer": leave.peer_id})
+            return []
+        return self.registry.mesh_left(leave.service_id, leave.peer_id, leave.name, remaining)
 
     # -- from other nodes (PeerRelayReceiver) -------------------------------
 

@@ -36,6 +36,8 @@ from typing import Any
 
 __all__ = [
     "Close",
+    "JoinMesh",
+    "LeaveMesh",
     "MeshRoom",
     "OpenRefused",
     "Peer",
@@ -171,6 +173,26 @@ class Relay:
 
 
 @dataclass(frozen=True)
+class JoinMesh:
+    """A peer asks to join mesh room ``name`` of a cluster: the directory decides, and
+    :meth:`PeerRegistry.mesh_joined` (or ``mesh_join_failed``) takes the answer."""
+
+    service_id: str
+    peer_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class LeaveMesh:
+    """A peer leaves mesh room ``name`` of a cluster; :meth:`PeerRegistry.mesh_left` then
+    tells the members the directory still lists."""
+
+    service_id: str
+    peer_id: str
+    name: str
+
+
+@dataclass(frozen=True)
 class PeerGone:
     """A peer left the server (socket closed) or was expired (no heartbeats)."""
 
@@ -180,7 +202,7 @@ class PeerGone:
     claim_id: str = ""  # its directory claim, to release
 
 
-Action = Send | Close | ToRoomPeer | Relay | PeerGone
+Action = Send | Close | ToRoomPeer | Relay | JoinMesh | LeaveMesh | PeerGone
 
 
 class OpenRefused(Exception):
@@ -218,7 +240,9 @@ class PeerRegistry:
     A *clustered* registry (one portal of several) holds only its own node's peers: a
     message for a peer not open here becomes a :class:`Relay` action (unless messages
     for that peer already wait here: they keep their order), and a message relayed from
-    another node comes in through :meth:`from_node`.
+    another node comes in through :meth:`from_node`. Its mesh rooms are kept in the
+    peer directory: joining and leaving become :class:`JoinMesh` and :class:`LeaveMesh`
+    actions, whose answers come back through :meth:`mesh_joined` and :meth:`mesh_left`.
     """
 
     def __init__(
@@ -471,7 +495,7 @@ class PeerRegistry:
         target = self._peers.get((service_id, message["dst"]))
         if target is not None:
             target.contacts.add(message["src"])
-            return [Send(target.connection, message)]
+            return [Send(target.connection, _as_delivered(message))]
         return self._enqueue(service_id, message, now)
 
     def from_node(self, service_id: str, message: dict[str, Any]) -> list[Action] | None:
@@ -481,7 +505,7 @@ class PeerRegistry:
         if target is None:
             return None
         target.contacts.add(message["src"])
-        return [Send(target.connection, message)]
+        return [Send(target.connection, _as_delivered(message))]
 
     def take_queue(self, service_id: str, peer_id: str) -> tuple[float, list[dict[str, Any]]]:
         """The messages waiting for ``peer_id`` (it opened on another node), and since when."""
@@ -555,14 +579,6 @@ class PeerRegistry:
                 )
             ]
         assert isinstance(name, str)
-        if self.clustered:
-            # Members would be on several portals, and membership lives in one registry.
-            return [
-                Send(
-                    peer.connection,
-                    _room_error(name, "Mesh rooms are not available on a cluster of portals"),
-                )
-            ]
         mode = payload.get("mode", "mesh")
         if mode != "mesh":
             return [
@@ -579,6 +595,10 @@ class PeerRegistry:
             return [Send(peer.connection, _room_error(name, "Your token does not grant this room"))]
         if name in peer.rooms:
             return [Send(peer.connection, _room_error(name, "Already a member of that room"))]
+        if self.clustered:
+            # Members may be on any portal: the directory keeps the room (see mesh_joined).
+            peer.rooms.add(name)
+            return [JoinMesh(peer.service_id, peer.id, name)]
         room = self._rooms.get((peer.service_id, name))
         if room is None:
             room = self._rooms[peer.service_id, name] = MeshRoom(peer.service_id, name)
@@ -608,6 +628,8 @@ class PeerRegistry:
 
     def _leave_room(self, peer: Peer, name: str) -> list[Action]:
         peer.rooms.discard(name)
+        if self.clustered:
+            return [LeaveMesh(peer.service_id, peer.id, name)]
         room = self._rooms.get((peer.service_id, name))
         if room is None or peer.id not in room.members:
             return []
@@ -619,13 +641,71 @@ class PeerRegistry:
 
     def _tell_members(self, peer: Peer, name: str, members: list[str], kind: str) -> list[Action]:
         """``kind`` (ROOM-PEER-JOINED or -LEFT) about ``peer`` to the open ``members``."""
-        message = {"type": kind, "src": peer.id, "payload": {"room": name, "peer": peer.id}}
+        return self._tell(peer.service_id, peer.id, name, members, kind)
+
+    def _tell(
+        self, service_id: str, peer_id: str, name: str, members: list[str], kind: str
+    ) -> list[Action]:
+        message = {"type": kind, "src": peer_id, "payload": {"room": name, "peer": peer_id}}
         actions: list[Action] = []
         for other_id in members:
-            other = self._peers.get((peer.service_id, other_id))
+            other = self._peers.get((service_id, other_id))
             if other is not None:
                 actions.append(Send(other.connection, message))
+            elif self.clustered:
+                actions.append(Relay(service_id, {**message, "dst": other_id}))
         return actions
+
+    # -- mesh rooms of a cluster (their members kept in the directory) ------
+
+    def mesh_joined(
+        self, service_id: str, peer_id: str, name: str, others: list[str] | None
+    ) -> list[Action]:
+        """The directory's answer to :class:`JoinMesh`: the members before the peer, in
+        joining order, or ``None`` if the room is full."""
+        peer = self._peers.get((service_id, peer_id))
+        if peer is None or name not in peer.rooms:
+            # It left (or went) while the directory was asked: take it out again.
+            return [LeaveMesh(service_id, peer_id, name)] if others is not None else []
+        if others is None:
+            peer.rooms.discard(name)
+            text = f"Room is full (a mesh room has at most {MAX_MESH_MEMBERS})"
+            return [Send(peer.connection, _room_error(name, text))]
+        actions: list[Action] = [
+            Send(
+                peer.connection,
+                {"type": ROOM_MEMBERS, "payload": {"room": name, "members": others}},
+            )
+        ]
+        for other_id in others:
+            peer.contacts.add(other_id)
+            other = self._peers.get((service_id, other_id))
+            if other is not None:
+                other.contacts.add(peer_id)
+        actions.extend(self._tell(service_id, peer_id, name, others, ROOM_PEER_JOINED))
+        return actions
+
+    def mesh_join_failed(self, service_id: str, peer_id: str, name: str, text: str) -> list[Action]:
+        """A :class:`JoinMesh` the directory could not answer: ROOM-ERROR saying why."""
+        peer = self._peers.get((service_id, peer_id))
+        if peer is None:
+            return []
+        peer.rooms.discard(name)
+        return [Send(peer.connection, _room_error(name, text))]
+
+    def mesh_left(
+        self, service_id: str, peer_id: str, name: str, remaining: list[str]
+    ) -> list[Action]:
+        """The directory took the peer out of room ``name``: the members left hear it."""
+        return self._tell(service_id, peer_id, name, remaining, ROOM_PEER_LEFT)
+
+
+def _as_delivered(message: dict[str, Any]) -> dict[str, Any]:
+    """A relayed message as its destination hears it: room notices were addressed only
+    to cross the cluster, and members hear them without a ``dst``."""
+    if message["type"] in (ROOM_PEER_JOINED, ROOM_PEER_LEFT):
+        return {k: v for k, v in message.items() if k != "dst"}
+    return message
 
 
 def _room_error(room: object, text: str) -> dict[str, Any]:

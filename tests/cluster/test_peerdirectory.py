@@ -155,6 +155,33 @@ async def test_refresh_keeps_the_holders_claims_and_reports_the_lost_ones(
     assert await one.refresh([]) == []
 
 
+async def test_mesh_rooms_keep_joining_order_a_limit_and_drop_dead_members(
+    directories: Directories,
+) -> None:
+    one, two = directories.make("portal-1"), directories.make("portal-2")
+    for peer, directory in (("alice", one), ("bob", two), ("carol", one)):
+        await directory.claim(SERVICE, peer, peer, "c-" + peer, limit=LIMIT)
+    assert await one.join_mesh(SERVICE, "huddle", "alice", limit=3) == []
+    assert await two.join_mesh(SERVICE, "huddle", "bob", limit=3) == ["alice"]
+    assert await one.join_mesh(SERVICE, "huddle", "carol", limit=2) is None  # full
+    assert await one.join_mesh(SERVICE, "other", "carol", limit=2) == []  # rooms apart
+    assert await one.join_mesh("other-service", "huddle", "carol", limit=2) == []
+    assert await one.leave_mesh(SERVICE, "huddle", "alice") == ["bob"]
+    assert await one.join_mesh(SERVICE, "huddle", "alice", limit=3) == ["bob"]
+    # bob moves to a portal that then dies: his claim runs out, and the room drops him.
+    dying = directories.make("portal-3", lease=0.3)
+    await dying.claim(SERVICE, "bob", "bob", "c-bob-3", limit=LIMIT)
+
+    async def bob_gone() -> bool:
+        return await one.holders(SERVICE, ["bob"]) == [None]
+
+    await eventually(bob_gone, what="bob's claim running out")
+    assert await one.join_mesh(SERVICE, "huddle", "carol", limit=2) == ["alice"]
+    assert await one.leave_mesh(SERVICE, "huddle", "carol") == ["alice"]
+    assert await one.leave_mesh(SERVICE, "huddle", "alice") == []
+    assert await one.join_mesh(SERVICE, "huddle", "alice", limit=1) == []  # empty again
+
+
 async def test_redis_restarted_empty_gets_the_claims_back_and_a_redis_down_is_a_clear_error(
     redis_server: RedisServer,
 ) -> None:

@@ -257,3 +257,61 @@ async def test_a_dead_portals_peers_are_absent_and_their_ids_free_again(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def test_a_mesh_room_spans_portals(cluster: Cluster) -> None:
+    alice = await raw_peer(cluster.one.url, "alice")
+    bob = await raw_peer(cluster.two.url, "bob")
+    try:
+        assert await alice.recv() == await bob.recv() == {"type": "OPEN"}
+        await alice.send(type="ROOM-JOIN", payload={"room": "huddle"})
+        assert await alice.recv() == {
+            "type": "ROOM-MEMBERS",
+            "payload": {"room": "huddle", "members": []},
+        }
+        await bob.send(type="ROOM-JOIN", payload={"room": "huddle"})
+        assert await bob.recv() == {
+            "type": "ROOM-MEMBERS",
+            "payload": {"room": "huddle", "members": ["alice"]},
+        }
+        assert await alice.recv() == {
+            "type": "ROOM-PEER-JOINED",
+            "src": "bob",
+            "payload": {"room": "huddle", "peer": "bob"},
+        }
+        await bob.send(type="ROOM-LEAVE", payload={"room": "huddle"})
+        assert await alice.recv() == {
+            "type": "ROOM-PEER-LEFT",
+            "src": "bob",
+            "payload": {"room": "huddle", "peer": "bob"},
+        }
+        await bob.send(type="ROOM-JOIN", payload={"room": "huddle"})
+        assert (await bob.recv())["payload"]["members"] == ["alice"]
+        assert (await alice.recv())["type"] == "ROOM-PEER-JOINED"
+        # Going away leaves every room: the member on the other portal hears it.
+        await bob.close()
+        assert await alice.recv() == {
+            "type": "ROOM-PEER-LEFT",
+            "src": "bob",
+            "payload": {"room": "huddle", "peer": "bob"},
+        }
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_python_peers_on_two_portals_meet_in_a_mesh_room(cluster: Cluster) -> None:
+    p1 = PeerClient(cluster.one.url, SERVICE, peer_id="p1")
+    p2 = PeerClient(cluster.two.url, SERVICE, peer_id="p2")
+    await p1.open()
+    await p2.open()
+    try:
+        await p1.join_room("huddle", video=ColorVideoTrack((255, 0, 0)), timeout=20)
+        room = await p2.join_room("huddle", video=ColorVideoTrack((0, 255, 0)), timeout=20)
+        assert set(room.calls) == {"p1"}
+        calls = await room.wait_for_streams(1)
+        frame = await next_video_frame(calls["p1"].remote_tracks["video"])
+        assert close_to(mean_rgb(frame), (255, 0, 0))
+    finally:
+        await p1.close()
+        await p2.close()

@@ -14,6 +14,8 @@ from tessera.portal.peerserver import (
     MAX_MESH_MEMBERS,
     Action,
     Close,
+    JoinMesh,
+    LeaveMesh,
     OpenRefused,
     PeerGone,
     PeerGrant,
@@ -427,14 +429,50 @@ def test_superseded_peer_is_closed_without_leave_and_only_for_its_own_claim() ->
     assert reg.get("s", "alice") is None
 
 
-def test_a_clustered_registry_refuses_mesh_rooms_saying_why() -> None:
+def test_a_clustered_registry_keeps_mesh_rooms_in_the_directory() -> None:
+    reg = registry(clustered=True)
+    alice, carol = opened(reg, "alice"), opened(reg, "carol")
+    join = json.dumps({"type": "ROOM-JOIN", "payload": {"room": "huddle"}})
+    assert receive(reg, "s", "alice", join, 0) == [JoinMesh("s", "alice", "huddle")]
+    # A second ROOM-JOIN while the directory is asked is refused at once.
+    [again] = sent(receive(reg, "s", "alice", join, 0), alice)
+    assert again["payload"]["msg"] == "Already a member of that room"
+    # The directory's answer: carol here and bob on another portal were there first.
+    actions = reg.mesh_joined("s", "alice", "huddle", ["carol", "bob"])
+    assert sent(actions, alice) == [
+        {"type": "ROOM-MEMBERS", "payload": {"room": "huddle", "members": ["carol", "bob"]}}
+    ]
+    joined = {
+        "type": "ROOM-PEER-JOINED",
+        "src": "alice",
+        "payload": {"room": "huddle", "peer": "alice"},
+    }
+    assert sent(actions, carol) == [joined]
+    assert Relay("s", {**joined, "dst": "bob"}) in actions
+    # bob's portal relays it; bob hears it as a local member would, without dst.
+    assert reg.from_node("s", {**joined, "dst": "carol"}) == [Send(carol, joined)]
+    # Leaving: the directory says who remains, and they hear ROOM-PEER-LEFT.
+    leave = json.dumps({"type": "ROOM-LEAVE", "payload": {"room": "huddle"}})
+    assert receive(reg, "s", "alice", leave, 0) == [LeaveMesh("s", "alice", "huddle")]
+    left = reg.mesh_left("s", "alice", "huddle", ["carol", "bob"])
+    assert sent(left, carol)[0]["type"] == "ROOM-PEER-LEFT"
+    assert Relay("s", {**sent(left, carol)[0], "dst": "bob"}) in left
+
+
+def test_a_clustered_mesh_join_that_is_full_or_fails_or_outlived_its_peer() -> None:
     reg = registry(clustered=True)
     alice = opened(reg, "alice")
-    actions = receive(
-        reg, "s", "alice", json.dumps({"type": "ROOM-JOIN", "payload": {"room": "x"}}), 0
-    )
-    [error] = sent(actions, alice)
-    assert error["type"] == "ROOM-ERROR" and "cluster" in error["payload"]["msg"]
+    join = json.dumps({"type": "ROOM-JOIN", "payload": {"room": "huddle"}})
+    receive(reg, "s", "alice", join, 0)
+    [full] = sent(reg.mesh_joined("s", "alice", "huddle", None), alice)
+    assert full["type"] == "ROOM-ERROR" and "full" in full["payload"]["msg"]
+    receive(reg, "s", "alice", join, 0)  # may try again: it is no member
+    [failed] = sent(reg.mesh_join_failed("s", "alice", "huddle", "directory down"), alice)
+    assert failed["payload"] == {"room": "huddle", "msg": "directory down"}
+    receive(reg, "s", "alice", join, 0)
+    reg.closed("s", "alice", alice)
+    # The answer comes after alice went: she is taken out of the room again.
+    assert reg.mesh_joined("s", "alice", "huddle", []) == [LeaveMesh("s", "alice", "huddle")]
 
 
 def test_the_peer_gone_action_carries_the_claim_to_release() -> None:
