@@ -28,6 +28,7 @@ and passes any other to ``fallback``, so the portal can chain its other handlers
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 CLAIMS_PREFIX = "tessera:peers:"  # + service id: hash of peer id -> claim (JSON)
 LEASES_PREFIX = "tessera:peer-leases:"  # + service id: zset of peer id -> lease end (ms)
+TOKEN_PREFIX = "tessera:peer-token:"  # + token id: [service, peer] it opened, until it expires
 MESH_PREFIX = "tessera:mesh:"  # + len(service id):service id:room: list of members
 
 RELAY = "peer.relay"
@@ -273,6 +275,30 @@ class RedisPeerDirectory:
         except (RedisError, OSError) as exc:
             raise DirectoryUnavailable(f"the cluster's Redis failed: {exc}") from None
         return [_text(peer_id) for peer_id in ids]
+
+    async def remember_token(
+        self, token_id: str, service_id: str, peer_id: str, ttl: float
+    ) -> None:
+        if ttl <= 0:
+            return
+        value = json.dumps([service_id, peer_id])
+        try:
+            await self.redis.set(TOKEN_PREFIX + token_id, value, px=max(1, int(ttl * 1000)))
+        except (RedisError, OSError) as exc:
+            raise DirectoryUnavailable(f"the cluster's Redis failed: {exc}") from None
+
+    async def token_reopens(self, token_id: str, service_id: str, peer_id: str) -> bool:
+        try:
+            value = await self.redis.get(TOKEN_PREFIX + token_id)
+        except (RedisError, OSError) as exc:
+            raise DirectoryUnavailable(f"the cluster's Redis failed: {exc}") from None
+        if value is None:
+            return False
+        try:
+            return bool(json.loads(value) == [service_id, peer_id])
+        except ValueError:
+            logger.warning("unreadable peer token record, ignored", extra={"token": token_id})
+            return False
 
     @classmethod
     def _mesh_keys(cls, service_id: str, room: str) -> list[str]:

@@ -125,6 +125,17 @@ class PeerDirectory(Protocol):
         """Every peer id of the service held anywhere (the order is the implementation's)."""
         ...
 
+    async def remember_token(
+        self, token_id: str, service_id: str, peer_id: str, ttl: float
+    ) -> None:
+        """A single-use token (its id) opened ``peer_id``: for ``ttl`` seconds (the token's
+        remaining life) the same peer may reopen with it, through any portal."""
+        ...
+
+    async def token_reopens(self, token_id: str, service_id: str, peer_id: str) -> bool:
+        """Whether ``token_id`` opened this very peer (and has not expired)."""
+        ...
+
     async def join_mesh(
         self, service_id: str, room: str, peer_id: str, *, limit: int
     ) -> list[str] | None:
@@ -153,6 +164,7 @@ class MemoryPeerStore:
         self.clock = clock
         self.entries: dict[str, dict[str, _Entry]] = {}  # service -> peer id -> claim
         self.meshes: dict[tuple[str, str], list[str]] = {}  # (service, room) -> members
+        self.tokens: dict[str, tuple[str, str, float]] = {}  # token id -> service, peer, end
 
     def live(self, service_id: str, peer_id: str) -> _Entry | None:
         entry = self.entries.get(service_id, {}).get(peer_id)
@@ -242,6 +254,24 @@ class MemoryPeerDirectory:
 
     async def peer_ids(self, service_id: str) -> list[str]:
         return list(self.store.prune(service_id))
+
+    async def remember_token(
+        self, token_id: str, service_id: str, peer_id: str, ttl: float
+    ) -> None:
+        now = self.store.clock()
+        for known, (_, _, end) in list(self.store.tokens.items()):
+            if end <= now:
+                del self.store.tokens[known]
+        if ttl > 0:
+            self.store.tokens[token_id] = (service_id, peer_id, now + ttl)
+
+    async def token_reopens(self, token_id: str, service_id: str, peer_id: str) -> bool:
+        entry = self.store.tokens.get(token_id)
+        return (
+            entry is not None
+            and entry[:2] == (service_id, peer_id)
+            and entry[2] > self.store.clock()
+        )
 
     async def join_mesh(
         self, service_id: str, room: str, peer_id: str, *, limit: int

@@ -402,15 +402,24 @@ class PeerGateway:
             raise OpenRefused(
                 error_message(f"This service needs a valid join token as `token`: {exc}")
             ) from None
-        # A peer that reopens its socket with the token it opened with is the same peer.
-        if self.config.tokens.single_use and not self.registry.token_reopens(
-            token_id, service.id, peer_id
-        ):
-            if not await self.conference.consume_token(token_id, expires_at):
-                raise OpenRefused(error_message("Token has already been used"))
-            self.registry.remember_token(
-                token_id, service.id, peer_id, time.monotonic() + expires_at - time.time()
-            )
+        # A peer that reopens its socket with the token it opened with is the same peer
+        # (through any portal: the directory remembers which peer a token opened).
+        if self.config.tokens.single_use:
+            try:
+                reopens = await self.directory.token_reopens(token_id, service.id, peer_id)
+            except DirectoryUnavailable as exc:
+                logger.warning("peer directory unavailable: %s", exc, extra={"peer": peer_id})
+                raise OpenRefused(error_message("The peer directory is unavailable")) from None
+            if not reopens:
+                if not await self.conference.consume_token(token_id, expires_at):
+                    raise OpenRefused(error_message("Token has already been used"))
+                try:
+                    await self.directory.remember_token(
+                        token_id, service.id, peer_id, expires_at - time.time()
+                    )
+                except DirectoryUnavailable as exc:
+                    # It opens now; reopening with the same token will be refused.
+                    logger.warning("peer token not remembered: %s", exc, extra={"peer": peer_id})
         return service, PeerGrant(user=grant.user, role=grant.role, room=grant.room)
 
     # -- actions ----------------------------------------------------------

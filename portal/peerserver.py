@@ -262,8 +262,6 @@ class PeerRegistry:
         self._peers: dict[tuple[str, str], Peer] = {}
         self._queues: dict[tuple[str, str], _Queue] = {}
         self._rooms: dict[tuple[str, str], MeshRoom] = {}
-        # token id -> (service, peer id, expiry): a single-use token may reopen its own peer.
-        self._tokens: dict[str, tuple[str, str, float]] = {}
 
     # -- queries ----------------------------------------------------------
 
@@ -299,18 +297,6 @@ class PeerRegistry:
             peer_id = self._random_id()
             if (service_id, peer_id) not in self._peers:
                 return peer_id
-
-    # -- tokens -------------------------------------------------------------
-
-    def remember_token(
-        self, token_id: str, service_id: str, peer_id: str, expires_at: float
-    ) -> None:
-        """A single-use token opened ``peer_id``: the same peer may reopen with it."""
-        self._tokens[token_id] = (service_id, peer_id, expires_at)
-
-    def token_reopens(self, token_id: str, service_id: str, peer_id: str) -> bool:
-        entry = self._tokens.get(token_id)
-        return entry is not None and entry[:2] == (service_id, peer_id)
 
     # -- opening and closing ---------------------------------------------
 
@@ -410,9 +396,6 @@ class PeerRegistry:
                     continue
                 told.add(src)
                 actions.append(Send(sender.connection, {"type": EXPIRE, "src": absent, "dst": src}))
-        for token_id, (_, _, expires_at) in list(self._tokens.items()):
-            if expires_at <= now:
-                del self._tokens[token_id]
         return actions
 
     # -- messages ---------------------------------------------------------

@@ -182,6 +182,24 @@ async def test_mesh_rooms_keep_joining_order_a_limit_and_drop_dead_members(
     assert await one.join_mesh(SERVICE, "huddle", "alice", limit=1) == []  # empty again
 
 
+async def test_a_single_use_token_reopens_its_own_peer_on_any_portal_until_it_expires(
+    directories: Directories,
+) -> None:
+    one, two = directories.make("portal-1"), directories.make("portal-2")
+    await one.remember_token("jti", SERVICE, "alice", ttl=0.3)
+    await one.remember_token("spent", SERVICE, "bob", ttl=0)  # already expired: not kept
+    assert await two.token_reopens("jti", SERVICE, "alice")
+    assert not await two.token_reopens("jti", SERVICE, "bob")
+    assert not await two.token_reopens("jti", "other-service", "alice")
+    assert not await two.token_reopens("spent", SERVICE, "bob")
+    assert not await two.token_reopens("unknown", SERVICE, "alice")
+
+    async def expired() -> bool:
+        return not await two.token_reopens("jti", SERVICE, "alice")
+
+    await eventually(expired, what="the token's memory running out with the token")
+
+
 async def test_redis_restarted_empty_gets_the_claims_back_and_a_redis_down_is_a_clear_error(
     redis_server: RedisServer,
 ) -> None:

@@ -19,6 +19,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tessera.conference.store import ServiceRecord
+from tessera.conference.tokens import issue_token
 from tessera.portal.server import Server
 from tessera_client import PeerClient
 from tests.cluster.peer_portal import PeerPortal, peer_config, start_peer_portal
@@ -315,3 +317,45 @@ async def test_python_peers_on_two_portals_meet_in_a_mesh_room(cluster: Cluster)
     finally:
         await p1.close()
         await p2.close()
+
+
+async def test_a_single_use_token_reopens_its_peer_through_the_other_portal_only(
+    cluster: Cluster,
+) -> None:
+    service = ServiceRecord(id="locked", key="k" * 43, peer_tokens=True)
+    cluster.server.store.put_service(service)
+    token = issue_token(
+        service_id=service.id,
+        key=service.key,
+        room="r",
+        user="ann",
+        role="presenter",
+        host="127.0.0.1",
+        secure=False,
+        lifetime=60,
+    )
+
+    async def open_on(portal: PeerPortal, peer_id: str) -> RawPeer:
+        session = aiohttp.ClientSession()
+        url = portal.url.replace("http", "ws", 1) + "/peerjs/peerjs"
+        params = {"key": service.id, "id": peer_id, "token": token}
+        return RawPeer(await session.ws_connect(url, params=params), session)
+
+    ann = await open_on(cluster.one, "ann")
+    assert await ann.recv() == {"type": "OPEN"}
+    await ann.close()
+
+    async def released() -> bool:
+        holders = await cluster.one.gateway.directory.holders(service.id, ["ann"])
+        return holders == [None]
+
+    await eventually(released, what="ann released")
+    again = await open_on(cluster.two, "ann")  # the same peer, through the other portal
+    thief = await open_on(cluster.two, "thief")
+    try:
+        assert await again.recv() == {"type": "OPEN"}
+        message = await thief.recv()
+        assert message["type"] == "ERROR" and "already been used" in message["payload"]["msg"]
+    finally:
+        await again.close()
+        await thief.close()

@@ -372,16 +372,6 @@ def test_mesh_room_is_limited_and_token_room_is_enforced() -> None:
     assert reply[0]["type"] == "ROOM-MEMBERS"
 
 
-def test_tokens_reopen_only_their_own_peer_until_they_expire() -> None:
-    reg = registry()
-    reg.remember_token("jti", "s", "alice", expires_at=100)
-    assert reg.token_reopens("jti", "s", "alice")
-    assert not reg.token_reopens("jti", "s", "bob")
-    assert not reg.token_reopens("jti", "t", "alice")
-    reg.sweep(100)
-    assert not reg.token_reopens("jti", "s", "alice")
-
-
 # -- one portal of a cluster ------------------------------------------------
 
 
