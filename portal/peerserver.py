@@ -22,6 +22,8 @@ invisible to a client that does not use it:
   Members call each other with the ordinary OFFER/ANSWER/CANDIDATE relay; the
   server carries no media.
 - Malformed frames get ``ERROR`` naming the problem (PeerServer drops them).
+- Several portals may share the peers of a service (``clustered``): ids are claimed in
+  a peer directory, and messages for peers held elsewhere are relayed (peergateway.py).
 """
 
 from __future__ import annotations
