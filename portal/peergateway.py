@@ -12,6 +12,21 @@ works unmodified:
 The ``key`` is a Tessera service id. The protocol state lives in the pure
 :class:`PeerRegistry`; this module only authenticates sockets, feeds frames in
 with the time, and carries out the actions that come back.
+
+Across portals: every peer id is claimed in a :class:`PeerDirectory` before OPEN (so
+``ID-TAKEN`` holds cluster-wide) and released when the peer goes; its claim is
+refreshed while it is connected. In one process (``tessera serve``) that is a
+:class:`MemoryPeerDirectory` and there is no relay. A portal of a cluster is built with
+the Redis directory and the bus relay of ``tessera.cluster.peerdirectory``::
+
+    directory, relay = cluster_peer_model(bus)
+    gateway = PeerGateway(conference, config, directory=directory, relay=relay)
+    bus.on_message(relay.message_handler(fallback=...))
+
+A message for a peer held by another portal then goes there over the bus (:class:`PeerRelay`)
+and is delivered as if local; a peer open nowhere (or on a portal that died) gets what
+an absent peer gets in one process: its messages wait ``expire_timeout`` here, looked
+for in the directory at every sweep, then their senders hear ``EXPIRE``.
 """
 
 from __future__ import annotations
@@ -21,7 +36,8 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any
+import uuid
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
@@ -32,20 +48,36 @@ from tessera.conference.errors import ConferenceError
 from tessera.conference.store import ServiceRecord
 
 from .config import Config
+from .peerdirectory import (
+    ClaimOutcome,
+    DirectoryUnavailable,
+    HeldPeer,
+    MemoryPeerDirectory,
+    PeerDirectory,
+)
 from .peerserver import (
+    ID_TAKEN,
     INVALID_KEY,
+    MAX_ID_LENGTH,
+    MAX_MESH_MEMBERS,
     MAX_MESSAGE_BYTES,
+    MSG_CONNECTION_LIMIT,
+    MSG_ID_TAKEN,
     MSG_INVALID_KEY,
     MSG_INVALID_WS_PARAMETERS,
     Action,
     Close,
+    JoinMesh,
+    LeaveMesh,
     OpenRefused,
     PeerGone,
     PeerGrant,
     PeerRegistry,
+    Relay,
     Send,
     ToRoomPeer,
     error_message,
+    valid_peer_id,
 )
 from .roompeer import RoomPeer
 
@@ -61,19 +93,65 @@ DESCRIPTION = {
 }
 
 
+class PeerRelayReceiver(Protocol):
+    """What a relay hands in from other portals (the gateway is one)."""
+
+    def relayed(self, service_id: str, messages: list[dict[str, Any]], sender: str) -> None: ...
+
+    def superseded(self, service_id: str, peer_id: str, claim_id: str) -> None: ...
+
+    def bounced(self, service_id: str, messages: list[dict[str, Any]]) -> None: ...
+
+
+class PeerRelay(Protocol):
+    """Carries peer messages to the portal (node) holding their destination."""
+
+    def attach(self, receiver: PeerRelayReceiver) -> None:
+        """Where messages from other nodes go."""
+        ...
+
+    async def forward(self, node: str, service_id: str, messages: list[dict[str, Any]]) -> bool:
+        """Relay messages (in order) to peers held by ``node``; False if ``node`` is gone."""
+        ...
+
+    def supersede(self, node: str, service_id: str, peer_id: str, claim_id: str) -> None:
+        """Tell ``node`` that its peer's claim ``claim_id`` was taken over here."""
+        ...
+
+    def bounce(self, node: str, service_id: str, messages: list[dict[str, Any]]) -> None:
+        """Hand messages back to the ``node`` that relayed them: the peer is not here."""
+        ...
+
+
 class PeerGateway:
     """Owns the peer registry, the open peer sockets and the rooms' server-side peer."""
 
-    def __init__(self, conference: Conference, config: Config) -> None:
+    def __init__(
+        self,
+        conference: Conference,
+        config: Config,
+        *,
+        directory: PeerDirectory | None = None,
+        relay: PeerRelay | None = None,
+    ) -> None:
         self.conference = conference
         self.config = config
         settings = config.peer
         self.path = settings.path
+        self.directory: PeerDirectory = directory or MemoryPeerDirectory()
+        self.relay = relay
         self.registry = PeerRegistry(
             alive_timeout=settings.alive_timeout,
             expire_timeout=settings.expire_timeout,
             concurrent_limit=settings.concurrent_limit,
+            clustered=relay is not None,
         )
+        # What other nodes relayed, performed in arrival order by one task.
+        self._inbox: asyncio.Queue[list[Action]] = asyncio.Queue()
+        self._inbox_worker: asyncio.Task[None] | None = None
+        self._refreshed_at = time.monotonic()
+        if relay is not None:
+            relay.attach(self)
         self.room_peer = RoomPeer(conference, config, self)
         # Each open peer socket -> its request (for its transport) and (service, peer) for logs.
         self.sockets: dict[web.WebSocketResponse, tuple[web.Request, str, str]] = {}
@@ -94,6 +172,8 @@ class PeerGateway:
     def start(self) -> None:
         if self._sweeper is None:
             self._sweeper = asyncio.ensure_future(self._sweep_forever())
+        if self._inbox_worker is None:
+            self._inbox_worker = asyncio.ensure_future(self._perform_inbox())
 
     async def close(self) -> None:
         """Close every peer socket and the room peer's calls; idempotent."""
@@ -102,6 +182,11 @@ class PeerGateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        if self._inbox_worker is not None:
+            self._inbox_worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._inbox_worker
+            self._inbox_worker = None
         for ws in list(self.sockets):
             with contextlib.suppress(Exception):
                 await ws.close()
@@ -118,9 +203,55 @@ class PeerGateway:
         while True:
             await asyncio.sleep(self.sweep_interval)
             try:
+                if self.relay is not None:
+                    await self._flush_queues()
                 await self.perform(self.registry.sweep(time.monotonic()))
+                if time.monotonic() - self._refreshed_at >= self.directory.lease / 3:
+                    await self._refresh_claims()
             except Exception:
                 logger.exception("peer expiry failed")
+
+    async def _refresh_claims(self) -> None:
+        held = [
+            HeldPeer(peer.service_id, peer.id, peer.claim_id, peer.token)
+            for peer in self.registry.peers()
+        ]
+        try:
+            lost = await self.directory.refresh(held)
+        except DirectoryUnavailable as exc:
+            # Tried again next sweep; the claims hold for the rest of their lease.
+            logger.warning("peer claims not refreshed: %s", exc, extra={"peers": len(held)})
+            return
+        self._refreshed_at = time.monotonic()
+        for peer in lost:
+            logger.info(
+                "peer claim lost to another portal, socket closed",
+                extra={"service": peer.service_id, "peer": peer.peer_id},
+            )
+            await self.perform(
+                self.registry.superseded(peer.service_id, peer.peer_id, peer.claim_id)
+            )
+
+    async def _flush_queues(self) -> None:
+        """Messages waiting here for an absent peer go to the node where it opened since."""
+        assert self.relay is not None
+        for service_id, peer_ids in self.registry.queued_destinations().items():
+            try:
+                holders = await self.directory.holders(service_id, peer_ids)
+            except DirectoryUnavailable as exc:
+                logger.warning("queued peer messages not looked up: %s", exc)
+                return
+            for peer_id, node in zip(peer_ids, holders, strict=True):
+                if node is None:
+                    continue
+                since, messages = self.registry.take_queue(service_id, peer_id)
+                if not messages:
+                    continue
+                if node == self.directory.node_id:
+                    # Claimed here and opening right now: it will be open at the next sweep.
+                    self.registry.restore_queue(service_id, peer_id, since, messages)
+                elif not await self.relay.forward(node, service_id, messages):
+                    self.registry.restore_queue(service_id, peer_id, since, messages)
 
     # -- HTTP -------------------------------------------------------------
 
@@ -161,7 +292,14 @@ class PeerGateway:
         headers = await self._cors(request, service)
         if service is None or not self.config.peer.allow_discovery:
             return web.Response(status=401, text="Unauthorized", headers=headers)
-        return web.json_response(self.registry.peer_ids(service.id), headers=headers)
+        try:
+            peer_ids = await self.directory.peer_ids(service.id)
+        except DirectoryUnavailable as exc:
+            logger.warning("peers not listed: %s", exc, extra={"service": service.id})
+            return web.Response(
+                status=503, text="The peer directory is unavailable", headers=headers
+            )
+        return web.json_response(peer_ids, headers=headers)
 
     # -- WebSocket --------------------------------------------------------
 
@@ -172,7 +310,7 @@ class PeerGateway:
         peer_id, token, key = query.get("id", ""), query.get("token", ""), query.get("key", "")
         try:
             service, grant = await self._authenticate(request, peer_id, token, key)
-            actions = self.registry.open(service.id, peer_id, token, ws, time.monotonic(), grant)
+            actions = await self._open(service, peer_id, token, ws, grant)
         except OpenRefused as refused:
             # Not authenticated: the key is not known to be a service, so it is not `service`.
             logger.info(
@@ -202,6 +340,51 @@ class PeerGateway:
             await self.perform(self.registry.closed(service.id, peer_id, ws))
         return ws
 
+    async def _open(
+        self,
+        service: ServiceRecord,
+        peer_id: str,
+        token: str,
+        ws: web.WebSocketResponse,
+        grant: PeerGrant | None,
+    ) -> list[Action]:
+        """Claim the id in the directory, then open the peer in the registry."""
+        if not valid_peer_id(peer_id):
+            raise OpenRefused(error_message(f'ID "{peer_id[:MAX_ID_LENGTH]}" is invalid'))
+        claim_id = uuid.uuid4().hex
+        try:
+            claim = await self.directory.claim(
+                service.id, peer_id, token, claim_id, limit=self.config.peer.concurrent_limit
+            )
+        except DirectoryUnavailable as exc:
+            logger.warning("peer directory unavailable: %s", exc, extra={"peer": peer_id})
+            raise OpenRefused(error_message("The peer directory is unavailable")) from None
+        if claim.outcome is ClaimOutcome.TAKEN:
+            raise OpenRefused({"type": ID_TAKEN, "payload": {"msg": MSG_ID_TAKEN}})
+        if claim.outcome is ClaimOutcome.FULL:
+            raise OpenRefused(error_message(MSG_CONNECTION_LIMIT))
+        try:
+            actions = self.registry.open(
+                service.id, peer_id, token, ws, time.monotonic(), grant, claim_id=claim_id
+            )
+        except OpenRefused:
+            await self._release(service.id, peer_id, claim_id)
+            raise
+        previous = claim.previous
+        if previous is not None and previous != self.directory.node_id and self.relay is not None:
+            # The same peer reconnected here before its old portal saw its socket close.
+            self.relay.supersede(previous, service.id, peer_id, claim.previous_claim)
+        return actions
+
+    async def _release(self, service_id: str, peer_id: str, claim_id: str) -> None:
+        try:
+            await self.directory.release(service_id, peer_id, claim_id)
+        except DirectoryUnavailable as exc:
+            # Its lease runs out by itself.
+            logger.warning(
+                "peer claim not released: %s", exc, extra={"service": service_id, "peer": peer_id}
+            )
+
     async def _authenticate(
         self, request: web.Request, peer_id: str, token: str, key: str
     ) -> tuple[ServiceRecord, PeerGrant | None]:
@@ -228,15 +411,24 @@ class PeerGateway:
             raise OpenRefused(
                 error_message(f"This service needs a valid join token as `token`: {exc}")
             ) from None
-        # A peer that reopens its socket with the token it opened with is the same peer.
-        if self.config.tokens.single_use and not self.registry.token_reopens(
-            token_id, service.id, peer_id
-        ):
-            if not await self.conference.consume_token(token_id, expires_at):
-                raise OpenRefused(error_message("Token has already been used"))
-            self.registry.remember_token(
-                token_id, service.id, peer_id, time.monotonic() + expires_at - time.time()
-            )
+        # A peer that reopens its socket with the token it opened with is the same peer
+        # (through any portal: the directory remembers which peer a token opened).
+        if self.config.tokens.single_use:
+            try:
+                reopens = await self.directory.token_reopens(token_id, service.id, peer_id)
+            except DirectoryUnavailable as exc:
+                logger.warning("peer directory unavailable: %s", exc, extra={"peer": peer_id})
+                raise OpenRefused(error_message("The peer directory is unavailable")) from None
+            if not reopens:
+                if not await self.conference.consume_token(token_id, expires_at):
+                    raise OpenRefused(error_message("Token has already been used"))
+                try:
+                    await self.directory.remember_token(
+                        token_id, service.id, peer_id, expires_at - time.time()
+                    )
+                except DirectoryUnavailable as exc:
+                    # It opens now; reopening with the same token will be refused.
+                    logger.warning("peer token not remembered: %s", exc, extra={"peer": peer_id})
         return service, PeerGrant(user=grant.user, role=grant.role, room=grant.room)
 
     # -- actions ----------------------------------------------------------
@@ -262,7 +454,14 @@ class PeerGateway:
                 spawn(ws.close(), "closing a peer socket")
             elif isinstance(action, ToRoomPeer):
                 self.room_peer.receive(action.service_id, action.room, action.message)
+            elif isinstance(action, Relay):
+                await self._relay_out(action.service_id, action.message)
+            elif isinstance(action, JoinMesh):
+                await self.perform(await self._join_mesh(action))
+            elif isinstance(action, LeaveMesh):
+                await self.perform(await self._leave_mesh(action))
             elif isinstance(action, PeerGone):
+                await self._release(action.service_id, action.peer_id, action.claim_id)
                 if action.expired:
                     logger.info(
                         "peer expired, no heartbeat",
@@ -281,6 +480,79 @@ class PeerGateway:
         if transport is not None:
             # Its read loop then ends and the registry hears the socket closed.
             transport.abort()
+
+    async def _relay_out(self, service_id: str, message: dict[str, Any]) -> None:
+        """A message for a peer not open here: to the node holding it, or wait as absent."""
+        dst = message["dst"]
+        node: str | None = None
+        try:
+            [node] = await self.directory.holders(service_id, [dst])
+        except DirectoryUnavailable as exc:
+            logger.warning("peer not looked up, message waits: %s", exc, extra={"peer": dst})
+        if node is not None and node != self.directory.node_id and self.relay is not None:
+            if await self.relay.forward(node, service_id, [message]):
+                return
+            # Nobody listens for that node: its portal died; its claims run out soon.
+        await self.perform(self.registry.deliver_or_queue(service_id, message, time.monotonic()))
+
+    async def _join_mesh(self, join: JoinMesh) -> list[Action]:
+        try:
+            others = await self.directory.join_mesh(
+                join.service_id, join.name, join.peer_id, limit=MAX_MESH_MEMBERS
+            )
+        except DirectoryUnavailable as exc:
+            logger.warning("mesh room not joined: %s", exc, extra={"peer": join.peer_id})
+            return self.registry.mesh_join_failed(
+                join.service_id, join.peer_id, join.name, "The peer directory is unavailable"
+            )
+        return self.registry.mesh_joined(join.service_id, join.peer_id, join.name, others)
+
+    async def _leave_mesh(self, leave: LeaveMesh) -> list[Action]:
+        try:
+            remaining = await self.directory.leave_mesh(leave.service_id, leave.name, leave.peer_id)
+        except DirectoryUnavailable as exc:
+            # Dropped from the room when its claim runs out; nobody hears ROOM-PEER-LEFT.
+            logger.warning("mesh room not left: %s", exc, extra={"peer": leave.peer_id})
+            return []
+        return self.registry.mesh_left(leave.service_id, leave.peer_id, leave.name, remaining)
+
+    # -- from other nodes (PeerRelayReceiver) -------------------------------
+
+    def relayed(self, service_id: str, messages: list[dict[str, Any]], sender: str) -> None:
+        """Messages another node relayed to peers of this one; the absent ones go back."""
+        returned = []
+        for message in messages:
+            actions = self.registry.from_node(service_id, message)
+            if actions is None:
+                returned.append(message)
+            else:
+                self._inbox.put_nowait(actions)
+        if returned and self.relay is not None:
+            self.relay.bounce(sender, service_id, returned)
+
+    def superseded(self, service_id: str, peer_id: str, claim_id: str) -> None:
+        """Another node took this node's peer over (the same token reconnected there)."""
+        actions = self.registry.superseded(service_id, peer_id, claim_id)
+        if actions:
+            logger.info(
+                "peer reconnected through another portal, old socket closed",
+                extra={"service": service_id, "peer": peer_id},
+            )
+            self._inbox.put_nowait(actions)
+
+    def bounced(self, service_id: str, messages: list[dict[str, Any]]) -> None:
+        """Messages relayed to a node that no longer had their peer: they wait here."""
+        now = time.monotonic()
+        for message in messages:
+            self._inbox.put_nowait(self.registry.deliver_or_queue(service_id, message, now))
+
+    async def _perform_inbox(self) -> None:
+        while True:
+            actions = await self._inbox.get()
+            try:
+                await self.perform(actions)
+            except Exception:
+                logger.exception("relayed peer message failed")
 
     async def send_from_room_peer(
         self, service_id: str, room: str, message: dict[str, Any]

@@ -22,6 +22,8 @@ invisible to a client that does not use it:
   Members call each other with the ordinary OFFER/ANSWER/CANDIDATE relay; the
   server carries no media.
 - Malformed frames get ``ERROR`` naming the problem (PeerServer drops them).
+- Several portals may share the peers of a service (``clustered``): ids are claimed in
+  a peer directory, and messages for peers held elsewhere are relayed (peergateway.py).
 """
 
 from __future__ import annotations
@@ -36,12 +38,15 @@ from typing import Any
 
 __all__ = [
     "Close",
+    "JoinMesh",
+    "LeaveMesh",
     "MeshRoom",
     "OpenRefused",
     "Peer",
     "PeerGone",
     "PeerGrant",
     "PeerRegistry",
+    "Relay",
     "Send",
     "ToRoomPeer",
     "room_peer_id",
@@ -111,6 +116,8 @@ class Peer:
     rooms: set[str] = field(default_factory=set)
     # Peers this one exchanged signaling with: they hear LEAVE if it expires.
     contacts: set[str] = field(default_factory=set)
+    # Its claim in the peer directory (peerdirectory.py): released when it goes.
+    claim_id: str = ""
 
 
 @dataclass
@@ -156,15 +163,48 @@ class ToRoomPeer:
 
 
 @dataclass(frozen=True)
+class Relay:
+    """A message for a peer that is not open here: another node of the cluster may hold it.
+
+    Only a clustered registry asks for this; the I/O layer finds the holder and sends the
+    message there, or hands it back with :meth:`PeerRegistry.deliver_or_queue`.
+    """
+
+    service_id: str
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JoinMesh:
+    """A peer asks to join mesh room ``name`` of a cluster: the directory decides, and
+    :meth:`PeerRegistry.mesh_joined` (or ``mesh_join_failed``) takes the answer."""
+
+    service_id: str
+    peer_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class LeaveMesh:
+    """A peer leaves mesh room ``name`` of a cluster; :meth:`PeerRegistry.mesh_left` then
+    tells the members the directory still lists."""
+
+    service_id: str
+    peer_id: str
+    name: str
+
+
+@dataclass(frozen=True)
 class PeerGone:
     """A peer left the server (socket closed) or was expired (no heartbeats)."""
 
     service_id: str
     peer_id: str
     expired: bool
+    claim_id: str = ""  # its directory claim, to release
 
 
-Action = Send | Close | ToRoomPeer | PeerGone
+Action = Send | Close | ToRoomPeer | Relay | JoinMesh | LeaveMesh | PeerGone
 
 
 class OpenRefused(Exception):
@@ -198,6 +238,13 @@ class PeerRegistry:
     Timing follows PeerServer: a peer whose last ``HEARTBEAT`` is
     ``alive_timeout`` old is expired; a message for an absent peer waits
     ``expire_timeout`` and then its sender gets ``EXPIRE``.
+
+    A *clustered* registry (one portal of several) holds only its own node's peers: a
+    message for a peer not open here becomes a :class:`Relay` action (unless messages
+    for that peer already wait here: they keep their order), and a message relayed from
+    another node comes in through :meth:`from_node`. Its mesh rooms are kept in the
+    peer directory: joining and leaving become :class:`JoinMesh` and :class:`LeaveMesh`
+    actions, whose answers come back through :meth:`mesh_joined` and :meth:`mesh_left`.
     """
 
     def __init__(
@@ -207,7 +254,9 @@ class PeerRegistry:
         expire_timeout: float,
         concurrent_limit: int,
         random_id: Callable[[], str] | None = None,
+        clustered: bool = False,
     ) -> None:
+        self.clustered = clustered
         self.alive_timeout = alive_timeout
         self.expire_timeout = expire_timeout
         self.concurrent_limit = concurrent_limit
@@ -215,8 +264,6 @@ class PeerRegistry:
         self._peers: dict[tuple[str, str], Peer] = {}
         self._queues: dict[tuple[str, str], _Queue] = {}
         self._rooms: dict[tuple[str, str], MeshRoom] = {}
-        # token id -> (service, peer id, expiry): a single-use token may reopen its own peer.
-        self._tokens: dict[str, tuple[str, str, float]] = {}
 
     # -- queries ----------------------------------------------------------
 
@@ -232,6 +279,17 @@ class PeerRegistry:
             return len(self._peers)
         return sum(1 for (sid, _) in self._peers if sid == service_id)
 
+    def peers(self) -> list[Peer]:
+        """Every open peer of every service (the directory refreshes their claims)."""
+        return list(self._peers.values())
+
+    def queued_destinations(self) -> dict[str, list[str]]:
+        """The absent peers that messages wait for, by service."""
+        waiting: dict[str, list[str]] = {}
+        for service_id, peer_id in self._queues:
+            waiting.setdefault(service_id, []).append(peer_id)
+        return waiting
+
     def mesh_room(self, service_id: str, name: str) -> MeshRoom | None:
         return self._rooms.get((service_id, name))
 
@@ -241,18 +299,6 @@ class PeerRegistry:
             peer_id = self._random_id()
             if (service_id, peer_id) not in self._peers:
                 return peer_id
-
-    # -- tokens -------------------------------------------------------------
-
-    def remember_token(
-        self, token_id: str, service_id: str, peer_id: str, expires_at: float
-    ) -> None:
-        """A single-use token opened ``peer_id``: the same peer may reopen with it."""
-        self._tokens[token_id] = (service_id, peer_id, expires_at)
-
-    def token_reopens(self, token_id: str, service_id: str, peer_id: str) -> bool:
-        entry = self._tokens.get(token_id)
-        return entry is not None and entry[:2] == (service_id, peer_id)
 
     # -- opening and closing ---------------------------------------------
 
@@ -264,12 +310,13 @@ class PeerRegistry:
         connection: object,
         now: float,
         grant: PeerGrant | None = None,
+        claim_id: str = "",
     ) -> list[Action]:
         """A WebSocket with a valid key asks to be ``peer_id``; OpenRefused if it may not.
 
         The same id with the same token takes the peer over (a reconnect
         whose old socket the server has not seen close); another token gets
-        ``ID-TAKEN``.
+        ``ID-TAKEN``. ``claim_id`` is the peer's claim in the directory.
         """
         if not peer_id or not token:
             raise OpenRefused(error_message(MSG_INVALID_WS_PARAMETERS))
@@ -285,11 +332,12 @@ class PeerRegistry:
             existing.connection = connection
             existing.last_ping = now
             existing.grant = grant or existing.grant
+            existing.claim_id = claim_id
         else:
             if self.count(service_id) >= self.concurrent_limit:
                 raise OpenRefused(error_message(MSG_CONNECTION_LIMIT))
             self._peers[service_id, peer_id] = Peer(
-                service_id, peer_id, token, connection, now, grant
+                service_id, peer_id, token, connection, now, grant, claim_id=claim_id
             )
         actions.append(Send(connection, {"type": OPEN}))
         queue = self._queues.pop((service_id, peer_id), None)
@@ -305,6 +353,14 @@ class PeerRegistry:
             return []
         return self._remove(peer, expired=False)
 
+    def superseded(self, service_id: str, peer_id: str, claim_id: str) -> list[Action]:
+        """The peer's claim ``claim_id`` went to another node (the same peer reconnected
+        there): its socket here is closed, and nobody hears LEAVE (the peer is still on)."""
+        peer = self._peers.get((service_id, peer_id))
+        if peer is None or peer.claim_id != claim_id:
+            return []
+        return [*self._remove(peer, expired=False), Close(peer.connection)]
+
     def _remove(self, peer: Peer, *, expired: bool) -> list[Action]:
         del self._peers[peer.service_id, peer.id]
         self._queues.pop((peer.service_id, peer.id), None)
@@ -314,12 +370,13 @@ class PeerRegistry:
         if expired:
             actions.append(Close(peer.connection))
             for contact in sorted(peer.contacts):
+                leave = {"type": LEAVE, "src": peer.id, "dst": contact}
                 other = self._peers.get((peer.service_id, contact))
                 if other is not None:
-                    actions.append(
-                        Send(other.connection, {"type": LEAVE, "src": peer.id, "dst": contact})
-                    )
-        actions.append(PeerGone(peer.service_id, peer.id, expired))
+                    actions.append(Send(other.connection, leave))
+                elif self.clustered and not contact.startswith(ROOM_PEER_PREFIX):
+                    actions.append(Relay(peer.service_id, leave))
+        actions.append(PeerGone(peer.service_id, peer.id, expired, peer.claim_id))
         return actions
 
     def sweep(self, now: float) -> list[Action]:
@@ -341,9 +398,6 @@ class PeerRegistry:
                     continue
                 told.add(src)
                 actions.append(Send(sender.connection, {"type": EXPIRE, "src": absent, "dst": src}))
-        for token_id, (_, _, expires_at) in list(self._tokens.items()):
-            if expires_at <= now:
-                del self._tokens[token_id]
         return actions
 
     # -- messages ---------------------------------------------------------
@@ -405,6 +459,8 @@ class PeerRegistry:
         if target is not None:
             peer.contacts.add(dst)
             target.contacts.add(peer.id)
+        elif self.clustered:
+            peer.contacts.add(dst)  # held by another node, maybe: it hears LEAVE from there
         return self._relay(peer.service_id, relayed, now)
 
     def _relay(self, service_id: str, message: dict[str, Any], now: float) -> list[Action]:
@@ -412,6 +468,52 @@ class PeerRegistry:
         target = self._peers.get((service_id, dst))
         if target is not None:
             return [Send(target.connection, message)]
+        if self.clustered and (service_id, dst) not in self._queues:
+            return [Relay(service_id, message)]
+        return self._enqueue(service_id, message, now)
+
+    def deliver_or_queue(
+        self, service_id: str, message: dict[str, Any], now: float
+    ) -> list[Action]:
+        """A message of a :class:`Relay` that no other node took: the peer may have opened
+        here meanwhile; otherwise it waits as for any absent peer."""
+        target = self._peers.get((service_id, message["dst"]))
+        if target is not None:
+            target.contacts.add(message["src"])
+            return [Send(target.connection, _as_delivered(message))]
+        return self._enqueue(service_id, message, now)
+
+    def from_node(self, service_id: str, message: dict[str, Any]) -> list[Action] | None:
+        """A message another node relayed to one of this node's peers; ``None`` if that
+        peer is not open here (any more): the sender's node should have it back."""
+        target = self._peers.get((service_id, message["dst"]))
+        if target is None:
+            return None
+        target.contacts.add(message["src"])
+        return [Send(target.connection, _as_delivered(message))]
+
+    def take_queue(self, service_id: str, peer_id: str) -> tuple[float, list[dict[str, Any]]]:
+        """The messages waiting for ``peer_id`` (it opened on another node), and since when."""
+        queue = self._queues.pop((service_id, peer_id), None)
+        if queue is None:
+            return 0.0, []
+        return queue.since, queue.messages
+
+    def restore_queue(
+        self, service_id: str, peer_id: str, since: float, messages: list[dict[str, Any]]
+    ) -> None:
+        """Put back what :meth:`take_queue` took (its node did not take it), ahead of any
+        message queued since."""
+        queue = self._queues.get((service_id, peer_id))
+        if queue is None:
+            self._queues[service_id, peer_id] = _Queue(since, list(messages))
+        else:
+            queue.since = min(queue.since, since)
+            queue.messages[:0] = messages
+            del queue.messages[MAX_QUEUED_PER_DESTINATION:]
+
+    def _enqueue(self, service_id: str, message: dict[str, Any], now: float) -> list[Action]:
+        dst = message["dst"]
         if message["type"] not in QUEUED:
             return []  # LEAVE or EXPIRE for someone absent: nothing to do (PeerServer)
         queue = self._queues.get((service_id, dst))
@@ -478,6 +580,10 @@ class PeerRegistry:
             return [Send(peer.connection, _room_error(name, "Your token does not grant this room"))]
         if name in peer.rooms:
             return [Send(peer.connection, _room_error(name, "Already a member of that room"))]
+        if self.clustered:
+            # Members may be on any portal: the directory keeps the room (see mesh_joined).
+            peer.rooms.add(name)
+            return [JoinMesh(peer.service_id, peer.id, name)]
         room = self._rooms.get((peer.service_id, name))
         if room is None:
             room = self._rooms[peer.service_id, name] = MeshRoom(peer.service_id, name)
@@ -507,6 +613,8 @@ class PeerRegistry:
 
     def _leave_room(self, peer: Peer, name: str) -> list[Action]:
         peer.rooms.discard(name)
+        if self.clustered:
+            return [LeaveMesh(peer.service_id, peer.id, name)]
         room = self._rooms.get((peer.service_id, name))
         if room is None or peer.id not in room.members:
             return []
@@ -518,13 +626,71 @@ class PeerRegistry:
 
     def _tell_members(self, peer: Peer, name: str, members: list[str], kind: str) -> list[Action]:
         """``kind`` (ROOM-PEER-JOINED or -LEFT) about ``peer`` to the open ``members``."""
-        message = {"type": kind, "src": peer.id, "payload": {"room": name, "peer": peer.id}}
+        return self._tell(peer.service_id, peer.id, name, members, kind)
+
+    def _tell(
+        self, service_id: str, peer_id: str, name: str, members: list[str], kind: str
+    ) -> list[Action]:
+        message = {"type": kind, "src": peer_id, "payload": {"room": name, "peer": peer_id}}
         actions: list[Action] = []
         for other_id in members:
-            other = self._peers.get((peer.service_id, other_id))
+            other = self._peers.get((service_id, other_id))
             if other is not None:
                 actions.append(Send(other.connection, message))
+            elif self.clustered:
+                actions.append(Relay(service_id, {**message, "dst": other_id}))
         return actions
+
+    # -- mesh rooms of a cluster (their members kept in the directory) ------
+
+    def mesh_joined(
+        self, service_id: str, peer_id: str, name: str, others: list[str] | None
+    ) -> list[Action]:
+        """The directory's answer to :class:`JoinMesh`: the members before the peer, in
+        joining order, or ``None`` if the room is full."""
+        peer = self._peers.get((service_id, peer_id))
+        if peer is None or name not in peer.rooms:
+            # It left (or went) while the directory was asked: take it out again.
+            return [LeaveMesh(service_id, peer_id, name)] if others is not None else []
+        if others is None:
+            peer.rooms.discard(name)
+            text = f"Room is full (a mesh room has at most {MAX_MESH_MEMBERS})"
+            return [Send(peer.connection, _room_error(name, text))]
+        actions: list[Action] = [
+            Send(
+                peer.connection,
+                {"type": ROOM_MEMBERS, "payload": {"room": name, "members": others}},
+            )
+        ]
+        for other_id in others:
+            peer.contacts.add(other_id)
+            other = self._peers.get((service_id, other_id))
+            if other is not None:
+                other.contacts.add(peer_id)
+        actions.extend(self._tell(service_id, peer_id, name, others, ROOM_PEER_JOINED))
+        return actions
+
+    def mesh_join_failed(self, service_id: str, peer_id: str, name: str, text: str) -> list[Action]:
+        """A :class:`JoinMesh` the directory could not answer: ROOM-ERROR saying why."""
+        peer = self._peers.get((service_id, peer_id))
+        if peer is None:
+            return []
+        peer.rooms.discard(name)
+        return [Send(peer.connection, _room_error(name, text))]
+
+    def mesh_left(
+        self, service_id: str, peer_id: str, name: str, remaining: list[str]
+    ) -> list[Action]:
+        """The directory took the peer out of room ``name``: the members left hear it."""
+        return self._tell(service_id, peer_id, name, remaining, ROOM_PEER_LEFT)
+
+
+def _as_delivered(message: dict[str, Any]) -> dict[str, Any]:
+    """A relayed message as its destination hears it: room notices were addressed only
+    to cross the cluster, and members hear them without a ``dst``."""
+    if message["type"] in (ROOM_PEER_JOINED, ROOM_PEER_LEFT):
+        return {k: v for k, v in message.items() if k != "dst"}
+    return message
 
 
 def _room_error(room: object, text: str) -> dict[str, Any]:

@@ -14,10 +14,13 @@ from tessera.portal.peerserver import (
     MAX_MESH_MEMBERS,
     Action,
     Close,
+    JoinMesh,
+    LeaveMesh,
     OpenRefused,
     PeerGone,
     PeerGrant,
     PeerRegistry,
+    Relay,
     Send,
     ToRoomPeer,
     valid_peer_id,
@@ -369,11 +372,101 @@ def test_mesh_room_is_limited_and_token_room_is_enforced() -> None:
     assert reply[0]["type"] == "ROOM-MEMBERS"
 
 
-def test_tokens_reopen_only_their_own_peer_until_they_expire() -> None:
+# -- one portal of a cluster ------------------------------------------------
+
+
+def test_clustered_registry_relays_for_peers_not_open_here() -> None:
+    reg = registry(clustered=True)
+    alice = opened(reg, "alice")
+    offer = {"type": "OFFER", "dst": "bob", "payload": {"connectionId": "mc_1"}}
+    actions = receive(reg, "s", "alice", json.dumps(offer), 0.0)
+    relayed = {**offer, "src": "alice"}
+    assert actions == [Relay("s", relayed)]
+    # Nobody took it: it waits as for any absent peer, and then expires.
+    assert reg.deliver_or_queue("s", relayed, 0.0) == []
+    assert reg.queued_destinations() == {"s": ["bob"]}
+    # Messages after it wait behind it (their order is kept), without a Relay.
+    candidate = {"type": "CANDIDATE", "dst": "bob", "payload": {"candidate": {}}}
+    assert receive(reg, "s", "alice", json.dumps(candidate), 0.1) == []
+    since, messages = reg.take_queue("s", "bob")
+    assert since == 0.0 and [m["type"] for m in messages] == ["OFFER", "CANDIDATE"]
+    reg.restore_queue("s", "bob", since, messages)
+    assert sent(reg.sweep(5.0), alice) == [{"type": "EXPIRE", "src": "bob", "dst": "alice"}]
+    # A peer that opened here meanwhile gets the message directly.
+    bob = opened(reg, "bob")
+    assert sent(reg.deliver_or_queue("s", {**relayed, "dst": "bob"}, 6.0), bob) == [relayed]
+
+
+def test_clustered_registry_takes_relayed_messages_and_relays_leave_on_expiry() -> None:
+    reg = registry(clustered=True, alive_timeout=10.0)
+    bob = opened(reg, "bob")
+    from_elsewhere = {"type": "OFFER", "src": "alice", "dst": "bob", "payload": {}}
+    assert reg.from_node("s", from_elsewhere) == [Send(bob, from_elsewhere)]
+    assert reg.from_node("s", {**from_elsewhere, "dst": "nobody"}) is None
+    # bob goes silent: alice, on another node, hears LEAVE through a Relay.
+    actions = reg.sweep(20.0)
+    assert Relay("s", {"type": "LEAVE", "src": "bob", "dst": "alice"}) in actions
+    assert PeerGone("s", "bob", True) in actions
+
+
+def test_superseded_peer_is_closed_without_leave_and_only_for_its_own_claim() -> None:
+    reg = registry(clustered=True)
+    conn = Conn("alice")
+    reg.open("s", "alice", "tok", conn, 0.0, claim_id="c1")
+    assert reg.superseded("s", "alice", "c0") == []  # an older claim: nothing happens
+    actions = reg.superseded("s", "alice", "c1")
+    assert actions == [PeerGone("s", "alice", False, "c1"), Close(conn)]
+    assert reg.get("s", "alice") is None
+
+
+def test_a_clustered_registry_keeps_mesh_rooms_in_the_directory() -> None:
+    reg = registry(clustered=True)
+    alice, carol = opened(reg, "alice"), opened(reg, "carol")
+    join = json.dumps({"type": "ROOM-JOIN", "payload": {"room": "huddle"}})
+    assert receive(reg, "s", "alice", join, 0) == [JoinMesh("s", "alice", "huddle")]
+    # A second ROOM-JOIN while the directory is asked is refused at once.
+    [again] = sent(receive(reg, "s", "alice", join, 0), alice)
+    assert again["payload"]["msg"] == "Already a member of that room"
+    # The directory's answer: carol here and bob on another portal were there first.
+    actions = reg.mesh_joined("s", "alice", "huddle", ["carol", "bob"])
+    assert sent(actions, alice) == [
+        {"type": "ROOM-MEMBERS", "payload": {"room": "huddle", "members": ["carol", "bob"]}}
+    ]
+    joined = {
+        "type": "ROOM-PEER-JOINED",
+        "src": "alice",
+        "payload": {"room": "huddle", "peer": "alice"},
+    }
+    assert sent(actions, carol) == [joined]
+    assert Relay("s", {**joined, "dst": "bob"}) in actions
+    # bob's portal relays it; bob hears it as a local member would, without dst.
+    assert reg.from_node("s", {**joined, "dst": "carol"}) == [Send(carol, joined)]
+    # Leaving: the directory says who remains, and they hear ROOM-PEER-LEFT.
+    leave = json.dumps({"type": "ROOM-LEAVE", "payload": {"room": "huddle"}})
+    assert receive(reg, "s", "alice", leave, 0) == [LeaveMesh("s", "alice", "huddle")]
+    left = reg.mesh_left("s", "alice", "huddle", ["carol", "bob"])
+    assert sent(left, carol)[0]["type"] == "ROOM-PEER-LEFT"
+    assert Relay("s", {**sent(left, carol)[0], "dst": "bob"}) in left
+
+
+def test_a_clustered_mesh_join_that_is_full_or_fails_or_outlived_its_peer() -> None:
+    reg = registry(clustered=True)
+    alice = opened(reg, "alice")
+    join = json.dumps({"type": "ROOM-JOIN", "payload": {"room": "huddle"}})
+    receive(reg, "s", "alice", join, 0)
+    [full] = sent(reg.mesh_joined("s", "alice", "huddle", None), alice)
+    assert full["type"] == "ROOM-ERROR" and "full" in full["payload"]["msg"]
+    receive(reg, "s", "alice", join, 0)  # may try again: it is no member
+    [failed] = sent(reg.mesh_join_failed("s", "alice", "huddle", "directory down"), alice)
+    assert failed["payload"] == {"room": "huddle", "msg": "directory down"}
+    receive(reg, "s", "alice", join, 0)
+    reg.closed("s", "alice", alice)
+    # The answer comes after alice went: she is taken out of the room again.
+    assert reg.mesh_joined("s", "alice", "huddle", []) == [LeaveMesh("s", "alice", "huddle")]
+
+
+def test_the_peer_gone_action_carries_the_claim_to_release() -> None:
     reg = registry()
-    reg.remember_token("jti", "s", "alice", expires_at=100)
-    assert reg.token_reopens("jti", "s", "alice")
-    assert not reg.token_reopens("jti", "s", "bob")
-    assert not reg.token_reopens("jti", "t", "alice")
-    reg.sweep(100)
-    assert not reg.token_reopens("jti", "s", "alice")
+    conn = Conn("alice")
+    reg.open("s", "alice", "tok", conn, 0.0, claim_id="c9")
+    assert reg.closed("s", "alice", conn) == [PeerGone("s", "alice", False, "c9")]
