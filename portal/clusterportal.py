@@ -29,6 +29,7 @@ from tessera.conference.records import bootstrap_service
 from tessera.conference.selfcheck import MediaCheckFailed, PrivateNameMissing
 
 from . import logs
+from .clusterpeers import cluster_peer_model
 from .config import Config
 from .server import Server, _serve, conference_settings, create_app
 
@@ -61,8 +62,17 @@ async def _serve_portal(config: Config, redis_url: str, node_id: str | None) -> 
         router,
         bus,
     )
-    bus.on_message(conference.client_message)
-    server = Server(config, conference=conference, router=router, default_service=default_service)
+    # PeerJS peers across portals: who holds which peer id, and messages for the others.
+    directory, relay = cluster_peer_model(bus)
+    bus.on_message(relay.message_handler(fallback=conference.client_message))
+    server = Server(
+        config,
+        conference=conference,
+        router=router,
+        default_service=default_service,
+        peer_directory=directory,
+        peer_relay=relay,
+    )
     holder.append(server)
     try:
         app = create_app(config, server=server)

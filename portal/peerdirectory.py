@@ -12,7 +12,7 @@ Two implementations of one interface (:class:`PeerDirectory`):
 - :class:`MemoryPeerDirectory` (here): one process, ``tessera serve``. Several
   directories may share one :class:`MemoryPeerStore` (one per node), which the
   contract tests use to play a cluster in memory.
-- ``RedisPeerDirectory`` (``tessera.cluster.peerdirectory``): a cluster's portals
+- ``RedisPeerDirectory`` (``tessera.portal.clusterpeers``): a cluster's portals
   sharing one Redis, claims made atomically in Redis.
 
 Pure bookkeeping here; no sockets. Peer ids are per service (the PeerJS ``key``).

@@ -17,7 +17,7 @@ Across portals: every peer id is claimed in a :class:`PeerDirectory` before OPEN
 ``ID-TAKEN`` holds cluster-wide) and released when the peer goes; its claim is
 refreshed while it is connected. In one process (``tessera serve``) that is a
 :class:`MemoryPeerDirectory` and there is no relay. A portal of a cluster is built with
-the Redis directory and the bus relay of ``tessera.cluster.peerdirectory``::
+the Redis directory and the bus relay of ``tessera.portal.clusterpeers``::
 
     directory, relay = cluster_peer_model(bus)
     gateway = PeerGateway(conference, config, directory=directory, relay=relay)

@@ -40,7 +40,8 @@ from .heap import HeapReclaimer
 from .looplag import LoopLagMonitor
 from .malloc import fix_malloc_trim_threshold, limit_malloc_arenas, trim_heap
 from .metrics import create_registry
-from .peergateway import PeerGateway
+from .peerdirectory import PeerDirectory
+from .peergateway import PeerGateway, PeerRelay
 from .portal import Portal
 from .rest import RestContext, setup_rest
 from .webapp import setup_web
@@ -91,6 +92,8 @@ class Server:
         conference: RoomService | None = None,
         router: LocalRouter | None = None,
         default_service: ServiceRecord | None = None,
+        peer_directory: PeerDirectory | None = None,
+        peer_relay: PeerRelay | None = None,
     ) -> None:
         self.config = config
         self.port = config.server.port  # the bound port, once listening (server.port may be 0)
@@ -135,7 +138,9 @@ class Server:
             ping_timeout=config.portal.ping_timeout,
         )
         self.portal = Portal(self.conference, config, self.sio)
-        self.peers = PeerGateway(self.conference, config)  # the peer model's endpoint
+        self.peers = PeerGateway(
+            self.conference, config, directory=peer_directory, relay=peer_relay
+        )  # the peer model's endpoint
         self.router.register(portal.FRONT_END, self.portal)
         self.router.register(roompeer.FRONT_END, self.peers.room_peer)
         self.loop_lag = LoopLagMonitor()

@@ -17,8 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from tessera.cluster.bus import Bus
-from tessera.cluster.peerdirectory import cluster_peer_model
 from tessera.conference.roomservice import RoomService
+from tessera.portal.clusterpeers import cluster_peer_model
 from tessera.portal.config import Config, load_config
 from tessera.portal.peergateway import PeerGateway
 from tessera.portal.server import Server

@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tessera.cluster.status import format_status, read_status
-from tessera_client import ConferenceClient
+from tessera_client import ConferenceClient, PeerClient
 from tests.cluster.processes import KEY, Cluster, RedisProcess
 from tests.eventually import eventually
 from tests.integration.test_bad_inputs import RawClient
@@ -222,3 +222,27 @@ async def test_rooms_spread_over_the_agents(cluster: Cluster) -> None:
     # Placed by load (rooms placed count at once): none gets less than a third of its share.
     assert min(counts) >= 4, (counts, await cluster_status(cluster))
     await asyncio.gather(*(c.leave() for c in clients))
+
+
+async def test_peers_on_two_portals_connect_and_call(cluster: Cluster) -> None:
+    alice = PeerClient(cluster.portals[0].url, "default", peer_id=f"alice-{uuid.uuid4().hex[:6]}")
+    bob = PeerClient(cluster.portals[1].url, "default", peer_id=f"bob-{uuid.uuid4().hex[:6]}")
+    await alice.open()
+    await bob.open()
+    try:
+        assert bob.id is not None
+        link = await alice.connect(bob.id, timeout=20)
+        remote = await bob.next_connection(timeout=20)
+        link.send({"hello": "across portals"})
+        assert await remote.recv(timeout=20) == {"hello": "across portals"}
+        calling = asyncio.ensure_future(
+            alice.call(bob.id, video=ColorVideoTrack(RED), timeout=20)
+        )
+        incoming = await bob.next_call(timeout=20)
+        await incoming.answer()
+        await calling
+        frame = await next_video_frame(await incoming.track("video", timeout=20))
+        assert close_to(mean_rgb(frame), RED)
+    finally:
+        await alice.close()
+        await bob.close()

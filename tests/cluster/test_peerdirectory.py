@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from tessera.cluster.peerdirectory import RedisPeerDirectory
+from tessera.portal.clusterpeers import RedisPeerDirectory
 from tessera.portal.peerdirectory import (
     ClaimOutcome,
     DirectoryUnavailable,

@@ -36,6 +36,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tessera.cluster.bus import Bus, BusError, MessageHandler
 from tessera.portal.peerdirectory import (
     DEFAULT_LEASE,
     Claim,
@@ -46,8 +47,6 @@ from tessera.portal.peerdirectory import (
 )
 from tessera.portal.peergateway import PeerRelayReceiver
 from tessera.portal.peerserver import MAX_QUEUED_PER_DESTINATION
-
-from .bus import Bus, BusError, MessageHandler
 
 logger = logging.getLogger(__name__)
 
