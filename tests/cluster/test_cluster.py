@@ -235,9 +235,7 @@ async def test_peers_on_two_portals_connect_and_call(cluster: Cluster) -> None:
         remote = await bob.next_connection(timeout=20)
         link.send({"hello": "across portals"})
         assert await remote.recv(timeout=20) == {"hello": "across portals"}
-        calling = asyncio.ensure_future(
-            alice.call(bob.id, video=ColorVideoTrack(RED), timeout=20)
-        )
+        calling = asyncio.ensure_future(alice.call(bob.id, video=ColorVideoTrack(RED), timeout=20))
         incoming = await bob.next_call(timeout=20)
         await incoming.answer()
         await calling
