@@ -154,7 +154,7 @@ async def test_mix_minus_and_active_speaker(tessera: RunningServer) -> None:
     await eventually(mixes_are_right, what="Alice hears Bob only, the listener both")
     # Alice is the loud one: she becomes the active input (Bob may have been it for a moment
     # when his tone reached the mixer first).
-    update = await listener.next_event(
+    await listener.next_event(
         "stream",
         lambda d: (
             d["status"] == "update" and d["data"] == {"field": "activeInput", "value": a_pub.id}
