@@ -70,6 +70,10 @@ class ServerConfig(_Section):
     public_host: str = Field(pattern=r"^[^\s/]*$")
     secure: bool
     shutdown_timeout: Seconds
+    header_timeout: Seconds
+    idle_timeout: Seconds
+    max_connections: int = Field(ge=0)
+    connections_per_address: int = Field(ge=0)
     ready_max_loop_lag: Seconds
     malloc_arenas: int = Field(ge=0, le=1024)
     malloc_trim_threshold: int = Field(ge=0, le=1 << 30)

@@ -32,8 +32,10 @@ from tessera.conference.store import Store, bootstrap_default_service
 
 from . import portal, roompeer
 from .config import Config
+from .connectionlimits import ConnectionLimitError
 from .eio3gateway import attach_socketio
 from .heap import HeapReclaimer
+from .listener import listen
 from .looplag import LoopLagMonitor
 from .malloc import fix_malloc_trim_threshold, limit_malloc_arenas, trim_heap
 from .metrics import create_registry
@@ -284,10 +286,13 @@ async def _serve(config: Config) -> int:
     # Clients have had `drop` and a disconnect by the time aiohttp waits for
     # connections: one that lingers (aiohttp waits twice this) is cut.
     linger = min(0.5, deadline / 8)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=linger)
-    await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    await site.start()
+    try:
+        runner, _ = await listen(app, config, config.server.host, config.server.port, linger)
+    except ConnectionLimitError as exc:
+        logger.error("cannot listen: %s", exc)
+        print(f"tessera: {exc}", file=sys.stderr)
+        await server.close()
+        return 1
     server.port = int(runner.addresses[0][1])
     # What start-up made (modules, the self-check's leftovers) lives as long as the
     # process: out of the collector's sight, a full collection (the heap reclaim after a
