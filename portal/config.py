@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_origin
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from tessera.config.validation import error_path, format_error
@@ -189,7 +189,14 @@ class WebConfig(_Section):
     directory: str
     node_modules: str
     demo: Literal["loopback", "on", "off"]
+    demo_with_public_host: bool
     moderator_roles: list[str]
+
+    @model_validator(mode="after")
+    def _check_demo(self) -> WebConfig:
+        if self.demo_with_public_host and self.demo == "off":
+            raise ValueError('demo_with_public_host = true has no effect with demo = "off"')
+        return self
 
 
 class PeerConfig(_Section):

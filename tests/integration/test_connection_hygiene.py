@@ -170,6 +170,7 @@ async def test_slowloris_and_silent_sockets_under_a_low_open_file_limit(tmp_path
         await attacker.stop_sending()
         attacker.close()
         serve.kill()
+        await serve.proc.wait()
 
 
 async def test_a_cap_above_the_open_file_limit_stops_the_start(tmp_path: Path) -> None:
