@@ -13,6 +13,7 @@ from typing import Any
 from tessera.media.mediasource import Packet, ParameterError, Stream
 
 from .muxer import MuxerError, PacketMuxer, choose_container
+from .recovery import recovered
 from .sources import TrackSink, audio_source, video_source
 from .timeline import Timeline, room_event
 
@@ -355,9 +356,10 @@ class StoredRecording:
 
     def __init__(self, recording_id: str, info: dict[str, Any], file: str) -> None:
         self.id = recording_id
-        self.info = info
         self.path = Path(file)
-        self.state = str(info.get("state", "stopped"))
+        # Cut off by a stop or a crash: the duration (and whether anything plays) is the file's.
+        self.info = recovered(info, self.path)
+        self.state = str(self.info.get("state", "stopped"))
 
     def describe(self) -> dict[str, Any]:
         info = dict(self.info)

@@ -13,6 +13,7 @@ from typing import Any
 
 import av
 import numpy as np
+import pytest
 
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
@@ -315,7 +316,8 @@ async def test_auto_record_and_service_switch(tessera: RunningServer) -> None:
         await c.leave()
 
 
-async def test_killed_server_leaves_a_playable_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("container", ["mkv", "webm", "mp4"])
+async def test_killed_server_leaves_a_playable_file(tmp_path: Path, container: str) -> None:
     config = tmp_path / "tessera.toml"
     config.write_text(
         f'[server]\nport = 0\n[storage]\ndata_dir = "{tmp_path}"\n[log]\nlevel = "WARNING"\n'
@@ -341,30 +343,41 @@ async def test_killed_server_leaves_a_playable_file(tmp_path: Path) -> None:
         pub = await client.publish(video=ColorVideoTrack(RED), audio=ToneTrack(440))
         await pub.wait_ready()
         room = client.room_id
+        # MP4 takes no VP8: the mixed view's H.264 output.
+        video: dict[str, Any] = {"from": pub.id}
+        if container == "mp4":
+            video = {"from": f"{room}-common", "format": {"codec": "h264"}}
         status, rec = await rest_call(
             url,
             key,
             "POST",
             f"/v1/rooms/{room}/recordings",
-            {"container": "mkv", "media": {"audio": {"from": pub.id}, "video": {"from": pub.id}}},
+            {"container": container, "media": {"audio": {"from": pub.id}, "video": video}},
         )
         assert status == 200, rec
-        # The file keeps all but the last ~second: 3 s written leave two in it.
-        await recorded(url, key, str(room), rec["id"], 3.0)
+        assert rec["container"] == container
+        # The figure: the file plays at least the duration reported at the kill - 2 s.
+        duration = await recorded(url, key, str(room), rec["id"], 5.0)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         path = Path(rec["storage"]["file"])
-        assert path.stat().st_size > 0
         media = read_file(path)
-        assert media["frames"] > 30, media["frames"]
-        assert close_to(mean_rgb(media["last"]), RED)
+        first, last = media["video_span"]
+        assert first is not None and last is not None
+        assert last - first >= duration - 2.0, (container, duration, media["video_span"])
+        print(f"{container}: killed at {duration:.2f} s of media, plays {last - first:.2f} s")
+        if container != "mp4":  # the view has the tile among its margins
+            assert close_to(mean_rgb(media["last"]), RED)
         await client.leave()
-        # The next start of the server still lists it, stopped, with the reason.
+        # The next start of the server lists it, stopped with the reason, with the file's duration.
         again = await start_server(tmp_path)
         try:
             status, listing = await api(again, "GET", f"/v1/rooms/{room}/recordings?state=stopped")
             assert status == 200 and [r["id"] for r in listing] == [rec["id"]]
             assert listing[0]["state"] == "stopped" and "server stopped" in listing[0]["reason"]
+            told = float(listing[0]["duration"])
+            assert duration - 2.0 <= told <= duration + 1.0, (container, told, duration)
+            assert abs(told - (last - first)) < 1.0, (container, told, media["video_span"])
             status, body = await api(again, "GET", f"/v1/rooms/{room}/recordings/{rec['id']}/file")
             assert status == 200 and len(body) == path.stat().st_size
         finally:
