@@ -35,6 +35,11 @@ class ConferenceSettings:
     ticket_lifetime: float = 600.0
     text_max_length: int = 4096
     rooms_per_service: int = 1000
+    # Recordings and streaming-outs running at once (each costs a muxer or pusher thread).
+    recordings_per_room: int = 10
+    recordings_per_service: int = 50
+    streaming_outs_per_room: int = 10
+    streaming_outs_per_service: int = 50
     publications_per_participant: int = 4
     subscriptions_per_participant: int = 32
     stun_servers: tuple[str, ...] = ()
