@@ -43,6 +43,9 @@ class ConferenceSettings:
     publications_per_participant: int = 4
     subscriptions_per_participant: int = 32
     stun_servers: tuple[str, ...] = ()
+    # A publication or subscription whose offer, ICE and DTLS are not done this long after
+    # it was asked for fails (a progress error to its client).
+    connect_timeout: float = 30.0
     keyframe_min_interval: float = 1.0
     frame_timeout: float = 2.0
     max_mixed_talkers: int = 3

@@ -147,6 +147,7 @@ class WebRTCConfig(_Section):
     """``[webrtc]``: media-plane settings."""
 
     keyframe_min_interval: Seconds
+    connect_timeout: Seconds
     stun_servers: list[str]
 
     @field_validator("stun_servers")

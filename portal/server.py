@@ -73,6 +73,7 @@ def conference_settings(config: Config, advertised_host: Any) -> ConferenceSetti
         publications_per_participant=config.limits.publications_per_participant,
         subscriptions_per_participant=config.limits.subscriptions_per_participant,
         stun_servers=tuple(config.webrtc.stun_servers),
+        connect_timeout=config.webrtc.connect_timeout,
         keyframe_min_interval=config.webrtc.keyframe_min_interval,
         frame_timeout=config.mixer.frame_timeout,
         max_mixed_talkers=config.mixer.max_mixed_talkers,
