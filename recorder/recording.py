@@ -95,6 +95,7 @@ class Recording:
         self._has_video = media.video_from is not None
         self._loop = asyncio.get_running_loop()
         self._sidecar_task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None
         self._on_finished = on_finished
 
     # -- lifecycle ------------------------------------------------------
@@ -269,6 +270,11 @@ class Recording:
             self.reason = reason
             for sink in self._sinks.values():
                 sink.detach()
+            # Finished as a stop is: the sidecar task ends (on a full disk it rewrote the
+            # timeline every 5 s), the file is closed, and the room lets it go.
+            if self._sidecar_task is not None:
+                self._sidecar_task.cancel()
+            self._stopping = asyncio.ensure_future(self.stop())
 
     # -- timeline -------------------------------------------------------
 

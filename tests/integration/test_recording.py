@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -386,3 +388,48 @@ async def test_killed_server_leaves_a_playable_file(tmp_path: Path, container: s
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+@contextlib.contextmanager
+def tiny_disk(path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs at ``path`` (needs root and mount rights; the test is skipped otherwise)."""
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+
+
+async def test_a_recording_failed_on_a_full_disk_stops_its_housekeeping(tmp_path: Path) -> None:
+    with tiny_disk(tmp_path / "tiny") as disk:
+        tessera = await start_server(tmp_path / "data", **{"recording.directory": str(disk)})
+        try:
+            pubs = await publishers(tessera)
+            room = str(pubs[0][0].room_id)
+            status, rec = await api(
+                tessera,
+                "POST",
+                f"/v1/rooms/{room}/recordings",
+                {"media": {"audio": {"from": pubs[0][1]}, "video": {"from": pubs[0][1]}}},
+            )
+            assert status == 200, rec
+            recording = tessera.server.rooms[room].recordings[rec["id"]]
+            info = await wait_state(tessera, room, rec["id"], "failed")
+            assert "disk full" in info["reason"], info
+            # It left the room like a stopped one; its timeline task ended; no partial files.
+            await eventually(lambda: rec["id"] not in tessera.server.rooms[room].recordings)
+            assert recording._sidecar_task is not None and recording._sidecar_task.done()
+            assert not list(disk.rglob("*.partial")), list(disk.rglob("*"))
+            status, listed = await api(tessera, "GET", f"/v1/rooms/{room}/recordings?state=failed")
+            assert [r["id"] for r in listed] == [rec["id"]]
+            for client, _ in pubs:
+                await client.leave()
+        finally:
+            await tessera.stop()
