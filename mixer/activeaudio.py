@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,13 +37,13 @@ from tessera.media.mediasource import (
     Stream,
     VideoFormat,
 )
-from tessera.media.threadstart import LaunchedThread
 from tessera.webrtc_agent.forwardstream import ForwardStream
 
 from .audiomix import level_dbov
 from .audiorank import AudioRanker, RankChange
 from .audiosink import AUDIO_CHANNELS, AUDIO_SAMPLES, AudioSink
 from .outputs import OpusEncoder
+from .tickthread import TickThread, ticks
 
 logger = logging.getLogger(__name__)
 
@@ -169,10 +169,9 @@ class ActiveAudioSelector:
         self.inputs: dict[str, _Input] = {}
         # Replaced (never mutated) on the loop thread; the selector thread reads it.
         self._snapshot: tuple[tuple[str, AudioSink], ...] = ()
-        self._stop = threading.Event()
-        self._thread: LaunchedThread | None = None
+        self._thread: TickThread | None = None
         # The last thread asked to stop: the next one starts ranking once it has finished.
-        self._stopped: LaunchedThread | None = None
+        self._stopped: TickThread | None = None
         # Which thread's ranking is current: a stopped thread's late results are dropped.
         self._generation = 0
         self.ticks = 0
@@ -215,46 +214,40 @@ class ActiveAudioSelector:
             entry.sink.active = active
 
     @staticmethod
-    def _attach(entry: _Input) -> None:
+    def _audio_of(entry: _Input) -> PacketSource | FrameSource | None:
         # Opus arrives encoded and is decoded by the selector thread (see AudioSink).
         track = entry.stream.tracks["audio"]
-        if track.codec == "opus":
-            track.add_sink(entry.sink)
-            return
-        decoded = entry.stream.frame_source("audio")
-        if decoded is not None:
-            decoded.add_sink(entry.sink)
+        return track if track.codec == "opus" else entry.stream.frame_source("audio")
 
-    @staticmethod
-    def _detach(entry: _Input) -> None:
-        track = entry.stream.tracks["audio"]
-        if track.codec == "opus":
-            track.remove_sink(entry.sink)
-            return
-        decoded = entry.stream.frame_source("audio")
-        if decoded is not None:
-            decoded.remove_sink(entry.sink)
+    def _attach(self, entry: _Input) -> None:
+        source = self._audio_of(entry)
+        if source is not None:
+            source.add_sink(entry.sink)
+
+    def _detach(self, entry: _Input) -> None:
+        source = self._audio_of(entry)
+        if source is not None:
+            source.remove_sink(entry.sink)
 
     def _publish(self) -> None:
         self._snapshot = tuple((sid, entry.sink) for sid, entry in self.inputs.items())
         running = self._thread is not None
         if self.inputs and not running and not self.closed:
-            self._stop = threading.Event()
             self._generation += 1
-            self._thread = LaunchedThread(
-                self._run,
+            self._thread = TickThread(
                 f"active-audio-{self.room_id}",
-                (self._stop, self._generation, self._stopped),
+                partial(self._loop_ticks, generation=self._generation),
+                self.log_ids,
+                self._stopped,
             )
-            self._thread.launch()
         elif not self.inputs and running:
             self._stop_thread()
 
     def _stop_thread(self) -> None:
-        # Never waits on the event loop: the next thread waits for this one (see _run).
+        # Never waits on the event loop: the next thread waits for this one (see TickThread).
         thread, self._thread = self._thread, None
-        self._stop.set()
         if thread is not None:
+            thread.stop()
             self._stopped = thread
 
     # -- ranking results (event loop thread) -------------------------------
@@ -283,32 +276,12 @@ class ActiveAudioSelector:
 
     # -- the selector thread --------------------------------------------------
 
-    def _run(self, stop: threading.Event, generation: int, after: LaunchedThread | None) -> None:
-        if after is not None:
-            after.join()  # the thread before this one has finished its last tick
-        if stop.is_set():
-            return
-        try:
-            self._loop_ticks(stop, generation)
-        except Exception:
-            logger.exception("active audio selection crashed", extra=self.log_ids)
-
     def _loop_ticks(self, stop: threading.Event, generation: int) -> None:
         ranker = AudioRanker(len(self.streams))
         encoders: dict[int, OpusEncoder] = {}  # slot -> the encoder of its stream
         outputs = [stream.output for stream in self.streams]
-        period = AUDIO_SAMPLES / 48000
-        start = time.monotonic()
-        tick = 0
         previous: tuple[tuple[str, AudioSink], ...] = ()
-        while not stop.is_set():
-            due = start + tick * period
-            now = time.monotonic()
-            if due > now:
-                if stop.wait(due - now):
-                    break
-            elif now - due > 5 * period:
-                tick += int((now - due) / period)
+        for tick, _ in ticks(stop, AUDIO_SAMPLES / 48000, max_lag=5):
             changes: list[RankChange] = []
             inputs = self._snapshot
             if inputs is not previous:
@@ -344,7 +317,6 @@ class ActiveAudioSelector:
             if batch:
                 self._loop.call_soon_threadsafe(_emit_batch, batch)
             self.ticks += 1
-            tick += 1
 
     def close(self) -> None:
         """Idempotent: stops the thread, detaches from every input, ends every stream."""

@@ -304,6 +304,36 @@ class AudioMix:
             self._gain.pop(input_id, None)
 
 
+class LevelEnvelopes:
+    """Each input's envelope in dBov, followed tick by tick from its level.
+
+    The envelope rises at once (a first syllable is not lost) and falls with a
+    `release_ms` time constant in the dB domain; it stays between a floor 30 dB
+    under `threshold_dbov` and 0. An input missing from a tick counts as silent.
+    """
+
+    def __init__(self, threshold_dbov: float, release_ms: float) -> None:
+        self._floor = max(MIN_DBOV, threshold_dbov - 30.0)
+        self._release = 1.0 - math.exp(-20.0 / release_ms)
+        self.levels: dict[str, float] = {}  # input -> envelope, in the order first heard
+
+    def update(self, levels: Mapping[str, float]) -> dict[str, float]:
+        """Feed one tick of levels (dBov per input, 20 ms); return every envelope."""
+        envelope = self.levels
+        for input_id in levels:  # in the caller's order: deterministic
+            envelope.setdefault(input_id, self._floor)
+        for input_id, previous in envelope.items():
+            raw = max(self._floor, min(0.0, levels.get(input_id, self._floor)))
+            envelope[input_id] = (
+                raw if raw >= previous else previous + self._release * (raw - previous)
+            )
+        return envelope
+
+    def forget(self, input_id: str) -> None:
+        """Drop an input's envelope (it left)."""
+        self.levels.pop(input_id, None)
+
+
 class TalkerSelection:
     """Chooses the talkers a mix carries: at most `max_talkers` of the loudest inputs.
 
@@ -350,9 +380,7 @@ class TalkerSelection:
         self.hold_ticks = hold_ticks
         self.switch_margin_db = switch_margin_db
         self.min_ticks = min_ticks
-        self._floor = max(MIN_DBOV, threshold_dbov - 30.0)
-        self._release = 1.0 - math.exp(-20.0 / release_ms)
-        self._envelope: dict[str, float] = {}
+        self._envelopes = LevelEnvelopes(threshold_dbov, release_ms)
         self._quiet: dict[str, int] = {}  # talker -> consecutive ticks under the threshold
         self._streak: dict[str, int] = {}  # input -> consecutive ticks beating the quietest
         self._talkers: list[str] = []  # in the order they got their place
@@ -364,20 +392,13 @@ class TalkerSelection:
 
     def envelope(self, input_id: str) -> float | None:
         """The envelope of an input in dBov, or None if unknown."""
-        return self._envelope.get(input_id)
+        return self._envelopes.levels.get(input_id)
 
     def update(self, levels: Mapping[str, float]) -> frozenset[str] | None:
         """Feed one tick of levels; return the talkers for the next tick (None: everyone)."""
         if not self.max_talkers:
             return None
-        for input_id in levels:  # in the caller's order: deterministic
-            self._envelope.setdefault(input_id, self._floor)
-        for input_id, previous in self._envelope.items():
-            raw = max(self._floor, min(0.0, levels.get(input_id, self._floor)))
-            self._envelope[input_id] = (
-                raw if raw >= previous else (previous + self._release * (raw - previous))
-            )
-        envelope = self._envelope
+        envelope = self._envelopes.update(levels)
 
         # Talkers that have been quiet long enough give their places up.
         for talker in list(self._talkers):
@@ -414,7 +435,7 @@ class TalkerSelection:
 
     def remove(self, input_id: str) -> None:
         """Forget an input (it left the mix); its place is free for the next tick."""
-        self._envelope.pop(input_id, None)
+        self._envelopes.forget(input_id)
         self._streak.pop(input_id, None)
         if input_id in self._quiet:
             self._drop(input_id)

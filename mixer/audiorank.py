@@ -7,11 +7,10 @@ one of the room's active audio streams (OWT's ``selectActiveAudio``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .audiomix import MIN_DBOV
+from .audiomix import LevelEnvelopes
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class AudioRanker:
     """Keeps the `slots` most active inputs in numbered slots, as OWT's audio ranker does.
 
     Each input's level goes through an envelope follower (it rises at once and
-    falls with a `release_ms` time constant, as `TalkerSelection`'s). An input
+    falls with a `release_ms` time constant: `LevelEnvelopes`, as `TalkerSelection`'s). An input
     keeps its slot for as long as it stays among the ranked: the stream that
     carries it does not change under a listener while they talk.
 
@@ -62,10 +61,8 @@ class AudioRanker:
         self.threshold_dbov = threshold_dbov
         self.switch_margin_db = switch_margin_db
         self.min_ticks = min_ticks
-        self._floor = max(MIN_DBOV, threshold_dbov - 30.0)
-        self._release = 1.0 - math.exp(-20.0 / release_ms)
         self._slots: list[str | None] = [None] * slots
-        self._envelope: dict[str, float] = {}
+        self._envelopes = LevelEnvelopes(threshold_dbov, release_ms)
         self._streak: dict[str, int] = {}  # input -> consecutive ticks beating the quietest
 
     @property
@@ -75,18 +72,11 @@ class AudioRanker:
 
     def envelope(self, input_id: str) -> float | None:
         """The envelope of an input in dBov, or None if unknown."""
-        return self._envelope.get(input_id)
+        return self._envelopes.levels.get(input_id)
 
     def update(self, levels: Mapping[str, float]) -> list[RankChange]:
         """Feed one tick of levels (dBov per input); return the slots that changed."""
-        for input_id in levels:  # in the caller's order: deterministic
-            self._envelope.setdefault(input_id, self._floor)
-        for input_id, previous in self._envelope.items():
-            raw = max(self._floor, min(0.0, levels.get(input_id, self._floor)))
-            self._envelope[input_id] = (
-                raw if raw >= previous else previous + self._release * (raw - previous)
-            )
-        envelope = self._envelope
+        envelope = self._envelopes.update(levels)
         ranked = set(self._slots)
         waiting = sorted((i for i in envelope if i not in ranked), key=lambda i: (-envelope[i], i))
         changes: list[RankChange] = []
@@ -113,7 +103,7 @@ class AudioRanker:
 
     def remove(self, input_id: str) -> list[RankChange]:
         """Forget an input (it was unpublished); its slot is free until the next update."""
-        self._envelope.pop(input_id, None)
+        self._envelopes.forget(input_id)
         self._streak.pop(input_id, None)
         if input_id not in self._slots:
             return []
@@ -123,4 +113,4 @@ class AudioRanker:
 
     def _assign(self, slot: int, input_id: str) -> RankChange:
         self._slots[slot] = input_id
-        return RankChange(slot, input_id, self._envelope[input_id] >= self.threshold_dbov)
+        return RankChange(slot, input_id, self._envelopes.levels[input_id] >= self.threshold_dbov)

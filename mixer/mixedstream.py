@@ -22,7 +22,6 @@ from tessera.media.mediasource import (
     VideoFormat,
 )
 from tessera.media.streaminfo import optional_video
-from tessera.media.threadstart import LaunchedThread
 from tessera.media.videoencoder import EncoderSettings, default_bitrate
 from tessera.webrtc_agent.forwardstream import ForwardStream
 
@@ -31,6 +30,7 @@ from .audiosink import AUDIO_CHANNELS, AUDIO_SAMPLES, AudioSink
 from .compositor import InputPicture, VideoCompositor
 from .layout import Layout, LayoutTemplates, Region
 from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
+from .tickthread import TickThread, ticks
 from .viewoptions import ViewAudio, ViewOptions, ViewVideo
 
 logger = logging.getLogger(__name__)
@@ -153,9 +153,9 @@ class MixedStream(Stream):
         self._video_outs: tuple[MixedVideoOutput, ...] = ()
         self._audio_outs: tuple[MixedAudioOutput, ...] = ()
         # "video" / "audio" -> the view thread of that kind, while one runs.
-        self._threads: dict[str, _ViewThread] = {}
+        self._threads: dict[str, TickThread] = {}
         # "video" / "audio" -> the last view thread of that kind asked to stop.
-        self._stopped: dict[str, _ViewThread] = {}
+        self._stopped: dict[str, TickThread] = {}
         # (fit policy, background): what the compositor draws with (replaced, never mutated).
         self._look = (self.fit_policy, self.background) if video is not None else ("", (0, 0, 0))
         self.closed = False
@@ -441,7 +441,7 @@ class MixedStream(Stream):
             if want and thread is None:
                 for mix_input in self.inputs.values():
                     self._attach(mix_input, kind)
-                self._threads[kind] = _ViewThread(
+                self._threads[kind] = TickThread(
                     f"view-{self.label}-{kind}", loop, self.log_ids, self._stopped.get(kind)
                 )
             elif not want and thread is not None:
@@ -473,20 +473,9 @@ class MixedStream(Stream):
     def _video_loop(self, stop: threading.Event) -> None:
         look = self._look
         compositor = self._compositor(look)
-        period = 1.0 / self.framerate
-        start = time.monotonic()
-        tick = 0
-        while not stop.is_set():
-            due = start + tick * period
-            now = time.monotonic()
-            if due > now:
-                if stop.wait(due - now):
-                    break
-            elif now - due > period:
-                # Fell behind by more than a frame: skip the missed ticks.
-                missed = int((now - due) / period)
-                tick += missed
-                self.stats.dropped += missed
+        # Fallen behind by more than a frame: the missed frames are skipped.
+        for tick, missed in ticks(stop, 1.0 / self.framerate, max_lag=1):
+            self.stats.dropped += missed
             assignments, version = self._assignments
             if self._look is not look:
                 look = self._look  # re-laid with another fit policy or background
@@ -504,7 +493,6 @@ class MixedStream(Stream):
                 except Exception:
                     logger.exception("encoding failed", extra=self.log_ids)
             self.stats.frames += 1
-            tick += 1
 
     def _audio_loop(self, stop: threading.Event) -> None:
         mix = AudioMix(
@@ -516,18 +504,8 @@ class MixedStream(Stream):
         full_encoder = OpusEncoder(AUDIO_CHANNELS)
         # The last full mixes, oldest first: they prime an output's new own encoder.
         history: deque[np.ndarray] = deque(maxlen=PRIMING_TICKS)
-        period = AUDIO_SAMPLES / 48000
-        start = time.monotonic()
-        tick = 0
         previous: tuple[tuple[str, str, AudioSink], ...] = ()
-        while not stop.is_set():
-            due = start + tick * period
-            now = time.monotonic()
-            if due > now:
-                if stop.wait(due - now):
-                    break
-            elif now - due > 5 * period:
-                tick += int((now - due) / period)
+        for tick, _ in ticks(stop, AUDIO_SAMPLES / 48000, max_lag=5):
             inputs = self._audio_inputs
             if inputs is not previous:
                 # Inputs gone from the snapshot are forgotten here, on this thread: only
@@ -575,7 +553,6 @@ class MixedStream(Stream):
             MixedAudioOutput.deliver_all(self._loop, batch)
             history.append(result.full)
             self.stats.audio_ticks += 1
-            tick += 1
 
     def close(self) -> None:
         """Idempotent: stops the threads, detaches from the inputs, ends every output."""
@@ -595,37 +572,3 @@ class MixedStream(Stream):
             audio_output.close()
         self.video_outputs.clear()
         self.audio_outputs.clear()
-
-
-class _ViewThread:
-    """A named daemon thread running `target(stop_event)` until stopped.
-
-    Neither starting nor stopping waits on the event loop thread. A thread of a kind
-    starts its loop once the one before it (``after``, stopped) has finished its last
-    tick, so two never encode into the same outputs at once.
-    """
-
-    def __init__(
-        self, name: str, target: Any, log_ids: dict[str, str], after: _ViewThread | None
-    ) -> None:
-        self._log_ids = log_ids
-        self._stop = threading.Event()
-        self._thread = LaunchedThread(self._run, name, (target, after))
-        self._thread.launch()
-
-    def _run(self, target: Any, after: _ViewThread | None) -> None:
-        if after is not None:
-            after.join()
-        if self._stop.is_set():
-            return
-        try:
-            target(self._stop)
-        except Exception:
-            logger.exception("%s crashed", self._thread.name, extra=self._log_ids)
-
-    def stop(self) -> None:
-        """Ask it to end after its current tick; returns at once."""
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)

@@ -18,11 +18,9 @@ A DELETE answered 404 is done (the file is gone either way).
 
 from __future__ import annotations
 
-import errno
 import http.client
 import io
 import logging
-import socket
 import ssl
 import threading
 from collections import deque
@@ -32,6 +30,7 @@ from typing import NamedTuple
 
 from tessera.media.threadstart import LaunchedThread
 
+from .pushconnection import describe_network_error, shut_down
 from .streamingtarget import HttpTarget
 
 logger = logging.getLogger(__name__)
@@ -201,12 +200,7 @@ class HttpPusher:
             self._pending_bytes = 0
             self._wakeup.notify()
         connection = self._connection
-        sock = connection.sock if connection is not None else None
-        if sock is not None:
-            try:
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shut_down(connection.sock if connection is not None else None)
 
     # -- the sender thread -------------------------------------------------------------
 
@@ -255,7 +249,7 @@ class HttpPusher:
                 status, text = self._request(upload)
             except (OSError, http.client.HTTPException) as exc:
                 self._disconnect()
-                problem = describe_http_error(exc, self.target)
+                problem = f"failed: {describe_network_error(exc, self.target.host)}"
                 if self._aborted.is_set() or attempt > len(delays):
                     raise PushError(self._reason(upload, problem, attempt)) from exc
             else:
@@ -302,25 +296,3 @@ class HttpPusher:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
-
-
-def describe_http_error(exc: BaseException, target: HttpTarget) -> str:
-    """Why a request to `target` did not get an answer, in a user's words."""
-    code = getattr(exc, "errno", None)
-    if isinstance(exc, socket.gaierror):
-        return f"failed: host {target.host} not found"
-    if code == errno.ECONNREFUSED:
-        return "failed: connection refused"
-    if isinstance(exc, TimeoutError):
-        return "failed: the server did not answer in time"
-    if code in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED) or isinstance(
-        exc, http.client.RemoteDisconnected
-    ):
-        return "failed: the server closed the connection"
-    if code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-        return "failed: host unreachable"
-    if isinstance(exc, ssl.SSLError):
-        return f"failed: TLS failed ({exc.reason or exc})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"failed: {exc.strerror}"
-    return f"failed: {type(exc).__name__}: {exc}"

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,8 @@ from tessera.media.mediasource import Packet, ParameterError, Stream
 
 from .muxer import MuxerError, PacketMuxer, choose_container
 from .recovery import recovered
+from .roomoutput import MediaChoice as MediaChoice  # the room service imports it from here
+from .roomoutput import RoomOutput
 from .sources import TrackSink, audio_source, video_source
 from .timeline import Timeline, room_event
 
@@ -25,34 +26,9 @@ OPUS_FORMAT = {"codec": "opus", "sampleRate": 48000, "channelNum": 2}
 # How often the timeline sidecar is rewritten while recording, so that a
 # killed server still leaves it nearly complete next to the playable file.
 SIDECAR_INTERVAL = 5.0
-# OWT's words when a source stream ends (as a subscription's and a streaming-out's).
-SOURCE_LOSS = "Source stream loss"
 
 
-@dataclass
-class MediaChoice:
-    """Which stream each track of a recording comes from."""
-
-    audio_from: str | None
-    video_from: str | None
-    video_parameters: dict[str, Any] | None = None
-    video_format: dict[str, Any] | None = None  # {"codec": "h264"} to record another format
-
-    def to_json(self) -> dict[str, Any]:
-        video: dict[str, Any] | bool = False
-        if self.video_from is not None:
-            video = {"from": self.video_from}
-            if self.video_format:
-                video["format"] = self.video_format
-            if self.video_parameters:
-                video["parameters"] = self.video_parameters
-        return {
-            "audio": {"from": self.audio_from} if self.audio_from is not None else False,
-            "video": video,
-        }
-
-
-class Recording:
+class Recording(RoomOutput):
     """One recording of a room: the packets already encoded for subscribers, muxed.
 
     It binds to shared PacketSources exactly like a subscription, so
@@ -95,7 +71,7 @@ class Recording:
         self._has_video = media.video_from is not None
         self._loop = asyncio.get_running_loop()
         self._sidecar_task: asyncio.Task[None] | None = None
-        self._stopping: asyncio.Task[None] | None = None
+        self._finishing: asyncio.Task[None] | None = None
         self._on_finished = on_finished
 
     # -- lifecycle ------------------------------------------------------
@@ -126,7 +102,7 @@ class Recording:
             self.container,
             video_codec=video.codec if video is not None else None,
             audio_codec=audio.codec if audio is not None else None,
-            on_error=self._muxer_failed,
+            on_error=self._worker_failed,
         )
         self.state = "recording"
         if audio is not None:
@@ -200,17 +176,6 @@ class Recording:
         self.timeline.add("play" if on else "pause", track=kind)
         logger.info("recording %s %s", kind, "resumed" if on else "paused", extra=self.log_ids)
 
-    def source_gone(self, stream_id: str) -> bool:
-        """A source stream ended: drop its track; True when nothing is left to record."""
-        if self.media.audio_from == stream_id:
-            self._sinks["audio"].detach()
-        if self.media.video_from == stream_id:
-            self._sinks["video"].detach()
-        gone = all(s.source is None for s in self._sinks.values())
-        if gone and self.reason is None and self.stopped_at is None:
-            self.reason = SOURCE_LOSS
-        return gone
-
     async def stop(self, reason: str | None = None) -> None:
         """Stop and finalise the file and the sidecar (idempotent).
 
@@ -218,11 +183,7 @@ class Recording:
         """
         if self.state not in ("recording", "failed", "initializing") or self.stopped_at:
             return
-        if reason is not None and self.reason is None:
-            self.reason = reason
-        for sink in self._sinks.values():
-            sink.detach()
-        self.stopped_at = time.time()
+        self._stopping(reason)
         if self._sidecar_task is not None:
             self._sidecar_task.cancel()
         muxer = self._muxer
@@ -259,22 +220,17 @@ class Recording:
                 self.timeline.origin = arrival
         muxer.write(kind, packet, keyframe, arrival)
 
-    def _muxer_failed(self, reason: str) -> None:
-        # Called on the muxer's thread: the room must not notice beyond the state.
-        self._loop.call_soon_threadsafe(self._fail, reason)
-
     def _fail(self, reason: str) -> None:
         if self.state == "recording":
             logger.error("recording failed: %s", reason, extra=self.log_ids)
             self.state = "failed"
             self.reason = reason
-            for sink in self._sinks.values():
-                sink.detach()
+            self._detach_all()
             # Finished as a stop is: the sidecar task ends (on a full disk it rewrote the
             # timeline every 5 s), the file is closed, and the room lets it go.
             if self._sidecar_task is not None:
                 self._sidecar_task.cancel()
-            self._stopping = asyncio.ensure_future(self.stop())
+            self._finishing = asyncio.ensure_future(self.stop())
 
     # -- timeline -------------------------------------------------------
 

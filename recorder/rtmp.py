@@ -7,7 +7,7 @@ connects and shakes hands inside `avio_open()`, with no timeout that PyAV lets
 one set and no interrupt callback for outputs: a server that accepts the
 connection but never answers froze the whole process, event loop included
 (measured). So the network side is done here in Python (`RtmpPublisher`:
-plain sockets with timeouts, which release the lock), and FFmpeg's FLV muxer
+plain sockets with timeouts, which release the lock: `PushConnection`), and FFmpeg's FLV muxer
 writes into it through PyAV's file-object I/O (`FlvTagSender`), which
 re-enters Python for every write.
 """
@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from tessera.media.mediasource import ParameterError
 
 from .amf import AmfError, amf0_decode, amf0_encode
+from .pushconnection import PushConnection
 
 RTMP_SCHEMES = ("rtmp", "rtmps")
 RTMP_PORT = 1935
@@ -125,7 +126,7 @@ class _ChunkStream:
     data: bytearray = field(default_factory=bytearray)
 
 
-class RtmpPublisher:
+class RtmpPublisher(PushConnection):
     """A small RTMP client that publishes one stream, blocking, on its owner's thread.
 
     It does the simple handshake, `connect`, `releaseStream`, `FCPublish`,
@@ -137,6 +138,8 @@ class RtmpPublisher:
     thread) ends a send that a stalled server holds up.
     """
 
+    error = RtmpError
+
     def __init__(
         self,
         target: RtmpTarget,
@@ -144,13 +147,13 @@ class RtmpPublisher:
         timeout: float | None = None,
         send_timeout: float | None = None,
     ) -> None:
+        super().__init__(
+            CONNECT_TIMEOUT if timeout is None else timeout,
+            SEND_TIMEOUT if send_timeout is None else send_timeout,
+        )
         self.target = target
-        self.timeout = CONNECT_TIMEOUT if timeout is None else timeout
-        self.send_timeout = SEND_TIMEOUT if send_timeout is None else send_timeout
         self.stream_id = 0
         self.published = False
-        self.bytes_sent = 0
-        self._sock: socket.socket | None = None
         self._transaction = 0
         self._in: dict[int, _ChunkStream] = {}
         self._in_chunk_size = 128
@@ -159,24 +162,13 @@ class RtmpPublisher:
         self._acknowledged = 0
         self._window = 0
         self._commands: deque[tuple[str, float, list[Any]]] = deque()
-        self._aborted = False
 
     # -- setting up -----------------------------------------------------
 
     def connect(self) -> None:
         """Connect, shake hands and publish; raises OSError or RtmpError."""
         t = self.target
-        sock = socket.create_connection((t.host, t.port), timeout=self.timeout)
-        if t.tls:
-            try:
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=t.host)
-            except BaseException:
-                sock.close()
-                raise
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = sock
-        if self._aborted:
-            raise RtmpError("stopped while connecting")
+        self._connect(t.host, t.port, self._wrap_tls if t.tls else None)
         self._handshake()
         self._send_message(2, _MSG_SET_CHUNK_SIZE, 0, 0, struct.pack(">I", RTMP_CHUNK_SIZE))
         connected = self._call(
@@ -199,6 +191,9 @@ class RtmpPublisher:
         self._call("publish", None, t.stream, "live", stream_id=self.stream_id, csid=8)
         self._await_publishing()
         self.published = True
+
+    def _wrap_tls(self, sock: socket.socket) -> socket.socket:
+        return ssl.create_default_context().wrap_socket(sock, server_hostname=self.target.host)
 
     def _handshake(self) -> None:
         c1 = struct.pack(">II", 0, 0) + os.urandom(_HANDSHAKE_SIZE - 8)
@@ -232,7 +227,7 @@ class RtmpPublisher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(errno.ETIMEDOUT, f"no answer to {what}")
-            self._receive(remaining)
+            self._feed(self._receive(remaining))
         return self._commands.popleft()
 
     def _await_result(self, transaction: int, what: str) -> list[Any]:
@@ -265,58 +260,17 @@ class RtmpPublisher:
         csid = _MEDIA_CHUNK_STREAMS.get(message_type, 5)
         self._send_message(csid, message_type, self.stream_id, timestamp, payload)
 
-    def close(self) -> None:
-        """Unpublish and close (never raises)."""
-        sock = self._sock
-        if sock is None:
-            return
-        try:
-            if self.published and not self._aborted:
-                self._call("FCUnpublish", None, self.target.stream)
-                self._call("deleteStream", None, self.stream_id)
-        except (OSError, RtmpError):
-            pass  # the server is gone already
-        finally:
-            self._sock = None
-            sock.close()
-
-    def abort(self) -> None:
-        """From any thread: make a blocked send or read fail now."""
-        self._aborted = True
-        sock = self._sock
-        if sock is not None:
-            try:
-                # The plain socket's shutdown, also under TLS: it wakes the blocked call.
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def _goodbye(self) -> None:
+        if self.published:
+            self._call("FCUnpublish", None, self.target.stream)
+            self._call("deleteStream", None, self.stream_id)
 
     def _poll(self) -> None:
         """Take what the server sent without waiting (pings, acknowledgements, errors)."""
-        sock = self._sock
-        if sock is None:
-            raise RtmpError("not connected")
-        sock.settimeout(0.0)
-        try:
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    raise RtmpError("the server closed the connection")
-                self._feed(data)
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            pass
+        self._read_waiting(self._feed)
         while self._commands:
             name, _, args = self._commands.popleft()
             _check_status(name, args)
-
-    def _receive(self, timeout: float) -> None:
-        sock = self._sock
-        assert sock is not None
-        sock.settimeout(max(0.001, timeout))
-        data = sock.recv(65536)
-        if not data:
-            raise RtmpError("the server closed the connection")
-        self._feed(data)
 
     def _feed(self, data: bytes) -> None:
         self._received += len(data)
@@ -409,14 +363,6 @@ class RtmpPublisher:
             out += ext
             out += payload[offset : offset + RTMP_CHUNK_SIZE]
         self._sendall(bytes(out), self.send_timeout)
-
-    def _sendall(self, data: bytes, timeout: float) -> None:
-        sock = self._sock
-        if sock is None or self._aborted:
-            raise RtmpError("the connection was closed")
-        sock.settimeout(timeout)
-        sock.sendall(data)
-        self.bytes_sent += len(data)
 
 
 def _info(args: list[Any]) -> dict[str, Any]:

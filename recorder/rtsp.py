@@ -8,12 +8,11 @@ at the end. FFmpeg's muxer is not used itself: it connects inside
 `avformat_write_header()`, which PyAV calls holding the interpreter lock, so a
 server that never answers would freeze the process (see `rtmp.py`). Here
 every socket call has a timeout and releases the lock, and `abort()` ends a
-send that a stalled server holds up.
+send that a stalled server holds up (`PushConnection`).
 """
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 
 from tessera.media.mediasource import ParameterError
 
+from .pushconnection import PushConnection
 from .rtp import interleaved
 
 RTSP_PORT = 554
@@ -88,8 +88,10 @@ def parse_response(head: bytes) -> tuple[int, str, dict[str, str]]:
     return int(first[1]), first[2] if len(first) > 2 else "", headers
 
 
-class RtspPublisher:
+class RtspPublisher(PushConnection):
     """Pushes RTP over one RTSP/TCP connection, blocking, on its owner's thread."""
+
+    error = RtspError
 
     def __init__(
         self,
@@ -98,24 +100,19 @@ class RtspPublisher:
         timeout: float | None = None,
         send_timeout: float | None = None,
     ) -> None:
+        super().__init__(
+            CONNECT_TIMEOUT if timeout is None else timeout,
+            SEND_TIMEOUT if send_timeout is None else send_timeout,
+        )
         self.target = target
-        self.timeout = CONNECT_TIMEOUT if timeout is None else timeout
-        self.send_timeout = SEND_TIMEOUT if send_timeout is None else send_timeout
         self.recording = False
-        self.bytes_sent = 0
-        self._sock: socket.socket | None = None
         self._cseq = 0
         self._session: str | None = None
         self._inbuf = bytearray()
-        self._aborted = False
 
     def connect(self) -> None:
         """Connect and ask OPTIONS (a refusal is known before any media)."""
-        sock = socket.create_connection((self.target.host, self.target.port), self.timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = sock
-        if self._aborted:
-            raise RtspError("stopped while connecting")
+        self._connect(self.target.host, self.target.port)
         self._request("OPTIONS", self.target.url)
 
     def record(self, sdp: str, tracks: int) -> None:
@@ -140,29 +137,9 @@ class RtspPublisher:
         self._drain()
         self._sendall(interleaved(channel, packet), self.send_timeout)
 
-    def close(self) -> None:
-        """TEARDOWN and close (never raises)."""
-        sock = self._sock
-        if sock is None:
-            return
-        try:
-            if self.recording and not self._aborted:
-                self._send_request("TEARDOWN", self.target.url, b"", {})
-        except (OSError, RtspError):
-            pass  # the server is gone already
-        finally:
-            self._sock = None
-            sock.close()
-
-    def abort(self) -> None:
-        """From any thread: make a blocked send or read fail now."""
-        self._aborted = True
-        sock = self._sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def _goodbye(self) -> None:
+        if self.recording:
+            self._send_request("TEARDOWN", self.target.url, b"", {})
 
     # -- requests -------------------------------------------------------------------
 
@@ -208,7 +185,7 @@ class RtspPublisher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no answer to {method}")
-            self._receive(remaining)
+            self._inbuf += self._receive(remaining)
 
     def _skip_interleaved(self) -> None:
         # RTCP from the server comes framed like the RTP sent to it.
@@ -219,35 +196,7 @@ class RtspPublisher:
             del self._inbuf[:size]
 
     def _drain(self) -> None:
-        sock = self._sock
-        if sock is None:
-            raise RtspError("not connected")
-        sock.settimeout(0.0)
-        try:
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    raise RtspError("the server closed the connection")
-                self._inbuf += data
-        except BlockingIOError:
-            pass
+        self._read_waiting(self._inbuf.extend)
         self._skip_interleaved()
         if len(self._inbuf) > _MAX_HEADER:
             self._inbuf.clear()  # answers nobody waits for
-
-    def _receive(self, timeout: float) -> None:
-        sock = self._sock
-        assert sock is not None
-        sock.settimeout(max(0.001, timeout))
-        data = sock.recv(65536)
-        if not data:
-            raise RtspError("the server closed the connection")
-        self._inbuf += data
-
-    def _sendall(self, data: bytes, timeout: float) -> None:
-        sock = self._sock
-        if sock is None or self._aborted:
-            raise RtspError("the connection was closed")
-        sock.settimeout(timeout)
-        sock.sendall(data)
-        self.bytes_sent += len(data)

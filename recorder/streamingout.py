@@ -27,7 +27,7 @@ from .aac import AAC_RATE, AUDIO_DECODERS
 from .httppush import RetryPolicy
 from .muxer import MAX_QUEUE_SECONDS, MuxerError
 from .outputpatch import OutputPatch
-from .recording import MediaChoice
+from .roomoutput import MediaChoice, RoomOutput
 from .rtmp import check_rtmp_url
 from .rtsp import check_rtsp_url
 from .sources import TrackSink, audio_source, video_source
@@ -40,8 +40,6 @@ logger = logging.getLogger(__name__)
 PUSH_KEYFRAME_INTERVAL = 2.0
 # stop() waits this long for the server to take the rest of the stream.
 STOP_TIMEOUT = 5.0
-# Why a streaming-out stops when its sources are gone (OWT's words for it).
-SOURCE_LOSS = "Source stream loss"
 
 
 class _TrackSink(TrackSink):
@@ -95,7 +93,7 @@ class _TrackSink(TrackSink):
         self._last_keyframe = self._last_request = time.monotonic()
 
 
-class StreamingOut:
+class StreamingOut(RoomOutput):
     """A room's stream pushed out: a sink of shared packet sources with a worker of its own.
 
     `protocol` is rtmp, rtsp, hls or dash; `url` where it goes (HLS without
@@ -137,7 +135,10 @@ class StreamingOut:
         self.started_at = time.time()
         self.stopped_at: float | None = None
         self._state = "connecting"
-        self._sinks = {"audio": _TrackSink(self, "audio"), "video": _TrackSink(self, "video")}
+        self._sinks: dict[str, _TrackSink] = {
+            "audio": _TrackSink(self, "audio"),
+            "video": _TrackSink(self, "video"),
+        }
         self._pusher: StreamPusher | None = None
         self._max_queue_seconds = max_queue_seconds
         self._loop = asyncio.get_running_loop()
@@ -193,7 +194,7 @@ class StreamingOut:
             destination,
             video=video is not None,
             audio_codec=audio.codec if audio is not None else None,
-            on_error=self._pusher_failed,
+            on_error=self._worker_failed,
             segmenting=self.segmenting,
             segment_pattern=segment_pattern,
             retry=self.retry,
@@ -289,17 +290,6 @@ class StreamingOut:
             self._sinks[kind].set_active(active)
         logger.info("streaming-out updated (%s)", ", ".join(patch.paths), extra=self.log_ids)
 
-    def source_gone(self, stream_id: str) -> bool:
-        """A source stream ended: drop its track; True when nothing is left to push."""
-        if self.media.audio_from == stream_id:
-            self._sinks["audio"].detach()
-        if self.media.video_from == stream_id:
-            self._sinks["video"].detach()
-        gone = all(s.source is None for s in self._sinks.values())
-        if gone and self.reason is None and self.stopped_at is None:
-            self.reason = SOURCE_LOSS
-        return gone
-
     async def stop(self, reason: str | None = None) -> None:
         """Stop and finish the output (HLS: the playlist gets #EXT-X-ENDLIST); idempotent.
 
@@ -307,11 +297,7 @@ class StreamingOut:
         """
         if self.stopped_at is not None:
             return
-        self.stopped_at = time.time()
-        if reason is not None and self.reason is None:
-            self.reason = reason
-        for sink in self._sinks.values():
-            sink.detach()
+        self._stopping(reason)
         pusher = self._pusher
         if pusher is not None:
             finished = await self._loop.run_in_executor(None, pusher.close, STOP_TIMEOUT)
@@ -340,18 +326,13 @@ class StreamingOut:
         if pusher is not None and self._state == "connecting":
             pusher.write(kind, packet, keyframe)
 
-    def _pusher_failed(self, reason: str) -> None:
-        # Called on a worker thread: the room learns on its own loop.
-        self._loop.call_soon_threadsafe(self._fail, reason)
-
     def _fail(self, reason: str) -> None:
         if self._state != "connecting" or self.stopped_at is not None:
             return
         logger.error("streaming-out failed: %s", reason, extra=self.log_ids)
         self._state = "failed"
         self.reason = reason
-        for sink in self._sinks.values():
-            sink.detach()
+        self._detach_all()
 
     # -- description ----------------------------------------------------
 

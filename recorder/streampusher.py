@@ -23,11 +23,8 @@ reported once through `on_error(reason)`.
 
 from __future__ import annotations
 
-import errno
 import logging
 import random
-import socket
-import ssl
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -52,6 +49,7 @@ from .muxer import (
     h264_parameter_sets,
     probe_video_size,
 )
+from .pushconnection import describe_network_error
 from .rtmp import FlvTagSender, RtmpError, RtmpPublisher, RtmpTarget
 from .rtp import (
     AUDIO_PAYLOAD_TYPE,
@@ -334,27 +332,8 @@ class StreamPusher(PacketWriter):
         destination = self.destination
         if isinstance(destination, Path):
             return describe_error(exc, destination, "HLS playlist")
-        host = destination.host
-        return f"cannot push to {self.target}: {describe_network_error(exc, host)}"
-
-
-def describe_network_error(exc: BaseException, host: str) -> str:
-    """Why pushing to `host` failed, in a user's words."""
-    code = getattr(exc, "errno", None)
-    if isinstance(exc, RtmpError | RtspError):
-        return str(exc)
-    if isinstance(exc, socket.gaierror):
-        return f"host {host} not found"
-    if code == errno.ECONNREFUSED:
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return f"the server did not answer in time ({exc.strerror or exc})"
-    if code in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
-        return "the server closed the connection"
-    if code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-        return "host unreachable"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed ({exc.reason or exc})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, RtmpError | RtspError):
+            problem = str(exc)  # the server's own refusal
+        else:
+            problem = describe_network_error(exc, destination.host)
+        return f"cannot push to {self.target}: {problem}"

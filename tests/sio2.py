@@ -1,14 +1,12 @@
 """socket.io-client 2.x (npm; Engine.IO 3, Socket.IO 4) driven from Python tests, in Node.
 
 OWT 5.x's pages load this client. ``Sio2Node`` runs ``tests/sio2_node.mjs`` (one Node
-process, any number of sockets); ``Sio2Socket`` is one socket of it: connect, emit
+process, any number of sockets; a `NodeDriver`); ``Sio2Socket`` is one socket of it: connect, emit
 with an ack, the events heard in order, its state, and a dropped transport.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.eventually import eventually
+from tests.nodedriver import ROOT, NodeDriver
 
-ROOT = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).with_name("sio2_node.mjs")
 
 
@@ -33,77 +31,25 @@ class Sio2Error(Exception):
     """The Node driver reported an error for a request."""
 
 
-class Sio2Node:
+class Sio2Node(NodeDriver):
     """One Node process running socket.io-client 2.x sockets."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self._process = process
-        self._next_id = 1
-        self._waiting: dict[int, asyncio.Future[Any]] = {}
-        self._reader = asyncio.create_task(self._read())
+    script = DRIVER
+    title = "the socket.io-client 2 driver"
+    error = Sio2Error
+    call_timeout = 30.0
+    line_limit = 16 * 1024 * 1024
 
     @classmethod
     async def start(cls) -> Sio2Node:
         skip_without_node()
-        process = await asyncio.create_subprocess_exec(
-            "node",
-            str(DRIVER),
-            cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=16 * 1024 * 1024,
-        )
-        assert process.stdout is not None
-        first = await asyncio.wait_for(process.stdout.readline(), 30)
-        if not first or not json.loads(first).get("ok"):
-            raise Sio2Error("the socket.io-client 2 driver did not start")
+        process, _ = await cls.spawn(ready_timeout=30)
         return cls(process)
-
-    async def _read(self) -> None:
-        assert self._process.stdout is not None
-        while line := await self._process.stdout.readline():
-            message = json.loads(line)
-            future = self._waiting.pop(message.get("id"), None)
-            if future is None or future.done():
-                continue
-            if message.get("ok"):
-                future.set_result(message.get("value"))
-            else:
-                future.set_exception(Sio2Error(str(message.get("error"))))
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(Sio2Error("the socket.io-client 2 driver exited"))
-        self._waiting.clear()
-
-    async def call(self, op: str, timeout: float = 30.0, **fields: Any) -> Any:
-        assert self._process.stdin is not None
-        request_id = self._next_id
-        self._next_id += 1
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = future
-        self._process.stdin.write(json.dumps({"id": request_id, "op": op, **fields}).encode())
-        self._process.stdin.write(b"\n")
-        await self._process.stdin.drain()
-        try:
-            return await asyncio.wait_for(future, timeout)
-        finally:
-            self._waiting.pop(request_id, None)
 
     async def connect(self, url: str, **options: Any) -> Sio2Socket:
         """A new socket to ``url`` (``transports=["websocket"]``, ``extraHeaders=...``)."""
         number = await self.call("connect", url=url, options=options)
         return Sio2Socket(self, int(number))
-
-    async def close(self) -> None:
-        if self._process.returncode is None:
-            assert self._process.stdin is not None
-            self._process.stdin.close()
-            try:
-                await asyncio.wait_for(self._process.wait(), 15)
-            except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
-        self._reader.cancel()
 
 
 class Sio2Socket:

@@ -1,12 +1,12 @@
 // Drives the real socket.io-client 2.x (npm, Engine.IO 3 / Socket.IO 4) for the Python tests
-// (tests/sio2.py). Reads one JSON request per line on stdin ({id, op, ...}) and answers one
-// JSON line on stdout ({id, ok, value} or {id, ok: false, error}).
+// (tests/sio2.py), one request a line on its pipes (tests/nodeserve.mjs).
 //
 // Every event a socket hears is recorded in order, with its arguments: the Socket.IO events
 // (connect, disconnect, error, and the server's pushes), the manager's (reconnect,
 // reconnect_attempt, ping, pong) and the engine's transport upgrade ("upgrade").
-import readline from "node:readline";
 import io from "socket.io-client-2";
+
+import { serve } from "./nodeserve.mjs";
 
 const sockets = new Map();
 let nextSocket = 1;
@@ -95,34 +95,7 @@ function plain(value) {
   return value === undefined ? null : value;
 }
 
-function reply(message) {
-  process.stdout.write(JSON.stringify(message) + "\n");
-}
-
-reply({ id: 0, ok: true, value: "ready" });
-
-const lines = readline.createInterface({ input: process.stdin });
-lines.on("line", async (line) => {
-  let request;
-  try {
-    request = JSON.parse(line);
-  } catch (error) {
-    reply({ id: null, ok: false, error: `bad request line: ${error.message}` });
-    return;
-  }
-  const operation = operations[request.op];
-  if (!operation) {
-    reply({ id: request.id, ok: false, error: `unknown op ${request.op}` });
-    return;
-  }
-  try {
-    const value = await operation(request);
-    reply({ id: request.id, ok: true, value: value === undefined ? null : value });
-  } catch (error) {
-    reply({ id: request.id, ok: false, error: String(error && error.message ? error.message : error) });
-  }
-});
-lines.on("close", () => {
+serve(operations, "ready", () => {
   for (const { socket } of sockets.values()) socket.close();
   process.exit(0);
 });

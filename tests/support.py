@@ -89,6 +89,13 @@ async def joined(
     return client
 
 
+async def room_with(tessera: RunningServer, name: str, **options: Any) -> str:
+    """The id of a room created over REST with these room options."""
+    status, room = await api(tessera, "POST", "/v1/rooms", {"name": name, "options": options})
+    assert status == 200, room
+    return str(room["id"])
+
+
 async def rest_call(
     url: str, key: str, method: str, path: str, body: Any = None
 ) -> tuple[int, Any]:

@@ -1,10 +1,10 @@
 // Drives Debian's Chromium with playwright-core for the Python browser tests.
 //
-// Reads one JSON request per line on stdin ({id, op, ...}) and answers one JSON
-// line on stdout ({id, ok, value} or {id, ok: false, error}). Pages are numbered.
+// One request a line on its pipes (tests/nodeserve.mjs). Pages are numbered.
 // Console messages and page errors are kept per page so a failing test can show them.
-import readline from "node:readline";
 import { chromium } from "playwright-core";
+
+import { serve } from "../nodeserve.mjs";
 
 const executablePath = process.env.TESSERA_CHROMIUM || "/usr/bin/chromium";
 const browser = await chromium.launch({
@@ -100,34 +100,7 @@ const operations = {
   },
 };
 
-function reply(message) {
-  process.stdout.write(JSON.stringify(message) + "\n");
-}
-
-reply({ id: 0, ok: true, value: browser.version() });
-
-const lines = readline.createInterface({ input: process.stdin });
-lines.on("line", async (line) => {
-  let request;
-  try {
-    request = JSON.parse(line);
-  } catch (error) {
-    reply({ id: null, ok: false, error: `bad request line: ${error.message}` });
-    return;
-  }
-  const operation = operations[request.op];
-  if (!operation) {
-    reply({ id: request.id, ok: false, error: `unknown op ${request.op}` });
-    return;
-  }
-  try {
-    const value = await operation(request);
-    reply({ id: request.id, ok: true, value: value === undefined ? null : value });
-  } catch (error) {
-    reply({ id: request.id, ok: false, error: String(error && error.message ? error.message : error) });
-  }
-});
-lines.on("close", async () => {
+serve(operations, browser.version(), async () => {
   await browser.close();
   process.exit(0);
 });

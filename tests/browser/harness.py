@@ -1,4 +1,4 @@
-"""Real Chromium for tests: a Node bridge (bridge.mjs, playwright-core) driven over pipes.
+"""Real Chromium for tests: a Node bridge (bridge.mjs, playwright-core; a `NodeDriver`).
 
 The tests stay in Python (same fixtures, same server, same Python client for interop)
 while the browser is driven by playwright-core from npm, as the project requires.
@@ -7,13 +7,13 @@ while the browser is driven by playwright-core from npm, as the project requires
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.nodedriver import ROOT, NodeDriver
+
 BRIDGE = Path(__file__).with_name("bridge.mjs")
 CHROMIUM = os.environ.get("TESSERA_CHROMIUM", "/usr/bin/chromium")
 
@@ -70,73 +70,24 @@ class BrowserError(Exception):
     """The browser or the page reported an error for a request."""
 
 
-class Browser:
+class Browser(NodeDriver):
     """One headless Chromium; each page gets its own browser context."""
 
+    script = BRIDGE
+    title = "the browser bridge"
+    error = BrowserError
+    call_timeout = 60.0
+    line_limit = 64 * 1024 * 1024
+
     def __init__(self, process: asyncio.subprocess.Process, version: str) -> None:
-        self._process = process
+        super().__init__(process)
         self.version = version
-        self._next_id = 1
-        self._waiting: dict[int, asyncio.Future[Any]] = {}
-        self._reader = asyncio.create_task(self._read())
         self.pages: list[Page] = []
 
     @classmethod
     async def launch(cls) -> Browser:
-        process = await asyncio.create_subprocess_exec(
-            "node",
-            str(BRIDGE),
-            cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=64 * 1024 * 1024,
-        )
-        assert process.stdout is not None
-        try:
-            first = await asyncio.wait_for(process.stdout.readline(), 60)
-            if not first:
-                raise BrowserError("the browser bridge exited before Chromium started")
-            hello = json.loads(first)
-            if not hello.get("ok"):
-                raise BrowserError(f"Chromium did not start: {hello.get('error')}")
-        except BaseException:
-            # A bridge that did not come up is not left running (and its Chromium with it).
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            raise
-        return cls(process, str(hello["value"]))
-
-    async def _read(self) -> None:
-        assert self._process.stdout is not None
-        while line := await self._process.stdout.readline():
-            message = json.loads(line)
-            future = self._waiting.pop(message.get("id"), None)
-            if future is None or future.done():
-                continue
-            if message.get("ok"):
-                future.set_result(message.get("value"))
-            else:
-                future.set_exception(BrowserError(str(message.get("error"))))
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(BrowserError("the browser bridge exited"))
-        self._waiting.clear()
-
-    async def call(self, op: str, timeout: float = 60.0, **fields: Any) -> Any:
-        """Send one request to the bridge and wait for its answer."""
-        assert self._process.stdin is not None
-        request_id = self._next_id
-        self._next_id += 1
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = future
-        self._process.stdin.write(json.dumps({"id": request_id, "op": op, **fields}).encode())
-        self._process.stdin.write(b"\n")
-        await self._process.stdin.drain()
-        try:
-            return await asyncio.wait_for(future, timeout)
-        finally:
-            self._waiting.pop(request_id, None)
+        process, version = await cls.spawn(ready_timeout=60)
+        return cls(process, str(version))
 
     async def new_page(self, url: str | None = None, width: int = 1280, height: int = 800) -> Page:
         """A fresh page (own cookies and storage) with camera and microphone allowed."""
@@ -145,18 +96,6 @@ class Browser:
         if url is not None:
             await page.goto(url)
         return page
-
-    async def close(self) -> None:
-        """Close Chromium and the bridge."""
-        if self._process.returncode is None:
-            assert self._process.stdin is not None
-            self._process.stdin.close()
-            try:
-                await asyncio.wait_for(self._process.wait(), 15)
-            except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
-        self._reader.cancel()
 
 
 class Page:

@@ -8,22 +8,8 @@ from aiortc import sdp
 
 from tessera_client import ClientError, ConferenceClient
 from tests.eventually import eventually
-from tests.support import RunningServer, api
+from tests.support import RunningServer, api, joined, room_with
 from tests.synthetic import ColorVideoTrack, ToneTrack, next_video_frame
-
-
-async def room_with(tessera: RunningServer, name: str, media_in: dict[str, Any]) -> str:
-    status, room = await api(
-        tessera, "POST", "/v1/rooms", {"name": name, "options": {"mediaIn": media_in}}
-    )
-    assert status == 200, room
-    return str(room["id"])
-
-
-async def join(tessera: RunningServer, room: str, user: str) -> ConferenceClient:
-    client = ConferenceClient()
-    await client.join(tessera.token(room=room, user=user))
-    return client
 
 
 def answered_codecs(client: ConferenceClient, mid: str) -> list[str]:
@@ -42,8 +28,8 @@ def track_format(client: ConferenceClient, stream_id: str, kind: str) -> dict[st
 async def test_a_room_taking_only_h264_refuses_vp8_and_negotiates_h264(
     tessera: RunningServer,
 ) -> None:
-    room = await room_with(tessera, "h264-only", {"video": [{"codec": "h264"}]})
-    vp8_only = await join(tessera, room, "vp8-camera")
+    room = await room_with(tessera, "h264-only", mediaIn={"video": [{"codec": "h264"}]})
+    vp8_only = await joined(tessera, "vp8-camera", room=room)
     refused = await vp8_only.publish(
         video=ColorVideoTrack((200, 30, 30)), codecs={"video": ["vp8"]}
     )
@@ -58,7 +44,7 @@ async def test_a_room_taking_only_h264_refuses_vp8_and_negotiates_h264(
 
     # Offering both (VP8 first, aiortc's own order): the answer lists one H.264 format only,
     # the first the publisher offered (aiortc: profile-level-id 42001f, Baseline).
-    both = await join(tessera, room, "any-camera")
+    both = await joined(tessera, "any-camera", room=room)
     pub = await both.publish(video=ColorVideoTrack((30, 30, 200)))
     await pub.wait_ready()
     assert answered_codecs(both, pub.mids["video"]) == ["h264"]
@@ -66,7 +52,7 @@ async def test_a_room_taking_only_h264_refuses_vp8_and_negotiates_h264(
     assert track_format(both, pub.id, "video") == {"codec": "h264", "profile": "B"}
 
     # What was advertised is what flows: a forward subscriber gets H.264 frames.
-    viewer = await join(tessera, room, "viewer")
+    viewer = await joined(tessera, "viewer", room=room)
     assert track_format(viewer, pub.id, "video") == {"codec": "h264", "profile": "B"}
     sub = await viewer.subscribe(pub.id)
     await sub.wait_ready()
@@ -79,8 +65,8 @@ async def test_a_room_taking_only_h264_refuses_vp8_and_negotiates_h264(
 
 
 async def test_audio_formats_of_the_room_only(tessera: RunningServer) -> None:
-    room = await room_with(tessera, "pcmu-only", {"audio": [{"codec": "pcmu"}]})
-    client = await join(tessera, room, "phone")
+    room = await room_with(tessera, "pcmu-only", mediaIn={"audio": [{"codec": "pcmu"}]})
+    client = await joined(tessera, "phone", room=room)
     pub = await client.publish(audio=ToneTrack(440))  # aiortc offers opus, PCMU, PCMA
     await pub.wait_ready()
     assert answered_codecs(client, pub.mids["audio"]) == ["pcmu"]
@@ -89,9 +75,11 @@ async def test_audio_formats_of_the_room_only(tessera: RunningServer) -> None:
 
     # Opus only, where Opus at one channel is all the room takes: refused.
     mono = await room_with(
-        tessera, "mono-opus", {"audio": [{"codec": "opus", "sampleRate": 48000, "channelNum": 1}]}
+        tessera,
+        "mono-opus",
+        mediaIn={"audio": [{"codec": "opus", "sampleRate": 48000, "channelNum": 1}]},
     )
-    other = await join(tessera, mono, "stereo")
+    other = await joined(tessera, "stereo", room=mono)
     refused = await other.publish(audio=ToneTrack(440), codecs={"audio": ["opus"]})
     try:
         await refused.wait_ready()
@@ -105,8 +93,8 @@ async def test_audio_formats_of_the_room_only(tessera: RunningServer) -> None:
 async def test_a_kind_the_room_takes_in_no_format_is_refused_at_publish(
     tessera: RunningServer,
 ) -> None:
-    room = await room_with(tessera, "no-video", {"video": []})
-    client = await join(tessera, room, "cam")
+    room = await room_with(tessera, "no-video", mediaIn={"video": []})
+    client = await joined(tessera, "cam", room=room)
     try:
         await client.publish(video=ColorVideoTrack((10, 200, 10)))
         raise AssertionError("video was published into a room that takes none")

@@ -7,25 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from tessera_client import ClientError, ConferenceClient
-from tests.support import RunningServer, api, start_server
+from tests.support import RunningServer, api, joined, room_with, start_server
 from tests.synthetic import ToneTrack
-
-
-async def room_with(tessera: RunningServer, name: str, **options: Any) -> str:
-    status, room = await api(tessera, "POST", "/v1/rooms", {"name": name, "options": options})
-    assert status == 200, room
-    return str(room["id"])
-
-
-async def join(tessera: RunningServer, room: str, user: str) -> ConferenceClient:
-    client = ConferenceClient()
-    await client.join(tessera.token(room=room, user=user))
-    return client
 
 
 async def test_participant_limit(tessera: RunningServer) -> None:
     room = await room_with(tessera, "small", participantLimit=2)
-    first, second = await join(tessera, room, "a"), await join(tessera, room, "b")
+    first, second = await joined(tessera, "a", room=room), await joined(tessera, "b", room=room)
     third = ConferenceClient()
     try:
         await third.join(tessera.token(room=room, user="c"))
@@ -33,14 +21,14 @@ async def test_participant_limit(tessera: RunningServer) -> None:
     except ClientError as exc:
         assert str(exc) == "Room is full"
     await second.leave()
-    again = await join(tessera, room, "c")  # a place is free again
+    again = await joined(tessera, "c", room=room)  # a place is free again
     for client in (first, again):
         await client.leave()
 
 
 async def test_input_limit(tessera: RunningServer) -> None:
     room = await room_with(tessera, "one-voice", inputLimit=1)
-    first, second = await join(tessera, room, "a"), await join(tessera, room, "b")
+    first, second = await joined(tessera, "a", room=room), await joined(tessera, "b", room=room)
     pub = await first.publish(audio=ToneTrack(300))
     await pub.wait_ready()
     try:
@@ -61,8 +49,8 @@ async def test_notifying_off_sends_no_participant_or_stream_events(tessera: Runn
         "quiet",
         notifying={"participantActivities": False, "streamChange": False},
     )
-    watcher = await join(tessera, room, "watcher")
-    other = await join(tessera, room, "other")
+    watcher = await joined(tessera, "watcher", room=room)
+    other = await joined(tessera, "other", room=room)
     pub = await other.publish(audio=ToneTrack(300))
     await pub.wait_ready()
     await pub.unpublish()
@@ -90,7 +78,7 @@ async def test_recordings_and_streaming_outs_per_room_and_per_service(tmp_path: 
         streams = {}
         for name in ("first", "second"):
             room = await room_with(tessera, name)
-            client = await join(tessera, room, "a")
+            client = await joined(tessera, "a", room=room)
             publication = await client.publish(audio=ToneTrack(440.0))
             await publication.wait_ready()
             clients.append(client)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,37 +13,20 @@ import pytest
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
 from tests.integration.test_recording import publishers, read_file
+from tests.receivers import Receiver, Store, ffmpeg_or_skip, playlist_names, running_store
 from tests.support import RunningServer, api
 from tests.synthetic import next_video_frame
-from tests.unit.test_streamingout import Receiver
-from tests.unit.test_streamingout_push import RtspReceiver, Store, playlist_names
 
 
 @pytest.fixture
 def ffmpeg() -> str:
-    path = shutil.which("ffmpeg")
-    if path is None:
-        pytest.skip("the receivers need FFmpeg's command line: apt-get install ffmpeg")
-    return path
+    return ffmpeg_or_skip()
 
 
 @pytest.fixture
 async def store() -> AsyncIterator[Store]:
-    from aiohttp import web
-
-    kept = Store()
-    app = web.Application(client_max_size=64 << 20)
-    app.router.add_route("*", "/live/{name}", kept.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    kept.url = f"http://127.0.0.1:{port}/live"
-    try:
+    async with running_store() as kept:
         yield kept
-    finally:
-        await runner.cleanup()
 
 
 async def get_out(tessera: RunningServer, room: str, out_id: str) -> dict[str, Any]:
@@ -167,8 +149,8 @@ async def test_rtsp_rtmp_and_local_hls(tessera: RunningServer, ffmpeg: str, tmp_
     pubs = await publishers(tessera)
     room = pubs[0][0].room_id
     mixed = f"{room}-common"
-    rtsp = RtspReceiver(ffmpeg, tmp_path / "rtsp.mkv")
-    rtmp = Receiver(ffmpeg, tmp_path / "rtmp.flv")
+    rtsp = Receiver(ffmpeg, tmp_path / "rtsp.mkv", "rtsp")
+    rtmp = Receiver(ffmpeg, tmp_path / "rtmp.flv", "rtmp")
     try:
         await rtsp.wait_listening()
         await rtmp.wait_listening()
@@ -234,7 +216,7 @@ async def test_a_source_that_leaves_and_a_receiver_that_goes_away(
     pubs = await publishers(tessera)
     room = pubs[0][0].room_id
     leaving, forward = pubs[1]
-    rtsp = RtspReceiver(ffmpeg, tmp_path / "rtsp.mkv")
+    rtsp = Receiver(ffmpeg, tmp_path / "rtsp.mkv", "rtsp")
     try:
         await rtsp.wait_listening()
         status, from_forward = await api(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +19,8 @@ from tessera.portal.binarypack import (
     pack,
     unpack,
 )
+from tests.nodedriver import ROOT, run_node
 
-ROOT = Path(__file__).resolve().parents[2]
 NODE_SCRIPT = Path(__file__).with_name("binarypack_node.mjs")
 JS_LIBRARY = ROOT / "node_modules" / "peerjs-js-binarypack" / "dist" / "binarypack.mjs"
 
@@ -104,20 +101,8 @@ def to_json(value: Any) -> Any:
 
 def node_binarypack(pack_values: list[Any], unpack_hex: list[str]) -> dict[str, Any]:
     """Run the real peerjs-js-binarypack on the values and the hex strings."""
-    if shutil.which("node") is None:
-        pytest.skip("Node.js is not installed: no cross-check with peerjs-js-binarypack")
-    if not JS_LIBRARY.exists():
-        pytest.skip("node_modules is missing (run `npm ci`): no cross-check with the JS library")
-    request = json.dumps({"pack": [to_json(v) for v in pack_values], "unpack": unpack_hex})
-    result = subprocess.run(
-        ["node", str(NODE_SCRIPT)],
-        input=request,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    answer: dict[str, Any] = json.loads(result.stdout)
+    request = {"pack": [to_json(v) for v in pack_values], "unpack": unpack_hex}
+    answer: dict[str, Any] = run_node(NODE_SCRIPT, request, JS_LIBRARY, "peerjs-js-binarypack")
     return answer
 
 

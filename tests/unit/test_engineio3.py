@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +20,8 @@ from tessera.portal.engineio3 import (
     encode_payload,
     utf16_length,
 )
+from tests.nodedriver import ROOT, run_node
 
-ROOT = Path(__file__).resolve().parents[2]
 NODE_SCRIPT = Path(__file__).with_name("sio2_parsers_node.mjs")
 
 M = PacketType.MESSAGE
@@ -38,19 +36,9 @@ SAMPLES = [
 
 def node_parsers(request: dict[str, Any]) -> dict[str, Any]:
     """Run socket.io-client 2.x's own parsers (engine.io-parser 2, socket.io-parser 3)."""
-    if shutil.which("node") is None:
-        pytest.skip("Node.js is not installed: no cross-check with engine.io-parser")
-    if not (ROOT / "node_modules" / "socket.io-client-2").is_dir():
-        pytest.skip("node_modules is missing (run `npm ci`): no cross-check with the JS parser")
-    result = subprocess.run(
-        ["node", str(NODE_SCRIPT)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    answer: dict[str, Any] = run_node(
+        NODE_SCRIPT, request, ROOT / "node_modules" / "socket.io-client-2", "engine.io-parser"
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    answer: dict[str, Any] = json.loads(result.stdout)
     return answer
 
 

@@ -151,6 +151,18 @@ def last_frame_time(path: Path) -> float | None:
 # -- files -----------------------------------------------------------------------
 
 
+def assert_whole_recording(path: Path) -> None:
+    """Every picture fed, at its size, and the tone's audio, decoded from the file."""
+    with av.open(str(path)) as f:
+        frames = list(f.decode(video=0))
+    assert len(frames) == SECONDS * FPS
+    assert {(fr.width, fr.height) for fr in frames} == {(WIDTH, HEIGHT)}
+    with av.open(str(path)) as f:
+        samples = np.concatenate([fr.to_ndarray()[0] for fr in f.decode(audio=0)])
+    assert len(samples) > (SECONDS - 0.2) * 48000
+    assert tone_energy(samples[48000:96000], TONE) > 0.5
+
+
 @pytest.mark.parametrize(
     ("container", "codec"), [("webm", "vp8"), ("mkv", "vp8"), ("mkv", "h264"), ("mp4", "h264")]
 )
@@ -191,14 +203,7 @@ def test_records_a_playable_file(
         if codec == "h264":
             avcc = v.codec_context.extradata
             assert avcc is not None and avcc[0] == 1  # avcC made from the Annex-B SPS/PPS
-    with av.open(str(path)) as f:
-        frames = list(f.decode(video=0))
-    assert len(frames) == SECONDS * FPS
-    assert {(fr.width, fr.height) for fr in frames} == {(WIDTH, HEIGHT)}
-    with av.open(str(path)) as f:
-        samples = np.concatenate([fr.to_ndarray()[0] for fr in f.decode(audio=0)])
-    assert len(samples) > (SECONDS - 0.2) * 48000
-    assert tone_energy(samples[48000:96000], TONE) > 0.5
+    assert_whole_recording(path)
     with av.open(str(path)) as f:  # cues / index: seekable
         f.seek(3 * av.time_base)
         assert abs(next(f.decode(video=0)).time - 3.0) < 0.05
@@ -220,13 +225,7 @@ def test_records_a_playable_mpeg_ts(tmp_path: Path, h264: list[Any], opus: list[
         v, a = f.streams.video[0], f.streams.audio[0]
         assert (v.codec_context.name, a.codec_context.name) == ("h264", "opus")
         assert a.codec_context.channels == 2
-        frames = list(f.decode(video=0))
-    assert len(frames) == SECONDS * FPS
-    assert {(fr.width, fr.height) for fr in frames} == {(WIDTH, HEIGHT)}
-    with av.open(str(path)) as f:
-        samples = np.concatenate([fr.to_ndarray()[0] for fr in f.decode(audio=0)])
-    assert len(samples) > (SECONDS - 0.2) * 48000
-    assert tone_energy(samples[48000:96000], TONE) > 0.5
+    assert_whole_recording(path)
 
 
 def test_audio_only_starts_at_the_first_packet(tmp_path: Path, opus: list[Any]) -> None:

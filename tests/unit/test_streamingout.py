@@ -6,10 +6,8 @@ import asyncio
 import io
 import itertools
 import select
-import shutil
 import socket
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -33,7 +31,7 @@ from tessera.recorder.recording import MediaChoice
 from tessera.recorder.rtmp import RtmpError, RtmpPublisher, check_rtmp_url
 from tessera.recorder.streamingout import StreamingOut
 from tests.eventually import eventually
-from tests.support import listening
+from tests.receivers import Receiver, ffmpeg_or_skip, free_port, running_receiver
 from tests.synthetic import tone_energy
 
 WIDTH, HEIGHT, FPS = 320, 240, 30
@@ -207,61 +205,15 @@ def playlist_segments(playlist: Path) -> list[Path]:
 # -- an RTMP receiver ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def ffmpeg() -> str:
-    path = shutil.which("ffmpeg")
-    if path is None:
-        pytest.skip("needs the ffmpeg binary as an RTMP receiver: apt-get install ffmpeg")
-    return path
-
-
-class Receiver:
-    """`ffmpeg -listen 1`: a real RTMP server that writes what it receives into an FLV file."""
-
-    def __init__(self, ffmpeg: str, out: Path) -> None:
-        self.port = free_port()
-        self.url = f"rtmp://127.0.0.1:{self.port}/live/x"
-        self.out = out
-        command = [ffmpeg, "-hide_banner", "-loglevel", "error", "-listen", "1", "-i", self.url]
-        self.process = subprocess.Popen(
-            [*command, "-c", "copy", "-f", "flv", str(out)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    async def wait_listening(self) -> None:
-        def ready() -> bool:
-            assert self.process.poll() is None, self.process.communicate()[1].decode()
-            return listening(self.port)
-
-        await eventually(ready, what="ffmpeg listening")
-
-    async def finished(self, timeout: float = 30) -> str:
-        _, err = await asyncio.wait_for(asyncio.to_thread(self.process.communicate), timeout)
-        assert self.process.returncode == 0, err.decode()
-        return err.decode()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
+    return ffmpeg_or_skip()
 
 
 @pytest.fixture
 async def receiver(ffmpeg: str, tmp_path: Path) -> AsyncIterator[Receiver]:
-    running = Receiver(ffmpeg, tmp_path / "received.flv")
-    try:
-        await running.wait_listening()
+    async with running_receiver(ffmpeg, tmp_path / "received.flv", "rtmp") as running:
         yield running
-    finally:
-        running.close()
 
 
 def decoded_audio(path: Path) -> tuple[np.ndarray, Any]:

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import av
 import pytest
-from aiohttp import web
 
 from tessera.media.mediasource import ParameterError
 from tessera.recorder.httppush import RetryPolicy
 from tessera.recorder.recording import MediaChoice
-from tessera.recorder.streamingout import SOURCE_LOSS, StreamingOut
+from tessera.recorder.roomoutput import SOURCE_LOSS
+from tessera.recorder.streamingout import StreamingOut
 from tests.eventually import eventually
-from tests.support import listening
+from tests.receivers import (
+    Receiver,
+    Store,
+    ffmpeg_or_skip,
+    free_port,
+    playlist_names,
+    running_receiver,
+    running_store,
+)
 from tests.synthetic import tone_energy
 from tests.unit.test_streamingout import (
     FPS,
@@ -27,7 +34,6 @@ from tests.unit.test_streamingout import (
     Media,
     VP8Stream,
     decoded_audio,
-    free_port,
     play,
 )
 
@@ -39,50 +45,10 @@ def media() -> Media:
     return Media()
 
 
-class Store:
-    """A user's HTTP server: keeps what is PUT or POSTed, forgets what is DELETEd."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.log: list[tuple[str, str]] = []  # (method, name) in arrival order
-        self.deleted: list[str] = []
-        self.fail_with: int | None = None  # answer every request with this status
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        self.log.append((request.method, name))
-        if self.fail_with is not None:
-            return web.Response(status=self.fail_with, text="no")
-        if request.method == "DELETE":
-            self.deleted.append(name)
-            return web.Response(status=204 if self.files.pop(name, None) is not None else 404)
-        self.files[name] = await request.read()
-        return web.Response(status=201)
-
-    def uploads(self, method: str) -> list[str]:
-        return [name for m, name in self.log if m == method]
-
-
 @pytest.fixture
 async def store() -> AsyncIterator[Store]:
-    kept = Store()
-    app = web.Application(client_max_size=64 << 20)
-    app.router.add_route("*", "/live/{name}", kept.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    kept.url = f"http://127.0.0.1:{port}/live"
-    try:
+    async with running_store() as kept:
         yield kept
-    finally:
-        await runner.cleanup()
-
-
-def playlist_names(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
 def decode_bytes(data: bytes, tmp: Path, suffix: str) -> tuple[list[Any], Any]:
@@ -287,60 +253,18 @@ async def test_refused_targets_bind_nothing(
 # -- RTSP --------------------------------------------------------------------------------
 
 
-class RtspReceiver:
-    """`ffmpeg -rtsp_flags listen`: a real RTSP server that takes one push into a file."""
-
-    def __init__(self, ffmpeg: str, out: Path) -> None:
-        self.port = free_port()
-        self.url = f"rtsp://127.0.0.1:{self.port}/live/x"
-        self.out = out
-        command = [ffmpeg, "-hide_banner", "-loglevel", "error", "-rtsp_flags", "listen"]
-        self.process = subprocess.Popen(
-            [*command, "-i", self.url, "-c", "copy", "-f", "matroska", str(out)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    async def wait_listening(self) -> None:
-        def ready() -> bool:
-            assert self.process.poll() is None, self.process.communicate()[1].decode()
-            return listening(self.port)
-
-        await eventually(ready, what="ffmpeg listening")
-
-    async def finished(self, timeout: float = 30) -> str:
-        _, err = await asyncio.wait_for(asyncio.to_thread(self.process.communicate), timeout)
-        assert self.process.returncode == 0, err.decode()
-        return err.decode()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
-
-
-@pytest.fixture
-async def rtsp_receiver(ffmpeg: str, tmp_path: Path) -> AsyncIterator[RtspReceiver]:
-    running = RtspReceiver(ffmpeg, tmp_path / "received.mkv")
-    try:
-        await running.wait_listening()
-        yield running
-    finally:
-        running.close()
-
-
 @pytest.fixture
 def ffmpeg() -> str:
-    import shutil
-
-    path = shutil.which("ffmpeg")
-    if path is None:
-        pytest.skip("needs the ffmpeg binary as an RTSP receiver: apt-get install ffmpeg")
-    return path
+    return ffmpeg_or_skip()
 
 
-async def test_rtsp_push_to_a_real_receiver(rtsp_receiver: RtspReceiver, media: Media) -> None:
+@pytest.fixture
+async def rtsp_receiver(ffmpeg: str, tmp_path: Path) -> AsyncIterator[Receiver]:
+    async with running_receiver(ffmpeg, tmp_path / "received.mkv", "rtsp") as running:
+        yield running
+
+
+async def test_rtsp_push_to_a_real_receiver(rtsp_receiver: Receiver, media: Media) -> None:
     stream = VP8Stream("s1")
     out = StreamingOut("r1", "room1", "rtsp", rtsp_receiver.url, MediaChoice("s1", "s1"))
     out.start({"s1": stream})
@@ -362,7 +286,7 @@ async def test_rtsp_push_to_a_real_receiver(rtsp_receiver: RtspReceiver, media: 
 
 
 async def test_rtsp_receiver_that_goes_away_fails_the_push(
-    rtsp_receiver: RtspReceiver, media: Media
+    rtsp_receiver: Receiver, media: Media
 ) -> None:
     stream = VP8Stream("s1")
     out = StreamingOut("r2", "room1", "rtsp", rtsp_receiver.url, MediaChoice("s1", "s1"))
