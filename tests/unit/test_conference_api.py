@@ -15,7 +15,9 @@ from tessera.conference.roomservice import RoomService
 ROOT = Path(__file__).resolve().parents[2]
 # The one-process assembly builds the RoomService; every other front-end module gets a
 # Conference.
-ASSEMBLY = {ROOT / "portal" / "server.py"}
+# The assemblies of processes (one process; a cluster's agent) build the room service;
+# everything else in portal/ is a front end.
+ASSEMBLY = {ROOT / "portal" / "server.py", ROOT / "portal" / "agentserver.py"}
 
 
 def _members() -> dict[str, object]:
