@@ -217,20 +217,34 @@ async def test_python_clients_come_back_by_themselves_when_their_agent_is_killed
         await bob.leave()
 
 
-async def test_a_client_that_does_not_rejoin_is_dropped_with_the_reason(
+async def test_a_client_back_with_its_ticket_rejoins_and_one_that_does_not_is_dropped(
     cluster: Cluster, replaced: None
 ) -> None:
     room_id = await auto_recorded_room(cluster)
     plain = ConferenceClient(rejoin=False)
     await plain.join(cluster.token(0, room_id, "plain"))
+    traveller = ConferenceClient()
+    await traveller.join(cluster.token(1, room_id, "traveller", role="viewer"))
     try:
+        # The traveller's connection breaks; it comes back with its ticket (relogin): the
+        # portal learns who it is from the agent, to give it a token if the agent dies.
+        await traveller.sio.eio.disconnect(abort=True)
+        await eventually(lambda: traveller.reconnections == 1, 30, "the relogin")
+        await eventually(traveller.connected.is_set, 30, "the traveller back")
+
         kill_agent(await agent_of(cluster, room_id))
         await eventually(plain.dropped.is_set, 30, "the drop")
         dropped = await plain.next_event("drop")
         assert dropped["reason"] == "the room's media server stopped; join again"
         assert plain.rejoins == 0 and not plain.is_joined
+
+        await traveller.next_event("rejoined", timeout=30)
+        assert traveller.rejoins == 1 and traveller.is_joined
+        assert traveller.room_id == room_id and traveller.info["role"] == "viewer"
+        assert traveller.info["user"] == "traveller"
     finally:
         await plain.leave()
+        await traveller.leave()
 
 
 # The conference library in a page: publish a red canvas, show the mixed view; on
@@ -297,3 +311,49 @@ async def test_the_js_client_sees_the_mixed_view_again_after_its_agent_is_killed
     assert await page.evaluate("() => window.client.info.room.id") == room_id
     assert back_after < BACK_WITHIN, f"{back_after:.1f} s from the kill to the mixed view"
     await page.evaluate("() => window.client.leave()")
+
+
+async def test_the_conference_page_says_it_reconnects_and_shows_the_room_again(
+    cluster: Cluster,
+    replaced: None,
+    browser: Browser,  # noqa: F811 - the imported fixture
+) -> None:
+    page = await browser.new_page(cluster.portals[1].url + "/")
+    await page.fill("#name", "Ada")
+    await page.fill("#room", f"page-{uuid.uuid4().hex[:8]}")
+    await page.click("#join-button")
+    await page.wait_for(
+        "() => window.tessera.client && window.tessera.camera && window.tessera.mixedSubscription",
+        timeout=30,
+    )
+    before = await page.evaluate(
+        """() => {
+          const t = window.tessera;
+          // After the page's own listener: what the badge says while joining again.
+          t.client.addEventListener("rejoining", () => {
+            window.badge = document.getElementById("connection-state").textContent;
+          });
+          return {room: t.client.info.room.id, camera: t.camera.id, mixed: t.mixedSubscription.id};
+        }"""
+    )
+    kill_agent(await agent_of(cluster, before["room"]))
+    await page.wait_for(
+        """(old) => {
+          const t = window.tessera;
+          return t.camera && t.camera.id !== old.camera && t.mixedSubscription
+            && t.mixedSubscription.id !== old.mixed
+            && document.getElementById("mixed-video").srcObject === t.mixedSubscription.stream
+            && document.getElementById("connection-state").hidden;
+        }""",
+        before,
+        timeout=30,
+    )
+    assert await page.evaluate("() => window.badge") == "Reconnecting to the room…"
+    assert await page.evaluate("() => window.tessera.client.info.room.id") == before["room"]
+    frames = """async () => {
+      const stats = await window.tessera.mixedSubscription.getStats();
+      const video = stats.find((r) => r.kind === "video");
+      return video ? video.framesDecoded : 0;
+    }"""
+    await page.wait_for(f"async () => ({frames})() > 10", timeout=30)
+    assert not await page.evaluate("() => document.getElementById('conference-screen').hidden")
