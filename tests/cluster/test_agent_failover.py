@@ -1,7 +1,7 @@
 """An agent killed with ``kill -9``: its rooms are placed again, clients come back.
 
-A real cluster on loopback (one redis-server, 2 portals, 3 agents as processes, with
-``[cluster] lease = 3`` s, tests/cluster/processes.py). Each test kills the agent hosting
+A real cluster on loopback (one redis-server, 2 portals, 3 agents as processes, with the
+default ``[cluster] lease`` of 5 s, tests/cluster/processes.py). Each test kills the agent hosting
 its room: the portals notice its lease lapse, end their clients' sessions with a reason
 and a token to join again; Tessera's clients join again by themselves (the room is
 placed on a live agent then), publish again and subscribe to the mixed view again. The
@@ -24,11 +24,12 @@ import redis.asyncio as aioredis
 from aiortc import MediaStreamTrack
 
 from tessera.cluster.agent import RECORDING_LOST
+from tessera.cluster.nodes import DEFAULT_LEASE
 from tessera.cluster.roomplacement import ROOM_AGENT_PREFIX
 from tessera_client import ConferenceClient, Subscription
 from tests.browser.conftest import browser  # noqa: F401 - the fixture, for the page test
 from tests.browser.harness import Browser
-from tests.cluster.processes import KEY, Cluster, NodeProcess, RedisProcess
+from tests.cluster.processes import KEY, Cluster, NodeProcess, RedisProcess, write_config
 from tests.eventually import eventually
 from tests.integration.test_recording import read_file
 from tests.synthetic import ColorVideoTrack, ToneTrack, close_to, mean_rgb, next_video_frame
@@ -46,6 +47,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     redis = RedisProcess(directory / "redis")
     redis.start()
     running = Cluster(directory, redis.url, portals=2, agents=3)
+    # The default lease (5 s), not the shorter one of the other cluster tests: the figure
+    # measured is the one a user gets.
+    write_config(directory, cluster={"request_timeout": 5.0, "lease": DEFAULT_LEASE})
     try:
         running.start()
         yield running
