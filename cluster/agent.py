@@ -41,6 +41,8 @@ NODE_PREFIX = "node."
 # Reasons rooms close on an agent, as clients hear them.
 ROOM_MOVED = "the room moved to another media server"
 LEASE_LOST = "the media server lost contact with the cluster"
+# Why a recording whose agent died is failed (its file plays up to the cut).
+RECORDING_LOST = "the room's media server was lost while recording; the file ends where it was cut"
 
 
 class HostedRooms(Protocol):
@@ -55,12 +57,26 @@ class HostedRooms(Protocol):
     def counters(self) -> ConferenceStats: ...
 
 
-class PlacedHost:
-    """The RoomHost of an agent: a room loads here only if the placement names this agent."""
+class LostRecordings(Protocol):
+    """The store's side of recordings whose agent was lost (RedisStore)."""
 
-    def __init__(self, placement: RoomPlacement, agent_id: str) -> None:
+    async def fail_lost_recordings(
+        self, service_id: str, room_id: str, reason: str, *, claiming: str = ""
+    ) -> list[str]: ...
+
+
+class PlacedHost:
+    """The RoomHost of an agent: a room loads here only if the placement names this agent.
+
+    A room claimed here may have been hosted by an agent that died: its recordings still
+    stored as running are marked failed before the room loads (``recordings``)."""
+
+    def __init__(
+        self, placement: RoomPlacement, agent_id: str, recordings: LostRecordings | None = None
+    ) -> None:
         self.placement = placement
         self.agent_id = agent_id
+        self.recordings = recordings
         self.accepting = True
 
     async def claim(self, service_id: str, room_id: str, name: str, persistent: bool) -> None:
@@ -72,6 +88,22 @@ class PlacedHost:
             raise ConferenceError(
                 "The room is hosted by another media server; try again", ErrorCode.CLOUD, 503
             )
+        if self.recordings is not None:
+            try:
+                failed = await self.recordings.fail_lost_recordings(
+                    service_id, room_id, RECORDING_LOST, claiming=self.agent_id
+                )
+            except Exception as exc:  # the room still loads; a portal may mark them later
+                logger.warning(
+                    "recordings of a lost agent not marked failed: %s", exc, extra={"room": room_id}
+                )
+            else:
+                if failed:
+                    logger.warning(
+                        "%d recordings of the room's lost media server marked failed",
+                        len(failed),
+                        extra={"room": room_id, "recordings": failed},
+                    )
 
     async def release(self, service_id: str, room_id: str, name: str, persistent: bool) -> None:
         try:

@@ -48,10 +48,14 @@ class BusRouter:
             body = {"address": address.model_dump(), "event": event, "data": data}
             self.bus.post(node, DELIVER, body)
 
-    def disconnect(self, address: ClientAddress, reason: str, *, notify: bool = True) -> None:
+    def disconnect(
+        self, address: ClientAddress, reason: str, *, notify: bool = True, rejoin: str | None = None
+    ) -> None:
         node = self._node_of(address)
         if node is not None:
             body = {"address": address.model_dump(), "reason": reason, "notify": notify}
+            if rejoin is not None:
+                body["rejoin"] = rejoin
             self.bus.post(node, DISCONNECT, body)
 
 
@@ -75,7 +79,13 @@ def client_message_handler(
             if kind == DELIVER:
                 router.deliver(address, str(body["event"]), body.get("data"))
             else:
-                router.disconnect(address, str(body["reason"]), notify=bool(body.get("notify")))
+                rejoin = body.get("rejoin")
+                router.disconnect(
+                    address,
+                    str(body["reason"]),
+                    notify=bool(body.get("notify")),
+                    rejoin=rejoin if isinstance(rejoin, str) else None,
+                )
         except (pydantic.ValidationError, TypeError, KeyError) as exc:
             logger.warning("malformed %s from %s dropped: %s", kind, sender, exc)
 

@@ -48,6 +48,9 @@ from tessera.conference.records import (
     new_room_id,
 )
 
+from .nodes import INFO_PREFIX
+from .roomplacement import ROOM_AGENT_PREFIX
+
 P = "tessera:"
 UNAVAILABLE = "The cluster's database (Redis) is not answering; try again"
 
@@ -178,6 +181,20 @@ return 1
 """
 
 
+# A recording whose agent was lost is marked failed by whoever notices first, exactly once:
+# only while it is still running (SREM says who took it), and only if no live agent but
+# ARGV[3] hosts its room now (a live host's recordings are its own).
+_FAIL_LOST_RECORDING = """
+-- KEYS: record, running, room-agent. ARGV: id, info json, the claiming agent ('' = none),
+-- node-info prefix
+local host = redis.call('GET', KEYS[3])
+if host and host ~= ARGV[3] and redis.call('EXISTS', ARGV[4] .. host) == 1 then return 0 end
+if redis.call('SREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'info', ARGV[2])
+return 1
+"""
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -217,6 +234,7 @@ class RedisStore:
         self._end_adhoc_room = redis.register_script(_END_ADHOC_ROOM)
         self._save_output = redis.register_script(_SAVE_OUTPUT)
         self._update_output = redis.register_script(_UPDATE_OUTPUT_INFO)
+        self._fail_lost_recording = redis.register_script(_FAIL_LOST_RECORDING)
 
     @asynccontextmanager
     async def _redis(self) -> AsyncIterator[aioredis.Redis]:
@@ -475,6 +493,44 @@ class RedisStore:
 
     async def interrupted_recordings(self) -> list[tuple[str, dict[str, Any]]]:
         return [(i, info) for i, _, _, info in await self.running_recordings()]
+
+    async def fail_lost_recordings(
+        self,
+        service_id: str,
+        room_id: str,
+        reason: str,
+        *,
+        claiming: str = "",
+    ) -> list[str]:
+        """Mark failed (with ``reason``) the room's recordings still stored as running whose
+        agent was lost: none if a live agent other than ``claiming`` hosts the room (its
+        recordings are running). Each is marked once, whichever process asks first. The
+        ids marked here."""
+        async with self._redis() as r:
+            ids = [_text(i) for i in await r.zrange(f"{P}recordings:{service_id}:{room_id}", 0, -1)]
+            if not ids:
+                return []
+            running = await r.smismember(f"{P}recordings-running", ids)
+            candidates = [i for i, on in zip(ids, running, strict=True) if on]
+            records = await self._outputs(r, "recording", candidates)
+            failed = []
+            for recording_id, record in zip(candidates, records, strict=True):
+                if not record:
+                    continue
+                info = json.loads(record["info"])
+                info["state"] = "failed"
+                info["reason"] = reason
+                marked = await self._fail_lost_recording(
+                    keys=[
+                        f"{P}recording:{recording_id}",
+                        f"{P}recordings-running",
+                        ROOM_AGENT_PREFIX + room_id,
+                    ],
+                    args=[recording_id, json.dumps(info), claiming, INFO_PREFIX],
+                )
+                if marked:
+                    failed.append(recording_id)
+        return failed
 
     async def save_streaming_out(
         self, streaming_id: str, service_id: str, room_id: str, info: dict[str, Any], directory: str

@@ -21,6 +21,7 @@ clear error ("The room's media server is not answering; try again"), never a han
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,11 @@ from tessera.conference.roomservice import LOGOUT, RoomService
 from tessera.conference.settings import ConferenceSettings
 from tessera.conference.tokens import TokenError, verify_ticket
 
+from .agent import RECORDING_LOST
 from .bus import Bus, BusError, BusUnavailable
 from .busrouter import DISCONNECT, client_message_handler
 from .nodes import live_nodes
+from .redisstore import RedisStore
 from .roomplacement import NoAgentAvailable, RoomPlacement
 from .rpc import MethodTable, RpcClient
 
@@ -126,6 +129,15 @@ def agent_table() -> MethodTable:
 AGENT_LOST = "the room's media server stopped; join again"
 
 
+@dataclass(frozen=True)
+class Seat:
+    """Who a client of this portal is in its room, to give it a token to join again."""
+
+    service_id: str
+    user: str
+    role: str
+
+
 def _unavailable(message: str) -> ConferenceError:
     return ConferenceError(message, ErrorCode.CLOUD, 503)
 
@@ -156,6 +168,7 @@ class ClusterRooms(RoomService):
         self._clients: dict[str, dict[ParticipantRef, ClientAddress]] = {}
         self._room_agents: dict[str, str] = {}
         self._refs: dict[ClientAddress, ParticipantRef] = {}
+        self._seats: dict[ParticipantRef, Seat] = {}
         self._deliver = client_message_handler(router)
 
     def client_message(self, kind: str, body: Any, sender: str) -> None:
@@ -177,12 +190,17 @@ class ClusterRooms(RoomService):
 
     # -- clients of rooms whose agent stopped -------------------------------------------
 
-    def _track(self, ref: ParticipantRef, client: ClientAddress, agent: str) -> None:
+    def _track(
+        self, ref: ParticipantRef, client: ClientAddress, agent: str, seat: Seat | None
+    ) -> None:
         self._clients.setdefault(ref.room_id, {})[ref] = client
         self._room_agents[ref.room_id] = agent
         self._refs[client] = ref
+        if seat is not None:
+            self._seats[ref] = seat
 
     def _untrack(self, ref: ParticipantRef) -> None:
+        self._seats.pop(ref, None)
         clients = self._clients.get(ref.room_id)
         if clients is not None:
             client = clients.pop(ref, None)
@@ -194,8 +212,10 @@ class ClusterRooms(RoomService):
 
     async def check_agents(self) -> None:
         """End the sessions of this portal's clients whose room's agent is gone (its lease
-        lapsed) or changed (the room was placed again): they are told why, and may join
-        again. Runs after each lease renewal (every second)."""
+        lapsed) or changed (the room was placed again): they are told why, with a fresh
+        join token for the same seat, so that they may join again at once (the room is
+        placed on a live agent then). The lost agent's recordings of the room are marked
+        failed. Runs after each lease renewal (every second)."""
         for room_id, joined_on in list(self._room_agents.items()):
             try:
                 agent = await self.placement.agent_of(room_id)
@@ -205,6 +225,7 @@ class ClusterRooms(RoomService):
                 continue
             clients = self._clients.pop(room_id, {})
             self._room_agents.pop(room_id, None)
+            seats = {ref: self._seats.pop(ref, None) for ref in clients}
             for client in clients.values():
                 self._refs.pop(client, None)
             logger.warning(
@@ -212,8 +233,44 @@ class ClusterRooms(RoomService):
                 len(clients),
                 extra={"room": room_id, "agent": joined_on},
             )
-            for client in clients.values():
-                self.router.disconnect(client, AGENT_LOST, notify=True)
+            for ref, client in clients.items():
+                seat = seats[ref]
+                rejoin = await self._rejoin_token(room_id, seat) if seat is not None else None
+                self.router.disconnect(client, AGENT_LOST, notify=True, rejoin=rejoin)
+            services = {seat.service_id for seat in seats.values() if seat is not None}
+            for service_id in sorted(services):
+                await self._fail_lost_recordings(service_id, room_id, joined_on)
+
+    async def _rejoin_token(self, room_id: str, seat: Seat) -> str | None:
+        """A single-use join token for the same user, role, service and room (by id), or
+        None if none can be issued now (the client is told the reason alone)."""
+        try:
+            issued = await self.issue_token(
+                seat.service_id, room_id, seat.user, seat.role, adhoc=True
+            )
+        except Exception as exc:  # the room or service was deleted, Redis is down, ...
+            logger.warning(
+                "no token to join again: %s", exc, extra={"room": room_id, "user": seat.user}
+            )
+            return None
+        return issued.token
+
+    async def _fail_lost_recordings(self, service_id: str, room_id: str, agent: str) -> None:
+        if not isinstance(self.store, RedisStore):
+            return
+        try:
+            failed = await self.store.fail_lost_recordings(service_id, room_id, RECORDING_LOST)
+        except Exception as exc:  # the agent hosting the room next marks them
+            logger.warning(
+                "recordings of a lost agent not marked failed: %s", exc, extra={"room": room_id}
+            )
+            return
+        if failed:
+            logger.warning(
+                "%d recordings of the room's lost media server marked failed",
+                len(failed),
+                extra={"room": room_id, "agent": agent, "recordings": failed},
+            )
 
     # -- routing --------------------------------------------------------------------
 
@@ -313,7 +370,8 @@ class ClusterRooms(RoomService):
         client = self._address(request.client)
         joining = request.model_copy(update={"room": room_id, "client": client})
         result: JoinResult = await self._call(agent, "join", joining)
-        self._track(result.participant, client, agent)
+        seat = Seat(service_id=request.service_id, user=result.user, role=result.role)
+        self._track(result.participant, client, agent, seat)
         return result
 
     async def _room_to_join(self, service_id: str, room: str) -> str:
@@ -345,8 +403,20 @@ class ClusterRooms(RoomService):
             )
         address = self._address(client)
         result: BackResult = await self._call(agent, "back", ticket, address, origin)
-        self._track(result.participant, address, agent)
+        self._track(result.participant, address, agent, await self._seat_of(agent, result))
         return result
+
+    async def _seat_of(self, agent: str, result: BackResult) -> Seat | None:
+        """Who came back (the ticket names the participant only), or None if the agent does
+        not say: the client then gets no token to join again if the agent dies."""
+        try:
+            info: ParticipantInfo = await self._call(agent, "participant_of_ticket", result.ticket)
+        except ConferenceError as exc:
+            logger.warning(
+                "who came back is unknown: %s", exc, extra={"room": result.participant.room_id}
+            )
+            return None
+        return Seat(service_id=info.service_id, user=info.user, role=info.role)
 
     async def participant_of_ticket(self, ticket: str) -> ParticipantInfo:
         room_id = await self._ticket_room(ticket)

@@ -43,9 +43,13 @@ class FrontEnd(Protocol):
         """Send ``event`` to the client ``key`` (without waiting for it to be sent)."""
         ...
 
-    def disconnect(self, key: str, reason: str, *, notify: bool = True) -> None:
+    def disconnect(
+        self, key: str, reason: str, *, notify: bool = True, rejoin: str | None = None
+    ) -> None:
         """End the client's session: the participant was removed (dropped, its room closed),
-        or (``notify`` False, the client is not told) its client came back elsewhere."""
+        or (``notify`` False, the client is not told) its client came back elsewhere.
+        ``rejoin``: a fresh join token for the same seat, when the client may join again at
+        once (its room's media server died); a front end that can hands it to the client."""
         ...
 
 
@@ -54,7 +58,9 @@ class ClientRouter(Protocol):
 
     def deliver(self, address: ClientAddress, event: str, data: Any) -> None: ...
 
-    def disconnect(self, address: ClientAddress, reason: str, *, notify: bool = True) -> None: ...
+    def disconnect(
+        self, address: ClientAddress, reason: str, *, notify: bool = True, rejoin: str | None = None
+    ) -> None: ...
 
 
 class LocalRouter:
@@ -88,11 +94,13 @@ class LocalRouter:
         except Exception:
             logger.exception("front end failed to deliver %s", event, extra={"event": event})
 
-    def disconnect(self, address: ClientAddress, reason: str, *, notify: bool = True) -> None:
+    def disconnect(
+        self, address: ClientAddress, reason: str, *, notify: bool = True, rejoin: str | None = None
+    ) -> None:
         front_end = self._front_end(address)
         if front_end is None:
             return
         try:
-            front_end.disconnect(address.key, reason, notify=notify)
+            front_end.disconnect(address.key, reason, notify=notify, rejoin=rejoin)
         except Exception:
             logger.exception("front end failed to disconnect a client", extra={"reason": reason})

@@ -79,7 +79,7 @@ class AgentServer:
             timeout=config.cluster.request_timeout,
         )
         self.store = RedisStore(self.bus.redis)
-        host = PlacedHost(RoomPlacement(self.bus.redis), self.bus.node_id)
+        host = PlacedHost(RoomPlacement(self.bus.redis), self.bus.node_id, self.store)
         self.port = 0
         self.conference = RoomService(
             conference_settings(config, lambda: config.advertised_host()),

@@ -110,19 +110,33 @@ class Portal:
         data = downgrade_notification(connection.protocol, event, data)
         spawn(self.emit(event, key, data), f"notification {event}")
 
-    def disconnect(self, key: str, reason: str, *, notify: bool = True) -> None:
-        """The participant of connection ``key`` was removed: ``drop``, then disconnect."""
+    def disconnect(
+        self, key: str, reason: str, *, notify: bool = True, rejoin: str | None = None
+    ) -> None:
+        """The participant of connection ``key`` was removed: ``drop``, then disconnect.
+
+        With ``rejoin`` (its room's media server died), a client of protocol 1.2 gets
+        ``drop`` with ``{reason, rejoin}``: Tessera's clients log in again with that token;
+        OWT's SDK takes no argument for ``drop`` and is unaffected. Older protocols get
+        OWT's bare ``drop``."""
         connection = self.connections.get(key)
+        data: dict[str, str] | None = None
         if connection is not None:
             connection.participant = None
             connection.logged_out = True
-        logger.info("disconnecting a client: %s", reason, extra={"sid": key, "reason": reason})
-        spawn(self._disconnect(key, notify), "disconnecting a client")
+            if rejoin is not None and connection.protocol == CURRENT:
+                data = {"reason": reason, "rejoin": rejoin}
+        logger.info(
+            "disconnecting a client: %s",
+            reason,
+            extra={"sid": key, "reason": reason, "rejoin": data is not None},
+        )
+        spawn(self._disconnect(key, notify, data), "disconnecting a client")
 
-    async def _disconnect(self, sid: str, notify: bool) -> None:
+    async def _disconnect(self, sid: str, notify: bool, data: dict[str, str] | None) -> None:
         if notify:
             # Sent before the disconnect, on the same connection, so it arrives first.
-            await self.emit("drop", sid, None)
+            await self.emit("drop", sid, data)
         await self.sio.disconnect(sid)
 
     # -- plumbing -------------------------------------------------------

@@ -115,7 +115,9 @@ class RoomPeer:
         if member is not None:
             member.deliver(event, data)
 
-    def disconnect(self, key: str, reason: str, *, notify: bool = True) -> None:
+    def disconnect(
+        self, key: str, reason: str, *, notify: bool = True, rejoin: str | None = None
+    ) -> None:
         member = self.by_key.get(key)
         if member is not None:
             # Removed from the room (REST drop, room deleted): hang up the rest.

@@ -155,6 +155,8 @@ class Cluster:
         self.agents = [
             NodeProcess("agent", self.config, redis_url, f"agent-{i + 1}") for i in range(agents)
         ]
+        #: Agents a test killed and replaced (their logs are still read).
+        self.killed: list[NodeProcess] = []
 
     def start(self) -> None:
         nodes = self.agents + self.portals

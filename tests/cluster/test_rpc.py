@@ -133,7 +133,9 @@ class _Recorder:
     def deliver(self, key: str, event: str, data: Any) -> None:
         self.seen.append(("deliver", key, (event, data)))
 
-    def disconnect(self, key: str, reason: str, *, notify: bool = True) -> None:
+    def disconnect(
+        self, key: str, reason: str, *, notify: bool = True, rejoin: str | None = None
+    ) -> None:
         self.seen.append(("disconnect", key, (reason, notify)))
 
 

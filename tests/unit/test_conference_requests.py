@@ -146,7 +146,9 @@ class Recorder:
             raise RuntimeError("front end broken")
         self.events.append((key, event, data))
 
-    def disconnect(self, key: str, reason: str, *, notify: bool = True) -> None:
+    def disconnect(
+        self, key: str, reason: str, *, notify: bool = True, rejoin: str | None = None
+    ) -> None:
         self.disconnects.append((key, reason, notify))
 
 

@@ -195,6 +195,11 @@ function wireClient(client) {
   client.addEventListener("text", (e) => addChat(e.detail.from, e.detail.message, e.detail.to));
   client.addEventListener("reconnecting", () => setConnectionState("Reconnecting…"));
   client.addEventListener("reconnected", () => setConnectionState(""));
+  // The room's media server died: the client joins the room again by itself.
+  client.addEventListener("rejoining", () => setConnectionState("Reconnecting to the room…"));
+  client.addEventListener("rejoined", (e) => {
+    if (state.client === client) adoptRejoined(client, e.detail);
+  });
   client.addEventListener("left", (e) => {
     if (state.client !== client) return;
     const reason = e.detail.reason;
@@ -228,25 +233,50 @@ async function subscribeMixed() {
   try {
     const subscription = await client.subscribe(stream.id, { audio: true, video: true });
     if (state.client !== client) return;
-    state.mixedSubscription = subscription;
-    const video = $("mixed-video");
-    video.srcObject = subscription.stream;
-    video.play().catch(() => {
-      // Autoplay with sound needs a gesture in some browsers; the join click usually counts.
-      showNotice("Click anywhere to start the room's sound.", { timeout: 8000 });
-      document.addEventListener("click", () => video.play(), { once: true });
-    });
-    video.addEventListener("loadeddata", () => ($("mixed-placeholder").hidden = true), { once: true });
-    subscription.addEventListener("ended", () => {
-      if (state.mixedSubscription === subscription) {
-        state.mixedSubscription = null;
-        state.mixedStreamId = null;
-      }
-    });
+    showMixed(subscription);
   } catch (error) {
     state.mixedStreamId = null;
     showNotice(`Cannot receive the room video: ${error.message}`);
   }
+}
+
+function showMixed(subscription) {
+  state.mixedStreamId = subscription.streamId;
+  state.mixedSubscription = subscription;
+  const video = $("mixed-video");
+  video.srcObject = subscription.stream;
+  video.play().catch(() => {
+    // Autoplay with sound needs a gesture in some browsers; the join click usually counts.
+    showNotice("Click anywhere to start the room's sound.", { timeout: 8000 });
+    document.addEventListener("click", () => video.play(), { once: true });
+  });
+  video.addEventListener("loadeddata", () => ($("mixed-placeholder").hidden = true), { once: true });
+  subscription.addEventListener("ended", () => {
+    if (state.mixedSubscription === subscription) {
+      state.mixedSubscription = null;
+      state.mixedStreamId = null;
+    }
+  });
+}
+
+/** Back in the room after its media server died: the new publications and mixed view. */
+async function adoptRejoined(client, { publications, subscriptions, failed }) {
+  setConnectionState("");
+  const mixed = [...subscriptions.values()][0];
+  if (mixed) showMixed(mixed);
+  else subscribeMixed();
+  for (const name of ["camera", "screen"]) {
+    const old = state[name];
+    if (!old) continue;
+    const fresh = publications.get(old.id) || null;
+    state[name] = fresh;
+    // Muted before: muted again (the tracks are still disabled).
+    for (const kind of ["audio", "video"]) {
+      if (fresh && old.muted[kind]) await fresh.mute(kind).catch(() => {});
+    }
+  }
+  if (failed.size) showNotice("Back in the room, but not all your media could be sent again.", { timeout: 8000 });
+  renderParticipants();
 }
 
 async function publishCamera(audio, video) {

@@ -3,7 +3,9 @@
 // One Socket.IO connection and one RTCPeerConnection per client, renegotiated
 // for every publication and subscription (the client always offers, the server
 // answers). After a network drop Socket.IO reconnects and the client logs in
-// again with its reconnection ticket; media keeps flowing meanwhile.
+// again with its reconnection ticket; media keeps flowing meanwhile. When the
+// room's media server dies, the portal's `drop` carries a token to join again:
+// the client logs in with it, publishes again and subscribes to the mixed views again.
 //
 //   const client = new ConferenceClient();
 //   const info = await client.join(token);
@@ -99,10 +101,13 @@ class Session extends EventTarget {
 
 /** Media this client sends into the room. */
 export class Publication extends Session {
-  constructor(client, id, transceivers, stream, source) {
+  constructor(client, id, transceivers, stream, source, { audioSource, attributes = {} } = {}) {
     super(client, id, transceivers);
     this.stream = stream;
     this.source = source;
+    // As published: a rejoin publishes the same stream again alike.
+    this.audioSource = audioSource;
+    this.attributes = attributes;
     this.muted = { audio: false, video: false };
   }
 
@@ -142,6 +147,7 @@ export class Subscription extends Session {
   constructor(client, id, streamId, transceivers) {
     super(client, id, transceivers);
     this.streamId = streamId;
+    this.options = {}; // subscribe()'s options: a rejoin subscribes again alike
     // As OWT's SDK: the MediaStream of the answer's msid for this subscription's tracks
     // (`ontrack`'s event.streams[0]); the server gives each subscription its own.
     this.stream = null;
@@ -196,13 +202,21 @@ export class Subscription extends Session {
  * participantleft {participant}, streamadded {stream}, streamremoved {stream},
  * streamupdated {stream, field, value}, text {from, to, message},
  * reconnecting {}, reconnected {}, left {reason} (dropped by the server, lost
- * for good, or logout).
+ * for good, or logout); when the room's media server died: rejoining {reason},
+ * then rejoined {reason, publications, subscriptions, failed} (Maps from the old
+ * id to the new Publication / Subscription, and old id -> why it was not made
+ * again) or rejoinfailed {reason} followed by left. Only mixed-view
+ * subscriptions are made again; the others end ("Source stream loss").
+ * `rejoin: false` treats such a drop as any other.
  */
 export class ConferenceClient extends EventTarget {
-  constructor({ rtcConfiguration = {}, io: ioFactory = io } = {}) {
+  constructor({ rtcConfiguration = {}, io: ioFactory = io, rejoin = true } = {}) {
     super();
     this.rtcConfiguration = rtcConfiguration;
     this._io = ioFactory;
+    this.rejoin = rejoin;
+    this._url = null;
+    this._rejoining = false;
     this.socket = null;
     this.pc = null;
     this.info = null;
@@ -230,8 +244,14 @@ export class ConferenceClient extends EventTarget {
   async join(token) {
     if (this.socket) throw new ConferenceError("Already joined; leave first");
     const { host, secure } = readToken(token);
-    const url = `${secure ? "https" : "http"}://${host}`;
-    this.socket = this._io(url, {
+    this._url = `${secure ? "https" : "http"}://${host}`;
+    const info = await this._login(token);
+    this._applyLogin(info);
+    return info;
+  }
+
+  async _login(token) {
+    this.socket = this._io(this._url, {
       transports: ["websocket"],
       reconnection: true,
       reconnectionDelay: 500,
@@ -245,13 +265,11 @@ export class ConferenceClient extends EventTarget {
     this.socket.io.on("reconnect", () => this._relogin());
     try {
       await this._connected();
-      const info = await this.request("login", {
+      return await this.request("login", {
         token,
         userAgent: { sdk: SDK },
         protocol: PROTOCOL_VERSION,
       });
-      this._applyLogin(info);
-      return info;
     } catch (error) {
       this._closeSocket();
       throw error;
@@ -363,7 +381,10 @@ export class ConferenceClient extends EventTarget {
         throw error;
       }
       const transportId = this._sessionReply(reply);
-      const publication = new Publication(this, reply.id, transceivers, stream, source);
+      const publication = new Publication(this, reply.id, transceivers, stream, source, {
+        audioSource,
+        attributes,
+      });
       this.publications.set(publication.id, publication);
       this._applyEarlyProgress(publication);
       try {
@@ -385,6 +406,7 @@ export class ConferenceClient extends EventTarget {
    * and codecs orders the offered video codecs (["h264", "vp8"]).
    */
   subscribe(streamId, { audio = true, video = true } = {}) {
+    const options = { audio, video };
     return this._serialize(async () => {
       this._checkJoined();
       const known = this.streams.get(streamId);
@@ -427,6 +449,7 @@ export class ConferenceClient extends EventTarget {
       }
       const transportId = this._sessionReply(reply);
       const subscription = new Subscription(this, reply.id, streamId, transceivers);
+      subscription.options = options;
       this.subscriptions.set(subscription.id, subscription);
       for (const transceiver of transceivers) this._midOwner.set(transceiver.mid, subscription);
       this._applyEarlyProgress(subscription);
@@ -578,7 +601,7 @@ export class ConferenceClient extends EventTarget {
       else if (name === "stream") this._onStream(data);
       else if (name === "progress") this._onProgress(data);
       else if (name === "text") this.dispatchEvent(event("text", data));
-      else if (name === "drop") this._end("dropped");
+      else if (name === "drop") this._onDrop(data);
     } catch (error) {
       // A listener that throws must not stop later notifications.
       console.error(`tessera: ${name} notification failed`, error);
@@ -667,7 +690,7 @@ export class ConferenceClient extends EventTarget {
   }
 
   _onDisconnect(reason) {
-    if (!this.joined) return;
+    if (!this.joined || this._rejoining) return;
     if (reason === "io server disconnect" || reason === "io client disconnect") {
       // The server closed us on purpose (drop, logout); there is nothing to resume.
       this._end(reason === "io server disconnect" ? "dropped" : "left");
@@ -690,12 +713,82 @@ export class ConferenceClient extends EventTarget {
     }
   }
 
+  // -- joining again when the room's media server died ---------------------------------
+
+  _onDrop(data) {
+    const token = data && typeof data.rejoin === "string" ? data.rejoin : null;
+    if (!token || !this.rejoin || !this.joined) {
+      this._end("dropped");
+      return;
+    }
+    const reason = typeof data.reason === "string" ? data.reason : "the room's media server stopped";
+    this._rejoin(token, reason).catch((error) => console.error("tessera: rejoin failed", error));
+  }
+
+  async _rejoin(token, reason) {
+    // Synchronously, before the server's disconnect arrives: the old session is over.
+    this._rejoining = true;
+    this.dispatchEvent(event("rejoining", { reason }));
+    const publications = [...this.publications.values()];
+    const mixed = [...this.subscriptions.values()].filter(
+      (s) => (this.streams.get(s.streamId) || {}).type === "mixed",
+    );
+    for (const subscription of this.subscriptions.values()) {
+      if (mixed.includes(subscription)) continue;
+      // Its stream is gone with the media server, as when a publisher leaves.
+      subscription.dispatchEvent(event("error", { error: new ConferenceError("Source stream loss") }));
+    }
+    this._closeSession("the room's media server stopped");
+    let info;
+    try {
+      info = await this._login(token);
+    } catch (error) {
+      this._rejoining = false;
+      const why = `${reason}; joining again failed: ${error.message}`;
+      this.dispatchEvent(event("rejoinfailed", { reason: why }));
+      this.dispatchEvent(event("left", { reason: why }));
+      return;
+    }
+    this._rejoining = false;
+    this._applyLogin(info);
+    const newPublications = new Map();
+    const newSubscriptions = new Map();
+    const failed = new Map();
+    for (const old of publications) {
+      try {
+        const publication = await this.publish(old.stream, {
+          source: old.source,
+          audioSource: old.audioSource,
+          attributes: old.attributes,
+        });
+        newPublications.set(old.id, publication);
+      } catch (error) {
+        failed.set(old.id, error.message);
+      }
+    }
+    for (const old of mixed) {
+      try {
+        newSubscriptions.set(old.id, await this.subscribe(old.streamId, old.options));
+      } catch (error) {
+        failed.set(old.id, error.message);
+      }
+    }
+    this.dispatchEvent(
+      event("rejoined", { reason, publications: newPublications, subscriptions: newSubscriptions, failed }),
+    );
+  }
+
   _checkJoined() {
     if (!this.joined) throw new ConferenceError("Not in a conference: join first", { code: "state" });
   }
 
   _end(reason) {
     const wasJoined = this.joined;
+    this._closeSession(reason);
+    if (wasJoined) this.dispatchEvent(event("left", { reason }));
+  }
+
+  _closeSession(reason) {
     this.joined = false;
     this._reconnecting = false;
     clearTimeout(this._ticketTimer);
@@ -712,7 +805,8 @@ export class ConferenceClient extends EventTarget {
     this.transportId = null;
     this._offerSent = false;
     this._midOwner.clear();
-    if (wasJoined) this.dispatchEvent(event("left", { reason }));
+    this._answerWaiters.clear();
+    this._earlyProgress.clear();
   }
 
   _closeSocket() {

@@ -74,6 +74,7 @@ class ConferenceClient:
         sdk_version: str = "5.1",
         protocol: str = "1.2",
         reconnect: bool = True,
+        rejoin: bool = True,
         bundle_policy: RTCBundlePolicy = RTCBundlePolicy.MAX_BUNDLE,
         request_timeout: float = 10.0,
         reconnection_attempts: int = 10,
@@ -86,6 +87,7 @@ class ConferenceClient:
         self.sdk_version = sdk_version
         self.protocol = protocol
         self.reconnect = reconnect
+        self.rejoin = rejoin
         self.bundle_policy = bundle_policy
         self.request_timeout = request_timeout
         self.reconnection_attempts = reconnection_attempts
@@ -105,25 +107,39 @@ class ConferenceClient:
         self.dropped = asyncio.Event()
         #: How many times the session was resumed with ``relogin``.
         self.reconnections = 0
+        #: How many times the client joined its room again with a token from ``drop``.
+        self.rejoins = 0
         #: Every server push, kept per event name until consumed by :meth:`next_event`.
         self.events = EventQueue()
 
         # The channel does not reconnect by itself: this client runs its own loop that
         # reconnects and then sends ``relogin``.
-        self.signaling = SignalingChannel(
-            self._dispatch, self._on_disconnect, connect_timeout=request_timeout
-        )
+        self.signaling = self._new_signaling()
 
         self._ticket: str | None = None
         self._joined = False
         self._logged_in = False
         self._closed = False
         self._lost = False
+        self._rejoining = False
         self._early_progress: dict[str, tuple[str, Any]] = {}
         self._listeners: dict[str, list[Listener]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         self._reconnect_task: asyncio.Future[Any] | None = None
         self._ticket_task: asyncio.Future[Any] | None = None
+
+    def _new_signaling(self) -> SignalingChannel:
+        channel: SignalingChannel | None = None
+
+        def on_disconnect(reason: Any = None) -> None:
+            # A channel replaced on rejoin may still report its end: it is not ours now.
+            if channel is self.signaling:
+                self._on_disconnect(reason)
+
+        channel = SignalingChannel(
+            self._dispatch, on_disconnect, connect_timeout=self.request_timeout
+        )
+        return channel
 
     # ------------------------------------------------------------------ state
 
@@ -227,13 +243,8 @@ class ConferenceClient:
             raise ClientConnectionError(
                 f"Cannot connect to the portal at {self.signaling.url}: {exc}"
             ) from exc
-        login = {
-            "token": token,
-            "userAgent": {"sdk": {"type": self.sdk_type, "version": self.sdk_version}},
-            "protocol": self.protocol,
-        }
         try:
-            info = await self.signaling.emit("login", login, timeout)
+            info = await self.signaling.emit("login", self._login_message(token), timeout)
             if not isinstance(info, dict):
                 raise ClientError(f"Unexpected login reply: {info!r}")
         except ClientError:
@@ -244,6 +255,13 @@ class ConferenceClient:
         self.connected.set()
         self._start_ticket_refresh()
         return info
+
+    def _login_message(self, token: str) -> dict[str, Any]:
+        return {
+            "token": token,
+            "userAgent": {"sdk": {"type": self.sdk_type, "version": self.sdk_version}},
+            "protocol": self.protocol,
+        }
 
     async def leave(self) -> None:
         """Log out, close the peer connection and disconnect. Calling it again does nothing."""
@@ -364,7 +382,15 @@ class ConferenceClient:
             except ClientError:
                 self.negotiation.deactivate(transceivers.values(), stop_sending=True)
                 raise
-            publication = Publication(self, stream_id, transceivers, tracks, attrs)
+            publication = Publication(
+                self,
+                stream_id,
+                transceivers,
+                tracks,
+                attrs,
+                sources=sources,
+                codecs={kind: list(names) for kind, names in (codecs or {}).items()},
+            )
             self.publications[stream_id] = publication
             self._apply_early_progress(publication)
             try:
@@ -393,6 +419,12 @@ class ConferenceClient:
         JavaScript SDK does with ``options.video.codecs``. The remote tracks are
         in ``subscription.audio_track`` / ``video_track``.
         """
+        options: dict[str, Any] = {
+            "audio": audio,
+            "video": video,
+            "video_parameters": video_parameters,
+            "video_codecs": video_codecs,
+        }
         stream = self.streams.get(stream_id)
         if stream is not None:
             kinds = stream_track_kinds(stream)
@@ -433,6 +465,7 @@ class ConferenceClient:
                 self.negotiation.deactivate(transceivers.values(), stop_sending=False)
                 raise
             subscription = Subscription(self, subscription_id, stream_id, transceivers)
+            subscription.options = options
             self.subscriptions[subscription_id] = subscription
             self.negotiation.own_mids(subscription)
             self._apply_early_progress(subscription)
@@ -489,9 +522,13 @@ class ConferenceClient:
             elif event == "progress":
                 self._apply_progress(data)
             elif event == "drop":
-                self._apply_drop()
+                self._apply_drop(data)
         except Exception:
             logger.exception("Cannot apply the '%s' push %r", event, data)
+        self._notify(event, data)
+
+    def _notify(self, event: str, data: Any) -> None:
+        """Queue ``event`` for :meth:`next_event` and call its listeners."""
         self.events.put(event, data)
         for listener in list(self._listeners.get(event, ())):
             try:
@@ -544,7 +581,16 @@ class ConferenceClient:
         elif status == "error":
             self.negotiation.transport_failed(transport_id, data.get("data"))
 
-    def _apply_drop(self) -> None:
+    def _apply_drop(self, data: Any) -> None:
+        rejoin = rejoin_of(data)
+        if rejoin is not None and self.rejoin and not self._closed and not self._lost:
+            # The room's media server died: the portal gives a token to join it again.
+            token, reason = rejoin
+            self._rejoining = True
+            self.connected.clear()
+            self._cancel(self._reconnect_task)
+            self._spawn(self._rejoin(token, reason))
+            return
         self.dropped.set()
         self._spawn(self._lose_session("dropped by the portal"))
 
@@ -597,7 +643,7 @@ class ConferenceClient:
         self.connected.clear()
         self.signaling.fail_pending(ClientConnectionError("The connection to the portal was lost"))
         self._cancel(self._ticket_task)
-        if self._closed or self._lost or not self._logged_in:
+        if self._closed or self._lost or not self._logged_in or self._rejoining:
             return
         if self._reconnect_task is not None and not self._reconnect_task.done():
             return  # the reconnection loop is already at work
@@ -648,6 +694,93 @@ class ConferenceClient:
             return
         self._reconnect_task = None
         await self._lose_session("reconnection failed")
+
+    async def _rejoin(self, token: str, reason: str) -> None:
+        """Join the room again with the token of a ``drop`` (its media server died): on a
+        new connection to the same portal and a new peer connection, publish every
+        publication again with the same tracks and subscribe to the mixed views again.
+
+        Events: ``rejoining`` ``{reason}``; then ``rejoined`` ``{reason, publications,
+        subscriptions, failed}`` (old id -> the new Publication / Subscription, old id ->
+        why it could not be made again) or ``rejoinfailed`` ``{reason}`` (the session is
+        lost). Other subscriptions end with "Source stream loss": their streams are gone.
+        """
+        self._notify("rejoining", {"reason": reason})
+        logger.warning("The room's media server stopped (%s): joining again", reason)
+        publications = list(self.publications.values())
+        mixed = [s for s in self.subscriptions.values() if self._is_mixed(s.stream_id)]
+        for subscription in self.subscriptions.values():
+            subscription._stopped = True  # its remote tracks end: a waiting recv() returns
+            if subscription not in mixed:
+                subscription.error = SOURCE_STREAM_LOSS
+        self._cancel(self._ticket_task)
+        self._end_everything(ClientConnectionError(f"The room's media server stopped: {reason}"))
+        self.publications.clear()
+        self.subscriptions.clear()
+        self._early_progress.clear()
+        await self.negotiation.close()
+        self.negotiation = PeerNegotiation(self.request)
+        # A new Socket.IO client: the old one may still be closing the dropped connection.
+        old, self.signaling = self.signaling, self._new_signaling()
+        self.signaling.url, self.signaling.headers = old.url, old.headers
+        await old.disconnect()
+        try:
+            await self.signaling.connect()
+            info = await self.signaling.emit(
+                "login", self._login_message(token), self.request_timeout
+            )
+            if not isinstance(info, dict):
+                raise ClientError(f"Unexpected login reply: {info!r}")
+        except Exception as exc:
+            self._rejoining = False
+            why = f"{reason}; joining again failed: {exc}"
+            self._notify("rejoinfailed", {"reason": why})
+            await self._lose_session(why)
+            return
+        self._rejoining = False
+        if self._closed:
+            return
+        self._apply_login(info)
+        self.rejoins += 1
+        self.connected.set()
+        self._start_ticket_refresh()
+        new_publications: dict[str, Publication] = {}
+        new_subscriptions: dict[str, Subscription] = {}
+        failed: dict[str, str] = {}
+        for publication in publications:
+            try:
+                new_publications[publication.id] = await self.publish(
+                    audio=publication.tracks.get("audio"),
+                    video=publication.tracks.get("video"),
+                    attributes=publication.attributes,
+                    audio_source=publication.sources.get("audio", "mic"),
+                    video_source=publication.sources.get("video", "camera"),
+                    codecs=publication.codecs or None,
+                )
+            except ClientError as exc:
+                failed[publication.id] = str(exc)
+        for subscription in mixed:
+            try:
+                new_subscriptions[subscription.id] = await self.subscribe(
+                    subscription.stream_id, **subscription.options
+                )
+            except (ClientError, ValueError) as exc:
+                failed[subscription.id] = str(exc)
+        if failed:
+            logger.warning("Joined again, but not all was made again: %s", failed)
+        self._notify(
+            "rejoined",
+            {
+                "reason": reason,
+                "publications": new_publications,
+                "subscriptions": new_subscriptions,
+                "failed": failed,
+            },
+        )
+
+    def _is_mixed(self, stream_id: str) -> bool:
+        stream = self.streams.get(stream_id)
+        return isinstance(stream, dict) and stream.get("type") == "mixed"
 
     async def _lose_session(self, reason: str) -> None:
         """The session is gone for good: set ``dropped`` and release everything."""
@@ -722,3 +855,18 @@ class ConferenceClient:
 
 async def _await(awaitable: Any) -> None:
     await awaitable
+
+
+#: The error a subscription ends with when its stream is gone (as OWT's portal says it).
+SOURCE_STREAM_LOSS = "Source stream loss"
+
+
+def rejoin_of(data: Any) -> tuple[str, str] | None:
+    """(token, reason) of a ``drop`` that invites the client to join again (Tessera's
+    ``{reason, rejoin}`` when the room's media server died), or None for a plain drop."""
+    if not isinstance(data, dict):
+        return None
+    token, reason = data.get("rejoin"), data.get("reason")
+    if not isinstance(token, str) or not token or len(token) > 8192:
+        return None
+    return token, reason if isinstance(reason, str) else "the room's media server stopped"

@@ -27,10 +27,17 @@ class Publication(Session):
         transceivers: dict[str, RTCRtpTransceiver],
         tracks: dict[str, MediaStreamTrack],
         attributes: dict[str, Any],
+        *,
+        sources: dict[str, str] | None = None,
+        codecs: dict[str, list[str]] | None = None,
     ) -> None:
         super().__init__(client, stream_id, transceivers)
         self.tracks = dict(tracks)
         self.attributes = dict(attributes)
+        #: kind -> source ("mic", "camera", "screen-cast"...) as published.
+        self.sources = dict(sources or {})
+        #: kind -> the only codecs offered, as asked (published again alike on rejoin).
+        self.codecs = dict(codecs or {})
 
     @property
     def stream(self) -> dict[str, Any] | None:

@@ -31,6 +31,8 @@ class Subscription(Session):
     ) -> None:
         super().__init__(client, subscription_id, transceivers)
         self.stream_id = stream_id
+        #: The keyword arguments of ``subscribe`` that made it (subscribed again alike on rejoin).
+        self.options: dict[str, Any] = {}
         self.audio_track: MediaStreamTrack | None = None
         self.video_track: MediaStreamTrack | None = None
 
