@@ -119,6 +119,7 @@ class DensityFigures:
     error: str | None = None  # why it stopped early, if something failed outright
     agents: int = 0  # 0: one process (`tessera serve`); else a cluster of 1 portal + N agents
     join_to_first_frame_ms: list[list[float]] = field(default_factory=list)  # room by room
+    node_errors: list[str] = field(default_factory=list)  # a cluster: its nodes' error lines
 
     @property
     def mode(self) -> str:
@@ -244,9 +245,6 @@ async def run_density_bench(config: DensityBenchConfig, agents: int = 0) -> Dens
         finally:
             await asyncio.gather(*(leave(c) for room in rooms for c in room))
             logged = await server.stop()
-    if agents and logged and error is None:
-        # A cluster node that logged an error may have skewed the figures: say so.
-        error = f"the cluster logged {len(logged)} error(s), first: {logged[0]}"
     return DensityFigures(
         config=config,
         cores=cores,
@@ -254,6 +252,8 @@ async def run_density_bench(config: DensityBenchConfig, agents: int = 0) -> Dens
         error=error,
         agents=agents,
         join_to_first_frame_ms=joins,
+        # A node that logged an error may have skewed the figures: they are shown with them.
+        node_errors=logged if agents else [],
     )
 
 
@@ -355,6 +355,9 @@ def format_figures(figures: DensityFigures) -> list[str]:
     ]
     if figures.error:
         lines.append(f"   stopped: {figures.error}")
+    if figures.node_errors:
+        lines.append(f"   the cluster logged {len(figures.node_errors)} error(s), first:")
+        lines += [f"      {e[:200]}" for e in figures.node_errors[:3]]
     joins = [t for room in figures.join_to_first_frame_ms for t in room]
     median, p95 = _median_p95(joins)
     lines += [

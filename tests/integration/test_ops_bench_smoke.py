@@ -51,7 +51,7 @@ async def test_density_one_process_then_cluster() -> None:
     comparison = await run_comparison(QUICK, agents=2)
 
     for figures in (comparison.single, comparison.cluster):
-        assert figures.error is None
+        assert figures.error is None and figures.node_errors == []
         (step,) = figures.steps
         assert step.rooms == 1
         assert all(rate > 5 for rate in step.view_fps + step.received_fps_min)
