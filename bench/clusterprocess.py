@@ -246,6 +246,12 @@ class ClusterProcess:
             raise RuntimeError(f"{node.name} did not join the cluster in {timeout:g} s:\n{tail}")
 
     @property
+    def url(self) -> str:
+        """Where clients connect: the portal."""
+        assert self.portal is not None
+        return self.portal.url
+
+    @property
     def nodes(self) -> list[_Node]:
         """The portal and the agents."""
         return [n for n in [self.portal, *self.agents] if n is not None]
@@ -288,7 +294,7 @@ class ClusterProcess:
             room=room or "default",
             user=user,
             role=role,
-            host=self.portal.url.removeprefix("http://"),
+            host=self.url.removeprefix("http://"),
             secure=False,
             lifetime=600.0,
         )

@@ -221,6 +221,11 @@ def parse_metrics(text: str) -> Metrics:
 class BenchServer(Protocol):
     """What a benchmark runs its clients against: one process, or a whole cluster."""
 
+    @property
+    def url(self) -> str:
+        """Where clients connect (the one process, or the cluster's portal)."""
+        ...
+
     def token(self, user: str, role: str, room: str | None = None) -> str:
         """A join token for `room` (by name)."""
         ...
@@ -280,13 +285,18 @@ class ServerProcess:
         return cls(process, info, log)
 
     @property
+    def url(self) -> str:
+        """Where clients connect."""
+        return f"http://127.0.0.1:{self.info['port']}"
+
+    @property
     def pid(self) -> int:
         """The server's process id."""
         return self.process.pid
 
     async def metrics(self) -> Metrics:
         """The server's /metrics: sample name -> {sorted labels: value}."""
-        url = f"http://127.0.0.1:{self.info['port']}/metrics"
+        url = f"{self.url}/metrics"
         async with aiohttp.ClientSession() as session, session.get(url) as response:
             response.raise_for_status()
             return parse_metrics(await response.text())
