@@ -51,6 +51,15 @@ from tessera.conference.records import (
 P = "tessera:"
 UNAVAILABLE = "The cluster's database (Redis) is not answering; try again"
 
+_CREATE_SERVICE = """
+-- KEYS: service, services. ARGV: id, json
+if redis.call('SET', KEYS[1], ARGV[2], 'NX') then
+  redis.call('SADD', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
 # Lua decodes a room's JSON only to read its name: cjson would write an empty list back as {}.
 _CREATE_ROOM = """
 -- KEYS: service, room, rooms, room-names, seq. ARGV: id, json
@@ -198,6 +207,7 @@ class RedisStore:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        self._create_service = redis.register_script(_CREATE_SERVICE)
         self._create_room = redis.register_script(_CREATE_ROOM)
         self._ensure_named_room = redis.register_script(_ENSURE_NAMED_ROOM)
         self._update_room = redis.register_script(_UPDATE_ROOM)
@@ -235,13 +245,13 @@ class RedisStore:
             await pipe.execute()
 
     async def create_service(self, service: ServiceRecord) -> None:
-        async with self._redis() as r:
-            created = await r.set(
-                f"{P}service:{service.id}", json.dumps(service.to_json()), nx=True
+        async with self._redis():
+            created = await self._create_service(
+                keys=[f"{P}service:{service.id}", f"{P}services"],
+                args=[service.id, json.dumps(service.to_json())],
             )
-            if not created:
-                raise DuplicateError(f"service {service.id!r} already exists")
-            await r.sadd(f"{P}services", service.id)
+        if not created:
+            raise DuplicateError(f"service {service.id!r} already exists")
 
     async def delete_service(self, service_id: str) -> bool:
         s = service_id

@@ -170,6 +170,11 @@ class ClusterRooms(RoomService):
                 self._untrack(ref)
         self._deliver(kind, body, sender)
 
+    async def start(self, *, only_process: bool = False) -> None:
+        """Read the shared ticket secret. Never the only process on the store: the agents'
+        recordings and ad-hoc rooms are theirs, whatever the caller says."""
+        await super().start(only_process=False)
+
     # -- clients of rooms whose agent stopped -------------------------------------------
 
     def _track(self, ref: ParticipantRef, client: ClientAddress, agent: str) -> None:

@@ -28,3 +28,6 @@ class ConferenceContext:
     # How many recordings ("recording", state) and streaming-outs ("streaming-out", state)
     # ended in each state this run (they leave memory when they end).
     finished: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # How many recordings ("recording", service id) and streaming-outs ("streaming-out",
+    # service id) run now, for the per-service limits.
+    running: Counter[tuple[str, str]] = field(default_factory=Counter)

@@ -136,7 +136,9 @@ class Participant:
             if transport is None:
                 raise ConferenceError("Transport does NOT exist")
             return transport, False
-        transport = self._context.agent.create_transport(new_id, self)
+        transport = self._context.agent.create_transport(
+            new_id, self, connect_timeout=self._context.settings.connect_timeout
+        )
         self.transports[transport.id] = transport
         return transport, True
 

@@ -19,7 +19,7 @@ from tessera.webrtc_agent.subscription import Subscription
 
 from .background import spawn
 from .context import ConferenceContext
-from .errors import ConferenceError
+from .errors import ConferenceError, forbidden
 from .optionchanges import OptionChange, plan_option_change
 from .participant import Participant
 from .roomoptions import RoomOptions
@@ -401,8 +401,31 @@ class Room:
 
     # -- recordings and streaming-outs ----------------------------------
 
+    def _check_output_limits(
+        self, kind: str, in_room: int, per_room: int, per_service: int
+    ) -> None:
+        """Refuse one more recording or streaming-out past the room's or the service's limit."""
+        noun = "recordings" if kind == "recording" else "streaming-outs"
+        setting = noun.replace("-", "_")
+        if in_room >= per_room:
+            raise forbidden(
+                f"Too many {noun} in this room (at most {per_room}: [limits] {setting}_per_room)"
+            )
+        if self._context.running[kind, self.service_id] >= per_service:
+            raise forbidden(
+                f"Too many {noun} for this service "
+                f"(at most {per_service}: [limits] {setting}_per_service)"
+            )
+
     def start_recording(self, container: str, media: MediaChoice) -> Recording:
         """Start recording; raises ParameterError or MuxerError, keeping nothing."""
+        settings = self._context.settings
+        self._check_output_limits(
+            "recording",
+            len(self.recordings),
+            settings.recordings_per_room,
+            settings.recordings_per_service,
+        )
         recording = Recording(
             uuid.uuid4().hex,
             self.id,
@@ -415,6 +438,7 @@ class Room:
         self._snapshot_into(recording)
         recording.start(self.streams)
         self.recordings[recording.id] = recording
+        self._context.running["recording", self.service_id] += 1
         self.observers.append(recording.observe)
         self._parent.recording_saved(self, recording)
         return recording
@@ -423,6 +447,13 @@ class Room:
         self, protocol: str, url: str | None, media: MediaChoice, parameters: Any
     ) -> StreamingOut:
         """Push a stream out; raises ParameterError or MuxerError, keeping nothing."""
+        settings = self._context.settings
+        self._check_output_limits(
+            "streaming-out",
+            len(self.streaming_outs),
+            settings.streaming_outs_per_room,
+            settings.streaming_outs_per_service,
+        )
         streaming_id = uuid.uuid4().hex
         hls_directory = served_at = None
         if protocol == "hls" and url is None:
@@ -442,12 +473,14 @@ class Room:
         )
         out.start(self.streams)
         self.streaming_outs[out.id] = out
+        self._context.running["streaming-out", self.service_id] += 1
         self._parent.streaming_out_saved(self, out)
         return out
 
     def _streaming_out_finished(self, out: StreamingOut) -> None:
         # A finished streaming-out leaves the room (and memory); its record stays in the store.
-        self.streaming_outs.pop(out.id, None)
+        if self.streaming_outs.pop(out.id, None) is not None:
+            self._context.running["streaming-out", self.service_id] -= 1
         self._context.finished["streaming-out", out.state] += 1
         self._parent.streaming_out_saved(self, out)
         logger.info(
@@ -503,7 +536,8 @@ class Room:
 
     def _recording_finished(self, recording: Recording) -> None:
         # A finished recording leaves the room (and memory); its record stays in the store.
-        self.recordings.pop(recording.id, None)
+        if self.recordings.pop(recording.id, None) is not None:
+            self._context.running["recording", self.service_id] -= 1
         self._context.finished["recording", recording.state] += 1
         self._parent.recording_saved(self, recording)
         if recording.observe in self.observers:

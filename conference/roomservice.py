@@ -438,6 +438,9 @@ class RoomService(ManagementCalls):
             if region is None:
                 raise ConferenceError("Stream is not in a region of this view")
             return {"region": region}
+        if publication is None:
+            # As OWT's streamControl: only the owner moves its stream (a viewer moved others').
+            raise ConferenceError("Permission denied: not the owner of the stream")
         data = request.data
         region_id = data.get("region") if isinstance(data, dict) else None
         if not isinstance(region_id, str):

@@ -35,9 +35,17 @@ class ConferenceSettings:
     ticket_lifetime: float = 600.0
     text_max_length: int = 4096
     rooms_per_service: int = 1000
+    # Recordings and streaming-outs running at once (each costs a muxer or pusher thread).
+    recordings_per_room: int = 10
+    recordings_per_service: int = 50
+    streaming_outs_per_room: int = 10
+    streaming_outs_per_service: int = 50
     publications_per_participant: int = 4
     subscriptions_per_participant: int = 32
     stun_servers: tuple[str, ...] = ()
+    # A publication or subscription whose offer, ICE and DTLS are not done this long after
+    # it was asked for fails (a progress error to its client).
+    connect_timeout: float = 30.0
     keyframe_min_interval: float = 1.0
     frame_timeout: float = 2.0
     max_mixed_talkers: int = 3

@@ -101,7 +101,8 @@ class AgentServer:
 
     async def start(self, url: str) -> None:
         self.node.lease.info = replace(self.node.lease.info, url=url)
-        await self.conference.start()
+        # Not the only process on the store: what other agents run is theirs to close.
+        await self.conference.start(only_process=False)
         self.loop_lag.start()
         await self.node.start()
 

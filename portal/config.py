@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_origin
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from tessera.config.validation import error_path, format_error
@@ -70,6 +70,10 @@ class ServerConfig(_Section):
     public_host: str = Field(pattern=r"^[^\s/]*$")
     secure: bool
     shutdown_timeout: Seconds
+    header_timeout: Seconds
+    idle_timeout: Seconds
+    max_connections: int = Field(ge=0)
+    connections_per_address: int = Field(ge=0)
     ready_max_loop_lag: Seconds
     malloc_arenas: int = Field(ge=0, le=1024)
     malloc_trim_threshold: int = Field(ge=0, le=1 << 30)
@@ -143,6 +147,7 @@ class WebRTCConfig(_Section):
     """``[webrtc]``: media-plane settings."""
 
     keyframe_min_interval: Seconds
+    connect_timeout: Seconds
     stun_servers: list[str]
 
     @field_validator("stun_servers")
@@ -173,6 +178,10 @@ class LimitsConfig(_Section):
     publications_per_participant: int = Field(gt=0)
     subscriptions_per_participant: int = Field(gt=0)
     rooms_per_service: int = Field(gt=0)
+    recordings_per_room: int = Field(gt=0)
+    recordings_per_service: int = Field(gt=0)
+    streaming_outs_per_room: int = Field(gt=0)
+    streaming_outs_per_service: int = Field(gt=0)
     requests_per_second: float = Field(gt=0)
     request_burst: int = Field(gt=0)
     login_attempts_per_minute: int = Field(gt=0)
@@ -185,7 +194,14 @@ class WebConfig(_Section):
     directory: str
     node_modules: str
     demo: Literal["loopback", "on", "off"]
+    demo_with_public_host: bool
     moderator_roles: list[str]
+
+    @model_validator(mode="after")
+    def _check_demo(self) -> WebConfig:
+        if self.demo_with_public_host and self.demo == "off":
+            raise ValueError('demo_with_public_host = true has no effect with demo = "off"')
+        return self
 
 
 class PeerConfig(_Section):

@@ -214,7 +214,22 @@ class Portal:
         connection = self.connections.get(sid)
         if connection is not None and connection.participant is None:
             logger.info("no login in time, closing", extra={"sid": sid})
-            spawn(self.sio.disconnect(sid), "closing a connection")
+            spawn(self._close_transport(sid), "closing a connection")
+
+    async def _close_transport(self, sid: str) -> None:
+        """End the Socket.IO session and the Engine.IO connection beneath it: a client that
+        answers pings would otherwise keep its WebSocket (an fd, a few tasks) for ever."""
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        await self.sio.disconnect(sid)
+        if eio_sid is None:
+            return
+        # A polling client that never polls again would hold the close (it waits for its
+        # queue to be read): the Engine.IO heartbeat ends such a session anyway.
+        grace = self.config.portal.ping_interval + self.config.portal.ping_timeout
+        try:
+            await asyncio.wait_for(self.sio.eio.disconnect(eio_sid), grace)
+        except TimeoutError:
+            logger.info("closed connection not read by its client", extra={"sid": sid})
 
     async def wait_disconnected(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for every Socket.IO connection to close."""

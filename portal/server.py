@@ -35,8 +35,10 @@ from tessera.conference.store import Store, bootstrap_default_service
 
 from . import portal, roompeer
 from .config import Config
+from .connectionlimits import ConnectionLimitError
 from .eio3gateway import attach_socketio
 from .heap import HeapReclaimer
+from .listener import listen
 from .looplag import LoopLagMonitor
 from .malloc import fix_malloc_trim_threshold, limit_malloc_arenas, trim_heap
 from .metrics import create_registry
@@ -68,9 +70,14 @@ def conference_settings(config: Config, advertised_host: Any) -> ConferenceSetti
         ticket_lifetime=config.portal.ticket_lifetime,
         text_max_length=config.portal.text_max_length,
         rooms_per_service=config.limits.rooms_per_service,
+        recordings_per_room=config.limits.recordings_per_room,
+        recordings_per_service=config.limits.recordings_per_service,
+        streaming_outs_per_room=config.limits.streaming_outs_per_room,
+        streaming_outs_per_service=config.limits.streaming_outs_per_service,
         publications_per_participant=config.limits.publications_per_participant,
         subscriptions_per_participant=config.limits.subscriptions_per_participant,
         stun_servers=tuple(config.webrtc.stun_servers),
+        connect_timeout=config.webrtc.connect_timeout,
         keyframe_min_interval=config.webrtc.keyframe_min_interval,
         frame_timeout=config.mixer.frame_timeout,
         max_mixed_talkers=config.mixer.max_mixed_talkers,
@@ -331,10 +338,13 @@ async def _serve(
     # Clients have had `drop` and a disconnect by the time aiohttp waits for
     # connections: one that lingers (aiohttp waits twice this) is cut.
     linger = min(0.5, deadline / 8)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=linger)
-    await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    await site.start()
+    try:
+        runner, _ = await listen(app, config, config.server.host, config.server.port, linger)
+    except ConnectionLimitError as exc:
+        logger.error("cannot listen: %s", exc)
+        print(f"tessera: {exc}", file=sys.stderr)
+        await server.close()
+        return 1
     server.port = int(runner.addresses[0][1])
     # What start-up made (modules, the self-check's leftovers) lives as long as the
     # process: out of the collector's sight, a full collection (the heap reclaim after a

@@ -91,6 +91,44 @@ def _mount_pages(app: web.Application, web_dir: Path) -> None:
     app.router.add_static("/static/", web_dir, append_version=False)
 
 
+# Headers a reverse proxy adds: behind one every client would look local.
+PROXY_HEADERS = ("forwarded", "x-real-ip", "via")
+
+
+def demo_refusal(config: Config, request: web.Request) -> str | None:
+    """Why the demo endpoints refuse ``request``, or None.
+
+    With ``[server] public_host`` or ``secure`` set, clients come through a public name or
+    a TLS proxy: off unless ``[web] demo_with_public_host``. In ``"loopback"`` mode the
+    server must listen on loopback, the peer be loopback, the ``Host`` a loopback name,
+    and no header say that a proxy passed the request on.
+    """
+    server = config.server
+    if (server.public_host or server.secure) and not config.web.demo_with_public_host:
+        return "[server] public_host or secure is set and [web] demo_with_public_host is not"
+    if config.web.demo == "on":
+        return None
+    if not _is_loopback(server.host):
+        return "the server does not listen on loopback ([web] demo)"
+    if not _is_loopback(request.remote):
+        return "not a loopback client ([web] demo)"
+    for name in request.headers:
+        lowered = name.lower()
+        if lowered in PROXY_HEADERS or lowered.startswith("x-forwarded-"):
+            return f"the request was passed on by a proxy ({name} header)"
+    host = request.headers.get("Host", "")
+    if not _is_loopback(_host_name(host)):
+        return f"Host {host[:100]!r} is not a loopback name"
+    return None
+
+
+def _host_name(host: str) -> str:
+    """The name of a ``Host`` header without its port (IPv6 literals unbracketed)."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
 def _is_loopback(address: str | None) -> bool:
     if not address:
         return False
@@ -138,19 +176,19 @@ class DemoApp:
     # -- checks ---------------------------------------------------------
 
     def _check_allowed(self, request: web.Request) -> None:
-        if self.config.web.demo == "on":
+        reason = demo_refusal(self.config, request)
+        if reason is None:
             return
-        # Both ends: a proxy in front would make every client look local.
-        if not (_is_loopback(self.config.server.host) and _is_loopback(request.remote)):
-            logger.warning(
-                "demo request refused, not on loopback",
-                extra={
-                    "method": request.method,
-                    "path": request.path[:200],  # the formatter escapes it
-                    "address": request.remote,
-                },
-            )
-            raise DemoError(403, "The demo endpoints answer only on loopback ([web] demo)")
+        logger.warning(
+            "demo request refused: %s",
+            reason,
+            extra={
+                "method": request.method,
+                "path": request.path[:200],  # the formatter escapes it
+                "address": request.remote,
+            },
+        )
+        raise DemoError(403, f"The demo endpoints refuse this request: {reason}")
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         if request.content_length is not None and request.content_length > 16384:

@@ -34,11 +34,17 @@ What FFmpeg (PyAV 18, libavformat 62) does here, checked rather than assumed:
   With 1 s clusters and `flush_packets=1` (no AVIO buffering), a WebM/MKV
   file cut off at any point (process killed) plays up to its last cluster.
   Cues and the duration are written by `close()`, which makes it seekable.
-- MP4 is written non-fragmented: its index (moov) is written by `close()`,
-  so an MP4 recording is only playable after a clean close. Fragmented MP4
-  (`movflags=frag_keyframe+empty_moov`, 1 s `frag_duration`) would survive a
-  crash, but its moov then holds no duration (no mehd) for players that read
-  only the moov, and `global_sidx` rewrites the whole file at close.
+- MP4 is written fragmented (`movflags=empty_moov+default_base_moof`, a
+  fragment each second, `flush_packets=1`): the moov (without samples) is at
+  the start and every second a moof+mdat pair reaches the file, so a file cut
+  off at any point (process killed) plays up to its last whole fragment.
+  Fragments are cut by time, not only at keyframes (a view's keyframes come
+  when asked for); a fragment that starts between keyframes is legal and
+  decodes from the one before. `close()` writes the last fragment and an
+  `mfra` index (seeking). The moov has no duration (no `mehd`: FFmpeg writes
+  it only when the moov is not empty): FFmpeg (ffprobe, PyAV) finds it from
+  the fragments (checked); a player that reads only the moov sees none.
+  `global_sidx` is not used: it rewrites the whole file at close.
 - MPEG-TS is a stream of 188-byte packets with no index: written with
   `flush_packets=1`, a file cut off at any point plays up to its last packet.
   H.264 stays Annex B (SPS/PPS in band); Opus gets its OpusHead for the
@@ -103,7 +109,12 @@ _MATROSKA_OPTIONS = {
     "cluster_size_limit": str(2 << 20),  # bytes
     "flush_packets": "1",
 }
-_MP4_OPTIONS: dict[str, str] = {}  # non-fragmented: see the module docstring
+# Fragmented, a fragment a second: a killed server leaves a playable file (module docstring).
+_MP4_OPTIONS = {
+    "movflags": "empty_moov+default_base_moof",
+    "frag_duration": "1000000",  # microseconds
+    "flush_packets": "1",
+}
 _TS_OPTIONS = {"flush_packets": "1"}  # a cut-off file plays up to its last packet
 _START_CODE = b"\x00\x00\x00\x01"
 

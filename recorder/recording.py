@@ -12,6 +12,7 @@ from typing import Any
 from tessera.media.mediasource import Packet, ParameterError, Stream
 
 from .muxer import MuxerError, PacketMuxer, choose_container
+from .recovery import recovered
 from .roomoutput import MediaChoice as MediaChoice  # the room service imports it from here
 from .roomoutput import RoomOutput
 from .sources import TrackSink, audio_source, video_source
@@ -70,6 +71,7 @@ class Recording(RoomOutput):
         self._has_video = media.video_from is not None
         self._loop = asyncio.get_running_loop()
         self._sidecar_task: asyncio.Task[None] | None = None
+        self._finishing: asyncio.Task[None] | None = None
         self._on_finished = on_finished
 
     # -- lifecycle ------------------------------------------------------
@@ -224,6 +226,11 @@ class Recording(RoomOutput):
             self.state = "failed"
             self.reason = reason
             self._detach_all()
+            # Finished as a stop is: the sidecar task ends (on a full disk it rewrote the
+            # timeline every 5 s), the file is closed, and the room lets it go.
+            if self._sidecar_task is not None:
+                self._sidecar_task.cancel()
+            self._finishing = asyncio.ensure_future(self.stop())
 
     # -- timeline -------------------------------------------------------
 
@@ -311,9 +318,10 @@ class StoredRecording:
 
     def __init__(self, recording_id: str, info: dict[str, Any], file: str) -> None:
         self.id = recording_id
-        self.info = info
         self.path = Path(file)
-        self.state = str(info.get("state", "stopped"))
+        # Cut off by a stop or a crash: the duration (and whether anything plays) is the file's.
+        self.info = recovered(info, self.path)
+        self.state = str(self.info.get("state", "stopped"))
 
     def describe(self) -> dict[str, Any]:
         info = dict(self.info)

@@ -46,8 +46,12 @@ class Timeline:
     def write(self, path: Path) -> None:
         """Write atomically: a reader (or a crash) never sees half a file."""
         partial = path.with_suffix(path.suffix + ".partial")
-        partial.write_text(json.dumps(self.to_json(), indent=1))
-        partial.replace(path)
+        try:
+            partial.write_text(json.dumps(self.to_json(), indent=1))
+            partial.replace(path)
+        except OSError:
+            partial.unlink(missing_ok=True)  # a full disk left it empty: no half file stays
+            raise
 
 
 def room_event(event: str, data: Any) -> tuple[str, dict[str, Any]] | None:

@@ -13,6 +13,7 @@ from aiohttp import web
 from tessera.conference.store import ServiceRecord
 from tessera.conference.tokens import issue_token
 from tessera.portal.config import Config, load_config
+from tessera.portal.listener import listen
 from tessera.portal.server import SERVER_KEY, Server, create_app
 from tessera_client import ConferenceClient
 
@@ -72,13 +73,10 @@ async def serve(config: Config) -> RunningServer:
     # (a browser's Engine.IO socket whose login never completed) is cut, not waited for
     # until the Engine.IO ping timeout (47 s of teardown per browser test).
     linger = min(0.5, config.server.shutdown_timeout / 8)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=linger)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    # With the listener's connection hygiene, as `tessera serve` listens.
+    runner, site = await listen(app, config, "127.0.0.1", 0, linger)
     server = app[SERVER_KEY]
-    assert site._server is not None
-    server.port = site._server.sockets[0].getsockname()[1]
+    server.port = site.port
     return RunningServer(app=app, runner=runner, server=server, port=server.port)
 
 

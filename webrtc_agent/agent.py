@@ -22,8 +22,19 @@ class WebrtcAgent:
         self.keyframe_min_interval = keyframe_min_interval
         self.transports: dict[str, Transport] = {}
 
-    def create_transport(self, transport_id: str, observer: TransportObserver) -> Transport:
-        transport = Transport(transport_id, observer, stun_servers=self.stun_servers)
+    def create_transport(
+        self,
+        transport_id: str,
+        observer: TransportObserver,
+        connect_timeout: float | None = None,
+    ) -> Transport:
+        """A new transport; its sessions fail if not connected within ``connect_timeout`` s."""
+        transport = Transport(
+            transport_id,
+            observer,
+            stun_servers=self.stun_servers,
+            connect_timeout=connect_timeout,
+        )
         self.transports[transport_id] = transport
         return transport
 

@@ -60,8 +60,13 @@ class Transport:
         observer: TransportObserver,
         *,
         stun_servers: list[str] | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         self.id = transport_id
+        # A session not ready (offer answered, ICE and DTLS done) this long after it was
+        # added fails: a publication whose ICE never completed was kept for ever.
+        self.connect_timeout = connect_timeout
+        self._deadlines: dict[str, asyncio.TimerHandle] = {}
         self.observer = observer
         servers = [RTCIceServer(urls=url) for url in stun_servers or []]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
@@ -92,6 +97,10 @@ class Transport:
             ):
                 raise SignalingError(f"MID {mid} is already in use")
         self.sessions[session.id] = session
+        if self.connect_timeout is not None:
+            self._deadlines[session.id] = asyncio.get_running_loop().call_later(
+                self.connect_timeout, self._connect_deadline, session.id
+            )
         for mid in session.mids:
             if mid in self._claimed:
                 assert isinstance(session, Subscription)
@@ -109,7 +118,28 @@ class Transport:
             and holder.mids.get(mid) == kind
         )
 
+    def _connect_deadline(self, session_id: str) -> None:
+        self._deadlines.pop(session_id, None)
+        session = self.sessions.get(session_id)
+        if session is None or session.ready or self.closed:
+            return
+        if session_id not in self._negotiated:
+            reason = f"No offer for the session within {self.connect_timeout:g} s"
+        else:
+            reason = (
+                f"ICE/DTLS did not complete within {self.connect_timeout:g} s "
+                f"(the peer connection is {self.pc.connectionState})"
+            )
+        logger.info("session not connected in time: %s", reason, extra={"transport": self.id})
+        self.observer.session_failed(session, reason)
+        if not self.connected and not self.sessions and not self.closed:
+            # Nothing left to connect for: its ICE agent and sockets go too.
+            self.observer.transport_failed(self)
+
     def session_closed(self, session: MediaSession) -> None:
+        deadline = self._deadlines.pop(session.id, None)
+        if deadline is not None:
+            deadline.cancel()
         self.sessions.pop(session.id, None)
         self._negotiated.discard(session.id)
         for mid in list(self._riders):
@@ -344,6 +374,9 @@ class Transport:
         for session in list(self.sessions.values()):
             if session.id in self._negotiated and not session.ready:
                 session.ready = True
+                deadline = self._deadlines.pop(session.id, None)
+                if deadline is not None:
+                    deadline.cancel()
                 self.observer.session_ready(session)
 
     def stats(self) -> dict[str, Any]:
@@ -373,6 +406,9 @@ class Transport:
         if self.closed:
             return
         self.closed = True
+        for deadline in self._deadlines.values():
+            deadline.cancel()
+        self._deadlines.clear()
         for session in list(self.sessions.values()):
             session.close()
         await self.pc.close()

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 from tessera.cluster.status import format_status, read_status
 from tessera_client import ConferenceClient, PeerClient
-from tests.cluster.processes import KEY, Cluster, RedisProcess
+from tests.cluster.processes import KEY, Cluster, NodeProcess, RedisProcess
 from tests.eventually import eventually
 from tests.integration.test_bad_inputs import RawClient
 from tests.synthetic import ColorVideoTrack, ToneTrack, close_to, mean_rgb, next_video_frame
@@ -244,3 +244,42 @@ async def test_peers_on_two_portals_connect_and_call(cluster: Cluster) -> None:
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_a_process_joining_the_cluster_leaves_running_rooms_alone(cluster: Cluster) -> None:
+    """A portal or agent starting (or restarting) is never the only process on the store:
+    the recordings and ad-hoc rooms other agents run are not closed as an earlier run's."""
+    room = room_name()
+    alice = await joined(cluster, 0, room, "alice")
+    publication = await alice.publish(video=ColorVideoTrack(RED))
+    await publication.wait_ready()
+    view = f"{alice.room_id}-common"
+    status, recording = await rest(
+        cluster,
+        1,
+        "POST",
+        f"/v1/rooms/{alice.room_id}/recordings",
+        {"container": "mkv", "media": {"video": {"from": view}, "audio": False}},
+    )
+    assert status == 200, recording
+    late = [
+        NodeProcess(role, cluster.config, cluster.redis_url, f"{role}-late")
+        for role in ("agent", "portal")
+    ]
+    try:
+        for node in late:
+            node.start()
+            node.wait_up()
+        bob = await joined(cluster, 1, room, "bob")
+        assert bob.room_id == alice.room_id  # the ad-hoc name still names the running room
+        path = f"/v1/rooms/{alice.room_id}/recordings/{recording['id']}"
+        status, now = await rest(cluster, 0, "GET", path)
+        assert (status, now["state"]) == (200, "recording")
+        status, _ = await rest(cluster, 0, "DELETE", path)
+        assert status == 200
+        await bob.leave()
+    finally:
+        for node in late:
+            assert node.terminate() == 0
+            assert node.errors() == []
+    await alice.leave()

@@ -281,6 +281,28 @@ async def test_set_region_get_region_mix_unmix(tessera: RunningServer) -> None:
     await a_pub.control("set-region", {"view": "common", "region": other})
     await a.next_event("stream", lambda d: d["status"] == "update")
     assert await a_pub.control("get-region", "common") == {"region": other}
+    # Another participant (a viewer here) may not move a's stream: as OWT, owners only.
+    viewer = await joined(tessera, "v", role="viewer")
+    with pytest.raises(ClientError, match="not the owner of the stream"):
+        await viewer.request(
+            "stream-control",
+            {
+                "id": a_pub.id,
+                "operation": "set-region",
+                "data": {"view": "common", "region": first},
+            },
+        )
+    with pytest.raises(ClientError, match="not the owner of the stream"):
+        await b.request(
+            "stream-control",
+            {
+                "id": a_pub.id,
+                "operation": "set-region",
+                "data": {"view": "common", "region": first},
+            },
+        )
+    assert await a_pub.control("get-region", "common") == {"region": other}
+    await viewer.leave()
     with pytest.raises(ClientError, match="does NOT exist"):
         await a_pub.control("set-region", {"view": "common", "region": "99"})
     with pytest.raises(ClientError, match="View does NOT exist"):

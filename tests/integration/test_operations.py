@@ -94,10 +94,18 @@ async def test_drain_refuses_logins_drops_clients_and_finalises_recordings(
 class ServeProcess:
     """`python -m tessera.portal.cli serve` with JSON logs; its stderr lines are collected."""
 
-    def __init__(self, tmp_path: Path, shutdown_timeout: float) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        shutdown_timeout: float,
+        server: str = "",
+        prefix: tuple[str, ...] = (),
+    ) -> None:
+        """``server``: more ``[server]`` lines; ``prefix``: a command to run it under (prlimit)."""
+        self.prefix = prefix
         self.config = tmp_path / "tessera.toml"
         self.config.write_text(
-            f"[server]\nport = 0\nshutdown_timeout = {shutdown_timeout}\n"
+            f"[server]\nport = 0\nshutdown_timeout = {shutdown_timeout}\n{server}"
             f'[storage]\ndata_dir = "{tmp_path}"\n'
             f'[service]\nkey = "{KEY}"\n'
             '[log]\nformat = "json"\n'
@@ -111,6 +119,7 @@ class ServeProcess:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
+            *self.prefix,
             sys.executable,
             "-m",
             "tessera.portal.cli",

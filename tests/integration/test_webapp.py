@@ -127,6 +127,64 @@ async def test_demo_answers_only_on_loopback_by_default(tmp_path: Path) -> None:
         await running.stop()
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-For": "203.0.113.9"},
+        {"x-forwarded-proto": "https"},
+        {"X-Forwarded-Host": "conference.example"},
+        {"Forwarded": "for=203.0.113.9;proto=https"},
+        {"X-Real-IP": "203.0.113.9"},
+        {"Via": "1.1 proxy"},
+        {"Host": "conference.example"},
+        {"Host": "203.0.113.9:8080"},
+    ],
+)
+async def test_demo_never_trusts_a_proxied_request(
+    tessera: RunningServer, headers: dict[str, str]
+) -> None:
+    # The request: a same-host TLS proxy makes every internet client look local.
+    body = {"room": "proxied-room", "user": "x", "role": "presenter"}
+    status, reply = await demo(tessera, "POST", "/demo/token", body, headers=headers)
+    assert status == 403, reply
+    name = next(iter(headers))
+    expected = name if name != "Host" else "is not a loopback name"
+    assert expected.lower() in reply["error"]["message"].lower()
+    service = tessera.server.default_service.id
+    assert tessera.server.conference.loaded_room(service, "proxied-room") is None
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]"])
+async def test_demo_answers_a_loopback_host(tessera: RunningServer, host: str) -> None:
+    status, reply = await demo(
+        tessera, "POST", "/demo/token", {"user": "a"}, headers={"Host": f"{host}:{tessera.port}"}
+    )
+    assert status == 200, reply
+
+
+@pytest.mark.parametrize(
+    "settings", [{"server.public_host": "meet.example:443"}, {"server.secure": True}]
+)
+async def test_demo_is_off_with_a_public_host_unless_enabled(
+    tmp_path: Path, settings: dict[str, Any]
+) -> None:
+    running = await start_server(tmp_path / "off", **settings)
+    try:
+        status, reply = await demo(running, "POST", "/demo/token", {"user": "a"})
+        assert status == 403
+        assert "demo_with_public_host" in reply["error"]["message"]
+    finally:
+        await running.stop()
+    running = await start_server(
+        tmp_path / "enabled", **settings, **{"web.demo_with_public_host": True}
+    )
+    try:
+        status, reply = await demo(running, "POST", "/demo/token", {"user": "a"})
+        assert status == 200, reply
+    finally:
+        await running.stop()
+
+
 async def test_layout_and_recordings_need_a_moderator_ticket(tessera: RunningServer) -> None:
     presenter = await join_with_demo_token(tessera, "Ada", room="default")
     viewer = await join_with_demo_token(tessera, "Bob", room="default", role="viewer")

@@ -293,3 +293,23 @@ def test_peer_section_defaults_and_checks() -> None:
     for bad in ("peerjs", "/peerjs", "/a b/"):
         with pytest.raises(ConfigError, match=r"peer\.path"):
             load_config(None, env={"TESSERA_PEER_PATH": bad})
+
+
+def test_demo_with_public_host_needs_the_demo_on() -> None:
+    with pytest.raises(
+        ConfigError, match='demo_with_public_host = true has no effect with demo = "off"'
+    ):
+        load_config(None, env={}, overrides={"web.demo": "off", "web.demo_with_public_host": True})
+    config = load_config(None, env={}, overrides={"web.demo_with_public_host": True})
+    assert config.web.demo_with_public_host
+
+
+def test_connection_settings_are_validated() -> None:
+    for key, value in (
+        ("server.header_timeout", 0),
+        ("server.idle_timeout", -1.0),
+        ("server.max_connections", -1),
+        ("server.connections_per_address", -5),
+    ):
+        with pytest.raises(ConfigError, match=key.split(".")[1]):
+            load_config(None, env={}, overrides={key: value})

@@ -1,0 +1,77 @@
+"""What a recording file holds, read back from the file: for recordings that a stopped or
+killed server never finalised, whose stored duration and state are those of the cut.
+
+Every container Tessera writes plays up to where it was cut: WebM/Matroska to the last
+cluster, fragmented MP4 to the last fragment, MPEG-TS to the last packet (see muxer.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+
+logger = logging.getLogger(__name__)
+
+# The start of the reason the room service gives a recording that was running when
+# the server stopped (conference/tree.py); such a recording's figures come from its file.
+INTERRUPTED = "the server stopped while recording"
+NOTHING_PLAYABLE = "the server stopped while recording; nothing playable was written"
+
+
+@dataclass(frozen=True)
+class FileMedia:
+    """The media a file holds: seconds from its first packet to the end of its last."""
+
+    duration: float
+    packets: int
+
+
+def read_media(path: Path) -> FileMedia:
+    """Demux ``path`` (no decoding) up to its end or where it was cut off."""
+    stat = path.stat()
+    return _read_media(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_media(path: str, size: int, mtime_ns: int) -> FileMedia:
+    # Keyed by size and time too: a file is read again only if it changed.
+    first: float | None = None
+    end = 0.0
+    packets = 0
+    try:
+        with av.open(path) as container:
+            for packet in container.demux():
+                if packet.pts is None or packet.time_base is None or packet.size == 0:
+                    continue
+                start = float(packet.pts * packet.time_base)
+                first = start if first is None else min(first, start)
+                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+                packets += 1
+    except av.error.FFmpegError as exc:
+        # The cut-off end of a killed recording, or no media at all.
+        logger.debug("reading %s stopped: %s", path, exc)
+    duration = max(0.0, end - first) if first is not None else 0.0
+    return FileMedia(round(duration, 3), packets)
+
+
+def recovered(info: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``info`` of a stored recording, with its duration (and state) read from its file if
+    the server stopped while it ran; other recordings as they are."""
+    reason = str(info.get("reason") or "")
+    if info.get("state") != "stopped" or not reason.startswith(INTERRUPTED):
+        return info
+    try:
+        media = read_media(path)
+    except OSError:
+        media = FileMedia(0.0, 0)
+    out = dict(info)
+    out["duration"] = media.duration
+    if media.packets == 0:
+        out["state"] = "failed"
+        out["reason"] = NOTHING_PLAYABLE
+    return out
