@@ -1,4 +1,4 @@
-"""Density: `python -m bench.density [--quick] [--cores N] [--rooms N] [--json FILE]`.
+"""Density: `python -m bench.density [--quick] [--cores N] [--rooms N] [--agents N] [--json FILE]`.
 
 How many 3x3 rooms one server runs at once: each room has 9 participants,
 each publishing 640x360 VP8 (pre-encoded camera-like content, ~600 kbit/s)
@@ -11,6 +11,17 @@ A step passes when every view holds 30 fps +-1 (composited and received)
 and the server uses at most 70% of its cores. The answer is the largest
 passing step; the target is 2 rooms per core. Stops at the first failing
 step or at --rooms (default 6). Under two minutes on a 2-core machine.
+
+With --agents N the same rooms then run on a cluster started by the
+benchmark (`ClusterProcess`: a redis-server, one `tessera portal`, N
+`tessera agent`), and both tables and a comparison are printed. For the
+cluster, "the server" is every one of its processes: CPU is summed over
+Redis, the portal and the agents, and the 70% limit applies to the cores
+they all share (the machine's, or the --cores set every process is pinned
+to); view frame rates come from the agents' /metrics and the loop lag is
+the worst agent's. Every participant also times join -> first mixed frame
+(from the start of its login to the first frame of the view it receives);
+the comparison takes the median and p95 over the rooms both runs entered.
 """
 
 from __future__ import annotations
@@ -19,20 +30,32 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .clusterprocess import ClusterProcess
 from .machine import MachineInfo, SystemCpu
 from .participants import Participant, ParticipantSpec, encode_scenes, enter_all
-from .report import add_common_arguments, finish, header, pin_clients, server_cpus, verdict
-from .subscribers import Metrics, ServerProcess, leave, loop_lag_p99_ms
+from .report import (
+    add_common_arguments,
+    finish,
+    header,
+    percentile,
+    pin_clients,
+    server_cpus,
+    verdict,
+)
+from .subscribers import BenchServer, Metrics, ServerProcess, leave, loop_lag_p99_ms
 
 ROOMS_PER_CORE_TARGET = 2.0
 CPU_LIMIT = 0.70  # of the server's cores
 FPS = 30.0
 FPS_TOLERANCE = 1.0
+#: The cluster's join -> first mixed frame (median) may be this much above one process's.
+JOIN_DELAY_TARGET_MS = 50.0
 
 
 @dataclass(frozen=True)
@@ -59,8 +82,10 @@ class DensityStep:
     others_cpu_percent: float
     view_fps: list[float]  # composited by each view (server)
     received_fps_min: list[float]  # the slowest participant of each room
-    loop_lag_p99_ms: float
+    loop_lag_p99_ms: float  # a cluster: the worst agent's
     cores: int  # the server's cores
+    rooms_by_agent: list[int] = field(default_factory=list)  # a cluster: rooms on each agent
+    portal_lag_p99_ms: float | None = None  # a cluster: its portal's event-loop lag
 
     @property
     def cpu_share(self) -> float:
@@ -92,6 +117,16 @@ class DensityFigures:
     cores: int
     steps: list[DensityStep] = field(default_factory=list)
     error: str | None = None  # why it stopped early, if something failed outright
+    agents: int = 0  # 0: one process (`tessera serve`); else a cluster of 1 portal + N agents
+    join_to_first_frame_ms: list[list[float]] = field(default_factory=list)  # room by room
+    node_errors: list[str] = field(default_factory=list)  # a cluster: its nodes' error lines
+
+    @property
+    def mode(self) -> str:
+        """What ran the rooms."""
+        if not self.agents:
+            return "one process"
+        return f"cluster: 1 portal + {self.agents} agent(s) + Redis"
 
     @property
     def rooms(self) -> int:
@@ -117,8 +152,12 @@ def _view_frames(metrics: Metrics) -> dict[str, float]:
     }
 
 
+def _rooms(metrics: Metrics) -> int:
+    return round(sum(metrics.get("tessera_rooms", {}).values()))
+
+
 async def _measure(
-    server: ServerProcess, rooms: list[list[Participant]], window: float, cores: int
+    server: BenchServer, rooms: list[list[Participant]], window: float, cores: int
 ) -> DensityStep:
     # Each count is divided by the time between its own two readings: a /metrics
     # fetch takes a while on a loaded server (it once stretched a 6 s window
@@ -144,6 +183,11 @@ async def _measure(
     ]
     server_percent = (server1 - server0) / elapsed * 100
     clients_percent = (own1 - own0) / elapsed * 100
+    rooms_by_agent: list[int] = []
+    portal_lag: float | None = None
+    if isinstance(server, ClusterProcess):
+        rooms_by_agent = [_rooms(m) for m in await server.agent_metrics()]
+        portal_lag = loop_lag_p99_ms(await server.portal_metrics())
     return DensityStep(
         rooms=len(rooms),
         server_cpu_percent=server_percent,
@@ -153,19 +197,30 @@ async def _measure(
         received_fps_min=received,
         loop_lag_p99_ms=loop_lag_p99_ms(metrics),
         cores=cores,
+        rooms_by_agent=rooms_by_agent,
+        portal_lag_p99_ms=portal_lag,
     )
 
 
-async def run_density_bench(config: DensityBenchConfig) -> DensityFigures:
-    """Add rooms one by one until a step fails or `max_rooms` ran."""
+async def run_density_bench(config: DensityBenchConfig, agents: int = 0) -> DensityFigures:
+    """Add rooms one by one until a step fails or `max_rooms` ran.
+
+    `agents` 0 runs them on one process (`bench._server`), N on a cluster of one
+    portal, N agents and a redis-server (`ClusterProcess`).
+    """
     scenes = encode_scenes(config.participants)
     cpus = set(config.server_cpus) if config.server_cpus is not None else None
     cores = len(cpus) if cpus is not None else len(os.sched_getaffinity(0))
     steps: list[DensityStep] = []
     rooms: list[list[Participant]] = []
+    joins: list[list[float]] = []
     error: str | None = None
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
-        server = await ServerProcess.start(Path(tmp), cpus=cpus)
+        server: ServerProcess | ClusterProcess
+        if agents:
+            server = await ClusterProcess.start(Path(tmp), agents, cpus=cpus)
+        else:
+            server = await ServerProcess.start(Path(tmp), cpus=cpus)
         try:
             for number in range(1, config.max_rooms + 1):
                 specs = [
@@ -173,12 +228,14 @@ async def run_density_bench(config: DensityBenchConfig) -> DensityFigures:
                     for i in range(config.participants)
                 ]
                 try:
-                    rooms.append(
-                        await enter_all(server, f"density-{number}", specs, config.participants, 40)
+                    room = await enter_all(
+                        server, f"density-{number}", specs, config.participants, 40
                     )
                 except RuntimeError as exc:
                     error = f"room {number} could not start: {exc}"
                     break
+                rooms.append(room)
+                joins.append([1000 * t for c in room if (t := c.join_to_first_frame) is not None])
                 await asyncio.sleep(config.settle)
                 step = await _measure(server, rooms, config.window, cores)
                 steps.append(step)
@@ -187,46 +244,126 @@ async def run_density_bench(config: DensityBenchConfig) -> DensityFigures:
                     break
         finally:
             await asyncio.gather(*(leave(c) for room in rooms for c in room))
-            await server.stop()
-    return DensityFigures(config=config, cores=cores, steps=steps, error=error)
+            logged = await server.stop()
+    return DensityFigures(
+        config=config,
+        cores=cores,
+        steps=steps,
+        error=error,
+        agents=agents,
+        join_to_first_frame_ms=joins,
+        # A node that logged an error may have skewed the figures: they are shown with them.
+        node_errors=logged if agents else [],
+    )
 
 
-def _columns() -> list[str]:
+@dataclass(frozen=True)
+class DensityComparison:
+    """The same rooms on one process and on a cluster, and the cluster's targets."""
+
+    single: DensityFigures
+    cluster: DensityFigures
+
+    @property
+    def common_rooms(self) -> int:
+        """Rooms both runs entered: the join times compared are theirs."""
+        single, cluster = self.single.join_to_first_frame_ms, self.cluster.join_to_first_frame_ms
+        return min(len(single), len(cluster))
+
+    def _joins(self, figures: DensityFigures) -> list[float]:
+        return [t for room in figures.join_to_first_frame_ms[: self.common_rooms] for t in room]
+
+    @property
+    def single_join_ms(self) -> tuple[float, float]:
+        """One process: join -> first mixed frame, median and p95 (ms) over the common rooms."""
+        return _median_p95(self._joins(self.single))
+
+    @property
+    def cluster_join_ms(self) -> tuple[float, float]:
+        """The cluster: join -> first mixed frame, median and p95 (ms) over the common rooms."""
+        return _median_p95(self._joins(self.cluster))
+
+    @property
+    def join_delay_ms(self) -> float:
+        """How much later the cluster's median participant saw its first mixed frame."""
+        return self.cluster_join_ms[0] - self.single_join_ms[0]
+
+    @property
+    def rooms_target(self) -> int:
+        """At least 2 rooms per core for the cluster (4 on 2 cores)."""
+        return int(ROOMS_PER_CORE_TARGET * self.cluster.cores)
+
+    @property
+    def meets_rooms_target(self) -> bool:
+        """The cluster holds at least `rooms_target` rooms at 30 fps."""
+        return self.cluster.rooms >= self.rooms_target
+
+    @property
+    def meets_join_target(self) -> bool:
+        """The cluster's median join -> first mixed frame is at most 50 ms above one process's."""
+        return self.common_rooms > 0 and self.join_delay_ms <= JOIN_DELAY_TARGET_MS
+
+
+def _median_p95(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return (float("nan"), float("nan"))
+    return (statistics.median(values), percentile(values, 95))
+
+
+def _columns(cluster: bool = False) -> list[str]:
+    extra = (f"{'portal lag':>12}{'rooms on':>10}", f"{'p99 ms':>12}{'agents':>10}")
     return [
         f"   {'rooms':>5}{'server':>9}{'of its':>8}{'view fps (server)':>20}"
-        f"{'received fps':>14}{'loop lag':>10}{'clients':>9}{'others':>8}  pass",
+        f"{'received fps':>14}{'loop lag':>10}{'clients':>9}{'others':>8}  pass"
+        + (f"{'':>7}{extra[0]}" if cluster else ""),
         f"   {'':>5}{'% core':>9}{'cores':>8}{'min / max':>20}{'min':>14}{'p99 ms':>10}"
-        f"{'% core':>9}{'% core':>8}",
+        f"{'% core':>9}{'% core':>8}" + (f"{'':>13}{extra[1]}" if cluster else ""),
     ]
 
 
 def _row(s: DensityStep) -> str:
     views = f"{min(s.view_fps, default=0):.1f} / {max(s.view_fps, default=0):.1f}"
-    return (
+    outcome = "yes" if s.passed else ("no: fps" if not s.holds_frame_rate else "no: CPU")
+    row = (
         f"   {s.rooms:>5}{s.server_cpu_percent:>9.1f}{100 * s.cpu_share:>7.0f}%{views:>20}"
         f"{min(s.received_fps_min, default=0):>14.1f}{s.loop_lag_p99_ms:>10.1f}"
-        f"{s.clients_cpu_percent:>9.0f}{s.others_cpu_percent:>8.0f}  "
-        + ("yes" if s.passed else ("no: fps" if not s.holds_frame_rate else "no: CPU"))
+        f"{s.clients_cpu_percent:>9.0f}{s.others_cpu_percent:>8.0f}  {outcome}"
     )
+    if s.portal_lag_p99_ms is not None:
+        placement = "+".join(str(n) for n in s.rooms_by_agent)
+        row += f"{'':>{10 - len(outcome)}}{s.portal_lag_p99_ms:>12.1f}{placement:>10}"
+    return row
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}" if value == value else "-"
 
 
 def format_figures(figures: DensityFigures) -> list[str]:
     """The table (again, complete) and the verdict."""
     c = figures.config
+    who = "server" if not figures.agents else "its processes together (Redis, portal, agents)"
     lines = [
         "",
-        f"rooms of {c.participants} participants: 640x360 VP8 in, each subscribed to the "
-        f"1280x720 30 fps view; {c.window:g} s windows; pass = every view {FPS:g} +-"
-        f"{FPS_TOLERANCE:g} fps and server <= {100 * CPU_LIMIT:.0f}% of its {figures.cores} "
-        "core(s)",
+        f"{figures.mode}: rooms of {c.participants} participants: 640x360 VP8 in, each "
+        f"subscribed to the 1280x720 30 fps view; {c.window:g} s windows; pass = every view "
+        f"{FPS:g} +-{FPS_TOLERANCE:g} fps and {who} <= {100 * CPU_LIMIT:.0f}% of "
+        f"{figures.cores} core(s)",
         "",
-        *_columns(),
+        *_columns(cluster=bool(figures.agents)),
         *(_row(s) for s in figures.steps),
     ]
     if figures.error:
         lines.append(f"   stopped: {figures.error}")
+    if figures.node_errors:
+        lines.append(f"   the cluster logged {len(figures.node_errors)} error(s), first:")
+        lines += [f"      {e[:200]}" for e in figures.node_errors[:3]]
+    joins = [t for room in figures.join_to_first_frame_ms for t in room]
+    median, p95 = _median_p95(joins)
     lines += [
         "",
+        f"join -> first mixed frame over {len(joins)} participants: median {_ms(median)} ms, "
+        f"p95 {_ms(p95)} ms",
         f"rooms that fit: {figures.rooms} on {figures.cores} core(s) = "
         f"{figures.rooms_per_core:.1f} per core - target >= {ROOMS_PER_CORE_TARGET:g} per core: "
         f"{verdict(figures.meets_target)}",
@@ -234,14 +371,62 @@ def format_figures(figures: DensityFigures) -> list[str]:
     return lines
 
 
+def format_comparison(comparison: DensityComparison) -> list[str]:
+    """Both tables, then one process against the cluster."""
+    single, cluster = comparison.single, comparison.cluster
+    (s_median, s_p95), (c_median, c_p95) = comparison.single_join_ms, comparison.cluster_join_ms
+
+    def lag(figures: DensityFigures) -> str:
+        passed = [s for s in figures.steps if s.passed]
+        if not passed:
+            return "-"
+        return f"{passed[-1].loop_lag_p99_ms:.1f} ms at {passed[-1].rooms} room(s)"
+
+    return [
+        *format_figures(single),
+        *format_figures(cluster),
+        "",
+        f"one process against the {cluster.mode}:",
+        f"   rooms at 30 fps              {single.rooms:>8} {cluster.rooms:>8}",
+        f"   loop lag p99 (largest pass)  {lag(single):>24} | {lag(cluster)} (worst agent)",
+        f"   join -> first mixed frame, over the {comparison.common_rooms} room(s) both entered:",
+        f"      median ms                 {_ms(s_median):>8} {_ms(c_median):>8}",
+        f"      p95 ms                    {_ms(s_p95):>8} {_ms(c_p95):>8}",
+        "",
+        f"cluster: rooms at 30 fps {cluster.rooms} (one process {single.rooms}) - target >= "
+        f"{comparison.rooms_target} ({ROOMS_PER_CORE_TARGET:g} per core): "
+        f"{verdict(comparison.meets_rooms_target)}",
+        f"cluster: join -> first mixed frame median {_ms(comparison.join_delay_ms)} ms above "
+        f"one process - target <= {JOIN_DELAY_TARGET_MS:g} ms: "
+        f"{verdict(comparison.meets_join_target)}",
+    ]
+
+
+async def run_comparison(config: DensityBenchConfig, agents: int) -> DensityComparison:
+    """The same rooms on one process, then on a cluster of `agents` agents."""
+    print(f"{'one process':>14}", *_columns(), sep="\n", flush=True)
+    single = await run_density_bench(config)
+    print(f"\n   cluster: 1 portal + {agents} agent(s) + Redis", *_columns(cluster=True), sep="\n")
+    cluster = await run_density_bench(config, agents)
+    return DensityComparison(single=single, cluster=cluster)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the density benchmark, print the table, write JSON."""
+    """Run the density benchmark, print the table(s), write JSON."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.density", description=(__doc__ or "").splitlines()[0]
     )
     add_common_arguments(parser, cores=True)
     parser.add_argument("--rooms", type=int, metavar="N", help="at most N rooms (default 6)")
+    parser.add_argument(
+        "--agents",
+        type=int,
+        metavar="N",
+        help="then run the same rooms on a cluster (redis-server, 1 portal, N agents) and compare",
+    )
     args = parser.parse_args(argv)
+    if args.agents is not None and args.agents < 1:
+        parser.error("--agents must be at least 1")
     cpus = server_cpus(args.cores)
     clients = pin_clients(cpus)
     started = time.monotonic()
@@ -255,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, max_rooms=args.rooms)
     if cpus is not None:
         config = dataclasses.replace(config, server_cpus=frozenset(cpus))
+    if args.agents:
+        comparison = asyncio.run(run_comparison(config, args.agents))
+        lines = format_comparison(comparison)
+        return finish("density", args.json, machine, comparison, lines, started, cpus)
     print("", *_columns(), sep="\n", flush=True)
     figures = asyncio.run(run_density_bench(config))
     return finish("density", args.json, machine, figures, format_figures(figures), started, cpus)

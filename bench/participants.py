@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from tessera.media.aiortcext import on_keyframe_request
 
 from .content import VIDEO_CLOCK, MovingPattern, encode_like_aiortc
-from .subscribers import ServerProcess, TappedClient, leave
+from .subscribers import BenchServer, TappedClient, leave
 
 AUDIO_CLOCK = 48000
 AUDIO_FRAME = 960  # 20 ms
@@ -124,6 +125,17 @@ class Participant(TappedClient):
 
     tap_kinds = ("video", "audio")
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.join_started: float | None = None  # time.monotonic() when it began to join
+
+    @property
+    def join_to_first_frame(self) -> float | None:
+        """Seconds from the start of its join to the first frame of the view (None: none yet)."""
+        if self.join_started is None or self.first_frame_at is None:
+            return None
+        return self.first_frame_at - self.join_started
+
 
 @dataclass(frozen=True)
 class ParticipantSpec:
@@ -137,11 +149,12 @@ class ParticipantSpec:
 
 
 async def enter(
-    server: ServerProcess, room: str, spec: ParticipantSpec, timeout: float = 30.0
+    server: BenchServer, room: str, spec: ParticipantSpec, timeout: float = 30.0
 ) -> Participant:
     """Join `room`, publish, subscribe to the view and wait for media to arrive."""
     client = Participant(request_timeout=timeout)
     try:
+        client.join_started = time.monotonic()
         await client.join(server.token(spec.user, "presenter", room))
         if spec.video is not None or spec.audio is not None:
             video = video_track(spec.video) if spec.video is not None else None
@@ -167,7 +180,7 @@ async def enter(
 
 
 async def enter_all(
-    server: ServerProcess, room: str, specs: list[ParticipantSpec], batch: int, timeout: float
+    server: BenchServer, room: str, specs: list[ParticipantSpec], batch: int, timeout: float
 ) -> list[Participant]:
     """Everyone in `specs` enters, `batch` at a time; on any failure all leave and it raises."""
     entered: list[Participant] = []

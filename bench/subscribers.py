@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import aiohttp
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver
@@ -145,6 +145,7 @@ class TappedClient(ConferenceClient):
         self.audio_frames = 0
         self.late_taps = 0
         self.first_frame = asyncio.Event()
+        self.first_frame_at: float | None = None  # time.monotonic() of the first video frame
         self.first_audio = asyncio.Event()
 
     def _ensure_pc(self) -> RTCPeerConnection:
@@ -171,7 +172,12 @@ class TappedClient(ConferenceClient):
             return
         self.frames += 1
         self.bytes += len(data)
-        self.first_frame.set()
+        self._first_video()
+
+    def _first_video(self) -> None:
+        if self.first_frame_at is None:
+            self.first_frame_at = time.monotonic()
+            self.first_frame.set()
 
 
 class HeaderCountingClient(TappedClient):
@@ -199,7 +205,38 @@ class HeaderCountingClient(TappedClient):
         self.bytes += max(0, len(data) - header)
         if data[1] & 0x80:
             self.frames += 1
-            self.first_frame.set()
+            self._first_video()
+
+
+def parse_metrics(text: str) -> Metrics:
+    """Prometheus text: sample name -> {sorted (label, value) pairs: value}."""
+    samples: Metrics = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = tuple(sorted(sample.labels.items()))
+            samples.setdefault(sample.name, {})[labels] = sample.value
+    return samples
+
+
+class BenchServer(Protocol):
+    """What a benchmark runs its clients against: one process, or a whole cluster."""
+
+    @property
+    def url(self) -> str:
+        """Where clients connect (the one process, or the cluster's portal)."""
+        ...
+
+    def token(self, user: str, role: str, room: str | None = None) -> str:
+        """A join token for `room` (by name)."""
+        ...
+
+    async def metrics(self) -> Metrics:
+        """Where the rooms run: sample name -> {sorted labels: value}."""
+        ...
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of every process of the server so far."""
+        ...
 
 
 class ServerProcess:
@@ -248,22 +285,21 @@ class ServerProcess:
         return cls(process, info, log)
 
     @property
+    def url(self) -> str:
+        """Where clients connect."""
+        return f"http://127.0.0.1:{self.info['port']}"
+
+    @property
     def pid(self) -> int:
         """The server's process id."""
         return self.process.pid
 
     async def metrics(self) -> Metrics:
         """The server's /metrics: sample name -> {sorted labels: value}."""
-        url = f"http://127.0.0.1:{self.info['port']}/metrics"
+        url = f"{self.url}/metrics"
         async with aiohttp.ClientSession() as session, session.get(url) as response:
             response.raise_for_status()
-            text = await response.text()
-        samples: Metrics = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = tuple(sorted(sample.labels.items()))
-                samples.setdefault(sample.name, {})[labels] = sample.value
-        return samples
+            return parse_metrics(await response.text())
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of the server so far."""

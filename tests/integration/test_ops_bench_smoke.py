@@ -1,4 +1,5 @@
-"""bench.load and bench.soak, tiny: they complete and report sane numbers (no timing thresholds)."""
+"""bench.load, bench.soak and bench.density (one process, then a cluster), tiny: they
+complete and report sane numbers (no timing thresholds)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import math
 
 import pytest
 
+from bench.density import QUICK, format_comparison, run_comparison
 from bench.load import LoadConfig, format_load, run_load
 from bench.soak import SoakConfig, format_soak, run_soak
+from tests.redisserver import require_redis_server
 
 
 @pytest.mark.timeout(120)
@@ -40,3 +43,28 @@ async def test_soak_six_cycles() -> None:
     assert 0 < figures.cycle_ms_p50 <= figures.cycle_ms_p95
     assert math.isfinite(figures.rss_growth)
     assert "open fds" in "\n".join(format_soak(figures))
+
+
+@pytest.mark.timeout(150)
+async def test_density_one_process_then_cluster() -> None:
+    require_redis_server()
+    comparison = await run_comparison(QUICK, agents=2)
+
+    for figures in (comparison.single, comparison.cluster):
+        assert figures.error is None and figures.node_errors == []
+        (step,) = figures.steps
+        assert step.rooms == 1
+        assert all(rate > 5 for rate in step.view_fps + step.received_fps_min)
+        assert len(step.view_fps) == 1  # the room's one view, wherever it runs
+        assert math.isfinite(step.server_cpu_percent) and step.server_cpu_percent > 0
+        (joins,) = figures.join_to_first_frame_ms
+        assert len(joins) == QUICK.participants
+        assert all(math.isfinite(t) and 0 < t < 40_000 for t in joins)
+    # The room was placed on one of the two agents; their /metrics were merged.
+    (cluster_step,) = comparison.cluster.steps
+    assert sorted(cluster_step.rooms_by_agent) == [0, 1]
+    assert cluster_step.portal_lag_p99_ms is not None
+    assert comparison.common_rooms == 1
+    assert all(math.isfinite(v) and v > 0 for v in comparison.cluster_join_ms)
+    printed = "\n".join(format_comparison(comparison))
+    assert "join -> first mixed frame" in printed and "cluster: 1 portal + 2 agent(s)" in printed
