@@ -22,6 +22,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from tessera.conference.errors import ConferenceError, ErrorCode
@@ -99,8 +100,11 @@ class AgentNode:
         max_rooms: int = 0,
         lease: float = 5.0,
         interval: float = 1.0,
+        restore: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.bus = bus
+        # Writes back what a Redis that restarted empty forgot (cluster/redisrestore.py).
+        self.restore = restore
         self.rooms = rooms
         self.host = host
         self.placement = host.placement
@@ -170,6 +174,8 @@ class AgentNode:
         raise RemoteError("bad-call", f"no node request {method!r}")
 
     async def _claim_hosted(self) -> None:
+        if self.restore is not None:
+            await self.restore()
         for service_id, room_id in self.rooms.hosted():
             if not await self.placement.claim(room_id, self.node_id):
                 logger.error(

@@ -82,6 +82,8 @@ class NodeLease:
         self.on_lease_lost = on_lease_lost
         self.after_renew = after_renew
         self.renewed_at: float | None = None  # monotonic time of the last renewal
+        # Monotonic time since when renewals have not failed (None: the last one failed).
+        self.steady_since: float | None = None
         self.lost = False
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -90,6 +92,11 @@ class NodeLease:
         """Register now (raises if Redis cannot be reached), then keep renewing."""
         await self._renew()
         self._task = asyncio.create_task(self._loop(), name=f"lease {self.info.id}")
+
+    def settled(self) -> bool:
+        """True once renewals have gone through for a whole lease: after Redis came back
+        (empty, maybe), every live node has written its lease and claims again by then."""
+        return self.steady_since is not None and time.monotonic() - self.steady_since >= self.lease
 
     def renew_soon(self) -> None:
         """Renew at once (a drain flag changed, Redis came back)."""
@@ -118,6 +125,8 @@ class NodeLease:
             pipe.sadd(NODES_KEY, info.id)
             await pipe.execute()
         self.renewed_at = time.monotonic()
+        if self.steady_since is None:
+            self.steady_since = self.renewed_at
         if self.lost:
             logger.info("node lease renewed after it was lost", extra={"node": info.id})
             self.lost = False
@@ -133,6 +142,7 @@ class NodeLease:
             try:
                 await self._renew()
             except (RedisError, OSError) as exc:
+                self.steady_since = None
                 since = time.monotonic() - (self.renewed_at or 0.0)
                 if not self.lost and since >= self.lease:
                     self.lost = True

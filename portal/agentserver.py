@@ -26,6 +26,7 @@ from prometheus_client import generate_latest
 from tessera.cluster.agent import AgentNode, PlacedHost, default_node_id
 from tessera.cluster.bus import Bus, BusUnavailable
 from tessera.cluster.busrouter import BusRouter
+from tessera.cluster.redisrestore import RedisRestore
 from tessera.cluster.redisstore import RedisStore
 from tessera.cluster.roomcalls import agent_table
 from tessera.cluster.roomplacement import RoomPlacement
@@ -59,6 +60,14 @@ class HostedRoomsOf:
     def hosted(self) -> list[tuple[str, str]]:
         return [(room.service_id, room.id) for room in self.service.rooms.values()]
 
+    def adhoc(self) -> list[tuple[str, str, str]]:
+        """(service id, room id, name) of the ad-hoc rooms loaded here."""
+        return [
+            (room.service_id, room.id, room.name)
+            for room in self.service.rooms.values()
+            if not room.persistent
+        ]
+
     async def close_hosted(self, service_id: str, room_id: str, reason: str) -> None:
         room = self.service.room(room_id)
         if room is not None and room.service_id == service_id:
@@ -87,21 +96,30 @@ class AgentServer:
             BusRouter(self.bus),
             host,
         )
+        hosted = HostedRoomsOf(self.conference)
+        restore = RedisRestore(
+            self.store,
+            lambda: self.conference.context.ticket_secret,
+            adhoc_rooms=hosted.adhoc,
+            node=self.bus.node_id,
+        )
         self.node = AgentNode(
             self.bus,
             host,
-            HostedRoomsOf(self.conference),
+            hosted,
             agent_table(),
             self.conference,
             max_rooms=config.cluster.agent_max_rooms,
             lease=config.cluster.lease,
+            restore=restore.restore,
         )
         self.loop_lag = LoopLagMonitor()
         self.closing = False
 
     async def start(self, url: str) -> None:
         self.node.lease.info = replace(self.node.lease.info, url=url)
-        await self.conference.start()
+        # Not the only process on the store: other agents' rooms and recordings run.
+        await self.conference.start(only_process=False)
         self.loop_lag.start()
         await self.node.start()
 
