@@ -87,6 +87,7 @@ class NodeLease:
         self.lost = False
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopped = False
 
     async def start(self) -> None:
         """Register now (raises if Redis cannot be reached), then keep renewing."""
@@ -108,6 +109,10 @@ class NodeLease:
 
     async def stop(self) -> None:
         """Leave the cluster at once (a clean shutdown): others need not wait for the lease."""
+        # A flag as well as the cancel: Python 3.11's wait_for swallows a cancellation
+        # that arrives as the wake-up event fires (a drain just before stopping does that).
+        self._stopped = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -135,10 +140,12 @@ class NodeLease:
             await self.after_renew()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopped:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
+            if self._stopped:
+                return
             try:
                 await self._renew()
             except (RedisError, OSError) as exc:
