@@ -135,6 +135,10 @@ async def test_a_room_carries_on_through_a_redis_restart(
 
         await eventually(text_goes_through, 30, "a text accepted after the restart")
         await alice.next_event("text", lambda d: d["message"] == "after the restart")
+        # A ticket issued before the restart still brings a client back (its connection
+        # cut: it reconnects and relogins by itself).
+        await bob.sio.eio.disconnect(abort=True)
+        await eventually(lambda: bob.reconnections >= 1, 30, "bob relogged in with his ticket")
         await carol.join(nodes.token(0, room, "carol"))
         assert carol.room_id == alice.room_id
         assert set(bob.participants) >= {alice.participant_id, carol.participant_id}
