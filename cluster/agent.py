@@ -25,6 +25,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from redis.exceptions import RedisError
+
 from tessera.conference.errors import ConferenceError, ErrorCode
 from tessera.conference.stats import ConferenceStats
 
@@ -170,6 +172,12 @@ class AgentNode:
     async def _node_request(self, method: str, body: Any, sender: str) -> Any:
         if method == NODE_PREFIX + "drain":
             self.drain(bool(body.get("draining", True)) if isinstance(body, dict) else True)
+            # Answer once placement sees it: after `tessera agent drain` returns, no new
+            # room is placed here.
+            try:
+                await self.lease.renew()
+            except (RedisError, OSError) as exc:
+                raise RemoteError("unavailable", f"the drain is not in Redis yet: {exc}") from None
             return {"draining": self.draining, "rooms": len(self.rooms.hosted())}
         raise RemoteError("bad-call", f"no node request {method!r}")
 

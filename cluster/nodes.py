@@ -99,6 +99,10 @@ class NodeLease:
         (empty, maybe), every live node has written its lease and claims again by then."""
         return self.steady_since is not None and time.monotonic() - self.steady_since >= self.lease
 
+    async def renew(self) -> None:
+        """Renew now and return once Redis has it (raises if Redis cannot be reached)."""
+        await self._renew()
+
     def renew_soon(self) -> None:
         """Renew at once (a drain flag changed, Redis came back)."""
         self._wake.set()

@@ -167,10 +167,14 @@ async def test_drain_sends_new_rooms_elsewhere_and_lets_rooms_finish(cluster: Cl
         undone = cli(cluster, "agent", "drain", drained, "--undo")
         assert undone.returncode == 0, undone.stderr
         assert undone.stdout.strip() == f"{drained}: taking new rooms; 1 room(s) still hosted"
-        # Open again, with fewer rooms than the other: the next new room is its.
-        fresh = await joined(cluster, 0, room_name(), "fresh")
-        later.append(fresh)
-        assert await agent_of(cluster, fresh.room_id) == drained
+        # Open again: with the other agent drained now, the next new room is its.
+        assert cli(cluster, "agent", "drain", other).returncode == 0
+        try:
+            fresh = await joined(cluster, 0, room_name(), "fresh")
+            later.append(fresh)
+            assert await agent_of(cluster, fresh.room_id) == drained
+        finally:
+            assert cli(cluster, "agent", "drain", other, "--undo").returncode == 0
 
         refused = cli(cluster, "agent", "drain", "agent-that-is-not-there")
         assert refused.returncode == 2
