@@ -153,6 +153,12 @@ class NodeLease:
             try:
                 await self._renew()
             except (RedisError, OSError) as exc:
+                if self.steady_since is not None:
+                    logger.warning(
+                        "node lease not renewed (Redis unreachable): %s",
+                        exc,
+                        extra={"node": self.info.id},
+                    )
                 self.steady_since = None
                 since = time.monotonic() - (self.renewed_at or 0.0)
                 if not self.lost and since >= self.lease:

@@ -104,7 +104,19 @@ async def test_a_room_carries_on_through_a_redis_restart(
         with pytest.raises(ClientError) as refused:
             await bob.send_text("while Redis is down")
         assert "redis" in str(refused.value).lower(), refused.value
+        with pytest.raises(ClientError) as refused:
+            await ConferenceClient(reconnect=False).join(nodes.token(0, room, "eve"))
+        assert "redis" in str(refused.value).lower(), refused.value
         await eventually(lambda: clock.first_after(down_at), 20, "frames while Redis is down")
+        # Down long enough for every process to miss a lease renewal.
+        await eventually(
+            lambda: all(
+                any(str(line.get("msg")).startswith("node lease not renewed") for line in n.lines)
+                for n in nodes.portals + nodes.agents
+            ),
+            20,
+            "every process missed a lease renewal",
+        )
 
         await asyncio.to_thread(redis.start)
         up_at = time.monotonic()
