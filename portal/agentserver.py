@@ -30,6 +30,8 @@ from tessera.cluster.redisrestore import RedisRestore
 from tessera.cluster.redisstore import RedisStore
 from tessera.cluster.roomcalls import agent_table
 from tessera.cluster.roomplacement import RoomPlacement
+from tessera.conference.events import ClientAddress
+from tessera.conference.requests import ParticipantRef
 from tessera.conference.roomservice import RoomService
 from tessera.conference.selfcheck import (
     MediaCheckFailed,
@@ -75,6 +77,17 @@ class HostedRoomsOf:
 
     def counters(self) -> ConferenceStats:
         return self.service.counters()
+
+    def clients(self) -> list[tuple[ParticipantRef, ClientAddress]]:
+        return [
+            (ParticipantRef(room_id=room.id, participant_id=p.id), p.address)
+            for room in self.service.rooms.values()
+            for p in room.participants.values()
+            if p.address is not None
+        ]
+
+    async def client_lost(self, ref: ParticipantRef, client: ClientAddress) -> None:
+        await self.service.away(ref, client)
 
 
 class AgentServer:

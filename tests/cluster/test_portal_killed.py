@@ -1,7 +1,8 @@
 """A portal killed with ``kill -9``: its clients come back through another portal with
 their reconnection ticket, and the room carries on (real processes: one redis-server,
 2 portals, 1 agent; the unmodified Python client behind a TCP proxy standing in for the
-load balancer in front of the portals)."""
+load balancer in front of the portals). A client that does not come back leaves the room
+when its keep time is up, as after any lost connection."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ from tessera_client import ConferenceClient
 from tests.cluster.processes import KEY, Cluster, RedisProcess
 from tests.cluster.tcpproxy import TcpProxy
 from tests.eventually import eventually
+from tests.integration.test_bad_inputs import RawClient
 from tests.synthetic import ColorVideoTrack, ToneTrack, next_video_frame
 
 RED = (230, 30, 30)
 # The bound on the kill-to-relogin time (see the test's docstring).
 RELOGIN_BOUND = 15.0
+CAROL_KEEP = 2.0  # seconds the agent keeps a participant whose client is away
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +97,25 @@ async def test_clients_of_a_killed_portal_relogin_through_another(cluster: Clust
         )
 
     alice, bob = ConferenceClient(), ConferenceClient()
+    # A client that never comes back: the agent takes it as away once its portal's lease
+    # lapsed, and it leaves when its keep time is up.
+    carol = RawClient()
     clock: FrameClock | None = None
     try:
         await alice.join(token("alice"))
         await bob.join(token("bob"))
+        await carol.connect(f"http://{proxy.address}")
+        status, carol_info = await carol.request(
+            "login",
+            {
+                "token": token("carol"),
+                "userAgent": {"sdk": {"type": "Raw", "version": "1"}},
+                "protocol": "1.2",
+                "reconnection": {"keepTime": CAROL_KEEP},
+            },
+        )
+        assert status == "ok", carol_info
+        await eventually(lambda: carol_info["id"] in bob.participants, 20, "carol at bob")
         assert set(proxy.routed) == {backend(cluster.portals[0].url)}
         publication = await alice.publish(audio=ToneTrack(440), video=ColorVideoTrack(RED))
         await publication.wait_ready()
@@ -131,9 +149,15 @@ async def test_clients_of_a_killed_portal_relogin_through_another(cluster: Clust
         new_media = time.monotonic() - killed_at
         await bob.send_text("still here")
         await alice.next_event("text", lambda d: d["message"] == "still here")
+        left = await alice.next_event(
+            "participant", lambda d: d["action"] == "leave", timeout=CAROL_KEEP + 30
+        )
+        assert left["data"] == carol_info["id"]
+        gone = time.monotonic() - killed_at
         print(
             f"\nportal killed: relogin {relogin:.2f} s, forward frames again {media:.3f} s, "
-            f"new mixed subscription with media {new_media:.2f} s after the kill"
+            f"new mixed subscription with media {new_media:.2f} s after the kill; the client "
+            f"that did not come back left after {gone:.1f} s (lease 3 s + keep {CAROL_KEEP:g} s)"
         )
         assert relogin < RELOGIN_BOUND, f"relogin took {relogin:.1f} s"
     finally:
@@ -141,4 +165,5 @@ async def test_clients_of_a_killed_portal_relogin_through_another(cluster: Clust
             await clock.close()
         await alice.leave()
         await bob.leave()
+        await carol.sio.disconnect()
         await proxy.close()
