@@ -11,6 +11,8 @@ hosts the rooms the cluster's placement gives it. Its node:
   and a room the placement gives to another agent meanwhile is closed here;
 - closes every room (their clients told why) if it cannot renew its lease for a whole
   lease: other agents may already host them (fencing);
+- takes the participants of a portal whose lease lapsed (killed) as away: their clients
+  relogin through another portal within their keep time, or leave;
 - can be drained: no new rooms are placed on it, its rooms finish.
 """
 
@@ -22,14 +24,19 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from redis.exceptions import RedisError
+
 from tessera.conference.errors import ConferenceError, ErrorCode
+from tessera.conference.events import ClientAddress
+from tessera.conference.requests import ParticipantRef
 from tessera.conference.stats import ConferenceStats
 
 from .bus import Bus, RemoteError
 from .cpumeter import CpuMeter
-from .nodes import NodeLease
+from .nodes import NodeLease, info_key
 from .placement import NodeInfo, NodeLoad
 from .roomplacement import RoomPlacement
 from .rpc import MethodTable, RequestRouter, RpcServer
@@ -55,6 +62,15 @@ class HostedRooms(Protocol):
     async def close_hosted(self, service_id: str, room_id: str, reason: str) -> None: ...
 
     def counters(self) -> ConferenceStats: ...
+
+    def clients(self) -> list[tuple[ParticipantRef, ClientAddress]]:
+        """Every participant connected now (not away), and where its client is."""
+        ...
+
+    async def client_lost(self, ref: ParticipantRef, client: ClientAddress) -> None:
+        """The participant's connection is gone (its portal died): away, as after a lost
+        connection (its keep time to relogin through another portal)."""
+        ...
 
 
 class LostRecordings(Protocol):
@@ -131,8 +147,11 @@ class AgentNode:
         max_rooms: int = 0,
         lease: float = 5.0,
         interval: float = 1.0,
+        restore: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.bus = bus
+        # Writes back what a Redis that restarted empty forgot (cluster/redisrestore.py).
+        self.restore = restore
         self.rooms = rooms
         self.host = host
         self.placement = host.placement
@@ -198,10 +217,19 @@ class AgentNode:
     async def _node_request(self, method: str, body: Any, sender: str) -> Any:
         if method == NODE_PREFIX + "drain":
             self.drain(bool(body.get("draining", True)) if isinstance(body, dict) else True)
+            # Answer once placement sees it: after `tessera agent drain` returns, no new
+            # room is placed here.
+            try:
+                await self.lease.renew()
+            except (RedisError, OSError) as exc:
+                raise RemoteError("unavailable", f"the drain is not in Redis yet: {exc}") from None
             return {"draining": self.draining, "rooms": len(self.rooms.hosted())}
         raise RemoteError("bad-call", f"no node request {method!r}")
 
     async def _claim_hosted(self) -> None:
+        if self.restore is not None:
+            await self.restore()
+        await self._check_portals()
         for service_id, room_id in self.rooms.hosted():
             if not await self.placement.claim(room_id, self.node_id):
                 logger.error(
@@ -209,6 +237,28 @@ class AgentNode:
                     extra={"room": room_id, "service": service_id, "agent": self.node_id},
                 )
                 self._close(service_id, room_id, ROOM_MOVED)
+
+    async def _check_portals(self) -> None:
+        """A killed portal says no goodbye: once its lease has lapsed, the participants
+        whose clients it held are away (they relogin through another portal or leave when
+        their keep time is up). Not before this node's own renewals have gone through for
+        a whole lease: a Redis that restarted empty knows no portal until each renews."""
+        if not self.lease.settled():
+            return
+        clients = self.rooms.clients()
+        portals = sorted({client.node for _, client in clients if client.node})
+        if not portals:
+            return
+        leases = await self.bus.redis.mget([info_key(node) for node in portals])
+        gone = {node for node, value in zip(portals, leases, strict=True) if value is None}
+        for ref, client in clients:
+            if client.node in gone:
+                logger.warning(
+                    "the participant's portal is gone: away",
+                    extra={"room": ref.room_id, "participant": ref.participant_id,
+                           "portal": client.node, "agent": self.node_id},
+                )  # fmt: skip
+                await self.rooms.client_lost(ref, client)
 
     def _lease_lost(self) -> None:
         hosted = self.rooms.hosted()

@@ -38,7 +38,9 @@ class ClusterPlan:
     agents: int = 1
     host: str = "127.0.0.1"
     port: int = 8080  # the first portal's port; the next ones count up
-    agent_port: int = 0  # agents' health/metrics ports count up from here (0: portal ports + 100)
+    # Agents' health/metrics ports count up from here (None: the portal's + 100; 0: each
+    # agent takes any free port, printed in its "node up" log line and `cluster status`).
+    agent_port: int | None = None
     redis_port: int = 6379
     redis_url: str | None = None  # an existing Redis instead of starting one
     data_dir: Path = field(default_factory=lambda: Path.home() / ".local/share/tessera")
@@ -48,7 +50,9 @@ class ClusterPlan:
         return [self.port + i for i in range(self.portals)]
 
     def agent_ports(self) -> list[int]:
-        first = self.agent_port or self.port + 100
+        if self.agent_port == 0:
+            return [0] * self.agents
+        first = self.port + 100 if self.agent_port is None else self.agent_port
         return [first + i for i in range(self.agents)]
 
     @property

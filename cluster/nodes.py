@@ -82,14 +82,26 @@ class NodeLease:
         self.on_lease_lost = on_lease_lost
         self.after_renew = after_renew
         self.renewed_at: float | None = None  # monotonic time of the last renewal
+        # Monotonic time since when renewals have not failed (None: the last one failed).
+        self.steady_since: float | None = None
         self.lost = False
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopped = False
 
     async def start(self) -> None:
         """Register now (raises if Redis cannot be reached), then keep renewing."""
         await self._renew()
         self._task = asyncio.create_task(self._loop(), name=f"lease {self.info.id}")
+
+    def settled(self) -> bool:
+        """True once renewals have gone through for a whole lease: after Redis came back
+        (empty, maybe), every live node has written its lease and claims again by then."""
+        return self.steady_since is not None and time.monotonic() - self.steady_since >= self.lease
+
+    async def renew(self) -> None:
+        """Renew now and return once Redis has it (raises if Redis cannot be reached)."""
+        await self._renew()
 
     def renew_soon(self) -> None:
         """Renew at once (a drain flag changed, Redis came back)."""
@@ -101,6 +113,10 @@ class NodeLease:
 
     async def stop(self) -> None:
         """Leave the cluster at once (a clean shutdown): others need not wait for the lease."""
+        # A flag as well as the cancel: Python 3.11's wait_for swallows a cancellation
+        # that arrives as the wake-up event fires (a drain just before stopping does that).
+        self._stopped = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -118,6 +134,8 @@ class NodeLease:
             pipe.sadd(NODES_KEY, info.id)
             await pipe.execute()
         self.renewed_at = time.monotonic()
+        if self.steady_since is None:
+            self.steady_since = self.renewed_at
         if self.lost:
             logger.info("node lease renewed after it was lost", extra={"node": info.id})
             self.lost = False
@@ -126,13 +144,22 @@ class NodeLease:
             await self.after_renew()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopped:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
+            if self._stopped:
+                return
             try:
                 await self._renew()
             except (RedisError, OSError) as exc:
+                if self.steady_since is not None:
+                    logger.warning(
+                        "node lease not renewed (Redis unreachable): %s",
+                        exc,
+                        extra={"node": self.info.id},
+                    )
+                self.steady_since = None
                 since = time.monotonic() - (self.renewed_at or 0.0)
                 if not self.lost and since >= self.lease:
                     self.lost = True

@@ -396,6 +396,16 @@ class RedisStore:
             rooms = await r.hgetall(f"{P}adhoc-ids:{service_id}")
         return sorted((_text(i), _text(n)) for i, n in rooms.items())
 
+    async def restore_adhoc_room(self, service_id: str, name: str, room_id: str) -> str:
+        """Name ``room_id`` (a running ad-hoc room) ``name`` again unless the name is taken
+        (a Redis that restarted empty forgot it); the id the name now has."""
+        async with self._redis():
+            named = await self._adhoc_room(
+                keys=[f"{P}adhoc:{service_id}", f"{P}adhoc-ids:{service_id}"],
+                args=[name, room_id],
+            )
+        return _text(named)
+
     async def end_adhoc_room(self, service_id: str, room_id: str) -> None:
         async with self._redis():
             await self._end_adhoc_room(
@@ -584,6 +594,12 @@ class RedisStore:
         if value is None:  # deleted between the two calls: the next call makes one again
             raise StoreUnavailable(UNAVAILABLE)
         return bytes.fromhex(_text(value))
+
+    async def restore_ticket_secret(self, secret: bytes) -> bool:
+        """Write back the secret this process read at start if Redis has none (it restarted
+        empty): tickets issued before stay good. True if it was missing."""
+        async with self._redis() as r:
+            return bool(await r.set(f"{P}ticket-secret", secret.hex(), nx=True))
 
     async def close(self) -> None:
         """The Redis client belongs to whoever made it (the node); nothing of our own."""

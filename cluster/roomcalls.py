@@ -171,6 +171,11 @@ class ClusterRooms(RoomService):
         self._seats: dict[ParticipantRef, Seat] = {}
         self._deliver = client_message_handler(router)
 
+    async def start(self, *, only_process: bool = False) -> None:
+        """Read the ticket secret; never clean up as the only process would (other
+        processes' rooms and recordings are running)."""
+        await super().start(only_process=False)
+
     def client_message(self, kind: str, body: Any, sender: str) -> None:
         """The portal's bus messages: agents' events for its clients (a client the agent
         ended is no longer this portal's to watch)."""
@@ -182,11 +187,6 @@ class ClusterRooms(RoomService):
             if ref is not None:
                 self._untrack(ref)
         self._deliver(kind, body, sender)
-
-    async def start(self, *, only_process: bool = False) -> None:
-        """Read the shared ticket secret. Never the only process on the store: the agents'
-        recordings and ad-hoc rooms are theirs, whatever the caller says."""
-        await super().start(only_process=False)
 
     # -- clients of rooms whose agent stopped -------------------------------------------
 
@@ -210,18 +210,21 @@ class ClusterRooms(RoomService):
                 del self._clients[ref.room_id]
                 self._room_agents.pop(ref.room_id, None)
 
-    async def check_agents(self) -> None:
+    async def check_agents(self, settled: bool = True) -> None:
         """End the sessions of this portal's clients whose room's agent is gone (its lease
         lapsed) or changed (the room was placed again): they are told why, with a fresh
         join token for the same seat, so that they may join again at once (the room is
         placed on a live agent then). The lost agent's recordings of the room are marked
-        failed. Runs after each lease renewal (every second)."""
+        failed. Runs after each lease renewal (every second). Until Redis has been
+        reachable for a whole lease (``settled``), a room without an agent is not taken as
+        gone: a Redis that restarted empty knows no agent until each renews and claims
+        again."""
         for room_id, joined_on in list(self._room_agents.items()):
             try:
                 agent = await self.placement.agent_of(room_id)
             except Exception:
                 return  # Redis is down: nothing can be told apart now
-            if agent == joined_on:
+            if agent == joined_on or (agent is None and not settled):
                 continue
             clients = self._clients.pop(room_id, {})
             self._room_agents.pop(room_id, None)
@@ -391,7 +394,9 @@ class ClusterRooms(RoomService):
         return created
 
     async def _ticket_room(self, ticket: str) -> str:
-        claims = verify_ticket(ticket, await self.store.ticket_secret())
+        # The secret read at start, not the store's: a Redis that restarted empty would
+        # make a new one, and tickets issued before must keep working (see RedisRestore).
+        claims = verify_ticket(ticket, self.context.ticket_secret)
         return claims.room_id
 
     async def back(self, ticket: str, client: ClientAddress, origin: str | None) -> BackResult:

@@ -26,9 +26,12 @@ from prometheus_client import generate_latest
 from tessera.cluster.agent import AgentNode, PlacedHost, default_node_id
 from tessera.cluster.bus import Bus, BusUnavailable
 from tessera.cluster.busrouter import BusRouter
+from tessera.cluster.redisrestore import RedisRestore
 from tessera.cluster.redisstore import RedisStore
 from tessera.cluster.roomcalls import agent_table
 from tessera.cluster.roomplacement import RoomPlacement
+from tessera.conference.events import ClientAddress
+from tessera.conference.requests import ParticipantRef
 from tessera.conference.roomservice import RoomService
 from tessera.conference.selfcheck import (
     MediaCheckFailed,
@@ -59,6 +62,14 @@ class HostedRoomsOf:
     def hosted(self) -> list[tuple[str, str]]:
         return [(room.service_id, room.id) for room in self.service.rooms.values()]
 
+    def adhoc(self) -> list[tuple[str, str, str]]:
+        """(service id, room id, name) of the ad-hoc rooms loaded here."""
+        return [
+            (room.service_id, room.id, room.name)
+            for room in self.service.rooms.values()
+            if not room.persistent
+        ]
+
     async def close_hosted(self, service_id: str, room_id: str, reason: str) -> None:
         room = self.service.room(room_id)
         if room is not None and room.service_id == service_id:
@@ -66,6 +77,17 @@ class HostedRoomsOf:
 
     def counters(self) -> ConferenceStats:
         return self.service.counters()
+
+    def clients(self) -> list[tuple[ParticipantRef, ClientAddress]]:
+        return [
+            (ParticipantRef(room_id=room.id, participant_id=p.id), p.address)
+            for room in self.service.rooms.values()
+            for p in room.participants.values()
+            if p.address is not None
+        ]
+
+    async def client_lost(self, ref: ParticipantRef, client: ClientAddress) -> None:
+        await self.service.away(ref, client)
 
 
 class AgentServer:
@@ -87,14 +109,22 @@ class AgentServer:
             BusRouter(self.bus),
             host,
         )
+        hosted = HostedRoomsOf(self.conference)
+        restore = RedisRestore(
+            self.store,
+            lambda: self.conference.context.ticket_secret,
+            adhoc_rooms=hosted.adhoc,
+            node=self.bus.node_id,
+        )
         self.node = AgentNode(
             self.bus,
             host,
-            HostedRoomsOf(self.conference),
+            hosted,
             agent_table(),
             self.conference,
             max_rooms=config.cluster.agent_max_rooms,
             lease=config.cluster.lease,
+            restore=restore.restore,
         )
         self.loop_lag = LoopLagMonitor()
         self.closing = False

@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--agents", type=int, default=0, help="agent processes (default: one per core)")
     up.add_argument("--host", default="127.0.0.1", help="portals listen here (127.0.0.1)")
     up.add_argument("--port", type=int, default=8080, help="first portal's port (8080)")
+    up.add_argument(
+        "--agent-port",
+        type=int,
+        help="first agent's health/metrics port (default: --port + 100; 0: any free ports)",
+    )
     up.add_argument("--redis-port", type=int, default=6379, help="the local Redis's port")
     up.add_argument("--redis", metavar="URL", help="use this Redis instead of starting one")
     up.add_argument("--data-dir", metavar="DIR", help="Redis's files (default: the data dir)")

@@ -120,6 +120,7 @@ def _up(args: argparse.Namespace) -> int:
         agents=agents,
         host=args.host,
         port=args.port,
+        agent_port=args.agent_port,
         redis_port=args.redis_port,
         redis_url=args.redis,
         data_dir=Path(args.data_dir) if args.data_dir else config.data_dir(),

@@ -22,6 +22,7 @@ from tessera.cluster.bus import Bus, BusUnavailable
 from tessera.cluster.cpumeter import CpuMeter
 from tessera.cluster.nodes import NodeLease
 from tessera.cluster.placement import NodeInfo, NodeLoad
+from tessera.cluster.redisrestore import RedisRestore
 from tessera.cluster.redisstore import RedisStore
 from tessera.cluster.roomcalls import ClusterRooms
 from tessera.conference.events import LocalRouter
@@ -86,12 +87,20 @@ async def _serve_portal(config: Config, redis_url: str, node_id: str | None) -> 
         return NodeLoad(participants=len(server.portal.connections), cpu=cpu.sample())
 
     info = NodeInfo(id=bus.node_id, role="portal", host=socket.gethostname(), started=time.time())
+    restore = RedisRestore(
+        store, lambda: conference.context.ticket_secret, service=config.service, node=bus.node_id
+    )
+
+    async def after_renew() -> None:
+        await restore.restore()
+        await conference.check_agents(settled=lease.settled())
+
     lease = NodeLease(
         bus.redis,
         info,
         load,
         lease=config.cluster.lease,
-        after_renew=conference.check_agents,
+        after_renew=after_renew,
     )
 
     async def listening(url: str) -> None:

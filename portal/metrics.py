@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -20,9 +20,15 @@ from .looplag import LoopLagMonitor
 class TesseraCollector(Collector):
     """Rooms, participants, sessions, views, encoders, recordings and the event loop."""
 
-    def __init__(self, conference: Conference, loop_lag: LoopLagMonitor) -> None:
+    def __init__(
+        self,
+        conference: Conference,
+        loop_lag: LoopLagMonitor,
+        connections: Callable[[], int] | None = None,
+    ) -> None:
         self.conference = conference
         self.loop_lag = loop_lag
+        self.connections = connections  # a front end's client connections (an agent: none)
         # Last (time, frames) per view, for the achieved frame rate between scrapes.
         self._last: dict[str, tuple[float, int]] = {}
 
@@ -33,6 +39,10 @@ class TesseraCollector(Collector):
             return GaugeMetricFamily(name, doc, value=value)
 
         yield gauge("tessera_rooms", "Rooms loaded (with participants)", counts.rooms)
+        if self.connections is not None:
+            yield gauge(
+                "tessera_connections", "Socket.IO connections to this portal", self.connections()
+            )
         yield gauge("tessera_participants", "Logged-in participants", counts.participants)
         yield gauge("tessera_publications", "Publications (forward streams)", counts.publications)
         yield gauge("tessera_subscriptions", "Subscriptions", counts.subscriptions)
@@ -105,11 +115,15 @@ class TesseraCollector(Collector):
         yield from (fps, frames, dropped, composite, encode)
 
 
-def create_registry(conference: Conference, loop_lag: LoopLagMonitor) -> CollectorRegistry:
+def create_registry(
+    conference: Conference,
+    loop_lag: LoopLagMonitor,
+    connections: Callable[[], int] | None = None,
+) -> CollectorRegistry:
     """A registry of the server's own metrics plus process CPU/memory, GC and platform."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    registry.register(TesseraCollector(conference, loop_lag))
+    registry.register(TesseraCollector(conference, loop_lag, connections))
     return registry

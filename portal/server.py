@@ -249,7 +249,9 @@ def create_app(
     server.peers.add_routes(app)
     setup_web(app, server.conference, config, server.default_service.id)
     app.router.add_get("/hls/{streaming}/{file}", _hls_file)
-    registry = create_registry(server.conference, server.loop_lag)
+    registry = create_registry(
+        server.conference, server.loop_lag, lambda: len(server.portal.connections)
+    )
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         return web.Response(

@@ -145,10 +145,17 @@ class NodeProcess:
 class Cluster:
     """Portals and agents of one test cluster on one Redis."""
 
-    def __init__(self, directory: Path, redis_url: str, portals: int, agents: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        redis_url: str,
+        portals: int,
+        agents: int,
+        **sections: dict[str, Any],
+    ) -> None:
         self.directory = directory
         self.redis_url = redis_url
-        self.config = write_config(directory)
+        self.config = write_config(directory, **sections)
         self.portals = [
             NodeProcess("portal", self.config, redis_url, f"portal-{i + 1}") for i in range(portals)
         ]
@@ -235,3 +242,8 @@ class RedisProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def restart(self) -> None:
+        """Kill it and start it again on the same port, empty (no persistence)."""
+        self.kill()
+        self.start()

@@ -131,3 +131,37 @@ async def _agent_is(placement: RoomPlacement, room: str, agent_id: str) -> bool:
         return await placement.agent_of(room) == agent_id
     except (aioredis.ConnectionError, OSError):
         return False
+
+
+async def test_a_lease_stops_right_after_draining(redis_server: RedisServer) -> None:
+    """Draining wakes the renewal loop; a stop at that moment must still end it (Python
+    3.11's wait_for swallowed that cancellation and the lease renewed forever)."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        for _ in range(20):
+            one = lease(client, "agent-stopping", interval=5.0)
+            await one.start()
+            one.set_draining(True)
+            await asyncio.wait_for(one.stop(), 10)
+            assert await _gone(client, "agent-stopping")
+    finally:
+        await client.aclose()
+
+
+async def test_a_lease_is_settled_after_a_whole_lease_of_renewals(
+    redis_server: RedisServer,
+) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    one = lease(client, "portal-settling", role="portal", lease=0.5, interval=0.1)
+    try:
+        await one.start()
+        assert not one.settled()
+        await eventually(one.settled, 10, "settled after half a second of renewals")
+        await redis_server.stop()
+        await eventually(lambda: one.steady_since is None, 10, "a failed renewal noticed")
+        assert not one.settled()
+        await redis_server.start()
+        await eventually(one.settled, 10, "settled again once Redis is back")
+    finally:
+        await one.stop()
+        await client.aclose()

@@ -40,3 +40,11 @@ def test_plan_starts_m_portals_and_n_agents_on_counted_ports(tmp_path: Path) -> 
     redis = redis_command(plan, "/usr/bin/redis-server")
     assert redis[redis.index("--appendonly") + 1] == "yes"
     assert redis[redis.index("--dir") + 1] == str(tmp_path / "redis")
+
+
+def test_plan_agent_ports_given_or_any(tmp_path: Path) -> None:
+    given = ClusterPlan(agents=2, port=9000, agent_port=9500, data_dir=tmp_path)
+    assert given.agent_ports() == [9500, 9501]
+    anywhere = ClusterPlan(agents=2, port=9000, agent_port=0, data_dir=tmp_path)
+    assert anywhere.agent_ports() == [0, 0]
+    assert dict(child_commands(anywhere))["agent-2"][-2:] == ["--port", "0"]
