@@ -50,6 +50,7 @@ __all__ = [
     "StoreUnavailable",
     "bootstrap_default_service",
     "new_room_id",
+    "open_for_reading",
 ]
 
 SCHEMA_VERSION = 5
@@ -625,6 +626,26 @@ def _room(row: sqlite3.Row) -> RoomRecord:
         name=row["name"],
         options=json.loads(row["options"]),
     )
+
+
+def open_for_reading(path: str | Path, settings: DefaultService) -> Store:
+    """The store for a command that only reads (``tessera token``, ``service list/show``):
+    read-only when the database holds the configured service as the server would store it,
+    so nothing is written (a full disk does not stop it); otherwise (first run, changed
+    ``[service]``) opened to write and bootstrapped as ``tessera serve`` would."""
+    if str(path) != ":memory:" and Path(path).expanduser().is_file():
+        store = Store(path, read_only=True)
+        existing = store.get_service(settings.id)
+        if existing is not None and configured_service(existing, settings) == existing:
+            return store
+        store.close()
+    store = Store(path)
+    try:
+        bootstrap_default_service(store, settings)
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def bootstrap_default_service(store: Store, settings: DefaultService) -> ServiceRecord:
