@@ -167,9 +167,10 @@ class MixerConfig(_Section):
 
 
 class RecordingConfig(_Section):
-    """``[recording]``: where recordings go."""
+    """``[recording]``: where recordings go, and the free space they leave."""
 
     directory: str
+    disk_reserve_mb: int = Field(ge=0, le=1 << 30)
 
 
 class LimitsConfig(_Section):

@@ -409,7 +409,9 @@ def tiny_disk(path: Path) -> Iterator[Path]:
 
 async def test_a_recording_failed_on_a_full_disk_stops_its_housekeeping(tmp_path: Path) -> None:
     with tiny_disk(tmp_path / "tiny") as disk:
-        tessera = await start_server(tmp_path / "data", **{"recording.directory": str(disk)})
+        # No reserve: the disk really fills (test_storage_full.py has the reserve).
+        overrides = {"recording.directory": str(disk), "recording.disk_reserve_mb": 0}
+        tessera = await start_server(tmp_path / "data", **overrides)
         try:
             pubs = await publishers(tessera)
             room = str(pubs[0][0].room_id)
