@@ -12,7 +12,6 @@ from typing import Any
 from tessera.media.mediasource import Packet, ParameterError, Stream
 
 from .muxer import MuxerError, PacketMuxer, choose_container
-from .recovery import recovered
 from .roomoutput import MediaChoice as MediaChoice  # the room service imports it from here
 from .roomoutput import RoomOutput
 from .sources import TrackSink, audio_source, video_source
@@ -330,8 +329,9 @@ class StoredRecording:
     def __init__(self, recording_id: str, info: dict[str, Any], file: str) -> None:
         self.id = recording_id
         self.path = Path(file)
-        # Cut off by a stop or a crash: the duration (and whether anything plays) is the file's.
-        self.info = recovered(info, self.path)
+        # One cut off by a stop or a crash was closed at the next start, its duration read
+        # from its file then (recovery.py).
+        self.info = info
         self.state = str(self.info.get("state", "stopped"))
 
     def describe(self) -> dict[str, Any]:
