@@ -71,6 +71,7 @@ class ServerConfig(_Section):
     secure: bool
     shutdown_timeout: Seconds
     header_timeout: Seconds
+    body_timeout: Seconds
     idle_timeout: Seconds
     max_connections: int = Field(ge=0)
     connections_per_address: int = Field(ge=0)
