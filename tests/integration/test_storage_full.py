@@ -25,6 +25,7 @@ from tessera.conference.records import STORAGE_FULL
 from tessera.portal.cli import main
 from tessera_client import ClientError, ConferenceClient
 from tests.eventually import eventually
+from tests.integration.test_peer import raw_peer
 from tests.integration.test_recording import publishers, read_file, recorded, wait_state
 from tests.support import RunningServer, api, start_server
 
@@ -87,6 +88,15 @@ async def refused_login(tessera: RunningServer) -> str:
 async def assert_storage_full(tessera: RunningServer, data: Path, conf: Path) -> None:
     message = await refused_login(tessera)
     assert message.startswith(STORAGE_FULL), message
+    # A peer that must open with a token (the token's use is written) is refused the same way.
+    token = tessera.token(user="peer", service=tessera.server.default_service)
+    peer = await raw_peer(tessera, "p1", token=token)
+    try:
+        refusal = await peer.recv()
+        assert refusal["type"] == "ERROR", refusal
+        assert refusal["payload"]["msg"].startswith(STORAGE_FULL), refusal
+    finally:
+        await peer.close()
     status, body = await api(tessera, "POST", "/v1/rooms", {"name": "more"})
     assert status == 503, body
     assert body["error"]["message"].startswith(STORAGE_FULL), body
@@ -94,7 +104,8 @@ async def assert_storage_full(tessera: RunningServer, data: Path, conf: Path) ->
     # Reading goes on: REST reads, and the command line (it opens the store read-only).
     status, rooms = await api(tessera, "GET", "/v1/rooms")
     assert status == 200 and rooms, rooms
-    conf.write_text(f'[storage]\ndata_dir = "{data}"\n')
+    # The server's configuration: the stored service is the configured one, nothing to write.
+    conf.write_text(f'[storage]\ndata_dir = "{data}"\n[service]\npeer_tokens = true\n')
     assert main(["service", "show", "--config", str(conf)]) == 0
     token_args = ["token", "default", "--user", "u", "--role", "presenter"]
     assert main([*token_args, "--config", str(conf)]) == 0
@@ -113,7 +124,10 @@ async def test_one_disk_recording_stops_at_the_reserve_and_nobody_is_locked_out(
 ) -> None:
     with tmpfs(tmp_path / "disk", "32m") as disk:
         data = disk / "data"
-        overrides: dict[str, Any] = {"recording.disk_reserve_mb": RESERVE_MB}
+        overrides: dict[str, Any] = {
+            "recording.disk_reserve_mb": RESERVE_MB,
+            "service.peer_tokens": True,
+        }
         tessera = await start_server(data, **overrides)
         try:
             pubs = await publishers(tessera)
@@ -162,6 +176,7 @@ async def test_separate_disks_a_full_database_disk_leaves_recordings_going(
         overrides: dict[str, Any] = {
             "recording.directory": str(rec_disk),
             "recording.disk_reserve_mb": RESERVE_MB,
+            "service.peer_tokens": True,
         }
         tessera = await start_server(data, **overrides)
         try:
