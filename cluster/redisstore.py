@@ -476,7 +476,7 @@ class RedisStore:
 
     async def get_recording(self, service_id: str, recording_id: str) -> RecordingRecord | None:
         async with self._redis() as r:
-            (record,) = await self._outputs(r, "recording", [recording_id])
+            record = (await self._outputs(r, "recording", [recording_id]))[0]
         if not record or record.get("service") != service_id:
             return None
         return (recording_id, record["room"], json.loads(record["info"]), record["where"])
