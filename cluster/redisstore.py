@@ -33,7 +33,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -487,8 +487,10 @@ class RedisStore:
             rooms = sorted(_text(i) for i in await r.smembers(f"{P}output-rooms:{service_id}"))
             ordered: list[tuple[float, str]] = []
             for room_id in rooms:
-                listed = await r.zrange(
-                    f"{P}recordings:{service_id}:{room_id}", 0, -1, withscores=True
+                # (member, score) pairs with withscores (redis-py types the reply loosely).
+                listed = cast(
+                    list[tuple[Any, float]],
+                    await r.zrange(f"{P}recordings:{service_id}:{room_id}", 0, -1, withscores=True),
                 )
                 ordered.extend((float(score), _text(i)) for i, score in listed)
             ids = [i for _, i in sorted(ordered)]
