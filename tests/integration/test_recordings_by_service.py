@@ -12,7 +12,7 @@ import aiohttp
 from tessera.conference.store import ServiceRecord
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
-from tests.integration.test_recording import read_file, recorded
+from tests.integration.test_recording import read_file, recorded, wait_state
 from tests.support import RunningServer, api, rest_call, room_with
 from tests.synthetic import ColorVideoTrack, ToneTrack
 
@@ -80,6 +80,8 @@ async def test_recordings_of_a_room_deleted_while_recording(tessera: RunningServ
     status, body = await api(tessera, "DELETE", f"/v1/rooms/{room_id}")
     assert status == 200, body
     await eventually(lambda: room_id not in tessera.server.rooms, what="the room closed")
+    # The recording stops with its room; its record says so once the store has it.
+    await wait_state(tessera, room_id, rec_id, "stopped")
     info = await assert_reachable(tessera, room_id, rec_id)
     assert info.get("reason"), info  # stopped because its room closed
     await client.leave()
