@@ -33,7 +33,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -42,6 +42,7 @@ from tessera.conference.records import (
     DuplicateError,
     NotFoundError,
     OutputRecord,
+    RecordingRecord,
     RoomRecord,
     ServiceRecord,
     StoreUnavailable,
@@ -497,6 +498,33 @@ class RedisStore:
             records = await self._outputs(r, "recording", ids)
         return [
             (i, rec["service"], rec["room"], json.loads(rec["info"]))
+            for i, rec in zip(ids, records, strict=True)
+            if rec
+        ]
+
+    async def get_recording(self, service_id: str, recording_id: str) -> RecordingRecord | None:
+        async with self._redis() as r:
+            record = (await self._outputs(r, "recording", [recording_id]))[0]
+        if not record or record.get("service") != service_id:
+            return None
+        return (recording_id, record["room"], json.loads(record["info"]), record["where"])
+
+    async def list_service_recordings(self, service_id: str) -> list[RecordingRecord]:
+        # Every room that had an output, then each room's recordings with their save order.
+        async with self._redis() as r:
+            rooms = sorted(_text(i) for i in await r.smembers(f"{P}output-rooms:{service_id}"))
+            ordered: list[tuple[float, str]] = []
+            for room_id in rooms:
+                # (member, score) pairs with withscores (redis-py types the reply loosely).
+                listed = cast(
+                    list[tuple[Any, float]],
+                    await r.zrange(f"{P}recordings:{service_id}:{room_id}", 0, -1, withscores=True),
+                )
+                ordered.extend((float(score), _text(i)) for i, score in listed)
+            ids = [i for _, i in sorted(ordered)]
+            records = await self._outputs(r, "recording", ids)
+        return [
+            (i, rec["room"], json.loads(rec["info"]), rec["where"])
             for i, rec in zip(ids, records, strict=True)
             if rec
         ]

@@ -381,7 +381,16 @@ class ManagementCalls(ConferenceTree):
     async def _recording_of(
         self, service_id: str, room: str, recording_id: str
     ) -> tuple[str, Recording | StoredRecording]:
-        room_id = (await self._resolve(service_id, room)).id
+        try:
+            room_id = (await self._resolve(service_id, room)).id
+        except ConferenceError as exc:
+            # The room ended (ad-hoc) or was deleted: its recordings stay reachable by its id.
+            if exc.code != ErrorCode.ROOM_NOT_FOUND:
+                raise
+            stored = await self.store.get_recording(service_id, recording_id)
+            if stored is None or stored[1] != room:
+                raise
+            return room, StoredRecording(stored[0], stored[2], stored[3])
         recording = await self.find_recording(service_id, room_id, recording_id)
         if recording is None:
             raise not_found("Recording not found")
@@ -390,10 +399,60 @@ class ManagementCalls(ConferenceTree):
     async def list_recordings(
         self, service_id: str, room: str, state: str = "all"
     ) -> list[dict[str, Any]]:
-        """The room's recordings in ``state`` ("all": every one), running ones first."""
-        room_id = (await self._resolve(service_id, room)).id
+        """The room's recordings in ``state`` ("all": every one), running ones first; those
+        of a room that ended or was deleted, by its id, for as long as the store has them."""
+        try:
+            room_id = (await self._resolve(service_id, room)).id
+        except ConferenceError as exc:
+            if exc.code != ErrorCode.ROOM_NOT_FOUND:
+                raise
+            stored = await self.store.list_recordings(service_id, room)
+            if not stored:
+                raise
+            room_id = room
         recordings = await self.recordings_of(service_id, room_id)
         return [r.describe() for r in recordings if state in ("all", r.state)]
+
+    # -- recordings of a service, whatever became of their rooms ----------------------
+
+    async def _service_recording(
+        self, service_id: str, recording_id: str
+    ) -> tuple[str, Recording | StoredRecording]:
+        """(room id, recording) of the service's recording with that id."""
+        service = self.services.get(service_id)
+        for room in service.rooms.values() if service is not None else ():
+            running = room.recordings.get(recording_id)
+            if running is not None:
+                return room.id, running
+        stored = await self.store.get_recording(service_id, recording_id)
+        if stored is None:
+            raise not_found("Recording not found")
+        return stored[1], StoredRecording(stored[0], stored[2], stored[3])
+
+    async def service_recordings(self, service_id: str, state: str = "all") -> list[dict[str, Any]]:
+        """Every recording of the service in ``state`` ("all": every one), oldest first,
+        each with the id of its ``room`` (which may have ended or been deleted)."""
+        service = self.services.get(service_id)
+        running = {
+            rec_id: rec
+            for room in (service.rooms.values() if service is not None else ())
+            for rec_id, rec in room.recordings.items()
+        }
+        listed = []
+        for rec_id, room_id, info, file in await self.store.list_service_recordings(service_id):
+            recording = running.get(rec_id) or StoredRecording(rec_id, info, file)
+            if state in ("all", recording.state):
+                listed.append({**recording.describe(), "room": room_id})
+        return listed
+
+    async def service_recording(self, service_id: str, recording_id: str) -> dict[str, Any]:
+        """One recording of the service by id alone, with the id of its ``room``."""
+        room_id, recording = await self._service_recording(service_id, recording_id)
+        return {**recording.describe(), "room": room_id}
+
+    async def service_recording_file(self, service_id: str, recording_id: str) -> Path:
+        """The file of one of the service's finished recordings, by id alone."""
+        return _finished_file((await self._service_recording(service_id, recording_id))[1])
 
     async def get_recording(self, service_id: str, room: str, recording_id: str) -> dict[str, Any]:
         return (await self._recording_of(service_id, room, recording_id))[1].describe()
@@ -429,12 +488,7 @@ class ManagementCalls(ConferenceTree):
 
     async def recording_file(self, service_id: str, room: str, recording_id: str) -> Path:
         """The file of a finished recording."""
-        _, recording = await self._recording_of(service_id, room, recording_id)
-        if recording.state == "recording":
-            raise conflict("The recording is still running; stop it first")
-        if not recording.path.is_file():
-            raise not_found("The recording has no file")
-        return recording.path
+        return _finished_file((await self._recording_of(service_id, room, recording_id))[1])
 
     # -- streaming-outs -------------------------------------------------------------
 
@@ -588,3 +642,12 @@ def _stream_change(
         f"{where}.path: {path[:80]!r} cannot be changed; expected /media/audio/status, "
         "/media/video/status, /info/inViews or /info/layout"
     )
+
+
+def _finished_file(recording: Recording | StoredRecording) -> Path:
+    """The file of a recording that finished (409 while it runs, 404 if it is gone)."""
+    if recording.state == "recording":
+        raise conflict("The recording is still running; stop it first")
+    if not recording.path.is_file():
+        raise not_found("The recording has no file")
+    return recording.path

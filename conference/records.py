@@ -33,6 +33,17 @@ class StoreUnavailable(ConferenceError):
         super().__init__(message, code, status)
 
 
+# What logins and REST calls answer (503) when the database cannot be written.
+STORAGE_FULL = (
+    "Storage full: the server cannot save its state now (its disk is full); try again later"
+)
+
+
+def storage_full(detail: str = "") -> StoreUnavailable:
+    """The 503 of a store whose disk is full (``detail``: what the database said, for logs)."""
+    return StoreUnavailable(STORAGE_FULL + (f" ({detail})" if detail else ""))
+
+
 class DuplicateError(StoreError):
     """A record with that id already exists."""
 
@@ -94,6 +105,8 @@ def new_room_id() -> str:
 
 # (id, info, file or directory) of a recording or streaming-out record.
 OutputRecord = tuple[str, dict[str, Any], str]
+# (id, room id, info, file) of a recording found by its service alone.
+RecordingRecord = tuple[str, str, dict[str, Any], str]
 
 
 class ConferenceStore(Protocol):
@@ -174,6 +187,14 @@ class ConferenceStore(Protocol):
     async def update_recording(self, recording_id: str, info: dict[str, Any]) -> None: ...
     async def list_recordings(self, service_id: str, room_id: str) -> list[OutputRecord]:
         """(id, info, file) of a room's recordings, oldest first."""
+        ...
+
+    async def get_recording(self, service_id: str, recording_id: str) -> RecordingRecord | None:
+        """The service's recording with that id, whatever became of its room."""
+        ...
+
+    async def list_service_recordings(self, service_id: str) -> list[RecordingRecord]:
+        """Every recording of the service (of rooms that live or not), oldest first."""
         ...
 
     async def interrupted_recordings(self) -> list[tuple[str, dict[str, Any]]]:

@@ -11,6 +11,7 @@ from tessera.media.mediasource import Stream
 from tessera.mixer.activeaudio import ActiveAudioSelector, ActiveAudioStream
 from tessera.mixer.mixedstream import MixedStream
 from tessera.mixer.viewoptions import ViewOptions
+from tessera.recorder.diskreserve import DiskReserveReached, check_reserve
 from tessera.recorder.recording import MediaChoice, Recording
 from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.forwardstream import ForwardStream
@@ -19,7 +20,7 @@ from tessera.webrtc_agent.subscription import Subscription
 
 from .background import spawn
 from .context import ConferenceContext
-from .errors import ConferenceError, forbidden
+from .errors import ConferenceError, ErrorCode, forbidden
 from .optionchanges import OptionChange, plan_option_change
 from .participant import Participant
 from .roomoptions import RoomOptions
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # OWT's reason, word for word, when a subscription's source goes away: clients may compare it.
 SOURCE_STREAM_LOSS = "Source stream loss"
+# HTTP 507 Insufficient Storage: a recording refused because its disk is down to the reserve.
+INSUFFICIENT_STORAGE = 507
 
 
 class RoomParent(Protocol):
@@ -426,14 +429,22 @@ class Room:
             settings.recordings_per_room,
             settings.recordings_per_service,
         )
+        directory = settings.recording_dir / self.id
+        try:
+            check_reserve(directory, settings.recording_disk_reserve)
+        except DiskReserveReached as exc:
+            raise ConferenceError(
+                f"Cannot record: {exc.strerror}", ErrorCode.CLOUD, INSUFFICIENT_STORAGE
+            ) from None
         recording = Recording(
             uuid.uuid4().hex,
             self.id,
-            self._context.settings.recording_dir / self.id,
+            directory,
             container,
             media,
             host=self._context.settings.advertised_host(),
             on_finished=self._recording_finished,
+            disk_reserve=settings.recording_disk_reserve,
         )
         self._snapshot_into(recording)
         recording.start(self.streams)

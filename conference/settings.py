@@ -23,6 +23,9 @@ class ConferenceSettings:
     # Where recordings are written (a folder per room) and HLS streaming-outs are served from.
     recording_dir: Path
     hls_dir: Path
+    # Bytes recordings leave free on their disk, for the database beside them: a recording
+    # does not start with less free and stops ("disk full") when it gets there. 0: none.
+    recording_disk_reserve: int = 0
     # ``host:port`` clients connect to (join tokens, recordings' ``storage.host``); a
     # function because the port may be known only once the server listens.
     advertised_host: Callable[[], str] = field(default=_no_host)

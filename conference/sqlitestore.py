@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from .records import OutputRecord, RoomRecord, ServiceRecord
+from .records import OutputRecord, RecordingRecord, RoomRecord, ServiceRecord
 from .store import Store
 
 T = TypeVar("T")
@@ -108,6 +108,12 @@ class SqliteStore:
 
     async def list_recordings(self, service_id: str, room_id: str) -> list[OutputRecord]:
         return await self._run(self.db.list_recordings, service_id, room_id)
+
+    async def get_recording(self, service_id: str, recording_id: str) -> RecordingRecord | None:
+        return await self._run(self.db.get_recording, service_id, recording_id)
+
+    async def list_service_recordings(self, service_id: str) -> list[RecordingRecord]:
+        return await self._run(self.db.list_service_recordings, service_id)
 
     async def interrupted_recordings(self) -> list[tuple[str, dict[str, Any]]]:
         return await self._run(self.db.interrupted_recordings)

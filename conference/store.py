@@ -6,6 +6,11 @@ One process owns the database. :class:`Store` is synchronous and quick (tiny row
 journal); the command line uses it directly, and the room service through
 :class:`~tessera.conference.sqlitestore.SqliteStore`, which runs it on a thread of its
 own. The one connection may be used from any thread, behind a lock.
+
+A database that cannot be written (its disk full, its file unreadable) is a
+:class:`StoreUnavailable` (503, "Storage full: ..."), as a cluster's Redis that is down:
+callers answer it as a clear error and nothing changes. Commands that only read open the
+store with ``read_only=True``, which writes nothing (a full disk does not stop them).
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ from .records import (
     DefaultService,
     DuplicateError,
     NotFoundError,
+    RecordingRecord,
     RoomRecord,
     ServiceRecord,
     StoreError,
+    StoreUnavailable,
     configured_service,
     default_room_record,
     new_room_id,
+    storage_full,
 )
 
 __all__ = [
@@ -39,8 +47,10 @@ __all__ = [
     "ServiceRecord",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "bootstrap_default_service",
     "new_room_id",
+    "open_for_reading",
 ]
 
 SCHEMA_VERSION = 5
@@ -100,20 +110,68 @@ CREATE INDEX IF NOT EXISTS streaming_outs_by_room ON streaming_outs (service_id,
 """
 
 
-class Store:
-    """Services, rooms, token ids and output records in SQLite (``":memory:"`` for tests)."""
+# SQLite's primary result codes that mean "the disk, not the request" (sqlite3.h).
+_SQLITE_FULL = 13
+_DISK_CODES = {
+    10: "disk I/O error",  # SQLITE_IOERR (a write the disk refused, among others)
+    14: "cannot open the database file",  # SQLITE_CANTOPEN
+    8: "the database is read-only",  # SQLITE_READONLY
+    5: "the database is locked",  # SQLITE_BUSY (after busy_timeout)
+}
 
-    def __init__(self, path: str | Path) -> None:
+
+def storage_error(exc: sqlite3.Error) -> StoreUnavailable | None:
+    """The clear error for a database that cannot be used now, or None for other errors
+    (a bug, a constraint): those stay what they are."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    primary = code & 0xFF
+    if primary == _SQLITE_FULL:
+        return storage_full(str(exc))
+    what = _DISK_CODES.get(primary)
+    if what is None:
+        return None
+    if primary == 10 and "full" in str(exc):
+        return storage_full(str(exc))
+    return StoreUnavailable(f"Storage unavailable: {what}; try again later")
+
+
+class Store:
+    """Services, rooms, token ids and output records in SQLite (``":memory:"`` for tests).
+
+    ``read_only``: open an existing database without writing anything (no schema, no
+    directory; :class:`StoreUnavailable` if there is none or it cannot be read).
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         location = str(path)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        if read_only:
+            self._conn = _open_read_only(Path(location).expanduser())
+            self._conn.row_factory = sqlite3.Row
+            return
         if location != ":memory:":
             file = Path(location).expanduser()
             file.parent.mkdir(parents=True, exist_ok=True)
             location = str(file)
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            location, check_same_thread=False, isolation_level=None
-        )
-        self._conn.row_factory = sqlite3.Row
+        try:
+            self._conn = sqlite3.connect(location, check_same_thread=False, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._create_schema()
+        except StoreUnavailable:
+            self.close()
+            raise
+        except sqlite3.Error as exc:
+            self.close()
+            mapped = storage_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def _create_schema(self) -> None:
+        assert self._conn is not None
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
@@ -140,13 +198,21 @@ class Store:
         # Autocommit connection + explicit BEGIN IMMEDIATE: each method is one atomic unit.
         with self._lock:
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                # SQLite may have rolled back already (a full disk at COMMIT does).
+                _rollback(conn)
+                mapped = storage_error(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -155,7 +221,13 @@ class Store:
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._connection().execute(sql, params).fetchall()
+            try:
+                return self._connection().execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                mapped = storage_error(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
 
     def close(self) -> None:
         """Close the database; idempotent."""
@@ -403,6 +475,22 @@ class Store:
         )
         return [(row["id"], json.loads(row["info"]), row["file"]) for row in rows]
 
+    def get_recording(self, service_id: str, recording_id: str) -> RecordingRecord | None:
+        """(id, room id, info, file) of the service's recording with that id, or None."""
+        rows = self._query(
+            "SELECT id, room_id, info, file FROM recordings WHERE service_id = ? AND id = ?",
+            (service_id, recording_id),
+        )
+        return _recording(rows[0]) if rows else None
+
+    def list_service_recordings(self, service_id: str) -> list[RecordingRecord]:
+        """(id, room id, info, file) of every recording of the service, oldest first."""
+        rows = self._query(
+            "SELECT id, room_id, info, file FROM recordings WHERE service_id = ? ORDER BY rowid",
+            (service_id,),
+        )
+        return [_recording(row) for row in rows]
+
     def interrupted_recordings(self) -> list[tuple[str, dict[str, Any]]]:
         """Recordings stored as running: the server stopped (or died) while they ran."""
         rows = self._query("SELECT id, info FROM recordings")
@@ -489,6 +577,37 @@ class Store:
             return bytes(row.fetchone()["value"])
 
 
+def _open_read_only(file: Path) -> sqlite3.Connection:
+    """A connection that writes nothing: ``mode=ro`` while a server has the database open
+    (its WAL is then current), ``immutable`` when nobody has (no WAL file beside it), which
+    needs no shared-memory file either: on a full disk that file cannot be made."""
+    if not file.is_file():
+        raise StoreUnavailable(f"Storage unavailable: there is no database at {file}")
+    wal = file.with_name(file.name + "-wal")
+    mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    uri = f"{file.absolute().as_uri()}?{mode}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise storage_error(exc) or StoreUnavailable(
+            f"Storage unavailable: cannot read {file} ({exc})"
+        ) from exc
+    return conn
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # nothing was committed; the connection is still usable
+
+
+def _recording(row: sqlite3.Row) -> RecordingRecord:
+    return (row["id"], row["room_id"], json.loads(row["info"]), row["file"])
+
+
 def _service(row: sqlite3.Row) -> ServiceRecord:
     return ServiceRecord(
         id=row["id"],
@@ -507,6 +626,26 @@ def _room(row: sqlite3.Row) -> RoomRecord:
         name=row["name"],
         options=json.loads(row["options"]),
     )
+
+
+def open_for_reading(path: str | Path, settings: DefaultService) -> Store:
+    """The store for a command that only reads (``tessera token``, ``service list/show``):
+    read-only when the database holds the configured service as the server would store it,
+    so nothing is written (a full disk does not stop it); otherwise (first run, changed
+    ``[service]``) opened to write and bootstrapped as ``tessera serve`` would."""
+    if str(path) != ":memory:" and Path(path).expanduser().is_file():
+        store = Store(path, read_only=True)
+        existing = store.get_service(settings.id)
+        if existing is not None and configured_service(existing, settings) == existing:
+            return store
+        store.close()
+    store = Store(path)
+    try:
+        bootstrap_default_service(store, settings)
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def bootstrap_default_service(store: Store, settings: DefaultService) -> ServiceRecord:

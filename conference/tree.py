@@ -20,6 +20,7 @@ from tessera.media.mediasource import ParameterError
 from tessera.mixer.layout import LayoutError
 from tessera.recorder.muxer import MuxerError
 from tessera.recorder.recording import Recording, StoredRecording
+from tessera.recorder.recovery import closed_after_interruption
 from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.agent import WebrtcAgent
 from tessera.webrtc_agent.forwardstream import ForwardStream
@@ -252,12 +253,13 @@ class ConferenceTree:
     # -- recordings and streaming-outs --------------------------------------
 
     async def _close_interrupted_recordings(self) -> None:
-        # A recording still "recording" in the store was cut off by a stop or
-        # a crash: its WebM/Matroska file plays up to the cut.
+        # A recording still "recording" in the store was cut off by a stop or a crash: its
+        # file plays up to the cut. Its duration is read from the file once, here, off the
+        # loop (a demux of the whole file), and stored.
+        loop = asyncio.get_running_loop()
         for recording_id, info in await self.store.interrupted_recordings():
-            info["state"] = "stopped"
-            info["reason"] = "the server stopped while recording; the file ends where it was cut"
-            await self.store.update_recording(recording_id, info)
+            closed = await loop.run_in_executor(None, closed_after_interruption, info)
+            await self.store.update_recording(recording_id, closed)
         await self.store.close_interrupted_streaming_outs(
             "the server stopped while it was streaming"
         )

@@ -17,7 +17,13 @@ from collections.abc import Callable
 from typing import cast
 
 from tessera.conference.roomoptions import DEFAULT_ROLE_NAMES, OptionsError, parse_room_options
-from tessera.conference.store import ServiceRecord, Store, bootstrap_default_service
+from tessera.conference.store import (
+    ServiceRecord,
+    Store,
+    StoreUnavailable,
+    bootstrap_default_service,
+    open_for_reading,
+)
 from tessera.conference.tokens import MAX_CLAIM_LENGTH, issue_token
 from tessera.portal import logs
 from tessera.portal.config import Config, ConfigError, load_config
@@ -28,6 +34,8 @@ __all__ = ["main"]
 
 # Exit status for usage and configuration errors, as argparse uses.
 EXIT_USAGE = 2
+# The database cannot be used now (its disk full, say): sysexits EX_TEMPFAIL, try later.
+EXIT_STORE = 75
 
 
 class _CommandError(Exception):
@@ -148,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     except _CommandError as exc:
         print(f"tessera: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreUnavailable as exc:
+        print(f"tessera: {exc.message}", file=sys.stderr)
+        return EXIT_STORE
 
 
 def configure_logging(config: Config) -> None:
@@ -179,9 +190,8 @@ def _token(args: argparse.Namespace) -> int:
     if not lifetime > 0:
         raise _CommandError("--lifetime must be a positive number of seconds")
 
-    store = Store(config.database_path())
+    store = open_for_reading(config.database_path(), config.service)
     try:
-        bootstrap_default_service(store, config.service)
         service_id = args.service or config.service.id
         service = store.get_service(service_id)
         if service is None:
@@ -208,9 +218,12 @@ def _token(args: argparse.Namespace) -> int:
 
 def _service(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = Store(config.database_path())
-    try:
+    if args.service_command == "create":
+        store = Store(config.database_path())
         bootstrap_default_service(store, config.service)
+    else:
+        store = open_for_reading(config.database_path(), config.service)
+    try:
         if args.service_command == "list":
             for record in store.list_services():
                 print(record.id)

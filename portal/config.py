@@ -71,6 +71,7 @@ class ServerConfig(_Section):
     secure: bool
     shutdown_timeout: Seconds
     header_timeout: Seconds
+    body_timeout: Seconds
     idle_timeout: Seconds
     max_connections: int = Field(ge=0)
     connections_per_address: int = Field(ge=0)
@@ -167,9 +168,10 @@ class MixerConfig(_Section):
 
 
 class RecordingConfig(_Section):
-    """``[recording]``: where recordings go."""
+    """``[recording]``: where recordings go, and the free space they leave."""
 
     directory: str
+    disk_reserve_mb: int = Field(ge=0, le=1 << 30)
 
 
 class LimitsConfig(_Section):

@@ -7,6 +7,9 @@ logs every failed ``accept()``. This adds:
 
 - ``server.header_timeout``: a new connection that has not sent a complete request
   head in time is closed (slowloris, silent sockets);
+- ``server.body_timeout``: a request whose body has not arrived in full that long after
+  its head is cut (its handler cancelled, its connection closed): a body trickled a byte
+  at a time holds a handler and its buffers no longer than that;
 - a cap per client address and one for the server below the open-file limit
   (``RLIMIT_NOFILE``); at the global cap the oldest connection still waiting for its
   first request head gives way (see ConnectionLimits); a refused client gets a 503;
@@ -26,11 +29,13 @@ import resource
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 from .config import Config
 from .connectionlimits import ConnectionLimits, global_cap
@@ -94,6 +99,7 @@ class ConnectionGuard:
             global_cap(limit, server.max_connections), server.connections_per_address
         )
         self.header_timeout = server.header_timeout
+        self.body_timeout = server.body_timeout
         self.tally = TallyLog("HTTP connections closed by the listener's limits")
         self.freed: asyncio.Event | None = None  # the accept loop's: set when one closes
 
@@ -115,6 +121,9 @@ class ConnectionGuard:
 
     def header_timed_out(self) -> None:
         self.tally.add(f"no request head within {self.header_timeout:g} s")
+
+    def body_timed_out(self) -> None:
+        self.tally.add(f"request body not complete within {self.body_timeout:g} s")
 
     def handler(self, server: web.Server) -> GuardedRequestHandler:
         """The protocol of one new connection (a factory for ``loop.create_server``)."""
@@ -158,6 +167,35 @@ class GuardedRequestHandler(RequestHandler):
     def _no_head(self) -> None:
         self._head_deadline = None
         self._guard.header_timed_out()
+        self.force_close()
+
+    async def _handle_request(
+        self,
+        request: BaseRequest,
+        start_time: float | None,
+        request_handler: Callable[[BaseRequest], Awaitable[StreamResponse]],
+    ) -> tuple[StreamResponse, bool]:
+        # A body still on its way gets server.body_timeout to arrive in full.
+        deadline: asyncio.TimerHandle | None = None
+        if request.body_exists and not request.content.is_eof():
+            deadline = asyncio.get_running_loop().call_later(
+                self._guard.body_timeout, self._body_late, request
+            )
+            request.content.on_eof(deadline.cancel)
+        try:
+            return await super()._handle_request(request, start_time, request_handler)
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+
+    def _body_late(self, request: BaseRequest) -> None:
+        if request.content.is_eof():
+            return
+        self._guard.body_timed_out()
+        # Cancelled, the handler ends without an error to log; the client gets no answer
+        # (one that sends a body this slowly is not waiting for one).
+        if self._task_handler is not None:
+            self._task_handler.cancel()
         self.force_close()
 
     def connection_lost(self, exc: BaseException | None) -> None:

@@ -45,6 +45,7 @@ from aiohttp import WSMsgType, web
 from tessera.conference.api import Conference
 from tessera.conference.background import spawn
 from tessera.conference.errors import ConferenceError
+from tessera.conference.records import StoreUnavailable
 from tessera.conference.store import ServiceRecord
 
 from .config import Config
@@ -420,7 +421,12 @@ class PeerGateway:
                 logger.warning("peer directory unavailable: %s", exc, extra={"peer": peer_id})
                 raise OpenRefused(error_message("The peer directory is unavailable")) from None
             if not reopens:
-                if not await self.conference.consume_token(token_id, expires_at):
+                try:
+                    consumed = await self.conference.consume_token(token_id, expires_at)
+                except StoreUnavailable as exc:  # a full disk, a Redis that is down
+                    logger.warning("peer token not checked: %s", exc, extra={"peer": peer_id})
+                    raise OpenRefused(error_message(exc.message)) from None
+                if not consumed:
                     raise OpenRefused(error_message("Token has already been used"))
                 try:
                     await self.directory.remember_token(

@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 # Seconds clients get to close their connections after `drop` on shutdown.
 DROP_GRACE = 2.0
 
+MIB = 1 << 20
 SERVER_KEY: web.AppKey[Server] = web.AppKey("server")
 # /readyz judges the load by the event-loop lag of the last this many seconds.
 READY_WINDOW = 2.0
@@ -62,6 +63,7 @@ def conference_settings(config: Config, advertised_host: Any) -> ConferenceSetti
     return ConferenceSettings(
         recording_dir=config.recording_dir(),
         hls_dir=config.data_dir() / "hls",
+        recording_disk_reserve=config.recording.disk_reserve_mb * MIB,
         advertised_host=advertised_host,
         secure=config.server.secure,
         token_lifetime=config.tokens.lifetime,

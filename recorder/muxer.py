@@ -74,6 +74,8 @@ import av
 from tessera.media.mediasource import Packet, vp8_frame_size
 from tessera.media.threadstart import LaunchedThread
 
+from .diskreserve import DiskReserveReached, check_reserve
+
 logger = logging.getLogger(__name__)
 
 CONTAINERS = ("webm", "mkv", "mp4", "ts")
@@ -715,8 +717,12 @@ class PacketMuxer(PacketWriter):
         audio_codec: str | None,
         on_error: Callable[[str], None],
         max_queue_seconds: float = MAX_QUEUE_SECONDS,
+        disk_reserve: int = 0,
     ) -> None:
         self.path = Path(path)
+        # Bytes left free on the file's disk: the file stops (out_of_space) before them.
+        self.disk_reserve = disk_reserve
+        self.out_of_space = False
         # Raises MuxerError before anything exists on disk.
         self.container = choose_container(container, video_codec, audio_codec)
         super().__init__(
@@ -763,6 +769,15 @@ class PacketMuxer(PacketWriter):
             self._bytes_written = self.path.stat().st_size
         except OSError:
             pass
+        if self.disk_reserve > 0 and self._output is not None:
+            try:
+                check_reserve(self.path.parent, self.disk_reserve)
+            except DiskReserveReached:
+                # Stopped here, the file is finished in the space the reserve keeps.
+                self.out_of_space = True
+                raise
 
     def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, DiskReserveReached):
+            return str(exc.strerror)
         return describe_error(exc, self.path)

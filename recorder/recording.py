@@ -12,7 +12,6 @@ from typing import Any
 from tessera.media.mediasource import Packet, ParameterError, Stream
 
 from .muxer import MuxerError, PacketMuxer, choose_container
-from .recovery import recovered
 from .roomoutput import MediaChoice as MediaChoice  # the room service imports it from here
 from .roomoutput import RoomOutput
 from .sources import TrackSink, audio_source, video_source
@@ -47,6 +46,7 @@ class Recording(RoomOutput):
         *,
         host: str,
         on_finished: Callable[[Recording], None] | None = None,
+        disk_reserve: int = 0,
     ) -> None:
         self.id = recording_id
         self.room_id = room_id
@@ -73,6 +73,8 @@ class Recording(RoomOutput):
         self._sidecar_task: asyncio.Task[None] | None = None
         self._finishing: asyncio.Task[None] | None = None
         self._on_finished = on_finished
+        # Bytes the recording leaves free on its disk (it stops "disk full" before them).
+        self.disk_reserve = disk_reserve
 
     # -- lifecycle ------------------------------------------------------
 
@@ -103,6 +105,7 @@ class Recording(RoomOutput):
             video_codec=video.codec if video is not None else None,
             audio_codec=audio.codec if audio is not None else None,
             on_error=self._worker_failed,
+            disk_reserve=self.disk_reserve,
         )
         self.state = "recording"
         if audio is not None:
@@ -221,6 +224,13 @@ class Recording(RoomOutput):
         muxer.write(kind, packet, keyframe, arrival)
 
     def _fail(self, reason: str) -> None:
+        if self.state == "recording" and self._muxer is not None and self._muxer.out_of_space:
+            # Down to the disk's reserve: a stop, not a failure (the file is finished whole).
+            logger.warning("recording stopped: %s", reason, extra=self.log_ids)
+            if self._sidecar_task is not None:
+                self._sidecar_task.cancel()
+            self._finishing = asyncio.ensure_future(self.stop(reason))
+            return
         if self.state == "recording":
             logger.error("recording failed: %s", reason, extra=self.log_ids)
             self.state = "failed"
@@ -319,8 +329,9 @@ class StoredRecording:
     def __init__(self, recording_id: str, info: dict[str, Any], file: str) -> None:
         self.id = recording_id
         self.path = Path(file)
-        # Cut off by a stop or a crash: the duration (and whether anything plays) is the file's.
-        self.info = recovered(info, self.path)
+        # One cut off by a stop or a crash was closed at the next start, its duration read
+        # from its file then (recovery.py).
+        self.info = info
         self.state = str(self.info.get("state", "stopped"))
 
     def describe(self) -> dict[str, Any]:

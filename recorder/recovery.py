@@ -17,9 +17,10 @@ import av
 
 logger = logging.getLogger(__name__)
 
-# The start of the reason the room service gives a recording that was running when
-# the server stopped (conference/tree.py); such a recording's figures come from its file.
+# The reason a recording that was running when the server stopped (or was killed) gets at
+# the next start (conference/tree.py); its figures are then read from its file.
 INTERRUPTED = "the server stopped while recording"
+CUT = INTERRUPTED + "; the file ends where it was cut"
 NOTHING_PLAYABLE = "the server stopped while recording; nothing playable was written"
 
 
@@ -59,17 +60,19 @@ def _read_media(path: str, size: int, mtime_ns: int) -> FileMedia:
     return FileMedia(round(duration, 3), packets)
 
 
-def recovered(info: dict[str, Any], path: Path) -> dict[str, Any]:
-    """``info`` of a stored recording, with its duration (and state) read from its file if
-    the server stopped while it ran; other recordings as they are."""
-    reason = str(info.get("reason") or "")
-    if info.get("state") != "stopped" or not reason.startswith(INTERRUPTED):
-        return info
+def closed_after_interruption(info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` of a recording stored as running when the server stopped (or was killed),
+    as the next start stores it: stopped with the reason and the duration its file plays,
+    or failed if nothing in it plays. Reads the file (blocking: run it off the loop)."""
+    out = dict(info)
+    out["state"] = "stopped"
+    out["reason"] = CUT
+    storage = info.get("storage")
+    file = storage.get("file") if isinstance(storage, dict) else None
     try:
-        media = read_media(path)
+        media = read_media(Path(file)) if isinstance(file, str) and file else FileMedia(0.0, 0)
     except OSError:
         media = FileMedia(0.0, 0)
-    out = dict(info)
     out["duration"] = media.duration
     if media.packets == 0:
         out["state"] = "failed"

@@ -1,8 +1,11 @@
-"""REST: /rooms/{room}/recordings, recordings of any stream, and their files."""
+"""REST: /rooms/{room}/recordings, recordings of any stream, and their files; /recordings,
+the service's recordings whatever became of their rooms (Tessera's, named as OWT names
+its per-service collection /rooms)."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -33,11 +36,24 @@ class Recordings(Resource):
             ("PATCH", "/rooms/{room}/recordings/{recording}", self.patch_recording, BOTH),
             ("DELETE", "/rooms/{room}/recordings/{recording}", self.delete_recording, BOTH),
             ("GET", "/rooms/{room}/recordings/{recording}/file", self.download_recording, BOTH),
+            ("GET", "/recordings", self.list_service_recordings, BOTH),
+            ("GET", "/recordings/{recording}", self.get_service_recording, BOTH),
+            ("GET", "/recordings/{recording}/file", self.download_service_recording, BOTH),
         ]
 
     async def _recording(self, request: web.Request) -> tuple[str, str]:
         room_id = await self._room(request)
         return room_id, path_id(request, "recording", ErrorCode.NOT_FOUND, "Recording")
+
+    @staticmethod
+    def _room_ref(request: web.Request) -> str:
+        # Not resolved here: a room that ended or was deleted is still named by its id in
+        # its recordings' paths, and the room service finds them by it.
+        return path_id(request, "room", ErrorCode.ROOM_NOT_FOUND, "Room")
+
+    @staticmethod
+    def _recording_id(request: web.Request) -> str:
+        return path_id(request, "recording", ErrorCode.NOT_FOUND, "Recording")
 
     async def create_recording(self, request: web.Request) -> web.StreamResponse:
         room_id = await self._room(request)
@@ -52,16 +68,14 @@ class Recordings(Resource):
         return web.json_response(recording)
 
     async def list_recordings(self, request: web.Request) -> web.StreamResponse:
-        room_id = await self._room(request)
-        state = request.query.get("state", "recording")
-        if state not in LIST_STATES:
-            raise bad_request(f"state must be one of {', '.join(LIST_STATES)}")
-        listed = await self.conference.list_recordings(self._service_id(request), room_id, state)
+        room = self._room_ref(request)
+        state = _state(request, "recording")
+        listed = await self.conference.list_recordings(self._service_id(request), room, state)
         return web.json_response(listed)
 
     async def get_recording(self, request: web.Request) -> web.StreamResponse:
-        room_id, recording_id = await self._recording(request)
-        info = await self.conference.get_recording(self._service_id(request), room_id, recording_id)
+        room, recording_id = self._room_ref(request), self._recording_id(request)
+        info = await self.conference.get_recording(self._service_id(request), room, recording_id)
         return web.json_response(info)
 
     async def patch_recording(self, request: web.Request) -> web.StreamResponse:
@@ -81,13 +95,40 @@ class Recordings(Resource):
         return empty_response()
 
     async def download_recording(self, request: web.Request) -> web.StreamResponse:
-        room_id, recording_id = await self._recording(request)
-        path = await self.conference.recording_file(
-            self._service_id(request), room_id, recording_id
+        room, recording_id = self._room_ref(request), self._recording_id(request)
+        path = await self.conference.recording_file(self._service_id(request), room, recording_id)
+        return _download(path)
+
+    async def list_service_recordings(self, request: web.Request) -> web.StreamResponse:
+        state = _state(request, "all")
+        return web.json_response(
+            await self.conference.service_recordings(self._service_id(request), state)
         )
-        return web.FileResponse(
-            path, headers={"Content-Disposition": f'attachment; filename="{path.name}"'}
-        )
+
+    async def get_service_recording(self, request: web.Request) -> web.StreamResponse:
+        recording_id = self._recording_id(request)
+        info = await self.conference.service_recording(self._service_id(request), recording_id)
+        return web.json_response(info)
+
+    async def download_service_recording(self, request: web.Request) -> web.StreamResponse:
+        recording_id = self._recording_id(request)
+        path = await self.conference.service_recording_file(self._service_id(request), recording_id)
+        return _download(path)
+
+
+def _state(request: web.Request, default: str) -> str:
+    """``?state=`` of a list of recordings."""
+    state = request.query.get("state", default)
+    if state not in LIST_STATES:
+        raise bad_request(f"state must be one of {', '.join(LIST_STATES)}")
+    return state
+
+
+def _download(path: Path) -> web.FileResponse:
+    """The file as an attachment named as it is on disk (``<recording id>.<container>``)."""
+    return web.FileResponse(
+        path, headers={"Content-Disposition": f'attachment; filename="{path.name}"'}
+    )
 
 
 def _check_audio_format(body: Any) -> None:

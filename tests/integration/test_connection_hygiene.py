@@ -10,6 +10,8 @@ caps per address are seen at work; /healthz is asked from 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import socket
 import sys
@@ -18,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.eventually import eventually
 from tests.integration.test_operations import ServeProcess
-from tests.support import RunningServer, start_server
+from tests.support import RunningServer, api, start_server
 
 OPEN_FILES = 512
 SLOWLORIS = 750  # the issue's 1,500 at 1,024 open files, scaled
@@ -278,5 +281,122 @@ async def test_the_login_timeout_closes_the_websocket_beneath(tmp_path: Path) ->
             finally:
                 await ws.close()
                 await session.close()
+    finally:
+        await tessera.stop()
+
+
+# -- a request body trickled slowly -----------------------------------------------------
+
+
+async def test_a_trickled_request_body_is_cut_at_the_body_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tessera = await start_server(tmp_path, **{"server.body_timeout": 1.0})
+    key = tessera.server.default_service.key
+    reader, writer = await asyncio.open_connection("127.0.0.1", tessera.port)
+    trickle: asyncio.Task[None] | None = None
+    try:
+        body = b'{"name": "slow"}'
+        writer.write(
+            b"POST /v1/rooms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + key.encode() + b"\r\n"
+            b"Content-Length: %d\r\n\r\n" % (len(body) + 1000)
+        )
+        await writer.drain()
+
+        async def send_slowly() -> None:
+            with contextlib.suppress(OSError):
+                for byte in body + b" " * 1000:
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    await asyncio.sleep(0.2)  # stimulus: a byte every 0.2 s (200 s in all)
+
+        trickle = asyncio.ensure_future(send_slowly())
+        # The server closes the connection without an answer (and long before 200 s).
+        assert await asyncio.wait_for(reader.read(), 60) == b""
+        await eventually(
+            lambda: any(
+                "request body not complete within 1 s" in r.getMessage() for r in caplog.records
+            ),
+            what="the tally's warning",
+        )
+        assert not [r for r in caplog.records if "REST request failed" in r.getMessage()]
+        status, rooms = await api(tessera, "GET", "/v1/rooms")
+        assert status == 200 and "slow" not in [r["name"] for r in rooms]
+        # A body sent at once is answered as always.
+        status, room = await api(tessera, "POST", "/v1/rooms", {"name": "quick"})
+        assert status == 200, room
+    finally:
+        if trickle is not None:
+            trickle.cancel()
+        writer.close()
+        await tessera.stop()
+
+
+# -- the login timeout on a polling session ---------------------------------------------
+
+
+def eio_packets(payload: str, eio: int) -> list[str]:
+    """The packets of a polling payload: "\\x1e"-separated (4), "<length>:<packet>" (3)."""
+    if eio == 4:
+        return payload.split("\x1e") if payload else []
+    packets = []
+    while payload:
+        length, _, rest = payload.partition(":")
+        packets.append(rest[: int(length)])
+        payload = rest[int(length) :]
+    return packets
+
+
+def eio_payload(packet: str, eio: int) -> str:
+    return packet if eio == 4 else f"{len(packet)}:{packet}"
+
+
+async def poll_until_closed(session: aiohttp.ClientSession, url: str, eio: int) -> None:
+    """Poll and answer pings (Engine.IO 4) or ping (3), never logging in, until the server
+    ends the session (a close packet, or the session unknown)."""
+    while True:
+        if eio == 3:
+            await asyncio.sleep(0.25)  # stimulus: the client's ping interval
+            async with session.post(url, data=eio_payload("2", eio)) as resp:
+                if resp.status != 200:
+                    return
+        async with session.get(url) as resp:
+            if resp.status != 200:
+                return
+            packets = eio_packets(await resp.text(), eio)
+        if "1" in packets:
+            return
+        if eio == 4 and "2" in packets:
+            async with session.post(url, data=eio_payload("3", eio)) as resp:
+                if resp.status != 200:
+                    return
+
+
+async def test_the_login_timeout_closes_a_polling_session(tmp_path: Path) -> None:
+    tessera = await start_server(
+        tmp_path,
+        **{"portal.login_timeout": 1.0, "portal.ping_interval": 0.5, "portal.ping_timeout": 1.0},
+    )
+    try:
+        for eio in (4, 3):
+            base = f"{tessera.url}/socket.io/?EIO={eio}&transport=polling"
+            async with aiohttp.ClientSession() as session:
+                async with session.get(base) as resp:
+                    assert resp.status == 200
+                    opening = eio_packets(await resp.text(), eio)[0]
+                assert opening.startswith("0"), opening
+                sid = json.loads(opening[1:])["sid"]
+                url = f"{base}&sid={sid}"
+                if eio == 4:  # Engine.IO 3 joins the default namespace unasked
+                    async with session.post(url, data=eio_payload("40", eio)) as resp:
+                        assert resp.status == 200
+                await asyncio.wait_for(poll_until_closed(session, url, eio), 60)
+            await eventually(
+                lambda: (
+                    not tessera.server.sio.eio.sockets and not tessera.server.portal.connections
+                ),
+                what=f"no Engine.IO {eio} polling session left",
+            )
     finally:
         await tessera.stop()

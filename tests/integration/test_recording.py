@@ -379,6 +379,10 @@ async def test_killed_server_leaves_a_playable_file(tmp_path: Path, container: s
             assert listing[0]["state"] == "stopped" and "server stopped" in listing[0]["reason"]
             told = float(listing[0]["duration"])
             assert duration - 2.0 <= told <= duration + 1.0, (container, told, duration)
+            # Read from the file at the start, and stored (not read again on each request).
+            assert again.server.store is not None
+            stored = again.server.store.list_recordings("default", str(room))
+            assert stored[0][1]["duration"] == told, stored
             assert abs(told - (last - first)) < 1.0, (container, told, media["video_span"])
             status, body = await api(again, "GET", f"/v1/rooms/{room}/recordings/{rec['id']}/file")
             assert status == 200 and len(body) == path.stat().st_size
@@ -409,7 +413,9 @@ def tiny_disk(path: Path) -> Iterator[Path]:
 
 async def test_a_recording_failed_on_a_full_disk_stops_its_housekeeping(tmp_path: Path) -> None:
     with tiny_disk(tmp_path / "tiny") as disk:
-        tessera = await start_server(tmp_path / "data", **{"recording.directory": str(disk)})
+        # No reserve: the disk really fills (test_storage_full.py has the reserve).
+        overrides = {"recording.directory": str(disk), "recording.disk_reserve_mb": 0}
+        tessera = await start_server(tmp_path / "data", **overrides)
         try:
             pubs = await publishers(tessera)
             room = str(pubs[0][0].room_id)

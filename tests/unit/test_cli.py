@@ -226,3 +226,33 @@ def test_service_create_show_and_list(tmp_path: Path, capsys: pytest.CaptureFixt
         == 0
     )
     assert verify_token(capsys.readouterr().out.strip(), key).service == "acme"
+
+
+def test_read_only_commands_write_nothing(
+    config_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The first run makes the database (as `tessera serve` would); later reads write nothing.
+    assert (
+        run_token(capsys, "r", "--user", "u", "--role", "presenter", "--config", config_file)[0]
+        == 0
+    )
+    data = Path(load_config(config_file, env={}).database_path()).parent
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    assert (
+        run_token(capsys, "r", "--user", "u", "--role", "presenter", "--config", config_file)[0]
+        == 0
+    )
+    assert main(["service", "show", "--config", config_file]) == 0
+    assert main(["service", "list", "--config", config_file]) == 0
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+
+
+def test_an_unusable_database_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[storage]\ndata_dir = "{tmp_path}"\n')
+    (tmp_path / "tessera.sqlite3").write_bytes(b"not a database at all" * 100)
+    assert main(["service", "show", "--config", str(conf)]) == 75
+    err = capsys.readouterr().err
+    assert err.startswith("tessera: Storage unavailable: cannot read") and "Traceback" not in err

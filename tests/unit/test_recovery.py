@@ -11,7 +11,12 @@ import pytest
 
 from tessera.mixer.outputs import OpusEncoder
 from tessera.recorder.muxer import PacketMuxer
-from tessera.recorder.recovery import INTERRUPTED, NOTHING_PLAYABLE, read_media, recovered
+from tessera.recorder.recovery import (
+    CUT,
+    NOTHING_PLAYABLE,
+    closed_after_interruption,
+    read_media,
+)
 from tests.unit.test_muxer import (
     BURST,
     SECONDS,
@@ -22,8 +27,6 @@ from tests.unit.test_muxer import (
     last_frame_time,
     wait_drained,
 )
-
-CUT = INTERRUPTED + "; the file ends where it was cut"
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +62,10 @@ async def test_mp4_plays_up_to_the_cut(tmp_path: Path, h264: list[Any], opus: li
     last = last_frame_time(snapshot)
     assert last is not None and last > 3.0 - 1.1
     assert 3.0 - 1.1 < read_media(snapshot).duration <= 3.0
+    # As the next start stores it: stopped, with what the file plays.
+    closed = closed_after_interruption({"state": "recording", "storage": {"file": str(snapshot)}})
+    assert closed["state"] == "stopped" and closed["reason"] == CUT
+    assert closed["duration"] == read_media(snapshot).duration
     feed(muxer, h264, opus, start=3.0)
     muxer.close()
     assert abs(read_media(path).duration - SECONDS) < 0.1
@@ -72,16 +79,17 @@ async def test_mp4_plays_up_to_the_cut(tmp_path: Path, h264: list[Any], opus: li
         assert abs(media.duration - last) < 1.1, (fraction, media, last)
 
 
-def test_only_interrupted_recordings_are_read_again(tmp_path: Path) -> None:
-    stopped = {"state": "stopped", "duration": 12.0}
-    assert recovered(stopped, tmp_path / "absent.mkv") is stopped
+def test_an_interrupted_recording_is_closed_with_what_its_file_plays(tmp_path: Path) -> None:
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    info = {"state": "stopped", "duration": 0.0, "reason": CUT}
-    assert recovered(info, empty) == {
+    running = {"state": "recording", "duration": 0.0, "storage": {"file": str(empty)}}
+    assert closed_after_interruption(running) == {
         "state": "failed",
         "duration": 0.0,
         "reason": NOTHING_PLAYABLE,
+        "storage": {"file": str(empty)},
     }
-    assert recovered(info, tmp_path / "gone.webm")["state"] == "failed"
-    assert info == {"state": "stopped", "duration": 0.0, "reason": CUT}  # not changed in place
+    gone = {"state": "recording", "storage": {"file": str(tmp_path / "gone.webm")}}
+    assert closed_after_interruption(gone)["state"] == "failed"
+    assert closed_after_interruption({"state": "recording"})["state"] == "failed"
+    assert running["state"] == "recording"  # not changed in place

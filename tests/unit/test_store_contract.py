@@ -274,6 +274,28 @@ async def test_recordings(stores: Stores) -> None:
     assert await store.list_recordings("b", "r1") == []
 
 
+async def test_recordings_by_service_whatever_became_of_the_room(stores: Stores) -> None:
+    store = await with_services(stores.one)
+    await store.create_room(room("r1"))
+    await store.save_recording("rec2", "a", "r1", {"id": "rec2", "state": "stopped"}, "/f2")
+    await stores.two.save_recording("rec1", "a", "adhoc", {"id": "rec1"}, "/f1")
+    await store.save_recording("rec3", "b", "r1", {"id": "rec3"}, "/f3")
+    await store.save_recording("rec4", "a", "r1", {"id": "rec4"}, "/f4")
+    await store.delete_room("a", "r1")
+    assert await stores.two.get_recording("a", "rec2") == (
+        "rec2",
+        "r1",
+        {"id": "rec2", "state": "stopped"},
+        "/f2",
+    )
+    assert await store.get_recording("b", "rec2") is None  # another service's
+    assert await store.get_recording("a", "nope") is None
+    listed = await stores.two.list_service_recordings("a")
+    assert [(i, r) for i, r, _, _ in listed] == [("rec2", "r1"), ("rec1", "adhoc"), ("rec4", "r1")]
+    assert [i for i, *_ in await store.list_service_recordings("b")] == ["rec3"]
+    assert await store.list_service_recordings("c") == []
+
+
 async def test_queued_writes_land_in_order(stores: Stores) -> None:
     """The room service queues a recording's records without waiting (SerialWork): they
     are stored in the order they were made, so its end is never overwritten by its start."""
