@@ -1,7 +1,8 @@
 """The README's HTML block (the JavaScript client) runs as written in Chromium.
 
-The block is served as a page of its own from a copy of web/ (`[web] directory`), opened
-with `#token=`; a Python participant in the room sees it publish and gets its "hello".
+The HTML block is served as a page of its own from a copy of web/ (`[web] directory`),
+opened with `#token=`; a Python participant in the room sees it publish and gets its
+"hello". The PeerJS block calls a page whose peer "bob" answers with a blue canvas.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.harness import Browser
+from tests.browser.test_peerjs import BLUE, peer_page
 from tests.eventually import eventually
 from tests.readme_blocks import readme_blocks
 from tests.support import RunningServer, api, joined, start_server
@@ -58,3 +60,20 @@ async def test_readme_html_block_runs_as_written(
         await page.wait_for("() => document.getElementById('view').videoWidth === 640", timeout=30)
     finally:
         await watcher.leave()
+
+
+async def test_readme_peerjs_block_runs_as_written(
+    browser: Browser, tessera: RunningServer
+) -> None:
+    (js,) = [b for b in readme_blocks() if b.language == "js" and b.skip is None]
+    bob, bob_id = await peer_page(browser, tessera, BLUE, "bob")  # answers with blue
+    assert bob_id == "bob"
+    page = await browser.new_page(f"{tessera.url}/healthz")  # a page of the server's origin
+    await page.add_script("/vendor/peerjs/peerjs.min.js")  # as its first line says
+    await page.evaluate(
+        "() => { const v = document.createElement('video'); v.autoplay = v.muted = true;"
+        " v.style.cssText = 'width: 320px; height: 180px'; document.body.prepend(v); }"
+    )
+    await page.evaluate(f"async () => {{\n{js.text}\n}}")
+    await page.wait_for_colour("document.querySelector('video')", BLUE)
+    await bob.wait_for("() => Object.keys(window.videos).length === 1")

@@ -5,7 +5,7 @@ with the variables the blocks before it set, from a folder whose `.venv` is this
 checkout's; the README's data directory (`~/.local/share/tessera`) is a temporary one
 (XDG_DATA_HOME), and its address 127.0.0.1:8080 the test server's. The Python block runs
 with the command its first line gives; a JSON block (room options) is created as a room.
-The HTML block runs in Chromium (tests/browser/test_readme_page.py). Blocks marked
+The HTML and JavaScript blocks run in Chromium (tests/browser/test_readme_page.py). Blocks marked
 `<!-- readme-test: skip (why) -->` are not run.
 """
 
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_HERE = {"sh", "python", "json"}
-RUN_IN_BROWSER = {"html"}  # tests/browser/test_readme_page.py
+RUN_IN_BROWSER = {"html", "js"}  # tests/browser/test_readme_page.py
 PRELUDE = 'set -euo pipefail\nset -a\ncurl() { command curl --fail-with-body "$@"; }\n'
 RED = (220, 30, 30)
 DRAINING: set[asyncio.Task[None]] = set()  # readers of the servers' stderr
