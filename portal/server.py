@@ -40,7 +40,7 @@ from .config import Config
 from .connectionlimits import ConnectionLimitError
 from .eio3gateway import attach_socketio
 from .heap import HeapReclaimer
-from .listener import listen
+from .listener import listen, probe_listen
 from .looplag import LoopLagMonitor
 from .malloc import fix_malloc_trim_threshold, limit_malloc_arenas, trim_heap
 from .metrics import create_registry
@@ -329,6 +329,14 @@ async def _serve(
     A cluster's portal passes its app, and joins/leaves the cluster in the hooks.
     Every start-up failure is one line on stderr and exit status 1, never a traceback."""
     embedded = app is None
+    if config.server.port:
+        # Before the self-check and the room service start: a taken port is then one line,
+        # not one after their start and shutdown logs.
+        try:
+            probe_listen(config.server.host, config.server.port)
+        except OSError as exc:
+            host, port = config.server.host, config.server.port
+            return _failed_start(explain_listen_failure(exc, host, port), exc)
     try:
         app = app or create_app(config)
     except MediaCheckFailed as exc:

@@ -73,7 +73,7 @@ async def test_a_port_in_use_is_one_line_and_exit_status_1(tmp_path: Path) -> No
         taken.listen()
         port = taken.getsockname()[1]
         config = tmp_path / "tessera.toml"
-        config.write_text(f'[storage]\ndata_dir = "{tmp_path}"\n[log]\nlevel = "warning"\n')
+        config.write_text(f'[storage]\ndata_dir = "{tmp_path}"\n')  # logs at level info
         status, out, err = await tessera("serve", "--config", str(config), "--port", str(port))
     assert status == 1
     assert out == ""
