@@ -71,7 +71,6 @@ async def serve(
 
     service = server.default_service
     room = config.service.default_room
-    assert server.store is not None  # the embedded default's server keeps its store
     record = server.store.find_room_by_name(service.id, room)
     room_id = record.id if record is not None else room
     if port_file is not None:
