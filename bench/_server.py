@@ -71,6 +71,8 @@ async def serve(
 
     service = server.default_service
     room = config.service.default_room
+    # An embedded server (the only kind this starts) always has its SQLite store.
+    assert server.store is not None
     record = server.store.find_room_by_name(service.id, room)
     room_id = record.id if record is not None else room
     if port_file is not None:
