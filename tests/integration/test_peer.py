@@ -617,6 +617,7 @@ async def test_binarypack_data_connection_carries_the_room_chat(
             "from": member.participant_id,
             "to": "all",
             "message": "hello binary peer",
+            "name": "Ada",
         }
         await member.send_text("just you", to=peer_participant)
         assert (await link.recv())["to"] == "me"

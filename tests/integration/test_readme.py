@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tessera_client import ConferenceClient
+from tests.eventually import eventually
 from tests.readme_blocks import Block, at, parse_blocks, readme_blocks
 from tests.support import rest_call
 from tests.synthetic import ColorVideoTrack, ToneTrack
@@ -128,6 +129,17 @@ async def someone_in(address: str, key: str, room: str) -> ConferenceClient:
     return client
 
 
+async def recording_has_media(address: str, env: dict[str, str]) -> None:
+    path = f"/v1/rooms/{env['ROOM']}/recordings/{env['ID']}"
+
+    async def written() -> bool:
+        status, info = await rest_call(f"http://{address}", env["KEY"], "GET", path)
+        assert status == 200, info
+        return bool(info["size"] > 0 and info["duration"] > 0)
+
+    await eventually(written, 60, "the recording writing media")
+
+
 async def test_readme_blocks_run_as_written(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
@@ -138,6 +150,7 @@ async def test_readme_blocks_run_as_written(tmp_path: Path) -> None:
     assert not address.endswith(":8080")
     shell = Shell(work, env, address)
     participant: ConferenceClient | None = None
+    recording = ""
     ran = 0
     try:
         for block in readme_blocks():
@@ -147,6 +160,10 @@ async def test_readme_blocks_run_as_written(tmp_path: Path) -> None:
             if block.language == "sh":
                 if "-common" in block.text and participant is None:
                     participant = await someone_in(address, shell.env["KEY"], "weekly")
+                if "-X DELETE" in block.text and "/recordings/$ID" in block.text:
+                    # The README's "later": the recording has written media by then.
+                    await recording_has_media(address, shell.env)
+                    recording = shell.env["ID"]
                 out = await shell.run(block)
                 if "tessera token" in block.text:
                     # The token names the server that runs, on its port.
@@ -171,7 +188,8 @@ async def test_readme_blocks_run_as_written(tmp_path: Path) -> None:
                 assert status == 200, f"README line {block.line}: {created}"
         assert ran >= 6
         assert participant is not None  # the recording and streaming blocks ran with it
-        assert list(work.glob("file")) or list(work.glob("*.mkv")), "no recording downloaded"
+        (downloaded,) = work.glob("*.mkv")  # named by the answer's Content-Disposition
+        assert downloaded.name == f"{recording}.mkv" and downloaded.stat().st_size > 0
     finally:
         if participant is not None:
             await participant.leave()
