@@ -36,7 +36,7 @@ from tessera.conference.sqlitestore import SqliteStore
 from tessera.conference.store import Store, bootstrap_default_service
 
 from . import portal, roompeer
-from .config import Config
+from .config import Config, ConfigError
 from .connectionlimits import ConnectionLimitError
 from .eio3gateway import attach_socketio
 from .heap import HeapReclaimer
@@ -349,6 +349,8 @@ async def _serve(
         return 1
     except (OSError, sqlite3.Error) as exc:
         return _failed_start(explain_storage_failure(exc, str(config.data_dir())), exc)
+    except ConfigError:
+        raise  # the CLI names the key (exit status 2)
     except Exception as exc:  # the process boundary: whatever it was, one line
         return _failed_start(f"start-up failed: {type(exc).__name__}: {exc}", exc)
     server = app[SERVER_KEY]
