@@ -271,6 +271,7 @@ class Room:
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "name": self.name,  # Tessera's: for pages joined by a token (OWT's has no name)
             "views": [view.label for view in self._options.views],
             "participants": [p.describe() for p in self.participants.values()],
             "streams": [s.info() for s in self.streams.values()],

@@ -27,6 +27,7 @@ from tessera.conference.store import (
 from tessera.conference.tokens import MAX_CLAIM_LENGTH, issue_token
 from tessera.portal import logs
 from tessera.portal.config import Config, ConfigError, load_config
+from tessera.portal.serverrecord import record_path, running_server
 
 SERVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -202,14 +203,28 @@ def _token(args: argparse.Namespace) -> int:
 
     if args.role not in roles:
         raise _CommandError(f"role {args.role!r} is not one of {', '.join(roles)}")
+    # The token names the server that runs on this data directory, on whatever port it
+    # listens; with none running, the configuration's, and stderr says so.
+    running = running_server(config.data_dir(), config.database_path())
+    if running is not None:
+        host, secure = running.host, running.secure
+    else:
+        host, secure = config.advertised_host(), config.server.secure
+        scheme = "https" if secure else "http"
+        print(
+            f"tessera: no running server found ({record_path(config.data_dir())} is written "
+            f"by `tessera serve` while it runs); the token is for {scheme}://{host}, "
+            "from the configuration",
+            file=sys.stderr,
+        )
     token = issue_token(
         service_id=service.id,
         key=service.key,
         room=args.room,
         user=args.user,
         role=args.role,
-        host=config.advertised_host(),
-        secure=config.server.secure,
+        host=host,
+        secure=secure,
         lifetime=lifetime,
     )
     print(token)

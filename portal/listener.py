@@ -271,6 +271,12 @@ class AcceptLoop(asyncio.AbstractServer):
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def probe_listen(host: str, port: int) -> None:
+    """Bind ``host``:``port`` as :func:`listen` will, and let go: OSError if it cannot."""
+    for sock in _listening_sockets(host, port, 1):
+        sock.close()
+
+
 def _listening_sockets(host: str, port: int, backlog: int) -> list[socket.socket]:
     """A listening socket per address of ``host`` (as asyncio's create_server binds them)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)

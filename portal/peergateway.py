@@ -68,6 +68,7 @@ from .peerserver import (
     MSG_INVALID_WS_PARAMETERS,
     Action,
     Close,
+    Dropped,
     JoinMesh,
     LeaveMesh,
     OpenRefused,
@@ -466,6 +467,13 @@ class PeerGateway:
                 await self.perform(await self._join_mesh(action))
             elif isinstance(action, LeaveMesh):
                 await self.perform(await self._leave_mesh(action))
+            elif isinstance(action, Dropped):
+                # As PeerServer: no answer (peerjs destroys its peer on ERROR), a log line.
+                logger.info(
+                    "peer frame dropped: %s",
+                    action.reason,
+                    extra={"service": action.service_id, "peer": action.peer_id},
+                )
             elif isinstance(action, PeerGone):
                 await self._release(action.service_id, action.peer_id, action.claim_id)
                 if action.expired:

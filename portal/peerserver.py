@@ -21,7 +21,9 @@ invisible to a client that does not use it:
   ``ROOM-PEER-JOINED``, ``ROOM-PEER-LEFT`` and ``ROOM-ERROR`` from the server.
   Members call each other with the ordinary OFFER/ANSWER/CANDIDATE relay; the
   server carries no media.
-- Malformed frames get ``ERROR`` naming the problem (PeerServer drops them).
+- A malformed frame is dropped with a log line naming the problem, as PeerServer drops
+  it (PeerServer logs only unparsable JSON): never ``ERROR``, which the ``peerjs`` client
+  takes as fatal and destroys its whole peer for (``peer.connect(undefined)`` is an app bug).
 - Several portals may share the peers of a service (``clustered``): ids are claimed in
   a peer directory, and messages for peers held elsewhere are relayed (peergateway.py).
 """
@@ -38,6 +40,7 @@ from typing import Any
 
 __all__ = [
     "Close",
+    "Dropped",
     "JoinMesh",
     "LeaveMesh",
     "MeshRoom",
@@ -195,6 +198,15 @@ class LeaveMesh:
 
 
 @dataclass(frozen=True)
+class Dropped:
+    """A frame from a peer that was not acted on, and why (the I/O layer logs it)."""
+
+    service_id: str
+    peer_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class PeerGone:
     """A peer left the server (socket closed) or was expired (no heartbeats)."""
 
@@ -204,7 +216,7 @@ class PeerGone:
     claim_id: str = ""  # its directory claim, to release
 
 
-Action = Send | Close | ToRoomPeer | Relay | JoinMesh | LeaveMesh | PeerGone
+Action = Send | Close | ToRoomPeer | Relay | JoinMesh | LeaveMesh | PeerGone | Dropped
 
 
 class OpenRefused(Exception):
@@ -217,6 +229,10 @@ class OpenRefused(Exception):
 
 def error_message(text: str) -> dict[str, Any]:
     return {"type": ERROR, "payload": {"msg": text}}
+
+
+def _dropped(peer: Peer, reason: str) -> Dropped:
+    return Dropped(peer.service_id, peer.id, reason)
 
 
 def room_peer_id(room: str) -> str:
@@ -416,7 +432,7 @@ class PeerRegistry:
         try:
             message = _parse(data)
         except ValueError as exc:
-            return [Send(peer.connection, error_message(str(exc)))]
+            return [_dropped(peer, str(exc))]
         kind = message["type"]
         if kind == HEARTBEAT:
             peer.last_ping = now
@@ -431,7 +447,7 @@ class PeerRegistry:
             if not isinstance(name, str) or name not in peer.rooms:
                 return [Send(peer.connection, _room_error(name, "Not a member of that room"))]
             return self._leave_room(peer, name)
-        return [Send(peer.connection, error_message(f"Unknown message type: {kind[:40]}"))]
+        return [_dropped(peer, f"Unknown message type: {kind[:40]}")]
 
     def _from_peer(
         self, peer: Peer, kind: str, message: dict[str, Any], now: float
@@ -442,18 +458,18 @@ class PeerRegistry:
             # PeerServer: LEAVE without a destination means "forget me".
             return [*self._remove(peer, expired=False), Close(peer.connection)]
         if not isinstance(dst, str) or not dst:
-            return [Send(peer.connection, error_message(f"{kind} needs a destination (dst)"))]
+            return [_dropped(peer, f"{kind} needs a destination (dst)")]
         if len(dst) > len(ROOM_PEER_PREFIX) + MAX_ROOM_NAME_LENGTH:
-            return [Send(peer.connection, error_message(f"{kind} destination is too long"))]
+            return [_dropped(peer, f"{kind} destination is too long")]
         if kind in QUEUED and not isinstance(payload, dict):
-            return [Send(peer.connection, error_message(f"{kind} needs a payload object"))]
+            return [_dropped(peer, f"{kind} needs a payload object")]
         relayed: dict[str, Any] = {"type": kind, "src": peer.id, "dst": dst}
         if payload is not None:
             relayed["payload"] = payload
         if dst.startswith(ROOM_PEER_PREFIX):
             room = dst[len(ROOM_PEER_PREFIX) :]
             if not _valid_room_name(room):
-                return [Send(peer.connection, error_message(f"{kind}: invalid room peer id"))]
+                return [_dropped(peer, f"{kind}: invalid room peer id")]
             return [ToRoomPeer(peer.service_id, room, relayed)]
         target = self._peers.get((peer.service_id, dst))
         if target is not None:

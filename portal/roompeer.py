@@ -104,6 +104,8 @@ class RoomPeer:
         self.gateway = gateway
         self.members: dict[tuple[str, str, str], RoomPeerMember] = {}
         self.by_key: dict[str, RoomPeerMember] = {}  # the members by their client key
+        # Participant id -> peer id of the members here: room chat names a peer by its peer id.
+        self.peer_ids: dict[str, str] = {}
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self._pending: dict[tuple[str, str, str], int] = {}
         self.closed = False
@@ -219,8 +221,10 @@ class RoomPeer:
         member = RoomPeerMember(
             self, key, service_id, peer_id, name, result.participant, result.permission
         )
+        member.learn_names(result.room.get("participants"))
         self.members[service_id, peer_id, name] = member
         self.by_key[key] = member
+        self.peer_ids[result.participant.participant_id] = peer_id
         return member
 
     async def send(self, service_id: str, room: str, message: dict[str, Any]) -> None:
@@ -231,6 +235,12 @@ class RoomPeer:
         if self.members.get(key) is member:
             del self.members[key]
         self.by_key.pop(member.key, None)
+        self.peer_ids.pop(member.participant.participant_id, None)
+
+    def participant_of(self, service_id: str, room_name: str, peer_id: str) -> str | None:
+        """The participant id of the peer ``peer_id`` in the room, if it is a member here."""
+        member = self.members.get((service_id, peer_id, room_name))
+        return member.participant.participant_id if member is not None else None
 
     def peer_gone(self, service_id: str, peer_id: str, expired: bool) -> None:
         """The peer left the server. Only an expired one loses its calls: a peer that
@@ -273,6 +283,7 @@ class RoomPeerMember:
         self.calls: dict[str, MediaCall] = {}
         self.links: dict[str, DataLink] = {}
         self.closed = False
+        self.names: dict[str, str] = {}  # the room's participants' user names, by id
 
     @property
     def log_ids(self) -> dict[str, str]:
@@ -345,14 +356,40 @@ class RoomPeerMember:
 
     # -- the room side ----------------------------------------------------
 
+    def learn_names(self, participants: Any) -> None:
+        """The user names of participants (``{id, user, role}`` each, as the room lists them)."""
+        for participant in participants if isinstance(participants, list) else []:
+            if isinstance(participant, dict):
+                pid, user = participant.get("id"), participant.get("user")
+                if isinstance(pid, str) and isinstance(user, str):
+                    self.names[pid] = user
+
+    def chat_event(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A room ``text`` event as a PeerJS member reads it: ``from`` is the sender's peer
+        id when the sender is a peer (else its participant id), ``name`` its user name."""
+        sender = data.get("from")
+        if not isinstance(sender, str):
+            return data
+        event = {**data, "from": self.room_peer.peer_ids.get(sender, sender)}
+        if sender in self.names:
+            event["name"] = self.names[sender]
+        return event
+
     def deliver(self, event: str, data: Any) -> None:
         """An event of the room service for this participant: text goes to the data
         connections; a transport's answer and end go to its call."""
         if event == "text":
+            chat = self.chat_event(data) if isinstance(data, dict) else data
             for link in list(self.links.values()):
-                link.deliver(data)
+                link.deliver(chat)
             return
         if not isinstance(data, dict):
+            return
+        if event == "participant":
+            if data.get("action") == "join":
+                self.learn_names([data.get("data")])
+            elif data.get("action") == "leave" and isinstance(data.get("data"), str):
+                self.names.pop(data["data"], None)
             return
         call = next((c for c in self.calls.values() if c.transport_id == data.get("id")), None)
         if call is None:
@@ -371,7 +408,9 @@ class RoomPeerMember:
             spawn(call.drop(str(data.get("reason"))), "ending a call")
 
     async def text(self, message: str, to: str) -> None:
-        """Text from the peer's data connection, to everyone or one participant."""
+        """Text from the peer's data connection, to everyone or one participant (by its
+        participant id, or by its peer id if it is a PeerJS member)."""
+        to = self.room_peer.participant_of(self.service_id, self.room_name, to) or to
         try:
             await self.conference.text(self.participant, TextRequest(to=to, message=message))
         except (ConferenceError, ValueError) as exc:
@@ -512,8 +551,9 @@ class DataLink:
     """A peerjs data connection to the room peer: the room's text chat.
 
     From the peer: a string is a message to everyone; ``{"message": str, "to":
-    participant id or "all"}`` also works. To the peer: the Client-Portal
-    ``text`` event, ``{"from": participant id, "to": "all" | "me", "message"}``
+    participant id, a member's peer id or "all"}`` also works. To the peer: the
+    Client-Portal ``text`` event, ``{"from", "to": "all" | "me", "message", "name"}``,
+    ``from`` being the sender's peer id (a participant id for a sender that is no peer)
     (BinaryPack for "binary", UTF-8 JSON bytes for "json", a JSON string for "raw").
     """
 

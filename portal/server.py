@@ -9,10 +9,12 @@ import logging
 import math
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import socketio
@@ -34,11 +36,11 @@ from tessera.conference.sqlitestore import SqliteStore
 from tessera.conference.store import Store, bootstrap_default_service
 
 from . import portal, roompeer
-from .config import Config
+from .config import Config, ConfigError
 from .connectionlimits import ConnectionLimitError
 from .eio3gateway import attach_socketio
 from .heap import HeapReclaimer
-from .listener import listen
+from .listener import listen, probe_listen
 from .looplag import LoopLagMonitor
 from .malloc import fix_malloc_trim_threshold, limit_malloc_arenas, trim_heap
 from .metrics import create_registry
@@ -46,6 +48,8 @@ from .peerdirectory import PeerDirectory
 from .peergateway import PeerGateway, PeerRelay
 from .portal import Portal
 from .rest import RestContext, setup_rest
+from .serverrecord import ServerRecord, record_path, remove_record, write_record
+from .startupfailure import explain_listen_failure, explain_storage_failure
 from .webapp import setup_web
 
 logger = logging.getLogger(__name__)
@@ -326,7 +330,17 @@ async def _serve(
     on_stopped: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     """Serve ``app`` (the embedded default's, made here, if None) until SIGTERM/SIGINT.
-    A cluster's portal passes its app, and joins/leaves the cluster in the hooks."""
+    A cluster's portal passes its app, and joins/leaves the cluster in the hooks.
+    Every start-up failure is one line on stderr and exit status 1, never a traceback."""
+    embedded = app is None
+    if config.server.port:
+        # Before the self-check and the room service start: a taken port is then one line,
+        # not one after their start and shutdown logs.
+        try:
+            probe_listen(config.server.host, config.server.port)
+        except OSError as exc:
+            host, port = config.server.host, config.server.port
+            return _failed_start(explain_listen_failure(exc, host, port), exc)
     try:
         app = app or create_app(config)
     except MediaCheckFailed as exc:
@@ -337,6 +351,12 @@ async def _serve(
         logger.error("start-up check failed: %s", exc)
         print(f"tessera: {exc}", file=sys.stderr)
         return 1
+    except (OSError, sqlite3.Error) as exc:
+        return _failed_start(explain_storage_failure(exc, str(config.data_dir())), exc)
+    except ConfigError:
+        raise  # the CLI names the key (exit status 2)
+    except Exception as exc:  # the process boundary: whatever it was, one line
+        return _failed_start(f"start-up failed: {type(exc).__name__}: {exc}", exc)
     server = app[SERVER_KEY]
     deadline = config.server.shutdown_timeout
     # Clients have had `drop` and a disconnect by the time aiohttp waits for
@@ -349,7 +369,15 @@ async def _serve(
         print(f"tessera: {exc}", file=sys.stderr)
         await server.close()
         return 1
+    except OSError as exc:
+        await server.close()
+        host, port = config.server.host, config.server.port
+        return _failed_start(explain_listen_failure(exc, host, port), exc)
+    except Exception as exc:  # the process boundary: whatever it was, one line
+        await server.close()
+        return _failed_start(f"start-up failed: {type(exc).__name__}: {exc}", exc)
     server.port = int(runner.addresses[0][1])
+    record = _record_listening(config, server) if embedded else None
     # What start-up made (modules, the self-check's leftovers) lives as long as the
     # process: out of the collector's sight, a full collection (the heap reclaim after a
     # room closes, on the event loop) costs what rooms made, not tens of milliseconds more.
@@ -386,8 +414,38 @@ async def _serve(
         _exit_now(deadline)
     if on_stopped is not None:
         await on_stopped()
+    if record is not None:
+        remove_record(record, os.getpid())
     logger.info("stopped in %.1f s", time.monotonic() - started)
     return 0
+
+
+def _failed_start(message: str, exc: BaseException) -> int:
+    """One line for whoever started the server (the traceback only at log level debug)."""
+    logger.debug("start-up failure", exc_info=exc)
+    print(f"tessera: {message}", file=sys.stderr)
+    return 1
+
+
+def _record_listening(config: Config, server: Server) -> Path | None:
+    """Record where this server listens (`tessera token` reads it); None if it cannot."""
+    database = config.database_path()
+    if str(database) == ":memory:":
+        return None  # no other process can share its services: nothing to point at
+    path = record_path(config.data_dir())
+    record = ServerRecord(
+        host=server.advertised_host(),
+        secure=config.server.secure,
+        pid=os.getpid(),
+        database=str(database),
+    )
+    try:
+        write_record(path, record)
+    except OSError as exc:
+        # Serving matters more: `tessera token` then says which server it assumed.
+        logger.warning("cannot record where the server listens in %s: %s", path, exc)
+        return None
+    return path
 
 
 async def _stop(server: Server, runner: web.AppRunner) -> None:

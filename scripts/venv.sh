@@ -24,5 +24,8 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 # strict: editable installs as a tree of links (see pyproject.toml: mypy reads it).
 # constraints.txt: every package at the version the suite passed with.
-PYTHONWARNINGS="ignore::UserWarning" .venv/bin/python -m pip install -q -c constraints.txt \
+# Quiet: no pip upgrade notice, no setuptools warnings from the build (serve.sh prints only
+# what the server says).
+PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONWARNINGS="ignore::UserWarning" \
+  .venv/bin/python -m pip install -q -c constraints.txt \
   --config-settings editable_mode=strict "$@"

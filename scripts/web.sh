@@ -8,7 +8,8 @@ if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
 if command -v npm >/dev/null; then
-  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  # No audit, funding or npm-upgrade notices: serve.sh prints only what the server says.
+  npm ci --no-audit --no-fund --no-update-notifier --loglevel=error >/dev/null
 else
   echo "npm is missing: the conference page will not load (apt-get install nodejs npm; npm ci)." >&2
 fi

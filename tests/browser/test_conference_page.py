@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import socket
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -14,7 +17,7 @@ from tessera.mixer.layout import Area, region_rect
 from tessera.mixer.mixedstream import MixedStream
 from tests.browser.harness import Browser, Page, middle_of
 from tests.eventually import eventually
-from tests.support import RunningServer, joined, region_box
+from tests.support import RunningServer, joined, region_box, rest_call
 from tests.synthetic import ColorVideoTrack
 
 # The page keeps its state in window.tessera (see web/js/app.js).
@@ -199,6 +202,39 @@ async def test_page_explains_a_refused_camera_and_an_expired_token(
     error = await late.evaluate("() => document.getElementById('join-error').textContent")
     assert "expired" in error
     assert await late.evaluate("() => !document.getElementById('join-screen').hidden")
+
+
+async def test_page_names_an_unreachable_portal_within_5_s(
+    browser: Browser, tessera: RunningServer
+) -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    envelope = json.loads(base64.b64decode(tessera.token(user="Lost")))
+    envelope["host"] = f"127.0.0.1:{port}"
+    token = base64.b64encode(json.dumps(envelope).encode()).decode()
+    page = await browser.new_page(f"{tessera.url}/#token={token}")
+    await page.wait_for("() => document.getElementById('join-button').textContent === 'Joining…'")
+    # Bounded by the client's own connect timeout (4 s), not by the test's patience.
+    await page.wait_for("() => !document.getElementById('join-error').hidden", timeout=5.0)
+    error = await page.evaluate("() => document.getElementById('join-error').textContent")
+    assert f"Cannot reach the conference server at http://127.0.0.1:{port}" in error
+    assert await page.evaluate("() => !document.getElementById('join-screen').hidden")
+
+
+async def test_page_joined_by_token_shows_the_room_name(
+    browser: Browser, tessera: RunningServer
+) -> None:
+    status, room = await rest_call(
+        tessera.url, tessera.server.default_service.key, "POST", "/v1/rooms", {"name": "weekly"}
+    )
+    assert status == 200, room
+    page = await browser.new_page(f"{tessera.url}/#token={tessera.token(room=room['id'])}")
+    await page.wait_for("() => !document.getElementById('conference-screen').hidden", timeout=30)
+    assert await page.evaluate("() => document.getElementById('room-title').textContent") == (
+        "weekly"
+    )
+    await page.evaluate("() => window.tessera.client.leave()")
 
 
 async def test_admin_page_lists_kicks_and_unmixes(browser: Browser, tessera: RunningServer) -> None:

@@ -182,6 +182,73 @@ async def test_page_calls_the_room_peer_and_receives_the_mixed_view(
         await member.leave()
 
 
+CHAT = """(room) => new Promise((resolve) => {
+  const chat = peer.connect(room);
+  chat.on("data", (data) => window.received.push(data));
+  chat.on("open", () => { window.chat = chat; resolve(); });
+  peer.on("error", (e) => resolve("error:" + e.type));
+})"""
+
+
+async def test_room_chat_between_peers_names_the_sender_by_its_peer_id(
+    browser: Browser, tessera: RunningServer
+) -> None:
+    ada, _ = await peer_page(browser, tessera, RED, "ada")
+    bob, _ = await peer_page(browser, tessera, BLUE, "bob")
+    member = await joined(tessera, "Carol", room="town")
+    try:
+        for page in (ada, bob):
+            await page.evaluate(CHAT, "room:town")
+        for _ in range(2):  # both peers are in the room before ada speaks
+            await member.next_event("participant", lambda d: d["action"] == "join")
+        await ada.evaluate("() => window.chat.send('hello from ada')")
+        await bob.wait_for("() => window.received.length === 1")
+        assert await bob.evaluate("() => window.received") == [
+            {"from": "ada", "to": "all", "message": "hello from ada", "name": "ada"}
+        ]
+        # A peer addresses another member by its peer id.
+        await bob.evaluate("() => window.chat.send({message: 'just ada', to: 'ada'})")
+        await ada.wait_for("() => window.received.some((m) => m.message === 'just ada')")
+        (private,) = [m for m in await ada.evaluate("() => window.received") if m["to"] == "me"]
+        assert private["from"] == "bob" and private["message"] == "just ada"
+        assert await ada.evaluate("() => window.errors") == []
+    finally:
+        await member.leave()
+
+
+async def test_malformed_frames_from_app_bugs_leave_the_peerjs_client_alive(
+    browser: Browser, tessera: RunningServer
+) -> None:
+    alice, _ = await peer_page(browser, tessera, RED, "alice")
+    await peer_page(browser, tessera, BLUE, "bob")
+    # peer.connect(undefined) and peer.call(undefined) send frames without a destination;
+    # a raw frame of an unknown type and one that is not JSON stand for the rest.
+    await alice.evaluate(
+        """() => {
+             peer.connect(undefined);
+             peer.call(undefined, window.local);
+             peer.socket.send({type: "NO-SUCH-TYPE", payload: {}});
+             peer.socket._socket.send("not json");
+           }"""
+    )
+    # A round trip after them: bob answers alice's data connection, so every frame before
+    # it has been handled (a reply to them would have come first).
+    await alice.evaluate(
+        """(dst) => new Promise((resolve) => {
+             const conn = peer.connect(dst);
+             conn.on("data", (data) => window.received.push(data));
+             conn.on("open", () => { conn.send("still here"); resolve(); });
+           })""",
+        "bob",
+    )
+    await alice.wait_for("() => window.received.length > 0")
+    assert await alice.evaluate("() => window.received") == [{"echo": "still here"}]
+    state = await alice.evaluate(
+        "() => [peer.destroyed, peer.disconnected, peer.open, window.errors]"
+    )
+    assert state == [False, False, True, []]
+
+
 async def test_a_wrong_key_is_refused(browser: Browser, tessera: RunningServer) -> None:
     page, result = await peer_page(browser, tessera, RED, "someone", key="no-such-service")
     assert result == "error:invalid-key"
@@ -271,7 +338,7 @@ async def test_default_peerjs_data_connection_chats_with_the_room(
         await member.send_text("hello page")
         await page.wait_for("() => window.received.length === 1")
         assert await page.evaluate("() => window.received") == [
-            {"from": member.participant_id, "to": "all", "message": "hello page"}
+            {"from": member.participant_id, "to": "all", "message": "hello page", "name": "Ada"}
         ]
         await page.evaluate("() => window.chat.send('hello room')")
         text = await member.next_event("text")

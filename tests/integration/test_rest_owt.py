@@ -206,6 +206,10 @@ async def test_a_room_is_found_by_its_unambiguous_name(
     assert got.status == 200 and got.json["_id"] == weekly["_id"]
     patched = await owt.send("PATCH", "v1/rooms/weekly", {"participantLimit": 4})
     assert patched.status == 200 and patched.json["_id"] == weekly["_id"]
+    # Every route under a room takes the name (all resolve {room} in one place).
+    for route in ("participants", "streams", "recordings", "streaming-outs"):
+        listed = await owt.send("GET", f"v1/rooms/weekly/{route}")
+        assert listed.status == 200 and listed.json == [], (route, listed.text)
     # An ad-hoc room (made by a join token) is found by its name too.
     adhoc = await joined(tessera, "walker", room="drop-in")
     listed = await owt.send("GET", "v1/rooms/drop-in/participants")

@@ -36,7 +36,7 @@ function explainJoinError(error) {
     return "This invitation has already been used. Join again from this page to get a new one.";
   }
   if (/origin/i.test(text)) return `This page's address may not join this service: ${text}`;
-  if (/reach|connection/i.test(text)) return "Cannot reach the conference server. Check your network and try again.";
+  if (/reach|connection/i.test(text)) return `${text}. Check your network and try again.`;
   return `Could not join: ${text}`;
 }
 
@@ -121,7 +121,7 @@ async function join({ token, user, room, role }) {
     state.client = client;
     state.user = info.user;
     state.role = info.role;
-    state.room = room || info.room.id;
+    state.room = info.room.name || room || info.room.id;
     enterConference(info);
   } catch (error) {
     showJoinError(explainJoinError(error));

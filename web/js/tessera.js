@@ -17,6 +17,8 @@ import { io } from "socket.io-client";
 const PROTOCOL_VERSION = "1.2";
 const SDK = { type: "JavaScript", version: "tessera-1.0" };
 const REQUEST_TIMEOUT_MS = 20000;
+// A portal that does not accept the connection by then is reported, naming its address.
+const CONNECT_TIMEOUT_MS = 4000;
 // Loopback and LAN candidates gather in milliseconds; do not hold an offer longer for STUN.
 const GATHERING_WAIT_MS = 1500;
 
@@ -264,7 +266,7 @@ export class ConferenceClient extends EventTarget {
     this.socket.on("disconnect", (reason) => this._onDisconnect(reason));
     this.socket.io.on("reconnect", () => this._relogin());
     try {
-      await this._connected();
+      await this._connected(this._url);
       return await this.request("login", {
         token,
         userAgent: { sdk: SDK },
@@ -276,22 +278,30 @@ export class ConferenceClient extends EventTarget {
     }
   }
 
-  _connected() {
+  _connected(url) {
     if (this.socket.connected) return Promise.resolve();
     return new Promise((resolve, reject) => {
+      let lastError = "";
       const timer = setTimeout(() => {
         cleanup();
-        reject(new ConferenceError("Cannot reach the conference server", { code: "connection" }));
-      }, REQUEST_TIMEOUT_MS);
+        const why = lastError ? ` (${lastError})` : "";
+        reject(new ConferenceError(`Cannot reach the conference server at ${url}${why}`, { code: "connection" }));
+      }, CONNECT_TIMEOUT_MS);
       const onConnect = () => {
         cleanup();
         resolve();
       };
+      let failures = 0;
       const onError = (error) => {
-        // Socket.IO keeps retrying; report the first failure only when the server refuses.
+        lastError = (error && error.message) || String(error);
+        failures += 1;
         if (error && error.message && /refused|forbidden|origin/i.test(error.message)) {
           cleanup();
           reject(new ConferenceError(`Connection refused: ${error.message}`, { code: "connection" }));
+        } else if (failures >= 2) {
+          // Socket.IO retries; a second failure in a row (nobody listens there) is the answer.
+          cleanup();
+          reject(new ConferenceError(`Cannot reach the conference server at ${url} (${lastError})`, { code: "connection" }));
         }
       };
       const cleanup = () => {
