@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,7 @@ class MediaChoice:
         }
 
 
-class RoomOutput:
+class RoomOutput(ABC):
     """The part of a Recording and a StreamingOut that binds and lets go of sources.
 
     A subclass sets `media`, `reason`, `stopped_at`, `_sinks` (a TrackSink per
@@ -83,5 +84,6 @@ class RoomOutput:
         # and learns of it on its own loop.
         self._loop.call_soon_threadsafe(self._fail, reason)
 
+    @abstractmethod
     def _fail(self, reason: str) -> None:
-        raise NotImplementedError
+        """End the output as failed with ``reason`` (on the loop)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,7 @@ def empty_response() -> web.Response:
     return web.Response(status=200, body=b"")
 
 
-class Resource:
+class Resource(ABC):
     """Base of a REST resource: its routes, and the lookups its handlers share.
 
     Handlers call the room service (``self.conference``); its refusals
@@ -51,8 +52,9 @@ class Resource:
         self.context = context
         self.conference = context.conference
 
+    @abstractmethod
     def routes(self) -> list[Route]:
-        raise NotImplementedError
+        """The resource's (method, path, handler, versions)."""
 
     @staticmethod
     def _credentials(request: web.Request) -> Credentials:

@@ -9,11 +9,11 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from redis import Redis as SyncRedis
-from redis.exceptions import RedisError
+from typing import IO, Any
 
 from tessera.conference.tokens import issue_token
 from tests.redisserver import free_port, require_redis_server
@@ -60,10 +60,12 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._up = threading.Event()
+        self._settled = threading.Event()  # up, or its stderr closed (it exited)
 
     def start(self) -> None:
         """Start it; returns once it has joined the cluster (raises if it did not)."""
         self._up.clear()
+        self._settled.clear()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -89,9 +91,8 @@ class NodeProcess:
     def wait_up(self, timeout: float = START_TIMEOUT) -> None:
         """Until it has joined the cluster; raises if it exits or takes over ``timeout``."""
         assert self.proc is not None
-        for _ in range(int(timeout / 0.1)):
-            if self._up.wait(0.1) or self.proc.poll() is not None:
-                break
+        # The reader sets _ended when the process's stderr closes (it exited).
+        self._settled.wait(timeout)
         if not self._up.is_set():
             self.kill()
             if self._reader is not None:
@@ -112,6 +113,8 @@ class NodeProcess:
                 self.url = str(event["url"])
                 self.node_id = str(event["node"])
                 self._up.set()
+                self._settled.set()
+        self._settled.set()
 
     @property
     def running(self) -> bool:
@@ -218,25 +221,26 @@ class RedisProcess:
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(self.directory),
-                "--logfile", str(self.directory / "redis.log"),
+                "--logfile", "",
             ],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        client = SyncRedis.from_url(self.url, socket_connect_timeout=1.0)
-        try:
-            for _ in range(600):  # a 30 s bound; each try waits on the server, not a clock
-                try:
-                    if client.ping():
-                        return
-                except (OSError, RedisError):
-                    if self.proc.poll() is not None:
-                        raise RuntimeError("redis-server exited at start") from None
-                    threading.Event().wait(0.05)  # stimulus: the server is still starting
-            raise RuntimeError("redis-server did not answer PING")
-        finally:
-            client.close()
+        # Its log goes to stdout; it is up once it says it accepts connections.
+        assert self.proc.stdout is not None
+        ready = threading.Event()
+
+        def read(stream: IO[bytes]) -> None:
+            for line in stream:
+                if b"Ready to accept connections" in line:
+                    ready.set()
+            ready.set()  # exited
+
+        threading.Thread(target=read, args=(self.proc.stdout,), daemon=True).start()
+        if not ready.wait(30) or self.proc.poll() is not None:
+            self.kill()
+            raise RuntimeError("redis-server did not start")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -247,3 +251,25 @@ class RedisProcess:
         """Kill it and start it again on the same port, empty (no persistence)."""
         self.kill()
         self.start()
+
+
+@contextmanager
+def running_cluster(directory: Path, portals: int, agents: int) -> Iterator[Cluster]:
+    """Redis, ``portals`` portals and ``agents`` agents for a test module; on the way out
+    they stop, and a node that logged an error fails the module."""
+    redis = RedisProcess(directory / "redis")
+    redis.start()
+    running = Cluster(directory, redis.url, portals=portals, agents=agents)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        redis.kill()
+    for node in running.portals + running.agents:
+        assert node.errors() == [], f"{node.name} logged errors: {node.errors()[:3]}"
+
+
+def room_name() -> str:
+    """A room name no other test uses."""
+    return f"room-{uuid.uuid4().hex[:8]}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,7 +19,13 @@ import redis.asyncio as aioredis
 
 from tessera.cluster.status import format_status, read_status
 from tessera_client import ConferenceClient, PeerClient
-from tests.cluster.processes import KEY, Cluster, NodeProcess, RedisProcess
+from tests.cluster.processes import (
+    KEY,
+    Cluster,
+    NodeProcess,
+    room_name,
+    running_cluster,
+)
 from tests.eventually import eventually
 from tests.integration.test_bad_inputs import RawClient
 from tests.synthetic import ColorVideoTrack, ToneTrack, close_to, mean_rgb, next_video_frame
@@ -30,22 +35,8 @@ RED = (230, 30, 30)
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    directory: Path = tmp_path_factory.mktemp("cluster")
-    redis = RedisProcess(directory / "redis")
-    redis.start()
-    running = Cluster(directory, redis.url, portals=2, agents=3)
-    try:
-        running.start()
+    with running_cluster(tmp_path_factory.mktemp("cluster"), portals=2, agents=3) as running:
         yield running
-    finally:
-        running.stop()
-        redis.kill()
-    for node in running.portals + running.agents:
-        assert node.errors() == [], f"{node.name} logged errors: {node.errors()[:3]}"
-
-
-def room_name() -> str:
-    return f"room-{uuid.uuid4().hex[:8]}"
 
 
 async def joined(cluster: Cluster, portal: int, room: str, user: str) -> ConferenceClient:

@@ -16,9 +16,7 @@ import asyncio
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,7 +26,7 @@ import redis.asyncio as aioredis
 
 from tessera.cluster.status import read_status
 from tessera_client import ConferenceClient
-from tests.cluster.processes import KEY, ROOT, Cluster, RedisProcess
+from tests.cluster.processes import KEY, ROOT, Cluster, room_name, running_cluster
 from tests.eventually import eventually
 from tests.synthetic import ColorVideoTrack, ToneTrack
 
@@ -37,22 +35,8 @@ GREEN = (30, 200, 30)
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    directory: Path = tmp_path_factory.mktemp("drain")
-    redis = RedisProcess(directory / "redis")
-    redis.start()
-    running = Cluster(directory, redis.url, portals=2, agents=2)
-    try:
-        running.start()
+    with running_cluster(tmp_path_factory.mktemp("drain"), portals=2, agents=2) as running:
         yield running
-    finally:
-        running.stop()
-        redis.kill()
-    for node in running.portals + running.agents:
-        assert node.errors() == [], f"{node.name} logged errors: {node.errors()[:3]}"
-
-
-def room_name() -> str:
-    return f"room-{uuid.uuid4().hex[:8]}"
 
 
 def cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -261,7 +245,8 @@ async def test_a_terminated_agent_drains_tells_its_clients_and_finalises_recordi
     status, info = await rest(cluster, "GET", f"{path}/{recording['id']}")
     assert status == 200 and info["state"] == "stopped", info
     assert "reason" not in info, info
-    files = list(cluster.directory.rglob(f"*{recording['id']}*"))
+    # The recording itself, not its timeline sidecar.
+    files = list(cluster.directory.rglob(f"{recording['id']}.{recording['container']}"))
     assert files, f"no file of recording {recording['id']}"
     with av.open(str(files[0])) as container:
         frames = sum(1 for _ in container.decode(video=0))
