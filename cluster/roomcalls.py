@@ -48,6 +48,7 @@ from tessera.conference.requests import (
 from tessera.conference.roomoptions import RoomOptions
 from tessera.conference.roomservice import LOGOUT, RoomService
 from tessera.conference.settings import ConferenceSettings
+from tessera.conference.streaminginrequest import StreamingInRequest
 from tessera.conference.tokens import TokenError, verify_ticket
 
 from .agent import RECORDING_LOST
@@ -102,7 +103,12 @@ ROOM_CALLS = (
     "get_streaming_out",
     "patch_streaming_out",
     "stop_streaming_out",
+    "list_streaming_ins",
+    "get_streaming_in",
+    "remove_streaming_in",
 )
+# A call that loads the room where it is hosted, or places it on an agent (as a join does).
+PLACING_CALLS = ("add_streaming_in",)
 # Calls naming a room by id (the web app's): to its agent if hosted.
 ROOM_ID_CALLS = ("set_view_template", "record_view")
 # What an agent answers over the bus.
@@ -114,6 +120,7 @@ AGENT_CALLS = (
     *PARTICIPANT_CALLS,
     *ROOM_CALLS,
     *ROOM_ID_CALLS,
+    *PLACING_CALLS,
 )
 
 NOT_ANSWERING = "The room's media server is not answering; try again"
@@ -622,6 +629,40 @@ class ClusterRooms(RoomService):
 
     async def stop_streaming_out(self, service_id: str, room: str, streaming_id: str) -> None:
         await self._room_call("stop_streaming_out", service_id, room, streaming_id)
+
+    # -- streaming-ins ---------------------------------------------------------------
+
+    async def add_streaming_in(
+        self, service_id: str, room: str, request: StreamingInRequest
+    ) -> dict[str, Any]:
+        # The room's agent pulls the source; a room nobody is in is placed as a join does.
+        room_id = await self._known_room_id(service_id, room)
+        if room_id is None:
+            raise ConferenceError("Room not found", ErrorCode.ROOM_NOT_FOUND, 404)
+        try:
+            agent = await self.placement.place(room_id)
+        except NoAgentAvailable as exc:
+            raise _unavailable(f"No media server can take the room: {exc}") from None
+        except Exception as exc:
+            logger.warning("room placement failed: %s", exc, extra={"room": room_id})
+            raise _unavailable(UNREACHABLE) from None
+        result: dict[str, Any] = await self._call(
+            agent, "add_streaming_in", service_id, room_id, request
+        )
+        return result
+
+    async def list_streaming_ins(self, service_id: str, room: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._room_call("list_streaming_ins", service_id, room)
+        return result
+
+    async def get_streaming_in(self, service_id: str, room: str, stream_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._room_call(
+            "get_streaming_in", service_id, room, stream_id
+        )
+        return result
+
+    async def remove_streaming_in(self, service_id: str, room: str, stream_id: str) -> None:
+        await self._room_call("remove_streaming_in", service_id, room, stream_id)
 
     # -- the web app's calls by room id ------------------------------------------------
 

@@ -49,6 +49,7 @@ from .requests import (
 )
 from .roomoptions import RoomOptions
 from .stats import ConferenceStats
+from .streaminginrequest import StreamingInRequest
 
 
 class Conference(Protocol):
@@ -202,3 +203,17 @@ class Conference(Protocol):
     async def hls_directory(self, streaming_id: str) -> Path | None:
         """Where an HLS streaming-out served by Tessera writes (running or ended)."""
         ...
+
+    # -- streaming-ins --
+
+    async def add_streaming_in(
+        self, service_id: str, room: str, request: StreamingInRequest
+    ) -> dict[str, Any]:
+        """Pull an outside source into a room as a forward stream (its REST object)."""
+        ...
+
+    async def list_streaming_ins(self, service_id: str, room: str) -> list[dict[str, Any]]: ...
+    async def get_streaming_in(
+        self, service_id: str, room: str, stream_id: str
+    ) -> dict[str, Any]: ...
+    async def remove_streaming_in(self, service_id: str, room: str, stream_id: str) -> None: ...

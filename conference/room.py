@@ -13,6 +13,7 @@ from tessera.mixer.mixedstream import MixedStream
 from tessera.mixer.viewoptions import ViewOptions
 from tessera.recorder.diskreserve import DiskReserveReached, check_reserve
 from tessera.recorder.recording import MediaChoice, Recording
+from tessera.recorder.streamingin import StreamingIn
 from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.forwardstream import ForwardStream
 from tessera.webrtc_agent.publication import Publication
@@ -89,6 +90,8 @@ class Room:
         self.observers: list[Callable[[str, Any], None]] = []
         self.recordings: dict[str, Recording] = {}
         self.streaming_outs: dict[str, StreamingOut] = {}
+        # Outside sources pulled in (REST streaming-ins): forward streams owned by the room.
+        self.streaming_ins: dict[str, StreamingIn] = {}
         self.auto_recording: Recording | None = None
         self._auto_record_starting = False
         # The room's active audio streams, while its selectActiveAudio option is on.
@@ -354,7 +357,7 @@ class Room:
     def input_limit_reached(self) -> bool:
         limit = self._options.input_limit
         pending = sum(len(p.publications) for p in self.participants.values())
-        return 0 <= limit <= pending
+        return 0 <= limit <= pending + len(self.streaming_ins)
 
     def check_input_limit(self) -> None:
         """ConferenceError if the room takes no more inputs (its ``inputLimit``)."""
@@ -607,6 +610,7 @@ class Room:
             participant.session_failed(subscription, SOURCE_STREAM_LOSS)
         ids = {**self.log_ids, "participant": stream.owner, "stream": stream_id}
         logger.info("stream removed", extra=ids)
+        self.streaming_in_gone(stream_id)
 
     def set_track_status(self, stream_id: str, kind: str, active: bool) -> None:
         stream = self.streams.get(stream_id)
@@ -649,5 +653,47 @@ class Room:
         for stream in list(self.streams.values()):
             if isinstance(stream, ForwardStream):
                 stream.close()
+        for streaming_in in list(self.streaming_ins.values()):
+            streaming_in.close()  # one still connecting is not in `streams` yet
+        self.streaming_ins.clear()
         self.streams.clear()
         self.views.clear()
+
+    # -- streaming-ins ----------------------------------------------------
+
+    def reserve_streaming_in(self, stream: StreamingIn) -> None:
+        """A streaming-in about to connect counts as an input (ConferenceError past
+        ``inputLimit``); it is closed with the room, even before it is listed."""
+        self.check_input_limit()
+        if self.closed or self.closing is not None:
+            raise ConferenceError("The room is closing")
+        self.streaming_ins[stream.id] = stream
+
+    def add_streaming_in(self, stream: StreamingIn) -> None:
+        """A connected streaming-in becomes a stream of the room, as a publication does."""
+        self.streaming_ins[stream.id] = stream
+        self.streams[stream.id] = stream
+        stream.on_info_changed = self._forward_info_changed
+        logger.info("streaming-in added", extra={**self.log_ids, "stream": stream.id})
+        auto_mix = self._options.auto_mix
+        if auto_mix:
+            stream.in_views = list(self.views)
+        self.notify_stream("add", stream.id, stream.info())
+        if auto_mix:
+            for label in list(self.views):
+                self.mix(stream.id, label)
+        if self.active_audio is not None:
+            self.active_audio.add_input(stream, stream.owner)
+        if self._options.auto_record and self.auto_recording is None and self.views:
+            self._start_auto_recording()
+
+    def streaming_in_gone(self, stream_id: str) -> None:
+        """A streaming-in ended (removed, or it failed to connect): it is closed; a room
+        left with nobody and nothing in it is unloaded."""
+        streaming_in = self.streaming_ins.pop(stream_id, None)
+        if streaming_in is None:
+            return
+        streaming_in.close()
+        if not self.participants and not self.streaming_ins and self.closing is None:
+            # Nobody and nothing is left in it: unloaded as when its last participant leaves.
+            spawn(self._parent.room_emptied(self), "unloading a room")

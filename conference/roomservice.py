@@ -16,10 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
 from tessera.media.mediasource import VideoFormat
 from tessera.media.streaminfo import check_audio_format, resolve_video, resolve_video_request
+from tessera.recorder.ingestplan import IngestPlanError
+from tessera.recorder.ingestpuller import IngestError, SourceOptions
+from tessera.recorder.streamingin import StreamingIn
 from tessera.webrtc_agent.forwardstream import ForwardStream, TrackSpec
 from tessera.webrtc_agent.publication import Publication
 from tessera.webrtc_agent.subscription import SubscribedTrack, Subscription
@@ -51,6 +55,7 @@ from .requests import (
     view_label,
 )
 from .room import Room
+from .streaminginrequest import StreamingInRequest
 from .tokens import TokenError, issue_ticket, read_token_service, verify_ticket, verify_token
 from .tree import refusals
 
@@ -516,6 +521,88 @@ class RoomService(ManagementCalls):
         if target is None:
             raise ConferenceError("Target participant does NOT exist")
         target.notify("text", {"from": participant.id, "to": "me", "message": request.message})
+
+    # -- streaming-ins (OWT's REST /rooms/{room}/streaming-ins) ----------------
+
+    async def add_streaming_in(
+        self, service_id: str, room: str, request: StreamingInRequest
+    ) -> dict[str, Any]:
+        """Pull an outside source into a room as a forward stream (the room is loaded if
+        nobody is in it). Answers once the source is open and probed: its REST object.
+        ConferenceError: 502 if the source cannot be reached or read (after the open
+        timeout), 400 for a codec or a kind the room cannot take; nothing is kept."""
+        resolved = await self._resolve(service_id, room)
+        loaded = await self.find_room(service_id, resolved.id, create=False)
+        if loaded is None:
+            raise not_found("Room not found", ErrorCode.ROOM_NOT_FOUND)
+        if request.scheme == "file":
+            self._check_local_source(request.url)
+        stream = StreamingIn(
+            loaded.id,
+            SourceOptions(
+                url=request.url,
+                scheme=request.scheme,
+                transport_protocol=request.transport_protocol,
+                buffer_size=request.buffer_size,
+            ),
+            {"audio": request.audio, "video": request.video},
+            request.attributes,
+            **loaded.media_settings(),
+            keyframe_min_interval=self.settings.keyframe_min_interval,
+        )
+        loaded.reserve_streaming_in(stream)
+        try:
+            await stream.connect()
+            if loaded.closed or stream.closed:
+                raise IngestError("The streaming-in was stopped while it connected")
+        except (IngestError, IngestPlanError) as exc:
+            loaded.streaming_in_gone(stream.id)
+            logger.info("streaming-in refused: %s", exc, extra=stream.log_ids)
+            if isinstance(exc, IngestPlanError):
+                raise ConferenceError(str(exc)) from None
+            raise ConferenceError(str(exc), ErrorCode.CLOUD, 502) from None
+        except BaseException:
+            loaded.streaming_in_gone(stream.id)
+            raise
+        loaded.add_streaming_in(stream)
+        return stream.describe()
+
+    def _check_local_source(self, url: str) -> None:
+        # A service's administrator reads media files of the server's recordings, nothing
+        # else on its disk.
+        path = Path(url.removeprefix("file://").removeprefix("file:"))
+        allowed = self.settings.recording_dir.resolve()
+        if not path.resolve().is_relative_to(allowed):
+            raise forbidden(
+                "connection.url: a local file must be under the server's recording directory"
+            )
+
+    async def list_streaming_ins(self, service_id: str, room: str) -> list[dict[str, Any]]:
+        """The room's streaming-ins that are streams (connected), as REST objects."""
+        loaded = (await self._resolve(service_id, room)).loaded
+        if loaded is None:
+            return []
+        return [s.describe() for s in loaded.streaming_ins.values() if s.id in loaded.streams]
+
+    async def get_streaming_in(self, service_id: str, room: str, stream_id: str) -> dict[str, Any]:
+        loaded = (await self._resolve(service_id, room)).loaded
+        stream = loaded.streaming_ins.get(stream_id) if loaded is not None else None
+        if loaded is None or stream is None or stream.id not in loaded.streams:
+            raise not_found("Streaming-in not found", ErrorCode.STREAM_NOT_FOUND)
+        return stream.describe()
+
+    async def remove_streaming_in(self, service_id: str, room: str, stream_id: str) -> None:
+        """Stop pulling: the stream is removed (its subscriptions end with "Source stream
+        loss", as OWT's DELETE of a streaming-in does)."""
+        loaded = (await self._resolve(service_id, room)).loaded
+        stream = loaded.streaming_ins.get(stream_id) if loaded is not None else None
+        if loaded is None or stream is None:
+            raise not_found("Streaming-in not found", ErrorCode.STREAM_NOT_FOUND)
+        if stream.id in loaded.streams:
+            loaded.remove_stream(stream.id)
+        else:
+            stream.close()  # still connecting: its POST fails
+        logger.info("streaming-in removed", extra=stream.log_ids)
 
 
 def track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -166,7 +166,7 @@ class Service:
 
     async def room_emptied(self, room: Room) -> None:
         """The last participant left: an ad-hoc room ends; a stored room is unloaded."""
-        if room.participants or room.closing is not None:
+        if room.participants or room.streaming_ins or room.closing is not None:
             return  # someone came in meanwhile, or whoever is closing it goes on
         reason = "ad-hoc room ended" if not room.persistent else "room unloaded"
         if await self.close_room(room, reason, if_empty=True) and not room.persistent:
@@ -179,7 +179,7 @@ class Service:
         found the room while this waited has its participant in it by then): False if
         it stays."""
         async with self._loading:
-            if if_empty and (room.participants or room.closing is not None):
+            if if_empty and (room.participants or room.streaming_ins or room.closing is not None):
                 return False
             if self.rooms.get(room.id) is room:
                 del self.rooms[room.id]

@@ -20,6 +20,7 @@ from .recordings import Recordings
 from .resource import Resource, RestContext
 from .rooms import Rooms
 from .services import Services
+from .streamingins import StreamingIns
 from .streamingouts import StreamingOuts
 from .streams import Streams
 from .tokens import Tokens
@@ -46,6 +47,7 @@ class RestApi:
             Streams(context),
             Recordings(context),
             StreamingOuts(context),
+            StreamingIns(context),
             Services(context),
             Outside(context),
         ]
