@@ -346,6 +346,11 @@ class IngestPuller:
         self._stop.set()
 
     @property
+    def segments(self) -> int:
+        """Connections (and loops of a file) media was read from so far."""
+        return self._clock.segments
+
+    @property
     def stopped(self) -> bool:
         return self._stop.is_set()
 

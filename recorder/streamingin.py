@@ -148,6 +148,10 @@ class StreamingIn(ForwardStream):
     def reconnects(self) -> int:
         return self._puller.reconnects if self._puller is not None else 0
 
+    @property
+    def segments(self) -> int:
+        return self._puller.segments if self._puller is not None else 0
+
     async def connect(self) -> None:
         """Open and probe the source (bounded by its open timeout), then start pulling.
 

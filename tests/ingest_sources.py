@@ -28,6 +28,8 @@ from tests.support import listening
 
 RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
+# What tests/rtsp_server.py's pipeline is made of (plugins-base and plugins-good).
+GST_ELEMENTS = ("videotestsrc", "vp8enc", "rtpvp8pay", "audiotestsrc", "opusenc", "rtpopuspay")
 TONE = 440
 
 
@@ -166,8 +168,10 @@ def system_gstreamer_or_skip() -> None:
         [
             SYSTEM_PYTHON,
             "-c",
-            "import gi; gi.require_version('GstRtspServer', '1.0');"
-            "from gi.repository import GstRtspServer",
+            "import gi; gi.require_version('Gst', '1.0');"
+            "gi.require_version('GstRtspServer', '1.0');"
+            "from gi.repository import Gst, GstRtspServer; Gst.init(None);"
+            f"assert all(Gst.ElementFactory.find(n) for n in {GST_ELEMENTS!r})",
         ],
         capture_output=True,
         check=False,

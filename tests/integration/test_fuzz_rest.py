@@ -46,6 +46,10 @@ ROUTES = [
     ("GET", "/v1/rooms/{room}/streaming-outs/{streaming}"),
     ("PATCH", "/v1/rooms/{room}/streaming-outs/{streaming}"),
     ("DELETE", "/v1/rooms/{room}/streaming-outs/{streaming}"),
+    ("POST", "/v1/rooms/{room}/streaming-ins"),
+    ("GET", "/v1/rooms/{room}/streaming-ins"),
+    ("GET", "/v1/rooms/{room}/streaming-ins/{stream}"),
+    ("DELETE", "/v1.1/rooms/{room}/streaming-ins/{stream}"),
     # Every /v1 route is under /v1.1 too (OWT 5.x); a few of them here.
     ("GET", "/v1.1/rooms"),
     ("POST", "/v1.1/rooms/{room}/tokens"),
@@ -105,6 +109,9 @@ KEYS = [
     "view",
     "key",
     "preference",
+    "connection",
+    "transportProtocol",
+    "bufferSize",
     "x",
 ]
 

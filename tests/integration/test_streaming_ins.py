@@ -98,6 +98,9 @@ async def test_a_file_is_transcoded_once_mixed_recorded_and_removed(
     encoders = VideoEncoder.created
     other = await joined(tessera, "other", role="viewer")
     await sees_colour(viewer, info["id"], RED, audio=True)
+    # The 3 s file plays again from its start (a loop), and goes on being seen.
+    stream = next(s for s in live(tessera) if s.id == info["id"])
+    await eventually(lambda: stream.segments >= 2, what="the file played a second time")
     await sees_colour(other, info["id"], RED, audio=False)
     assert VideoEncoder.created - encoders == 1
 
