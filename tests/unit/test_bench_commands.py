@@ -124,3 +124,18 @@ def test_density_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert all(rate > 10 for rate in step["view_fps"] + step["received_fps_min"])
     assert step["server_cpu_percent"] > 0
     assert "rooms that fit" in printed
+
+
+def test_ingest_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import ingest
+
+    figures, printed = _run(ingest, tmp_path, capsys)
+    sources = figures["sources"]
+    assert set(sources) == {"pass-through", "pass-through + decode", "transcode"}
+    for result in sources.values():
+        assert _finite(result["percent_of_one_core"]) and result["percent_of_one_core"] >= 0
+        assert result["video_packets_per_second"] > 0 and result["audio_packets_per_second"] > 0
+    assert "(as is)" in sources["pass-through"]["plans"]["video"]
+    assert "(transcoded)" in sources["transcode"]["plans"]["video"]
+    assert sources["pass-through + decode"]["decoded_frames"] > 0
+    assert "streaming-in benchmark" in printed
