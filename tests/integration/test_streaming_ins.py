@@ -314,9 +314,10 @@ async def test_streaming_ins_count_as_inputs_and_keep_their_room(
     assert status == 200, first
     status, error = await api(tessera, "POST", path, {"connection": {"url": str(source)}})
     assert status == 400 and error["error"]["message"] == "Too many inputs", error
-    # The room runs with nobody in it while it pulls; removing the source unloads it.
+    # The room runs with nobody in it while it pulls; removing the source (as any stream,
+    # over /v1.1/.../streams) unloads it.
     assert room["_id"] in tessera.server.rooms
-    status, _ = await api(tessera, "DELETE", f"{path}/{first['id']}")
+    status, _ = await api(tessera, "DELETE", f"/v1.1/rooms/{room['_id']}/streams/{first['id']}")
     assert status == 200
     await eventually(lambda: room["_id"] not in tessera.server.rooms, what="the room unloaded")
     assert live(tessera) == []
