@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,6 +28,7 @@ from tests.cluster.processes import (
     running_cluster,
 )
 from tests.eventually import eventually
+from tests.ingest_sources import serving_folder, write_source
 from tests.integration.test_bad_inputs import RawClient
 from tests.synthetic import ColorVideoTrack, ToneTrack, close_to, mean_rgb, next_video_frame
 
@@ -278,3 +280,42 @@ async def test_a_process_joining_the_cluster_leaves_running_rooms_alone(cluster:
             assert node.terminate() == 0
             assert node.errors() == []
     await alice.leave()
+
+
+async def test_a_streaming_in_is_pulled_by_the_agent_of_its_room(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # A stored room nobody is in: the POST places it on an agent, which pulls the source.
+    status, created = await rest(cluster, 0, "POST", "/v1/rooms", {"name": "in-" + room_name()})
+    assert status == 200, created
+    room_id = created["_id"]
+    write_source(tmp_path / "red.mp4", video="mpeg4", colour=RED)
+    async with serving_folder(tmp_path) as base:
+        status, info = await rest(
+            cluster,
+            1,
+            "POST",
+            f"/v1/rooms/{room_id}/streaming-ins",
+            {"connection": {"url": f"{base}/red.mp4"}},
+        )
+        assert status == 200, info
+        assert info["info"]["type"] == "streaming" and info["info"]["status"] == "streaming"
+        assert room_id in {r for rooms in (await hosted_rooms(cluster)).values() for r in rooms}
+        viewer = await joined(cluster, 0, room_id, "viewer")
+        assert info["id"] in viewer.streams
+        subscription = await viewer.subscribe(info["id"], audio=False)
+        await subscription.wait_ready()
+        assert subscription.video_track is not None
+        frame = await next_video_frame(subscription.video_track, 30)
+        for _ in range(3):
+            frame = await next_video_frame(subscription.video_track, 30)
+        assert close_to(mean_rgb(frame), RED)
+        status, listed = await rest(cluster, 0, "GET", f"/v1/rooms/{room_id}/streaming-ins")
+        assert status == 200 and [s["id"] for s in listed] == [info["id"]]
+        status, _ = await rest(
+            cluster, 0, "DELETE", f"/v1/rooms/{room_id}/streaming-ins/{info['id']}"
+        )
+        assert status == 200
+        removed = await viewer.next_event("stream", lambda d: d["status"] == "remove", 20)
+        assert removed["id"] == info["id"]
+        await viewer.leave()
