@@ -674,6 +674,7 @@ class Room:
         self.streaming_ins[stream.id] = stream
         self.streams[stream.id] = stream
         stream.on_info_changed = self._forward_info_changed
+        stream.on_failed = lambda failed: self.remove_stream(failed.id)
         logger.info("streaming-in added", extra={**self.log_ids, "stream": stream.id})
         auto_mix = self._options.auto_mix
         if auto_mix:

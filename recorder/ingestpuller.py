@@ -71,6 +71,13 @@ class SourceOptions:
     open_timeout: float = 10.0
     read_timeout: float = 5.0
 
+    @property
+    def paced(self) -> bool:
+        """Whether packets are held until their time: files and HLS are read faster than
+        real time; an RTSP or RTMP server sends in real time itself (holding its packets
+        would only add the probe's backlog as latency)."""
+        return self.scheme not in ("rtsp", "rtsps", "rtmp", "rtmps")
+
     def container_options(self) -> dict[str, str]:
         if self.scheme in ("rtsp", "rtsps"):
             options = {"rtsp_transport": self.transport_protocol}
@@ -457,7 +464,7 @@ class IngestPuller:
                 continue
             now = time.monotonic()
             timeline = self._clock.timeline(float(time_value * packet.time_base), now)
-            wait = self._clock.wait(timeline, now)
+            wait = self._clock.wait(timeline, now) if self.options.paced else 0.0
             if wait > 0 and self._stop.wait(wait):
                 return False
             if not streaming:

@@ -139,6 +139,8 @@ class StreamingIn(ForwardStream):
         self.plans: dict[str, TrackPlan] = {}
         self._puller: IngestPuller | None = None
         self._first_media: asyncio.Future[None] | None = None
+        # Told when the puller gave up for good (an internal error): the room removes it.
+        self.on_failed: Callable[[StreamingIn], None] | None = None
 
     @property
     def log_ids(self) -> dict[str, str]:
@@ -235,7 +237,9 @@ class StreamingIn(ForwardStream):
             # Subscribers start again from the next keyframe of the new connection.
             for track in self.tracks.values():
                 track.request_keyframe()
-        if self.on_info_changed is not None:
+        if status == "failed" and self.on_failed is not None:
+            self.on_failed(self)
+        elif self.on_info_changed is not None:
             self.on_info_changed(self)
 
     def on_resolution(self, width: int, height: int) -> None:

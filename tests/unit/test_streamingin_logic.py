@@ -167,3 +167,5 @@ def test_delays_urls_and_source_options() -> None:
     tcp = SourceOptions(url="rtsp://c/x", scheme="rtsp")
     assert tcp.container_options() == {"rtsp_transport": "tcp"}
     assert SourceOptions(url="rtmp://c/x", scheme="rtmp").container_options() == {}
+    # Servers of live protocols send in real time; files and HLS are held to it.
+    assert not tcp.paced and SourceOptions(url="https://h/a.m3u8", scheme="https").paced
