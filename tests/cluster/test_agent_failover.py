@@ -25,6 +25,7 @@ from aiortc import MediaStreamTrack
 
 from tessera.cluster.agent import RECORDING_LOST
 from tessera.cluster.nodes import DEFAULT_LEASE
+from tessera.cluster.redisstore import RedisStore
 from tessera.cluster.roomplacement import ROOM_AGENT_PREFIX
 from tessera_client import ConferenceClient, Subscription
 from tests.browser.conftest import browser  # noqa: F401 - the fixture, for the page test
@@ -130,8 +131,16 @@ def kill_agent(agent: NodeProcess) -> float:
 
 @pytest.fixture
 def replaced(cluster: Cluster) -> Iterator[None]:
-    """After the test, a new agent for each one it killed (the next test kills one too)."""
+    """After the test, a new agent (or portal) for each one it killed (the next test kills
+    one too)."""
     yield
+    for dead in [p for p in cluster.portals if not p.running]:
+        index = cluster.portals.index(dead)
+        fresh = NodeProcess("portal", cluster.config, cluster.redis_url, f"{dead.name}-next")
+        fresh.start()
+        fresh.wait_up()
+        cluster.portals[index] = fresh
+        cluster.killed.append(dead)
     for dead in [a for a in cluster.agents if not a.running]:
         cluster.agents.remove(dead)
         fresh = NodeProcess("agent", cluster.config, cluster.redis_url, f"{dead.name}-next")
@@ -361,3 +370,40 @@ async def test_the_conference_page_says_it_reconnects_and_shows_the_room_again(
     }"""
     await page.wait_for(f"async () => ({frames})() > 10", timeout=30)
     assert not await page.evaluate("() => document.getElementById('conference-screen').hidden")
+
+
+async def test_a_recording_fails_when_its_agent_dies_with_the_portal_of_everyone_in_the_room(
+    cluster: Cluster, replaced: None
+) -> None:
+    """A machine with a portal and an agent is lost at once: no live portal has a client
+    in the room to notice, and nobody places the room again. The surviving portal's sweep
+    marks the recording failed (once), without loading the room anywhere."""
+    room_id = await auto_recorded_room(cluster)
+    alice = ConferenceClient()
+    await alice.join(cluster.token(0, room_id, "alice"))
+    try:
+        publication = await alice.publish(audio=ToneTrack(440), video=ColorVideoTrack(RED))
+        await publication.wait_ready()
+        recording = await running_recording(cluster, room_id, 1.0)
+        dead = await agent_of(cluster, room_id)
+        cluster.portals[0].kill()
+        kill_agent(dead)
+
+        redis = aioredis.Redis.from_url(cluster.redis_url)
+        store = RedisStore(redis)
+        try:
+
+            async def failed() -> bool:
+                found = await store.get_recording("default", recording["id"])
+                assert found is not None
+                info = found[2]
+                assert info["state"] == "failed" and info["reason"] == RECORDING_LOST, info
+                return True
+
+            await eventually(failed, 60, "the lost agent's recording marked failed")
+            assert await redis.get(ROOM_AGENT_PREFIX + room_id) in (None, dead.node_id.encode())
+        finally:
+            await redis.aclose()
+        assert marked_failed(cluster, recording["id"]) == 1
+    finally:
+        await alice.leave()
