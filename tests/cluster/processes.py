@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from tessera.conference.tokens import issue_token
 from tests.redisserver import free_port, require_redis_server
+from tests.support import rest_call
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "cluster-test-key-of-at-least-32-characters"
@@ -182,6 +183,10 @@ class Cluster:
         for node in self.portals + self.agents:
             if node.proc is not None:
                 node.terminate()
+
+    async def rest(self, portal: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """A REST request to portal ``portal`` (0-based) as the default service."""
+        return await rest_call(self.portals[portal].url, KEY, method, path, body)
 
     def token(self, portal: int, room: str, user: str, role: str = "presenter") -> str:
         """A join token that sends its client to portal ``portal`` (0-based)."""

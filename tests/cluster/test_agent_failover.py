@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiortc import MediaStreamTrack
@@ -30,7 +29,7 @@ from tessera.cluster.roomplacement import ROOM_AGENT_PREFIX
 from tessera_client import ConferenceClient, Subscription
 from tests.browser.conftest import browser  # noqa: F401 - the fixture, for the page test
 from tests.browser.harness import Browser
-from tests.cluster.processes import KEY, Cluster, NodeProcess, RedisProcess, write_config
+from tests.cluster.processes import Cluster, NodeProcess, RedisProcess, write_config
 from tests.eventually import eventually
 from tests.integration.test_recording import read_file
 from tests.synthetic import ColorVideoTrack, ToneTrack, close_to, mean_rgb, next_video_frame
@@ -61,23 +60,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         assert node.errors() == [], f"{node.name} logged errors: {node.errors()[:3]}"
 
 
-async def rest(
-    cluster: Cluster, portal: int, method: str, path: str, body: Any = None
-) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with aiohttp.ClientSession() as session:
-        url = cluster.portals[portal].url + path
-        async with session.request(method, url, json=body, headers=headers) as resp:
-            if resp.content_type == "application/json":
-                return resp.status, await resp.json()
-            return resp.status, await resp.text()
-
-
 async def auto_recorded_room(cluster: Cluster) -> str:
     """A stored room that records itself (autoRecord); its id."""
     name = f"failover-{uuid.uuid4().hex[:8]}"
-    status, room = await rest(
-        cluster, 0, "POST", "/v1/rooms", {"name": name, "options": {"autoRecord": True}}
+    status, room = await cluster.rest(
+        0, "POST", "/v1/rooms", {"name": name, "options": {"autoRecord": True}}
     )
     assert status == 200, room
     return str(room["_id"])
@@ -96,7 +83,7 @@ async def agent_of(cluster: Cluster, room_id: str) -> NodeProcess:
 
 
 async def recordings(cluster: Cluster, room_id: str) -> list[dict[str, Any]]:
-    status, listing = await rest(cluster, 1, "GET", f"/v1/rooms/{room_id}/recordings?state=all")
+    status, listing = await cluster.rest(1, "GET", f"/v1/rooms/{room_id}/recordings?state=all")
     assert status == 200, listing
     return list(listing)
 
