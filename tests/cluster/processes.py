@@ -168,6 +168,8 @@ class Cluster:
         ]
         #: Agents a test killed and replaced (their logs are still read).
         self.killed: list[NodeProcess] = []
+        #: The Redis of a cluster from running_cluster().
+        self.redis: RedisProcess | None = None
 
     def start(self) -> None:
         nodes = self.agents + self.portals
@@ -259,12 +261,17 @@ class RedisProcess:
 
 
 @contextmanager
-def running_cluster(directory: Path, portals: int, agents: int) -> Iterator[Cluster]:
-    """Redis, ``portals`` portals and ``agents`` agents for a test module; on the way out
-    they stop, and a node that logged an error fails the module."""
+def running_cluster(
+    directory: Path, portals: int, agents: int, **sections: dict[str, Any]
+) -> Iterator[Cluster]:
+    """Redis (``cluster.redis``), ``portals`` portals and ``agents`` agents for a test
+    module, with ``sections`` over the test configuration; on the way out they stop, and a
+    node that logged an error or a traceback fails the module (one a test killed with
+    SIGKILL is not held to it: it died mid-work on purpose)."""
     redis = RedisProcess(directory / "redis")
     redis.start()
-    running = Cluster(directory, redis.url, portals=portals, agents=agents)
+    running = Cluster(directory, redis.url, portals=portals, agents=agents, **sections)
+    running.redis = redis
     try:
         running.start()
         yield running
@@ -272,6 +279,10 @@ def running_cluster(directory: Path, portals: int, agents: int) -> Iterator[Clus
         running.stop()
         redis.kill()
     for node in running.portals + running.agents:
+        if node.proc is not None and node.proc.returncode == -signal.SIGKILL:
+            continue
+        tracebacks = [e for e in node.lines if "exc" in e]
+        assert tracebacks == [], f"{node.name} logged tracebacks: {tracebacks[:3]}"
         assert node.errors() == [], f"{node.name} logged errors: {node.errors()[:3]}"
 
 

@@ -29,7 +29,11 @@ from tessera.cluster.roomplacement import ROOM_AGENT_PREFIX
 from tessera_client import ConferenceClient, Subscription
 from tests.browser.conftest import browser  # noqa: F401 - the fixture, for the page test
 from tests.browser.harness import Browser
-from tests.cluster.processes import Cluster, NodeProcess, RedisProcess, write_config
+from tests.cluster.processes import (
+    Cluster,
+    NodeProcess,
+    running_cluster,
+)
 from tests.eventually import eventually
 from tests.integration.test_recording import read_file
 from tests.synthetic import ColorVideoTrack, ToneTrack, close_to, mean_rgb, next_video_frame
@@ -43,21 +47,12 @@ BACK_WITHIN = 10.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    directory: Path = tmp_path_factory.mktemp("failover")
-    redis = RedisProcess(directory / "redis")
-    redis.start()
-    running = Cluster(directory, redis.url, portals=2, agents=3)
     # The default lease (5 s), not the shorter one of the other cluster tests: the figure
     # measured is the one a user gets.
-    write_config(directory, cluster={"request_timeout": 5.0, "lease": DEFAULT_LEASE})
-    try:
-        running.start()
+    directory: Path = tmp_path_factory.mktemp("failover")
+    sections = {"cluster": {"request_timeout": 5.0, "lease": DEFAULT_LEASE}}
+    with running_cluster(directory, portals=2, agents=3, **sections) as running:
         yield running
-    finally:
-        running.stop()
-        redis.kill()
-    for node in running.portals + running.agents:
-        assert node.errors() == [], f"{node.name} logged errors: {node.errors()[:3]}"
 
 
 async def auto_recorded_room(cluster: Cluster) -> str:

@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from tessera.cluster.roomplacement import RoomPlacement
 from tessera.cluster.status import read_status
 from tessera_client import ClientError, ConferenceClient
-from tests.cluster.processes import Cluster, RedisProcess
+from tests.cluster.processes import Cluster, running_cluster
 from tests.cluster.test_portal_killed import FrameClock
 from tests.eventually import eventually
 from tests.synthetic import ColorVideoTrack, ToneTrack
@@ -43,27 +43,17 @@ BLUE = (30, 30, 230)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, RedisProcess]]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory: Path = tmp_path_factory.mktemp("redis-restart")
-    redis = RedisProcess(directory / "redis")
-    redis.start()
-    running = Cluster(directory, redis.url, portals=1, agents=1, cluster={"lease": 5.0})
-    try:
-        running.start()
-        yield running, redis
-    finally:
-        running.stop()
-        redis.kill()
-    for node in running.portals + running.agents:
-        tracebacks = [e for e in node.lines if "exc" in e]
-        assert tracebacks == [], f"{node.name} logged tracebacks: {tracebacks[:3]}"
-        assert node.errors() == [], f"{node.name} logged errors: {node.errors()[:3]}"
+    with running_cluster(directory, portals=1, agents=1, cluster={"lease": 5.0}) as running:
+        yield running
 
 
 async def test_a_room_carries_on_through_a_redis_restart(
-    cluster: tuple[Cluster, RedisProcess],
+    cluster: Cluster,
 ) -> None:
-    nodes, redis = cluster
+    nodes, redis = cluster, cluster.redis
+    assert redis is not None
     room = "redis-restart"
     alice = ConferenceClient()
     bob = ConferenceClient()
