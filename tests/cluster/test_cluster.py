@@ -271,13 +271,12 @@ async def test_a_streaming_in_is_pulled_by_the_agent_of_its_room(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     # A stored room nobody is in: the POST places it on an agent, which pulls the source.
-    status, created = await rest(cluster, 0, "POST", "/v1/rooms", {"name": "in-" + room_name()})
+    status, created = await cluster.rest(0, "POST", "/v1/rooms", {"name": "in-" + room_name()})
     assert status == 200, created
     room_id = created["_id"]
     write_source(tmp_path / "red.mp4", video="mpeg4", colour=RED)
     async with serving_folder(tmp_path) as base:
-        status, info = await rest(
-            cluster,
+        status, info = await cluster.rest(
             1,
             "POST",
             f"/v1/rooms/{room_id}/streaming-ins",
@@ -295,10 +294,10 @@ async def test_a_streaming_in_is_pulled_by_the_agent_of_its_room(
         for _ in range(3):
             frame = await next_video_frame(subscription.video_track, 30)
         assert close_to(mean_rgb(frame), RED)
-        status, listed = await rest(cluster, 0, "GET", f"/v1/rooms/{room_id}/streaming-ins")
+        status, listed = await cluster.rest(0, "GET", f"/v1/rooms/{room_id}/streaming-ins")
         assert status == 200 and [s["id"] for s in listed] == [info["id"]]
-        status, _ = await rest(
-            cluster, 0, "DELETE", f"/v1/rooms/{room_id}/streaming-ins/{info['id']}"
+        status, _ = await cluster.rest(
+            0, "DELETE", f"/v1/rooms/{room_id}/streaming-ins/{info['id']}"
         )
         assert status == 200
         removed = await viewer.next_event("stream", lambda d: d["status"] == "remove", 20)
