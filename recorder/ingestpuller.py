@@ -212,7 +212,7 @@ class _VideoPath:
             # Before the filter: it takes the packet's contents (and its timestamps).
             pts = self._pts(packet, clock)
             if wants.frames:
-                self._decode(packet, bool(packet.is_keyframe), clock, encode=False)
+                self._decode(packet, clock, encode=False)
             else:
                 self.decoding = False
             for data in self._annexb(packet):
@@ -225,7 +225,7 @@ class _VideoPath:
         if not (wants.packets["video"] or wants.frames):
             self.decoding = False
             return
-        self._decode(packet, bool(packet.is_keyframe), clock, encode=wants.packets["video"])
+        self._decode(packet, clock, encode=wants.packets["video"])
 
     def _annexb(self, packet: Any) -> list[bytes]:
         if self.filter is None:
@@ -236,9 +236,16 @@ class _VideoPath:
         time_value = packet.pts if packet.pts is not None else packet.dts
         return round(clock.place(float(time_value * self.time_base)) * 90000)
 
-    def _decode(self, packet: Any, keyframe: bool, clock: IngestClock, *, encode: bool) -> None:
+    def _starts_picture(self, packet: Any) -> bool:
+        # Not every demuxer flags keyframes (RTP depacketizers may not): read the bitstream.
+        if packet.is_keyframe:
+            return True
+        codec = self.stream.codec_context.name
+        return codec in ("vp8", "h264") and is_keyframe(codec, bytes(packet))
+
+    def _decode(self, packet: Any, clock: IngestClock, *, encode: bool) -> None:
         if not self.decoding:
-            if not keyframe:
+            if not self._starts_picture(packet):
                 return
             self.decoding = True
         try:
