@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import jwt
 import pytest
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,7 +24,7 @@ from multidict import CIMultiDict
 from tessera.conference.records import ServiceRecord
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
-from tests.support import RunningServer, joined
+from tests.support import RunningServer, joined, room_with
 from tests.synthetic import ColorVideoTrack, ToneTrack, close_to, mean_rgb, next_video_frame
 
 pytestmark = pytest.mark.timeout(180)
@@ -295,6 +295,10 @@ async def test_whip_refusals_leave_nothing_behind(tessera: RunningServer) -> Non
                 "Stream",
             ),
         ]
+        too_long = "v=0\r\n" + "a=x-padding\r\n" * 6000
+        cases.append(
+            ("/whip/default", too_long, f"Bearer {token}", "application/sdp", 413, "longer")
+        )
         for path, body, authorization, content_type, status, words in cases:
             headers = {"Content-Type": content_type}
             if authorization is not None:
@@ -444,5 +448,23 @@ async def test_a_whip_session_whose_participant_is_dropped_ends(tessera: Running
         await eventually(lambda: nothing_left(tessera), 30, "the dropped session to go")
         status, _, _ = await request(tessera, "DELETE", headers["Location"], tessera.token())
         assert status == 404
+    finally:
+        await pc.close()
+
+
+async def test_an_offer_in_a_format_the_room_does_not_take_is_refused(
+    tessera: RunningServer,
+) -> None:
+    room = await room_with(tessera, "h264-only", mediaIn={"video": [{"codec": "h264"}]})
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver(ColorVideoTrack(GREEN), direction="sendonly")
+    vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.name == "VP8"]
+    transceiver.setCodecPreferences(vp8)
+    await pc.setLocalDescription(await pc.createOffer())
+    try:
+        token = tessera.token(room=room, user="vp8-encoder")
+        status, text, _ = await post(tessera, f"/whip/{room}", pc.localDescription.sdp, token)
+        assert (status, text.strip()) == (400, "Video format unacceptable")
+        assert nothing_left(tessera)
     finally:
         await pc.close()
