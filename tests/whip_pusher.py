@@ -5,8 +5,8 @@
 closes; then it closes the muxer, which ends the session with ``DELETE``. It prints
 ``pushing`` once the muxer has its answer and ``closed`` at the end.
 
-CERT/KEY: an ECDSA P-256 certificate for DTLS. FFmpeg's own (generated with GnuTLS) fails
-the handshake with aiortc (README, WHIP).
+CERT/KEY: an ECDSA P-256 certificate for DTLS. FFmpeg's own (GnuTLS, a P-224 key) is
+refused by aiortc's OpenSSL with alert illegal_parameter (README, WHIP).
 """
 
 from __future__ import annotations
