@@ -468,3 +468,24 @@ async def test_an_offer_in_a_format_the_room_does_not_take_is_refused(
         assert nothing_left(tessera)
     finally:
         await pc.close()
+
+
+async def test_a_whep_session_ends_with_its_stream(tessera: RunningServer) -> None:
+    publisher = await joined(tessera, "camera")
+    pc = await receiving_offer()
+    try:
+        pub = await publisher.publish(video=ColorVideoTrack(GREEN))
+        await pub.wait_ready()
+        await eventually(lambda: pub.id in publisher.streams, 30, "the publication's stream")
+        status, answer, _ = await post(
+            tessera, f"/whep/default/streams/{pub.id}", pc.localDescription.sdp, tessera.token()
+        )
+        assert status == 201, answer
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        (session,) = tessera.server.whip.sessions.values()
+        await publisher.leave()
+        # "Source stream loss": the player's participant leaves the room with its session.
+        await eventually(lambda: nothing_left(tessera), 30, "the WHEP session to end")
+        assert session.closed
+    finally:
+        await pc.close()
