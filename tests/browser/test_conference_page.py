@@ -179,13 +179,17 @@ async def test_page_explains_a_refused_camera_and_an_expired_token(
     browser: Browser, tessera: RunningServer
 ) -> None:
     # Camera refused: the page says so, and the person still watches the room.
-    page = await browser.new_page(tessera.url + "/")
-    await page.evaluate(
-        """() => {
-          navigator.mediaDevices.getUserMedia = async () => {
-            throw new DOMException("Permission denied", "NotAllowedError");
-          };
-        }"""
+    # Refused from the start: the device preview asks as soon as the page opens.
+    page = await browser.new_page()
+    await page.add_init_script(
+        """navigator.mediaDevices.getUserMedia = async () => {
+          throw new DOMException("Permission denied", "NotAllowedError");
+        };"""
+    )
+    await page.goto(tessera.url + "/")
+    await page.wait_for("() => !document.getElementById('preview-message').hidden")
+    assert "refused" in await page.evaluate(
+        "() => document.getElementById('preview-message').textContent"
     )
     await page.fill("#name", "Shy")
     await page.click("#join-button")
