@@ -95,7 +95,7 @@ async def test_three_pages_meet_in_the_mix(
 
     # The screenshot people see in the README: three participants, the mix large.
     await pages[1].wait_for(f"async () => ({MIXED_FRAMES})() > 60", timeout=15)
-    # (docs/conference-page.png is a copy of one such screenshot.)
+    # (The README's docs/conference-page.png is taken by scripts/screenshots.py.)
     await pages[1].screenshot(artifacts / "conference-three-participants.png")
 
     # Muting the camera: the others see "cam off" and the mix shows the avatar.

@@ -3,8 +3,12 @@ the self view beside the mix, and the phone layout (Chromium with fake devices).
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
+
+import av
+import pytest
 
 from tessera_client import (
     REACTIONS,
@@ -16,7 +20,7 @@ from tessera_client import (
     encode_reaction,
     parse_signal,
 )
-from tests.browser.harness import Browser, Page
+from tests.browser.harness import Browser, Page, missing_requirements
 from tests.support import RunningServer, joined
 from tests.synthetic import ToneTrack
 
@@ -371,3 +375,24 @@ async def test_js_and_python_clients_read_signals_alike(
     assert [python_view(m) for m in result["encoded"]] == [
         python_view(m) for m in SIGNAL_CASES[: 2 + len(REACTIONS)]
     ]
+
+
+async def test_screenshot_script_takes_the_readme_screenshots(tmp_path: Path) -> None:
+    # The README's pictures can be taken again: the script runs as it is (its own server
+    # and Chromium) and writes both, at the desktop and phone sizes.
+    reason = missing_requirements()
+    if reason is not None:
+        pytest.skip(f"browser tests skipped: {reason}")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "screenshots.py"
+    spec = importlib.util.spec_from_file_location("screenshots", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    await module.take(tmp_path)
+    for name, size in (
+        ("conference-page.png", (1280, 800)),
+        ("conference-page-phone.png", (390, 844)),
+    ):
+        with av.open(str(tmp_path / name)) as image:
+            frame = next(image.decode(video=0))
+            assert (frame.width, frame.height) == size, name
