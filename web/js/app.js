@@ -685,18 +685,22 @@ function startPreview() {
     stopPreview();
     $("preview-placeholder").hidden = false;
     $("preview-placeholder").textContent = "Starting your camera…";
-    let stream;
-    try {
-      stream = await navigator.mediaDevices.getUserMedia(constraints(true, true, devices));
-    } catch (error) {
+    let stream = null;
+    let firstError = null;
+    // Both, else what there is (no camera, or no microphone).
+    for (const [audio, video] of [[true, true], [true, false], [false, true]]) {
       try {
-        // No camera (or no microphone): preview what there is.
-        stream = await navigator.mediaDevices.getUserMedia(constraints(true, false, devices));
-      } catch {
-        $("preview-placeholder").textContent = "No camera";
-        showPreviewMessage(explainMediaError(error));
-        return;
+        stream = await navigator.mediaDevices.getUserMedia(constraints(audio, video, devices));
+        break;
+      } catch (error) {
+        firstError = firstError || error;
+        if (error && (error.name === "NotAllowedError" || error.name === "SecurityError")) break;
       }
+    }
+    if (!stream) {
+      $("preview-placeholder").textContent = "No camera";
+      showPreviewMessage(explainMediaError(firstError));
+      return;
     }
     state.preview = stream;
     $("preview-video").srcObject = stream;
@@ -941,6 +945,9 @@ function start() {
   $("chat-form").addEventListener("submit", sendChat);
   $("hand-button").addEventListener("click", toggleHand);
   $("react-button").addEventListener("click", () => toggleReactionPicker());
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !$("reaction-picker").hidden) toggleReactionPicker(false);
+  });
   $("invite-button").addEventListener("click", copyInvite);
   $("hide-self-view").addEventListener("click", () => {
     state.selfViewHidden = !state.selfViewHidden;
