@@ -107,7 +107,13 @@ async def pull(path: Path, seconds: float, *, decode: bool) -> dict[str, Any]:
     frames = Counter()
     if decode:
         stream.tracks["video"].decoded.add_sink(frames)
-    await asyncio.sleep(1.0)  # the transcoder's encoder starts; the pacing settles
+    # A decode (a transcode's, a mixer's) starts at the source's next keyframe (up to one
+    # 2 s GOP later): measured from there.
+    for _ in range(50):
+        if counters["video"].packets and (frames.frames or not decode):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
     before = {kind: c.packets for kind, c in counters.items()}
     meter = LoadMeter()
     start_cpu, start = _cpu(), time.monotonic()
@@ -139,7 +145,7 @@ async def run(seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         # Longer than the window: the files do not loop while measured.
-        length = seconds + 3
+        length = seconds + 5
         passthrough = write_source(
             folder / "baseline.mkv",
             length,
