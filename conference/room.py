@@ -467,6 +467,8 @@ class Room:
         self._context.running["recording", self.service_id] += 1
         if part_of is None:
             self.observers.append(recording.observe)
+            for group in self._per_stream_recordings():
+                group.add_alongside(recording)
         self._parent.recording_saved(self, recording)
         return recording
 
@@ -727,6 +729,9 @@ class Room:
                     f"{have + len(taken)} (at most {limit}: [limits] {setting})"
                 )
         self._snapshot_into_timeline(group)
+        for other in self.recordings.values():
+            if isinstance(other, Recording) and other.part_of is None:
+                group.add_alongside(other)
         started: list[Recording] = []
         try:
             group.start()

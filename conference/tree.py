@@ -327,7 +327,12 @@ class ConferenceTree:
             if isinstance(s, ForwardStream)
         )
         finished = self.context.finished
-        recordings = Counter(r.state for room in rooms for r in room.recordings.values())
+        recordings = Counter(
+            r.state
+            for room in rooms
+            for r in room.recordings.values()
+            if isinstance(r, Recording)  # files, not the per-stream recordings they are part of
+        )
         outs = Counter(o.state for room in rooms for o in room.streaming_outs.values())
         for (kind, state), count in finished.items():
             (recordings if kind == "recording" else outs)[state] += count

@@ -119,6 +119,9 @@ class PerStreamRecording:
             recording_id, room_id, self.started_at, origin=time.monotonic(), clock=CLOCK
         )
         self.files: dict[str, StreamFile] = {}  # by the file's recording id
+        # The room's other recordings while this one runs (the composite): placed on the
+        # same clock, so that an editor lines the mix up with the files.
+        self.alongside: dict[str, Recording] = {}
         # Files not yet closed: a stop waits for those a stream's end is closing already.
         self._open: dict[str, asyncio.Future[None]] = {}
         self._on_finished = on_finished
@@ -166,6 +169,10 @@ class PerStreamRecording:
             user=user,
             file=recording.path.name,
         )
+
+    def add_alongside(self, recording: Recording) -> None:
+        """Another recording of the room (a view's, a stream's) runs while this one does."""
+        self.alongside[recording.id] = recording
 
     def file_refused(self, stream_id: str, participant: str, reason: str) -> None:
         """A stream that came could not get a file (a limit, the disk's reserve)."""
@@ -287,12 +294,29 @@ class PerStreamRecording:
     def _write_sidecar(self) -> None:
         try:
             with self._sidecar_lock:
-                self.timeline.write(self.path, {"files": self._files_json()})
+                extra = {"files": self._files_json(), "alongside": self._alongside_json()}
+                self.timeline.write(self.path, extra)
         except OSError as exc:
             logger.warning("cannot write the timeline: %s", exc, extra=self.log_ids)
 
     def _files_json(self) -> list[dict[str, Any]]:
         return [f.to_json(self.origin) for f in list(self.files.values())]
+
+    def _alongside_json(self) -> list[dict[str, Any]]:
+        # An offset below 0: that recording's time 0 came before this one started.
+        out = []
+        for recording in list(self.alongside.values()):
+            start = recording.timeline.origin
+            out.append(
+                {
+                    "recording": recording.id,
+                    "media": recording.media.to_json(),
+                    "file": recording.path.name,
+                    "offset": None if start is None else round(start - self.origin, 3),
+                    "state": recording.state,
+                }
+            )
+        return out
 
     # -- description ------------------------------------------------------
 
@@ -324,6 +348,7 @@ class PerStreamRecording:
             "duration": round(self.duration, 3),
             "size": self.size,
             "files": self._files_json(),
+            "alongside": self._alongside_json(),
         }
         if self.reason:
             info["reason"] = self.reason
