@@ -12,7 +12,7 @@ from tessera.mixer.activeaudio import ActiveAudioSelector, ActiveAudioStream
 from tessera.mixer.mixedstream import MixedStream
 from tessera.mixer.viewoptions import ViewOptions
 from tessera.recorder.diskreserve import DiskReserveReached, check_reserve
-from tessera.recorder.perstream import PerStreamRecording, PerStreamScope
+from tessera.recorder.perstream import PerStreamRecording
 from tessera.recorder.recording import MediaChoice, Recording
 from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.forwardstream import ForwardStream
@@ -24,6 +24,7 @@ from .context import ConferenceContext
 from .errors import ConferenceError, ErrorCode, forbidden
 from .optionchanges import OptionChange, plan_option_change
 from .participant import Participant
+from .perstreamrecordings import PerStreamRecordings
 from .roomoptions import RoomOptions
 
 logger = logging.getLogger(__name__)
@@ -93,14 +94,19 @@ class Room:
         self.streaming_outs: dict[str, StreamingOut] = {}
         self.auto_recording: Recording | None = None
         self._auto_record_starting = False
-        self.auto_per_stream: PerStreamRecording | None = None
-        self._auto_per_stream_starting = False
         # The room's active audio streams, while its selectActiveAudio option is on.
         self.active_audio: ActiveAudioSelector | None = None
         # Why the room is being closed, from the moment its closing starts (participants
         # are dropped one by one first).
         self.closing: str | None = None
         self.closed = False
+        # Each forward stream in its own file (Tessera's perStream, autoRecord.participants).
+        self.per_stream = PerStreamRecordings(
+            self,
+            context,
+            allowed=parent.recording_allowed,
+            save=lambda group: parent.recording_saved(self, group),
+        )
         self._create_views()
         self._apply_active_audio()
 
@@ -170,7 +176,7 @@ class Room:
             self._media_changed()
         self._apply_active_audio()
         self._apply_auto_record()
-        self._apply_auto_per_stream()
+        self.per_stream.options_changed()
 
     def _remove_view(self, label: str) -> None:
         view = self.views.pop(label)
@@ -348,7 +354,7 @@ class Room:
         await participant.close(reason)
         self.broadcast("participant", {"action": "leave", "data": participant.id})
         logger.info("participant left: %s", reason, extra={**participant.log_ids, "reason": reason})
-        self._participant_left_per_stream(participant.id)
+        self.per_stream.participant_left(participant.id)
         if not self.participants:
             await self._parent.room_emptied(self)
 
@@ -398,7 +404,7 @@ class Room:
             self.active_audio.add_input(stream, stream.owner)
         if self._options.auto_record.composite and self.auto_recording is None and self.views:
             self._start_auto_recording()
-        self._stream_came_for_per_stream(stream)
+        self.per_stream.stream_came(stream)
 
     def _forward_info_changed(self, stream: ForwardStream) -> None:
         # OWT's conference agent sends the whole StreamInfo when a publication's tracks
@@ -467,8 +473,7 @@ class Room:
         self._context.running["recording", self.service_id] += 1
         if part_of is None:
             self.observers.append(recording.observe)
-            for group in self._per_stream_recordings():
-                group.add_alongside(recording)
+            self.per_stream.recording_started(recording)
         self._parent.recording_saved(self, recording)
         return recording
 
@@ -546,7 +551,7 @@ class Room:
         finally:
             self._auto_record_starting = False
         wanted = (
-            self._options.auto_record
+            self._options.auto_record.composite
             and self.auto_recording is None
             and self.views
             and self.forward_stream_count()
@@ -574,7 +579,7 @@ class Room:
         if self.auto_recording is recording:
             self.auto_recording = None
         if recording.part_of is not None:
-            self._per_stream_file_finished(recording)
+            self.per_stream.file_finished(recording)
 
     # -- mixing ---------------------------------------------------------
 
@@ -670,169 +675,3 @@ class Room:
                 stream.close()
         self.streams.clear()
         self.views.clear()
-
-    # -- per-stream recordings (recorder/perstream.py) -------------------
-
-    def start_per_stream_recording(
-        self, container: str, scope: PerStreamScope
-    ) -> PerStreamRecording:
-        """Record each forward stream that ``scope`` takes in its own file, those here now
-        and those to come, until stopped. A file refused now (a limit, the disk's reserve,
-        a container that cannot hold the codecs) refuses the whole request, keeping
-        nothing; one refused later is named in the sidecar and the log."""
-        if scope.participant is not None and scope.participant not in self.participants:
-            raise ConferenceError(
-                f"Participant {scope.participant[:64]} is not in this room",
-                ErrorCode.NOT_FOUND,
-                404,
-            )
-        if scope.stream is not None and not isinstance(
-            self.streams.get(scope.stream), ForwardStream
-        ):
-            raise ConferenceError(
-                f"Stream {scope.stream[:64]} is not a forward stream of this room",
-                ErrorCode.NOT_FOUND,
-                404,
-            )
-        settings = self._context.settings
-        directory = settings.recording_dir / self.id
-        try:
-            check_reserve(directory, settings.recording_disk_reserve)
-        except DiskReserveReached as exc:
-            raise ConferenceError(
-                f"Cannot record: {exc.strerror}", ErrorCode.CLOUD, INSUFFICIENT_STORAGE
-            ) from None
-        group = PerStreamRecording(
-            uuid.uuid4().hex,
-            self.id,
-            directory,
-            container,
-            scope,
-            host=settings.advertised_host(),
-            on_finished=self._per_stream_finished,
-        )
-        taken = [
-            stream
-            for stream in self.streams.values()
-            if isinstance(stream, ForwardStream) and scope.takes(stream.id, stream.owner)
-        ]
-        # Every file it needs now must fit the limits (refused before anything starts).
-        files = sum(1 for r in self.recordings.values() if isinstance(r, Recording))
-        running = self._context.running["recording", self.service_id]
-        for have, limit, where, setting in (
-            (files, settings.recordings_per_room, "this room", "recordings_per_room"),
-            (running, settings.recordings_per_service, "this service", "recordings_per_service"),
-        ):
-            if taken and have + len(taken) > limit:
-                raise forbidden(
-                    f"Too many recordings in {where}: {len(taken)} more files would make "
-                    f"{have + len(taken)} (at most {limit}: [limits] {setting})"
-                )
-        self._snapshot_into_timeline(group)
-        for other in self.recordings.values():
-            if isinstance(other, Recording) and other.part_of is None:
-                group.add_alongside(other)
-        started: list[Recording] = []
-        try:
-            group.start()
-            for stream in taken:
-                started.append(self._start_stream_file(group, stream))
-        except Exception:
-            # A container that cannot hold a stream's codecs, an unwritable directory.
-            for recording in started:
-                spawn(recording.stop("its per-stream recording was refused"), "a refused file")
-            group.abandon()
-            raise
-        self.recordings[group.id] = group
-        self.observers.append(group.observe)
-        self._parent.recording_saved(self, group)
-        return group
-
-    def _start_stream_file(self, group: PerStreamRecording, stream: ForwardStream) -> Recording:
-        media = MediaChoice(
-            audio_from=stream.id if stream.has_track("audio") else None,
-            video_from=stream.id if stream.has_track("video") else None,
-        )
-        recording = self.start_recording(group.container, media, part_of=group)
-        owner = self.participants.get(stream.owner)
-        group.add_file(recording, stream.id, stream.owner, owner.user if owner else "")
-        return recording
-
-    def _stream_came_for_per_stream(self, stream: ForwardStream) -> None:
-        for group in self._per_stream_recordings():
-            if group.takes(stream.id, stream.owner) and not group.has_file_for(stream.id):
-                try:
-                    self._start_stream_file(group, stream)
-                except Exception as exc:
-                    group.file_refused(stream.id, stream.owner, str(exc))
-        if self._options.auto_record.participants and self.auto_per_stream is None:
-            self._start_auto_per_stream()
-
-    def _per_stream_recordings(self) -> list[PerStreamRecording]:
-        return [r for r in self.recordings.values() if isinstance(r, PerStreamRecording)]
-
-    def _per_stream_file_finished(self, recording: Recording) -> None:
-        group = self.recordings.get(recording.part_of or "")
-        if not isinstance(group, PerStreamRecording):
-            return
-        group.file_finished(recording)
-        # One stream's recording has nothing more to take once its file ends.
-        if group.scope.stream is not None and group.state == "recording":
-            spawn(group.stop(recording.reason), "finishing a per-stream recording")
-
-    def _participant_left_per_stream(self, participant_id: str) -> None:
-        for group in self._per_stream_recordings():
-            if group.scope.participant == participant_id:
-                spawn(group.stop("the participant left"), "finishing a per-stream recording")
-
-    def _per_stream_finished(self, group: PerStreamRecording) -> None:
-        self.recordings.pop(group.id, None)
-        self._parent.recording_saved(self, group)
-        if group.observe in self.observers:
-            self.observers.remove(group.observe)
-        if self.auto_per_stream is group:
-            self.auto_per_stream = None
-
-    def _snapshot_into_timeline(self, group: PerStreamRecording) -> None:
-        # Who and what is in the room when it starts (as a single recording's timeline).
-        timeline = group.timeline
-        for participant in self.participants.values():
-            timeline.add(
-                "join", participant=participant.id, user=participant.user, role=participant.role
-            )
-        for stream in self.streams.values():
-            if isinstance(stream, ForwardStream):
-                timeline.add("stream-add", stream=stream.id, owner=stream.owner, kind="forward")
-
-    def _apply_auto_per_stream(self) -> None:
-        wanted = self._options.auto_record.participants
-        if not wanted and self.auto_per_stream is not None:
-            group, self.auto_per_stream = self.auto_per_stream, None
-            spawn(group.stop("autoRecord was turned off"), "stopping a per-stream recording")
-        elif wanted and self.auto_per_stream is None and self.forward_stream_count():
-            self._start_auto_per_stream()
-
-    def _start_auto_per_stream(self) -> None:
-        if not self._auto_per_stream_starting:
-            self._auto_per_stream_starting = True
-            spawn(self._auto_per_stream(), "starting an automatic per-stream recording")
-
-    async def _auto_per_stream(self) -> None:
-        # The service's recording setting is read from the store first (a moment later).
-        try:
-            allowed = await self._parent.recording_allowed()
-        finally:
-            self._auto_per_stream_starting = False
-        wanted = (
-            self._options.auto_record.participants
-            and self.auto_per_stream is None
-            and self.forward_stream_count()
-        )
-        if not allowed or not wanted or self.closed or self.closing is not None:
-            return
-        try:
-            self.auto_per_stream = self.start_per_stream_recording("auto", PerStreamScope())
-        except Exception as exc:
-            logger.error(
-                "automatic per-stream recording failed to start: %s", exc, extra=self.log_ids
-            )

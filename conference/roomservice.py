@@ -532,7 +532,7 @@ class RoomService(ManagementCalls):
             raise ConferenceError("The room has no streams to record (nobody is in it)")
         scope = PerStreamScope(participant=request.participant, stream=request.stream)
         with refusals():
-            recording = resolved.loaded.start_per_stream_recording(request.container, scope)
+            recording = resolved.loaded.per_stream.start(request.container, scope)
         return recording.describe()
 
 
