@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.processes import Cluster, room_name, running_cluster
-from tests.cluster.test_cluster import joined, rest
+from tests.cluster.test_cluster import joined
 from tests.eventually import eventually
 from tests.synthetic import ColorVideoTrack, ToneTrack
 
@@ -29,26 +29,26 @@ async def test_per_stream_recording_across_portals(cluster: Cluster) -> None:
         await publication.wait_ready()
     room_id = clients[0].room_id
     path = f"/v1/rooms/{room_id}/recordings"
-    status, started = await rest(cluster, 0, "POST", path, {"perStream": {}})
+    status, started = await cluster.rest(0, "POST", path, {"perStream": {}})
     assert status == 200, started
     assert len(started["files"]) == 2 and started["perStream"] == {"room": room_id}
 
     async def recorded() -> bool:
-        status, info = await rest(cluster, 1, "GET", f"{path}/{started['id']}")
+        status, info = await cluster.rest(1, "GET", f"{path}/{started['id']}")
         assert status == 200, info
         return all(f["duration"] > 1.0 for f in info["files"])
 
     await eventually(recorded, timeout=60, what="a second in each file")
-    status, _ = await rest(cluster, 1, "DELETE", f"{path}/{started['id']}")
+    status, _ = await cluster.rest(1, "DELETE", f"{path}/{started['id']}")
     assert status == 200
-    status, info = await rest(cluster, 0, "GET", f"{path}/{started['id']}")
+    status, info = await cluster.rest(0, "GET", f"{path}/{started['id']}")
     assert status == 200 and info["state"] == "stopped", info
-    status, sidecar = await rest(cluster, 1, "GET", f"{path}/{started['id']}/file")
+    status, sidecar = await cluster.rest(1, "GET", f"{path}/{started['id']}/file")
     assert status == 200 and [f["recording"] for f in sidecar["files"]] == [
         f["recording"] for f in info["files"]
     ]
     for entry in info["files"]:
-        status, body = await rest(cluster, 0, "GET", f"{path}/{entry['recording']}/file")
+        status, body = await cluster.rest(0, "GET", f"{path}/{entry['recording']}/file")
         assert status == 200 and isinstance(body, bytes) and len(body) > 1000
         assert Path(entry["file"]).suffix == ".mkv"
     for client in clients:
