@@ -718,6 +718,8 @@ class PacketMuxer(PacketWriter):
     keyframe (audio before it is dropped so that A/V start together; an
     audio-only recording starts on its first packet), maps every track onto
     the recording's clock (see `TrackClock`) and muxes without re-encoding.
+    With `hold_audio` (a per-stream file) the audio before the keyframe is kept
+    and the file's time 0 is its first packet; `on_start` is told that arrival.
 
     On an I/O error (directory not writable, disk full) the worker stops
     writing, calls `on_error(reason)` once from its own thread and discards

@@ -23,6 +23,7 @@ from typing import Any
 
 from tessera.media.mediasource import ParameterError, Stream
 
+from .muxer import MuxerError
 from .recording import SIDECAR_INTERVAL, Recording
 from .timeline import Timeline, room_event
 
@@ -140,8 +141,11 @@ class PerStreamRecording:
 
     def start(self) -> None:
         """Write the sidecar now and every few seconds (a killed server leaves it nearly
-        whole); raises OSError if the directory cannot be made."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        whole); raises MuxerError if the directory cannot be made."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MuxerError(f"Cannot create {self.directory}: {exc.strerror or exc}") from exc
         self.timeline.add("start", scope=self.scope.to_json(self.room_id))
         self._write_sidecar()
         self._sidecar_task = asyncio.ensure_future(self._keep_sidecar())

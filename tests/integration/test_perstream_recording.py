@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tessera.conference.store import ServiceRecord
+from tessera.recorder.muxer import REANCHOR_SECONDS
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
 from tests.support import RunningServer, api, rest_call, room_with, start_server
@@ -24,11 +25,13 @@ from tests.synthetic import ColorVideoTrack, ToneTrack
 
 # The brief: the files' durations and the sidecar's offsets agree within this.
 TOLERANCE = 0.1
-# The files are placed by their media's arrival; a publisher's stream-add/stream-remove
-# are control messages. On a quiet machine the two agree within 50 ms (README's figure);
-# with the machine loaded (load 19 on 2 cores) they parted by up to 0.48 s, media or
-# control message delayed. Checked loosely here: each file is where its publisher was.
-PUBLISHER_SLACK = 1.0
+# A file starts at its first media's arrival, then follows the publisher's timestamps
+# (re-anchored on arrival only past REANCHOR_SECONDS of drift: muxer.TrackClock); a
+# publisher's stream-add/stream-remove are control messages. On a quiet machine they
+# agree within 50 ms (README's figures); on a loaded one a starved publisher's clock
+# falls behind (1.02 s short over 5.5 s at load 20), up to the re-anchoring. Checked to
+# that bound here: each file is where its publisher was.
+PUBLISHER_SLACK = REANCHOR_SECONDS + 0.5
 OTHER_KEY = "p" * 43
 ROOT = Path(__file__).resolve().parents[2]
 
