@@ -62,17 +62,24 @@ def ecdsa_certificate(folder: Path) -> tuple[Path, Path]:
 
 @asynccontextmanager
 async def ffmpeg_pushing(
-    url: str, token: str, folder: Path, rgb: tuple[int, int, int] = RED
+    url: str, token: str, folder: Path | None, rgb: tuple[int, int, int] = RED
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """FFmpeg's whip muxer (tests/whip_pusher.py) pushing ``rgb`` until the block ends."""
-    cert, key = ecdsa_certificate(folder)
+    """FFmpeg's whip muxer (tests/whip_pusher.py) pushing ``rgb`` until the block ends.
+
+    With a ``folder``, the muxer is given an ECDSA P-256 certificate made there; without,
+    it makes its own (as a user's FFmpeg does).
+    """
+    certificate: list[str] = []
+    if folder is not None:
+        cert, key = ecdsa_certificate(folder)
+        certificate = ["--cert-file", str(cert), "--key-file", str(key)]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(PUSHER),
         url,
         token,
-        str(cert),
-        str(key),
+        *certificate,
+        "--rgb",
         *map(str, rgb),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
