@@ -1,13 +1,14 @@
 """The few places where Tessera reaches into aiortc's private state.
 
-aiortc has no public API for nine things an SFU/MCU needs: taking the encoded
+aiortc has no public API for ten things an SFU/MCU needs: taking the encoded
 frames a receiver has reassembled (to forward them without decoding), turning
 decoding on and off, hearing a receiver's keyframe request on a sender that
 sends pre-encoded packets, hearing a receiver's bandwidth estimate (REMB),
 answering only some of the codecs both sides support, releasing received
 frames without aiortc's fixed extra delay, giving each subscription its own
-msid stream id, checking DTLS-SRTP at start-up, and (for benchmark clients)
-taking SRTP packets before they are decrypted. Keeping every such
+msid stream id, checking DTLS-SRTP at start-up, naming the curve of a peer
+certificate a DTLS handshake refused, and (for benchmark clients) taking SRTP
+packets before they are decrypted. Keeping every such
 reach-in here means an aiortc upgrade is checked in one file
 (tests/integration cover each of them).
 
@@ -31,6 +32,7 @@ from typing import Any
 from aiortc import (
     RTCCertificate,
     RTCDtlsParameters,
+    RTCDtlsTransport,
     RTCIceParameters,
     RTCPeerConnection,
     RTCRtpReceiver,
@@ -49,6 +51,8 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 from aiortc.utils import uint16_add
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 from pylibsrtp import Policy, Session
 
@@ -58,6 +62,13 @@ logger = logging.getLogger(__name__)
 
 # Packets an audio gap is waited for (reordering) before it is skipped.
 AUDIO_REORDER_PACKETS = 2
+
+# The curves of the ECDSA keys aiortc's DTLS (OpenSSL, TLS 1.2) accepts from a peer: those of
+# its supported_groups extension (X25519 and X448 there are no ECDSA curves). OpenSSL refuses
+# a peer's key on any other curve (alert illegal_parameter, "wrong curve"), and the OpenSSL in
+# cryptography's wheels (4.0) has no TLS group for the curves RFC 8422 deprecated (P-224
+# among them) to add. tests/unit/test_dtls_curves.py reads the list from a real ClientHello.
+DTLS_PEER_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 # The aiortc minor version the names below were read in (and pyproject.toml pins).
 AIORTC_VERSION = "1.16"
@@ -91,6 +102,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("JitterBuffer", "capacity"),
     ("JitterBuffer", "remove"),
     ("RTCCertificate", "_create_ssl_context"),  # check_dtls_srtp, with SRTP_PROFILES
+    ("RTCDtlsTransport", "_ssl"),  # refused_peer_curve
     ("SRTPProfile", "openssl_profile"),
     ("SRTPProfile", "libsrtp_profile"),
     ("SRTPProfile", "key_length"),
@@ -158,6 +170,7 @@ def _private_name_holders() -> dict[str, object]:
         "RTCIceTransport": video.receiver.transport.transport,
         "JitterBuffer": JitterBuffer(capacity=16, is_video=True),
         "RTCCertificate": RTCCertificate,
+        "RTCDtlsTransport": video.receiver.transport,
         "rtcpeerconnection": rtcpeerconnection,
         "SRTPProfile": SRTP_PROFILES[0] if SRTP_PROFILES else None,
     }
@@ -557,3 +570,24 @@ def check_dtls_srtp() -> None:
     data = packet.serialize()
     if receiver.unprotect(sender.protect(data)) != data:
         raise RuntimeError("SRTP did not give back the packet it protected")
+
+
+def refused_curve(certificate: x509.Certificate) -> str | None:
+    """The curve of the certificate's ECDSA key when aiortc's DTLS refuses it, else None."""
+    key = certificate.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in DTLS_PEER_CURVES:
+        return key.curve.name
+    return None
+
+
+def refused_peer_curve(transport: RTCDtlsTransport) -> str | None:
+    """The curve of the peer's key, when a failed DTLS handshake refused its certificate for it.
+
+    aiortc logs such a failure at debug level without the reason (OpenSSL's is "wrong
+    curve"); the peer's certificate is still on the failed connection.
+    """
+    connection: SSL.Connection | None = getattr(transport, "_ssl", None)
+    if transport.state != "failed" or connection is None:
+        return None
+    certificate = connection.get_peer_certificate(as_cryptography=True)
+    return None if certificate is None else refused_curve(certificate)
