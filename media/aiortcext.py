@@ -1,16 +1,19 @@
 """The few places where Tessera reaches into aiortc's private state.
 
-aiortc has no public API for ten things an SFU/MCU needs: taking the encoded
+aiortc has no public API for nine things an SFU/MCU needs: taking the encoded
 frames a receiver has reassembled (to forward them without decoding), turning
 decoding on and off, hearing a receiver's keyframe request on a sender that
 sends pre-encoded packets, hearing a receiver's bandwidth estimate (REMB),
 answering only some of the codecs both sides support, releasing received
 frames without aiortc's fixed extra delay, giving each subscription its own
-msid stream id, checking DTLS-SRTP at start-up, naming the curve of a peer
-certificate a DTLS handshake refused, and (for benchmark clients) taking SRTP
-packets before they are decrypted. Keeping every such
+msid stream id, checking DTLS-SRTP at start-up, and (for benchmark clients)
+taking SRTP packets before they are decrypted. Keeping every such
 reach-in here means an aiortc upgrade is checked in one file
 (tests/integration cover each of them).
+
+Nor does aiortc say why a DTLS handshake failed: `refused_peer_curve()` reads
+the peer's certificate off the failed connection, to name a key on a curve
+its OpenSSL cannot accept.
 
 `PRIVATE_NAMES` lists every name below aiortc's public API used here, and
 `check_private_names()` looks each one up at start-up: an aiortc that renamed
@@ -170,9 +173,9 @@ def _private_name_holders() -> dict[str, object]:
         "RTCIceTransport": video.receiver.transport.transport,
         "JitterBuffer": JitterBuffer(capacity=16, is_video=True),
         "RTCCertificate": RTCCertificate,
-        "RTCDtlsTransport": video.receiver.transport,
         "rtcpeerconnection": rtcpeerconnection,
         "SRTPProfile": SRTP_PROFILES[0] if SRTP_PROFILES else None,
+        "RTCDtlsTransport": video.sender.transport,
     }
 
 
@@ -516,6 +519,27 @@ def estimated_bitrate(sender: RTCRtpSender) -> int | None:
     return record.bitrate if isinstance(record, RembRecord) else None
 
 
+def refused_curve(certificate: x509.Certificate) -> str | None:
+    """The curve of the certificate's ECDSA key when aiortc's DTLS refuses it, else None."""
+    key = certificate.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in DTLS_PEER_CURVES:
+        return key.curve.name
+    return None
+
+
+def refused_peer_curve(transport: RTCDtlsTransport) -> str | None:
+    """The curve of the peer's key, when a failed DTLS handshake refused its certificate for it.
+
+    aiortc logs such a failure at debug level without the reason (OpenSSL's is "wrong
+    curve"); the peer's certificate is still on the failed connection.
+    """
+    connection: SSL.Connection | None = getattr(transport, "_ssl", None)
+    if transport.state != "failed" or connection is None:
+        return None
+    certificate = connection.get_peer_certificate(as_cryptography=True)
+    return None if certificate is None else refused_curve(certificate)
+
+
 def check_dtls_srtp() -> None:
     """A DTLS-SRTP handshake between two in-memory endpoints, as aiortc's transports make it.
 
@@ -570,24 +594,3 @@ def check_dtls_srtp() -> None:
     data = packet.serialize()
     if receiver.unprotect(sender.protect(data)) != data:
         raise RuntimeError("SRTP did not give back the packet it protected")
-
-
-def refused_curve(certificate: x509.Certificate) -> str | None:
-    """The curve of the certificate's ECDSA key when aiortc's DTLS refuses it, else None."""
-    key = certificate.public_key()
-    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in DTLS_PEER_CURVES:
-        return key.curve.name
-    return None
-
-
-def refused_peer_curve(transport: RTCDtlsTransport) -> str | None:
-    """The curve of the peer's key, when a failed DTLS handshake refused its certificate for it.
-
-    aiortc logs such a failure at debug level without the reason (OpenSSL's is "wrong
-    curve"); the peer's certificate is still on the failed connection.
-    """
-    connection: SSL.Connection | None = getattr(transport, "_ssl", None)
-    if transport.state != "failed" or connection is None:
-        return None
-    certificate = connection.get_peer_certificate(as_cryptography=True)
-    return None if certificate is None else refused_curve(certificate)
