@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import time
 
+from PIL import Image, ImageDraw
+
 from .canvas import Canvas, Tile
+from .decorations import LABEL_BACKGROUND
 from .textrender import default_renderer, rgba_array
 
 __all__ = ["ClockOverlay"]
@@ -44,7 +47,14 @@ class ClockOverlay:
         text = self.text(time.time())
         if text != self._text or self._tile is None:
             size = max(10, canvas.height // 24)
-            image = default_renderer().render(text, size)
+            text_image = default_renderer().render(text, size)
+            pad = max(2, size // 4)
+            # On a translucent box: readable on any picture.
+            image = Image.new("RGBA", (text_image.width + 2 * pad, text_image.height + 2 * pad))
+            ImageDraw.Draw(image).rounded_rectangle(
+                (0, 0, image.width - 1, image.height - 1), radius=pad, fill=LABEL_BACKGROUND
+            )
+            image.alpha_composite(text_image, (pad, pad))
             self._tile = Tile.from_rgba(rgba_array(image))
             self._text = text
         tile = self._tile

@@ -131,36 +131,46 @@ class TextRenderer:
     # --- the font chain
 
     def _fonts(self) -> list[FontFile]:
+        """The fonts read so far, in chain order; the first is read at once."""
         with self._lock:
             if self._chain is None:
                 files = {p.name: p for d in self._dirs if d.is_dir() for p in sorted(d.iterdir())}
-                chain = [f for n in _PREFERRED if n in files if (f := _font_file(files[n]))]
-                self._rest = [
+                others = [
                     p
                     for name, p in files.items()
                     if name.startswith("NotoSans")
                     and name.endswith("-Regular.ttf")
                     and name not in _PREFERRED
-                ] + [files[n] for n in _LAST if n in files]
-                if not chain and not self._rest:
+                ]
+                self._rest = [files[n] for n in _PREFERRED if n in files] + others
+                self._rest += [files[n] for n in _LAST if n in files]
+                if not self._rest:
                     logger.warning("no Noto or DejaVu fonts found: labels are drawn in ASCII only")
-                self._chain = chain
+                self._chain = []
+                self._read_next()
             return self._chain
+
+    def _read_next(self) -> FontFile | None:
+        # Fonts are read in chain order, only as far as the text drawn so far needed:
+        # a CJK font's character map costs a tenth of a second to read.
+        assert self._chain is not None
+        while self._rest:
+            font_file = _font_file(self._rest.pop(0))
+            if font_file is not None:
+                self._chain.append(font_file)
+                return font_file
+        return None
 
     def font_for(self, char: str) -> FontFile | None:
         """The first font of the chain with a glyph for ``char``; None if none has one."""
         code = ord(char)
+        # Every font not read yet comes after every font read: the first read one that
+        # has the glyph is the chain's first.
         for font in self._fonts():
             if code in font.codepoints:
                 return font
         with self._lock:
-            assert self._chain is not None
-            # Read the other fonts one by one until one has it; each is read once.
-            while self._rest:
-                font_file = _font_file(self._rest.pop(0))
-                if font_file is None:
-                    continue
-                self._chain.append(font_file)
+            while (font_file := self._read_next()) is not None:
                 if code in font_file.codepoints:
                     return font_file
         return None
