@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Canvas", "Tile", "rgb_to_yuv"]
+__all__ = ["Canvas", "Stamp", "Tile", "rgb_to_yuv"]
 
 Rect = tuple[int, int, int, int]
 
@@ -60,6 +60,8 @@ class Tile:
     height: int
     premultiplied: tuple[np.ndarray, np.ndarray, np.ndarray]  # Y, U, V times alpha (uint16)
     transparency: tuple[np.ndarray, np.ndarray]  # 256 - alpha, luma and chroma size (uint16)
+    # Wholly opaque: blending is a copy of these Y, U, V planes (uint8), several times cheaper.
+    opaque: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_rgba(cls, rgba: np.ndarray) -> Tile:
@@ -88,6 +90,11 @@ class Tile:
             return result
 
         a_y, a_uv = fixed(alpha), fixed(alpha_half)
+        opaque = None
+        if bool((rgba[..., 3] == 255).all()):
+            opaque = tuple(
+                np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, u_half, v_half)
+            )
         return cls(
             w,
             h,
@@ -97,7 +104,24 @@ class Tile:
                 np.rint(v_half * a_uv).astype(np.uint16),
             ),
             ((256 - a_y).astype(np.uint16), (256 - a_uv).astype(np.uint16)),
+            opaque,  # type: ignore[arg-type]
         )
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A tile or a colour prepared for one place of one canvas: drawn each frame cheaply.
+
+    The canvas views, the visible part of the tile and the buffers the covered
+    pixels are saved in are all made once (:meth:`Canvas.prepare` and
+    :meth:`Canvas.prepare_fill`); drawing it is then a few copies.
+    """
+
+    views: tuple[np.ndarray, np.ndarray, np.ndarray]  # of the canvas
+    saved: tuple[np.ndarray, np.ndarray, np.ndarray]  # what the views held before
+    sources: tuple[np.ndarray | int, ...]  # opaque planes, or one value per plane
+    tile: Tile | None  # translucent: blended, with ``windows`` of it
+    windows: tuple[tuple[slice, slice], tuple[slice, slice]] | None
 
 
 class Canvas:
@@ -106,7 +130,9 @@ class Canvas:
     Only the drawing methods change pixels, and each first saves what it
     covers; :meth:`restore` undoes every drawing since the last restore. An
     overlay that needs raw pixels takes them from :meth:`planes`, which saves
-    the rectangle too. Not thread-safe: the view's video thread owns it.
+    the rectangle too. What is drawn at the same place every frame is best
+    prepared once as a :class:`Stamp`. Not thread-safe: the view's video thread
+    owns it.
     """
 
     def __init__(self, buffer: np.ndarray, width: int, height: int) -> None:
@@ -118,7 +144,7 @@ class Canvas:
         quarter = height // 4
         self._u = buffer[height : height + quarter].reshape(height // 2, width // 2)
         self._v = buffer[height + quarter :].reshape(height // 2, width // 2)
-        self._saved: list[tuple[Rect, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._drawn: list[Stamp] = []
 
     def clip(self, rect: Rect) -> Rect | None:
         """``rect`` widened to even edges and cut to the canvas; None if nothing is left."""
@@ -130,66 +156,112 @@ class Canvas:
             return None
         return x0, y0, x1 - x0, y1 - y0
 
-    def planes(self, rect: Rect) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Writable Y, U, V views of ``rect`` (see :meth:`clip`), saved for :meth:`restore`."""
-        clipped = self.clip(rect)
-        if clipped is None:
-            return None
-        x, y, w, h = clipped
-        views = (
+    def _views(self, rect: Rect) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x, y, w, h = rect
+        return (
             self._y[y : y + h, x : x + w],
             self._u[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2],
             self._v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2],
         )
-        self._saved.append((clipped, views[0].copy(), views[1].copy(), views[2].copy()))
-        return views
 
-    def fill(self, rect: Rect, rgb: tuple[int, int, int]) -> None:
-        """Paint ``rect`` in one opaque colour."""
-        views = self.planes(rect)
-        if views is None:
-            return
-        for view, value in zip(views, rgb_to_yuv(rgb), strict=True):
-            view[...] = value
+    def prepare(self, tile: Tile, x: int, y: int) -> Stamp | None:
+        """``tile`` with its top-left corner at ``x, y`` (made even), for :meth:`stamp`.
 
-    def frame(self, rect: Rect, thickness: int, rgb: tuple[int, int, int]) -> None:
-        """A border ``thickness`` pixels wide just inside ``rect``."""
-        x, y, w, h = rect
-        t = max(2, thickness)
-        self.fill((x, y, w, t), rgb)
-        self.fill((x, y + h - t, w, t), rgb)
-        self.fill((x, y + t, t, h - 2 * t), rgb)
-        self.fill((x + w - t, y + t, t, h - 2 * t), rgb)
-
-    def blend(self, tile: Tile, x: int, y: int) -> None:
-        """Draw ``tile`` with its transparency, its top-left corner at ``x, y`` (made even).
-
-        The part of the tile outside the canvas is not drawn.
+        None when none of it is on the canvas.
         """
         x, y = x - x % 2, y - y % 2
         clipped = self.clip((x, y, tile.width, tile.height))
         if clipped is None:
-            return
+            return None
         cx, cy, w, h = clipped
         ox, oy = cx - x, cy - y  # where the visible part starts in the tile
-        views = self.planes(clipped)
-        assert views is not None
+        views = self._views(clipped)
         windows = (
             (slice(oy, oy + h), slice(ox, ox + w)),
             (slice(oy // 2, (oy + h) // 2), slice(ox // 2, (ox + w) // 2)),
         )
-        for index, view in enumerate(views):
-            window = windows[0 if index == 0 else 1]
+        saved = (views[0].copy(), views[1].copy(), views[2].copy())
+        if tile.opaque is not None:
+            sources = tuple(
+                np.ascontiguousarray(plane[windows[0 if i == 0 else 1]])
+                for i, plane in enumerate(tile.opaque)
+            )
+            return Stamp(views, saved, sources, None, None)
+        return Stamp(views, saved, (), tile, windows)
+
+    def prepare_fill(self, rect: Rect, rgb: tuple[int, int, int]) -> Stamp | None:
+        """``rect`` (see :meth:`clip`) in one opaque colour, for :meth:`stamp`."""
+        clipped = self.clip(rect)
+        if clipped is None:
+            return None
+        views = self._views(clipped)
+        saved = (views[0].copy(), views[1].copy(), views[2].copy())
+        return Stamp(views, saved, rgb_to_yuv(rgb), None, None)
+
+    def stamp(self, stamp: Stamp) -> None:
+        """Draw a prepared stamp (of this canvas), saving what it covers."""
+        for view, saved in zip(stamp.views, stamp.saved, strict=True):
+            np.copyto(saved, view)
+        self._drawn.append(stamp)
+        tile = stamp.tile
+        if tile is None:
+            for view, source in zip(stamp.views, stamp.sources, strict=True):
+                np.copyto(view, source)
+            return
+        assert stamp.windows is not None
+        for index, view in enumerate(stamp.views):
+            window = stamp.windows[0 if index == 0 else 1]
             inverse = tile.transparency[0 if index == 0 else 1][window]
             mixed = view * inverse
             mixed += tile.premultiplied[index][window]
             mixed >>= 8
             view[...] = mixed
 
+    def planes(self, rect: Rect) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Writable Y, U, V views of ``rect`` (see :meth:`clip`), saved for :meth:`restore`."""
+        clipped = self.clip(rect)
+        if clipped is None:
+            return None
+        views = self._views(clipped)
+        saved = (views[0].copy(), views[1].copy(), views[2].copy())
+        self._drawn.append(Stamp(views, saved, (), None, None))
+        return views
+
+    def fill(self, rect: Rect, rgb: tuple[int, int, int]) -> None:
+        """Paint ``rect`` in one opaque colour."""
+        stamp = self.prepare_fill(rect, rgb)
+        if stamp is not None:
+            self.stamp(stamp)
+
+    def frame(self, rect: Rect, thickness: int, rgb: tuple[int, int, int]) -> None:
+        """A border ``thickness`` pixels wide just inside ``rect``."""
+        for stamp in self.prepare_frame(rect, thickness, rgb):
+            self.stamp(stamp)
+
+    def prepare_frame(self, rect: Rect, thickness: int, rgb: tuple[int, int, int]) -> list[Stamp]:
+        """The four stamps of :meth:`frame`."""
+        x, y, w, h = rect
+        t = max(2, thickness)
+        sides: list[Rect] = [
+            (x, y, w, t),
+            (x, y + h - t, w, t),
+            (x, y + t, t, h - 2 * t),
+            (x + w - t, y + t, t, h - 2 * t),
+        ]
+        return [s for side in sides if (s := self.prepare_fill(side, rgb)) is not None]
+
+    def blend(self, tile: Tile, x: int, y: int) -> None:
+        """Draw ``tile`` with its transparency, its top-left corner at ``x, y`` (made even).
+
+        The part of the tile outside the canvas is not drawn.
+        """
+        stamp = self.prepare(tile, x, y)
+        if stamp is not None:
+            self.stamp(stamp)
+
     def restore(self) -> None:
         """Put back every pixel drawn over since the last restore (newest first)."""
-        for (x, y, w, h), y_saved, u_saved, v_saved in reversed(self._saved):
-            self._y[y : y + h, x : x + w] = y_saved
-            self._u[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = u_saved
-            self._v[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = v_saved
-        self._saved.clear()
+        for stamp in reversed(self._drawn):
+            for view, saved in zip(stamp.views, stamp.saved, strict=True):
+                np.copyto(view, saved)
+        self._drawn.clear()

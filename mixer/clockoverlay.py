@@ -16,11 +16,11 @@ import time
 from PIL import Image, ImageDraw
 
 from .canvas import Canvas, Tile
-from .decorations import LABEL_BACKGROUND
 from .textrender import default_renderer, rgba_array
 
 __all__ = ["ClockOverlay"]
 
+_BOX = (0, 0, 0, 150)  # translucent: the overlay shows what blending a Tile looks like
 _POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
@@ -52,7 +52,7 @@ class ClockOverlay:
             # On a translucent box: readable on any picture.
             image = Image.new("RGBA", (text_image.width + 2 * pad, text_image.height + 2 * pad))
             ImageDraw.Draw(image).rounded_rectangle(
-                (0, 0, image.width - 1, image.height - 1), radius=pad, fill=LABEL_BACKGROUND
+                (0, 0, image.width - 1, image.height - 1), radius=pad, fill=_BOX
             )
             image.alpha_composite(text_image, (pad, pad))
             self._tile = Tile.from_rgba(rgba_array(image))

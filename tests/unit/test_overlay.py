@@ -16,10 +16,13 @@ from tessera.mixer.overlay import (
     OverlayError,
     OverlayRunner,
     allow_overlays,
+    allowed_overlays,
     check_overlay,
     load_overlay,
 )
 from tessera.mixer.viewoptions import ViewOptions
+from tessera.portal.config import ConfigError, load_config
+from tessera.portal.server import conference_settings
 
 W, H = 64, 48
 
@@ -181,3 +184,14 @@ def test_the_clock_draws_the_time_and_renders_once_a_second() -> None:
     assert clock.text(0.0) == "00:00:00"
     surface.restore()
     assert big.max() == 16
+
+
+def test_the_servers_overlays_setting_allows_them_in_views() -> None:
+    spec = "tests.unit.test_overlay:SlowOverlay"
+    config = load_config(None, env={}, overrides={"mixer.overlays": [spec]})
+    assert spec not in allowed_overlays()
+    conference_settings(config, lambda: "localhost")
+    assert spec in allowed_overlays()
+    check_overlay(spec, {"cost": 0.0})
+    with pytest.raises(ConfigError, match="overlay class name"):
+        load_config(None, env={}, overrides={"mixer.overlays": ["os.system()"]})
