@@ -8,6 +8,7 @@ every frame; a border is four filled rectangles.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from .canvas import Canvas, Rect, Stamp, Tile
-from .textrender import TextRenderer, default_renderer, rgba_array
+from .textrender import TextRenderer, default_renderer, display_text, rgba_array
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "LABEL_BACKGROUND",
@@ -174,7 +177,7 @@ class Decorations:
     def label_tile(self, region: Decorated) -> Tile | None:
         """The tile for a region's label and mark (None: nothing to draw); made once."""
         style = self.style
-        name = region.name if style.labels else ""
+        name = display_text(region.name) if style.labels else ""
         muted = region.muted and style.muted
         if not name and not muted:
             return None
@@ -185,8 +188,14 @@ class Decorations:
             return self._tiles[key]
         if len(self._tiles) > _CACHE_LIMIT:
             self._tiles.clear()
-        image = self.label_image(name, muted, size, w - 2 * self.margin(size))
-        tile = Tile.from_rgba(rgba_array(image)) if image is not None else None
+        try:
+            image = self.label_image(name, muted, size, w - 2 * self.margin(size))
+            tile = Tile.from_rgba(rgba_array(image)) if image is not None else None
+        except Exception:
+            # A name comes from a token: whatever it holds, the view goes on without
+            # this label (logged once: the failure is kept as "no tile").
+            logger.exception("label of %r could not be drawn", name[:64])
+            tile = None
         self._tiles[key] = tile
         self.rendered += 1
         return tile

@@ -638,6 +638,8 @@ class MixedStream(Stream):
             MixedAudioOutput.deliver_all(self._loop, batch)
             history.append(result.full)
             self.stats.audio_ticks += 1
+        # Nobody is heard while the audio thread is stopped: no speaker's border either.
+        self._speaking = None
 
     def close(self) -> None:
         """Idempotent: stops the threads, detaches from the inputs, ends every output."""

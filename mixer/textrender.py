@@ -33,7 +33,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
 
-__all__ = ["ELLIPSIS", "FONT_DIRS", "FontFile", "TextRenderer", "default_renderer"]
+__all__ = [
+    "ELLIPSIS",
+    "FONT_DIRS",
+    "MAX_TEXT",
+    "FontFile",
+    "TextRenderer",
+    "default_renderer",
+    "display_text",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +103,28 @@ def _font_file(path: Path) -> FontFile | None:
         logger.warning("font %s cannot be read; it is not used", path)
         return None
     return FontFile(path, 0, frozenset(cmap), bitmap)
+
+
+MAX_TEXT = 256  # characters of a label drawn at most: a longer name is elided anyway
+
+
+def display_text(text: str) -> str:
+    """``text`` as one line to draw: control characters and line breaks become spaces.
+
+    Pillow would draw a line break as a second line (and refuses anchors on
+    multiline text); bidi embedding controls are dropped, so a name cannot
+    reorder what is around it. Joiners and variation selectors stay (emoji).
+    """
+    kept = []
+    for char in text[:MAX_TEXT]:
+        category = unicodedata.category(char)
+        if category == "Cc" or category in ("Zl", "Zp"):
+            kept.append(" ")
+        elif category == "Cf" and ord(char) not in _JOINING and not 0xE0020 <= ord(char) <= 0xE007F:
+            continue
+        else:
+            kept.append(char)
+    return " ".join("".join(kept).split())
 
 
 def _strong_direction(text: str) -> str | None:

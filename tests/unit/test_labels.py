@@ -26,7 +26,7 @@ from tessera.mixer.decorations import (
     label_size,
 )
 from tessera.mixer.layout import Layout, LayoutTemplates, region_rect
-from tessera.mixer.textrender import ELLIPSIS, default_renderer
+from tessera.mixer.textrender import ELLIPSIS, MAX_TEXT, default_renderer, display_text
 
 NOTO = Path("/usr/share/fonts/truetype/noto")
 needs_noto = pytest.mark.skipif(
@@ -348,3 +348,24 @@ def test_a_screen_share_is_large_and_letterboxed_above_a_strip_of_cameras() -> N
         assert sy >= y + h and sh < h // 3
         colour = COLOURS[int(stream_id[1])]
         assert np.all(np.abs(rgb[sy + sh // 2, sx + 3] - np.array(colour)) < 30)  # cropped: no bars
+
+
+def test_hostile_names_never_stop_the_view() -> None:
+    names = [
+        "Eve\nMallory\r\x00",  # a line break would make Pillow draw two lines
+        "\u202eevil\u202c",  # bidi override: dropped, it cannot reorder the frame
+        "\U000e0001\U0010fffd\ufffe",  # tag, private use, non-character: no font has them
+        "x" * 5000,
+        "\u200d\u200d",
+        "",
+    ]
+    scene = Scene(names)
+    for k in range(3):
+        scene.compose(now=100.0 + k)
+    assert display_text("Eve\nMallory\r\x00") == "Eve Mallory"
+    assert display_text("\u202eevil\u202c") == "evil"
+    assert display_text("👩\u200d💻") == "👩\u200d💻"  # a ZWJ emoji stays one picture
+    assert len(display_text("x" * 5000)) == MAX_TEXT
+    found = text_mask(scene.compose(), scene, "s0")
+    size = label_text_size(scene, "s0")
+    assert agreement(found, reference_mask(default_renderer().render("Eve Mallory", size))) > 0.85
