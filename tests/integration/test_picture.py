@@ -14,10 +14,11 @@ from PIL import Image
 
 from tessera.mixer.decorations import SPEAKER_COLOUR, Decorated, Decorations, LabelStyle, label_size
 from tessera.mixer.layout import Area, region_rect
+from tessera.mixer.overlay import EXAMPLE_OVERLAY
 from tessera.mixer.textrender import default_renderer
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
-from tests.support import RunningServer, joined
+from tests.support import RunningServer, api, joined, room_with
 from tests.synthetic import ColorVideoTrack, ToneTrack, next_video_frame
 
 W, H = 1280, 720
@@ -163,4 +164,40 @@ async def test_labels_marks_speaker_and_presentation_in_a_real_room(
     assert view.layout.templates.base == "gallery"
     assert view.layout.templates.aspect == Fraction(W, H)
     for client in (*clients, viewer):
+        await client.leave()
+
+
+async def test_an_overlay_from_the_room_options_draws_on_the_view(tessera: RunningServer) -> None:
+    clock = {"overlay": EXAMPLE_OVERLAY, "options": {"position": "top-right"}}
+    views = [{"label": "common", "video": {"overlays": [clock], "labels": {"enabled": False}}}]
+    room = await room_with(tessera, "clock-room", views=views)
+    publisher = await joined(tessera, "Ada", room=room)
+    pub = await publisher.publish(video=ColorVideoTrack(GREY, 320, 240))
+    await pub.wait_ready()
+    viewer = await joined(tessera, "viewer", room=room)
+    sub = await viewer.subscribe(mixed_id(viewer), audio=False)
+    await sub.wait_ready()
+    assert sub.video_track is not None
+    track = sub.video_track
+
+    async def clock_in_the_corner() -> bool:
+        rgb = (await next_video_frame(track)).to_ndarray(format="rgb24").astype(int)
+        corner = rgb[: H // 10, W - W // 6 :]
+        digits = (corner.min(axis=2) > 200).sum()
+        assert digits > 100, f"{digits} bright pixels top-right"
+        # Elsewhere the grey camera, nothing drawn on it (labels are off in this view).
+        assert (rgb[H // 10 :].min(axis=2) > 200).sum() == 0
+        return True
+
+    await eventually(clock_in_the_corner, 30, "the clock overlay top-right")
+
+    # A class the server does not allow is refused by name, and no room is made.
+    bad = [{"label": "common", "video": {"overlays": [{"overlay": "subprocess:Popen"}]}}]
+    status, body = await api(
+        tessera, "POST", "/v1/rooms", {"name": "bad-overlay", "options": {"views": bad}}
+    )
+    assert status == 400 and "subprocess:Popen is not allowed" in body["error"]["message"]
+    status, rooms = await api(tessera, "GET", "/v1/rooms")
+    assert status == 200 and all(r["name"] != "bad-overlay" for r in rooms)
+    for client in (publisher, viewer):
         await client.leave()
