@@ -191,6 +191,19 @@ async def test_an_overlay_from_the_room_options_draws_on_the_view(tessera: Runni
 
     await eventually(clock_in_the_corner, 30, "the clock overlay top-right")
 
+    # Labels switched on while the room runs: the view is re-laid, its encoder goes on.
+    live = [{"label": "common", "video": {"overlays": [clock]}}]
+    status, body = await api(tessera, "PATCH", f"/v1/rooms/{room}", {"views": live})
+    assert status == 200, body
+
+    async def labelled() -> bool:
+        rgb = (await next_video_frame(track)).to_ndarray(format="rgb24").astype(int)
+        bottom_left = rgb[H - H // 8 :, : W // 4]
+        assert (bottom_left.min(axis=2) > 200).sum() > 100, "no label bottom-left"
+        return True
+
+    await eventually(labelled, 30, "Ada's label once labels are on")
+
     # A class the server does not allow is refused by name, and no room is made.
     bad = [{"label": "common", "video": {"overlays": [{"overlay": "subprocess:Popen"}]}}]
     status, body = await api(
