@@ -371,7 +371,7 @@ class MixedStream(Stream):
         )
         if screen is not None:
             self.layout.set_primary(screen)
-        if self.keep_active_primary and self.active_input is not None:
+        elif self.keep_active_primary and self.active_input is not None:
             self.layout.set_primary(self.active_input)
         self._publish_layout()
 
@@ -410,6 +410,8 @@ class MixedStream(Stream):
         elif self.layout.templates.base == "presentation":
             configured = LayoutTemplates.from_options(self.video_options.layout, self.aspect)
             self.layout.set_templates(configured)
+            if self.keep_active_primary and self.active_input is not None:
+                self.layout.set_primary(self.active_input)
 
     def _look_of(self, view: ViewOptions) -> tuple[Any, ...]:
         """What the compositor is built from: a change rebuilds it on the video thread."""
@@ -479,7 +481,9 @@ class MixedStream(Stream):
             return
         self.active_input = stream_id
         self.listener.active_input_changed(self, stream_id)
-        if self.keep_active_primary and self.layout.set_primary(stream_id):
+        # While a screen is presented, the share keeps the large region.
+        presenting = self._presenting() is not None
+        if self.keep_active_primary and not presenting and self.layout.set_primary(stream_id):
             self._publish_layout()
 
     # -- running --------------------------------------------------------

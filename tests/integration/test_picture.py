@@ -214,3 +214,43 @@ async def test_an_overlay_from_the_room_options_draws_on_the_view(tessera: Runni
     assert status == 200 and all(r["name"] != "bad-overlay" for r in rooms)
     for client in (publisher, viewer):
         await client.leave()
+
+
+async def test_the_share_keeps_the_large_region_from_the_active_speaker(
+    tessera: RunningServer,
+) -> None:
+    views = [{"label": "common", "video": {"keepActiveInputPrimary": True}}]
+    room = await room_with(tessera, "keep-primary", views=views)
+    presenter = await joined(tessera, "Grace", room=room)
+    screen = await presenter.publish(
+        video=ColorVideoTrack((240, 240, 240), 640, 480), video_source="screen-cast"
+    )
+    await screen.wait_ready()
+    talker = await joined(tessera, "Ada", room=room)
+    voice = await talker.publish(audio=ToneTrack(440, 0.4), video=ColorVideoTrack(GREY, 320, 240))
+    await voice.wait_ready()
+    viewer = await joined(tessera, "viewer", room=room)
+    sub = await viewer.subscribe(mixed_id(viewer))  # audio too: the view's VAD runs
+    await sub.wait_ready()
+    # Ada is heard: she becomes the active input, and the share stays where it is.
+    await viewer.next_event(
+        "stream",
+        lambda d: (
+            d["status"] == "update" and d["data"] == {"field": "activeInput", "value": voice.id}
+        ),
+        timeout=20,
+    )
+    view = tessera.server.rooms[room].views["common"]  # type: ignore[index]
+    assert view.layout.get_region(screen.id) == "1"
+    assert view.layout.templates.base == "presentation"
+    # The share ends: the gallery again, with the active speaker in the primary region.
+    await screen.unpublish()
+
+    def speaker_primary() -> bool:
+        assert view.layout.templates.base == "gallery"
+        assert view.layout.get_region(voice.id) == "1"
+        return True
+
+    await eventually(speaker_primary, 20, "the speaker in region 1 of the gallery")
+    for client in (presenter, talker, viewer):
+        await client.leave()
