@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from tessera.captions.caption import CAPTION_EVENT, Caption
+from tessera.captions.captioner import Captioner
 from tessera.media.mediasource import Stream
 from tessera.mixer.activeaudio import ActiveAudioSelector, ActiveAudioStream
 from tessera.mixer.mixedstream import MixedStream
@@ -93,12 +95,15 @@ class Room:
         self._auto_record_starting = False
         # The room's active audio streams, while its selectActiveAudio option is on.
         self.active_audio: ActiveAudioSelector | None = None
+        # The room's live captions, while its captions option is on.
+        self.captioner: Captioner | None = None
         # Why the room is being closed, from the moment its closing starts (participants
         # are dropped one by one first).
         self.closing: str | None = None
         self.closed = False
         self._create_views()
         self._apply_active_audio()
+        self._apply_captions()
 
     @property
     def options(self) -> RoomOptions:
@@ -165,6 +170,7 @@ class Room:
         if change.media_changed:
             self._media_changed()
         self._apply_active_audio()
+        self._apply_captions()
         self._apply_auto_record()
 
     def _remove_view(self, label: str) -> None:
@@ -390,6 +396,8 @@ class Room:
                 self.mix(stream.id, label)
         if self.active_audio is not None:
             self.active_audio.add_input(stream, stream.owner)
+        if self.captioner is not None:
+            self.captioner.add_input(stream, stream.owner, participant.user)
         if self._options.auto_record and self.auto_recording is None and self.views:
             self._start_auto_recording()
 
@@ -448,6 +456,8 @@ class Room:
             disk_reserve=settings.recording_disk_reserve,
         )
         self._snapshot_into(recording)
+        if self.captioner is not None:
+            recording.keep_captions()
         recording.start(self.streams)
         self.recordings[recording.id] = recording
         self._context.running["recording", self.service_id] += 1
@@ -594,6 +604,8 @@ class Room:
             view.remove_input(stream_id)
         if self.active_audio is not None:
             self.active_audio.remove_input(stream_id)
+        if self.captioner is not None:
+            self.captioner.remove_input(stream_id)
         del self.streams[stream_id]
         self._output_source_gone(stream_id)
         lost = self._subscriptions_of(stream_id)
@@ -646,8 +658,43 @@ class Room:
         if self.active_audio is not None:
             self.active_audio.close()
             self.active_audio = None
+        if self.captioner is not None:
+            self.captioner.close(f"the room closed: {reason}")
+            self.captioner = None
         for stream in list(self.streams.values()):
             if isinstance(stream, ForwardStream):
                 stream.close()
         self.streams.clear()
         self.views.clear()
+
+    # -- live captions (the captions option) ------------------------------
+
+    def _apply_captions(self) -> None:
+        options = self._options.captions
+        wanted = options.enabled and not self.closed
+        captioner = self.captioner
+        if captioner is not None and (not wanted or captioner.language != options.language):
+            self.captioner = None
+            captioner.close("captions were turned off" if not wanted else "the language changed")
+        if wanted and self.captioner is None:
+            self.captioner = Captioner(self.id, options.language, self)
+            for stream in list(self.streams.values()):
+                if isinstance(stream, ForwardStream):
+                    owner = self.participants.get(stream.owner)
+                    self.captioner.add_input(stream, stream.owner, owner.user if owner else "")
+            for recording in self.recordings.values():
+                recording.keep_captions()
+            logger.info("captions on (%s)", options.language, extra=self.log_ids)
+
+    def caption_heard(self, caption: Caption) -> None:
+        """CaptionListener: a speaker's words, to recordings and to every participant
+        (whatever ``notifying`` says: a room turns captions on to have them shown)."""
+        if self.closed or self.captioner is None:
+            return
+        data = caption.to_event()
+        for observer in list(self.observers):
+            try:
+                observer(CAPTION_EVENT, data)
+            except Exception:
+                logger.exception("room observer failed", extra=self.log_ids)
+        self.notify_all(CAPTION_EVENT, data)

@@ -27,12 +27,14 @@ from pydantic import (
     model_serializer,
 )
 
+from tessera.captions.languages import check_language
 from tessera.config.validation import describe_validation_error
 from tessera.mixer.viewoptions import AudioFormat, Name, VideoFormat, ViewOptions
 from tessera.mixer.viewoptions import OptionsModel as _Model
 
 __all__ = [
     "DEFAULT_ROLE_NAMES",
+    "CaptionOptions",
     "MediaIn",
     "MediaOut",
     "MediaOutVideo",
@@ -271,6 +273,18 @@ class SipOptions(_Model):
         return server
 
 
+class CaptionOptions(_Model):
+    """Tessera's live captions of a room: off by default; the language people speak."""
+
+    enabled: bool = False
+    language: str = "en-US"
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str) -> str:
+        return check_language(language)
+
+
 # --- the room ----------------------------------------------------------------
 
 
@@ -297,6 +311,8 @@ class RoomOptions(_Model):
     auto_mix: bool = True
     # Tessera: record the first view from the first publication until the room empties.
     auto_record: bool = False
+    # Tessera: live captions of every publication's speech (left out of the JSON while off).
+    captions: CaptionOptions = Field(default_factory=CaptionOptions)
 
     @field_validator("roles")
     @classmethod
@@ -331,6 +347,8 @@ class RoomOptions(_Model):
                 data.pop("sip", None)
             # Always false (see the field): left out, as rooms were before it was accepted.
             data.pop("enableBandwidthAdaptation", None)
+            if data.get("captions") == CaptionOptions().model_dump(mode="json", by_alias=True):
+                data.pop("captions", None)
         return data
 
     def to_json(self) -> dict[str, Any]:

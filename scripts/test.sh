@@ -12,6 +12,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v curl >/dev/null || missing+=(curl)  # the README's examples (test_readme.py)
+  command -v espeak-ng >/dev/null || missing+=(espeak-ng)  # speech for the caption tests
   if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
@@ -27,7 +28,7 @@ echo "== layers (import contracts in pyproject.toml; docs/architecture.md)"
 lint-imports --no-cache --no-logo
 echo "== mypy"
 mypy -p tessera.portal -p tessera.conference -p tessera.cluster -p tessera.webrtc_agent \
-  -p tessera.mixer -p tessera.recorder -p tessera.config -p tessera.media
+  -p tessera.mixer -p tessera.recorder -p tessera.config -p tessera.media -p tessera.captions
 mypy bench
 mypy clients/python/tessera_client
 echo "== pytest"

@@ -1,0 +1,188 @@
+"""Live captions: a real aiortc publisher speaks a sentence (espeak-ng); the room's
+recogniser turns it into caption events and a WebVTT sidecar of the recording."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tessera.captions.words import matched_words
+from tessera_client import ConferenceClient
+from tests.eventually import eventually
+from tests.speech import SpeechTrack, espeak_available, synthesise
+from tests.support import RunningServer, api
+
+pytestmark = pytest.mark.skipif(
+    not espeak_available(), reason="needs espeak-ng (scripts/test.sh installs it as root)"
+)
+
+SENTENCE = "we will meet at the office tomorrow morning to talk about the new project"
+HALF = len(SENTENCE.split()) / 2
+# How far a caption's times may be from when its words were spoken.
+WITHIN = 3.0
+
+
+def monotonic_of(epoch_ms: float) -> float:
+    """A caption's time (ms since the epoch) as this process's monotonic time."""
+    return epoch_ms / 1000 - (time.time() - time.monotonic())
+
+
+def caption_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("captions ")]
+
+
+async def publish_speech(
+    tessera: RunningServer, room: str, tmp_path: Path, user: str
+) -> tuple[ConferenceClient, Any, SpeechTrack]:
+    track = SpeechTrack(synthesise(SENTENCE, tmp_path / "sentence.wav"))
+    client = ConferenceClient()
+    await client.join(tessera.token(room=room, user=user))
+    publication = await client.publish(audio=track)
+    await publication.wait_ready()
+    return client, publication, track
+
+
+async def test_speech_becomes_caption_events_and_webvtt(
+    tessera: RunningServer, tmp_path: Path
+) -> None:
+    status, room = await api(
+        tessera,
+        "POST",
+        "/v1/rooms",
+        {"name": "captioned", "options": {"views": [], "captions": {"enabled": True}}},
+    )
+    assert status == 200, room
+    assert room["captions"] == {"enabled": True, "language": "en-US"}
+    room_id = room["_id"]
+    viewer = ConferenceClient()
+    await viewer.join(tessera.token(room=room_id, user="viewer"))
+    events: list[tuple[float, dict[str, Any]]] = []
+    viewer.on("caption", lambda data: events.append((time.monotonic(), data)))
+
+    speaker, publication, track = await publish_speech(tessera, room_id, tmp_path, "ada")
+    status, rec = await api(
+        tessera,
+        "POST",
+        f"/v1/rooms/{room_id}/recordings",
+        {"container": "mkv", "media": {"audio": {"from": publication.id}}},
+    )
+    assert status == 200, rec
+    recording_started = time.monotonic()
+    track.speak()
+
+    def final_words() -> list[str]:
+        heard = " ".join(
+            data["text"] for _, data in events if data["final"] and data["from"] == publication.id
+        )
+        return matched_words(SENTENCE, heard)
+
+    await eventually(lambda: len(final_words()) >= HALF, timeout=60, what="half the words")
+    spoken_start, spoken_end = track.spoken
+    finals = [data for _, data in events if data["final"]]
+    print(f"said: {SENTENCE!r}; heard: {[data['text'] for data in finals]}")
+    # Each names its speaker; partial captions came while the sentence was spoken.
+    for data in finals:
+        assert data["participant"] == speaker.participant_id and data["user"] == "ada"
+        assert data["language"] == "en-US"
+    partials = [data for _, data in events if not data["final"]]
+    assert partials and all(p["id"] in {f["id"] for f in finals} for p in partials)
+    # Within 3 s of being spoken: the captions' times are the speech's.
+    first, last = finals[0], finals[-1]
+    assert abs(monotonic_of(first["start"]) - spoken_start) <= WITHIN, (first, spoken_start)
+    assert abs(monotonic_of(last["end"]) - spoken_end) <= WITHIN, (last, spoken_end)
+    # And they reached the clients while people still listen: an event (partial or final)
+    # held half the sentence's words within 3 s of its end.
+    half_heard = next(
+        at for at, data in events if len(matched_words(SENTENCE, data["text"])) >= HALF
+    )
+    final_at = next(at for at, data in events if data is last)
+    print(
+        f"half the words {half_heard - spoken_end:+.2f} s, the final caption "
+        f"{final_at - spoken_end:+.2f} s from the end of the speech"
+    )
+    assert half_heard - spoken_end <= WITHIN
+
+    # The recording's WebVTT sidecar holds them, on the recording's clock.
+    status, _ = await api(tessera, "DELETE", f"/v1/rooms/{room_id}/recordings/{rec['id']}")
+    assert status == 200
+    vtt_path = Path(rec["storage"]["file"]).with_suffix(".vtt")
+    vtt = vtt_path.read_text()
+    assert vtt.startswith("WEBVTT\n")
+    cues = re.findall(r"(\S+) --> (\S+)\n(.+?)(?:\n\n|\n?$)", vtt, re.S)
+    assert cues, vtt
+    text = " ".join(re.sub(r"<[^>]+>", "", body) for _, _, body in cues)
+    assert len(matched_words(SENTENCE, text)) >= HALF, vtt
+    assert "<v ada>" in vtt
+    start = seconds(cues[0][0])
+    assert abs(start - (spoken_start - recording_started)) <= WITHIN, (vtt, spoken_start)
+    await speaker.leave()
+    await viewer.leave()
+
+
+def seconds(stamp: str) -> float:
+    hours, minutes, secs = stamp.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(secs)
+
+
+async def test_captions_are_off_by_default_and_turn_on_and_off_live(
+    tessera: RunningServer, tmp_path: Path
+) -> None:
+    status, room = await api(
+        tessera, "POST", "/v1/rooms", {"name": "quiet", "options": {"views": []}}
+    )
+    assert status == 200 and "captions" not in room, room
+    room_id = room["_id"]
+    speaker, publication, track = await publish_speech(tessera, room_id, tmp_path, "ben")
+    server_room = tessera.server.rooms[room_id]  # type: ignore[index]
+    # No recogniser runs: the room has no captioner and no caption thread exists.
+    assert server_room.captioner is None and not caption_threads()
+
+    status, body = await api(
+        tessera, "PATCH", f"/v1/rooms/{room_id}", {"options": {"captions": {"enabled": True}}}
+    )
+    assert status == 200 and body["captions"]["enabled"] is True, body
+    captioner = server_room.captioner
+    assert captioner is not None and captioner.inputs == [publication.id]
+    events: list[dict[str, Any]] = []
+    speaker.on("caption", events.append)
+    track.speak()
+    await eventually(lambda: any(e["final"] for e in events), timeout=60, what="a final caption")
+
+    status, body = await api(
+        tessera, "PATCH", f"/v1/rooms/{room_id}", {"options": {"captions": {"enabled": False}}}
+    )
+    assert status == 200 and "captions" not in body, body
+    assert server_room.captioner is None and captioner.closed
+    assert captioner.reason == "captions were turned off"
+    await eventually(lambda: not caption_threads(), what="the caption thread ended")
+    await speaker.leave()
+
+
+@pytest.mark.parametrize(
+    ("captions", "message"),
+    [
+        ({"enabled": True, "language": "fr-FR"}, "captions.language: captions in 'fr-FR'"),
+        ({"enabled": "yes"}, "captions.enabled"),
+        ({"enabled": True, "model": "big"}, "captions.model"),
+        (True, "captions"),
+    ],
+)
+async def test_bad_caption_options_are_refused(
+    tessera: RunningServer, captions: Any, message: str
+) -> None:
+    status, body = await api(
+        tessera, "POST", "/v1/rooms", {"name": "bad", "options": {"captions": captions}}
+    )
+    assert status == 400 and message in body["error"]["message"], body
+    status, room = await api(tessera, "POST", "/v1/rooms", {"name": "good"})
+    status, body = await api(
+        tessera, "PATCH", f"/v1/rooms/{room['_id']}", {"options": {"captions": captions}}
+    )
+    assert status == 400 and message in body["error"]["message"], body
+    status, room = await api(tessera, "GET", f"/v1/rooms/{room['_id']}")
+    assert "captions" not in room
