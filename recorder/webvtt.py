@@ -1,10 +1,12 @@
-"""WebVTT: a recording's captions as a sidecar file, on the recording's own clock (pure)."""
+"""WebVTT: a recording's captions as a sidecar file, on the recording's own clock."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tessera.captions.segmenter import wrap_lines
 
 # Lines of a cue as players show them best (about 42 characters, as broadcasters use).
 LINE_WIDTH = 42
@@ -39,20 +41,6 @@ def _voice(name: str) -> str:
     return escape(" ".join(name.split()))
 
 
-def _lines(text: str, width: int) -> list[str]:
-    lines: list[str] = []
-    line = ""
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    if line:
-        lines.append(line)
-    return lines
-
-
 def to_webvtt(cues: list[Cue], origin: float | None) -> str:
     """The WebVTT file of ``cues`` with times from ``origin`` (the monotonic time of the
     recording's first media; None: nothing recorded yet, every cue at 0).
@@ -64,7 +52,7 @@ def to_webvtt(cues: list[Cue], origin: float | None) -> str:
     for number, cue in enumerate(sorted(cues, key=lambda c: (c.start, c.end)), 1):
         start = 0.0 if origin is None else max(0.0, cue.start - origin)
         end = 0.0 if origin is None else max(start, cue.end - origin)
-        lines = _lines(escape(cue.text), LINE_WIDTH)
+        lines = [escape(line) for line in wrap_lines(cue.text, LINE_WIDTH)]
         if not lines:
             continue
         if cue.speaker.strip():
