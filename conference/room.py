@@ -11,6 +11,7 @@ from tessera.captions.caption import CAPTION_EVENT, Caption
 from tessera.captions.captioner import Captioner
 from tessera.media.mediasource import Stream
 from tessera.mixer.activeaudio import ActiveAudioSelector, ActiveAudioStream
+from tessera.mixer.captionoverlay import CaptionOverlay
 from tessera.mixer.mixedstream import MixedStream
 from tessera.mixer.viewoptions import ViewOptions
 from tessera.recorder.diskreserve import DiskReserveReached, check_reserve
@@ -685,6 +686,12 @@ class Room:
             for recording in self.recordings.values():
                 recording.keep_captions()
             logger.info("captions on (%s)", options.language, extra=self.log_ids)
+        for view in self.views.values():
+            burn_in = self.captioner is not None and view.view.captions and view.has_track("video")
+            if burn_in and view.caption_overlay is None:
+                view.caption_overlay = CaptionOverlay(view.width, view.height)
+            elif not burn_in:
+                view.caption_overlay = None
 
     def caption_heard(self, caption: Caption) -> None:
         """CaptionListener: a speaker's words, to recordings and to every participant
@@ -698,3 +705,7 @@ class Room:
             except Exception:
                 logger.exception("room observer failed", extra=self.log_ids)
         self.notify_all(CAPTION_EVENT, data)
+        for view in self.views.values():
+            overlay = view.caption_overlay
+            if overlay is not None:
+                overlay.show(caption)

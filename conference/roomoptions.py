@@ -25,6 +25,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 from tessera.captions.languages import check_language
@@ -331,6 +332,15 @@ class RoomOptions(_Model):
             if labels.count(label) > 1:
                 raise ValueError(f"duplicate view label {label!r}")
         return views
+
+    @model_validator(mode="after")
+    def _burnt_in_captions_need_captions(self) -> RoomOptions:
+        for index, view in enumerate(self.views):
+            if view.captions and not self.captions.enabled:
+                raise ValueError(
+                    f"views.{index}.captions needs the room's captions on (captions.enabled)"
+                )
+        return self
 
     @field_validator("enable_bandwidth_adaptation")
     @classmethod

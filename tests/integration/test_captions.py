@@ -186,3 +186,40 @@ async def test_bad_caption_options_are_refused(
     assert status == 400 and message in body["error"]["message"], body
     status, room = await api(tessera, "GET", f"/v1/rooms/{room['_id']}")
     assert "captions" not in room
+
+
+def caption_box(frame: Any) -> bool:
+    """Whether a frame shows a caption: a black box with white text in its bottom fifth."""
+    luma = frame.to_ndarray(format="gray")
+    height, width = luma.shape
+    band = luma[int(height * 0.8) :, int(width * 0.3) : int(width * 0.7)]
+    return bool((band < 40).mean() > 0.4 and (band > 200).sum() > 50)
+
+
+async def test_a_view_burns_captions_in_when_it_asks(
+    tessera: RunningServer, tmp_path: Path
+) -> None:
+    view = {
+        "label": "common",
+        "video": {"parameters": {"resolution": {"width": 640, "height": 360}, "framerate": 15}},
+        "captions": True,
+    }
+    options = {"views": [view], "captions": {"enabled": True}}
+    status, room = await api(tessera, "POST", "/v1/rooms", {"name": "burnt", "options": options})
+    assert status == 200 and room["views"][0]["captions"] is True, room
+    room_id = room["_id"]
+    speaker, _, track = await publish_speech(tessera, room_id, tmp_path, "cat")
+    viewer = ConferenceClient()
+    await viewer.join(tessera.token(room=room_id, user="viewer"))
+    subscription = await viewer.subscribe(f"{room_id}-common", audio=False)
+    await subscription.wait_ready()
+    video = subscription.video_track
+    assert not caption_box(await video.recv())  # nobody has spoken yet
+    track.speak()
+
+    async def captioned() -> bool:
+        return caption_box(await video.recv())
+
+    await eventually(captioned, timeout=60, what="a caption in the view's picture")
+    await speaker.leave()
+    await viewer.leave()
