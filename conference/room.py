@@ -704,7 +704,11 @@ class Room:
                 observer(CAPTION_EVENT, data)
             except Exception:
                 logger.exception("room observer failed", extra=self.log_ids)
-        self.notify_all(CAPTION_EVENT, data)
+        for participant in list(self.participants.values()):
+            # A participant who is away gets the final captions when back, not the partial
+            # ones (they would crowd other missed notifications out of its queue).
+            if caption.final or participant.address is not None:
+                participant.notify(CAPTION_EVENT, data)
         for view in self.views.values():
             overlay = view.caption_overlay
             if overlay is not None:
