@@ -83,8 +83,13 @@ class Captioner:
         self._loop = asyncio.get_running_loop()
         self._inputs: dict[str, tuple[ForwardStream, _AudioSink]] = {}
         self._speakers: dict[str, _Speaker] = {}
-        # (stream id, frame or None for "the input ended", arrival) in arrival order.
-        self._queue: queue.Queue[tuple[str, av.AudioFrame | None, float]] = queue.Queue(MAX_BACKLOG)
+        # (stream id, frame, arrival, whether frames right before it were dropped).
+        self._queue: queue.Queue[tuple[str, av.AudioFrame, float, bool]] = queue.Queue(MAX_BACKLOG)
+        self._gaps: set[str] = set()  # inputs whose latest frame was dropped
+        # Inputs removed, and when: the thread lets go of one once it has recognised the
+        # frames queued before then (a dict, not a queue entry: a full queue must not
+        # keep a recogniser and its 90 MB alive).
+        self._gone: dict[str, float] = {}
         self._stop = threading.Event()
         self.dropped = 0  # frames dropped because the thread was behind
         self._dropped_by_input: dict[str, int] = {}
@@ -128,7 +133,10 @@ class Captioner:
         source = stream.frame_source("audio")
         if source is not None:
             source.remove_sink(sink)
-        self._put(stream_id, None)
+        self._dropped_by_input.pop(stream_id, None)
+        self._last_drop_log.pop(stream_id, None)
+        self._gaps.discard(stream_id)
+        self._gone[stream_id] = time.monotonic()
 
     def close(self, reason: str) -> None:
         """Idempotent: every input is let go and the thread ends (without waiting for it)."""
@@ -150,57 +158,65 @@ class Captioner:
     # -- frames in (event loop thread) ------------------------------------
 
     def _submit(self, stream_id: str, frame: av.AudioFrame) -> None:
-        if not self._put(stream_id, frame):
-            self.dropped += 1
-            count = self._dropped_by_input.get(stream_id, 0) + 1
-            self._dropped_by_input[stream_id] = count
-            now = time.monotonic()
-            if now - self._last_drop_log.get(stream_id, -1e9) >= DROP_LOG_INTERVAL:
-                self._last_drop_log[stream_id] = now
-                logger.warning(
-                    "captions fall behind: %d audio frames of this stream dropped so far",
-                    count,
-                    extra={**self.log_ids, "stream": stream_id},
-                )
-
-    def _put(self, stream_id: str, frame: av.AudioFrame | None) -> bool:
+        gap = stream_id in self._gaps
         try:
-            self._queue.put_nowait((stream_id, frame, time.monotonic()))
+            self._queue.put_nowait((stream_id, frame, time.monotonic(), gap))
         except queue.Full:
-            return False
-        return True
+            self._gaps.add(stream_id)
+            self._dropped(stream_id)
+            return
+        if gap:
+            self._gaps.discard(stream_id)
+
+    def _dropped(self, stream_id: str) -> None:
+        self.dropped += 1
+        count = self._dropped_by_input.get(stream_id, 0) + 1
+        self._dropped_by_input[stream_id] = count
+        now = time.monotonic()
+        if now - self._last_drop_log.get(stream_id, -1e9) >= DROP_LOG_INTERVAL:
+            self._last_drop_log[stream_id] = now
+            logger.warning(
+                "captions fall behind: %d audio frames of this stream dropped so far",
+                count,
+                extra={**self.log_ids, "stream": stream_id},
+            )
 
     # -- the caption thread -------------------------------------------------
 
     def _run(self) -> None:
         listening: dict[str, _Listening] = {}
-        dropped_seen: dict[str, int] = {}
         try:
             while not self._stop.is_set():
                 try:
-                    stream_id, frame, arrival = self._queue.get(timeout=0.2)
+                    stream_id, frame, arrival, gap = self._queue.get(timeout=0.2)
                 except queue.Empty:
+                    self._let_go(listening, float("inf"))
                     continue
-                state = listening.get(stream_id)
-                if frame is None:
-                    self._speakers.pop(stream_id, None)
-                    if state is not None:
-                        del listening[stream_id]
-                        self._deliver(state, state.recogniser.flush())
-                    continue
+                # Frames arrive in order: one that came after an input was removed means
+                # every frame of that input has been recognised.
+                self._let_go(listening, arrival)
                 speaker = self._speakers.get(stream_id)
                 if speaker is None:
                     continue
+                state = listening.get(stream_id)
                 if state is None:
                     state = listening[stream_id] = _Listening(speaker, self.language)
-                dropped = self._dropped_by_input.get(stream_id, 0)
-                if dropped != dropped_seen.get(stream_id, 0):
-                    dropped_seen[stream_id] = dropped
-                    # A gap in the audio: what was being said ends here.
+                elif gap:
+                    # Frames were dropped right before this one: what was being said ends.
                     self._deliver(state, state.recogniser.flush())
                 self._deliver(state, self._recognise(state, frame, arrival))
         except Exception:
             logger.exception("the caption thread crashed", extra=self.log_ids)
+
+    def _let_go(self, listening: dict[str, _Listening], horizon: float) -> None:
+        for stream_id, removed_at in list(self._gone.items()):
+            if removed_at < horizon:
+                del self._gone[stream_id]
+                self._speakers.pop(stream_id, None)
+                ended = listening.pop(stream_id, None)
+                if ended is not None:
+                    # What was being said is final now.
+                    self._deliver(ended, ended.recogniser.flush())
 
     def _recognise(self, state: _Listening, frame: av.AudioFrame, arrival: float) -> list[Heard]:
         pcm = b"".join(

@@ -3,15 +3,21 @@ recogniser turns it into caption events and a WebVTT sidecar of the recording.""
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
 import pytest
 
+from tessera.captions.caption import Caption
+from tessera.captions.captioner import MAX_BACKLOG, Captioner
 from tessera.captions.words import matched_words
+from tessera.media.mediasource import FrameSource
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
 from tests.speech import SpeechTrack, espeak_available, synthesise
@@ -223,3 +229,60 @@ async def test_a_view_burns_captions_in_when_it_asks(
     await eventually(captioned, timeout=60, what="a caption in the view's picture")
     await speaker.leave()
     await viewer.leave()
+
+
+class AudioOnlyStream:
+    """What a Captioner takes of a ForwardStream: its id and its decoded audio."""
+
+    def __init__(self, stream_id: str) -> None:
+        self.id = stream_id
+        self.audio = FrameSource("audio")
+
+    def frame_source(self, kind: str) -> FrameSource | None:
+        return self.audio if kind == "audio" else None
+
+
+class Heard:
+    """A room's side of a Captioner: the captions it hears."""
+
+    def __init__(self) -> None:
+        self.captions: list[Caption] = []
+
+    def caption_heard(self, caption: Caption) -> None:
+        self.captions.append(caption)
+
+
+async def test_a_caption_thread_that_falls_behind_drops_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    samples = synthesise(SENTENCE, tmp_path / "sentence.wav")
+    heard = Heard()
+    captioner = Captioner("room", "en-US", heard)
+    stream = AudioOnlyStream("s")
+    captioner.add_input(stream, "p", "ada")  # type: ignore[arg-type]
+    assert stream.audio.sink_count == 1
+    # Ten seconds of audio at once: more than the thread may be behind (3 s).
+    frames = 500
+    padded = np.concatenate([samples, np.zeros(frames * 960 - len(samples), np.int16)])
+    with caplog.at_level(logging.WARNING):
+        for index in range(frames):
+            chunk = padded[index * 960 : (index + 1) * 960]
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = 48000
+            stream.audio.emit(frame)
+    # At most 3 s (and what the thread took meanwhile) went through; the rest was dropped.
+    assert captioner.dropped > frames - 2 * MAX_BACKLOG
+    assert "captions fall behind" in caplog.text
+    # What got through is recognised (the speech starts the audio) ...
+    await eventually(lambda: heard.captions, 60, "a partial caption")
+    assert not any(c.final for c in heard.captions)
+    # ... and is final when the input goes: the thread lets go of its recogniser.
+    captioner.remove_input("s")
+    assert stream.audio.sink_count == 0
+    await eventually(lambda: any(c.final for c in heard.captions), 60, "the final caption")
+    assert not captioner._speakers
+    final = next(c for c in heard.captions if c.final)
+    assert final.user == "ada" and final.participant == "p" and final.stream_id == "s"
+    assert matched_words(SENTENCE, final.text)
+    captioner.close("the test ended")
+    await eventually(lambda: not caption_threads(), what="the caption thread ended")
