@@ -240,7 +240,11 @@ class Captioner:
             )
             if result.final:
                 state.utterance += 1
-            self._loop.call_soon_threadsafe(self._heard, caption)
+            try:
+                self._loop.call_soon_threadsafe(self._heard, caption)
+            except RuntimeError:  # the event loop closed (the process is ending)
+                self._stop.set()
+                return
 
     def _heard(self, caption: Caption) -> None:
         if self.closed:
