@@ -7,8 +7,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from tessera.captions.caption import CAPTION_EVENT, Caption
+from tessera.captions.captioner import Captioner
 from tessera.media.mediasource import Stream
 from tessera.mixer.activeaudio import ActiveAudioSelector, ActiveAudioStream
+from tessera.mixer.captionoverlay import CaptionOverlay
 from tessera.mixer.mixedstream import MixedStream
 from tessera.mixer.viewoptions import ViewOptions
 from tessera.recorder.diskreserve import DiskReserveReached, check_reserve
@@ -96,6 +99,8 @@ class Room:
         self._auto_record_starting = False
         # The room's active audio streams, while its selectActiveAudio option is on.
         self.active_audio: ActiveAudioSelector | None = None
+        # The room's live captions, while its captions option is on.
+        self.captioner: Captioner | None = None
         # Why the room is being closed, from the moment its closing starts (participants
         # are dropped one by one first).
         self.closing: str | None = None
@@ -109,6 +114,7 @@ class Room:
         )
         self._create_views()
         self._apply_active_audio()
+        self._apply_captions()
 
     @property
     def options(self) -> RoomOptions:
@@ -175,6 +181,7 @@ class Room:
         if change.media_changed:
             self._media_changed()
         self._apply_active_audio()
+        self._apply_captions()
         self._apply_auto_record()
         self.per_stream.options_changed()
 
@@ -402,6 +409,8 @@ class Room:
                 self.mix(stream.id, label)
         if self.active_audio is not None:
             self.active_audio.add_input(stream, stream.owner)
+        if self.captioner is not None:
+            self.captioner.add_input(stream, stream.owner, participant.user)
         if self._options.auto_record.composite and self.auto_recording is None and self.views:
             self._start_auto_recording()
         self.per_stream.stream_came(stream)
@@ -468,6 +477,8 @@ class Room:
         )
         if part_of is None:
             self._snapshot_into(recording)
+            if self.captioner is not None:
+                recording.keep_captions()
         recording.start(self.streams)
         self.recordings[recording.id] = recording
         self._context.running["recording", self.service_id] += 1
@@ -618,6 +629,8 @@ class Room:
             view.remove_input(stream_id)
         if self.active_audio is not None:
             self.active_audio.remove_input(stream_id)
+        if self.captioner is not None:
+            self.captioner.remove_input(stream_id)
         del self.streams[stream_id]
         self._output_source_gone(stream_id)
         lost = self._subscriptions_of(stream_id)
@@ -670,8 +683,60 @@ class Room:
         if self.active_audio is not None:
             self.active_audio.close()
             self.active_audio = None
+        if self.captioner is not None:
+            self.captioner.close(f"the room closed: {reason}")
+            self.captioner = None
         for stream in list(self.streams.values()):
             if isinstance(stream, ForwardStream):
                 stream.close()
         self.streams.clear()
         self.views.clear()
+
+    # -- live captions (the captions option) ------------------------------
+
+    def _apply_captions(self) -> None:
+        options = self._options.captions
+        wanted = options.enabled and not self.closed
+        captioner = self.captioner
+        if captioner is not None and (not wanted or captioner.language != options.language):
+            self.captioner = None
+            captioner.close("captions were turned off" if not wanted else "the language changed")
+        if wanted and self.captioner is None:
+            self.captioner = Captioner(self.id, options.language, self)
+            for stream in list(self.streams.values()):
+                if isinstance(stream, ForwardStream):
+                    owner = self.participants.get(stream.owner)
+                    self.captioner.add_input(stream, stream.owner, owner.user if owner else "")
+            for recording in self.recordings.values():
+                # A per-stream recording's files are each a recording part of it: the room's
+                # captions go beside the composite ones (the sidecar places those files).
+                if isinstance(recording, Recording) and recording.part_of is None:
+                    recording.keep_captions()
+            logger.info("captions on (%s)", options.language, extra=self.log_ids)
+        for view in self.views.values():
+            burn_in = self.captioner is not None and view.view.captions and view.has_track("video")
+            if burn_in and view.caption_overlay is None:
+                view.caption_overlay = CaptionOverlay(view.width, view.height)
+            elif not burn_in:
+                view.caption_overlay = None
+
+    def caption_heard(self, caption: Caption) -> None:
+        """CaptionListener: a speaker's words, to recordings and to every participant
+        (whatever ``notifying`` says: a room turns captions on to have them shown)."""
+        if self.closed or self.captioner is None:
+            return
+        data = caption.to_event()
+        for observer in list(self.observers):
+            try:
+                observer(CAPTION_EVENT, data)
+            except Exception:
+                logger.exception("room observer failed", extra=self.log_ids)
+        for participant in list(self.participants.values()):
+            # A participant who is away gets the final captions when back, not the partial
+            # ones (they would crowd other missed notifications out of its queue).
+            if caption.final or participant.address is not None:
+                participant.notify(CAPTION_EVENT, data)
+        for view in self.views.values():
+            overlay = view.caption_overlay
+            if overlay is not None:
+                overlay.show(caption)

@@ -25,8 +25,10 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
+from tessera.captions.languages import check_language
 from tessera.config.validation import describe_validation_error
 from tessera.mixer.viewoptions import AudioFormat, Name, VideoFormat, ViewOptions
 from tessera.mixer.viewoptions import OptionsModel as _Model
@@ -34,6 +36,7 @@ from tessera.mixer.viewoptions import OptionsModel as _Model
 __all__ = [
     "DEFAULT_ROLE_NAMES",
     "AutoRecordOptions",
+    "CaptionOptions",
     "MediaIn",
     "MediaOut",
     "MediaOutVideo",
@@ -284,6 +287,18 @@ class SipOptions(_Model):
         return server
 
 
+class CaptionOptions(_Model):
+    """Tessera's live captions of a room: off by default; the language people speak."""
+
+    enabled: bool = False
+    language: str = "en-US"
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str) -> str:
+        return check_language(language)
+
+
 # --- the room ----------------------------------------------------------------
 
 
@@ -311,6 +326,8 @@ class RoomOptions(_Model):
     # Tessera: record the first view (composite) and/or each forward stream apart
     # (participants) from the first publication until the room empties.
     auto_record: AutoRecordOptions = Field(default_factory=AutoRecordOptions)
+    # Tessera: live captions of every publication's speech (left out of the JSON while off).
+    captions: CaptionOptions = Field(default_factory=CaptionOptions)
 
     @field_validator("roles")
     @classmethod
@@ -336,6 +353,15 @@ class RoomOptions(_Model):
         # `true`/`false`, the form before per-stream recording, records the composite.
         return {"composite": value} if isinstance(value, bool) else value
 
+    @model_validator(mode="after")
+    def _burnt_in_captions_need_captions(self) -> RoomOptions:
+        for index, view in enumerate(self.views):
+            if view.captions and not self.captions.enabled:
+                raise ValueError(
+                    f"views.{index}.captions needs the room's captions on (captions.enabled)"
+                )
+        return self
+
     @field_validator("enable_bandwidth_adaptation")
     @classmethod
     def _no_layers(cls, value: bool) -> bool:
@@ -355,6 +381,8 @@ class RoomOptions(_Model):
             auto = data.get("autoRecord")
             if isinstance(auto, dict) and not auto.get("participants"):
                 data["autoRecord"] = bool(auto.get("composite"))
+            if data.get("captions") == CaptionOptions().model_dump(mode="json", by_alias=True):
+                data.pop("captions", None)
         return data
 
     def to_json(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from tessera.webrtc_agent.forwardstream import ForwardStream
 
 from .audiomix import AudioMix, TalkerSelection, VoiceActivity
 from .audiosink import AUDIO_CHANNELS, AUDIO_SAMPLES, AudioSink
+from .captionoverlay import CaptionOverlay
 from .compositor import InputPicture, VideoCompositor
 from .decorations import Decorations, LabelStyle
 from .layout import Layout, LayoutTemplates, Region
@@ -169,6 +170,8 @@ class MixedStream(Stream):
         self._look = self._look_of(view)
         # Screen shares in the view, first shared first: the view presents the first.
         self._screens: list[str] = []
+        # Set by the room while the view burns its live captions in (the captions option).
+        self.caption_overlay: CaptionOverlay | None = None
         self.closed = False
         self._publish_layout(notify=False)
 
@@ -572,6 +575,8 @@ class MixedStream(Stream):
             )
             # No copy: every output encodes on this thread before the next compose,
             # and the encoders copy what they keep.
+            overlay = self.caption_overlay
+            captioned = overlay is not None and overlay.draw(canvas, time.monotonic())
             frame = av.VideoFrame.from_numpy_buffer(canvas, format="yuv420p")
             self.stats.composite_seconds += time.thread_time() - started
             pts = round(tick * 90000 / self.framerate)
@@ -580,6 +585,8 @@ class MixedStream(Stream):
                     output.encode(frame, pts)
                 except Exception:
                     logger.exception("encoding failed", extra=self.log_ids)
+            if captioned and overlay is not None:
+                overlay.undo(canvas)  # the compositor keeps drawing on what it composed
             self.stats.frames += 1
 
     def _audio_loop(self, stop: threading.Event) -> None:

@@ -342,6 +342,8 @@ class ViewOptions(OptionsModel):
     label: Name = "common"
     audio: ViewAudio = Field(default_factory=ViewAudio)
     video: ViewVideo | None = Field(default_factory=ViewVideo)
+    # Tessera: the room's live captions burnt into the picture (left out of the JSON if off).
+    captions: bool = False
 
     @field_validator("video", mode="before")
     @classmethod
@@ -356,3 +358,16 @@ class ViewOptions(OptionsModel):
     @field_serializer("video")
     def _video_json(self, video: ViewVideo | None) -> ViewVideo | Literal[False]:
         return False if video is None else video
+
+    @model_validator(mode="after")
+    def _captions_need_a_picture(self) -> ViewOptions:
+        if self.captions and self.video is None:
+            raise ValueError("captions: an audio-only view has no picture to burn captions into")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _leave_out_captions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("captions") is False:
+            data.pop("captions")
+        return data

@@ -16,6 +16,7 @@ from .roomoutput import MediaChoice as MediaChoice  # the room service imports i
 from .roomoutput import RoomOutput
 from .sources import TrackSink, audio_source, video_source
 from .timeline import Timeline, room_event
+from .webvtt import CaptionTrack
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ class Recording(RoomOutput):
         # that recording's sidecar, so the file has none of its own.
         self.part_of = part_of
         self._on_media_start = on_media_start
+        # The room's live captions as WebVTT beside the file, once the room has them on.
+        self.captions: CaptionTrack | None = None
+        self.captions_path = directory / f"{recording_id}.vtt"
 
     # -- lifecycle ------------------------------------------------------
 
@@ -266,8 +270,17 @@ class Recording(RoomOutput):
 
     # -- timeline -------------------------------------------------------
 
+    def keep_captions(self) -> None:
+        """The room captions its speech: final captions go to ``<id>.vtt`` (idempotent)."""
+        if self.captions is None:
+            self.captions = CaptionTrack()
+
     def observe(self, event: str, data: Any) -> None:
         """A room event (Room.observers)."""
+        if event == "caption":
+            if self.captions is not None and self.state == "recording":
+                self.captions.add_event(data)
+            return
         translated = room_event(event, data)
         if translated is not None:
             kind, details = translated
@@ -286,6 +299,11 @@ class Recording(RoomOutput):
             self.timeline.write(self.sidecar)
         except OSError as exc:
             logger.warning("cannot write the timeline: %s", exc, extra=self.log_ids)
+        if self.captions is not None:
+            try:
+                self.captions.write(self.captions_path, self.timeline.origin)
+            except OSError as exc:
+                logger.warning("cannot write the captions: %s", exc, extra=self.log_ids)
 
     # -- description ----------------------------------------------------
 

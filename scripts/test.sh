@@ -18,6 +18,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
   [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
   ldconfig -p | grep libfribidi.so.0 >/dev/null || missing+=(libfribidi0)
+  command -v espeak-ng >/dev/null || missing+=(espeak-ng)  # speech for the caption tests
   if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
@@ -33,7 +34,7 @@ echo "== layers (import contracts in pyproject.toml; docs/architecture.md)"
 lint-imports --no-cache --no-logo
 echo "== mypy"
 mypy -p tessera.portal -p tessera.conference -p tessera.cluster -p tessera.webrtc_agent \
-  -p tessera.mixer -p tessera.recorder -p tessera.config -p tessera.media
+  -p tessera.mixer -p tessera.recorder -p tessera.config -p tessera.media -p tessera.captions
 mypy bench
 mypy clients/python/tessera_client
 echo "== pytest"
