@@ -35,6 +35,7 @@ from tessera.conference.requests import (
     JoinResult,
     ParticipantInfo,
     ParticipantRef,
+    PerStreamRecordingRequest,
     PublishRequest,
     RecordingRequest,
     SessionResult,
@@ -103,6 +104,7 @@ ROOM_CALLS = (
     "get_streaming_out",
     "patch_streaming_out",
     "stop_streaming_out",
+    "start_per_stream_recording",
     "list_streaming_ins",
     "get_streaming_in",
     "remove_streaming_in",
@@ -586,6 +588,14 @@ class ClusterRooms(RoomService):
         self, service_id: str, room: str, request: RecordingRequest
     ) -> dict[str, Any]:
         result: dict[str, Any] = await self._room_call("start_recording", service_id, room, request)
+        return result
+
+    async def start_per_stream_recording(
+        self, service_id: str, room: str, request: PerStreamRecordingRequest
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._room_call(
+            "start_per_stream_recording", service_id, room, request
+        )
         return result
 
     async def list_recordings(

@@ -7,11 +7,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from tessera.captions.caption import CAPTION_EVENT, Caption
+from tessera.captions.captioner import Captioner
 from tessera.media.mediasource import Stream
 from tessera.mixer.activeaudio import ActiveAudioSelector, ActiveAudioStream
+from tessera.mixer.captionoverlay import CaptionOverlay
 from tessera.mixer.mixedstream import MixedStream
 from tessera.mixer.viewoptions import ViewOptions
 from tessera.recorder.diskreserve import DiskReserveReached, check_reserve
+from tessera.recorder.perstream import PerStreamRecording
 from tessera.recorder.recording import MediaChoice, Recording
 from tessera.recorder.streamingin import StreamingIn
 from tessera.recorder.streamingout import StreamingOut
@@ -24,6 +28,7 @@ from .context import ConferenceContext
 from .errors import ConferenceError, ErrorCode, forbidden
 from .optionchanges import OptionChange, plan_option_change
 from .participant import Participant
+from .perstreamrecordings import PerStreamRecordings
 from .roomoptions import RoomOptions
 
 logger = logging.getLogger(__name__)
@@ -41,7 +46,7 @@ class RoomParent(Protocol):
         """Whether the service may record (its ``recording`` setting, read now)."""
         ...
 
-    def recording_saved(self, room: Room, recording: Recording) -> None:
+    def recording_saved(self, room: Room, recording: Recording | PerStreamRecording) -> None:
         """A recording started or finished: its record is kept in the store."""
         ...
 
@@ -88,7 +93,8 @@ class Room:
         self.views: dict[str, MixedStream] = {}
         # Called with every participant/stream event (recordings keep timelines).
         self.observers: list[Callable[[str, Any], None]] = []
-        self.recordings: dict[str, Recording] = {}
+        # Files, and per-stream recordings (perstream.py) whose files are among them.
+        self.recordings: dict[str, Recording | PerStreamRecording] = {}
         self.streaming_outs: dict[str, StreamingOut] = {}
         # Outside sources pulled in (REST streaming-ins): forward streams owned by the room.
         self.streaming_ins: dict[str, StreamingIn] = {}
@@ -96,12 +102,22 @@ class Room:
         self._auto_record_starting = False
         # The room's active audio streams, while its selectActiveAudio option is on.
         self.active_audio: ActiveAudioSelector | None = None
+        # The room's live captions, while its captions option is on.
+        self.captioner: Captioner | None = None
         # Why the room is being closed, from the moment its closing starts (participants
         # are dropped one by one first).
         self.closing: str | None = None
         self.closed = False
+        # Each forward stream in its own file (Tessera's perStream, autoRecord.participants).
+        self.per_stream = PerStreamRecordings(
+            self,
+            context,
+            allowed=parent.recording_allowed,
+            save=lambda group: parent.recording_saved(self, group),
+        )
         self._create_views()
         self._apply_active_audio()
+        self._apply_captions()
 
     @property
     def options(self) -> RoomOptions:
@@ -168,7 +184,9 @@ class Room:
         if change.media_changed:
             self._media_changed()
         self._apply_active_audio()
+        self._apply_captions()
         self._apply_auto_record()
+        self.per_stream.options_changed()
 
     def _remove_view(self, label: str) -> None:
         view = self.views.pop(label)
@@ -188,11 +206,11 @@ class Room:
                 self.notify_stream("update", stream.id, {"field": ".", "value": stream.info()})
 
     def _apply_auto_record(self) -> None:
-        if not self._options.auto_record and self.auto_recording is not None:
+        if not self._options.auto_record.composite and self.auto_recording is not None:
             recording, self.auto_recording = self.auto_recording, None
             spawn(recording.stop("autoRecord was turned off"), "stopping a recording")
         elif (
-            self._options.auto_record
+            self._options.auto_record.composite
             and self.auto_recording is None
             and self.views
             and self.forward_stream_count()
@@ -346,6 +364,7 @@ class Room:
         await participant.close(reason)
         self.broadcast("participant", {"action": "leave", "data": participant.id})
         logger.info("participant left: %s", reason, extra={**participant.log_ids, "reason": reason})
+        self.per_stream.participant_left(participant.id)
         if not self.participants:
             await self._parent.room_emptied(self)
 
@@ -393,8 +412,11 @@ class Room:
                 self.mix(stream.id, label)
         if self.active_audio is not None:
             self.active_audio.add_input(stream, stream.owner)
-        if self._options.auto_record and self.auto_recording is None and self.views:
+        if self.captioner is not None:
+            self.captioner.add_input(stream, stream.owner, participant.user)
+        if self._options.auto_record.composite and self.auto_recording is None and self.views:
             self._start_auto_recording()
+        self.per_stream.stream_came(stream)
 
     def _forward_info_changed(self, stream: ForwardStream) -> None:
         # OWT's conference agent sends the whole StreamInfo when a publication's tracks
@@ -424,12 +446,16 @@ class Room:
                 f"(at most {per_service}: [limits] {setting}_per_service)"
             )
 
-    def start_recording(self, container: str, media: MediaChoice) -> Recording:
-        """Start recording; raises ParameterError or MuxerError, keeping nothing."""
+    def start_recording(
+        self, container: str, media: MediaChoice, part_of: PerStreamRecording | None = None
+    ) -> Recording:
+        """Start recording; raises ParameterError or MuxerError, keeping nothing.
+
+        ``part_of``: the file is one of a per-stream recording (whose sidecar places it)."""
         settings = self._context.settings
         self._check_output_limits(
             "recording",
-            len(self.recordings),
+            sum(1 for r in self.recordings.values() if isinstance(r, Recording)),
             settings.recordings_per_room,
             settings.recordings_per_service,
         )
@@ -449,12 +475,19 @@ class Room:
             host=self._context.settings.advertised_host(),
             on_finished=self._recording_finished,
             disk_reserve=settings.recording_disk_reserve,
+            part_of=part_of.id if part_of is not None else None,
+            on_media_start=part_of.media_started if part_of is not None else None,
         )
-        self._snapshot_into(recording)
+        if part_of is None:
+            self._snapshot_into(recording)
+            if self.captioner is not None:
+                recording.keep_captions()
         recording.start(self.streams)
         self.recordings[recording.id] = recording
         self._context.running["recording", self.service_id] += 1
-        self.observers.append(recording.observe)
+        if part_of is None:
+            self.observers.append(recording.observe)
+            self.per_stream.recording_started(recording)
         self._parent.recording_saved(self, recording)
         return recording
 
@@ -532,7 +565,7 @@ class Room:
         finally:
             self._auto_record_starting = False
         wanted = (
-            self._options.auto_record
+            self._options.auto_record.composite
             and self.auto_recording is None
             and self.views
             and self.forward_stream_count()
@@ -559,6 +592,8 @@ class Room:
             self.observers.remove(recording.observe)
         if self.auto_recording is recording:
             self.auto_recording = None
+        if recording.part_of is not None:
+            self.per_stream.file_finished(recording)
 
     # -- mixing ---------------------------------------------------------
 
@@ -597,6 +632,8 @@ class Room:
             view.remove_input(stream_id)
         if self.active_audio is not None:
             self.active_audio.remove_input(stream_id)
+        if self.captioner is not None:
+            self.captioner.remove_input(stream_id)
         del self.streams[stream_id]
         self._output_source_gone(stream_id)
         lost = self._subscriptions_of(stream_id)
@@ -650,6 +687,9 @@ class Room:
         if self.active_audio is not None:
             self.active_audio.close()
             self.active_audio = None
+        if self.captioner is not None:
+            self.captioner.close(f"the room closed: {reason}")
+            self.captioner = None
         for stream in list(self.streams.values()):
             if isinstance(stream, ForwardStream):
                 stream.close()
@@ -658,6 +698,55 @@ class Room:
         self.streaming_ins.clear()
         self.streams.clear()
         self.views.clear()
+
+    # -- live captions (the captions option) ------------------------------
+
+    def _apply_captions(self) -> None:
+        options = self._options.captions
+        wanted = options.enabled and not self.closed
+        captioner = self.captioner
+        if captioner is not None and (not wanted or captioner.language != options.language):
+            self.captioner = None
+            captioner.close("captions were turned off" if not wanted else "the language changed")
+        if wanted and self.captioner is None:
+            self.captioner = Captioner(self.id, options.language, self)
+            for stream in list(self.streams.values()):
+                if isinstance(stream, ForwardStream):
+                    owner = self.participants.get(stream.owner)
+                    self.captioner.add_input(stream, stream.owner, owner.user if owner else "")
+            for recording in self.recordings.values():
+                # A per-stream recording's files are each a recording part of it: the room's
+                # captions go beside the composite ones (the sidecar places those files).
+                if isinstance(recording, Recording) and recording.part_of is None:
+                    recording.keep_captions()
+            logger.info("captions on (%s)", options.language, extra=self.log_ids)
+        for view in self.views.values():
+            burn_in = self.captioner is not None and view.view.captions and view.has_track("video")
+            if burn_in and view.caption_overlay is None:
+                view.caption_overlay = CaptionOverlay(view.width, view.height)
+            elif not burn_in:
+                view.caption_overlay = None
+
+    def caption_heard(self, caption: Caption) -> None:
+        """CaptionListener: a speaker's words, to recordings and to every participant
+        (whatever ``notifying`` says: a room turns captions on to have them shown)."""
+        if self.closed or self.captioner is None:
+            return
+        data = caption.to_event()
+        for observer in list(self.observers):
+            try:
+                observer(CAPTION_EVENT, data)
+            except Exception:
+                logger.exception("room observer failed", extra=self.log_ids)
+        for participant in list(self.participants.values()):
+            # A participant who is away gets the final captions when back, not the partial
+            # ones (they would crowd other missed notifications out of its queue).
+            if caption.final or participant.address is not None:
+                participant.notify(CAPTION_EVENT, data)
+        for view in self.views.values():
+            overlay = view.caption_overlay
+            if overlay is not None:
+                overlay.show(caption)
 
     # -- streaming-ins ----------------------------------------------------
 

@@ -25,14 +25,18 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
+from tessera.captions.languages import check_language
 from tessera.config.validation import describe_validation_error
 from tessera.mixer.viewoptions import AudioFormat, Name, VideoFormat, ViewOptions
 from tessera.mixer.viewoptions import OptionsModel as _Model
 
 __all__ = [
     "DEFAULT_ROLE_NAMES",
+    "AutoRecordOptions",
+    "CaptionOptions",
     "MediaIn",
     "MediaOut",
     "MediaOutVideo",
@@ -254,6 +258,17 @@ class NotifyingOptions(_Model):
     stream_change: bool = True
 
 
+class AutoRecordOptions(_Model):
+    """Tessera's ``autoRecord``: what the room records by itself from its first publication.
+
+    ``true`` is ``{"composite": true}`` (the first view, as before the object form); a key
+    left out is false."""
+
+    composite: bool = False
+    # Each forward stream in its own file, one clock, one sidecar (recorder/perstream.py).
+    participants: bool = False
+
+
 class SipOptions(_Model):
     """OWT's SIP account of a room: refused when it names a server (Tessera has no SIP gateway).
 
@@ -270,6 +285,18 @@ class SipOptions(_Model):
         if server:
             raise ValueError("Tessera has no SIP gateway: a room cannot register with a SIP server")
         return server
+
+
+class CaptionOptions(_Model):
+    """Tessera's live captions of a room: off by default; the language people speak."""
+
+    enabled: bool = False
+    language: str = "en-US"
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str) -> str:
+        return check_language(language)
 
 
 # --- the room ----------------------------------------------------------------
@@ -296,8 +323,11 @@ class RoomOptions(_Model):
     sip: SipOptions | None = None
     # Tessera: a published stream joins every view at once (OWT needs a "mix" request).
     auto_mix: bool = True
-    # Tessera: record the first view from the first publication until the room empties.
-    auto_record: bool = False
+    # Tessera: record the first view (composite) and/or each forward stream apart
+    # (participants) from the first publication until the room empties.
+    auto_record: AutoRecordOptions = Field(default_factory=AutoRecordOptions)
+    # Tessera: live captions of every publication's speech (left out of the JSON while off).
+    captions: CaptionOptions = Field(default_factory=CaptionOptions)
 
     @field_validator("roles")
     @classmethod
@@ -317,6 +347,21 @@ class RoomOptions(_Model):
                 raise ValueError(f"duplicate view label {label!r}")
         return views
 
+    @field_validator("auto_record", mode="before")
+    @classmethod
+    def _auto_record_flag(cls, value: Any) -> Any:
+        # `true`/`false`, the form before per-stream recording, records the composite.
+        return {"composite": value} if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _burnt_in_captions_need_captions(self) -> RoomOptions:
+        for index, view in enumerate(self.views):
+            if view.captions and not self.captions.enabled:
+                raise ValueError(
+                    f"views.{index}.captions needs the room's captions on (captions.enabled)"
+                )
+        return self
+
     @field_validator("enable_bandwidth_adaptation")
     @classmethod
     def _no_layers(cls, value: bool) -> bool:
@@ -332,6 +377,12 @@ class RoomOptions(_Model):
                 data.pop("sip", None)
             # Always false (see the field): left out, as rooms were before it was accepted.
             data.pop("enableBandwidthAdaptation", None)
+            # Without per-stream recording, the flag it has always been.
+            auto = data.get("autoRecord")
+            if isinstance(auto, dict) and not auto.get("participants"):
+                data["autoRecord"] = bool(auto.get("composite"))
+            if data.get("captions") == CaptionOptions().model_dump(mode="json", by_alias=True):
+                data.pop("captions", None)
         return data
 
     def to_json(self) -> dict[str, Any]:

@@ -12,6 +12,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v curl >/dev/null || missing+=(curl)  # the README's examples (test_readme.py)
+  # Name labels in a view (mixer/textrender.py): Latin, Arabic, CJK and colour emoji fonts,
+  # and FriBiDi, which Pillow's libraqm loads for right-to-left text.
+  [ -f /usr/share/fonts/truetype/noto/NotoSans-Regular.ttf ] || missing+=(fonts-noto-core)
+  [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
+  [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
+  ldconfig -p | grep libfribidi.so.0 >/dev/null || missing+=(libfribidi0)
+  command -v espeak-ng >/dev/null || missing+=(espeak-ng)  # speech for the caption tests
   # GStreamer's RTSP server, run by the system Python, is the RTSP source of the
   # streaming-in tests (tests/rtsp_server.py: VP8 and Opus).
   /usr/bin/python3 -c "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0')
@@ -32,7 +39,7 @@ echo "== layers (import contracts in pyproject.toml; docs/architecture.md)"
 lint-imports --no-cache --no-logo
 echo "== mypy"
 mypy -p tessera.portal -p tessera.conference -p tessera.cluster -p tessera.webrtc_agent \
-  -p tessera.mixer -p tessera.recorder -p tessera.config -p tessera.media
+  -p tessera.mixer -p tessera.recorder -p tessera.config -p tessera.media -p tessera.captions
 mypy bench
 mypy clients/python/tessera_client
 echo "== pytest"

@@ -315,7 +315,7 @@ export class ConferenceClient extends EventTarget {
       reconnectionDelayMax: 3000,
       timeout: 10000,
     });
-    for (const name of ["participant", "stream", "progress", "text", "drop"]) {
+    for (const name of ["participant", "stream", "progress", "text", "drop", "caption"]) {
       this.socket.on(name, (data) => this._dispatch(name, data));
     }
     this.socket.on("disconnect", (reason) => this._onDisconnect(reason));
@@ -684,6 +684,7 @@ export class ConferenceClient extends EventTarget {
       else if (name === "stream") this._onStream(data);
       else if (name === "progress") this._onProgress(data);
       else if (name === "text") this._onText(data);
+      else if (name === "caption") this.dispatchEvent(event("caption", data));
       else if (name === "drop") this._onDrop(data);
     } catch (error) {
       // A listener that throws must not stop later notifications.

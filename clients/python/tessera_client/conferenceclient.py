@@ -338,8 +338,8 @@ class ConferenceClient:
     async def next_event(
         self, event: str, predicate: Predicate | None = None, timeout: float = 10.0
     ) -> Any:
-        """The next ``event`` push (``participant``, ``stream``, ``text``, ``progress``, ``drop``)
-        whose data satisfies ``predicate``.
+        """The next ``event`` push (``participant``, ``stream``, ``text``, ``progress``, ``drop``,
+        Tessera's ``caption``) whose data satisfies ``predicate``.
 
         Pushes that arrived earlier and were not consumed yet count too, so a test
         can trigger something first and wait for its notification afterwards.

@@ -14,8 +14,8 @@ from .errors import ClientConnectionError, ClientError, RequestTimeout
 
 logger = logging.getLogger("tessera_client")
 
-#: The server pushes of the Client-Portal protocol.
-PUSH_EVENTS = ("participant", "stream", "text", "progress", "drop")
+#: The server pushes of the Client-Portal protocol, and Tessera's ``caption`` (live captions).
+PUSH_EVENTS = ("participant", "stream", "text", "progress", "drop", "caption")
 
 
 class SignalingChannel:
