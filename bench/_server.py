@@ -34,8 +34,13 @@ async def serve(
     log_level: str | None,
     config_file: str | None = None,
     port_file: str | None = None,
+    aiortc_senders: bool = False,
 ) -> None:
-    """Run the server until a termination signal arrives (or, without `port_file`, stdin ends)."""
+    """Run the server until a termination signal arrives (or, without `port_file`, stdin ends).
+
+    `aiortc_senders`: subscribers are sent by aiortc's own sender (packetise, protect and send
+    per subscriber on the loop) instead of the shared fan-out, for bench.fanout's comparison.
+    """
     overrides = {
         "storage.data_dir": data_dir,
         "server.host": "127.0.0.1",
@@ -58,6 +63,7 @@ async def serve(
     await site.start()
     server = app[SERVER_KEY]
     server.port = int(runner.addresses[0][1])
+    server.agent.shared_fanout = not aiortc_senders
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -107,11 +113,16 @@ def main() -> None:
     parser.add_argument("port_file", nargs="?", help="where to write 'port key room_id'")
     parser.add_argument("--data-dir", help="database and state (a temp folder)")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--aiortc-senders",
+        action="store_true",
+        help="send subscribers with aiortc's own sender, not the shared fan-out (comparison)",
+    )
     args = parser.parse_args()
     if args.port_file is None and args.data_dir is None:
         parser.error("give --data-dir DIR, or CONFIG PORT_FILE")
     log_level = args.log_level or (None if args.config else "WARNING")
-    asyncio.run(serve(args.data_dir, log_level, args.config, args.port_file))
+    asyncio.run(serve(args.data_dir, log_level, args.config, args.port_file, args.aiortc_senders))
 
 
 if __name__ == "__main__":

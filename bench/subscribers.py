@@ -69,6 +69,7 @@ class SubscriberBenchConfig:
     connect_timeout: float = 30.0
     server_cpus: frozenset[int] | None = None  # pin the server process to these CPUs
     full_receivers: bool = False  # decrypt and reassemble (aiortc's receive path) in the clients
+    aiortc_senders: bool = False  # the server sends with aiortc's sender, not the shared fan-out
 
 
 QUICK_SUBSCRIBERS = SubscriberBenchConfig(steps=(0, 1, 2), window=2.0, settle=1.0)
@@ -249,9 +250,16 @@ class ServerProcess:
 
     @classmethod
     async def start(
-        cls, data_dir: Path, timeout: float = 60.0, cpus: set[int] | None = None
+        cls,
+        data_dir: Path,
+        timeout: float = 60.0,
+        cpus: set[int] | None = None,
+        aiortc_senders: bool = False,
     ) -> ServerProcess:
-        """Start the server and wait for its ready line; `cpus` pins it (and all its threads)."""
+        """Start the server and wait for its ready line; `cpus` pins it (and all its threads).
+
+        `aiortc_senders`: its subscribers are sent by aiortc's sender, not the shared fan-out.
+        """
         log = data_dir / "server.log"
 
         def pin() -> None:
@@ -268,6 +276,7 @@ class ServerProcess:
                 str(data_dir),
                 "--log-level",
                 "WARNING",
+                *(["--aiortc-senders"] if aiortc_senders else []),
                 cwd=ROOT,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -460,7 +469,9 @@ async def run_subscriber_bench(config: SubscriberBenchConfig) -> SubscriberFigur
     clients: list[TappedClient] = []
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
         cpus = set(config.server_cpus) if config.server_cpus is not None else None
-        server = await ServerProcess.start(Path(tmp), cpus=cpus)
+        server = await ServerProcess.start(
+            Path(tmp), cpus=cpus, aiortc_senders=config.aiortc_senders
+        )
         publisher = ConferenceClient(request_timeout=config.connect_timeout)
         log: list[str] = []
         try:
