@@ -32,8 +32,12 @@ from .mixer import format_subscribers
 from .report import add_common_arguments, finish, header, pin_clients, server_cpus, verdict
 from .subscribers import SubscriberBenchConfig, SubscriberFigures, run_subscriber_bench
 
-FULL = SubscriberBenchConfig(steps=(0, 1, 10, 100, 300), window=5.0, settle=5.0, batch=10)
-QUICK = SubscriberBenchConfig(steps=(0, 1, 3), window=1.5, settle=0.5, batch=3)
+FULL = SubscriberBenchConfig(
+    steps=(0, 1, 10, 100, 300), window=5.0, settle=5.0, batch=10, batch_receivers=True
+)
+QUICK = SubscriberBenchConfig(
+    steps=(0, 1, 3), window=1.5, settle=0.5, batch=3, batch_receivers=True
+)
 PATHS = ("aiortc", "shared")
 #: At most this much of a core per added subscriber, from 10 subscribers on (shared path).
 TARGET_PERCENT = 0.3
@@ -201,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         print(f"-- {path} senders", flush=True)
         run_config = dataclasses.replace(config, aiortc_senders=path == "aiortc")
-        runs[path] = asyncio.run(run_subscriber_bench(run_config))
+        runs[path] = dataclasses.replace(
+            asyncio.run(run_subscriber_bench(run_config)), target_percent=TARGET_PERCENT
+        )
         lines += ["", f"== {path} senders", *format_subscribers(runs[path]), *summary(runs[path])]
     figures = FanoutFigures(runs, load_before, os.getloadavg())
     compared, ok = comparison(figures)

@@ -36,12 +36,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tessera.conference.tokens import issue_token
 from tessera.media.aiortcext import (
+    ice_datagram_endpoint,
     install_encoded_tap,
     intercept_srtp_packets,
     receiver_started,
 )
 from tessera_client import ConferenceClient
 
+from .batchreceiver import BatchReceiver, CountedSocket
 from .content import MovingVideoTrack
 from .machine import SystemCpu, process_cpu_seconds
 
@@ -70,6 +72,7 @@ class SubscriberBenchConfig:
     server_cpus: frozenset[int] | None = None  # pin the server process to these CPUs
     full_receivers: bool = False  # decrypt and reassemble (aiortc's receive path) in the clients
     aiortc_senders: bool = False  # the server sends with aiortc's sender, not the shared fan-out
+    batch_receivers: bool = False  # header counting on one recvmmsg thread (bench/batchreceiver.py)
 
 
 QUICK_SUBSCRIBERS = SubscriberBenchConfig(steps=(0, 1, 2), window=2.0, settle=1.0)
@@ -198,6 +201,36 @@ class HeaderCountingClient(TappedClient):
         for transceiver in self.pc.getTransceivers():
             if transceiver.receiver.track is track:
                 intercept_srtp_packets(transceiver.receiver, self._count)
+
+    _reader: BatchReceiver | None = None
+    _read_transport: Any = None
+
+    def read_in_batches(self, reader: BatchReceiver) -> None:
+        """From now on its socket is read by `reader` (once its ICE pair is up)."""
+        assert self.pc is not None
+        dtls = self.pc.getTransceivers()[0].receiver.transport
+        endpoint = ice_datagram_endpoint(dtls)
+        if endpoint is None:
+            raise RuntimeError("no nominated UDP pair to read from")
+        transport, protocol = endpoint
+        reader.add(
+            transport,
+            protocol,
+            CountedSocket(self._count_header, protocol, asyncio.get_running_loop()),
+        )
+        self._reader, self._read_transport = reader, transport
+
+    def _count_header(self, payload: int, marker: bool) -> None:
+        # On the reader thread: plain counters (the first frame was counted before).
+        self.bytes += payload
+        if marker:
+            self.frames += 1
+
+    async def leave(self) -> None:
+        if self._reader is not None:
+            self._reader.remove(self._read_transport)
+            self._reader = None
+        await super().leave()
 
     def _count(self, data: bytes) -> None:
         header = 12 + 4 * (data[0] & 0x0F)
@@ -361,9 +394,17 @@ async def wait_layout(client: ConferenceClient, stream_id: str, count: int, time
 
 
 async def _connect(
-    server: ServerProcess, stream_id: str, number: int, timeout: float, full: bool
+    server: ServerProcess,
+    stream_id: str,
+    number: int,
+    timeout: float,
+    full: bool,
+    reader: BatchReceiver | None = None,
 ) -> TappedClient:
-    """One subscriber: join, subscribe to the view's video, wait for its first frame."""
+    """One subscriber: join, subscribe to the view's video, wait for its first frame.
+
+    With a `reader` (header counting only), its socket is then read by that thread.
+    """
     kind = TappedClient if full else HeaderCountingClient
     client = kind(request_timeout=timeout)
     try:
@@ -371,6 +412,8 @@ async def _connect(
         subscription = await client.subscribe(stream_id, audio=False)
         await subscription.wait_ready(timeout)
         await asyncio.wait_for(client.first_frame.wait(), timeout)
+        if reader is not None and isinstance(client, HeaderCountingClient):
+            client.read_in_batches(reader)
     except BaseException:
         await leave(client)
         raise
@@ -472,6 +515,7 @@ async def run_subscriber_bench(config: SubscriberBenchConfig) -> SubscriberFigur
         server = await ServerProcess.start(
             Path(tmp), cpus=cpus, aiortc_senders=config.aiortc_senders
         )
+        reader = BatchReceiver() if config.batch_receivers and not config.full_receivers else None
         publisher = ConferenceClient(request_timeout=config.connect_timeout)
         log: list[str] = []
         try:
@@ -489,7 +533,14 @@ async def run_subscriber_bench(config: SubscriberBenchConfig) -> SubscriberFigur
                     numbers = range(len(clients), len(clients) + count)
                     results = await asyncio.gather(
                         *(
-                            _connect(server, view, n, config.connect_timeout, config.full_receivers)
+                            _connect(
+                                server,
+                                view,
+                                n,
+                                config.connect_timeout,
+                                config.full_receivers,
+                                reader,
+                            )
                             for n in numbers
                         ),
                         return_exceptions=True,

@@ -647,6 +647,23 @@ def sender_srtp_key(dtls: RTCDtlsTransport) -> tuple[bytes, int]:
     return key, int(profile.libsrtp_profile)
 
 
+def ice_datagram_endpoint(dtls: RTCDtlsTransport) -> tuple[Any, Any] | None:
+    """The asyncio datagram transport and protocol of the ICE pair `dtls` runs on, if nominated.
+
+    None before ICE has nominated a pair, or when the pair is not a plain UDP
+    socket (a TURN relay).
+    """
+    connection = dtls.transport._connection
+    pair = connection._nominated.get(1)
+    if pair is None or "Turn" in type(pair.protocol).__name__:
+        return None
+    transport = getattr(pair.protocol, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.type != socket.SOCK_DGRAM:
+        return None
+    return transport, pair.protocol
+
+
 def sender_route(dtls: RTCDtlsTransport) -> tuple[socket.socket, tuple[Any, ...]] | None:
     """A duplicate of the UDP socket of the ICE pair `dtls` sends on, and the remote address.
 
@@ -654,16 +671,11 @@ def sender_route(dtls: RTCDtlsTransport) -> tuple[socket.socket, tuple[Any, ...]
     a descriptor number the loop has closed and reused). None when the pair is
     not a plain UDP socket (a TURN relay): then send through aiortc.
     """
-    connection = dtls.transport._connection
-    pair = connection._nominated.get(1)
-    if pair is None:
+    endpoint = ice_datagram_endpoint(dtls)
+    if endpoint is None:
         return None
-    transport = getattr(pair.protocol, "transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None or sock.type != socket.SOCK_DGRAM or not hasattr(pair, "remote_addr"):
-        return None
-    if "Turn" in type(pair.protocol).__name__:
-        return None
+    sock = endpoint[0].get_extra_info("socket")
+    pair = dtls.transport._connection._nominated[1]
     duplicate = socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno()))
     return duplicate, tuple(pair.remote_addr)
 

@@ -52,7 +52,7 @@ AUDIO_STEP = 960
 class OutputFrame:
     """One encoded frame of an output, packetised: the payloads every subscriber shares."""
 
-    __slots__ = ("first_index", "keyframe", "output", "payloads", "timestamp")
+    __slots__ = ("first_index", "keyframe", "octets", "output", "payloads", "timestamp")
 
     def __init__(
         self,
@@ -67,6 +67,7 @@ class OutputFrame:
         self.payloads = payloads
         self.timestamp = timestamp
         self.keyframe = keyframe
+        self.octets = sum(map(len, payloads))
 
 
 class FanoutWorker:
@@ -448,7 +449,7 @@ class SharedRtpTrack(MediaStreamTrack):
         self._last_timestamp = timestamp
         self.delivered += 1
         self.packets_sent += sent
-        self.octets_sent += sum(map(len, payloads))
+        self.octets_sent += frame.octets
         if self._sender is not None:
             aiortcext.report_sent(self._sender, self.packets_sent, self.octets_sent, ntp, timestamp)
 

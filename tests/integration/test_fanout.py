@@ -128,7 +128,21 @@ async def test_subscribers_decode_identical_pictures(tessera: RunningServer) -> 
     assert differing == []
     # Each subscriber has its own SSRC and sequence numbers over the one shared payload.
     sent = [server_track(tessera, s.id) for s in subscriptions]
-    assert sent[0].output is sent[1].output
+    output = sent[0].output
+    assert output is sent[1].output
+    # Both receivers' reports reach the one output, aggregated there.
+    await eventually(lambda: output.receiver_summary()["reports"] == 2, what="two receivers' RRs")
+    # aiortc's own per-sender figures (getStats, RTCP SR) count what the worker sent.
+    for subscription, track in zip(subscriptions, sent, strict=True):
+        sender = next(
+            t.sender
+            for transport in tessera.server.agent.transports.values()
+            if subscription.id in transport.sessions
+            for t in transport.pc.getTransceivers()
+            if t.sender.track is track
+        )
+        stats = [s for s in (await sender.getStats()).values() if s.type == "outbound-rtp"]
+        assert stats[0].packetsSent > 0 and stats[0].packetsSent <= track.packets_sent
     for viewer in [*viewers, publisher]:
         await viewer.leave()
 
