@@ -86,8 +86,8 @@ class BatchReceiver:
     ) -> None:
         """Take over reading `transport`'s socket (event loop thread)."""
         sock = transport.get_extra_info("socket")
-        if sock.family != socket.AF_INET:
-            raise ValueError("the batch receiver reads IPv4 sockets only")
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            raise ValueError(f"the batch receiver reads IP sockets, not family {sock.family}")
         fd = sock.fileno()
         transport.pause_reading()
         with self._lock:
@@ -150,7 +150,11 @@ class BatchReceiver:
             if count < BATCH:
                 return
 
-    def _name(self, i: int) -> tuple[str, int]:
-        raw = bytes(self._ffi.buffer(self._names + i * NAME, 8))
-        host = ".".join(str(b) for b in raw[4:8])
-        return host, int.from_bytes(raw[2:4], "big")
+    def _name(self, i: int) -> tuple[Any, ...]:
+        # struct sockaddr_in / sockaddr_in6 (Linux layout), as asyncio gives aioice the address.
+        raw = bytes(self._ffi.buffer(self._names + i * NAME, 28))
+        port = int.from_bytes(raw[2:4], "big")
+        if int.from_bytes(raw[0:2], "little") == socket.AF_INET6:
+            host = socket.inet_ntop(socket.AF_INET6, raw[8:24])
+            return host, port, int.from_bytes(raw[4:8], "big"), int.from_bytes(raw[24:28], "little")
+        return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
