@@ -57,6 +57,7 @@ async def serve(
     )
     logging.getLogger("aioice").setLevel(logging.WARNING)
     app = create_app(config)
+    app.router.add_get("/bench/rtp-sent", _rtp_sent)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -99,6 +100,24 @@ async def serve(
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+async def _rtp_sent(request: web.Request) -> web.Response:
+    """RTP packets and payload bytes every sender has sent so far (aiortc's getStats).
+
+    Whichever way subscribers are sent, aiortc's sender counts them (the shared fan-out
+    reports its counts to it), so bench.fanout can read the server's CPU per packet sent.
+    """
+    server = request.app[SERVER_KEY]
+    packets = octets = 0
+    for transport in list(server.agent.transports.values()):
+        for transceiver in transport.pc.getTransceivers():
+            report = await transceiver.sender.getStats()
+            for stats in report.values():
+                if stats.type == "outbound-rtp":
+                    packets += stats.packetsSent
+                    octets += stats.bytesSent
+    return web.json_response({"packets": packets, "octets": octets})
 
 
 def _write_port_file(path: str, text: str) -> None:

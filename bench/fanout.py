@@ -73,6 +73,44 @@ def spans(figures: SubscriberFigures) -> list[tuple[int, int]]:
     return pairs
 
 
+def packets_per_frame(figures: SubscriberFigures) -> float | None:
+    """RTP packets per view frame for one subscriber (the one-subscriber step's)."""
+    one = next((s for s in figures.steps if s.subscribers == 1), None)
+    if one is None or one.view_fps <= 0 or one.packets_per_s <= 0:
+        return None
+    return one.packets_per_s / one.view_fps
+
+
+def packet_costs(figures: FanoutFigures) -> list[str]:
+    """The server's CPU per RTP packet it sent, every cost included (the view's too).
+
+    Unlike the spans above, this holds on a machine whose other processes take the cores:
+    a starved server sends fewer packets and spends less CPU alike. It is an upper bound of
+    the per-subscriber cost: the whole server's CPU divided over the packets it sent.
+    """
+    lines = [
+        "",
+        "   server CPU per RTP packet sent (all of the server's work, the view's included),",
+        "   and that per subscriber at 30 fps (an upper bound of the per-subscriber cost):",
+        f"   {'subscribers':>11}"
+        + "".join(f"{path + ' pkt/s':>16}{'us/pkt':>8}{'%/sub':>7}" for path in figures.runs),
+    ]
+    counts = sorted({s.subscribers for r in figures.runs.values() for s in r.steps} - {0})
+    for count in counts:
+        cells = ""
+        for run in figures.runs.values():
+            step = next((s for s in run.steps if s.subscribers == count), None)
+            ppf = packets_per_frame(run)
+            if step is None or step.packets_per_s <= 0 or ppf is None:
+                cells += f"{'-':>16}{'-':>8}{'-':>7}"
+                continue
+            seconds = step.server_cpu_percent / 100 / step.packets_per_s
+            per_sub = seconds * ppf * 30 * 100
+            cells += f"{step.packets_per_s:>16.0f}{seconds * 1e6:>8.1f}{per_sub:>6.2f}%"
+        lines.append(f"   {count:>11}{cells}")
+    return lines
+
+
 def comparison(figures: FanoutFigures) -> tuple[list[str], bool]:
     """Per-subscriber cost of each span on each path, and whether the shared path met the target."""
     runs = figures.runs
@@ -210,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         lines += ["", f"== {path} senders", *format_subscribers(runs[path]), *summary(runs[path])]
     figures = FanoutFigures(runs, load_before, os.getloadavg())
-    compared, ok = comparison(figures)
-    return finish("fanout", args.json, machine, figures, [*lines, *compared], started, cpus, ok=ok)
+    compared, _ = comparison(figures)
+    lines += [*packet_costs(figures), *compared]
+    return finish("fanout", args.json, machine, figures, lines, started, cpus)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ class SubscriberStep:
     kbps_mean: float  # encoded video received per subscriber
     connect_seconds: float  # to bring this step's new subscribers to their first frame
     view_fps: float = 0.0  # frames the server's view composited per second (its /metrics)
+    packets_per_s: float = 0.0  # RTP packets the server's senders sent per second (all subscribers)
     loop_lag_p99_ms: float = 0.0  # the server's event-loop lag, 99th percentile (its /metrics)
 
 
@@ -347,6 +348,13 @@ class ServerProcess:
         """User + system CPU seconds of the server so far."""
         return process_cpu_seconds(self.pid)
 
+    async def rtp_sent(self) -> int:
+        """RTP packets the server's senders have sent so far (bench._server's count)."""
+        url = f"{self.url}/bench/rtp-sent"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            response.raise_for_status()
+            return int((await response.json())["packets"])
+
     def token(self, user: str, role: str, room: str | None = None) -> str:
         """A join token for `room` (by name; a new name makes an ad-hoc room), default room."""
         return issue_token(
@@ -434,11 +442,13 @@ async def _measure(
     frames0 = [c.frames for c in clients]
     bytes0 = [c.bytes for c in clients]
     frames_before = view_frames(await server.metrics())
+    sent0 = await server.rtp_sent()
     server0, own0, machine0 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
     start = time.monotonic()
     await asyncio.sleep(window)
     elapsed = time.monotonic() - start
     server1, own1, machine1 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
+    sent1 = await server.rtp_sent()
     after = await server.metrics()
     view_fps = (view_frames(after) - frames_before) / elapsed
     fps = [(c.frames - f) / elapsed for c, f in zip(clients, frames0, strict=True)]
@@ -455,6 +465,7 @@ async def _measure(
         connect_seconds=connect_seconds,
         view_fps=view_fps,
         loop_lag_p99_ms=loop_lag_p99_ms(after),
+        packets_per_s=(sent1 - sent0) / elapsed,
     )
 
 
