@@ -170,6 +170,8 @@ class ClusterRooms(RoomService):
         self._refs: dict[ClientAddress, ParticipantRef] = {}
         self._seats: dict[ParticipantRef, Seat] = {}
         self._deliver = client_message_handler(router)
+        # Rooms with recordings stored as running and no live host at the last sweep.
+        self._hostless: set[tuple[str, str]] = set()
 
     async def start(self, *, only_process: bool = False) -> None:
         """Read the ticket secret; never clean up as the only process would (other
@@ -244,6 +246,29 @@ class ClusterRooms(RoomService):
             for service_id in sorted(services):
                 await self._fail_lost_recordings(service_id, room_id, joined_on)
 
+    async def sweep_lost_recordings(self) -> list[tuple[str, str]]:
+        """Mark failed the recordings stored as running whose room no live agent hosts on
+        this sweep and the one before (the portal runs it every lease period, once Redis
+        has settled). They are those of an agent that died with nobody in the room on any
+        portal to notice (``check_agents`` covers rooms with clients here; an agent
+        covers a room placed on it again). Two sweeps in a row, because a room that closes
+        releases its placement a moment before its recordings' stop is stored. Each is
+        marked once whichever portal sweeps first; the (service, room) pairs swept now."""
+        if not isinstance(self.store, RedisStore):
+            return []
+        try:
+            running = await self.store.running_recordings()
+            rooms = {(service_id, room_id) for _, service_id, room_id, _ in running}
+            hostless = {key for key in rooms if await self.placement.agent_of(key[1]) is None}
+        except Exception as exc:  # Redis down: the next sweep looks again
+            logger.warning("lost recordings not swept: %s", exc)
+            return []
+        lost = sorted(hostless & self._hostless)
+        self._hostless = hostless
+        for service_id, room_id in lost:
+            await self._fail_lost_recordings(service_id, room_id, "")
+        return lost
+
     async def _rejoin_token(self, room_id: str, seat: Seat) -> str | None:
         """A single-use join token for the same user, role, service and room (by id), or
         None if none can be issued now (the client is told the reason alone)."""
@@ -272,7 +297,7 @@ class ClusterRooms(RoomService):
             logger.warning(
                 "%d recordings of the room's lost media server marked failed",
                 len(failed),
-                extra={"room": room_id, "agent": agent, "recordings": failed},
+                extra={"room": room_id, "agent": agent or "unknown", "recordings": failed},
             )
 
     # -- routing --------------------------------------------------------------------

@@ -48,6 +48,7 @@ __all__ = [
     "TranscodingVideoParameters",
     "merge_room_options",
     "parse_room_options",
+    "role_names",
 ]
 
 
@@ -355,6 +356,18 @@ def parse_room_options(data: Mapping[str, Any]) -> RoomOptions:
         return RoomOptions.model_validate(dict(data))
     except pydantic.ValidationError as exc:
         raise OptionsError(describe_validation_error(exc)) from None
+
+
+def role_names(stored: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Role names of a stored room's options; the default roles for a room not stored (an
+    ad-hoc room gets the default options) or options that no longer parse."""
+    if stored is None:
+        return DEFAULT_ROLE_NAMES
+    try:
+        options = parse_room_options(stored)
+    except OptionsError:
+        return DEFAULT_ROLE_NAMES
+    return tuple(role.role for role in options.roles)
 
 
 def _deep_merge(base: Any, patch: Any) -> Any:

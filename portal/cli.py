@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import cast
 
-from tessera.conference.roomoptions import DEFAULT_ROLE_NAMES, OptionsError, parse_room_options
+from tessera.conference.roomoptions import role_names
 from tessera.conference.store import (
     ServiceRecord,
     Store,
@@ -114,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--lifetime", type=float, metavar="SECONDS", help="validity (default: tokens.lifetime)"
     )
+    token.add_argument(
+        "--redis",
+        metavar="URL",
+        help="a cluster's Redis, which holds its services (default: the running `cluster up`'s)",
+    )
     service = commands.add_parser("service", help="list, show or create services (tenants)")
     service_commands = service.add_subparsers(dest="service_command", required=True)
     listing = service_commands.add_parser("list", help="print every service id")
@@ -182,6 +187,10 @@ def _serve(args: argparse.Namespace) -> int:
     return status if isinstance(status, int) else 0
 
 
+# A cluster's service, the room's role names and a live portal's (host:port, https).
+_ClusterFacts = tuple[ServiceRecord, tuple[str, ...], tuple[str, bool] | None]
+
+
 def _token(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     for name, value in (("room", args.room), ("user", args.user)):
@@ -191,23 +200,38 @@ def _token(args: argparse.Namespace) -> int:
     if not lifetime > 0:
         raise _CommandError("--lifetime must be a positive number of seconds")
 
-    store = open_for_reading(config.database_path(), config.service)
-    try:
-        service_id = args.service or config.service.id
-        service = store.get_service(service_id)
-        if service is None:
-            raise _CommandError(f"service {service_id!r} does not exist")
-        roles = _roles_of(store, service_id, args.room)
-    finally:
-        store.close()
+    service_id = args.service or config.service.id
+    running = running_server(config.data_dir(), config.database_path())
+    portal: tuple[str, bool] | None = None
+    redis_url = args.redis or (running.redis if running is not None else "")
+    if redis_url:
+        # A cluster keeps its services in Redis, not in this machine's database.
+        commands = importlib.import_module("tessera.portal.clustercommands")
+        read = cast(Callable[[str, str, str], _ClusterFacts], commands.token_facts)
+        try:
+            service, roles, portal = read(redis_url, service_id, args.room)
+        except commands.CommandError as exc:
+            raise _CommandError(str(exc)) from None
+    else:
+        store = open_for_reading(config.database_path(), config.service)
+        try:
+            found = store.get_service(service_id)
+            if found is None:
+                raise _CommandError(f"service {service_id!r} does not exist")
+            service = found
+            roles = _roles_of(store, service_id, args.room)
+        finally:
+            store.close()
 
     if args.role not in roles:
         raise _CommandError(f"role {args.role!r} is not one of {', '.join(roles)}")
     # The token names the server that runs on this data directory, on whatever port it
-    # listens; with none running, the configuration's, and stderr says so.
-    running = running_server(config.data_dir(), config.database_path())
+    # listens (for a cluster, a live portal); with none running, the configuration's, and
+    # stderr says so.
     if running is not None:
         host, secure = running.host, running.secure
+    elif portal is not None:
+        host, secure = portal
     else:
         host, secure = config.advertised_host(), config.server.secure
         scheme = "https" if secure else "http"
@@ -274,13 +298,7 @@ def _service(args: argparse.Namespace) -> int:
 def _roles_of(store: Store, service_id: str, room: str) -> tuple[str, ...]:
     """Role names of the stored room named by id or name; the default roles otherwise."""
     record = store.get_room(service_id, room) or store.find_room_by_name(service_id, room)
-    if record is None:
-        return DEFAULT_ROLE_NAMES  # an ad-hoc room gets the default options
-    try:
-        options = parse_room_options(record.options)
-    except OptionsError:
-        return DEFAULT_ROLE_NAMES
-    return tuple(role.role for role in options.roles)
+    return role_names(record.options if record is not None else None)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,15 @@ from redis.exceptions import RedisError
 
 from tessera.cluster.bus import Bus, BusError
 from tessera.cluster.launcher import ClusterLauncher, ClusterPlan
+from tessera.cluster.nodes import live_nodes
+from tessera.cluster.redisstore import RedisStore
 from tessera.cluster.status import format_status, read_status
+from tessera.conference.records import ServiceRecord, StoreUnavailable
+from tessera.conference.roomoptions import role_names
 
 from . import logs
 from .config import Config, load_config
+from .serverrecord import ServerRecord, record_path, remove_record, write_record
 
 EXIT_USAGE = 2
 
@@ -127,7 +132,60 @@ def _up(args: argparse.Namespace) -> int:
         config=args.config,
     )
     logs.configure_logging(config.log.level, config.log.format)
+    # `tessera token` on this machine finds the cluster (its first portal, and the Redis
+    # that holds the services) while it runs, as it finds a running `tessera serve`.
+    portal = load_config(
+        args.config, overrides={"server.host": args.host, "server.port": args.port}
+    )
+    record = ServerRecord(
+        host=portal.advertised_host(),
+        secure=portal.server.secure,
+        pid=os.getpid(),
+        database=str(config.database_path()),
+        redis=plan.url,
+    )
+    where = record_path(config.data_dir())
+    write_record(where, record)
     try:
         return asyncio.run(ClusterLauncher(plan).run())
     except KeyboardInterrupt:
         return 130
+    finally:
+        remove_record(where, record.pid)
+
+
+def token_facts(
+    url: str, service_id: str, room: str
+) -> tuple[ServiceRecord, tuple[str, ...], tuple[str, bool] | None]:
+    """For ``tessera token`` against a cluster: the service as the cluster's Redis holds
+    it, the role names of the room (by id or name; the defaults for an ad-hoc one) and a
+    live portal's ``(host:port, https)`` (None when no portal runs)."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise CommandError(f"--redis must be a redis://, rediss:// or unix:// URL, not {url!r}")
+    return asyncio.run(_token_facts(url, service_id, room))
+
+
+async def _token_facts(
+    url: str, service_id: str, room: str
+) -> tuple[ServiceRecord, tuple[str, ...], tuple[str, bool] | None]:
+    redis = aioredis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    try:
+        store = RedisStore(redis)
+        service = await store.get_service(service_id)
+        if service is None:
+            raise CommandError(f"service {service_id!r} does not exist in the cluster at {url}")
+        record = await store.get_room(service_id, room)
+        if record is None:
+            named = await store.find_rooms_by_name(service_id, room, limit=1)
+            record = named[0] if named else None
+        roles = role_names(record.options if record is not None else None)
+        portals = [n.url for n in await live_nodes(redis) if n.role == "portal" and n.url]
+    except (RedisError, OSError, StoreUnavailable) as exc:
+        raise CommandError(f"cannot read the cluster at {url}: {exc}") from None
+    finally:
+        await redis.aclose()
+    portal = None
+    if portals:
+        scheme, _, host = portals[0].partition("://")
+        portal = (host.rstrip("/"), scheme == "https")
+    return service, roles, portal

@@ -91,9 +91,16 @@ async def _serve_portal(config: Config, redis_url: str, node_id: str | None) -> 
         store, lambda: conference.context.ticket_secret, service=config.service, node=bus.node_id
     )
 
+    last_sweep = time.monotonic()
+
     async def after_renew() -> None:
+        nonlocal last_sweep
         await restore.restore()
-        await conference.check_agents(settled=lease.settled())
+        settled = lease.settled()
+        await conference.check_agents(settled=settled)
+        if settled and time.monotonic() - last_sweep >= config.cluster.lease:
+            last_sweep = time.monotonic()
+            await conference.sweep_lost_recordings()
 
     lease = NodeLease(
         bus.redis,

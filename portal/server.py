@@ -51,6 +51,8 @@ from .rest import RestContext, setup_rest
 from .serverrecord import ServerRecord, record_path, remove_record, write_record
 from .startupfailure import explain_listen_failure, explain_storage_failure
 from .webapp import setup_web
+from .whip import FRONT_END as WHIP_FRONT_END
+from .whip import WhipGateway
 
 logger = logging.getLogger(__name__)
 # Seconds clients get to close their connections after `drop` on shutdown.
@@ -156,6 +158,8 @@ class Server:
         )  # the peer model's endpoint
         self.router.register(portal.FRONT_END, self.portal)
         self.router.register(roompeer.FRONT_END, self.peers.room_peer)
+        self.whip = WhipGateway(self.conference, config)  # WHIP ingest and WHEP playback
+        self.router.register(WHIP_FRONT_END, self.whip)
         self.loop_lag = LoopLagMonitor()
         self.heap = HeapReclaimer(release=[release_caches])
         # Without this the process never shrinks (see HeapReclaimer for why not right now).
@@ -221,6 +225,7 @@ class Server:
         """Close the front ends, then every room and transport, then the store."""
         self.closing = True
         await self.peers.close()
+        await self.whip.close()
         await self.conference.close()
         self.heap.close()
         if self.conference_store is not None:
@@ -253,6 +258,7 @@ def create_app(
         RestContext(server.conference, server.default_service.id, server.peers.close_service),
     )
     server.peers.add_routes(app)
+    server.whip.add_routes(app)
     setup_web(app, server.conference, config, server.default_service.id)
     app.router.add_get("/hls/{streaming}/{file}", _hls_file)
     registry = create_registry(

@@ -2,7 +2,8 @@
 
 The server writes ``server.json`` once it listens and removes it when it stops, so that
 ``tessera token`` names the server that actually runs (its port may be another than the
-configuration's default) instead of guessing from the configuration.
+configuration's default) instead of guessing from the configuration. ``tessera cluster
+up`` writes one too, naming its first portal and its Redis (where the services are).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ RECORD_NAME = "server.json"
 @dataclass(frozen=True)
 class ServerRecord:
     """A running server: the ``host:port`` its tokens name, whether it is https, its
-    process id and the database it keeps its services in."""
+    process id and the database it keeps its services in; for a cluster (``tessera
+    cluster up``), the Redis that holds them instead."""
 
     host: str
     secure: bool
     pid: int
     database: str
+    redis: str = ""
 
 
 def record_path(data_dir: Path) -> Path:
@@ -46,7 +49,10 @@ def parse_record(text: str) -> ServerRecord | None:
         return None
     if not isinstance(database, str):
         return None
-    return ServerRecord(host=host, secure=secure, pid=pid, database=database)
+    redis = data.get("redis", "")
+    if not isinstance(redis, str):
+        return None
+    return ServerRecord(host=host, secure=secure, pid=pid, database=database, redis=redis)
 
 
 def write_record(path: Path, record: ServerRecord) -> None:

@@ -47,7 +47,8 @@ const operations = {
   async newPage({ width = 1280, height = 800 }) {
     const context = await browser.newContext({
       viewport: { width, height },
-      permissions: ["camera", "microphone"],
+      // The clipboard: the conference page's "copy invite link" is read back by tests.
+      permissions: ["camera", "microphone", "clipboard-read", "clipboard-write"],
     });
     const page = await context.newPage();
     const id = nextPage++;
@@ -71,6 +72,11 @@ const operations = {
       [request.source, request.arg ?? null],
       { timeout: request.timeoutMs, polling: 100 },
     );
+    return true;
+  },
+  async addInitScript(request) {
+    // Runs before the page's own scripts on every later navigation of this page.
+    await pageOf(request).page.addInitScript(request.source);
     return true;
   },
   async addScript(request) {

@@ -162,6 +162,10 @@ class Page:
         assert rgb is not None
         return rgb
 
+    async def add_init_script(self, source: str) -> None:
+        """Run the JavaScript ``source`` before the page's own scripts on every later load."""
+        await self.browser.call("addInitScript", page=self.id, source=source)
+
     async def add_script(self, url: str) -> None:
         await self.browser.call("addScript", page=self.id, url=url)
 

@@ -95,7 +95,7 @@ async def test_three_pages_meet_in_the_mix(
 
     # The screenshot people see in the README: three participants, the mix large.
     await pages[1].wait_for(f"async () => ({MIXED_FRAMES})() > 60", timeout=15)
-    # (docs/conference-page.png is a copy of one such screenshot.)
+    # (The README's docs/conference-page.png is taken by scripts/screenshots.py.)
     await pages[1].screenshot(artifacts / "conference-three-participants.png")
 
     # Muting the camera: the others see "cam off" and the mix shows the avatar.
@@ -179,13 +179,17 @@ async def test_page_explains_a_refused_camera_and_an_expired_token(
     browser: Browser, tessera: RunningServer
 ) -> None:
     # Camera refused: the page says so, and the person still watches the room.
-    page = await browser.new_page(tessera.url + "/")
-    await page.evaluate(
-        """() => {
-          navigator.mediaDevices.getUserMedia = async () => {
-            throw new DOMException("Permission denied", "NotAllowedError");
-          };
-        }"""
+    # Refused from the start: the device preview asks as soon as the page opens.
+    page = await browser.new_page()
+    await page.add_init_script(
+        """navigator.mediaDevices.getUserMedia = async () => {
+          throw new DOMException("Permission denied", "NotAllowedError");
+        };"""
+    )
+    await page.goto(tessera.url + "/")
+    await page.wait_for("() => !document.getElementById('preview-message').hidden")
+    assert "refused" in await page.evaluate(
+        "() => document.getElementById('preview-message').textContent"
     )
     await page.fill("#name", "Shy")
     await page.click("#join-button")

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from tessera.conference.tokens import issue_token
 from tests.redisserver import free_port, require_redis_server
+from tests.support import rest_call
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "cluster-test-key-of-at-least-32-characters"
@@ -167,6 +168,8 @@ class Cluster:
         ]
         #: Agents a test killed and replaced (their logs are still read).
         self.killed: list[NodeProcess] = []
+        #: The Redis of a cluster from running_cluster().
+        self.redis: RedisProcess | None = None
 
     def start(self) -> None:
         nodes = self.agents + self.portals
@@ -182,6 +185,10 @@ class Cluster:
         for node in self.portals + self.agents:
             if node.proc is not None:
                 node.terminate()
+
+    async def rest(self, portal: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """A REST request to portal ``portal`` (0-based) as the default service."""
+        return await rest_call(self.portals[portal].url, KEY, method, path, body)
 
     def token(self, portal: int, room: str, user: str, role: str = "presenter") -> str:
         """A join token that sends its client to portal ``portal`` (0-based)."""
@@ -254,12 +261,17 @@ class RedisProcess:
 
 
 @contextmanager
-def running_cluster(directory: Path, portals: int, agents: int) -> Iterator[Cluster]:
-    """Redis, ``portals`` portals and ``agents`` agents for a test module; on the way out
-    they stop, and a node that logged an error fails the module."""
+def running_cluster(
+    directory: Path, portals: int, agents: int, **sections: dict[str, Any]
+) -> Iterator[Cluster]:
+    """Redis (``cluster.redis``), ``portals`` portals and ``agents`` agents for a test
+    module, with ``sections`` over the test configuration; on the way out they stop, and a
+    node that logged an error or a traceback fails the module (one a test killed with
+    SIGKILL is not held to it: it died mid-work on purpose)."""
     redis = RedisProcess(directory / "redis")
     redis.start()
-    running = Cluster(directory, redis.url, portals=portals, agents=agents)
+    running = Cluster(directory, redis.url, portals=portals, agents=agents, **sections)
+    running.redis = redis
     try:
         running.start()
         yield running
@@ -267,6 +279,10 @@ def running_cluster(directory: Path, portals: int, agents: int) -> Iterator[Clus
         running.stop()
         redis.kill()
     for node in running.portals + running.agents:
+        if node.proc is not None and node.proc.returncode == -signal.SIGKILL:
+            continue
+        tracebacks = [e for e in node.lines if "exc" in e]
+        assert tracebacks == [], f"{node.name} logged tracebacks: {tracebacks[:3]}"
         assert node.errors() == [], f"{node.name} logged errors: {node.errors()[:3]}"
 
 

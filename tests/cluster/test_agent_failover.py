@@ -18,18 +18,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiortc import MediaStreamTrack
 
 from tessera.cluster.agent import RECORDING_LOST
 from tessera.cluster.nodes import DEFAULT_LEASE
+from tessera.cluster.redisstore import RedisStore
 from tessera.cluster.roomplacement import ROOM_AGENT_PREFIX
 from tessera_client import ConferenceClient, Subscription
 from tests.browser.conftest import browser  # noqa: F401 - the fixture, for the page test
 from tests.browser.harness import Browser
-from tests.cluster.processes import KEY, Cluster, NodeProcess, RedisProcess, write_config
+from tests.cluster.processes import (
+    Cluster,
+    NodeProcess,
+    running_cluster,
+)
 from tests.eventually import eventually
 from tests.integration.test_recording import read_file
 from tests.synthetic import ColorVideoTrack, ToneTrack, close_to, mean_rgb, next_video_frame
@@ -43,40 +47,19 @@ BACK_WITHIN = 10.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    directory: Path = tmp_path_factory.mktemp("failover")
-    redis = RedisProcess(directory / "redis")
-    redis.start()
-    running = Cluster(directory, redis.url, portals=2, agents=3)
     # The default lease (5 s), not the shorter one of the other cluster tests: the figure
     # measured is the one a user gets.
-    write_config(directory, cluster={"request_timeout": 5.0, "lease": DEFAULT_LEASE})
-    try:
-        running.start()
+    directory: Path = tmp_path_factory.mktemp("failover")
+    sections = {"cluster": {"request_timeout": 5.0, "lease": DEFAULT_LEASE}}
+    with running_cluster(directory, portals=2, agents=3, **sections) as running:
         yield running
-    finally:
-        running.stop()
-        redis.kill()
-    for node in running.portals + running.agents:
-        assert node.errors() == [], f"{node.name} logged errors: {node.errors()[:3]}"
-
-
-async def rest(
-    cluster: Cluster, portal: int, method: str, path: str, body: Any = None
-) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with aiohttp.ClientSession() as session:
-        url = cluster.portals[portal].url + path
-        async with session.request(method, url, json=body, headers=headers) as resp:
-            if resp.content_type == "application/json":
-                return resp.status, await resp.json()
-            return resp.status, await resp.text()
 
 
 async def auto_recorded_room(cluster: Cluster) -> str:
     """A stored room that records itself (autoRecord); its id."""
     name = f"failover-{uuid.uuid4().hex[:8]}"
-    status, room = await rest(
-        cluster, 0, "POST", "/v1/rooms", {"name": name, "options": {"autoRecord": True}}
+    status, room = await cluster.rest(
+        0, "POST", "/v1/rooms", {"name": name, "options": {"autoRecord": True}}
     )
     assert status == 200, room
     return str(room["_id"])
@@ -95,7 +78,7 @@ async def agent_of(cluster: Cluster, room_id: str) -> NodeProcess:
 
 
 async def recordings(cluster: Cluster, room_id: str) -> list[dict[str, Any]]:
-    status, listing = await rest(cluster, 1, "GET", f"/v1/rooms/{room_id}/recordings?state=all")
+    status, listing = await cluster.rest(1, "GET", f"/v1/rooms/{room_id}/recordings?state=all")
     assert status == 200, listing
     return list(listing)
 
@@ -130,8 +113,16 @@ def kill_agent(agent: NodeProcess) -> float:
 
 @pytest.fixture
 def replaced(cluster: Cluster) -> Iterator[None]:
-    """After the test, a new agent for each one it killed (the next test kills one too)."""
+    """After the test, a new agent (or portal) for each one it killed (the next test kills
+    one too)."""
     yield
+    for dead in [p for p in cluster.portals if not p.running]:
+        index = cluster.portals.index(dead)
+        fresh = NodeProcess("portal", cluster.config, cluster.redis_url, f"{dead.name}-next")
+        fresh.start()
+        fresh.wait_up()
+        cluster.portals[index] = fresh
+        cluster.killed.append(dead)
     for dead in [a for a in cluster.agents if not a.running]:
         cluster.agents.remove(dead)
         fresh = NodeProcess("agent", cluster.config, cluster.redis_url, f"{dead.name}-next")
@@ -361,3 +352,40 @@ async def test_the_conference_page_says_it_reconnects_and_shows_the_room_again(
     }"""
     await page.wait_for(f"async () => ({frames})() > 10", timeout=30)
     assert not await page.evaluate("() => document.getElementById('conference-screen').hidden")
+
+
+async def test_a_recording_fails_when_its_agent_dies_with_the_portal_of_everyone_in_the_room(
+    cluster: Cluster, replaced: None
+) -> None:
+    """A machine with a portal and an agent is lost at once: no live portal has a client
+    in the room to notice, and nobody places the room again. The surviving portal's sweep
+    marks the recording failed (once), without loading the room anywhere."""
+    room_id = await auto_recorded_room(cluster)
+    alice = ConferenceClient()
+    await alice.join(cluster.token(0, room_id, "alice"))
+    try:
+        publication = await alice.publish(audio=ToneTrack(440), video=ColorVideoTrack(RED))
+        await publication.wait_ready()
+        recording = await running_recording(cluster, room_id, 1.0)
+        dead = await agent_of(cluster, room_id)
+        cluster.portals[0].kill()
+        kill_agent(dead)
+
+        redis = aioredis.Redis.from_url(cluster.redis_url)
+        store = RedisStore(redis)
+        try:
+
+            async def failed() -> bool:
+                found = await store.get_recording("default", recording["id"])
+                assert found is not None
+                info = found[2]
+                assert info["state"] == "failed" and info["reason"] == RECORDING_LOST, info
+                return True
+
+            await eventually(failed, 60, "the lost agent's recording marked failed")
+            assert await redis.get(ROOM_AGENT_PREFIX + room_id) in (None, dead.node_id.encode())
+        finally:
+            await redis.aclose()
+        assert marked_failed(cluster, recording["id"]) == 1
+    finally:
+        await alice.leave()

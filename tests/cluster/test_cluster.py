@@ -13,14 +13,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
 from tessera.cluster.status import format_status, read_status
 from tessera_client import ConferenceClient, PeerClient
 from tests.cluster.processes import (
-    KEY,
     Cluster,
     NodeProcess,
     room_name,
@@ -43,18 +41,6 @@ async def joined(cluster: Cluster, portal: int, room: str, user: str) -> Confere
     client = ConferenceClient()
     await client.join(cluster.token(portal, room, user))
     return client
-
-
-async def rest(
-    cluster: Cluster, portal: int, method: str, path: str, body: Any = None
-) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with aiohttp.ClientSession() as session:
-        url = cluster.portals[portal].url + path
-        async with session.request(method, url, json=body, headers=headers) as resp:
-            if resp.content_type == "application/json":
-                return resp.status, await resp.json()
-            return resp.status, await resp.read()
 
 
 async def cluster_status(cluster: Cluster) -> str:
@@ -116,8 +102,8 @@ async def test_clients_on_two_portals_meet_in_one_room(cluster: Cluster) -> None
     hosted = await hosted_rooms(cluster)
     assert sum(room_id == alice.room_id for rooms in hosted.values() for room_id in rooms) == 1
     for portal in (0, 1):
-        status, participants = await rest(
-            cluster, portal, "GET", f"/v1/rooms/{alice.room_id}/participants"
+        status, participants = await cluster.rest(
+            portal, "GET", f"/v1/rooms/{alice.room_id}/participants"
         )
         assert status == 200
         assert sorted(p["user"] for p in participants) == ["alice", "bob"]
@@ -185,19 +171,19 @@ async def test_relogin_through_another_portal(cluster: Cluster) -> None:
 
 
 async def test_rest_on_any_portal(cluster: Cluster) -> None:
-    status, created = await rest(cluster, 0, "POST", "/v1/rooms", {"name": "stored-" + room_name()})
+    status, created = await cluster.rest(0, "POST", "/v1/rooms", {"name": "stored-" + room_name()})
     assert status == 200, created
     room_id = created["_id"] if "_id" in created else created["id"]
-    status, got = await rest(cluster, 1, "GET", f"/v1/rooms/{room_id}")
+    status, got = await cluster.rest(1, "GET", f"/v1/rooms/{room_id}")
     assert status == 200 and got["name"] == created["name"]
     # Not hosted: answered from the store.
-    status, streams = await rest(cluster, 1, "GET", f"/v1/rooms/{room_id}/streams")
+    status, streams = await cluster.rest(1, "GET", f"/v1/rooms/{room_id}/streams")
     assert (status, streams) == (200, [])
     # Hosted once someone joins through a portal: the other portal's REST reaches it.
     member = await joined(cluster, 0, room_id, "member")
-    status, participants = await rest(cluster, 1, "GET", f"/v1/rooms/{room_id}/participants")
+    status, participants = await cluster.rest(1, "GET", f"/v1/rooms/{room_id}/participants")
     assert status == 200 and [p["user"] for p in participants] == ["member"]
-    status, _ = await rest(cluster, 1, "DELETE", f"/v1/rooms/{room_id}")
+    status, _ = await cluster.rest(1, "DELETE", f"/v1/rooms/{room_id}")
     assert status == 200
     await eventually(
         lambda: member.dropped.is_set(), 20, "the member dropped when its room was deleted"
@@ -249,8 +235,7 @@ async def test_a_process_joining_the_cluster_leaves_running_rooms_alone(cluster:
     publication = await alice.publish(video=ColorVideoTrack(RED))
     await publication.wait_ready()
     view = f"{alice.room_id}-common"
-    status, recording = await rest(
-        cluster,
+    status, recording = await cluster.rest(
         1,
         "POST",
         f"/v1/rooms/{alice.room_id}/recordings",
@@ -268,9 +253,9 @@ async def test_a_process_joining_the_cluster_leaves_running_rooms_alone(cluster:
         bob = await joined(cluster, 1, room, "bob")
         assert bob.room_id == alice.room_id  # the ad-hoc name still names the running room
         path = f"/v1/rooms/{alice.room_id}/recordings/{recording['id']}"
-        status, now = await rest(cluster, 0, "GET", path)
+        status, now = await cluster.rest(0, "GET", path)
         assert (status, now["state"]) == (200, "recording")
-        status, _ = await rest(cluster, 0, "DELETE", path)
+        status, _ = await cluster.rest(0, "DELETE", path)
         assert status == 200
         await bob.leave()
     finally:

@@ -14,9 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tessera.conference.tokens import issue_token
 from tessera_client import ConferenceClient
-from tests.cluster.processes import KEY, ROOT, write_config
+from tests.cluster.processes import ROOT, write_config
 from tests.eventually import eventually
 from tests.redisserver import free_port, require_redis_server
 
@@ -68,7 +67,8 @@ def alive(pid: int) -> bool:
 
 async def test_cluster_up_status_join_and_stop(tmp_path: Path) -> None:
     require_redis_server()
-    config = write_config(tmp_path)
+    # No [service] key: the cluster generates one in Redis, as for a user who sets none.
+    config = write_config(tmp_path, service={"key": ""})
     redis_url = f"redis://127.0.0.1:{free_port()}/0"
     port = free_port()
     launcher = subprocess.Popen(
@@ -114,19 +114,30 @@ async def test_cluster_up_status_join_and_stop(tmp_path: Path) -> None:
         table = tessera("cluster", "status", "--redis", redis_url)
         assert table.returncode == 0 and table.stdout.startswith("1 portal(s), 2 agent(s)")
 
-        token = issue_token(
-            service_id="default",
-            key=KEY,
-            room="up",
-            user="alice",
-            role="presenter",
-            host=f"127.0.0.1:{port}",
-            secure=False,
-            lifetime=60,
+        # `tessera token` finds the running cluster (its record in the data directory):
+        # the key from Redis, the portal's address.
+        issued = tessera(
+            "token", "up", "--user", "alice", "--role", "presenter", "--config", str(config)
         )
-        await client.join(token)
+        assert issued.returncode == 0 and issued.stderr == "", issued.stderr
+        await client.join(issued.stdout.strip())
         assert client.room_id is not None
         await client.leave()
+        # Or names the cluster by its Redis: the address of a live portal.
+        elsewhere = write_config(tmp_path / "elsewhere", service={"key": ""})
+        issued = tessera(
+            "token", "up", "--user", "bob", "--role", "viewer",
+            "--config", str(elsewhere), "--redis", redis_url,
+        )  # fmt: skip
+        assert issued.returncode == 0 and issued.stderr == "", issued.stderr
+        second = ConferenceClient()
+        try:
+            await second.join(issued.stdout.strip())
+            assert second.room_id is not None
+        finally:
+            await second.leave()
+        wrong = tessera("token", "up", "--user", "x", "--role", "nobody", "--redis", redis_url)
+        assert wrong.returncode == 2 and "role 'nobody' is not one of" in wrong.stderr
 
         children = children_of(launcher.pid)
         assert len(children) == 4, children  # redis-server, the portal, two agents
@@ -134,6 +145,7 @@ async def test_cluster_up_status_join_and_stop(tmp_path: Path) -> None:
         code = await asyncio.to_thread(launcher.wait, 60)
         assert code == 0, "\n".join(lines[-20:])
         await eventually(lambda: not any(alive(p) for p in children), 30, "no orphan process")
+        assert not (tmp_path / "server.json").exists()  # the record goes with the cluster
         for reader in readers:
             reader.join(10)
         tracebacks = [line for line in lines if "Traceback" in line or '"exc"' in line]

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 
 from tessera.cluster.status import read_status
 from tessera_client import ConferenceClient
-from tests.cluster.processes import KEY, ROOT, Cluster, room_name, running_cluster
+from tests.cluster.processes import ROOT, Cluster, room_name, running_cluster
 from tests.eventually import eventually
 from tests.synthetic import ColorVideoTrack, ToneTrack
 
@@ -78,15 +78,6 @@ async def joined(cluster: Cluster, portal: int, room: str, user: str) -> Confere
     client = ConferenceClient()
     await client.join(cluster.token(portal, room, user))
     return client
-
-
-async def rest(cluster: Cluster, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(method, cluster.portals[0].url + path, json=body, headers=headers) as resp,
-    ):
-        return resp.status, await resp.json(content_type=None)
 
 
 async def get_text(url: str) -> tuple[int, str]:
@@ -213,7 +204,7 @@ async def test_a_terminated_agent_drains_tells_its_clients_and_finalises_recordi
     cluster: Cluster,
 ) -> None:
     # A stored room: its recordings are listed after it closed (an ad-hoc room's are not).
-    status, created = await rest(cluster, "POST", "/v1/rooms", {"name": room_name()})
+    status, created = await cluster.rest(0, "POST", "/v1/rooms", {"name": room_name()})
     assert status == 200, created
     alice = await joined(cluster, 0, created["id"], "alice")
     bob = await joined(cluster, 1, created["id"], "bob")
@@ -223,11 +214,11 @@ async def test_a_terminated_agent_drains_tells_its_clients_and_finalises_recordi
     await publication.wait_ready()
     media = {"audio": {"from": publication.id}, "video": {"from": publication.id}}
     path = f"/v1/rooms/{alice.room_id}/recordings"
-    status, recording = await rest(cluster, "POST", path, {"media": media})
+    status, recording = await cluster.rest(0, "POST", path, {"media": media})
     assert status == 200, recording
 
     async def recorded() -> bool:
-        status, info = await rest(cluster, "GET", f"{path}/{recording['id']}")
+        status, info = await cluster.rest(0, "GET", f"{path}/{recording['id']}")
         assert status == 200, info
         return float(info.get("duration", 0)) >= 1.0
 
@@ -242,7 +233,7 @@ async def test_a_terminated_agent_drains_tells_its_clients_and_finalises_recordi
             line.get("reason") == "the media server is shutting down" for line in portal.lines
         ), portal.name
     # The recording was finalised (the room is no longer hosted: read from the store).
-    status, info = await rest(cluster, "GET", f"{path}/{recording['id']}")
+    status, info = await cluster.rest(0, "GET", f"{path}/{recording['id']}")
     assert status == 200 and info["state"] == "stopped", info
     assert "reason" not in info, info
     # The recording itself, not its timeline sidecar.

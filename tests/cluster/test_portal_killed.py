@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aiortc import MediaStreamTrack
 
 from tessera.conference.tokens import issue_token
 from tessera_client import ConferenceClient
-from tests.cluster.processes import KEY, Cluster, RedisProcess
+from tests.cluster.processes import KEY, Cluster, running_cluster
 from tests.cluster.tcpproxy import TcpProxy
 from tests.eventually import eventually
 from tests.integration.test_bad_inputs import RawClient
@@ -30,18 +29,8 @@ CAROL_KEEP = 2.0  # seconds the agent keeps a participant whose client is away
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    directory: Path = tmp_path_factory.mktemp("portal-killed")
-    redis = RedisProcess(directory / "redis")
-    redis.start()
-    running = Cluster(directory, redis.url, portals=2, agents=1)
-    try:
-        running.start()
+    with running_cluster(tmp_path_factory.mktemp("portal-killed"), portals=2, agents=1) as running:
         yield running
-    finally:
-        running.stop()
-        redis.kill()
-    for node in running.portals[1:] + running.agents:
-        assert node.errors() == [], f"{node.name} logged errors: {node.errors()[:3]}"
 
 
 def backend(url: str) -> tuple[str, int]:

@@ -27,16 +27,14 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
 from tessera.cluster.roomplacement import RoomPlacement
 from tessera.cluster.status import read_status
 from tessera_client import ClientError, ConferenceClient
-from tests.cluster.processes import KEY, Cluster, RedisProcess
+from tests.cluster.processes import Cluster, running_cluster
 from tests.cluster.test_portal_killed import FrameClock
 from tests.eventually import eventually
 from tests.synthetic import ColorVideoTrack, ToneTrack
@@ -45,36 +43,17 @@ BLUE = (30, 30, 230)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, RedisProcess]]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory: Path = tmp_path_factory.mktemp("redis-restart")
-    redis = RedisProcess(directory / "redis")
-    redis.start()
-    running = Cluster(directory, redis.url, portals=1, agents=1, cluster={"lease": 5.0})
-    try:
-        running.start()
-        yield running, redis
-    finally:
-        running.stop()
-        redis.kill()
-    for node in running.portals + running.agents:
-        tracebacks = [e for e in node.lines if "exc" in e]
-        assert tracebacks == [], f"{node.name} logged tracebacks: {tracebacks[:3]}"
-        assert node.errors() == [], f"{node.name} logged errors: {node.errors()[:3]}"
-
-
-async def rest(cluster: Cluster, method: str, path: str) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(method, cluster.portals[0].url + path, headers=headers) as resp,
-    ):
-        return resp.status, await resp.json(content_type=None)
+    with running_cluster(directory, portals=1, agents=1, cluster={"lease": 5.0}) as running:
+        yield running
 
 
 async def test_a_room_carries_on_through_a_redis_restart(
-    cluster: tuple[Cluster, RedisProcess],
+    cluster: Cluster,
 ) -> None:
-    nodes, redis = cluster
+    nodes, redis = cluster, cluster.redis
+    assert redis is not None
     room = "redis-restart"
     alice = ConferenceClient()
     bob = ConferenceClient()
@@ -98,7 +77,7 @@ async def test_a_room_carries_on_through_a_redis_restart(
         redis.kill()
         down_at = time.monotonic()
         # Requests while Redis is down: a clear error at once, not a hang.
-        status, body = await rest(nodes, "GET", "/v1/rooms")
+        status, body = await nodes.rest(0, "GET", "/v1/rooms")
         assert status == 503, body
         assert "redis" in str(body).lower(), body
         with pytest.raises(ClientError) as refused:

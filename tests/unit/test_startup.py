@@ -24,6 +24,9 @@ def test_record_round_trip_and_what_is_not_a_record(tmp_path: Path) -> None:
     write_record(record_path(tmp_path), record)
     assert running_server(tmp_path, database) == record
     assert running_server(tmp_path, tmp_path / "other.sqlite3") is None  # another store
+    cluster = ServerRecord("127.0.0.1:8080", False, os.getpid(), str(database), "redis://h:1/0")
+    write_record(record_path(tmp_path), cluster)
+    assert running_server(tmp_path, database) == cluster  # `cluster up` names its Redis
     for text in (
         "",
         "{",
@@ -32,6 +35,7 @@ def test_record_round_trip_and_what_is_not_a_record(tmp_path: Path) -> None:
         '{"host": "", "secure": false, "pid": 1, "database": "d"}',
         '{"host": "h:1", "secure": 1, "pid": 1, "database": "d"}',
         '{"host": "h:1", "secure": false, "pid": true, "database": "d"}',
+        '{"host": "h:1", "secure": false, "pid": 1, "database": "d", "redis": 6379}',
     ):
         assert parse_record(text) is None, text
 

@@ -3,7 +3,9 @@
 // Tokens and the moderator actions (layout, recording) come from the server's
 // built-in demo app server (/demo/, see portal/webapp.py). A page opened with
 // `#token=<token>` (from your own app server) skips the form and joins with it.
-import { ConferenceClient, ConferenceError, trackKinds } from "./tessera.js";
+// Before joining, a preview shows the camera and the microphone's level; the media
+// previewed is the media published. `?room=<name>` (an invite link) fills in the room.
+import { ConferenceClient, ConferenceError, REACTIONS, parseSignal } from "./tessera.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -21,6 +23,11 @@ const state = {
   recording: null, // running recording id
   recordingsTimer: null,
   unread: 0,
+  preview: null, // the MediaStream of the device preview, published on join
+  previewStarting: null, // the preview's getUserMedia, while it runs
+  levels: {}, // meter id -> the level it shows (0..1)
+  inviteLink: "",
+  selfViewHidden: false,
 };
 // Tests and curious people can look at the page's state from the console.
 window.tessera = state;
@@ -149,6 +156,7 @@ function enterConference(info) {
   renderParticipants();
   subscribeMixed();
   if (canAudio || canVideo) publishCamera(canAudio, canVideo);
+  else Promise.resolve(state.previewStarting).then(stopPreview); // watching only: camera off
   refreshRecordings();
   state.recordingsTimer = setInterval(refreshRecordings, 5000);
 }
@@ -169,7 +177,10 @@ function leaveConference(message = "") {
   });
   $("mixed-video").srcObject = null;
   $("self-view").srcObject = null;
-  $("self-view").hidden = true;
+  $("self-tile").hidden = true;
+  detachMeter("mic-level");
+  $("reaction-feed").replaceChildren();
+  $("reaction-picker").hidden = true;
   $("chat-log").replaceChildren();
   $("conference-screen").hidden = true;
   $("join-screen").hidden = false;
@@ -177,8 +188,10 @@ function leaveConference(message = "") {
   setPressed($("mic-button"), false, "Mute");
   setPressed($("camera-button"), false, "Stop video");
   setPressed($("screen-button"), false, "Share screen");
+  setPressed($("hand-button"), false, "Raise hand");
   showNotice("");
   showJoinError(message);
+  startPreview();
 }
 
 function wireClient(client) {
@@ -190,9 +203,20 @@ function wireClient(client) {
   });
   client.addEventListener("streamremoved", renderParticipants);
   client.addEventListener("streamupdated", (e) => {
-    if (e.detail.field === "audio.status" || e.detail.field === "video.status") renderParticipants();
+    const field = e.detail.field;
+    if (field === "audio.status" || field === "video.status" || field === "activeInput") renderParticipants();
   });
-  client.addEventListener("text", (e) => addChat(e.detail.from, e.detail.message, e.detail.to));
+  client.addEventListener("text", (e) => {
+    if (isSignal(e.detail.message)) return; // a hand or a reaction: shown by its own event
+    addChat(e.detail.from, e.detail.message, e.detail.to);
+  });
+  client.addEventListener("hand", (e) => {
+    renderParticipants();
+    if (e.detail.raised && e.detail.from !== client.id) {
+      showNotice(`${nameOf(e.detail.from)} raised a hand`, { timeout: 6000 });
+    }
+  });
+  client.addEventListener("reaction", (e) => showReaction(e.detail.from, e.detail.emoji));
   client.addEventListener("reconnecting", () => setConnectionState("Reconnecting…"));
   client.addEventListener("reconnected", () => setConnectionState(""));
   // The room's media server died: the client joins the room again by itself.
@@ -283,10 +307,8 @@ async function publishCamera(audio, video) {
   const client = state.client;
   let media;
   try {
-    media = await navigator.mediaDevices.getUserMedia({
-      audio: audio ? { echoCancellation: true, noiseSuppression: true } : false,
-      video: video ? { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } } : false,
-    });
+    media = await takePreview(audio, video);
+    if (!media) media = await navigator.mediaDevices.getUserMedia(constraints(audio, video));
   } catch (error) {
     showNotice(explainMediaError(error));
     $("mic-button").disabled = true;
@@ -301,8 +323,9 @@ async function publishCamera(audio, video) {
   state.localStream = media;
   if (media.getVideoTracks().length) {
     $("self-view").srcObject = media;
-    $("self-view").hidden = false;
+    $("self-tile").hidden = false;
   }
+  if (media.getAudioTracks().length) attachMeter("mic-level", media);
   try {
     state.camera = await client.publish(media, { source: "camera", attributes: { name: state.user } });
     if ($("start-muted").checked && media.getAudioTracks().length) await toggleMute("audio");
@@ -324,7 +347,7 @@ async function toggleMute(kind) {
     if (kind === "audio") setPressed(button, off, off ? "Unmute" : "Mute");
     else {
       setPressed(button, off, off ? "Start video" : "Stop video");
-      $("self-view").hidden = off;
+      $("self-tile").hidden = off;
     }
   } catch (error) {
     showNotice(`Could not change your ${kind === "audio" ? "microphone" : "camera"}: ${error.message}`, {
@@ -394,11 +417,29 @@ function mediaStateOf(participantId) {
   return result;
 }
 
+/** The participant whose stream the room's mixed view names as its active input, or null. */
+function speakerOf(client) {
+  const mixed = mixedStreamOf(client);
+  const active = mixed && mixed.info ? mixed.info.activeInput : null;
+  // OWT sends the stream id; a selecting stream's update carries {id, volume}.
+  const id = active && typeof active === "object" ? active.id : active;
+  const stream = typeof id === "string" ? client.streams.get(id) : null;
+  return stream && stream.info ? stream.info.owner || null : null;
+}
+
+function nameOf(participantId) {
+  const client = state.client;
+  const participant = client && client.participants.get(participantId);
+  if (client && participantId === client.id) return "You";
+  return participant ? participant.user : "Someone who left";
+}
+
 function renderParticipants() {
   const client = state.client;
   if (!client) return;
   const list = $("participant-list");
   const people = [...client.participants.values()];
+  const speaker = speakerOf(client);
   $("people-count").textContent = String(people.length);
   list.replaceChildren(
     ...people.map((p) => {
@@ -410,9 +451,18 @@ function renderParticipants() {
       avatar.textContent = initials(p.user);
       const who = document.createElement("div");
       who.className = "who";
+      const speaking = p.id === speaker;
+      item.classList.toggle("speaking", speaking);
+      item.dataset.speaking = String(speaking);
       const name = document.createElement("div");
       name.className = "name";
       name.textContent = p.id === client.id ? `${p.user} (you)` : p.user;
+      if (speaking) {
+        const note = document.createElement("span");
+        note.className = "speaking-note";
+        note.textContent = " speaking";
+        name.append(note);
+      }
       const role = document.createElement("div");
       role.className = "role";
       role.textContent = p.role;
@@ -432,6 +482,15 @@ function renderParticipants() {
         const icon = document.createElement("span");
         icon.textContent = "screen";
         icons.append(icon);
+      }
+      if (client.raisedHands.has(p.id)) {
+        const hand = document.createElement("span");
+        hand.className = "hand";
+        hand.textContent = "✋";
+        hand.title = "Hand raised";
+        hand.setAttribute("role", "img");
+        hand.setAttribute("aria-label", "Hand raised");
+        icons.prepend(hand);
       }
       item.append(avatar, who, icons);
       return item;
@@ -478,6 +537,292 @@ async function sendChat(event) {
   } catch (error) {
     showNotice(`Message not sent: ${error.message}`, { timeout: 6000 });
   }
+}
+
+// -- hand raise and reactions (text signals, see tessera.js) -----------------------------
+
+function isSignal(message) {
+  try {
+    return parseSignal(message) !== null;
+  } catch {
+    return true; // a broken signal: tessera.js logged it; it is not chat either
+  }
+}
+
+async function toggleHand() {
+  const client = state.client;
+  if (!client) return;
+  const button = $("hand-button");
+  button.disabled = true;
+  try {
+    if (client.handRaised) await client.lowerHand();
+    else await client.raiseHand();
+    setPressed(button, client.handRaised, client.handRaised ? "Lower hand" : "Raise hand");
+    renderParticipants();
+  } catch (error) {
+    showNotice(`Could not change your hand: ${error.message}`, { timeout: 6000 });
+  } finally {
+    button.disabled = false;
+  }
+}
+
+const REACTION_NAMES = {
+  "👍": "thumbs up",
+  "👏": "applause",
+  "😂": "laughter",
+  "❤️": "love",
+  "🎉": "celebration",
+  "😮": "surprise",
+};
+
+function buildReactionPicker() {
+  const picker = $("reaction-picker");
+  picker.replaceChildren(
+    ...REACTIONS.map((emoji) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "reaction";
+      button.dataset.reaction = emoji;
+      button.textContent = emoji;
+      const label = `React with ${REACTION_NAMES[emoji] || emoji}`;
+      button.title = label;
+      button.setAttribute("aria-label", label);
+      button.addEventListener("click", () => sendReaction(emoji));
+      return button;
+    }),
+  );
+}
+
+function toggleReactionPicker(open = $("reaction-picker").hidden) {
+  $("reaction-picker").hidden = !open;
+  $("react-button").setAttribute("aria-expanded", String(open));
+}
+
+async function sendReaction(emoji) {
+  const client = state.client;
+  toggleReactionPicker(false);
+  if (!client) return;
+  try {
+    await client.sendReaction(emoji);
+    showReaction(client.id, emoji);
+  } catch (error) {
+    showNotice(`Reaction not sent: ${error.message}`, { timeout: 6000 });
+  }
+}
+
+function showReaction(fromId, emoji) {
+  const item = document.createElement("li");
+  item.dataset.from = fromId;
+  const face = document.createElement("span");
+  face.className = "emoji";
+  face.textContent = emoji;
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = nameOf(fromId);
+  item.append(face, who);
+  const feed = $("reaction-feed");
+  feed.append(item);
+  while (feed.children.length > 6) feed.firstElementChild.remove();
+  setTimeout(() => item.remove(), 6000);
+}
+
+// -- invite link ---------------------------------------------------------------------------
+
+/** The page for this room: whoever opens it joins with a fresh token of their own. */
+function inviteLink() {
+  const url = new URL(location.pathname, location.origin);
+  url.searchParams.set("room", state.room);
+  return url.href;
+}
+
+async function copyInvite() {
+  const link = inviteLink();
+  state.inviteLink = link;
+  try {
+    if (!navigator.clipboard) throw new Error("no clipboard on this page (not https)");
+    await navigator.clipboard.writeText(link);
+    showNotice(`Invite link copied: ${link}`, { timeout: 6000 });
+  } catch (error) {
+    // Without the clipboard people copy it from the notice themselves.
+    showNotice(`Copy this invite link: ${link}`, { timeout: 20000 });
+    console.warn(`tessera: invite link not copied: ${error.message}`);
+  }
+}
+
+// -- device preview and level meters --------------------------------------------------------
+
+function constraints(audio, video, { mic = "", camera = "" } = {}) {
+  return {
+    audio: audio ? { echoCancellation: true, noiseSuppression: true, ...(mic ? { deviceId: { exact: mic } } : {}) } : false,
+    video: video
+      ? {
+          width: { ideal: 640 },
+          height: { ideal: 360 },
+          frameRate: { ideal: 30 },
+          ...(camera ? { deviceId: { exact: camera } } : {}),
+        }
+      : false,
+  };
+}
+
+function stopPreview() {
+  const stream = state.preview;
+  state.preview = null;
+  if (stream) for (const track of stream.getTracks()) track.stop();
+  $("preview-video").srcObject = null;
+  detachMeter("preview-level");
+}
+
+/** Start (or restart, with the devices chosen) the preview on the join screen. */
+function startPreview() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    showPreviewMessage("This browser gives the page no camera or microphone (an https address is needed).");
+    return Promise.resolve();
+  }
+  const devices = { camera: $("camera-select").value, mic: $("mic-select").value };
+  const run = (async () => {
+    await state.previewStarting; // one getUserMedia at a time
+    stopPreview();
+    $("preview-placeholder").hidden = false;
+    $("preview-placeholder").textContent = "Starting your camera…";
+    let stream = null;
+    let firstError = null;
+    // Both, else what there is (no camera, or no microphone).
+    for (const [audio, video] of [[true, true], [true, false], [false, true]]) {
+      try {
+        stream = await navigator.mediaDevices.getUserMedia(constraints(audio, video, devices));
+        break;
+      } catch (error) {
+        firstError = firstError || error;
+        if (error && (error.name === "NotAllowedError" || error.name === "SecurityError")) break;
+      }
+    }
+    if (!stream) {
+      $("preview-placeholder").textContent = "No camera";
+      showPreviewMessage(explainMediaError(firstError));
+      return;
+    }
+    state.preview = stream;
+    $("preview-video").srcObject = stream;
+    $("preview-placeholder").hidden = stream.getVideoTracks().length > 0;
+    $("preview-placeholder").textContent = "No camera";
+    attachMeter("preview-level", stream);
+    showPreviewMessage("");
+    await listDevices(stream);
+  })();
+  state.previewStarting = run.catch(() => {});
+  return run;
+}
+
+function showPreviewMessage(text) {
+  $("preview-message").textContent = text;
+  $("preview-message").hidden = !text;
+}
+
+async function listDevices(stream) {
+  let devices;
+  try {
+    devices = await navigator.mediaDevices.enumerateDevices();
+  } catch {
+    return;
+  }
+  const current = {
+    videoinput: stream.getVideoTracks()[0]?.getSettings().deviceId,
+    audioinput: stream.getAudioTracks()[0]?.getSettings().deviceId,
+  };
+  for (const [kind, id, noun] of [
+    ["videoinput", "camera-select", "Camera"],
+    ["audioinput", "mic-select", "Microphone"],
+  ]) {
+    const found = devices.filter((d) => d.kind === kind && d.deviceId);
+    $(id).replaceChildren(
+      ...found.map((d, i) => {
+        const option = document.createElement("option");
+        option.value = d.deviceId;
+        option.textContent = d.label || `${noun} ${i + 1}`;
+        option.selected = d.deviceId === current[kind];
+        return option;
+      }),
+    );
+    $(id).disabled = found.length === 0;
+  }
+}
+
+/**
+ * The previewed media for publishing, trimmed to what the role may send (null without a
+ * preview). The join screen's preview is handed over, not stopped.
+ */
+async function takePreview(audio, video) {
+  await state.previewStarting;
+  const stream = state.preview;
+  if (!stream || stream.getTracks().every((t) => t.readyState === "ended")) return null;
+  state.preview = null;
+  $("preview-video").srcObject = null;
+  detachMeter("preview-level");
+  for (const track of stream.getTracks()) {
+    if ((track.kind === "audio" && !audio) || (track.kind === "video" && !video)) {
+      track.stop();
+      stream.removeTrack(track);
+    }
+  }
+  return stream.getTracks().length ? stream : null;
+}
+
+const meters = new Map(); // meter element id -> {source, analyser, samples}
+let meterTimer = null;
+let audioContext = null;
+
+function attachMeter(id, stream) {
+  detachMeter(id);
+  if (!stream.getAudioTracks().length || typeof AudioContext === "undefined") return;
+  if (!audioContext) {
+    audioContext = new AudioContext();
+    // Browsers start an AudioContext suspended until the page is used: resume on first use.
+    const resume = () => audioContext.resume().catch(() => {});
+    for (const name of ["pointerdown", "keydown"]) document.addEventListener(name, resume, { once: true });
+    resume();
+  }
+  const source = audioContext.createMediaStreamSource(stream);
+  const analyser = audioContext.createAnalyser();
+  analyser.fftSize = 2048;
+  source.connect(analyser);
+  meters.set(id, { source, analyser, samples: new Float32Array(analyser.fftSize) });
+  if (!meterTimer) meterTimer = setInterval(updateMeters, 50);
+}
+
+function detachMeter(id) {
+  const meter = meters.get(id);
+  if (meter) {
+    meter.source.disconnect();
+    meters.delete(id);
+  }
+  state.levels[id] = 0;
+  showLevel(id, 0);
+  if (!meters.size && meterTimer) {
+    clearInterval(meterTimer);
+    meterTimer = null;
+  }
+}
+
+function updateMeters() {
+  for (const [id, meter] of meters) {
+    meter.analyser.getFloatTimeDomainData(meter.samples);
+    let sum = 0;
+    for (const v of meter.samples) sum += v * v;
+    const rms = Math.sqrt(sum / meter.samples.length);
+    // -60 dBFS .. 0 dBFS on the bar; it falls back slowly, as meters do, so a short sound shows.
+    const level = Math.min(1, Math.max(0, (20 * Math.log10(rms || 1e-9) + 60) / 60));
+    const shown = Math.max(level, (state.levels[id] || 0) - 0.03);
+    state.levels[id] = shown;
+    showLevel(id, shown);
+  }
+}
+
+function showLevel(id, level) {
+  const element = $(id);
+  if (!element) return;
+  element.setAttribute("aria-valuenow", String(Math.round(level * 100)));
+  element.querySelector(".bar").style.width = `${Math.round(level * 100)}%`;
 }
 
 // -- layout and recordings (moderators) -----------------------------------------------------
@@ -598,6 +943,21 @@ function start() {
     if (client) await client.leave();
   });
   $("chat-form").addEventListener("submit", sendChat);
+  $("hand-button").addEventListener("click", toggleHand);
+  $("react-button").addEventListener("click", () => toggleReactionPicker());
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !$("reaction-picker").hidden) toggleReactionPicker(false);
+  });
+  $("invite-button").addEventListener("click", copyInvite);
+  $("hide-self-view").addEventListener("click", () => {
+    state.selfViewHidden = !state.selfViewHidden;
+    $("self-view").hidden = state.selfViewHidden;
+    setPressed($("hide-self-view"), state.selfViewHidden, "");
+    $("hide-self-view").textContent = state.selfViewHidden ? "Show self view" : "Hide self view";
+  });
+  $("camera-select").addEventListener("change", startPreview);
+  $("mic-select").addEventListener("change", startPreview);
+  buildReactionPicker();
   for (const tab of document.querySelectorAll(".tab")) {
     tab.addEventListener("click", () => selectTab(tab.dataset.tab));
   }
@@ -611,6 +971,8 @@ function start() {
   });
   // URLSearchParams reads a "+" of the base64 token as a space; a token has no spaces.
   const token = (hash.get("token") || "").replaceAll(" ", "+");
+  if (params.get("room")) $("name").focus(); // an invite: the room is set, the name is next
+  startPreview();
   if (token) {
     history.replaceState(null, "", location.pathname + location.search);
     join({ token, room: params.get("room") || "" });

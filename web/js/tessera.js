@@ -57,6 +57,57 @@ function event(name, detail) {
   return new CustomEvent(name, { detail });
 }
 
+// -- hand raises and reactions (a Tessera extension of `text`, see README "Hand raise and
+// reactions"): the message is one JSON object whose "tessera" key names the signal; OWT
+// clients pass it on and show it as plain text ("text" is for them).
+
+/** The reactions every Tessera client shows. */
+export const REACTIONS = Object.freeze(["👍", "👏", "😂", "❤️", "🎉", "😮"]);
+
+/** The `text` message that raises or lowers the sender's hand. */
+export function encodeHand(raised) {
+  const text = raised ? "raised a hand" : "lowered their hand";
+  return JSON.stringify({ tessera: "hand", raised: Boolean(raised), text });
+}
+
+/** The `text` message of a reaction (one of REACTIONS). */
+export function encodeReaction(emoji) {
+  if (!REACTIONS.includes(emoji)) {
+    throw new ConferenceError(`Unknown reaction ${JSON.stringify(emoji)}: one of ${REACTIONS.join(" ")}`, {
+      code: "signal",
+    });
+  }
+  return JSON.stringify({ tessera: "reaction", emoji, text: `reacted ${emoji}` });
+}
+
+/**
+ * The signal a `text` message carries: {kind: "hand", raised} or {kind: "reaction", emoji};
+ * null for plain text. Throws a ConferenceError naming the problem for a JSON object with a
+ * "tessera" key that is not a signal this version understands.
+ */
+export function parseSignal(message) {
+  if (typeof message !== "string" || !message.trimStart().startsWith("{")) return null;
+  let body;
+  try {
+    body = JSON.parse(message);
+  } catch {
+    return null; // text that happens to start with a brace
+  }
+  if (!body || typeof body !== "object" || Array.isArray(body) || !("tessera" in body)) return null;
+  const fail = (text) => new ConferenceError(text, { code: "signal" });
+  if (body.tessera === "hand") {
+    if (typeof body.raised !== "boolean") throw fail("A hand signal needs 'raised': true or false");
+    return { kind: "hand", raised: body.raised };
+  }
+  if (body.tessera === "reaction") {
+    if (!REACTIONS.includes(body.emoji)) {
+      throw fail(`Unknown reaction ${JSON.stringify(body.emoji ?? null)}: one of ${REACTIONS.join(" ")}`);
+    }
+    return { kind: "reaction", emoji: body.emoji };
+  }
+  throw fail(`Unknown signal ${JSON.stringify(body.tessera ?? null)}: 'hand' or 'reaction'`);
+}
+
 /** Kinds ("audio", "video") a StreamInfo carries. */
 export function trackKinds(stream) {
   return new Set(((stream && stream.media && stream.media.tracks) || []).map((t) => t.type));
@@ -203,6 +254,7 @@ export class Subscription extends Session {
  * Events (CustomEvent, data in `detail`): participantjoined {participant},
  * participantleft {participant}, streamadded {stream}, streamremoved {stream},
  * streamupdated {stream, field, value}, text {from, to, message},
+ * hand {from, raised} and reaction {from, emoji} (after the `text` that carried them),
  * reconnecting {}, reconnected {}, left {reason} (dropped by the server, lost
  * for good, or logout); when the room's media server died: rejoining {reason},
  * then rejoined {reason, publications, subscriptions, failed} (Maps from the old
@@ -236,6 +288,9 @@ export class ConferenceClient extends EventTarget {
     this._offerSent = false;
     this._ticketTimer = null;
     this._reconnecting = false;
+    this.handRaised = false;
+    // Ids of the participants whose hand is up, as their hand signals said.
+    this.raisedHands = new Set();
   }
 
   get id() {
@@ -335,6 +390,24 @@ export class ConferenceClient extends EventTarget {
   /** Send a text message to everyone ("all") or to one participant id. */
   async send(message, to = "all") {
     await this.request("text", { to, message });
+  }
+
+  /** Raise this client's hand; participants who join later are told too while it is up. */
+  async raiseHand() {
+    await this.send(encodeHand(true));
+    this.handRaised = true;
+    if (this.id) this.raisedHands.add(this.id);
+  }
+
+  async lowerHand() {
+    await this.send(encodeHand(false));
+    this.handRaised = false;
+    this.raisedHands.delete(this.id);
+  }
+
+  /** Send a reaction (one of REACTIONS). */
+  async sendReaction(emoji) {
+    await this.send(encodeReaction(emoji));
   }
 
   /** Log out and close everything. */
@@ -610,7 +683,7 @@ export class ConferenceClient extends EventTarget {
       if (name === "participant") this._onParticipant(data);
       else if (name === "stream") this._onStream(data);
       else if (name === "progress") this._onProgress(data);
-      else if (name === "text") this.dispatchEvent(event("text", data));
+      else if (name === "text") this._onText(data);
       else if (name === "drop") this._onDrop(data);
     } catch (error) {
       // A listener that throws must not stop later notifications.
@@ -624,15 +697,40 @@ export class ConferenceClient extends EventTarget {
     this.participants = new Map(info.room.participants.map((p) => [p.id, p]));
     this.streams = new Map(info.room.streams.map((s) => [s.id, s]));
     this._setTicket(info.reconnectionTicket);
+    // A new session (join, or rejoin with new ids): hands are heard afresh.
+    this.raisedHands = new Set(this.handRaised ? [info.id] : []);
+    if (this.handRaised) this.send(encodeHand(true)).catch(() => {});
+  }
+
+  _onText(data) {
+    this.dispatchEvent(event("text", data));
+    if (!data || typeof data.from !== "string") return;
+    let signal;
+    try {
+      signal = parseSignal(data.message);
+    } catch (error) {
+      console.warn(`tessera: ignoring a signal from ${data.from}: ${error.message}`);
+      return;
+    }
+    if (signal && signal.kind === "hand") {
+      if (signal.raised) this.raisedHands.add(data.from);
+      else this.raisedHands.delete(data.from);
+      this.dispatchEvent(event("hand", { from: data.from, raised: signal.raised }));
+    } else if (signal && signal.kind === "reaction") {
+      this.dispatchEvent(event("reaction", { from: data.from, emoji: signal.emoji }));
+    }
   }
 
   _onParticipant(data) {
     if (data.action === "join") {
       this.participants.set(data.data.id, data.data);
+      // Text is not kept for latecomers: tell the newcomer the hand is up.
+      if (this.handRaised) this.send(encodeHand(true), data.data.id).catch(() => {});
       this.dispatchEvent(event("participantjoined", { participant: data.data }));
     } else if (data.action === "leave") {
       const participant = this.participants.get(data.data) || { id: data.data };
       this.participants.delete(data.data);
+      this.raisedHands.delete(data.data);
       this.dispatchEvent(event("participantleft", { participant }));
     }
   }

@@ -22,6 +22,15 @@ from .peer import (
     PortalRoom,
 )
 from .publication import Publication
+from .roomsignals import (
+    REACTIONS,
+    HandSignal,
+    ReactionSignal,
+    SignalError,
+    encode_hand,
+    encode_reaction,
+    parse_signal,
+)
 from .session import Session
 from .streaminfo import apply_stream_update, stream_track_kinds, stream_tracks
 from .subscription import Subscription
@@ -37,11 +46,13 @@ from .tokens import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "REACTIONS",
     "ClientConnectionError",
     "ClientError",
     "ConferenceClient",
     "DataConnection",
     "EventQueue",
+    "HandSignal",
     "MediaCall",
     "MeshRoom",
     "NegotiationError",
@@ -52,15 +63,20 @@ __all__ = [
     "PortalRoom",
     "Publication",
     "RTCIceServer",
+    "ReactionSignal",
     "RequestTimeout",
     "Session",
+    "SignalError",
     "Subscription",
     "__version__",
     "apply_stream_update",
     "decode_ticket",
     "decode_token",
     "encode_b64_json",
+    "encode_hand",
+    "encode_reaction",
     "parse_relogin_reply",
+    "parse_signal",
     "portal_url",
     "stream_track_kinds",
     "stream_tracks",

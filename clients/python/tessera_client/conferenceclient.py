@@ -23,6 +23,14 @@ from .errors import ClientConnectionError, ClientError, RequestTimeout
 from .eventqueue import EventQueue, Predicate
 from .negotiation import PeerNegotiation, codec_preferences, only_codecs
 from .publication import Publication
+from .roomsignals import (
+    HandSignal,
+    ReactionSignal,
+    SignalError,
+    encode_hand,
+    encode_reaction,
+    parse_signal,
+)
 from .roomstate import RoomState
 from .session import Session
 from .signaling import PUSH_EVENTS, SignalingChannel
@@ -111,6 +119,10 @@ class ConferenceClient:
         self.rejoins = 0
         #: Every server push, kept per event name until consumed by :meth:`next_event`.
         self.events = EventQueue()
+        #: Whether this client's hand is raised (see :meth:`raise_hand`).
+        self.hand_raised = False
+        #: Ids of the participants whose hand is up, as their ``hand`` signals said.
+        self.raised_hands: set[str] = set()
 
         # The channel does not reconnect by itself: this client runs its own loop that
         # reconnects and then sends ``relogin``.
@@ -302,6 +314,26 @@ class ConferenceClient:
     async def send_text(self, message: str, to: str = "all") -> None:
         """Send a text message to everyone (``"all"``) or to one participant id."""
         await self.request("text", {"to": to, "message": message}, self.request_timeout)
+
+    async def raise_hand(self) -> None:
+        """Raise this client's hand: everyone gets a ``hand`` signal (see roomsignals.py).
+
+        Participants who join later are told too, while the hand stays up.
+        """
+        await self.send_text(encode_hand(True))
+        self.hand_raised = True
+        if self.participant_id is not None:
+            self.raised_hands.add(self.participant_id)
+
+    async def lower_hand(self) -> None:
+        """Lower this client's hand (everyone gets a ``hand`` signal with ``raised`` false)."""
+        await self.send_text(encode_hand(False))
+        self.hand_raised = False
+        self.raised_hands.discard(self.participant_id or "")
+
+    async def send_reaction(self, emoji: str) -> None:
+        """Send a reaction, one of ``roomsignals.REACTIONS``; ``SignalError`` for another."""
+        await self.send_text(encode_reaction(emoji))
 
     async def next_event(
         self, event: str, predicate: Predicate | None = None, timeout: float = 10.0
@@ -526,6 +558,45 @@ class ConferenceClient:
         except Exception:
             logger.exception("Cannot apply the '%s' push %r", event, data)
         self._notify(event, data)
+        if event == "text":
+            self._apply_signal(data)
+        elif event == "participant":
+            self._hands_after_participant(data)
+
+    def _apply_signal(self, data: Any) -> None:
+        """A ``text`` push carrying a hand raise or a reaction: the ``hand`` / ``reaction``
+        event ``{from, raised}`` / ``{from, emoji}`` (the ``text`` event came first)."""
+        if not isinstance(data, dict) or not isinstance(data.get("from"), str):
+            return
+        sender: str = data["from"]
+        try:
+            signal = parse_signal(data.get("message"))
+        except SignalError as exc:
+            logger.warning("Ignoring a signal from %s: %s", sender, exc)
+            return
+        if isinstance(signal, HandSignal):
+            if signal.raised:
+                self.raised_hands.add(sender)
+            else:
+                self.raised_hands.discard(sender)
+            self._notify("hand", {"from": sender, "raised": signal.raised})
+        elif isinstance(signal, ReactionSignal):
+            self._notify("reaction", {"from": sender, "emoji": signal.emoji})
+
+    def _hands_after_participant(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        if data.get("action") == "leave" and isinstance(data.get("data"), str):
+            self.raised_hands.discard(data["data"])
+        elif data.get("action") == "join" and self.hand_raised:
+            # Text is not kept for latecomers: tell the newcomer the hand is up.
+            newcomer = data.get("data")
+            if isinstance(newcomer, dict) and isinstance(newcomer.get("id"), str):
+                self._spawn(
+                    self._quiet_request(
+                        "text", {"to": newcomer["id"], "message": encode_hand(True)}
+                    )
+                )
 
     def _notify(self, event: str, data: Any) -> None:
         """Queue ``event`` for :meth:`next_event` and call its listeners."""
@@ -543,6 +614,11 @@ class ConferenceClient:
         ticket = info.get("reconnectionTicket")
         self._ticket = ticket if isinstance(ticket, str) else None
         self._logged_in = True
+        # A new session (join, or rejoin with new ids): hands are heard afresh.
+        self.raised_hands = set()
+        if self.hand_raised and self.participant_id is not None:
+            self.raised_hands.add(self.participant_id)
+            self._spawn(self._quiet_request("text", {"to": "all", "message": encode_hand(True)}))
 
     def _apply_stream(self, data: Any) -> None:
         removed = self.room.apply_stream(data)
