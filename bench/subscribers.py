@@ -348,6 +348,12 @@ class ServerProcess:
         """User + system CPU seconds of the server so far."""
         return process_cpu_seconds(self.pid)
 
+    async def reset_loop_lag(self) -> None:
+        """Start the server's loop-lag samples afresh (bench._server)."""
+        url = f"{self.url}/bench/loop-lag-reset"
+        async with aiohttp.ClientSession() as session, session.post(url) as response:
+            response.raise_for_status()
+
     async def rtp_sent(self) -> int:
         """RTP packets the server's senders have sent so far (bench._server's count)."""
         url = f"{self.url}/bench/rtp-sent"
@@ -443,13 +449,15 @@ async def _measure(
     bytes0 = [c.bytes for c in clients]
     frames_before = view_frames(await server.metrics())
     sent0 = await server.rtp_sent()
+    # The lag of this window only (not of connecting this step's subscribers).
+    await server.reset_loop_lag()
     server0, own0, machine0 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
     start = time.monotonic()
     await asyncio.sleep(window)
     elapsed = time.monotonic() - start
     server1, own1, machine1 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
-    sent1 = await server.rtp_sent()
     after = await server.metrics()
+    sent1 = await server.rtp_sent()
     view_fps = (view_frames(after) - frames_before) / elapsed
     fps = [(c.frames - f) / elapsed for c, f in zip(clients, frames0, strict=True)]
     kbps = [(c.bytes - b) * 8 / elapsed / 1000 for c, b in zip(clients, bytes0, strict=True)]
