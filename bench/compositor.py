@@ -22,6 +22,14 @@ compositor (reading the files), per frame.
 
 Target: Tessera no slower than xstack with the same scaling filter
 (median CPU per frame).
+
+Then the picture people expect against today's composite, in the same run:
+the same nine inputs composed (a) as before (OWT's fluid 3x3, letterboxed,
+nothing drawn on top) and (b) as rooms now get them (the gallery, cropped,
+with a name label on every region, one muted mark and the speaker's border),
+each frame then encoded as a view does (VP8 1280x720, the view's default
+settings), in alternating rounds. Target: (b) costs at most 5% more CPU per
+view frame (composite + encode, medians) than (a).
 """
 
 from __future__ import annotations
@@ -43,7 +51,9 @@ import numpy as np
 from av.filter import Graph
 from av.video.format import VideoFormat
 
+from tessera.media.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
 from tessera.mixer.compositor import InputPicture, VideoCompositor
+from tessera.mixer.decorations import Decorations, LabelStyle
 from tessera.mixer.layout import Layout, LayoutTemplates, place, region_rect
 
 from .content import MovingPattern
@@ -83,6 +93,33 @@ class GStreamerFigures:
 
 
 @dataclass(frozen=True)
+class PictureFigures:
+    """Today's composite against the gallery with labels and marks, per view frame."""
+
+    frames: int  # per variant
+    before_composite: StageFigures  # fluid, letterbox, nothing on top
+    after_composite: StageFigures  # gallery, crop, labels + muted mark + speaker border
+    before_frame: StageFigures  # composite + VP8 720p encode
+    after_frame: StageFigures
+    labels_rendered: int  # label tiles made over the whole run (once per name)
+
+    @property
+    def ratio(self) -> float:
+        """After / before, median CPU per view frame (composite + encode)."""
+        return self.after_frame.median_ms / self.before_frame.median_ms
+
+    @property
+    def composite_ratio(self) -> float:
+        """After / before, compositing alone (medians)."""
+        return self.after_composite.median_ms / self.before_composite.median_ms
+
+    @property
+    def meets_target(self) -> bool:
+        """At most 5% more per view frame."""
+        return self.ratio <= 1.05
+
+
+@dataclass(frozen=True)
 class CompositorFigures:
     """Per-frame CPU of each compositor and how Tessera compares with xstack."""
 
@@ -97,6 +134,7 @@ class CompositorFigures:
     gstreamer: GStreamerFigures
     machine_busy_cores: float
     others_cores: float
+    picture: PictureFigures
 
     @property
     def ratio(self) -> float:
@@ -157,6 +195,100 @@ class TesseraComposer:
             picture.frame_time = now
         canvas = self.compositor.compose(self.assignments, self.pictures, self.layout.version, now)
         return av.VideoFrame.from_numpy_buffer(canvas, format="yuv420p")
+
+
+PICTURE_NAMES = (
+    "Ada Lovelace",
+    "Grace Hopper",
+    "محمد علي",
+    "王小明",
+    "Zoë 🎉",
+    "Edsger Dijkstra",
+    "Bartholomew Featherstonehaugh-Smythe",
+    "Ольга",
+    "Alan Turing",
+)
+
+
+class PictureComposer:
+    """A view's compositor and encoder, today's way or with the picture people expect."""
+
+    def __init__(self, count: int, picture: bool) -> None:
+        base, fit = ("gallery", "crop") if picture else ("fluid", "letterbox")
+        self.layout = Layout(
+            LayoutTemplates(base, fit_policy=fit, aspect=Fraction(WIDTH, HEIGHT)), max_input=16
+        )
+        self.pictures: dict[str, InputPicture] = {}
+        for i in range(count):
+            stream_id = f"input-{i}"
+            self.layout.add(stream_id)
+            self.pictures[stream_id] = InputPicture(
+                stream_id=stream_id, user=PICTURE_NAMES[i % len(PICTURE_NAMES)], muted=i == 2
+            )
+        self.assignments = self.layout.assignments()
+        self.decorations = Decorations(LabelStyle(), HEIGHT) if picture else None
+        self.compositor = VideoCompositor(
+            WIDTH, HEIGHT, fit_policy=fit, decorations=self.decorations
+        )
+        self.encoder = VideoEncoder(
+            EncoderSettings(
+                codec="vp8",
+                width=WIDTH,
+                height=HEIGHT,
+                framerate=30,
+                bitrate=default_bitrate(WIDTH, HEIGHT, 30),
+                keyframe_interval=100,
+            )
+        )
+        self.tick = 0
+
+    def frame(self, frames: list[av.VideoFrame]) -> tuple[float, float]:
+        """Compose and encode one view frame: (composite, whole) CPU seconds of this thread."""
+        t0 = time.thread_time()
+        now = time.monotonic()
+        for picture, frame in zip(self.pictures.values(), frames, strict=True):
+            picture.frame = frame
+            picture.frame_time = now
+        canvas = self.compositor.compose(
+            self.assignments, self.pictures, self.layout.version, now, speaking="input-0"
+        )
+        frame = av.VideoFrame.from_numpy_buffer(canvas, format="yuv420p")
+        t1 = time.thread_time()
+        self.encoder.encode(frame, self.tick * 3000, keyframe=False)
+        self.tick += 1
+        return t1 - t0, time.thread_time() - t0
+
+
+def run_picture_bench(
+    config: CompositorBenchConfig, inputs: list[list[av.VideoFrame]]
+) -> PictureFigures:
+    """Before and after, in alternating rounds, each frame composed then encoded."""
+    before, after = PictureComposer(config.inputs, False), PictureComposer(config.inputs, True)
+    distinct = len(inputs[0])
+    samples: dict[bool, tuple[list[float], list[float]]] = {False: ([], []), True: ([], [])}
+    # A warm-up frame each: the encoders' first frame is a keyframe, the labels' first render.
+    for composer in (before, after):
+        composer.frame([per_input[0] for per_input in inputs])
+    for r in range(config.rounds):
+        order = [False, True] if r % 2 == 0 else [True, False]
+        for which in order:
+            composer = after if which else before
+            for k in range(config.frames_per_round):
+                index = 1 + r * config.frames_per_round + k
+                composite, whole = composer.frame([p[index % distinct] for p in inputs])
+                samples[which][0].append(composite)
+                samples[which][1].append(whole)
+    for composer in (before, after):
+        composer.encoder.close()
+    assert after.decorations is not None
+    return PictureFigures(
+        frames=len(samples[True][0]),
+        before_composite=StageFigures.of(samples[False][0]),
+        after_composite=StageFigures.of(samples[True][0]),
+        before_frame=StageFigures.of(samples[False][1]),
+        after_frame=StageFigures.of(samples[True][1]),
+        labels_rendered=after.decorations.rendered,
+    )
 
 
 class XstackComposer:
@@ -334,6 +466,7 @@ def run_compositor_bench(config: CompositorBenchConfig) -> CompositorFigures:
                 xstack_rounds.append(float(np.median(samples)) * 1000)
     load = meter.stop(time.process_time() - cpu0)
     gstreamer = run_gstreamer(config, inputs)
+    picture = run_picture_bench(config, inputs)
     return CompositorFigures(
         config=config,
         rects=[(d[0], d[1], s[0], s[1]) for d, s in placements(config.inputs)],
@@ -346,6 +479,7 @@ def run_compositor_bench(config: CompositorBenchConfig) -> CompositorFigures:
         gstreamer=gstreamer,
         machine_busy_cores=load.machine_cores,
         others_cores=load.others_cores,
+        picture=picture,
     )
 
 
@@ -392,6 +526,34 @@ def format_figures(figures: CompositorFigures) -> list[str]:
     ]
     if g.available and g.frames and g.composite_ms > 0:
         lines.append(f"Tessera / GStreamer compositor = {t.mean_ms / g.composite_ms:.3f} (means)")
+    return lines + format_picture(figures.picture)
+
+
+def format_picture(p: PictureFigures) -> list[str]:
+    """Today's composite against the picture people expect, and the verdict."""
+    rows = [
+        ("today: fluid 3x3, letterbox, nothing on top", p.before_composite, p.before_frame),
+        ("now: gallery, crop, 9 labels, 1 mark, border", p.after_composite, p.after_frame),
+    ]
+    lines = [
+        "",
+        "The picture people expect against today's composite (same inputs; each frame then "
+        f"encoded VP8 {WIDTH}x{HEIGHT}; {p.frames} frames each, alternating rounds)",
+        "",
+        f"   {'CPU ms per view frame (median, p90)':<48}{'composite':>20}{'+ encode':>20}",
+    ]
+    for name, composite, whole in rows:
+        lines.append(
+            f"   {name:<48}{composite.median_ms:>10.3f}{composite.p90_ms:>10.3f}"
+            f"{whole.median_ms:>10.3f}{whole.p90_ms:>10.3f}"
+        )
+    lines += [
+        f"   label tiles rendered over the run: {p.labels_rendered} (once per name, not per frame)",
+        "",
+        f"compositing alone: now / today = {p.composite_ratio:.3f}",
+        f"per view frame: now / today = {p.ratio:.3f} (medians) - target <= 1.05 "
+        f"(at most 5% more): {verdict(p.meets_target)}",
+    ]
     return lines
 
 

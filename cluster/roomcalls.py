@@ -35,6 +35,7 @@ from tessera.conference.requests import (
     JoinResult,
     ParticipantInfo,
     ParticipantRef,
+    PerStreamRecordingRequest,
     PublishRequest,
     RecordingRequest,
     SessionResult,
@@ -102,6 +103,7 @@ ROOM_CALLS = (
     "get_streaming_out",
     "patch_streaming_out",
     "stop_streaming_out",
+    "start_per_stream_recording",
 )
 # Calls naming a room by id (the web app's): to its agent if hosted.
 ROOM_ID_CALLS = ("set_view_template", "record_view")
@@ -579,6 +581,14 @@ class ClusterRooms(RoomService):
         self, service_id: str, room: str, request: RecordingRequest
     ) -> dict[str, Any]:
         result: dict[str, Any] = await self._room_call("start_recording", service_id, room, request)
+        return result
+
+    async def start_per_stream_recording(
+        self, service_id: str, room: str, request: PerStreamRecordingRequest
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._room_call(
+            "start_per_stream_recording", service_id, room, request
+        )
         return result
 
     async def list_recordings(

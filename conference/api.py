@@ -36,6 +36,7 @@ from .requests import (
     JoinResult,
     ParticipantInfo,
     ParticipantRef,
+    PerStreamRecordingRequest,
     PublishRequest,
     RecordingRequest,
     SessionResult,
@@ -190,6 +191,9 @@ class Conference(Protocol):
     async def service_recording_file(self, service_id: str, recording_id: str) -> Path: ...
     async def start_streaming_out(
         self, service_id: str, room: str, request: StreamingOutRequest
+    ) -> dict[str, Any]: ...
+    async def start_per_stream_recording(
+        self, service_id: str, room: str, request: PerStreamRecordingRequest
     ) -> dict[str, Any]: ...
     async def list_streaming_outs(self, service_id: str, room: str) -> list[dict[str, Any]]: ...
     async def get_streaming_out(

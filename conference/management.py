@@ -19,6 +19,7 @@ from typing import Any
 from tessera.media.mediasource import Stream
 from tessera.mixer.activeaudio import ActiveAudioStream
 from tessera.recorder.outputpatch import parse_output_patch
+from tessera.recorder.perstream import PerStreamRecording
 from tessera.recorder.recording import MediaChoice, Recording, StoredRecording
 
 from .errors import ConferenceError, ErrorCode, conflict, forbidden, not_found
@@ -380,7 +381,7 @@ class ManagementCalls(ConferenceTree):
 
     async def _recording_of(
         self, service_id: str, room: str, recording_id: str
-    ) -> tuple[str, Recording | StoredRecording]:
+    ) -> tuple[str, Recording | PerStreamRecording | StoredRecording]:
         try:
             room_id = (await self._resolve(service_id, room)).id
         except ConferenceError as exc:
@@ -417,7 +418,7 @@ class ManagementCalls(ConferenceTree):
 
     async def _service_recording(
         self, service_id: str, recording_id: str
-    ) -> tuple[str, Recording | StoredRecording]:
+    ) -> tuple[str, Recording | PerStreamRecording | StoredRecording]:
         """(room id, recording) of the service's recording with that id."""
         service = self.services.get(service_id)
         for room in service.rooms.values() if service is not None else ():
@@ -465,7 +466,7 @@ class ManagementCalls(ConferenceTree):
         with refusals():
             patch = parse_output_patch(operations)
         loaded = self.room(room_id)
-        if loaded is None or not isinstance(recording, Recording):
+        if loaded is None or not isinstance(recording, Recording | PerStreamRecording):
             raise ConferenceError(f"The recording is not running (it is {recording.state})")
         if recording.state != "recording":
             raise ConferenceError(f"The recording is not running (it is {recording.state})")
@@ -644,7 +645,7 @@ def _stream_change(
     )
 
 
-def _finished_file(recording: Recording | StoredRecording) -> Path:
+def _finished_file(recording: Recording | PerStreamRecording | StoredRecording) -> Path:
     """The file of a recording that finished (409 while it runs, 404 if it is gone)."""
     if recording.state == "recording":
         raise conflict("The recording is still running; stop it first")

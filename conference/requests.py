@@ -209,6 +209,15 @@ class RecordingRequest(_Model):
     media: OutputMedia
 
 
+class PerStreamRecordingRequest(_Model):
+    """Record each forward stream in its own file (Tessera's ``perStream``): every one of
+    the room (neither set), those of ``participant``, or ``stream``; present and future."""
+
+    container: str = "auto"
+    participant: str | None = None
+    stream: str | None = None
+
+
 class StreamingOutRequest(_Model):
     """Push a room's streams out (RTMP, RTSP, HLS, DASH) to ``url``, or serve HLS
     (``url`` None)."""

@@ -12,6 +12,7 @@ from tessera.mixer.activeaudio import ActiveAudioSelector, ActiveAudioStream
 from tessera.mixer.mixedstream import MixedStream
 from tessera.mixer.viewoptions import ViewOptions
 from tessera.recorder.diskreserve import DiskReserveReached, check_reserve
+from tessera.recorder.perstream import PerStreamRecording
 from tessera.recorder.recording import MediaChoice, Recording
 from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.forwardstream import ForwardStream
@@ -23,6 +24,7 @@ from .context import ConferenceContext
 from .errors import ConferenceError, ErrorCode, forbidden
 from .optionchanges import OptionChange, plan_option_change
 from .participant import Participant
+from .perstreamrecordings import PerStreamRecordings
 from .roomoptions import RoomOptions
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class RoomParent(Protocol):
         """Whether the service may record (its ``recording`` setting, read now)."""
         ...
 
-    def recording_saved(self, room: Room, recording: Recording) -> None:
+    def recording_saved(self, room: Room, recording: Recording | PerStreamRecording) -> None:
         """A recording started or finished: its record is kept in the store."""
         ...
 
@@ -87,7 +89,8 @@ class Room:
         self.views: dict[str, MixedStream] = {}
         # Called with every participant/stream event (recordings keep timelines).
         self.observers: list[Callable[[str, Any], None]] = []
-        self.recordings: dict[str, Recording] = {}
+        # Files, and per-stream recordings (perstream.py) whose files are among them.
+        self.recordings: dict[str, Recording | PerStreamRecording] = {}
         self.streaming_outs: dict[str, StreamingOut] = {}
         self.auto_recording: Recording | None = None
         self._auto_record_starting = False
@@ -97,6 +100,13 @@ class Room:
         # are dropped one by one first).
         self.closing: str | None = None
         self.closed = False
+        # Each forward stream in its own file (Tessera's perStream, autoRecord.participants).
+        self.per_stream = PerStreamRecordings(
+            self,
+            context,
+            allowed=parent.recording_allowed,
+            save=lambda group: parent.recording_saved(self, group),
+        )
         self._create_views()
         self._apply_active_audio()
 
@@ -166,6 +176,7 @@ class Room:
             self._media_changed()
         self._apply_active_audio()
         self._apply_auto_record()
+        self.per_stream.options_changed()
 
     def _remove_view(self, label: str) -> None:
         view = self.views.pop(label)
@@ -185,11 +196,11 @@ class Room:
                 self.notify_stream("update", stream.id, {"field": ".", "value": stream.info()})
 
     def _apply_auto_record(self) -> None:
-        if not self._options.auto_record and self.auto_recording is not None:
+        if not self._options.auto_record.composite and self.auto_recording is not None:
             recording, self.auto_recording = self.auto_recording, None
             spawn(recording.stop("autoRecord was turned off"), "stopping a recording")
         elif (
-            self._options.auto_record
+            self._options.auto_record.composite
             and self.auto_recording is None
             and self.views
             and self.forward_stream_count()
@@ -343,6 +354,7 @@ class Room:
         await participant.close(reason)
         self.broadcast("participant", {"action": "leave", "data": participant.id})
         logger.info("participant left: %s", reason, extra={**participant.log_ids, "reason": reason})
+        self.per_stream.participant_left(participant.id)
         if not self.participants:
             await self._parent.room_emptied(self)
 
@@ -390,8 +402,9 @@ class Room:
                 self.mix(stream.id, label)
         if self.active_audio is not None:
             self.active_audio.add_input(stream, stream.owner)
-        if self._options.auto_record and self.auto_recording is None and self.views:
+        if self._options.auto_record.composite and self.auto_recording is None and self.views:
             self._start_auto_recording()
+        self.per_stream.stream_came(stream)
 
     def _forward_info_changed(self, stream: ForwardStream) -> None:
         # OWT's conference agent sends the whole StreamInfo when a publication's tracks
@@ -421,12 +434,16 @@ class Room:
                 f"(at most {per_service}: [limits] {setting}_per_service)"
             )
 
-    def start_recording(self, container: str, media: MediaChoice) -> Recording:
-        """Start recording; raises ParameterError or MuxerError, keeping nothing."""
+    def start_recording(
+        self, container: str, media: MediaChoice, part_of: PerStreamRecording | None = None
+    ) -> Recording:
+        """Start recording; raises ParameterError or MuxerError, keeping nothing.
+
+        ``part_of``: the file is one of a per-stream recording (whose sidecar places it)."""
         settings = self._context.settings
         self._check_output_limits(
             "recording",
-            len(self.recordings),
+            sum(1 for r in self.recordings.values() if isinstance(r, Recording)),
             settings.recordings_per_room,
             settings.recordings_per_service,
         )
@@ -446,12 +463,17 @@ class Room:
             host=self._context.settings.advertised_host(),
             on_finished=self._recording_finished,
             disk_reserve=settings.recording_disk_reserve,
+            part_of=part_of.id if part_of is not None else None,
+            on_media_start=part_of.media_started if part_of is not None else None,
         )
-        self._snapshot_into(recording)
+        if part_of is None:
+            self._snapshot_into(recording)
         recording.start(self.streams)
         self.recordings[recording.id] = recording
         self._context.running["recording", self.service_id] += 1
-        self.observers.append(recording.observe)
+        if part_of is None:
+            self.observers.append(recording.observe)
+            self.per_stream.recording_started(recording)
         self._parent.recording_saved(self, recording)
         return recording
 
@@ -529,7 +551,7 @@ class Room:
         finally:
             self._auto_record_starting = False
         wanted = (
-            self._options.auto_record
+            self._options.auto_record.composite
             and self.auto_recording is None
             and self.views
             and self.forward_stream_count()
@@ -556,6 +578,8 @@ class Room:
             self.observers.remove(recording.observe)
         if self.auto_recording is recording:
             self.auto_recording = None
+        if recording.part_of is not None:
+            self.per_stream.file_finished(recording)
 
     # -- mixing ---------------------------------------------------------
 

@@ -33,6 +33,7 @@ from tessera.mixer.viewoptions import OptionsModel as _Model
 
 __all__ = [
     "DEFAULT_ROLE_NAMES",
+    "AutoRecordOptions",
     "MediaIn",
     "MediaOut",
     "MediaOutVideo",
@@ -254,6 +255,17 @@ class NotifyingOptions(_Model):
     stream_change: bool = True
 
 
+class AutoRecordOptions(_Model):
+    """Tessera's ``autoRecord``: what the room records by itself from its first publication.
+
+    ``true`` is ``{"composite": true}`` (the first view, as before the object form); a key
+    left out is false."""
+
+    composite: bool = False
+    # Each forward stream in its own file, one clock, one sidecar (recorder/perstream.py).
+    participants: bool = False
+
+
 class SipOptions(_Model):
     """OWT's SIP account of a room: refused when it names a server (Tessera has no SIP gateway).
 
@@ -296,8 +308,9 @@ class RoomOptions(_Model):
     sip: SipOptions | None = None
     # Tessera: a published stream joins every view at once (OWT needs a "mix" request).
     auto_mix: bool = True
-    # Tessera: record the first view from the first publication until the room empties.
-    auto_record: bool = False
+    # Tessera: record the first view (composite) and/or each forward stream apart
+    # (participants) from the first publication until the room empties.
+    auto_record: AutoRecordOptions = Field(default_factory=AutoRecordOptions)
 
     @field_validator("roles")
     @classmethod
@@ -317,6 +330,12 @@ class RoomOptions(_Model):
                 raise ValueError(f"duplicate view label {label!r}")
         return views
 
+    @field_validator("auto_record", mode="before")
+    @classmethod
+    def _auto_record_flag(cls, value: Any) -> Any:
+        # `true`/`false`, the form before per-stream recording, records the composite.
+        return {"composite": value} if isinstance(value, bool) else value
+
     @field_validator("enable_bandwidth_adaptation")
     @classmethod
     def _no_layers(cls, value: bool) -> bool:
@@ -332,6 +351,10 @@ class RoomOptions(_Model):
                 data.pop("sip", None)
             # Always false (see the field): left out, as rooms were before it was accepted.
             data.pop("enableBandwidthAdaptation", None)
+            # Without per-stream recording, the flag it has always been.
+            auto = data.get("autoRecord")
+            if isinstance(auto, dict) and not auto.get("participants"):
+                data["autoRecord"] = bool(auto.get("composite"))
         return data
 
     def to_json(self) -> dict[str, Any]:

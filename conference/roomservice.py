@@ -20,6 +20,7 @@ from typing import Any
 
 from tessera.media.mediasource import VideoFormat
 from tessera.media.streaminfo import check_audio_format, resolve_video, resolve_video_request
+from tessera.recorder.perstream import PerStreamScope
 from tessera.webrtc_agent.forwardstream import ForwardStream, TrackSpec
 from tessera.webrtc_agent.publication import Publication
 from tessera.webrtc_agent.subscription import SubscribedTrack, Subscription
@@ -38,6 +39,7 @@ from .requests import (
     JoinResult,
     ParticipantInfo,
     ParticipantRef,
+    PerStreamRecordingRequest,
     PublishRequest,
     SessionResult,
     SignalingRequest,
@@ -516,6 +518,22 @@ class RoomService(ManagementCalls):
         if target is None:
             raise ConferenceError("Target participant does NOT exist")
         target.notify("text", {"from": participant.id, "to": "me", "message": request.message})
+
+    # -- per-stream recordings --------------------------------------------
+
+    async def start_per_stream_recording(
+        self, service_id: str, room: str, request: PerStreamRecordingRequest
+    ) -> dict[str, Any]:
+        """Record each forward stream of a running room (or of one participant, or one
+        stream) in its own file, on one clock, with a timeline sidecar (perstream.py)."""
+        resolved = await self._resolve(service_id, room)
+        await self._check_recording_allowed(service_id)
+        if resolved.loaded is None:
+            raise ConferenceError("The room has no streams to record (nobody is in it)")
+        scope = PerStreamScope(participant=request.participant, stream=request.stream)
+        with refusals():
+            recording = resolved.loaded.per_stream.start(request.container, scope)
+        return recording.describe()
 
 
 def track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:

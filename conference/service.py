@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Protocol
 
+from tessera.recorder.perstream import PerStreamRecording
 from tessera.recorder.recording import Recording
 from tessera.recorder.streamingout import StreamingOut
 
@@ -134,7 +135,7 @@ class Service:
         record = await self.record()
         return record is not None and record.recording
 
-    def recording_saved(self, room: Room, recording: Recording) -> None:
+    def recording_saved(self, room: Room, recording: Recording | PerStreamRecording) -> None:
         # What it is now, written after what was queued before (its start before its end).
         info, store, ids = recording.describe(), self._context.store, (self.id, room.id)
 

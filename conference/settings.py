@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tessera.mixer.overlay import allow_overlays
+
 
 def _no_host() -> str:
     return "localhost"
@@ -52,3 +54,10 @@ class ConferenceSettings:
     keyframe_min_interval: float = 1.0
     frame_timeout: float = 2.0
     max_mixed_talkers: int = 3
+    # "module:Class" overlays that views may load besides the example (``[mixer] overlays``).
+    overlays: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Room options are checked against the allowed overlays wherever they are parsed in
+        # this process (REST, Socket.IO, agents): every process builds its settings first.
+        allow_overlays(self.overlays)

@@ -19,6 +19,7 @@ from typing import Any
 from tessera.media.mediasource import ParameterError
 from tessera.mixer.layout import LayoutError
 from tessera.recorder.muxer import MuxerError
+from tessera.recorder.perstream import PerStreamRecording
 from tessera.recorder.recording import Recording, StoredRecording
 from tessera.recorder.recovery import closed_after_interruption
 from tessera.recorder.streamingout import StreamingOut
@@ -266,10 +267,10 @@ class ConferenceTree:
 
     async def recordings_of(
         self, service_id: str, room_id: str
-    ) -> list[Recording | StoredRecording]:
+    ) -> list[Recording | PerStreamRecording | StoredRecording]:
         """A room's running recordings, then those that finished (this run's and earlier)."""
         room = self.room(room_id)
-        live: list[Recording | StoredRecording] = []
+        live: list[Recording | PerStreamRecording | StoredRecording] = []
         if room is not None and room.service_id == service_id:
             live.extend(room.recordings.values())
         known = {r.id for r in live}
@@ -280,7 +281,7 @@ class ConferenceTree:
 
     async def find_recording(
         self, service_id: str, room_id: str, recording_id: str
-    ) -> Recording | StoredRecording | None:
+    ) -> Recording | PerStreamRecording | StoredRecording | None:
         recordings = await self.recordings_of(service_id, room_id)
         return next((r for r in recordings if r.id == recording_id), None)
 
@@ -326,7 +327,12 @@ class ConferenceTree:
             if isinstance(s, ForwardStream)
         )
         finished = self.context.finished
-        recordings = Counter(r.state for room in rooms for r in room.recordings.values())
+        recordings = Counter(
+            r.state
+            for room in rooms
+            for r in room.recordings.values()
+            if isinstance(r, Recording)  # files, not the per-stream recordings they are part of
+        )
         outs = Counter(o.state for room in rooms for o in room.streaming_outs.values())
         for (kind, state), count in finished.items():
             (recordings if kind == "recording" else outs)[state] += count

@@ -13,6 +13,10 @@ socket, its NACKs and its sender-report counters. Keeping every such
 reach-in here means an aiortc upgrade is checked in one file
 (tests/integration cover each of them).
 
+Nor does aiortc say why a DTLS handshake failed: `refused_peer_curve()` reads
+the peer's certificate off the failed connection, to name a key on a curve
+its OpenSSL cannot accept.
+
 `PRIVATE_NAMES` lists every name below aiortc's public API used here, and
 `check_private_names()` looks each one up at start-up: an aiortc that renamed
 one stops the server with the name, instead of breaking media at the first call.
@@ -56,6 +60,8 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 from aiortc.utils import uint16_add
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 from pylibsrtp import Policy, Session
 
@@ -65,6 +71,13 @@ logger = logging.getLogger(__name__)
 
 # Packets an audio gap is waited for (reordering) before it is skipped.
 AUDIO_REORDER_PACKETS = 2
+
+# The curves of the ECDSA keys aiortc's DTLS (OpenSSL, TLS 1.2) accepts from a peer: those of
+# its supported_groups extension (X25519 and X448 there are no ECDSA curves). OpenSSL refuses
+# a peer's key on any other curve (alert illegal_parameter, "wrong curve"), and the OpenSSL in
+# cryptography's wheels (4.0) has no TLS group for the curves RFC 8422 deprecated (P-224
+# among them) to add. tests/unit/test_dtls_curves.py reads the list from a real ClientHello.
+DTLS_PEER_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 # The aiortc minor version the names below were read in (and pyproject.toml pins).
 AIORTC_VERSION = "1.16"
@@ -98,6 +111,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("JitterBuffer", "capacity"),
     ("JitterBuffer", "remove"),
     ("RTCCertificate", "_create_ssl_context"),  # check_dtls_srtp, with SRTP_PROFILES
+    ("RTCDtlsTransport", "_ssl"),  # refused_peer_curve
     ("SRTPProfile", "openssl_profile"),
     ("SRTPProfile", "libsrtp_profile"),
     ("SRTPProfile", "key_length"),
@@ -524,6 +538,27 @@ def estimated_bitrate(sender: RTCRtpSender) -> int | None:
     """The latest REMB figure (bit/s) the receiver sent for `sender`, or None if none yet."""
     record = getattr(sender, "_tessera_remb", None)
     return record.bitrate if isinstance(record, RembRecord) else None
+
+
+def refused_curve(certificate: x509.Certificate) -> str | None:
+    """The curve of the certificate's ECDSA key when aiortc's DTLS refuses it, else None."""
+    key = certificate.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in DTLS_PEER_CURVES:
+        return key.curve.name
+    return None
+
+
+def refused_peer_curve(transport: RTCDtlsTransport) -> str | None:
+    """The curve of the peer's key, when a failed DTLS handshake refused its certificate for it.
+
+    aiortc logs such a failure at debug level without the reason (OpenSSL's is "wrong
+    curve"); the peer's certificate is still on the failed connection.
+    """
+    connection: SSL.Connection | None = getattr(transport, "_ssl", None)
+    if transport.state != "failed" or connection is None:
+        return None
+    certificate = connection.get_peer_certificate(as_cryptography=True)
+    return None if certificate is None else refused_curve(certificate)
 
 
 def check_dtls_srtp() -> None:

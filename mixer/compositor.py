@@ -10,21 +10,17 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from .avatar import render_avatar
+from .canvas import Canvas, rgb_to_yuv
+from .decorations import Decorated, Decorations
 from .layout import Region, place, region_rect
+from .overlay import OverlayRunner
+
+__all__ = ["InputPicture", "VideoCompositor", "rgb_to_yuv"]
 
 Rect = tuple[int, int, int, int]
 
 # Resolved once: an enum member's value is a descriptor lookup on every call.
 _BILINEAR = int(Interpolation.BILINEAR)
-
-
-def rgb_to_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
-    """BT.601 limited range, as libvpx and x264 expect for yuv420p."""
-    r, g, b = (c / 255 for c in rgb)
-    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
-    u = 128 - 37.797 * r - 74.203 * g + 112.0 * b
-    v = 128 + 112.0 * r - 93.786 * g - 18.214 * b
-    return round(y), round(u), round(v)
 
 
 # An avatar tile: its Y, U and V planes.
@@ -46,6 +42,8 @@ class InputPicture:
     frame_time: float = 0.0  # time.monotonic() when `frame` arrived
     video_active: bool = True  # False while the publisher has paused video
     has_video: bool = True  # False for audio-only publications
+    muted: bool = False  # its audio is paused (the publisher muted the microphone)
+    screen: bool = False  # a screen share: always letterboxed, its edges are content
 
 
 @dataclass
@@ -74,7 +72,9 @@ class VideoCompositor:
     costs ~60% more). A region shows its input's newest frame; an input
     without video, paused, or whose frames stopped for `frame_timeout`
     seconds shows its avatar instead. Regions are drawn in list order, so
-    overlapping regions are deterministic (later regions on top).
+    overlapping regions are deterministic (later regions on top). Then
+    `decorations` (labels, marks) and `overlays` draw on top; what they drew
+    is put back at the start of the next compose (see `canvas.py`).
     Not thread-safe: one view thread calls `compose`.
     """
 
@@ -86,6 +86,8 @@ class VideoCompositor:
         background: tuple[int, int, int] = (0, 0, 0),
         fit_policy: str = "letterbox",
         frame_timeout: float = 2.0,
+        decorations: Decorations | None = None,
+        overlays: OverlayRunner | None = None,
     ) -> None:
         self.width = width
         self.height = height
@@ -98,6 +100,9 @@ class VideoCompositor:
         quarter = height // 4
         self._u = self.canvas[height : height + quarter].reshape(height // 2, width // 2)
         self._v = self.canvas[height + quarter :].reshape(height // 2, width // 2)
+        self.surface = Canvas(self.canvas, width, height)
+        self.decorations = decorations if decorations is not None and decorations.active else None
+        self.overlays = overlays
         self._scalers: dict[str, VideoReformatter] = {}
         # yuv420p avatar tiles by (stream id, user, width, height), kept while the input
         # is here: per view and pruned, since every publication has its own stream id.
@@ -105,7 +110,7 @@ class VideoCompositor:
         self._drawn: dict[str, _Drawn] = {}
         # Geometry is exact fraction arithmetic: worth computing once, not per frame.
         self._rects: dict[object, Rect] = {}
-        self._plans: dict[tuple[int, int, Rect], _Plan] = {}
+        self._plans: dict[tuple[int, int, Rect, str], _Plan] = {}
         self._layout_version = -1
         self._inputs: dict[str, InputPicture] | None = None
         self._assignments: Sequence[tuple[Region, str | None]] = ()
@@ -119,8 +124,15 @@ class VideoCompositor:
         inputs: dict[str, InputPicture],
         layout_version: int,
         now: float,
+        speaking: str | None = None,
     ) -> np.ndarray:
-        """Bring the canvas up to date and return it (the caller copies it before encoding)."""
+        """Bring the canvas up to date and return it (the caller copies it before encoding).
+
+        ``speaking``: the input the audio mixer hears speaking now (its border).
+        """
+        # What labels and overlays drew over the last frame goes first: the regions
+        # below are redrawn only when their picture changed.
+        self.surface.restore()
         if layout_version != self._layout_version:
             self._layout_version = layout_version
             self._drawn.clear()
@@ -156,7 +168,22 @@ class VideoCompositor:
                 del self._scalers[stream_id]
             for key in [k for k in self._avatars if k[0] not in inputs]:
                 del self._avatars[key]
+        if self.decorations is not None:
+            self.decorations.draw(self.surface, self._decorated(assignments, inputs), speaking, now)
+        if self.overlays is not None:
+            self.overlays.draw(self.surface, now)
         return self.canvas
+
+    def _decorated(
+        self, assignments: Sequence[tuple[Region, str | None]], inputs: dict[str, InputPicture]
+    ) -> list[Decorated]:
+        result = []
+        for index, (_, stream_id) in enumerate(assignments):
+            picture = inputs.get(stream_id) if stream_id is not None else None
+            rect = self._geometry[index][0]
+            if picture is not None and rect[2] > 0 and rect[3] > 0:
+                result.append(Decorated(rect, picture.stream_id, picture.user, picture.muted))
+        return result
 
     def _geometry_of(
         self, assignments: Sequence[tuple[Region, str | None]]
@@ -193,20 +220,26 @@ class VideoCompositor:
         if picture is None or source is None:
             self._fill(rect)
         elif isinstance(source, av.VideoFrame):
-            return self._draw_frame(rect, picture.stream_id, source, previous)
+            return self._draw_frame(rect, picture.stream_id, source, previous, picture.screen)
         else:
             self._draw_avatar(rect, picture)
         return None
 
     def _draw_frame(
-        self, rect: Rect, stream_id: str, frame: av.VideoFrame, previous: _Plan | None
+        self,
+        rect: Rect,
+        stream_id: str,
+        frame: av.VideoFrame,
+        previous: _Plan | None,
+        screen: bool,
     ) -> _Plan:
-        key = (frame.width, frame.height, rect)
+        fit = "letterbox" if screen else self.fit_policy
+        key = (frame.width, frame.height, rect, fit)
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) > 1024:
                 self._plans.clear()
-            plan = self._plans[key] = self._plan(frame.width, frame.height, rect)
+            plan = self._plans[key] = self._plan(frame.width, frame.height, rect, fit)
         if plan.letterbox and plan is not previous:
             # Bars; a picture that covers the rect needs none, and the next frame
             # of the same size leaves them as they are.
@@ -228,9 +261,9 @@ class VideoCompositor:
             np.copyto(target, source[window])
         return plan
 
-    def _plan(self, frame_w: int, frame_h: int, rect: Rect) -> _Plan:
+    def _plan(self, frame_w: int, frame_h: int, rect: Rect, fit: str) -> _Plan:
         """Scale size, and where each plane of the scaled picture lands (computed once)."""
-        placement = place(frame_w, frame_h, rect, self.fit_policy)
+        placement = place(frame_w, frame_h, rect, fit)
         cx, cy, cw, ch = placement.crop
         w, h = placement.size
         # Scale so that the placement's crop lands at its size, then copy its window.

@@ -28,6 +28,17 @@ Where OWT is awkward Tessera keeps the wire format and does better:
   (OWT's merge can keep the base one when lecture templates are out of order).
 - Pixel rectangles are even-aligned from shared edges, so neighbouring
   regions tile without the gaps or odd offsets of plain truncation.
+
+Tessera's own region sets (not OWT's; OWT clients get OWT's when they ask):
+
+- ``gallery`` (the default of rooms created since it exists): one template per
+  count of inputs, rows of equal tiles that share the whole view with thin
+  gutters; the number of rows is the one whose tiles are closest to a camera's
+  16:9 (3 inputs: two on top, one below, no empty quarter). Needs the view's
+  aspect ratio. See :func:`gallery_templates`.
+- ``presentation``: a screen share large on top and the other inputs in a strip
+  below it, used by a view while someone shares a screen. See
+  :func:`presentation_templates`.
 """
 
 from __future__ import annotations
@@ -54,8 +65,11 @@ __all__ = [
     "Region",
     "Template",
     "fluid_templates",
+    "gallery_rows",
+    "gallery_templates",
     "lecture_templates",
     "place",
+    "presentation_templates",
     "region_rect",
 ]
 
@@ -63,6 +77,15 @@ _ZERO = Fraction(0)
 _ONE = Fraction(1)
 _AREA_KEYS = ("left", "top", "width", "height")
 FIT_POLICIES = ("letterbox", "crop")
+BASES = ("fluid", "lecture", "void", "gallery", "presentation")
+# A camera's picture: what gallery tiles are shaped for.
+CAMERA_ASPECT = Fraction(16, 9)
+# Gutters between gallery tiles, as a fraction of the view's width (4 px at 1280).
+GUTTER = Fraction(1, 320)
+# The presentation layout's strip of speakers: this fraction of the view's height, with
+# room for this many 16:9 tiles before they narrow.
+STRIP_HEIGHT = Fraction(1, 5)
+STRIP_SLOTS = 5
 
 
 class LayoutError(ValueError):
@@ -234,6 +257,85 @@ def lecture_templates(max_input: int) -> list[Template]:
     return templates
 
 
+# --- Tessera's templates ------------------------------------------------------------
+
+
+def _visible(tile_aspect: Fraction) -> Fraction:
+    # The share of a 16:9 camera picture left when it is cropped to a tile of this aspect.
+    return min(tile_aspect / CAMERA_ASPECT, CAMERA_ASPECT / tile_aspect)
+
+
+def gallery_rows(count: int, aspect: Fraction) -> list[int]:
+    """How many tiles each row of a gallery of ``count`` holds, top row first.
+
+    Rows of equal height; a row's tiles share its width. Of every number of
+    rows, the one that keeps the most of each camera picture once cropped to
+    its tile (averaged over the tiles; fewer rows on a tie). Longer rows come
+    first: 3 is [2, 1], 5 is [3, 2], 7 is [3, 2, 2].
+    """
+    if count < 1:
+        raise ValueError(f"a gallery needs at least one tile, not {count}")
+    best: tuple[Fraction, list[int]] | None = None
+    for rows in range(1, count + 1):
+        base, extra = divmod(count, rows)
+        counts = [base + 1] * extra + [base] * (rows - extra)
+        # A tile is (aspect / in_row) wide for (1 / rows) high, in units of the view height.
+        score = sum((_visible(aspect * rows / n) * n for n in counts), Fraction(0)) / count
+        if best is None or score > best[0]:
+            best = (score, counts)
+    assert best is not None
+    return best[1]
+
+
+def _row_areas(
+    count: int, left: Fraction, top: Fraction, width: Fraction, height: Fraction, gutter: Fraction
+) -> list[Area]:
+    tile = (width - gutter * (count - 1)) / count
+    return [Area(left + i * (tile + gutter), top, tile, height) for i in range(count)]
+
+
+def gallery_template(count: int, aspect: Fraction) -> Template:
+    """The gallery for ``count`` inputs in a view ``aspect`` = width / height wide."""
+    rows = gallery_rows(count, aspect)
+    gutter_y = GUTTER * aspect  # as many pixels as the vertical gutters are wide
+    height = (1 - gutter_y * (len(rows) - 1)) / len(rows)
+    areas: list[Area] = []
+    for r, in_row in enumerate(rows):
+        areas += _row_areas(in_row, _ZERO, r * (height + gutter_y), _ONE, height, GUTTER)
+    return Template.of(Region(str(i + 1), area) for i, area in enumerate(areas))
+
+
+def gallery_templates(max_input: int, aspect: Fraction = CAMERA_ASPECT) -> list[Template]:
+    """A gallery template for every count from 1 to ``max_input``."""
+    return [gallery_template(n, aspect) for n in range(1, max_input + 1)]
+
+
+def presentation_template(count: int, aspect: Fraction) -> Template:
+    """Region "1" (the primary: the shared screen) above a strip of ``count - 1`` tiles.
+
+    Alone, the share takes the whole view. The strip is ``STRIP_HEIGHT`` of the
+    view; up to ``STRIP_SLOTS`` tiles are 16:9 (in a 16:9 view) and centred,
+    more share the strip's width.
+    """
+    if count == 1:
+        return Template.of([Region("1", Area(_ZERO, _ZERO, _ONE, _ONE))])
+    gutter_y = GUTTER * aspect
+    others = count - 1
+    share = Region("1", Area(_ZERO, _ZERO, _ONE, 1 - STRIP_HEIGHT - gutter_y))
+    slots = max(others, STRIP_SLOTS)
+    tile = (1 - GUTTER * (slots - 1)) / slots
+    used = tile * others + GUTTER * (others - 1)
+    strip = _row_areas(others, (1 - used) / 2, 1 - STRIP_HEIGHT, used, STRIP_HEIGHT, GUTTER)
+    return Template.of(
+        [share, *(Region(str(i + 2), area) for i, area in enumerate(strip))], primary="1"
+    )
+
+
+def presentation_templates(max_input: int, aspect: Fraction = CAMERA_ASPECT) -> list[Template]:
+    """A presentation template for every count from 1 to ``max_input``."""
+    return [presentation_template(n, aspect) for n in range(1, max_input + 1)]
+
+
 # --- templates of a view -------------------------------------------------------
 
 
@@ -249,25 +351,34 @@ class LayoutTemplates:
         base: str = "fluid",
         custom: Sequence[Template] = (),
         fit_policy: str = "letterbox",
+        aspect: Fraction = CAMERA_ASPECT,
     ) -> None:
-        if base not in ("fluid", "lecture", "void"):
+        if base not in BASES:
             raise LayoutError(f"unknown layout template base {base!r}")
         if fit_policy not in FIT_POLICIES:
             raise LayoutError(f"unknown fit policy {fit_policy!r}")
+        if aspect <= 0:
+            raise LayoutError(f"aspect ratio {aspect} is not positive")
         self.base = base
         self.custom = tuple(custom)
         self.fit_policy = fit_policy
+        # The view's width / height: gallery and presentation tiles are shaped for it.
+        self.aspect = Fraction(aspect)
         self._by_max_input: dict[int, list[Template]] = {}
 
     @classmethod
     def from_options(
-        cls, layout_options: Mapping[str, Any] | LayoutOptions | None = None
+        cls,
+        layout_options: Mapping[str, Any] | LayoutOptions | None = None,
+        aspect: Fraction = CAMERA_ASPECT,
     ) -> LayoutTemplates:
         """From the JSON form of a view's ``video.layout`` (or its validated model).
 
         ``{"fitPolicy": "letterbox", "templates": {"base": "fluid", "custom":
         [{"region": [{"id", "shape", "area": {...}}], "primary": "1"}]}}``;
-        missing parts take OWT's defaults (fluid, letterbox).
+        missing parts take the defaults (gallery and crop; a base other than gallery
+        letterboxes unless told otherwise, as OWT does). ``aspect`` is the view's
+        width / height.
         """
         if layout_options is None:
             options = LayoutOptions()
@@ -285,7 +396,11 @@ class LayoutTemplates:
             )
             for layout in options.templates.custom
         ]
-        return cls(options.templates.base, custom, options.fit_policy)
+        return cls(options.templates.base, custom, options.fit_policy, aspect)
+
+    def with_base(self, base: str) -> LayoutTemplates:
+        """The same custom templates, fit policy and aspect with another base."""
+        return LayoutTemplates(base, self.custom, self.fit_policy, self.aspect)
 
     def templates(self, max_input: int) -> list[Template]:
         """Every region set of a view with ``max_input`` inputs, by region count."""
@@ -297,6 +412,10 @@ class LayoutTemplates:
                 base = fluid_templates(max_input)
             elif self.base == "lecture":
                 base = lecture_templates(max_input)
+            elif self.base == "gallery":
+                base = gallery_templates(max_input, self.aspect)
+            elif self.base == "presentation":
+                base = presentation_templates(max_input, self.aspect)
             else:
                 base = []
             # One template per region count; custom ones replace the base one.

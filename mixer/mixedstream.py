@@ -9,6 +9,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Protocol
 
 import av
@@ -28,8 +29,10 @@ from tessera.webrtc_agent.forwardstream import ForwardStream
 from .audiomix import AudioMix, TalkerSelection, VoiceActivity
 from .audiosink import AUDIO_CHANNELS, AUDIO_SAMPLES, AudioSink
 from .compositor import InputPicture, VideoCompositor
+from .decorations import Decorations, LabelStyle
 from .layout import Layout, LayoutTemplates, Region
 from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
+from .overlay import OverlayError, OverlayRunner, load_overlay
 from .tickthread import TickThread, ticks
 from .viewoptions import ViewAudio, ViewOptions, ViewVideo
 
@@ -135,11 +138,15 @@ class MixedStream(Stream):
             self.background = (bg.r, bg.g, bg.b)
             self.keep_active_primary = video.keep_active_input_primary
             self.motion_factor = video.motion_factor
-            self.layout = Layout(LayoutTemplates.from_options(video.layout), video.max_input)
+            self.aspect = Fraction(self.width, self.height)
+            self.layout = Layout(
+                LayoutTemplates.from_options(video.layout, self.aspect), video.max_input
+            )
         else:
             self.layout = Layout(LayoutTemplates.from_options(None), 16)
             self.keep_active_primary = False
             self.motion_factor = 0.8
+            self.aspect = Fraction(16, 9)
         self.vad = view.audio.vad
         self.inputs: dict[str, MixInput] = {}
         self.active_input: str | None = None
@@ -156,8 +163,12 @@ class MixedStream(Stream):
         self._threads: dict[str, TickThread] = {}
         # "video" / "audio" -> the last view thread of that kind asked to stop.
         self._stopped: dict[str, TickThread] = {}
-        # (fit policy, background): what the compositor draws with (replaced, never mutated).
-        self._look = (self.fit_policy, self.background) if video is not None else ("", (0, 0, 0))
+        # The input the audio mixer hears speaking (None: nobody); set by the audio thread.
+        self._speaking: str | None = None
+        # What the compositor draws with (replaced, never mutated): see _look_of.
+        self._look = self._look_of(view)
+        # Screen shares in the view, first shared first: the view presents the first.
+        self._screens: list[str] = []
         self.closed = False
         self._publish_layout(notify=False)
 
@@ -282,12 +293,17 @@ class MixedStream(Stream):
             user=user,
             has_video=video is not None,
             video_active=video.active if video is not None else False,
+            muted=audio is not None and not audio.active,
+            screen=video is not None and video.spec.source == "screen-cast",
         )
         mix_input = MixInput(stream, owner, picture, _VideoSink(picture), AudioSink())
         mix_input.audio_sink.active = audio.active if audio is not None else False
         self.inputs[stream.id] = mix_input
         if self.video_options is not None:
             self.layout.add(stream.id)
+            if picture.screen:
+                self._screens.append(stream.id)
+                self._present()
         self._publish_inputs()
         for kind in self._threads:
             self._attach(mix_input, kind)
@@ -301,6 +317,9 @@ class MixedStream(Stream):
         self._detach(mix_input, "audio")
         if self.video_options is not None:
             self.layout.remove(stream_id)
+            if stream_id in self._screens:
+                self._screens.remove(stream_id)
+                self._present()
         if self.active_input == stream_id:
             self.active_input = None
         self._publish_inputs()
@@ -315,6 +334,7 @@ class MixedStream(Stream):
             mix_input.picture.video_active = active
         else:
             mix_input.audio_sink.active = active
+            mix_input.picture.muted = not active
 
     def set_region(self, stream_id: str, region_id: str) -> None:
         self.layout.set_region(stream_id, region_id)
@@ -342,10 +362,16 @@ class MixedStream(Stream):
         bg = video.bg_color
         self.background = (bg.r, bg.g, bg.b)
         # The video thread builds a new compositor when it sees other settings.
-        self._look = (self.fit_policy, self.background)
+        self._look = self._look_of(view)
         self.layout.max_input = video.max_input
-        self.layout.set_templates(LayoutTemplates.from_options(video.layout))
-        if self.keep_active_primary and self.active_input is not None:
+        configured = LayoutTemplates.from_options(video.layout, self.aspect)
+        screen = self._presenting()
+        self.layout.set_templates(
+            configured if screen is None else configured.with_base("presentation")
+        )
+        if screen is not None:
+            self.layout.set_primary(screen)
+        elif self.keep_active_primary and self.active_input is not None:
             self.layout.set_primary(self.active_input)
         self._publish_layout()
 
@@ -358,10 +384,57 @@ class MixedStream(Stream):
         current = self.layout.templates
         if base == current.base:
             return
-        self.layout.set_templates(LayoutTemplates(base, current.custom, current.fit_policy))
+        self.layout.set_templates(current.with_base(base))
         if self.active_input is not None:
             self.layout.set_primary(self.active_input)
         self._publish_layout()
+
+    def _presenting(self) -> str | None:
+        """The screen share the view presents now (None: it shows its own layout)."""
+        video = self.video_options
+        if video is None or not video.presentation or not self._screens:
+            return None
+        return self._screens[0]
+
+    def _present(self) -> None:
+        """Switch to the presentation layout while a screen is shared, back when none is.
+
+        The share takes the large region; the others keep their order in the strip.
+        """
+        assert self.video_options is not None
+        screen = self._presenting()
+        if screen is not None:
+            if self.layout.templates.base != "presentation":
+                self.layout.set_templates(self.layout.templates.with_base("presentation"))
+            self.layout.set_primary(screen)
+        elif self.layout.templates.base == "presentation":
+            configured = LayoutTemplates.from_options(self.video_options.layout, self.aspect)
+            self.layout.set_templates(configured)
+            if self.keep_active_primary and self.active_input is not None:
+                self.layout.set_primary(self.active_input)
+
+    def _look_of(self, view: ViewOptions) -> tuple[Any, ...]:
+        """What the compositor is built from: a change rebuilds it on the video thread."""
+        video = view.video
+        if video is None:
+            return ()
+        labels, marks = video.labels, video.marks
+        style = LabelStyle(
+            labels=labels.enabled,
+            position=labels.position,
+            muted=marks.muted,
+            speaker=marks.speaker,
+            speaker_hold=marks.speaker_hold,
+        )
+        overlays = tuple((o.overlay, tuple(sorted(o.options.items()))) for o in video.overlays)
+        bg = video.bg_color
+        return (
+            video.layout.fit_policy,
+            (bg.r, bg.g, bg.b),
+            style,
+            overlays,
+            video.overlay_budget_ms / 1000,
+        )
 
     def _attach(self, mix_input: MixInput, kind: str) -> None:
         encoded = self._encoded_audio(mix_input) if kind == "audio" else None
@@ -408,7 +481,9 @@ class MixedStream(Stream):
             return
         self.active_input = stream_id
         self.listener.active_input_changed(self, stream_id)
-        if self.keep_active_primary and self.layout.set_primary(stream_id):
+        # While a screen is presented, the share keeps the large region.
+        presenting = self._presenting() is not None
+        if self.keep_active_primary and not presenting and self.layout.set_primary(stream_id):
             self._publish_layout()
 
     # -- running --------------------------------------------------------
@@ -460,14 +535,25 @@ class MixedStream(Stream):
     def running(self) -> bool:
         return bool(self._threads)
 
-    def _compositor(self, look: tuple[str, tuple[int, int, int]]) -> VideoCompositor:
-        fit_policy, background = look
+    def _compositor(self, look: tuple[Any, ...]) -> VideoCompositor:
+        """Built on the video thread: labels, marks and overlays are made here, not on the loop."""
+        fit_policy, background, style, overlay_specs, budget = look
+        overlays = []
+        for spec, options in overlay_specs:
+            try:
+                overlays.append((spec, load_overlay(spec, dict(options))))
+            except OverlayError as exc:
+                # The options were checked when the room took them; this is the overlay's
+                # own constructor failing: the view goes on without it.
+                logger.warning("overlay not drawn: %s", exc, extra=self.log_ids)
         return VideoCompositor(
             self.width,
             self.height,
             background=background,
             fit_policy=fit_policy,
             frame_timeout=self.frame_timeout,
+            decorations=Decorations(style, self.height),
+            overlays=OverlayRunner(overlays, budget, self.log_ids) if overlays else None,
         )
 
     def _video_loop(self, stop: threading.Event) -> None:
@@ -481,7 +567,9 @@ class MixedStream(Stream):
                 look = self._look  # re-laid with another fit policy or background
                 compositor = self._compositor(look)
             started = time.thread_time()
-            canvas = compositor.compose(assignments, self._pictures, version, time.monotonic())
+            canvas = compositor.compose(
+                assignments, self._pictures, version, time.monotonic(), self._speaking
+            )
             # No copy: every output encodes on this thread before the next compose,
             # and the encoders copy what they keep.
             frame = av.VideoFrame.from_numpy_buffer(canvas, format="yuv420p")
@@ -524,6 +612,7 @@ class MixedStream(Stream):
             result = mix.mix(chunks)
             if self.vad:
                 changed = vad.update(result.levels)
+                self._speaking = vad.active  # the video thread's speaker border reads it
                 if changed is not None:
                     self._loop.call_soon_threadsafe(self._set_active_input, changed)
             pts = tick * AUDIO_SAMPLES
@@ -553,6 +642,8 @@ class MixedStream(Stream):
             MixedAudioOutput.deliver_all(self._loop, batch)
             history.append(result.full)
             self.stats.audio_ticks += 1
+        # Nobody is heard while the audio thread is stopped: no speaker's border either.
+        self._speaking = None
 
     def close(self) -> None:
         """Idempotent: stops the threads, detaches from the inputs, ends every output."""

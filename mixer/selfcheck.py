@@ -22,6 +22,7 @@ import numpy as np
 from tessera.media.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
 
 from .compositor import InputPicture, VideoCompositor
+from .decorations import Decorations, LabelStyle
 from .layout import Layout, LayoutTemplates
 from .outputs import OpusEncoder
 
@@ -67,7 +68,11 @@ def _run(name: str, check: Callable[[], T], failures: list[str]) -> T | None:
 
 
 def _compose() -> av.VideoFrame:
-    """A camera picture scaled into a region and two avatars (text drawn), as a view does."""
+    """A camera picture scaled into a region and two avatars (text drawn), as a view does.
+
+    With name labels and a muted mark: the fonts and the shaping library are read here,
+    at start-up, rather than by the first view, whose first frames would wait for them.
+    """
     layout = Layout(LayoutTemplates("fluid", fit_policy="letterbox"), max_input=16)
     camera = np.zeros((360 * 3 // 2, 640), np.uint8)
     camera[:360] = np.linspace(16, 235, 640, dtype=np.uint8)
@@ -76,14 +81,17 @@ def _compose() -> av.VideoFrame:
     inputs = {
         "camera": InputPicture("camera", "Camera", frame=frame, frame_time=time.monotonic()),
         "avatar": InputPicture("avatar", "Ada Lovelace", has_video=False),
-        "audio": InputPicture("audio", "Грейс", has_video=False),
+        "audio": InputPicture("audio", "Грейс", has_video=False, muted=True),
     }
     for stream_id in inputs:
         layout.add(stream_id)
-    compositor = VideoCompositor(WIDTH, HEIGHT)
+    decorations = Decorations(LabelStyle(), HEIGHT)
+    compositor = VideoCompositor(WIDTH, HEIGHT, decorations=decorations)
     canvas = compositor.compose(layout.assignments(), inputs, layout.version, time.monotonic())
     if compositor.redrawn_regions < len(inputs):
         raise RuntimeError(f"drew {compositor.redrawn_regions} of {len(inputs)} regions")
+    if decorations.rendered < len(inputs):
+        raise RuntimeError(f"labelled {decorations.rendered} of {len(inputs)} regions")
     return av.VideoFrame.from_ndarray(canvas.copy(), format="yuv420p")
 
 

@@ -26,16 +26,21 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from .overlay import check_overlay
+
 __all__ = [
     "NAME_PATTERN",
     "AudioFormat",
     "BgColor",
     "CustomLayout",
     "FractionString",
+    "LabelOptions",
     "LayoutOptions",
     "LayoutTemplates",
+    "MarkOptions",
     "Name",
     "OptionsModel",
+    "OverlayOptions",
     "Region",
     "RegionArea",
     "Resolution",
@@ -213,17 +218,71 @@ class CustomLayout(OptionsModel):
 
 
 class LayoutTemplates(OptionsModel):
-    """A base layout family plus custom layouts for given numbers of inputs."""
+    """A base layout family plus custom layouts for given numbers of inputs.
 
-    base: Literal["fluid", "lecture", "void"] = "fluid"
+    ``gallery`` (Tessera's, the default since it exists) fills the view for any
+    count; ``fluid``, ``lecture`` and ``void`` are OWT's, unchanged.
+    """
+
+    base: Literal["gallery", "fluid", "lecture", "void"] = "gallery"
     custom: list[CustomLayout] = Field(default_factory=list)
 
 
 class LayoutOptions(OptionsModel):
-    """How inputs are placed and fitted into their regions."""
+    """How inputs are placed and fitted into their regions.
 
-    fit_policy: Literal["letterbox", "crop"] = "letterbox"
+    ``fitPolicy`` left out: ``crop`` for the gallery (each picture fills its
+    tile, cut around its centre), ``letterbox`` for OWT's bases (OWT's default).
+    A shared screen is always letterboxed: its edges are its content.
+    """
+
+    fit_policy: Literal["letterbox", "crop"] = "crop"
     templates: LayoutTemplates = Field(default_factory=LayoutTemplates)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fit_by_base(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "fitPolicy" in data or "fit_policy" in data:
+            return data
+        templates = data.get("templates")
+        if isinstance(templates, LayoutTemplates):
+            base = templates.base
+        elif isinstance(templates, dict):
+            base = templates.get("base", "gallery")
+        else:
+            base = "gallery"
+        return {**data, "fitPolicy": "crop" if base == "gallery" else "letterbox"}
+
+
+LabelPosition = Literal["bottom-left", "bottom-right", "top-left", "top-right", "bottom-center"]
+
+
+class LabelOptions(OptionsModel):
+    """Name labels: each region shows its participant's name (the token's user)."""
+
+    enabled: bool = True
+    position: LabelPosition = "bottom-left"
+
+
+class MarkOptions(OptionsModel):
+    """State marks: a muted-microphone mark and the active speaker's border."""
+
+    muted: bool = True
+    speaker: bool = True
+    # Seconds the border stays on a speaker before it may move or go: no flicker.
+    speaker_hold: float = Field(default=1.0, ge=0, le=30)
+
+
+class OverlayOptions(OptionsModel):
+    """An overlay drawn on the view's frames (see `tessera.mixer.overlay`)."""
+
+    overlay: str = Field(min_length=3, max_length=200)  # "module:Class", allowed by the server
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _loadable(self) -> OverlayOptions:
+        check_overlay(self.overlay, self.options)
+        return self
 
 
 class ViewAudio(OptionsModel):
@@ -267,6 +326,14 @@ class ViewVideo(OptionsModel):
     motion_factor: float = Field(default=0.8, gt=0, le=10)
     keep_active_input_primary: bool = False
     layout: LayoutOptions = Field(default_factory=LayoutOptions)
+    # Tessera: what is drawn over the pictures.
+    labels: LabelOptions = Field(default_factory=LabelOptions)
+    marks: MarkOptions = Field(default_factory=MarkOptions)
+    # Tessera: while an input is a screen share, a large share and a strip of the others.
+    presentation: bool = True
+    overlays: list[OverlayOptions] = Field(default_factory=list, max_length=8)
+    # CPU per frame each overlay may take (ms, on average): see tessera.mixer.overlay.
+    overlay_budget_ms: float = Field(default=2.0, gt=0, le=30)
 
 
 class ViewOptions(OptionsModel):

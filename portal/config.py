@@ -160,11 +160,28 @@ class WebRTCConfig(_Section):
         return value
 
 
+_OVERLAY_RE = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+)
+
+
 class MixerConfig(_Section):
     """``[mixer]``: mixed streams (views)."""
 
     frame_timeout: Seconds
     max_mixed_talkers: int = Field(ge=0, le=1000)
+    # "module:Class" overlays views may load (tessera.mixer.overlay), besides the example.
+    overlays: list[str] = Field(max_length=64)
+
+    @field_validator("overlays")
+    @classmethod
+    def _check_overlays(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            if not _OVERLAY_RE.match(spec):
+                raise ValueError(
+                    f"{spec!r} is not an overlay class name like 'package.module:Class'"
+                )
+        return value
 
 
 class RecordingConfig(_Section):

@@ -89,6 +89,7 @@ def conference_settings(config: Config, advertised_host: Any) -> ConferenceSetti
         keyframe_min_interval=config.webrtc.keyframe_min_interval,
         frame_timeout=config.mixer.frame_timeout,
         max_mixed_talkers=config.mixer.max_mixed_talkers,
+        overlays=tuple(config.mixer.overlays),
     )
 
 

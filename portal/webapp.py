@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 VENDOR_PACKAGES = ("socket.io-client", "peerjs")
 # How long a recording's download link stays valid.
 DOWNLOAD_LINK_LIFETIME = 600
-LAYOUT_BASES = ("fluid", "lecture")
+LAYOUT_BASES = ("fluid", "lecture", "gallery")
 
 
 class DemoError(web.HTTPException):

@@ -419,6 +419,13 @@ class PacketWriter(ABC):
         self._queued_bytes = 0
         self._closing = False
         self._video_gap = False  # dropping video until the next keyframe
+        # Audio that came before the first video keyframe is kept, not dropped, and the
+        # output starts at the first of it (a per-stream file: its time 0 is when its
+        # publisher's media came, not when a keyframe did). At most max_queue_seconds.
+        self._hold_audio = False
+        self._held: deque[QueuedPacket] = deque()
+        # Told (on the worker's thread) the arrival time that is the output's time 0.
+        self._on_start: Callable[[float], None] | None = None
 
         # Worker state.
         self._output: Any = None
@@ -568,14 +575,28 @@ class PacketWriter(ABC):
 
     def _handle(self, item: QueuedPacket) -> None:
         if self._output is None:
+            if self._hold_audio and item.kind == "audio" and self.video_codec is not None:
+                self._hold(item)
+                return
             if not self._can_start(item):
                 self.skipped += 1
                 return
             self._open(item)
             # Some muxers choose their own time base at the header.
             self._clocks = {kind: TrackClock(self._clock_base(kind)) for kind in self._streams}
-            self._origin = item.arrival
+            held, self._held = list(self._held), deque()
+            self._origin = held[0].arrival if held else item.arrival
+            if self._on_start is not None:
+                self._on_start(self._origin)
+            for early in held:
+                self._mux(early)
         self._mux(item)
+
+    def _hold(self, item: QueuedPacket) -> None:
+        self._held.append(item)
+        while item.arrival - self._held[0].arrival > self._max_queue_seconds:
+            self._held.popleft()
+            self.skipped += 1
 
     def _can_start(self, item: QueuedPacket) -> bool:
         if self.video_codec is None:
@@ -697,6 +718,8 @@ class PacketMuxer(PacketWriter):
     keyframe (audio before it is dropped so that A/V start together; an
     audio-only recording starts on its first packet), maps every track onto
     the recording's clock (see `TrackClock`) and muxes without re-encoding.
+    With `hold_audio` (a per-stream file) the audio before the keyframe is kept
+    and the file's time 0 is its first packet; `on_start` is told that arrival.
 
     On an I/O error (directory not writable, disk full) the worker stops
     writing, calls `on_error(reason)` once from its own thread and discards
@@ -718,6 +741,8 @@ class PacketMuxer(PacketWriter):
         on_error: Callable[[str], None],
         max_queue_seconds: float = MAX_QUEUE_SECONDS,
         disk_reserve: int = 0,
+        hold_audio: bool = False,
+        on_start: Callable[[float], None] | None = None,
     ) -> None:
         self.path = Path(path)
         # Bytes left free on the file's disk: the file stops (out_of_space) before them.
@@ -734,6 +759,8 @@ class PacketMuxer(PacketWriter):
             thread_name=f"muxer {self.path.name}",
         )
         self._bytes_written = 0
+        self._hold_audio = hold_audio
+        self._on_start = on_start
         self._start_worker()
 
     @property

@@ -47,6 +47,8 @@ class Recording(RoomOutput):
         host: str,
         on_finished: Callable[[Recording], None] | None = None,
         disk_reserve: int = 0,
+        part_of: str | None = None,
+        on_media_start: Callable[[Recording], None] | None = None,
     ) -> None:
         self.id = recording_id
         self.room_id = room_id
@@ -75,6 +77,10 @@ class Recording(RoomOutput):
         self._on_finished = on_finished
         # Bytes the recording leaves free on its disk (it stops "disk full" before them).
         self.disk_reserve = disk_reserve
+        # The per-stream recording this is one file of (perstream.py): its timeline is
+        # that recording's sidecar, so the file has none of its own.
+        self.part_of = part_of
+        self._on_media_start = on_media_start
 
     # -- lifecycle ------------------------------------------------------
 
@@ -106,13 +112,18 @@ class Recording(RoomOutput):
             audio_codec=audio.codec if audio is not None else None,
             on_error=self._worker_failed,
             disk_reserve=self.disk_reserve,
+            # A file of a per-stream recording starts with its publisher's first audio and
+            # learns its time 0 from the muxer (its offset on the shared clock).
+            hold_audio=self.part_of is not None,
+            on_start=self._muxer_started if self.part_of is not None else None,
         )
         self.state = "recording"
         if audio is not None:
             self._sinks["audio"].attach(audio)
         if video is not None:
             self._sinks["video"].attach(video)
-        self._sidecar_task = asyncio.ensure_future(self._keep_sidecar())
+        if self.part_of is None:
+            self._sidecar_task = asyncio.ensure_future(self._keep_sidecar())
         logger.info("recording started into %s", self.path, extra=self.log_ids)
 
     def update(
@@ -195,7 +206,8 @@ class Recording(RoomOutput):
         if self.state != "failed":
             self.state = "stopped"
         self.timeline.add("stop")
-        await self._loop.run_in_executor(None, self._write_sidecar)
+        if self.part_of is None:
+            await self._loop.run_in_executor(None, self._write_sidecar)
         logger.info(
             "recording %s (%.1f s, %d bytes)",
             self.state,
@@ -217,11 +229,21 @@ class Recording(RoomOutput):
                 return
             self._video_waits_for_keyframe = False
         arrival = time.monotonic()
-        if self.timeline.origin is None:
+        if self.timeline.origin is None and self.part_of is None:
             starts = keyframe if kind == "video" else not self._has_video
             if starts:
                 self.timeline.origin = arrival
         muxer.write(kind, packet, keyframe, arrival)
+
+    def _muxer_started(self, origin: float) -> None:
+        # On the muxer's thread: the file's time 0 is the arrival time `origin`.
+        self._loop.call_soon_threadsafe(self._media_started, origin)
+
+    def _media_started(self, origin: float) -> None:
+        if self.timeline.origin is None:
+            self.timeline.origin = origin
+            if self._on_media_start is not None:
+                self._on_media_start(self)
 
     def _fail(self, reason: str) -> None:
         if self.state == "recording" and self._muxer is not None and self._muxer.out_of_space:
@@ -317,6 +339,8 @@ class Recording(RoomOutput):
         }
         if self.reason:
             info["reason"] = self.reason
+        if self.part_of is not None:
+            info["partOf"] = self.part_of
         return info
 
 

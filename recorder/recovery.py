@@ -8,6 +8,7 @@ cluster, fragmented MP4 to the last fragment, MPEG-TS to the last packet (see mu
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 # the next start (conference/tree.py); its figures are then read from its file.
 INTERRUPTED = "the server stopped while recording"
 CUT = INTERRUPTED + "; the file ends where it was cut"
+PER_STREAM_CUT = INTERRUPTED + "; each of its files ends where it was cut"
 NOTHING_PLAYABLE = "the server stopped while recording; nothing playable was written"
 
 
@@ -69,6 +71,11 @@ def closed_after_interruption(info: dict[str, Any]) -> dict[str, Any]:
     out["reason"] = CUT
     storage = info.get("storage")
     file = storage.get("file") if isinstance(storage, dict) else None
+    if "perStream" in info:
+        # Its "file" is the timeline sidecar; its files are recordings closed one by one.
+        out["reason"] = PER_STREAM_CUT
+        out["files"] = _files_after_interruption(Path(file) if isinstance(file, str) else None)
+        return out
     try:
         media = read_media(Path(file)) if isinstance(file, str) and file else FileMedia(0.0, 0)
     except OSError:
@@ -78,3 +85,25 @@ def closed_after_interruption(info: dict[str, Any]) -> dict[str, Any]:
         out["state"] = "failed"
         out["reason"] = NOTHING_PLAYABLE
     return out
+
+
+def _files_after_interruption(sidecar: Path | None) -> list[dict[str, Any]]:
+    """The files a per-stream recording's sidecar (rewritten every few seconds) names, each
+    with the duration its file plays and no longer running."""
+    try:
+        listed = json.loads(sidecar.read_text()).get("files") if sidecar else None
+    except (OSError, ValueError, AttributeError):
+        return []
+    files = []
+    for entry in listed if isinstance(listed, list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            continue
+        path = sidecar.parent / Path(entry["file"]).name if sidecar else None
+        try:
+            media = read_media(path) if path is not None else FileMedia(0.0, 0)
+        except OSError:
+            media = FileMedia(0.0, 0)
+        if entry.get("state") == "recording":
+            entry = {**entry, "state": "stopped" if media.packets else "failed"}
+        files.append({**entry, "duration": media.duration})
+    return files

@@ -24,6 +24,8 @@ class Timeline:
     started_at: float = field(default_factory=time.time)  # wall clock, for people
     origin: float | None = None  # time.monotonic() of the first media written
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    # What `t` counts from (a per-stream recording counts from its start: see perstream.py).
+    clock: str = "seconds from the first media in the recording"
 
     def add(self, event_type: str, at: float | None = None, **data: Any) -> None:
         """Record an event that happened at monotonic time `at` (now by default)."""
@@ -32,22 +34,25 @@ class Timeline:
     def to_json(self) -> dict[str, Any]:
         origin = self.origin
         out = []
-        for at, event in self.events:
+        # In time order: a per-stream recording adds a file's end when the file is closed.
+        for at, event in sorted(self.events, key=lambda item: item[0]):
             t = 0.0 if origin is None else max(0.0, at - origin)
             out.append({"t": round(t, 3), **event})
         return {
             "recording": self.recording_id,
             "room": self.room_id,
             "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
-            "clock": "seconds from the first media in the recording",
+            "clock": self.clock,
             "events": out,
         }
 
-    def write(self, path: Path) -> None:
-        """Write atomically: a reader (or a crash) never sees half a file."""
+    def write(self, path: Path, extra: dict[str, Any] | None = None) -> None:
+        """Write atomically: a reader (or a crash) never sees half a file.
+
+        ``extra``: more top-level fields (a per-stream recording's list of files)."""
         partial = path.with_suffix(path.suffix + ".partial")
         try:
-            partial.write_text(json.dumps(self.to_json(), indent=1))
+            partial.write_text(json.dumps({**self.to_json(), **(extra or {})}, indent=1))
             partial.replace(path)
         except OSError:
             partial.unlink(missing_ok=True)  # a full disk left it empty: no half file stays

@@ -375,7 +375,23 @@ class Transport:
             self.observer.transport_progress(self, {"id": self.id, "status": "ready"})
             self._announce_ready()
         elif state in ("failed", "closed") and not self.closed:
+            if state == "failed":
+                self._log_refused_certificate()
             self.observer.transport_failed(self)
+
+    def _log_refused_certificate(self) -> None:
+        # The one DTLS failure a client can act on; aiortc logs none of them usefully.
+        for dtls in {t.receiver.transport for t in self.pc.getTransceivers()}:
+            curve = aiortcext.refused_peer_curve(dtls)
+            if curve is not None:
+                logger.warning(
+                    "DTLS handshake failed: the client's certificate has an ECDSA key on %s,"
+                    " which the server's OpenSSL does not accept (only %s); give the client"
+                    " an ECDSA P-256 certificate",
+                    curve,
+                    ", ".join(aiortcext.DTLS_PEER_CURVES),
+                    extra={"transport": self.id},
+                )
 
     def _announce_ready(self) -> None:
         for session in list(self.sessions.values()):

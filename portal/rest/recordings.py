@@ -15,6 +15,7 @@ from tessera.conference.requests import RecordingRequest
 from .bodies import path_id
 from .errors import ErrorCode, bad_request
 from .mediarequest import media_request
+from .perstreamrequest import is_per_stream, per_stream_request
 from .resource import BOTH, Resource, Route, empty_response
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,12 @@ class Recordings(Resource):
     async def create_recording(self, request: web.Request) -> web.StreamResponse:
         room_id = await self._room(request)
         raw = await self._read_json(request)
+        if is_per_stream(raw):
+            # Tessera's: each forward stream in its own file (perstreamrequest.py).
+            started = await self.conference.start_per_stream_recording(
+                self._service_id(request), room_id, per_stream_request(raw)
+            )
+            return web.json_response(started)
         body = media_request(raw)
         _check_audio_format(raw)
         recording = await self.conference.start_recording(

@@ -215,7 +215,7 @@ async def test_layout_and_recordings_need_a_moderator_ticket(tessera: RunningSer
         )
         assert status == 403
         room = tessera.server.rooms[presenter.info["room"]["id"]]
-        assert room.views["common"].layout.templates.base == "fluid"
+        assert room.views["common"].layout.templates.base == "gallery"
         status, reply = await demo(
             tessera, "PUT", "/demo/layout", {"base": "sideways"}, presenter_ticket
         )

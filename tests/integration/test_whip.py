@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import sys
 import time
 import uuid
@@ -62,17 +63,24 @@ def ecdsa_certificate(folder: Path) -> tuple[Path, Path]:
 
 @asynccontextmanager
 async def ffmpeg_pushing(
-    url: str, token: str, folder: Path, rgb: tuple[int, int, int] = RED
+    url: str, token: str, folder: Path | None, rgb: tuple[int, int, int] = RED
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """FFmpeg's whip muxer (tests/whip_pusher.py) pushing ``rgb`` until the block ends."""
-    cert, key = ecdsa_certificate(folder)
+    """FFmpeg's whip muxer (tests/whip_pusher.py) pushing ``rgb`` until the block ends.
+
+    With a ``folder``, the muxer is given an ECDSA P-256 certificate made there; without,
+    it makes its own (as a user's FFmpeg does).
+    """
+    certificate: list[str] = []
+    if folder is not None:
+        cert, key = ecdsa_certificate(folder)
+        certificate = ["--cert-file", str(cert), "--key-file", str(key)]
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(PUSHER),
         url,
         token,
-        str(cert),
-        str(key),
+        *certificate,
+        "--rgb",
         *map(str, rgb),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -193,6 +201,46 @@ async def test_ffmpeg_whip_push_is_a_forward_stream_a_subscriber_decodes(
         )
     finally:
         await viewer.leave()
+
+
+async def test_ffmpeg_whip_with_its_own_p224_certificate_is_refused_by_name(
+    tessera: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # FFmpeg with GnuTLS (PyAV's) makes a P-224 key, which aiortc's OpenSSL 4 cannot accept
+    # (README, WHIP): the push fails, the log names the curve, and nothing is left behind.
+    caplog.set_level(logging.WARNING, logger="tessera.webrtc_agent.transport")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(PUSHER),
+        f"{tessera.url}/whip/default",
+        tessera.token("default", "ffmpeg"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    assert process.stderr is not None
+    try:
+        # stdin stays open: the pusher would stop before its muxer's first packet otherwise.
+        await asyncio.wait_for(process.wait(), 90)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        process.stdin.close()
+    stdout, stderr = await process.stdout.read(), await process.stderr.read()
+    assert process.returncode != 0 and b"pushing" not in stdout, stderr.decode()[-2000:]
+
+    def refusals() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "tessera.webrtc_agent.transport" and "DTLS" in r.getMessage()
+        ]
+
+    await eventually(lambda: refusals(), 30, "the refusal in the log")
+    assert "secp224r1" in refusals()[0], refusals()
+    await eventually(lambda: nothing_left(tessera), 30, "the refused session to leave nothing")
 
 
 async def test_whep_plays_a_view_and_a_forward_stream_in_aiortc(tessera: RunningServer) -> None:

@@ -44,6 +44,13 @@ def test_compositor_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     if gst["available"] and gst["frames"]:
         assert _finite(gst["composite_ms"], gst["pipeline_ms"])
     assert "Tessera / xstack" in printed
+    # Today's composite against the gallery with labels and marks, in the same run.
+    picture = figures["picture"]
+    for name in ("before_composite", "after_composite", "before_frame", "after_frame"):
+        assert _finite(picture[name]["median_ms"]) and picture[name]["median_ms"] > 0
+    assert picture["after_frame"]["median_ms"] > picture["after_composite"]["median_ms"]
+    assert picture["labels_rendered"] == 9  # once per name, not once per frame
+    assert "per view frame: now / today" in printed
 
 
 def test_latency_code_round_trip() -> None:

@@ -39,7 +39,7 @@ def picture(stream_id: str, rgb: tuple[int, int, int] | None, **kw: object) -> I
 
 
 def fluid(*streams: str) -> Layout:
-    layout = Layout(LayoutTemplates.from_options({}), 16)
+    layout = Layout(LayoutTemplates.from_options({"templates": {"base": "fluid"}}), 16)
     for s in streams:
         layout.add(s)
     return layout

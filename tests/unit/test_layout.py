@@ -219,8 +219,13 @@ def test_custom_primary_region() -> None:
 
 def test_from_options_accepts_defaults_and_rejects_bad_options() -> None:
     templates = LayoutTemplates.from_options({})
-    assert templates.base == "fluid" and templates.fit_policy == "letterbox"
-    assert LayoutTemplates.from_options({"fitPolicy": "crop"}).fit_policy == "crop"
+    assert templates.base == "gallery" and templates.fit_policy == "crop"
+    # OWT's bases keep OWT's default fit; an explicit fit policy is kept with any base.
+    fluid = LayoutTemplates.from_options({"templates": {"base": "fluid"}})
+    assert fluid.fit_policy == "letterbox"
+    assert LayoutTemplates.from_options({"fitPolicy": "letterbox"}).fit_policy == "letterbox"
+    crop = {"fitPolicy": "crop", "templates": {"base": "fluid"}}
+    assert LayoutTemplates.from_options(crop).fit_policy == "crop"
     with pytest.raises(LayoutError, match="base"):
         LayoutTemplates.from_options({"templates": {"base": "mosaic"}})
     with pytest.raises(LayoutError, match="greater than 1"):

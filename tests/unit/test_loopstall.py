@@ -9,7 +9,7 @@ from tests.loopstall import LoopStallDetector
 
 
 def blocking_call() -> None:
-    time.sleep(0.12)  # stimulus: what a thread join or a slow disk write does to the loop
+    time.sleep(0.3)  # stimulus: what a thread join or a slow disk write does to the loop
 
 
 async def test_a_blocking_call_on_the_loop_is_a_stall_with_its_place() -> None:
@@ -20,8 +20,10 @@ async def test_a_blocking_call_on_the_loop_is_a_stall_with_its_place() -> None:
         await asyncio.sleep(0)  # the callback runs before this task goes on
     assert len(detector.stalls) == 1, detector.report()
     stall = detector.stalls[0]
+    # Held well past the threshold; not the whole 0.3 s on a loaded machine, where the
+    # time the other threads waited for a core meanwhile is forgiven (loopstall.py).
     assert stall.held >= 0.1 and "blocking_call" in stall.callback
-    assert "time.sleep(0.12)" in stall.stack
+    assert "time.sleep(0.3)" in stall.stack
 
 
 async def test_waiting_without_holding_the_loop_is_not_a_stall() -> None:

@@ -573,3 +573,31 @@ def test_a_stalled_writer_drops_and_resumes_on_a_keyframe(
             assert key, f"video resumed at {after:.3f} without a keyframe"
     with av.open(str(path)) as f:
         assert len(list(f.decode(video=0))) == len(times)
+
+
+def test_held_audio_starts_the_file_before_the_keyframe(
+    tmp_path: Path, vp8: list[Any], opus: list[Any]
+) -> None:
+    """A per-stream file (hold_audio): its time 0 is its first audio, not the keyframe."""
+    path = tmp_path / "held.mkv"
+    origins: list[float] = []
+    muxer = PacketMuxer(
+        path,
+        "mkv",
+        video_codec="vp8",
+        audio_codec="opus",
+        on_error=Errors(),
+        max_queue_seconds=BURST,
+        hold_audio=True,
+        on_start=origins.append,
+    )
+    # Mid-GOP again: the keyframe comes at 1 s, audio from 0.
+    count = feed(muxer, vp8, opus, skip_video=10)
+    muxer.close()
+    assert origins == [T0]  # told once, on its thread, the arrival that is time 0
+    assert muxer.skipped == 20  # the deltas before the keyframe; no audio was lost
+    assert muxer.packets_written == count - 20
+    times = packet_times(path)
+    assert times["audio"][0][0] == 0.0
+    assert times["video"][0] == (1.0, True)  # placed by its arrival on the file's clock
+    assert len(times["audio"]) == SECONDS * 50
