@@ -34,8 +34,13 @@ async def serve(
     log_level: str | None,
     config_file: str | None = None,
     port_file: str | None = None,
+    aiortc_senders: bool = False,
 ) -> None:
-    """Run the server until a termination signal arrives (or, without `port_file`, stdin ends)."""
+    """Run the server until a termination signal arrives (or, without `port_file`, stdin ends).
+
+    `aiortc_senders`: subscribers are sent by aiortc's own sender (packetise, protect and send
+    per subscriber on the loop) instead of the shared fan-out, for bench.fanout's comparison.
+    """
     overrides = {
         "storage.data_dir": data_dir,
         "server.host": "127.0.0.1",
@@ -52,12 +57,15 @@ async def serve(
     )
     logging.getLogger("aioice").setLevel(logging.WARNING)
     app = create_app(config)
+    app.router.add_get("/bench/rtp-sent", _rtp_sent)
+    app.router.add_post("/bench/loop-lag-reset", _reset_loop_lag)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     server = app[SERVER_KEY]
     server.port = int(runner.addresses[0][1])
+    server.agent.shared_fanout = not aiortc_senders
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -95,6 +103,33 @@ async def serve(
         await runner.cleanup()
 
 
+async def _rtp_sent(request: web.Request) -> web.Response:
+    """RTP packets and payload bytes every sender has sent so far (aiortc's getStats).
+
+    Whichever way subscribers are sent, aiortc's sender counts them (the shared fan-out
+    reports its counts to it), so bench.fanout can read the server's CPU per packet sent.
+    """
+    server = request.app[SERVER_KEY]
+    packets = octets = 0
+    for number, transport in enumerate(list(server.agent.transports.values())):
+        if number % 10 == 9:
+            await asyncio.sleep(0)  # 300 getStats() in one go would hold the loop ~50 ms
+        for transceiver in transport.pc.getTransceivers():
+            report = await transceiver.sender.getStats()
+            for stats in report.values():
+                if stats.type == "outbound-rtp":
+                    packets += stats.packetsSent
+                    octets += stats.bytesSent
+    return web.json_response({"packets": packets, "octets": octets})
+
+
+async def _reset_loop_lag(request: web.Request) -> web.Response:
+    """Forget the loop-lag samples so far: /metrics then gives the lag of a measurement window
+    (its p99 otherwise covers the last minute, the connecting of a step's subscribers too)."""
+    request.app[SERVER_KEY].loop_lag.reset()
+    return web.json_response({})
+
+
 def _write_port_file(path: str, text: str) -> None:
     # Once, at startup, before any client can connect: blocking the loop here costs nothing.
     Path(path).write_text(text)
@@ -107,11 +142,16 @@ def main() -> None:
     parser.add_argument("port_file", nargs="?", help="where to write 'port key room_id'")
     parser.add_argument("--data-dir", help="database and state (a temp folder)")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--aiortc-senders",
+        action="store_true",
+        help="send subscribers with aiortc's own sender, not the shared fan-out (comparison)",
+    )
     args = parser.parse_args()
     if args.port_file is None and args.data_dir is None:
         parser.error("give --data-dir DIR, or CONFIG PORT_FILE")
     log_level = args.log_level or (None if args.config else "WARNING")
-    asyncio.run(serve(args.data_dir, log_level, args.config, args.port_file))
+    asyncio.run(serve(args.data_dir, log_level, args.config, args.port_file, args.aiortc_senders))
 
 
 if __name__ == "__main__":

@@ -36,12 +36,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tessera.conference.tokens import issue_token
 from tessera.media.aiortcext import (
+    ice_datagram_endpoint,
     install_encoded_tap,
     intercept_srtp_packets,
     receiver_started,
 )
 from tessera_client import ConferenceClient
 
+from .batchreceiver import BatchReceiver, CountedSocket
 from .content import MovingVideoTrack
 from .machine import SystemCpu, process_cpu_seconds
 
@@ -69,6 +71,8 @@ class SubscriberBenchConfig:
     connect_timeout: float = 30.0
     server_cpus: frozenset[int] | None = None  # pin the server process to these CPUs
     full_receivers: bool = False  # decrypt and reassemble (aiortc's receive path) in the clients
+    aiortc_senders: bool = False  # the server sends with aiortc's sender, not the shared fan-out
+    batch_receivers: bool = False  # header counting on one recvmmsg thread (bench/batchreceiver.py)
 
 
 QUICK_SUBSCRIBERS = SubscriberBenchConfig(steps=(0, 1, 2), window=2.0, settle=1.0)
@@ -88,6 +92,7 @@ class SubscriberStep:
     kbps_mean: float  # encoded video received per subscriber
     connect_seconds: float  # to bring this step's new subscribers to their first frame
     view_fps: float = 0.0  # frames the server's view composited per second (its /metrics)
+    packets_per_s: float = 0.0  # RTP packets the server's senders sent per second (all subscribers)
     loop_lag_p99_ms: float = 0.0  # the server's event-loop lag, 99th percentile (its /metrics)
 
 
@@ -198,6 +203,36 @@ class HeaderCountingClient(TappedClient):
             if transceiver.receiver.track is track:
                 intercept_srtp_packets(transceiver.receiver, self._count)
 
+    _reader: BatchReceiver | None = None
+    _read_transport: Any = None
+
+    def read_in_batches(self, reader: BatchReceiver) -> None:
+        """From now on its socket is read by `reader` (once its ICE pair is up)."""
+        assert self.pc is not None
+        dtls = self.pc.getTransceivers()[0].receiver.transport
+        endpoint = ice_datagram_endpoint(dtls)
+        if endpoint is None:
+            raise RuntimeError("no nominated UDP pair to read from")
+        transport, protocol = endpoint
+        reader.add(
+            transport,
+            protocol,
+            CountedSocket(self._count_header, protocol, asyncio.get_running_loop()),
+        )
+        self._reader, self._read_transport = reader, transport
+
+    def _count_header(self, payload: int, marker: bool) -> None:
+        # On the reader thread: plain counters (the first frame was counted before).
+        self.bytes += payload
+        if marker:
+            self.frames += 1
+
+    async def leave(self) -> None:
+        if self._reader is not None:
+            self._reader.remove(self._read_transport)
+            self._reader = None
+        await super().leave()
+
     def _count(self, data: bytes) -> None:
         header = 12 + 4 * (data[0] & 0x0F)
         if data[0] & 0x10 and len(data) >= header + 4:
@@ -249,9 +284,16 @@ class ServerProcess:
 
     @classmethod
     async def start(
-        cls, data_dir: Path, timeout: float = 60.0, cpus: set[int] | None = None
+        cls,
+        data_dir: Path,
+        timeout: float = 60.0,
+        cpus: set[int] | None = None,
+        aiortc_senders: bool = False,
     ) -> ServerProcess:
-        """Start the server and wait for its ready line; `cpus` pins it (and all its threads)."""
+        """Start the server and wait for its ready line; `cpus` pins it (and all its threads).
+
+        `aiortc_senders`: its subscribers are sent by aiortc's sender, not the shared fan-out.
+        """
         log = data_dir / "server.log"
 
         def pin() -> None:
@@ -268,6 +310,7 @@ class ServerProcess:
                 str(data_dir),
                 "--log-level",
                 "WARNING",
+                *(["--aiortc-senders"] if aiortc_senders else []),
                 cwd=ROOT,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -304,6 +347,19 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of the server so far."""
         return process_cpu_seconds(self.pid)
+
+    async def reset_loop_lag(self) -> None:
+        """Start the server's loop-lag samples afresh (bench._server)."""
+        url = f"{self.url}/bench/loop-lag-reset"
+        async with aiohttp.ClientSession() as session, session.post(url) as response:
+            response.raise_for_status()
+
+    async def rtp_sent(self) -> int:
+        """RTP packets the server's senders have sent so far (bench._server's count)."""
+        url = f"{self.url}/bench/rtp-sent"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            response.raise_for_status()
+            return int((await response.json())["packets"])
 
     def token(self, user: str, role: str, room: str | None = None) -> str:
         """A join token for `room` (by name; a new name makes an ad-hoc room), default room."""
@@ -352,9 +408,17 @@ async def wait_layout(client: ConferenceClient, stream_id: str, count: int, time
 
 
 async def _connect(
-    server: ServerProcess, stream_id: str, number: int, timeout: float, full: bool
+    server: ServerProcess,
+    stream_id: str,
+    number: int,
+    timeout: float,
+    full: bool,
+    reader: BatchReceiver | None = None,
 ) -> TappedClient:
-    """One subscriber: join, subscribe to the view's video, wait for its first frame."""
+    """One subscriber: join, subscribe to the view's video, wait for its first frame.
+
+    With a `reader` (header counting only), its socket is then read by that thread.
+    """
     kind = TappedClient if full else HeaderCountingClient
     client = kind(request_timeout=timeout)
     try:
@@ -362,6 +426,8 @@ async def _connect(
         subscription = await client.subscribe(stream_id, audio=False)
         await subscription.wait_ready(timeout)
         await asyncio.wait_for(client.first_frame.wait(), timeout)
+        if reader is not None and isinstance(client, HeaderCountingClient):
+            client.read_in_batches(reader)
     except BaseException:
         await leave(client)
         raise
@@ -382,12 +448,16 @@ async def _measure(
     frames0 = [c.frames for c in clients]
     bytes0 = [c.bytes for c in clients]
     frames_before = view_frames(await server.metrics())
+    sent0 = await server.rtp_sent()
+    # The lag of this window only (not of connecting this step's subscribers).
+    await server.reset_loop_lag()
     server0, own0, machine0 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
     start = time.monotonic()
     await asyncio.sleep(window)
     elapsed = time.monotonic() - start
     server1, own1, machine1 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
     after = await server.metrics()
+    sent1 = await server.rtp_sent()
     view_fps = (view_frames(after) - frames_before) / elapsed
     fps = [(c.frames - f) / elapsed for c, f in zip(clients, frames0, strict=True)]
     kbps = [(c.bytes - b) * 8 / elapsed / 1000 for c, b in zip(clients, bytes0, strict=True)]
@@ -403,6 +473,7 @@ async def _measure(
         connect_seconds=connect_seconds,
         view_fps=view_fps,
         loop_lag_p99_ms=loop_lag_p99_ms(after),
+        packets_per_s=(sent1 - sent0) / elapsed,
     )
 
 
@@ -460,7 +531,10 @@ async def run_subscriber_bench(config: SubscriberBenchConfig) -> SubscriberFigur
     clients: list[TappedClient] = []
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
         cpus = set(config.server_cpus) if config.server_cpus is not None else None
-        server = await ServerProcess.start(Path(tmp), cpus=cpus)
+        server = await ServerProcess.start(
+            Path(tmp), cpus=cpus, aiortc_senders=config.aiortc_senders
+        )
+        reader = BatchReceiver() if config.batch_receivers and not config.full_receivers else None
         publisher = ConferenceClient(request_timeout=config.connect_timeout)
         log: list[str] = []
         try:
@@ -478,7 +552,14 @@ async def run_subscriber_bench(config: SubscriberBenchConfig) -> SubscriberFigur
                     numbers = range(len(clients), len(clients) + count)
                     results = await asyncio.gather(
                         *(
-                            _connect(server, view, n, config.connect_timeout, config.full_receivers)
+                            _connect(
+                                server,
+                                view,
+                                n,
+                                config.connect_timeout,
+                                config.full_receivers,
+                                reader,
+                            )
                             for n in numbers
                         ),
                         return_exceptions=True,

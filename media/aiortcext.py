@@ -7,7 +7,9 @@ sends pre-encoded packets, hearing a receiver's bandwidth estimate (REMB),
 answering only some of the codecs both sides support, releasing received
 frames without aiortc's fixed extra delay, giving each subscription its own
 msid stream id, checking DTLS-SRTP at start-up, and (for benchmark clients)
-taking SRTP packets before they are decrypted. Keeping every such
+taking SRTP packets before they are decrypted, and (for the shared fan-out)
+sending a subscriber's RTP from a thread of Tessera's own: its SRTP key, its
+socket, its NACKs and its sender-report counters. Keeping every such
 reach-in here means an aiortc upgrade is checked in one file
 (tests/integration cover each of them).
 
@@ -26,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import queue
+import socket
 from collections.abc import Callable
 from importlib.metadata import version
 from types import CodeType, SimpleNamespace
@@ -45,11 +49,13 @@ from aiortc import (
 )
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import SRTP_PROFILES
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     AnyRtcpPacket,
     RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
     RtpPacket,
     unpack_remb_fci,
 )
@@ -111,6 +117,17 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("SRTPProfile", "key_length"),
     ("SRTPProfile", "salt_length"),
     ("SRTPProfile", "get_key_and_salt"),
+    # The shared fan-out (media/rtpfanout.py): a subscriber's SRTP key, socket and counters.
+    ("RTCDtlsTransport.start", "_ssl"),  # sender_srtp_key
+    ("RTCDtlsTransport", "_role"),
+    ("RTCIceTransport", "_connection"),  # sender_route
+    ("Connection", "_nominated"),
+    ("RTCIceTransport", "_send"),  # send_through_ice
+    ("RTCRtpSender", "_retransmit"),  # on_retransmit_request
+    ("RTCRtpSender", "_RTCRtpSender__packet_count"),  # report_sent
+    ("RTCRtpSender", "_RTCRtpSender__octet_count"),
+    ("RTCRtpSender", "_RTCRtpSender__ntp_timestamp"),
+    ("RTCRtpSender", "_RTCRtpSender__rtp_timestamp"),
 )
 
 
@@ -176,6 +193,10 @@ def _private_name_holders() -> dict[str, object]:
         "rtcpeerconnection": rtcpeerconnection,
         "SRTPProfile": SRTP_PROFILES[0] if SRTP_PROFILES else None,
         "RTCDtlsTransport": video.sender.transport,
+        "RTCDtlsTransport.start": getattr(
+            getattr(type(video.sender.transport), "start", None), "__code__", None
+        ),
+        "Connection": getattr(video.receiver.transport.transport, "_connection", None),
     }
 
 
@@ -594,3 +615,133 @@ def check_dtls_srtp() -> None:
     data = packet.serialize()
     if receiver.unprotect(sender.protect(data)) != data:
         raise RuntimeError("SRTP did not give back the packet it protected")
+
+
+# -- the shared fan-out (media/rtpfanout.py) sends a subscriber's RTP itself ---------------
+
+
+def on_sender_start(sender: RTCRtpSender, callback: Callable[[RTCRtpSendParameters], None]) -> None:
+    """Call `callback` with the negotiated parameters once aiortc has started `sender`.
+
+    aiortc starts a sender once its DTLS transport is connected, so the SRTP
+    keys and the ICE pair are there when `callback` runs.
+    """
+    send = sender.send
+
+    async def send_and_tell(parameters: RTCRtpSendParameters) -> None:
+        await send(parameters)
+        try:
+            callback(parameters)
+        except Exception:
+            logger.exception("sender start listener failed")
+
+    sender.send = send_and_tell  # type: ignore[method-assign]
+
+
+def on_retransmit_request(sender: RTCRtpSender, callback: Callable[[int], None]) -> None:
+    """Route each sequence number a receiver NACKs to `callback` instead of aiortc's history.
+
+    A sender fed by a shared output keeps no history of its own: the output has it.
+    """
+
+    async def retransmit(sequence_number: int) -> None:
+        callback(sequence_number)
+
+    sender._retransmit = retransmit  # type: ignore[method-assign]
+
+
+def report_sent(sender: RTCRtpSender, packets: int, octets: int, ntp: int, timestamp: int) -> None:
+    """What a sender sent outside aiortc, for its RTCP sender reports and its getStats().
+
+    `ntp` and `timestamp` are the NTP and RTP times of the last packet (the SR's mapping).
+    """
+    sender._RTCRtpSender__packet_count = packets  # type: ignore[attr-defined]
+    sender._RTCRtpSender__octet_count = octets  # type: ignore[attr-defined]
+    sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+    sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
+
+
+def sender_srtp_key(dtls: RTCDtlsTransport) -> tuple[bytes, int]:
+    """The SRTP master key+salt `dtls` protects outgoing RTP with, and the libsrtp profile.
+
+    Derived again from the DTLS session (RFC 5764 4.2) as aiortc derives it, so
+    that a sending thread can have an SRTP session of its own: aiortc's session
+    is used by the event loop thread and a libsrtp session is not thread-safe.
+    """
+    ssl = dtls._ssl
+    if ssl is None:
+        raise RuntimeError("the DTLS transport has not started")
+    name = ssl.get_selected_srtp_profile()
+    profile = next((p for p in SRTP_PROFILES if p.openssl_profile == name), None)
+    if profile is None:
+        raise RuntimeError(f"no SRTP profile negotiated ({name!r})")
+    material = ssl.export_keying_material(
+        b"EXTRACTOR-dtls_srtp", 2 * (profile.key_length + profile.salt_length)
+    )
+    key: bytes = profile.get_key_and_salt(material, 1 if dtls._role == "server" else 0)
+    return key, int(profile.libsrtp_profile)
+
+
+def ice_datagram_endpoint(dtls: RTCDtlsTransport) -> tuple[Any, Any] | None:
+    """The asyncio datagram transport and protocol of the ICE pair `dtls` runs on, if nominated.
+
+    None before ICE has nominated a pair, or when the pair is not a plain UDP
+    socket (a TURN relay).
+    """
+    connection = dtls.transport._connection
+    pair = connection._nominated.get(1)
+    if pair is None or "Turn" in type(pair.protocol).__name__:
+        return None
+    transport = getattr(pair.protocol, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.type != socket.SOCK_DGRAM:
+        return None
+    return transport, pair.protocol
+
+
+def sender_route(dtls: RTCDtlsTransport) -> tuple[socket.socket, tuple[Any, ...]] | None:
+    """A duplicate of the UDP socket of the ICE pair `dtls` sends on, and the remote address.
+
+    The duplicate is the caller's to close (so a sending thread never writes to
+    a descriptor number the loop has closed and reused). None when the pair is
+    not a plain UDP socket (a TURN relay): then send through aiortc.
+    """
+    endpoint = ice_datagram_endpoint(dtls)
+    if endpoint is None:
+        return None
+    sock = endpoint[0].get_extra_info("socket")
+    pair = dtls.transport._connection._nominated[1]
+    duplicate = socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno()))
+    return duplicate, tuple(pair.remote_addr)
+
+
+async def send_through_ice(dtls: RTCDtlsTransport, datagrams: list[bytes]) -> None:
+    """Send already-protected datagrams the way aiortc would (for a pair `sender_route` refuses)."""
+    for data in datagrams:
+        await dtls.transport._send(data)
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """The SSRCs `sender` announced in SDP: its media and its retransmission (RTX) stream."""
+    return int(sender._ssrc), int(sender._rtx_ssrc)
+
+
+def watch_receiver_reports(sender: RTCRtpSender, callback: Callable[[int, int], None]) -> None:
+    """Call `callback(fraction_lost, jitter)` for each receiver report block about `sender`.
+
+    aiortc keeps only the latest per sender (its getStats); a shared output
+    aggregates them over all its subscribers.
+    """
+    handle = sender._handle_rtcp_packet
+
+    async def handle_rtcp(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    try:
+                        callback(report.fraction_lost, report.jitter)
+                    except Exception:
+                        logger.exception("receiver report listener failed")
+        await handle(packet)
+
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]

@@ -21,6 +21,9 @@ class WebrtcAgent:
         self.stun_servers = list(stun_servers or [])
         self.keyframe_min_interval = keyframe_min_interval
         self.transports: dict[str, Transport] = {}
+        # Subscribers are sent by the shared fan-out; the fan-out benchmark turns it off to
+        # measure aiortc's own sender beside it (bench/fanout.py).
+        self.shared_fanout = True
 
     def create_transport(
         self,
@@ -34,6 +37,7 @@ class WebrtcAgent:
             observer,
             stun_servers=self.stun_servers,
             connect_timeout=connect_timeout,
+            shared_fanout=self.shared_fanout,
         )
         self.transports[transport_id] = transport
         return transport

@@ -8,10 +8,16 @@ from typing import Any
 
 from tessera.media.mediasource import PacketSource, Stream, VideoFormat
 from tessera.media.packettrack import PacketTrack
+from tessera.media.rtpfanout import SharedRtpTrack
 
 from .session import SessionTransport
 
 logger = logging.getLogger(__name__)
+
+
+# What feeds a subscriber's sender: the shared fan-out (always, in service), or aiortc's own
+# packetiser per sender (kept for the fan-out benchmark's comparison).
+SenderTrack = SharedRtpTrack | PacketTrack
 
 
 @dataclass
@@ -22,7 +28,7 @@ class SubscribedTrack:
     mid: str
     stream: Stream
     format: VideoFormat | str  # VideoFormat for video; the audio codec name for audio
-    packet_track: PacketTrack | None = None
+    packet_track: SenderTrack | None = None
     paused: bool = False
 
     @property
@@ -64,14 +70,17 @@ class Subscription:
     def stream_ids(self) -> set[str]:
         return {t.stream.id for t in self.tracks.values()}
 
-    def bind(self, kind: str, codec: str) -> PacketTrack:
-        """Create the sender's track once the transport negotiated `codec` for `kind`."""
+    def bind(self, kind: str, codec: str, shared: bool = True) -> SenderTrack:
+        """Create the sender's track once the transport negotiated `codec` for `kind`.
+
+        `shared`: the shared fan-out sends it (else aiortc's sender packetises it itself).
+        """
         track = self.tracks[kind]
         fmt = track.format
         fmt = fmt.with_codec(codec) if isinstance(fmt, VideoFormat) else codec
         track.format = fmt
         source = track.stream.packet_source(kind, fmt, self.subscriber)
-        track.packet_track = PacketTrack(kind, source)
+        track.packet_track = SharedRtpTrack(kind, source) if shared else PacketTrack(kind, source)
         track.packet_track.set_paused(track.paused)
         return track.packet_track
 

@@ -18,6 +18,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from tessera.media import aiortcext
 from tessera.media.mediasource import ParameterError
+from tessera.media.rtpfanout import SharedRtpTrack
 
 from .offercheck import OfferError, check_offer
 from .publication import Publication
@@ -61,8 +62,12 @@ class Transport:
         *,
         stun_servers: list[str] | None = None,
         connect_timeout: float | None = None,
+        shared_fanout: bool = True,
     ) -> None:
         self.id = transport_id
+        # Subscribers' packets go through the shared fan-out (media/rtpfanout.py); False only
+        # for the fan-out benchmark's comparison with aiortc's sender.
+        self.shared_fanout = shared_fanout
         # A session not ready (offer answered, ICE and DTLS done) this long after it was
         # added fails: a publication whose ICE never completed was kept for ever.
         self.connect_timeout = connect_timeout
@@ -323,9 +328,11 @@ class Transport:
             if kind == "video" and codec_name not in ("vp8", "h264"):
                 raise ParameterError(f"Video codec {codec_name} is not supported")
         aiortcext.install_encoded_tap(transceiver.receiver)
-        packet_track = session.bind(kind, codec_name)
+        packet_track = session.bind(kind, codec_name, self.shared_fanout)
         transceiver.direction = "sendonly"
         transceiver.sender.replaceTrack(packet_track)
+        if isinstance(packet_track, SharedRtpTrack):
+            packet_track.use_sender(transceiver.sender)
         # Each subscription is its own MediaStream at the client (PROTOCOL.md).
         aiortcext.set_msid_stream(transceiver.sender, session.id)
         aiortcext.on_keyframe_request(transceiver.sender, packet_track.request_keyframe)

@@ -1,0 +1,106 @@
+"""Per-subscriber RTP headers on shared payloads, and the NACK map of what a subscriber got."""
+
+from __future__ import annotations
+
+import pytest
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+from tessera.media.rtpheader import (
+    ABS_SEND_TIME_URI,
+    MID_URI,
+    RtpHeaderTemplate,
+    SentRuns,
+    abs_send_time,
+)
+
+IDS = {MID_URI: 4, ABS_SEND_TIME_URI: 3}
+
+
+def parse(data: bytes, ids: dict[str, int] = IDS) -> RtpPacket:
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        RTCRtpParameters(
+            headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=u) for u, i in ids.items()]
+        )
+    )
+    return RtpPacket.parse(data, extensions)
+
+
+def test_a_packet_reads_back_as_aiortc_parses_it() -> None:
+    template = RtpHeaderTemplate(0xDEADBEEF, 96, IDS, "1")
+    template.set_abs_send_time(0x123456)
+    packet = parse(template.packet(65537, (1 << 32) + 5, 1, b"payload"))
+    assert packet.ssrc == 0xDEADBEEF
+    assert packet.payload_type == 96
+    assert packet.sequence_number == 1  # modulo 2^16
+    assert packet.timestamp == 5  # modulo 2^32
+    assert packet.marker == 1
+    assert packet.payload == b"payload"
+    assert packet.extensions.mid == "1"
+    assert packet.extensions.abs_send_time == 0x123456
+
+
+def test_the_header_is_rewritten_in_place_per_packet() -> None:
+    template = RtpHeaderTemplate(7, 111, {}, None)
+    first = template.packet(10, 100, 0, b"a")
+    second = template.packet(11, 100, 1, b"b")
+    assert len(first) == 13 and first[0] == 0x80  # no extensions negotiated: none written
+    a, b = parse(first, {}), parse(second, {})
+    assert (a.sequence_number, a.marker, b.sequence_number, b.marker) == (10, 0, 11, 1)
+    assert first[12:] == b"a" and second[12:] == b"b"
+
+
+def test_only_negotiated_extensions_are_written() -> None:
+    template = RtpHeaderTemplate(7, 96, {ABS_SEND_TIME_URI: 2}, "0")
+    template.set_abs_send_time(9)
+    packet = parse(template.packet(1, 1, 0, b"x"), {ABS_SEND_TIME_URI: 2})
+    assert packet.extensions.abs_send_time == 9
+    assert packet.extensions.mid is None
+
+
+@pytest.mark.parametrize(
+    ("ssrc", "payload_type", "ids", "mid"),
+    [
+        (1, 128, {}, None),
+        (-1, 96, {}, None),
+        (1, 96, {MID_URI: 15}, "0"),
+        (1, 96, {MID_URI: 1}, "x" * 17),
+    ],
+)
+def test_values_that_cannot_be_written_are_refused(
+    ssrc: int, payload_type: int, ids: dict[str, int], mid: str | None
+) -> None:
+    with pytest.raises(ValueError):
+        RtpHeaderTemplate(ssrc, payload_type, ids, mid)
+
+
+def test_abs_send_time_is_six_point_eighteen_seconds() -> None:
+    assert abs_send_time(1 << 32) == 1 << 18  # one second
+    assert abs_send_time((64 << 32) + (1 << 31)) == (1 << 17)  # wraps at 64 s
+
+
+def test_a_nacked_sequence_number_maps_to_the_shared_packet_it_carried() -> None:
+    runs = SentRuns(origin=65530)
+    output_a, output_b = object(), object()
+    runs.start(0, 1000, output_a, 0)  # packets 0..9 = index 1000..1009 of a
+    runs.start(10, 5000, output_b, 77)  # after a switch: 10.. = index 5000.. of b
+    sent = 20
+    assert runs.sequence_number(0) == 65530
+    assert runs.sequence_number(6) == 0  # wrapped
+    found = runs.lookup(runs.sequence_number(7), sent)
+    assert found is not None and found[0].output is output_a and found[1] == 1007
+    found = runs.lookup(runs.sequence_number(12), sent)
+    assert found is not None and found[0].output is output_b and found[1] == 5002
+    assert found[0].timestamp_offset == 77
+    assert runs.lookup(runs.sequence_number(25), sent) is None  # not sent yet: reads as 65536 old
+    assert SentRuns(0).lookup(0, 0) is None
+
+
+def test_old_runs_are_forgotten() -> None:
+    runs = SentRuns(origin=0, limit=2)
+    for n in range(3):
+        runs.start(n * 10, n * 100, None, 0)
+    assert runs.lookup(5, 30) is None
+    found = runs.lookup(15, 30)
+    assert found is not None and found[1] == 105
