@@ -39,6 +39,10 @@ from tests.cluster.test_portal_killed import FrameClock
 from tests.eventually import eventually
 from tests.synthetic import ColorVideoTrack, ToneTrack
 
+# The module's cluster starts within the first test's time, and the test waits on a Redis
+# stop and restart and on every node coming back: 120 s (the default) is too short under load.
+pytestmark = pytest.mark.timeout(240)
+
 BLUE = (30, 30, 230)
 
 
