@@ -403,6 +403,11 @@ class Room:
         self.streams[stream.id] = stream
         stream.on_info_changed = self._forward_info_changed
         logger.info("stream added", extra={**participant.log_ids, "stream": stream.id})
+        self._stream_added(stream, participant.user)
+
+    def _stream_added(self, stream: ForwardStream, user: str) -> None:
+        """A new forward stream (a publication's or a streaming-in's), already in
+        ``streams``: clients told, mixed, heard, captioned and recorded as the options say."""
         auto_mix = self._options.auto_mix
         if auto_mix:
             stream.in_views = list(self.views)
@@ -413,7 +418,7 @@ class Room:
         if self.active_audio is not None:
             self.active_audio.add_input(stream, stream.owner)
         if self.captioner is not None:
-            self.captioner.add_input(stream, stream.owner, participant.user)
+            self.captioner.add_input(stream, stream.owner, user)
         if self._options.auto_record.composite and self.auto_recording is None and self.views:
             self._start_auto_recording()
         self.per_stream.stream_came(stream)
@@ -765,17 +770,7 @@ class Room:
         stream.on_info_changed = self._forward_info_changed
         stream.on_failed = lambda failed: self.remove_stream(failed.id)
         logger.info("streaming-in added", extra={**self.log_ids, "stream": stream.id})
-        auto_mix = self._options.auto_mix
-        if auto_mix:
-            stream.in_views = list(self.views)
-        self.notify_stream("add", stream.id, stream.info())
-        if auto_mix:
-            for label in list(self.views):
-                self.mix(stream.id, label)
-        if self.active_audio is not None:
-            self.active_audio.add_input(stream, stream.owner)
-        if self._options.auto_record and self.auto_recording is None and self.views:
-            self._start_auto_recording()
+        self._stream_added(stream, "")
 
     def streaming_in_gone(self, stream_id: str) -> None:
         """A streaming-in ended (removed, or it failed to connect): it is closed; a room

@@ -77,7 +77,7 @@ def main() -> None:
             samples += AUDIO_FRAME
         count += 1
         # A live source's pace (this process is the stimulus, not the test's wait).
-        time.sleep(max(0.0, started + count / FPS - time.monotonic()))
+        time.sleep(max(0.0, started + count / FPS - time.monotonic()))  # stimulus: real-time pace
     output.close()
     print("closed", flush=True)
 
