@@ -30,9 +30,9 @@ from bench.content import MovingPattern
 from bench.machine import MachineInfo
 from bench.report import LoadMeter, add_common_arguments, finish, header
 from tessera.conference.roomoptions import RoomOptions
+from tessera.ingest.puller import SourceOptions
+from tessera.ingest.streamingin import StreamingIn
 from tessera.media.mediasource import Packet
-from tessera.recorder.ingestpuller import SourceOptions
-from tessera.recorder.streamingin import StreamingIn
 
 WIDTH, HEIGHT, RATE = 1280, 720, 30
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from tessera.captions.caption import CAPTION_EVENT, Caption
 from tessera.captions.captioner import Captioner
+from tessera.ingest.streamingin import StreamingIn
 from tessera.media.mediasource import Stream
 from tessera.mixer.activeaudio import ActiveAudioSelector, ActiveAudioStream
 from tessera.mixer.captionoverlay import CaptionOverlay
@@ -17,7 +18,6 @@ from tessera.mixer.viewoptions import ViewOptions
 from tessera.recorder.diskreserve import DiskReserveReached, check_reserve
 from tessera.recorder.perstream import PerStreamRecording
 from tessera.recorder.recording import MediaChoice, Recording
-from tessera.recorder.streamingin import StreamingIn
 from tessera.recorder.streamingout import StreamingOut
 from tessera.webrtc_agent.forwardstream import ForwardStream
 from tessera.webrtc_agent.publication import Publication

@@ -19,12 +19,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tessera.ingest.plan import IngestPlanError
+from tessera.ingest.puller import IngestError, SourceOptions
+from tessera.ingest.streamingin import StreamingIn
 from tessera.media.mediasource import VideoFormat
 from tessera.media.streaminfo import check_audio_format, resolve_video, resolve_video_request
-from tessera.recorder.ingestplan import IngestPlanError
-from tessera.recorder.ingestpuller import IngestError, SourceOptions
 from tessera.recorder.perstream import PerStreamScope
-from tessera.recorder.streamingin import StreamingIn
 from tessera.webrtc_agent.forwardstream import ForwardStream, TrackSpec
 from tessera.webrtc_agent.publication import Publication
 from tessera.webrtc_agent.subscription import SubscribedTrack, Subscription

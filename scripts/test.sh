@@ -39,7 +39,7 @@ echo "== layers (import contracts in pyproject.toml; docs/architecture.md)"
 lint-imports --no-cache --no-logo
 echo "== mypy"
 mypy -p tessera.portal -p tessera.conference -p tessera.cluster -p tessera.webrtc_agent \
-  -p tessera.mixer -p tessera.recorder -p tessera.config -p tessera.media -p tessera.captions
+  -p tessera.mixer -p tessera.recorder -p tessera.ingest -p tessera.config -p tessera.media -p tessera.captions
 mypy bench
 mypy clients/python/tessera_client
 echo "== pytest"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from tessera.ingest.streamingin import StreamingIn
 from tessera.media.videoencoder import VideoEncoder
-from tessera.recorder.streamingin import StreamingIn
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
 from tests.ingest_sources import (

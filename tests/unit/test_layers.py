@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Folders installed as tessera.<name>: importing one by its bare name works only where the
 # repository root is on sys.path (tests), and then it is a second copy of every module.
 FOLDERS = frozenset(
-    {"portal", "conference", "webrtc_agent", "mixer", "recorder", "config", "media"}
+    {"portal", "conference", "webrtc_agent", "mixer", "recorder", "ingest", "config", "media"}
 )
 SKIP_DIRS = frozenset({".venv", "node_modules", "build", ".git", "test-artifacts", "data"})
 CONTRACT_TYPES: dict[str, type[Contract]] = {

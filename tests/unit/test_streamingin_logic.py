@@ -10,14 +10,14 @@ from tessera.conference.streaminginrequest import (
     StreamingInRequestError,
     parse_streaming_in,
 )
-from tessera.recorder.ingestclock import IngestClock
-from tessera.recorder.ingestplan import (
+from tessera.ingest.clock import IngestClock
+from tessera.ingest.plan import (
     IngestPlanError,
     SourceTrack,
     h264_profile_name,
     plan_tracks,
 )
-from tessera.recorder.ingestpuller import SourceOptions, reconnect_delay, redact
+from tessera.ingest.puller import SourceOptions, reconnect_delay, redact
 
 OWT_MEDIA_IN: dict[str, Any] = {
     "audio": [{"codec": "opus", "sampleRate": 48000, "channelNum": 2}, {"codec": "aac"}],

@@ -28,8 +28,8 @@ from av.video.reformatter import VideoReformatter
 from tessera.media.mediasource import VIDEO_TIME_BASE, Packet, is_keyframe
 from tessera.media.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
 
-from .ingestclock import IngestClock
-from .ingestplan import IngestPlanError, SourceTrack, TrackPlan, plan_tracks
+from .clock import IngestClock
+from .plan import IngestPlanError, SourceTrack, TrackPlan, plan_tracks
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from tessera.media.mediasource import Packet
 from tessera.webrtc_agent.forwardstream import DecodedTrack, ForwardStream, ForwardTrack, TrackSpec
 from tessera.webrtc_agent.mediaformats import CodecFormat
 
-from .ingestplan import TrackPlan, plan_tracks
-from .ingestpuller import (
+from .plan import TrackPlan, plan_tracks
+from .puller import (
     IngestError,
     IngestPuller,
     OpenedSource,
