@@ -24,6 +24,7 @@ import os
 import secrets
 import socket
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -36,10 +37,11 @@ from tessera.conference.stats import ConferenceStats
 
 from .bus import Bus, RemoteError
 from .cpumeter import CpuMeter
-from .nodes import NodeLease, info_key
+from .nodes import NodeLease, info_key, live_nodes
 from .placement import NodeInfo, NodeLoad
 from .roomplacement import RoomPlacement
 from .rpc import MethodTable, RequestRouter, RpcServer
+from .servicecounts import ServiceCounts, sum_service_counts
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,14 @@ class HostedRooms(Protocol):
     async def close_hosted(self, service_id: str, room_id: str, reason: str) -> None: ...
 
     def counters(self) -> ConferenceStats: ...
+
+    def service_counts(self) -> ServiceCounts:
+        """Per service: rooms loaded, recordings and streaming-outs running here."""
+        ...
+
+    def set_running_elsewhere(self, counts: Counter[tuple[str, str]]) -> None:
+        """What the other agents run, by (kind, service id): the limits count it too."""
+        ...
 
     def clients(self) -> list[tuple[ParticipantRef, ClientAddress]]:
         """Every participant connected now (not away), and where its client is."""
@@ -192,6 +202,7 @@ class AgentNode:
             cpu=self.cpu.sample(),
             cores=1.0,
             max_rooms=self.max_rooms,
+            services=self.rooms.service_counts(),
         )
 
     async def start(self) -> None:
@@ -230,6 +241,7 @@ class AgentNode:
         if self.restore is not None:
             await self.restore()
         await self._check_portals()
+        await self.count_elsewhere()
         for service_id, room_id in self.rooms.hosted():
             if not await self.placement.claim(room_id, self.node_id):
                 logger.error(
@@ -237,6 +249,16 @@ class AgentNode:
                     extra={"room": room_id, "service": service_id, "agent": self.node_id},
                 )
                 self._close(service_id, room_id, ROOM_MOVED)
+
+    async def count_elsewhere(self) -> None:
+        """The per-service limits hold for the cluster: add up the other agents' reports
+        (a second old at most; a lapsed agent's are gone with its lease)."""
+        others = [
+            node.load.services
+            for node in await live_nodes(self.bus.redis)
+            if node.role == "agent" and node.id != self.node_id
+        ]
+        self.rooms.set_running_elsewhere(sum_service_counts(others))
 
     async def _check_portals(self) -> None:
         """A killed portal says no goodbye: once its lease has lapsed, the participants

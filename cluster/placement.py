@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .servicecounts import ServiceCounts, parse_service_counts
+
 
 @dataclass(frozen=True)
 class NodeLoad:
@@ -25,6 +27,8 @@ class NodeLoad:
     cpu: float = 0.0  # share of one core the process used over the last second
     cores: float = 1.0  # cores the process may use (an agent: one)
     max_rooms: int = 0  # 0: no limit but the CPU
+    # Per service: rooms loaded, recordings and streaming-outs running (servicecounts.py).
+    services: ServiceCounts = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,6 +38,7 @@ class NodeLoad:
             "cpu": round(self.cpu, 4),
             "cores": self.cores,
             "maxRooms": self.max_rooms,
+            "services": self.services,
         }
 
     @classmethod
@@ -45,6 +50,7 @@ class NodeLoad:
             cpu=float(data.get("cpu", 0.0)),
             cores=float(data.get("cores", 1.0)) or 1.0,
             max_rooms=int(data.get("maxRooms", 0)),
+            services=parse_service_counts(data.get("services")),
         )
 
 

@@ -353,6 +353,7 @@ class ManagementCalls(ConferenceTree):
         await self._check_recording_allowed(service_id)
         if resolved.loaded is None:
             raise ConferenceError("The room has no streams to record (nobody is in it)")
+        await self.context.recount_elsewhere()
         with refusals():
             recording = resolved.loaded.start_recording(
                 request.container, media_choice(request.media)
@@ -371,6 +372,7 @@ class ManagementCalls(ConferenceTree):
         view = room.views.get(label) if label is not None else None
         if view is None:
             raise not_found(f"View {str(label)[:64]} does not exist in this room")
+        await self.context.recount_elsewhere()
         media = MediaChoice(
             audio_from=view.id if view.has_track("audio") else None,
             video_from=view.id if view.has_track("video") else None,
@@ -500,6 +502,7 @@ class ManagementCalls(ConferenceTree):
         loaded = (await self._resolve(service_id, room)).loaded
         if loaded is None:
             raise ConferenceError("The room has no streams (nobody is in it)")
+        await self.context.recount_elsewhere()
         with refusals():
             out = loaded.start_streaming_out(
                 request.protocol, request.url, media_choice(request.media), request.parameters

@@ -137,7 +137,7 @@ class PerStreamRecordings:
             return
         settings = self._context.settings
         in_room = sum(1 for r in self._room.recordings.values() if isinstance(r, Recording))
-        in_service = self._context.running["recording", self._room.service_id]
+        in_service = self._context.running_in_cluster("recording", self._room.service_id)
         for have, limit, where, setting in (
             (in_room, settings.recordings_per_room, "this room", "recordings_per_room"),
             (

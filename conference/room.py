@@ -445,7 +445,7 @@ class Room:
             raise forbidden(
                 f"Too many {noun} in this room (at most {per_room}: [limits] {setting}_per_room)"
             )
-        if self._context.running[kind, self.service_id] >= per_service:
+        if self._context.running_in_cluster(kind, self.service_id) >= per_service:
             raise forbidden(
                 f"Too many {noun} for this service "
                 f"(at most {per_service}: [limits] {setting}_per_service)"

@@ -536,6 +536,7 @@ class RoomService(ManagementCalls):
         if resolved.loaded is None:
             raise ConferenceError("The room has no streams to record (nobody is in it)")
         scope = PerStreamScope(participant=request.participant, stream=request.stream)
+        await self.context.recount_elsewhere()
         with refusals():
             recording = resolved.loaded.per_stream.start(request.container, scope)
         return recording.describe()

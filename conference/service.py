@@ -99,14 +99,14 @@ class Service:
                 if room_id is None:
                     if not create:
                         return None
-                    self._check_room_limit()
+                    await self._check_room_limit()
                     room_id = await store.adhoc_room(self.id, ref, create=True)
             if room_id is None:
                 return None
             room = self.rooms.get(room_id)
             if room is not None and not room.closed:
                 return room
-            self._check_room_limit()
+            await self._check_room_limit()
             room = await self._add(
                 room_id, name, parse_room_options({"name": name}), persistent=False
             )
@@ -116,9 +116,11 @@ class Service:
             )
             return room
 
-    def _check_room_limit(self) -> None:
+    async def _check_room_limit(self) -> None:
         limit = self._context.settings.rooms_per_service
-        if len(self.rooms) >= limit:
+        await self._context.recount_elsewhere()
+        # Rooms loaded on other agents of a cluster count too (they report them).
+        if len(self.rooms) + self._context.running_elsewhere["room", self.id] >= limit:
             raise ConferenceError(f"Too many rooms for this service (at most {limit})")
 
     async def _add(

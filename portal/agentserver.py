@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 
 from aiohttp import web
@@ -30,6 +31,7 @@ from tessera.cluster.redisrestore import RedisRestore
 from tessera.cluster.redisstore import RedisStore
 from tessera.cluster.roomcalls import agent_table
 from tessera.cluster.roomplacement import RoomPlacement
+from tessera.cluster.servicecounts import ServiceCounts, count_services
 from tessera.conference.events import ClientAddress
 from tessera.conference.requests import ParticipantRef
 from tessera.conference.roomservice import RoomService
@@ -77,6 +79,15 @@ class HostedRoomsOf:
 
     def counters(self) -> ConferenceStats:
         return self.service.counters()
+
+    def service_counts(self) -> ServiceCounts:
+        return count_services(
+            self.service.context.running,
+            (room.service_id for room in self.service.rooms.values()),
+        )
+
+    def set_running_elsewhere(self, counts: Counter[tuple[str, str]]) -> None:
+        self.service.context.running_elsewhere = counts
 
     def clients(self) -> list[tuple[ParticipantRef, ClientAddress]]:
         return [
@@ -126,6 +137,8 @@ class AgentServer:
             lease=config.cluster.lease,
             restore=restore.restore,
         )
+        # The per-service limits count the whole cluster: read afresh before a start.
+        self.conference.context.count_elsewhere = self.node.count_elsewhere
         self.loop_lag = LoopLagMonitor()
         self.closing = False
 
