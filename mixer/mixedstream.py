@@ -311,6 +311,7 @@ class MixedStream(Stream):
         for kind in self._threads:
             self._attach(mix_input, kind)
         self._publish_layout()
+        self._update_threads()  # the first audio input starts hearing who speaks
 
     def remove_input(self, stream_id: str) -> None:
         mix_input = self.inputs.pop(stream_id, None)
@@ -327,6 +328,7 @@ class MixedStream(Stream):
             self.active_input = None
         self._publish_inputs()
         self._publish_layout()
+        self._update_threads()
 
     def set_input_status(self, stream_id: str, kind: str, active: bool) -> None:
         """The publisher paused or resumed a track: paused video shows the avatar."""
@@ -356,6 +358,7 @@ class MixedStream(Stream):
         """
         self.view = view
         self.vad = view.audio.vad
+        self._update_threads()  # voice activity turned on or off
         video = view.video
         if video is None or self.video_options is None:
             return
@@ -511,7 +514,7 @@ class MixedStream(Stream):
     def _update_threads(self) -> None:
         wanted = {
             "video": (bool(self._video_outs), self._video_loop),
-            "audio": (bool(self._audio_outs), self._audio_loop),
+            "audio": (bool(self._audio_outs) or self._hearing_wanted(), self._audio_loop),
         }
         for kind, (want, loop) in wanted.items():
             want = want and not self.closed
@@ -528,6 +531,16 @@ class MixedStream(Stream):
                 del self._threads[kind]
                 for mix_input in self.inputs.values():
                     self._detach(mix_input, kind)
+
+    def _hearing_wanted(self) -> bool:
+        """Whether the audio thread runs for voice activity alone, with nobody listening.
+
+        The picture's speaker border, the lecture layout's large region and the room's
+        active-speaker changes follow who speaks, so a view watched without its audio
+        (a video-only subscriber or recording) still mixes its inputs for their levels.
+        It encodes nothing then: the audio loop encodes only for outputs with receivers.
+        """
+        return self.vad and bool(self._video_outs) and bool(self._audio_inputs)
 
     @property
     def log_ids(self) -> dict[str, str]:
