@@ -33,7 +33,7 @@ from .compositor import InputPicture, VideoCompositor
 from .decorations import Decorations, LabelStyle
 from .layout import Layout, LayoutTemplates, Region
 from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
-from .overlay import OverlayError, OverlayRunner, load_overlay
+from .overlay import Overlay, OverlayError, OverlayRunner, load_overlay
 from .tickthread import TickThread, ticks
 from .viewoptions import ViewAudio, ViewOptions, ViewVideo
 
@@ -166,12 +166,13 @@ class MixedStream(Stream):
         self._stopped: dict[str, TickThread] = {}
         # The input the audio mixer hears speaking (None: nobody); set by the audio thread.
         self._speaking: str | None = None
+        # Set by the room while the view burns its live captions in (the captions option):
+        # one of the view's overlays (see the caption_overlay property).
+        self._captions: CaptionOverlay | None = None
         # What the compositor draws with (replaced, never mutated): see _look_of.
         self._look = self._look_of(view)
         # Screen shares in the view, first shared first: the view presents the first.
         self._screens: list[str] = []
-        # Set by the room while the view burns its live captions in (the captions option).
-        self.caption_overlay: CaptionOverlay | None = None
         self.closed = False
         self._publish_layout(notify=False)
 
@@ -440,6 +441,7 @@ class MixedStream(Stream):
             style,
             overlays,
             video.overlay_budget_ms / 1000,
+            self._captions,
         )
 
     def _attach(self, mix_input: MixInput, kind: str) -> None:
@@ -532,6 +534,19 @@ class MixedStream(Stream):
                 for mix_input in self.inputs.values():
                     self._detach(mix_input, kind)
 
+    @property
+    def caption_overlay(self) -> CaptionOverlay | None:
+        """The view's burnt-in captions, while the room has them on for this view."""
+        return self._captions
+
+    @caption_overlay.setter
+    def caption_overlay(self, overlay: CaptionOverlay | None) -> None:
+        if overlay is self._captions:
+            return
+        self._captions = overlay
+        # The video thread builds a compositor with (or without) the captions' overlay.
+        self._look = self._look_of(self.view)
+
     def _hearing_wanted(self) -> bool:
         """Whether the audio thread runs for voice activity alone, with nobody listening.
 
@@ -553,8 +568,8 @@ class MixedStream(Stream):
 
     def _compositor(self, look: tuple[Any, ...]) -> VideoCompositor:
         """Built on the video thread: labels, marks and overlays are made here, not on the loop."""
-        fit_policy, background, style, overlay_specs, budget = look
-        overlays = []
+        fit_policy, background, style, overlay_specs, budget, captions = look
+        overlays: list[tuple[str, Overlay]] = []
         for spec, options in overlay_specs:
             try:
                 overlays.append((spec, load_overlay(spec, dict(options))))
@@ -562,6 +577,9 @@ class MixedStream(Stream):
                 # The options were checked when the room took them; this is the overlay's
                 # own constructor failing: the view goes on without it.
                 logger.warning("overlay not drawn: %s", exc, extra=self.log_ids)
+        if captions is not None:
+            # Last: the captions are drawn over the other overlays, within the same budget.
+            overlays.append(("captions", captions))
         return VideoCompositor(
             self.width,
             self.height,
@@ -588,8 +606,6 @@ class MixedStream(Stream):
             )
             # No copy: every output encodes on this thread before the next compose,
             # and the encoders copy what they keep.
-            overlay = self.caption_overlay
-            captioned = overlay is not None and overlay.draw(canvas, time.monotonic())
             frame = av.VideoFrame.from_numpy_buffer(canvas, format="yuv420p")
             self.stats.composite_seconds += time.thread_time() - started
             pts = round(tick * 90000 / self.framerate)
@@ -598,8 +614,6 @@ class MixedStream(Stream):
                     output.encode(frame, pts)
                 except Exception:
                     logger.exception("encoding failed", extra=self.log_ids)
-            if captioned and overlay is not None:
-                overlay.undo(canvas)  # the compositor keeps drawing on what it composed
             self.stats.frames += 1
 
     def _audio_loop(self, stop: threading.Event) -> None:
