@@ -697,8 +697,14 @@ function clearCaptions() {
 function toggleCaptions() {
   state.captionsOn = !state.captionsOn;
   localStorage.setItem("tessera.captions", state.captionsOn ? "on" : "off");
-  setPressed($("captions-button"), state.captionsOn, state.captionsOn ? "Hide captions" : "Show captions");
+  showCaptionsState();
   $("captions").hidden = !state.captionsOn || !state.captionsSeen;
+}
+
+function showCaptionsState() {
+  const button = $("captions-button");
+  setPressed(button, state.captionsOn, "Captions");
+  button.title = state.captionsOn ? "Hide the live captions" : "Show the live captions";
 }
 
 // -- invite link ---------------------------------------------------------------------------
@@ -1033,7 +1039,7 @@ function start() {
   $("screen-button").addEventListener("click", toggleScreen);
   $("layout-select").addEventListener("change", changeLayout);
   state.captionsOn = localStorage.getItem("tessera.captions") !== "off";
-  setPressed($("captions-button"), state.captionsOn, state.captionsOn ? "Hide captions" : "Show captions");
+  showCaptionsState();
   $("captions-button").addEventListener("click", toggleCaptions);
   $("record-button").addEventListener("click", toggleRecording);
   $("leave-button").addEventListener("click", async () => {
