@@ -91,7 +91,9 @@ class MixedStream(Stream):
 
     Listed in the room's streams as `<room id>-<label>` with type "mixed".
     The view's threads run only while some output has a receiver: a view
-    nobody watches decodes, composites and encodes nothing. Video ticks at the
+    nobody watches decodes, composites and encodes nothing. A view watched
+    without its audio still runs its audio thread, for voice activity only
+    (see _hearing_wanted). Video ticks at the
     view's frame rate on its own clock and always takes each input's newest
     frame, so a slow or silent input never stalls it.
     """
