@@ -112,7 +112,7 @@ ROOM_CALLS = (
 # A call that loads the room where it is hosted, or places it on an agent (as a join does).
 PLACING_CALLS = ("add_streaming_in",)
 # Calls naming a room by id (the web app's): to its agent if hosted.
-ROOM_ID_CALLS = ("set_view_template", "record_view")
+ROOM_ID_CALLS = ("set_view_template", "record_view", "view_template")
 # What an agent answers over the bus.
 AGENT_CALLS = (
     "join",
@@ -705,6 +705,10 @@ class ClusterRooms(RoomService):
         result: dict[str, Any] = await self._on_room_agent(
             room_id, "set_view_template", room_id, label, base
         )
+        return result
+
+    async def view_template(self, room_id: str, label: str | None) -> dict[str, Any]:
+        result: dict[str, Any] = await self._on_room_agent(room_id, "view_template", room_id, label)
         return result
 
     async def record_view(

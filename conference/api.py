@@ -144,6 +144,7 @@ class Conference(Protocol):
     async def set_view_template(
         self, room_id: str, label: str | None, base: str
     ) -> dict[str, Any]: ...
+    async def view_template(self, room_id: str, label: str | None) -> dict[str, Any]: ...
 
     # -- participants and streams (management) --
 

@@ -338,6 +338,19 @@ class ManagementCalls(ConferenceTree):
         logger.info("view layout set", extra={**view.log_ids, "base": base})
         return {"view": view.label, "base": base, "layout": view.layout.to_json()}
 
+    async def view_template(self, room_id: str, label: str | None) -> dict[str, Any]:
+        """A running view's region set now (the room's first view if ``label`` is None):
+        ``{view, base, layout}``; ``base`` is ``presentation`` while a screen is shown."""
+        room = self.room(room_id)
+        if room is None:
+            raise conflict("The room is closed")
+        label = label or next(iter(room.views), None)
+        view = room.views.get(label) if label is not None else None
+        if view is None:
+            raise not_found(f"View {str(label)[:64]} does not exist in this room")
+        base = view.layout.templates.base
+        return {"view": view.label, "base": base, "layout": view.layout.to_json()}
+
     # -- recordings ---------------------------------------------------------------
 
     async def _check_recording_allowed(self, service_id: str) -> None:

@@ -107,6 +107,31 @@ class Tile:
             opaque,  # type: ignore[arg-type]
         )
 
+    @classmethod
+    def from_grey(cls, grey: np.ndarray) -> Tile:
+        """A wholly opaque grey picture from an ``h x w`` uint8 array (0 black, 255 white).
+
+        Several times cheaper to make than :meth:`from_rgba` (integers, no chroma to
+        average): for text rendered anew often, such as captions. Even-sized only.
+        """
+        if grey.ndim != 2 or grey.dtype != np.uint8 or grey.shape[0] % 2 or grey.shape[1] % 2:
+            raise ValueError("a grey tile is made from an even-sized h x w uint8 array")
+        h, w = grey.shape
+        # BT.601 limited range, as rgb_to_yuv: grey has luma 16..235 and neutral chroma.
+        y = _GREY_LUMA[grey]
+        u = np.full((h // 2, w // 2), 128, np.uint8)
+        v = u.copy()
+        premultiplied = (
+            y.astype(np.uint16) << 8,
+            u.astype(np.uint16) << 8,
+            v.astype(np.uint16) << 8,
+        )
+        transparency = (np.zeros((h, w), np.uint16), np.zeros((h // 2, w // 2), np.uint16))
+        return cls(w, h, premultiplied, transparency, (y, u, v))
+
+
+_GREY_LUMA = np.array([round(16 + 219 * i / 255) for i in range(256)], np.uint8)
+
 
 @dataclass(frozen=True)
 class Stamp:

@@ -33,7 +33,7 @@ from .compositor import InputPicture, VideoCompositor
 from .decorations import Decorations, LabelStyle
 from .layout import Layout, LayoutTemplates, Region
 from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
-from .overlay import OverlayError, OverlayRunner, load_overlay
+from .overlay import Overlay, OverlayError, OverlayRunner, load_overlay
 from .tickthread import TickThread, ticks
 from .viewoptions import ViewAudio, ViewOptions, ViewVideo
 
@@ -91,7 +91,9 @@ class MixedStream(Stream):
 
     Listed in the room's streams as `<room id>-<label>` with type "mixed".
     The view's threads run only while some output has a receiver: a view
-    nobody watches decodes, composites and encodes nothing. Video ticks at the
+    nobody watches decodes, composites and encodes nothing. A view watched
+    without its audio still runs its audio thread, for voice activity only
+    (see _hearing_wanted). Video ticks at the
     view's frame rate on its own clock and always takes each input's newest
     frame, so a slow or silent input never stalls it.
     """
@@ -166,12 +168,13 @@ class MixedStream(Stream):
         self._stopped: dict[str, TickThread] = {}
         # The input the audio mixer hears speaking (None: nobody); set by the audio thread.
         self._speaking: str | None = None
+        # Set by the room while the view burns its live captions in (the captions option):
+        # one of the view's overlays (see the caption_overlay property).
+        self._captions: CaptionOverlay | None = None
         # What the compositor draws with (replaced, never mutated): see _look_of.
         self._look = self._look_of(view)
         # Screen shares in the view, first shared first: the view presents the first.
         self._screens: list[str] = []
-        # Set by the room while the view burns its live captions in (the captions option).
-        self.caption_overlay: CaptionOverlay | None = None
         self.closed = False
         self._publish_layout(notify=False)
 
@@ -311,6 +314,7 @@ class MixedStream(Stream):
         for kind in self._threads:
             self._attach(mix_input, kind)
         self._publish_layout()
+        self._update_threads()  # the first audio input starts hearing who speaks
 
     def remove_input(self, stream_id: str) -> None:
         mix_input = self.inputs.pop(stream_id, None)
@@ -327,6 +331,7 @@ class MixedStream(Stream):
             self.active_input = None
         self._publish_inputs()
         self._publish_layout()
+        self._update_threads()
 
     def set_input_status(self, stream_id: str, kind: str, active: bool) -> None:
         """The publisher paused or resumed a track: paused video shows the avatar."""
@@ -356,6 +361,7 @@ class MixedStream(Stream):
         """
         self.view = view
         self.vad = view.audio.vad
+        self._update_threads()  # voice activity turned on or off
         video = view.video
         if video is None or self.video_options is None:
             return
@@ -437,6 +443,7 @@ class MixedStream(Stream):
             style,
             overlays,
             video.overlay_budget_ms / 1000,
+            self._captions,
         )
 
     def _attach(self, mix_input: MixInput, kind: str) -> None:
@@ -511,7 +518,7 @@ class MixedStream(Stream):
     def _update_threads(self) -> None:
         wanted = {
             "video": (bool(self._video_outs), self._video_loop),
-            "audio": (bool(self._audio_outs), self._audio_loop),
+            "audio": (bool(self._audio_outs) or self._hearing_wanted(), self._audio_loop),
         }
         for kind, (want, loop) in wanted.items():
             want = want and not self.closed
@@ -530,6 +537,29 @@ class MixedStream(Stream):
                     self._detach(mix_input, kind)
 
     @property
+    def caption_overlay(self) -> CaptionOverlay | None:
+        """The view's burnt-in captions, while the room has them on for this view."""
+        return self._captions
+
+    @caption_overlay.setter
+    def caption_overlay(self, overlay: CaptionOverlay | None) -> None:
+        if overlay is self._captions:
+            return
+        self._captions = overlay
+        # The video thread builds a compositor with (or without) the captions' overlay.
+        self._look = self._look_of(self.view)
+
+    def _hearing_wanted(self) -> bool:
+        """Whether the audio thread runs for voice activity alone, with nobody listening.
+
+        The picture's speaker border, the lecture layout's large region and the room's
+        active-speaker changes follow who speaks, so a view watched without its audio
+        (a video-only subscriber or recording) still mixes its inputs for their levels.
+        It encodes nothing then: the audio loop encodes only for outputs with receivers.
+        """
+        return self.vad and bool(self._video_outs) and bool(self._audio_inputs)
+
+    @property
     def log_ids(self) -> dict[str, str]:
         """The ids a log line about this view carries."""
         return {"room": self.room_id, "view": self.id}
@@ -540,8 +570,8 @@ class MixedStream(Stream):
 
     def _compositor(self, look: tuple[Any, ...]) -> VideoCompositor:
         """Built on the video thread: labels, marks and overlays are made here, not on the loop."""
-        fit_policy, background, style, overlay_specs, budget = look
-        overlays = []
+        fit_policy, background, style, overlay_specs, budget, captions = look
+        overlays: list[tuple[str, Overlay]] = []
         for spec, options in overlay_specs:
             try:
                 overlays.append((spec, load_overlay(spec, dict(options))))
@@ -549,6 +579,9 @@ class MixedStream(Stream):
                 # The options were checked when the room took them; this is the overlay's
                 # own constructor failing: the view goes on without it.
                 logger.warning("overlay not drawn: %s", exc, extra=self.log_ids)
+        if captions is not None:
+            # Last: the captions are drawn over the other overlays, within the same budget.
+            overlays.append(("captions", captions))
         return VideoCompositor(
             self.width,
             self.height,
@@ -575,8 +608,6 @@ class MixedStream(Stream):
             )
             # No copy: every output encodes on this thread before the next compose,
             # and the encoders copy what they keep.
-            overlay = self.caption_overlay
-            captioned = overlay is not None and overlay.draw(canvas, time.monotonic())
             frame = av.VideoFrame.from_numpy_buffer(canvas, format="yuv420p")
             self.stats.composite_seconds += time.thread_time() - started
             pts = round(tick * 90000 / self.framerate)
@@ -585,8 +616,6 @@ class MixedStream(Stream):
                     output.encode(frame, pts)
                 except Exception:
                     logger.exception("encoding failed", extra=self.log_ids)
-            if captioned and overlay is not None:
-                overlay.undo(canvas)  # the compositor keeps drawing on what it composed
             self.stats.frames += 1
 
     def _audio_loop(self, stop: threading.Event) -> None:

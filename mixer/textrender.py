@@ -8,10 +8,20 @@ Hebrew, Devanagari, Thai and CJK fonts, Noto Color Emoji, any other installed
 ``NotoSans*-Regular`` font, and DejaVu Sans. Each run is shaped by Pillow's
 libraqm layout (HarfBuzz for shaping: Arabic joining, Indic reordering,
 emoji sequences; FriBiDi for direction within the run). Runs are put in visual
-order by the paragraph's direction (its first strong character): a
-right-to-left name whose runs are in several fonts reads right to left. That
-is the Unicode bidi rule for the two-level text names are, not the full
-algorithm for nested embeddings.
+order by the Unicode bidi algorithm's rules applied to whole runs
+(:func:`visual_order`): the paragraph's direction is its first strong
+character's; a run takes the direction of its first strong character, a run
+without one (spaces, emoji, digits) that of the runs around it when they
+agree, else the paragraph's; then the runs are reordered by level (rule L2).
+So a right-to-left name reads right to left, and a left-to-right phrase in it
+("محمد John 😀 Smith") keeps its own order across fonts. Not the full
+algorithm: names have no embeddings (``display_text`` drops the controls),
+and a run of one font is shaped and ordered inside by libraqm. No PyPI package
+gives what this needs (the levels of each character, to shape each font's run
+in logical order): python-bidi's current API returns only the reordered text,
+which cannot be shaped (Arabic joins in logical order), and its older Python
+implementation gives levels only through internal functions, for Unicode 5's
+rules.
 
 The fonts are Debian's ``fonts-noto-core``, ``fonts-noto-cjk``,
 ``fonts-noto-color-emoji`` and ``fonts-dejavu-core``; a machine without them
@@ -41,6 +51,7 @@ __all__ = [
     "TextRenderer",
     "default_renderer",
     "display_text",
+    "visual_order",
 ]
 
 logger = logging.getLogger(__name__)
@@ -135,6 +146,52 @@ def _strong_direction(text: str) -> str | None:
         if kind == "L":
             return "ltr"
     return None
+
+
+def visual_order(directions: list[str | None], paragraph: str) -> list[tuple[int, str]]:
+    """The runs' visual order, left to right, as ``(logical index, direction)`` pairs.
+
+    ``directions`` holds each run's strong direction in logical order (``"ltr"``,
+    ``"rtl"``, or None for a run of neutral characters); ``paragraph`` is the
+    text's. The bidi algorithm's levels at the granularity of runs: a paragraph
+    has level 0 (ltr) or 1 (rtl); a run against it one level more (a left-to-right
+    run in a right-to-left paragraph takes level 2, as rule I2 gives); a neutral
+    run between two runs of one direction takes theirs (N1), else the paragraph's
+    (N2); then every maximal sequence at a level or higher is reversed, from the
+    highest level down to the lowest odd one (L2). Pure logic.
+    """
+    base = 1 if paragraph == "rtl" else 0
+
+    def level_of(direction: str) -> int:
+        if direction == "rtl":
+            return 1 if base == 1 else base + 1
+        return base + 1 if base == 1 else 0
+
+    strong = [level_of(d) if d is not None else None for d in directions]
+    levels: list[int] = []
+    for index, level in enumerate(strong):
+        if level is not None:
+            levels.append(level)
+            continue
+        before = next((lv for lv in reversed(strong[:index]) if lv is not None), base)
+        after = next((lv for lv in strong[index + 1 :] if lv is not None), base)
+        # One level is one direction here: neighbours that agree give theirs.
+        levels.append(before if before == after else base)
+    order = list(range(len(levels)))
+    highest = max(levels, default=0)
+    lowest_odd = min((lv for lv in levels if lv % 2), default=highest + 1)
+    for level in range(highest, lowest_odd - 1, -1):
+        index = 0
+        while index < len(order):
+            if levels[order[index]] < level:
+                index += 1
+                continue
+            end = index
+            while end < len(order) and levels[order[end]] >= level:
+                end += 1
+            order[index:end] = reversed(order[index:end])
+            index = end
+    return [(i, "rtl" if levels[i] % 2 else "ltr") for i in order]
 
 
 def _neutral(char: str) -> bool:
@@ -267,14 +324,15 @@ class TextRenderer:
             main.getmetrics() if isinstance(main, ImageFont.FreeTypeFont) else (size, 0)
         )
         height = ascent + descent
-        runs = self.runs(text)
-        direction = _strong_direction(text) or "ltr"
-        if direction == "rtl":
-            runs.reverse()
-        widths = [max(1, self._run_width(run, font, size)) for run, font in runs]
+        logical = self.runs(text)
+        placed = visual_order(
+            [_strong_direction(run) for run, _ in logical], _strong_direction(text) or "ltr"
+        )
+        runs = [(*logical[index], direction) for index, direction in placed]
+        widths = [max(1, self._run_width(run, font, size)) for run, font, _ in runs]
         image = Image.new("RGBA", (max(1, sum(widths)), max(1, height)), (0, 0, 0, 0))
         x = 0
-        for (run, font), width in zip(runs, widths, strict=True):
+        for (run, font, direction), width in zip(runs, widths, strict=True):
             if font is not None and font.bitmap:
                 self._draw_bitmap_run(image, run, font, size, x, ascent)
             else:
@@ -285,7 +343,9 @@ class TextRenderer:
                     font=face,
                     fill=(*rgb, 255),
                     anchor="ls",
-                    direction=None,
+                    # The run's resolved direction: its spaces go to the side the bidi
+                    # rules put them (libraqm orders what is inside the run).
+                    direction=direction if self.shaping else None,
                 )
             x += width
         return image

@@ -168,6 +168,7 @@ class DemoApp:
         add = app.router.add_route
         add("POST", "/demo/token", self.create_token)
         add("PUT", "/demo/layout", self.set_layout)
+        add("GET", "/demo/layout", self.get_layout)
         add("GET", "/demo/recordings", self.list_recordings)
         add("POST", "/demo/recordings", self.start_recording)
         add("DELETE", "/demo/recordings/{recording}", self.stop_recording)
@@ -289,6 +290,19 @@ class DemoApp:
             },
         )
         return web.json_response(result)
+
+    async def get_layout(self, request: web.Request) -> web.StreamResponse:
+        """``?view=label``: the region set a view of the caller's room shows now,
+        ``{view, base, bases, layout}``; ``bases`` are those ``PUT`` takes (a view
+        presents a screen share by itself: ``presentation`` is not one of them)."""
+        self._check_allowed(request)
+        caller = await self._moderator(request)
+        label = request.query.get("view")
+        try:
+            result = await self.conference.view_template(caller.participant.room_id, label)
+        except ConferenceError as exc:
+            raise DemoError(exc.status, str(exc)) from None
+        return web.json_response({**result, "bases": list(LAYOUT_BASES)})
 
     # -- recordings -----------------------------------------------------
 

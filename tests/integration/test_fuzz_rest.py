@@ -70,6 +70,7 @@ ROUTES = [
     # The demo app server of the conference page (portal/webapp.py).
     ("POST", "/demo/token"),
     ("PUT", "/demo/layout"),
+    ("GET", "/demo/layout"),
     ("GET", "/demo/recordings"),
     ("POST", "/demo/recordings"),
     ("DELETE", "/demo/recordings/{recording}"),

@@ -254,3 +254,57 @@ async def test_the_share_keeps_the_large_region_from_the_active_speaker(
     await eventually(speaker_primary, 20, "the speaker in region 1 of the gallery")
     for client in (presenter, talker, viewer):
         await client.leave()
+
+
+async def test_a_video_only_viewer_sees_the_speaker_border_and_lecture_switching(
+    tessera: RunningServer,
+) -> None:
+    # Nobody receives the view's audio: its voice activity must run all the same.
+    layout = {"templates": {"base": "lecture"}}
+    views = [{"label": "common", "video": {"layout": layout, "keepActiveInputPrimary": True}}]
+    room = await room_with(tessera, "video-only-speaker", views=views)
+    ada_client = await joined(tessera, "Ada", room=room)
+    grace_client = await joined(tessera, "Grace", room=room)
+    tones = [ToneTrack(440, amplitude=0.0), ToneTrack(1000, amplitude=0.4)]
+    ada = await ada_client.publish(audio=tones[0], video=ColorVideoTrack(GREY, 320, 240))
+    grace = await grace_client.publish(audio=tones[1], video=ColorVideoTrack(GREY, 320, 240))
+    await ada.wait_ready()
+    await grace.wait_ready()
+    viewer = await joined(tessera, "viewer", room=room)
+    sub = await viewer.subscribe(mixed_id(viewer), audio=False)
+    await sub.wait_ready()
+    assert sub.video_track is not None
+    track = sub.video_track
+    view = tessera.server.rooms[room].views["common"]  # type: ignore[index]
+
+    async def border_on(speaker: str, silent: str) -> bool:
+        rgb = (await next_video_frame(track)).to_ndarray(format="rgb24")
+        where = rects(viewer)
+        assert speaker in where and silent in where, where
+        assert ring_share(rgb, where[speaker]) > 0.7, "no border on the speaker"
+        assert ring_share(rgb, where[silent]) < 0.2, "a border on the silent one"
+        # The lecture layout gives the speaker the large region.
+        assert view.layout.get_region(speaker) == "1"
+        assert viewer.streams[mixed_id(viewer)]["info"]["activeInput"] == speaker
+        return True
+
+    async def grace_speaks() -> bool:
+        return await border_on(grace.id, ada.id)
+
+    await eventually(grace_speaks, 30, "the border and the large region on Grace")
+    # Levels only: no audio output was made, so nothing encodes the mix.
+    assert view.audio_outputs == {}
+
+    tones[0].amplitude, tones[1].amplitude = 0.4, 0.0
+
+    async def ada_speaks() -> bool:
+        return await border_on(ada.id, grace.id)
+
+    await eventually(ada_speaks, 30, "the border and the large region move to Ada")
+    assert view.audio_outputs == {}
+
+    # Nobody watches: the view's threads stop, the audio one too.
+    await sub.unsubscribe()
+    await eventually(lambda: not view.running, 20, "the view stopped")
+    for client in (ada_client, grace_client, viewer):
+        await client.leave()

@@ -300,3 +300,30 @@ async def test_recording_from_the_page_and_its_download_link(tessera: RunningSer
             assert status == 403, tampered
     finally:
         await moderator.leave()
+
+
+async def test_the_page_reads_the_layout_a_view_shows(tessera: RunningServer) -> None:
+    moderator = await join_with_demo_token(tessera, "Ada", room="default")
+    viewer = await join_with_demo_token(tessera, "Bob", room="default", role="viewer")
+    try:
+        status, reply = await demo(tessera, "GET", "/demo/layout")
+        assert status == 401, reply
+        status, reply = await demo(
+            tessera, "GET", "/demo/layout", ticket=viewer.reconnection_ticket
+        )
+        assert status == 403 and "viewer" in reply["error"]["message"]
+        ticket = moderator.reconnection_ticket
+        status, reply = await demo(tessera, "GET", "/demo/layout", ticket=ticket)
+        assert status == 200, reply
+        # What the menu offers is what PUT takes; a new room shows the gallery.
+        assert reply["base"] == "gallery" and reply["view"] == "common"
+        assert reply["bases"] == ["fluid", "lecture", "gallery"]
+        status, reply = await demo(tessera, "PUT", "/demo/layout", {"base": "lecture"}, ticket)
+        assert status == 200, reply
+        status, reply = await demo(tessera, "GET", "/demo/layout", ticket=ticket)
+        assert status == 200 and reply["base"] == "lecture", reply
+        status, reply = await demo(tessera, "GET", "/demo/layout?view=nope", ticket=ticket)
+        assert status == 404 and "nope does not exist" in reply["error"]["message"]
+    finally:
+        await moderator.leave()
+        await viewer.leave()

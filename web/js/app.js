@@ -28,6 +28,9 @@ const state = {
   levels: {}, // meter id -> the level it shows (0..1)
   inviteLink: "",
   selfViewHidden: false,
+  layoutBase: null, // the region set the room's view shows now (moderators read it)
+  captionsSeen: false, // the room sent a caption: it has captions, the control shows
+  captionsOn: true, // the person's choice: show captions or not
 };
 // Tests and curious people can look at the page's state from the console.
 window.tessera = state;
@@ -147,6 +150,7 @@ function enterConference(info) {
   document.title = `${state.room} · Tessera`;
   $("layout-control").hidden = !state.moderator;
   $("record-button").hidden = !state.moderator;
+  if (state.moderator) refreshLayout();
   const canPublish = info.permission && info.permission.publish;
   const canAudio = Boolean(canPublish && canPublish.audio);
   const canVideo = Boolean(canPublish && canPublish.video);
@@ -174,7 +178,11 @@ function leaveConference(message = "") {
     screen: null,
     recording: null,
     unread: 0,
+    layoutBase: null,
+    captionsSeen: false,
   });
+  clearCaptions();
+  $("captions-button").hidden = true;
   $("mixed-video").srcObject = null;
   $("self-view").srcObject = null;
   $("self-tile").hidden = true;
@@ -205,6 +213,13 @@ function wireClient(client) {
   client.addEventListener("streamupdated", (e) => {
     const field = e.detail.field;
     if (field === "audio.status" || field === "video.status" || field === "activeInput") renderParticipants();
+    // Another moderator's choice, or a screen share, changes the view's region set.
+    if (field === "video.layout" && state.moderator && e.detail.stream.id === state.mixedStreamId) {
+      refreshLayout();
+    }
+  });
+  client.addEventListener("caption", (e) => {
+    if (state.client === client) showCaption(e.detail);
   });
   client.addEventListener("text", (e) => {
     if (isSignal(e.detail.message)) return; // a hand or a reaction: shown by its own event
@@ -626,6 +641,72 @@ function showReaction(fromId, emoji) {
   setTimeout(() => item.remove(), 6000);
 }
 
+// -- live captions -----------------------------------------------------------------------------
+
+const CAPTION_LINES = 3; // shown at once, newest last
+const CAPTION_HOLD = 5000; // ms a line stays after its last words
+const CAPTION_FADE = 1000; // ms it takes to fade out (app.css: .captions li.fading)
+
+/** A `caption` push: the speaker's words as they are recognised (partial, then final). */
+function showCaption(caption) {
+  if (!state.captionsSeen) {
+    // A room without captions sends none: the control appears with the first one.
+    state.captionsSeen = true;
+    $("captions-button").hidden = false;
+    $("captions").hidden = !state.captionsOn;
+  }
+  const text = String(caption.text || "").trim();
+  const list = $("captions");
+  let line = [...list.children].find((li) => li.dataset.caption === String(caption.id));
+  if (!text) {
+    if (line) line.remove();
+    return;
+  }
+  if (!line) {
+    line = document.createElement("li");
+    line.dataset.caption = String(caption.id);
+    const speaker = document.createElement("span");
+    speaker.className = "speaker";
+    speaker.textContent = caption.user || nameOf(caption.participant);
+    const words = document.createElement("span");
+    words.className = "text";
+    line.append(speaker, words);
+    list.append(line);
+    while (list.children.length > CAPTION_LINES) list.firstElementChild.remove();
+  }
+  line.querySelector(".text").textContent = text;
+  line.dataset.final = String(Boolean(caption.final));
+  line.classList.remove("fading");
+  clearTimeout(line.fadeTimer);
+  clearTimeout(line.removeTimer);
+  line.fadeTimer = setTimeout(() => {
+    line.classList.add("fading");
+    line.removeTimer = setTimeout(() => line.remove(), CAPTION_FADE);
+  }, CAPTION_HOLD);
+}
+
+function clearCaptions() {
+  for (const line of $("captions").children) {
+    clearTimeout(line.fadeTimer);
+    clearTimeout(line.removeTimer);
+  }
+  $("captions").replaceChildren();
+  $("captions").hidden = true;
+}
+
+function toggleCaptions() {
+  state.captionsOn = !state.captionsOn;
+  localStorage.setItem("tessera.captions", state.captionsOn ? "on" : "off");
+  showCaptionsState();
+  $("captions").hidden = !state.captionsOn || !state.captionsSeen;
+}
+
+function showCaptionsState() {
+  const button = $("captions-button");
+  setPressed(button, state.captionsOn, "Captions");
+  button.title = state.captionsOn ? "Hide the live captions" : "Show the live captions";
+}
+
 // -- invite link ---------------------------------------------------------------------------
 
 /** The page for this room: whoever opens it joins with a fresh token of their own. */
@@ -830,10 +911,30 @@ function showLevel(id, level) {
 async function changeLayout() {
   const select = $("layout-select");
   try {
-    await demo("PUT", "/demo/layout", { base: select.value });
+    const reply = await demo("PUT", "/demo/layout", { base: select.value });
+    showLayout(reply.base);
   } catch (error) {
+    showLayout(state.layoutBase); // the menu shows what the room shows, not the refused choice
     showNotice(`Cannot change the layout: ${error.message}`, { timeout: 6000 });
   }
+}
+
+/** Show the region set the room's view shows now in the layout menu (moderators). */
+async function refreshLayout() {
+  const client = state.client;
+  let reply;
+  try {
+    reply = await demo("GET", "/demo/layout");
+  } catch {
+    return; // no demo endpoints here: the menu keeps what it shows
+  }
+  if (state.client === client) showLayout(reply.base);
+}
+
+function showLayout(base) {
+  state.layoutBase = base;
+  const select = $("layout-select");
+  if (base && [...select.options].some((o) => o.value === base)) select.value = base;
 }
 
 async function toggleRecording() {
@@ -937,6 +1038,9 @@ function start() {
   $("camera-button").addEventListener("click", () => toggleMute("video"));
   $("screen-button").addEventListener("click", toggleScreen);
   $("layout-select").addEventListener("change", changeLayout);
+  state.captionsOn = localStorage.getItem("tessera.captions") !== "off";
+  showCaptionsState();
+  $("captions-button").addEventListener("click", toggleCaptions);
   $("record-button").addEventListener("click", toggleRecording);
   $("leave-button").addEventListener("click", async () => {
     const client = state.client;
