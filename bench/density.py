@@ -10,7 +10,9 @@ rate (the server's /metrics) and the frame rate every participant receives.
 A step passes when every view holds 30 fps +-1 (composited and received)
 and the server uses at most 70% of its cores. The answer is the largest
 passing step; the target is 2 rooms per core. Stops at the first failing
-step or at --rooms (default 6). Under two minutes on a 2-core machine.
+step (`--keep-going`: measures every step, and a step counts only if all
+before it passed too) or at --rooms (default 6). Under two minutes on a
+2-core machine.
 
 With --agents N the same rooms then run on a cluster started by the
 benchmark (`ClusterProcess`: a redis-server, one `tessera portal`, N
@@ -22,6 +24,15 @@ to); view frame rates come from the agents' /metrics and the loop lag is
 the worst agent's. Every participant also times join -> first mixed frame
 (from the start of its login to the first frame of the view it receives);
 the comparison takes the median and p95 over the rooms both runs entered.
+
+The participants count the view's whole frames from the clear RTP headers of
+the SRTP packets they receive (sequence numbers and marker bits, read 64
+datagrams per system call on one thread: `bench/batchreceiver.py`), without
+decrypting; a frame that lost a packet is not counted (the "incomplete"
+column). They share the cores with the server, and aiortc's whole receive
+path for 36 participants in one Python process fell behind at 2-3 rooms (the
+kernel dropped their datagrams: the "UDP drops" column, `RcvbufErrors` of
+the whole machine in the window). `--full-receivers` runs that path again.
 """
 
 from __future__ import annotations
@@ -36,8 +47,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .batchreceiver import BatchReceiver
 from .clusterprocess import ClusterProcess
-from .machine import MachineInfo, SystemCpu
+from .machine import MachineInfo, SystemCpu, udp_receive_errors
 from .participants import Participant, ParticipantSpec, encode_scenes, enter_all
 from .report import (
     add_common_arguments,
@@ -67,6 +79,9 @@ class DensityBenchConfig:
     window: float = 6.0
     settle: float = 3.0
     server_cpus: frozenset[int] | None = None
+    full_receivers: bool = False  # aiortc's receive path in every participant (decrypt, reassemble)
+    keep_going: bool = False  # measure every step up to max_rooms, passed or not
+    pin_agents: bool = False  # a cluster: agent k on the k-th core only (one agent per core)
 
 
 QUICK = DensityBenchConfig(participants=3, max_rooms=1, window=2.0, settle=1.5)
@@ -86,6 +101,9 @@ class DensityStep:
     cores: int  # the server's cores
     rooms_by_agent: list[int] = field(default_factory=list)  # a cluster: rooms on each agent
     portal_lag_p99_ms: float | None = None  # a cluster: its portal's event-loop lag
+    udp_drops: int = 0  # datagrams the kernel dropped (RcvbufErrors, whole machine) in the window
+    incomplete_frames: int = 0  # frames the participants got with a packet missing, in the window
+    nodes_cpu_percent: dict[str, float] = field(default_factory=dict)  # a cluster: per process
 
     @property
     def cpu_share(self) -> float:
@@ -130,9 +148,13 @@ class DensityFigures:
 
     @property
     def rooms(self) -> int:
-        """The largest step that passed (0 if none did)."""
-        passed = [s.rooms for s in self.steps if s.passed]
-        return max(passed) if passed else 0
+        """The largest step up to which every step passed (0 if the first did not)."""
+        rooms = 0
+        for step in sorted(self.steps, key=lambda s: s.rooms):
+            if not step.passed:
+                break
+            rooms = step.rooms
+        return rooms
 
     @property
     def rooms_per_core(self) -> float:
@@ -166,12 +188,18 @@ async def _measure(
     views0 = _view_frames(await server.metrics())
     views_start = (fetch0 + time.monotonic()) / 2
     frames0 = [[c.frames for c in room] for room in rooms]
+    incomplete0 = _incomplete(rooms)
+    nodes0 = server.node_cpu_seconds() if isinstance(server, ClusterProcess) else {}
+    drops0 = udp_receive_errors()
     server0, own0, machine0 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
     start = time.monotonic()
     await asyncio.sleep(window)
     frames1 = [[c.frames for c in room] for room in rooms]
     elapsed = time.monotonic() - start
     server1, own1 = server.cpu_seconds(), time.process_time()
+    drops = udp_receive_errors() - drops0
+    incomplete = _incomplete(rooms) - incomplete0
+    nodes1 = server.node_cpu_seconds() if isinstance(server, ClusterProcess) else {}
     machine = SystemCpu.read().busy_cores_since(machine0, elapsed) * 100
     fetch1 = time.monotonic()
     metrics = await server.metrics()
@@ -199,7 +227,18 @@ async def _measure(
         cores=cores,
         rooms_by_agent=rooms_by_agent,
         portal_lag_p99_ms=portal_lag,
+        udp_drops=drops,
+        incomplete_frames=incomplete,
+        nodes_cpu_percent={
+            name: (nodes1[name] - seconds) / elapsed * 100
+            for name, seconds in nodes0.items()
+            if name in nodes1
+        },
     )
+
+
+def _incomplete(rooms: list[list[Participant]]) -> int:
+    return sum(getattr(c, "incomplete_frames", 0) for room in rooms for c in room)
 
 
 async def run_density_bench(config: DensityBenchConfig, agents: int = 0) -> DensityFigures:
@@ -215,21 +254,28 @@ async def run_density_bench(config: DensityBenchConfig, agents: int = 0) -> Dens
     rooms: list[list[Participant]] = []
     joins: list[list[float]] = []
     error: str | None = None
+    reader = None if config.full_receivers else BatchReceiver()
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
         server: ServerProcess | ClusterProcess
         if agents:
-            server = await ClusterProcess.start(Path(tmp), agents, cpus=cpus)
+            server = await ClusterProcess.start(
+                Path(tmp), agents, cpus=cpus, pin_agents=config.pin_agents
+            )
         else:
             server = await ServerProcess.start(Path(tmp), cpus=cpus)
         try:
             for number in range(1, config.max_rooms + 1):
                 specs = [
-                    ParticipantSpec(user=f"r{number}-p{i}", video=scenes[i])
+                    ParticipantSpec(
+                        user=f"r{number}-p{i}",
+                        video=scenes[i],
+                        count_headers=not config.full_receivers,
+                    )
                     for i in range(config.participants)
                 ]
                 try:
                     room = await enter_all(
-                        server, f"density-{number}", specs, config.participants, 40
+                        server, f"density-{number}", specs, config.participants, 40, reader
                     )
                 except RuntimeError as exc:
                     error = f"room {number} could not start: {exc}"
@@ -240,7 +286,7 @@ async def run_density_bench(config: DensityBenchConfig, agents: int = 0) -> Dens
                 step = await _measure(server, rooms, config.window, cores)
                 steps.append(step)
                 print(_row(step), flush=True)
-                if not step.passed:
+                if not step.passed and not config.keep_going:
                     break
         finally:
             await asyncio.gather(*(leave(c) for room in rooms for c in room))
@@ -314,10 +360,11 @@ def _columns(cluster: bool = False) -> list[str]:
     extra = (f"{'portal lag':>12}{'rooms on':>10}", f"{'p99 ms':>12}{'agents':>10}")
     return [
         f"   {'rooms':>5}{'server':>9}{'of its':>8}{'view fps (server)':>20}"
-        f"{'received fps':>14}{'loop lag':>10}{'clients':>9}{'others':>8}  pass"
-        + (f"{'':>7}{extra[0]}" if cluster else ""),
+        f"{'received fps':>14}{'loop lag':>10}{'clients':>9}{'others':>8}{'UDP':>8}"
+        f"{'incom-':>8}  pass" + (f"{'':>7}{extra[0]}" if cluster else ""),
         f"   {'':>5}{'% core':>9}{'cores':>8}{'min / max':>20}{'min':>14}{'p99 ms':>10}"
-        f"{'% core':>9}{'% core':>8}" + (f"{'':>13}{extra[1]}" if cluster else ""),
+        f"{'% core':>9}{'% core':>8}{'drops':>8}{'plete':>8}"
+        + (f"{'':>13}{extra[1]}" if cluster else ""),
     ]
 
 
@@ -327,11 +374,14 @@ def _row(s: DensityStep) -> str:
     row = (
         f"   {s.rooms:>5}{s.server_cpu_percent:>9.1f}{100 * s.cpu_share:>7.0f}%{views:>20}"
         f"{min(s.received_fps_min, default=0):>14.1f}{s.loop_lag_p99_ms:>10.1f}"
-        f"{s.clients_cpu_percent:>9.0f}{s.others_cpu_percent:>8.0f}  {outcome}"
+        f"{s.clients_cpu_percent:>9.0f}{s.others_cpu_percent:>8.0f}{s.udp_drops:>8}"
+        f"{s.incomplete_frames:>8}  {outcome}"
     )
     if s.portal_lag_p99_ms is not None:
         placement = "+".join(str(n) for n in s.rooms_by_agent)
         row += f"{'':>{10 - len(outcome)}}{s.portal_lag_p99_ms:>12.1f}{placement:>10}"
+        if s.nodes_cpu_percent:
+            row += "   " + " ".join(f"{n} {v:.0f}%" for n, v in s.nodes_cpu_percent.items())
     return row
 
 
@@ -419,6 +469,28 @@ def main(argv: list[str] | None = None) -> int:
     add_common_arguments(parser, cores=True)
     parser.add_argument("--rooms", type=int, metavar="N", help="at most N rooms (default 6)")
     parser.add_argument(
+        "--full-receivers",
+        action="store_true",
+        help="participants run aiortc's whole receive path (decrypt, reassemble) on the view",
+    )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="measure every step up to --rooms even after one fails (to see where CPU goes)",
+    )
+    parser.add_argument(
+        "--pin-agents",
+        action="store_true",
+        help="with --agents: pin agent k to the k-th core (one agent per core; the portal, "
+        "Redis and the clients float)",
+    )
+    parser.add_argument(
+        "--single",
+        choices=("run", "skip"),
+        default="run",
+        help="with --agents: 'skip' runs the cluster only (experiments; no comparison)",
+    )
+    parser.add_argument(
         "--agents",
         type=int,
         metavar="N",
@@ -438,6 +510,22 @@ def main(argv: list[str] | None = None) -> int:
     config = QUICK if args.quick else DensityBenchConfig()
     if args.rooms:
         config = dataclasses.replace(config, max_rooms=args.rooms)
+    if args.full_receivers:
+        config = dataclasses.replace(config, full_receivers=True)
+    if args.keep_going:
+        config = dataclasses.replace(config, keep_going=True)
+    if args.pin_agents:
+        if not args.agents:
+            parser.error("--pin-agents needs --agents")
+        config = dataclasses.replace(config, pin_agents=True)
+    if args.single == "skip":
+        if not args.agents:
+            parser.error("--single skip needs --agents")
+        print("", *_columns(cluster=True), sep="\n", flush=True)
+        figures = asyncio.run(run_density_bench(config, args.agents))
+        return finish(
+            "density", args.json, machine, figures, format_figures(figures), started, cpus
+        )
     if cpus is not None:
         config = dataclasses.replace(config, server_cpus=frozenset(cpus))
     if args.agents:
