@@ -7,12 +7,15 @@ one at a time; after each, a window measures the server's CPU (its own
 process, pinned to N cores with --cores), every view's composited frame
 rate (the server's /metrics) and the frame rate every participant receives.
 
-A step passes when every view holds 30 fps +-1 (composited and received)
-and the server uses at most 70% of its cores. The answer is the largest
-passing step; the target is 2 rooms per core. Stops at the first failing
-step (`--keep-going`: measures every step, and a step counts only if all
-before it passed too) or at --rooms (default 6). Under two minutes on a
-2-core machine.
+A step passes when every view holds 30 fps +-1 (composited and received),
+its inputs reach it decoded at 30 fps +-1 (mean over its inputs, the
+server's `tessera_view_input_frames` counter: a view composites 30 fps from
+whatever its inputs last delivered, so a starved server can show 30 fps of
+stale pictures), and the server uses at most 70% of its cores. The answer
+is the largest passing step; the target is 2 rooms per core. Stops at the
+first failing step (`--keep-going`: measures every step, and a step counts
+only if all before it passed too) or at --rooms (default 6). Under two
+minutes on a 2-core machine.
 
 With --agents N the same rooms then run on a cluster started by the
 benchmark (`ClusterProcess`: a redis-server, one `tessera portal`, N
@@ -104,6 +107,11 @@ class DensityStep:
     udp_drops: int = 0  # datagrams the kernel dropped (RcvbufErrors, whole machine) in the window
     incomplete_frames: int = 0  # frames the participants got with a packet missing, in the window
     nodes_cpu_percent: dict[str, float] = field(default_factory=dict)  # a cluster: per process
+    # Thread CPU per composited frame, mean over the views (their /metrics counters).
+    composite_ms_per_frame: float = 0.0
+    encode_ms_per_frame: float = 0.0
+    # Decoded frames per input per second reaching each view (mean over its inputs).
+    input_fps: list[float] = field(default_factory=list)
 
     @property
     def cpu_share(self) -> float:
@@ -112,8 +120,8 @@ class DensityStep:
 
     @property
     def holds_frame_rate(self) -> bool:
-        """Every view composited and delivered 30 fps +-1."""
-        rates = self.view_fps + self.received_fps_min
+        """Every view composited and delivered 30 fps +-1, from inputs decoded at 30 fps +-1."""
+        rates = self.view_fps + self.received_fps_min + self.input_fps
         return bool(rates) and all(abs(r - FPS) <= FPS_TOLERANCE for r in rates)
 
     @property
@@ -174,18 +182,36 @@ def _view_frames(metrics: Metrics) -> dict[str, float]:
     }
 
 
+def _per_view(metrics: Metrics, name: str) -> dict[str, float]:
+    return {dict(labels).get("view", "?"): value for labels, value in metrics.get(name, {}).items()}
+
+
+def _ms_per_frame(before: Metrics, after: Metrics, name: str) -> float:
+    """Seconds counter `name` per composited frame between two scrapes, in ms (all views)."""
+    frames0, frames1 = _view_frames(before), _view_frames(after)
+    seconds0, seconds1 = _per_view(before, name), _per_view(after, name)
+    frames = sum(frames1[v] - frames0.get(v, 0.0) for v in frames1)
+    seconds = sum(seconds1[v] - seconds0.get(v, 0.0) for v in seconds1)
+    return 1000 * seconds / frames if frames > 0 else 0.0
+
+
 def _rooms(metrics: Metrics) -> int:
     return round(sum(metrics.get("tessera_rooms", {}).values()))
 
 
 async def _measure(
-    server: BenchServer, rooms: list[list[Participant]], window: float, cores: int
+    server: BenchServer,
+    rooms: list[list[Participant]],
+    window: float,
+    cores: int,
+    participants: int,
 ) -> DensityStep:
     # Each count is divided by the time between its own two readings: a /metrics
     # fetch takes a while on a loaded server (it once stretched a 6 s window
     # by 0.2 s and made 30 fps read as 31).
     fetch0 = time.monotonic()
-    views0 = _view_frames(await server.metrics())
+    metrics0 = await server.metrics()
+    views0 = _view_frames(metrics0)
     views_start = (fetch0 + time.monotonic()) / 2
     frames0 = [[c.frames for c in room] for room in rooms]
     incomplete0 = _incomplete(rooms)
@@ -205,6 +231,8 @@ async def _measure(
     metrics = await server.metrics()
     views_elapsed = (fetch1 + time.monotonic()) / 2 - views_start
     views1 = _view_frames(metrics)
+    inputs0 = _per_view(metrics0, "tessera_view_input_frames_total")
+    inputs1 = _per_view(metrics, "tessera_view_input_frames_total")
     received = [
         min((f1 - f0) / elapsed for f0, f1 in zip(before, after, strict=True))
         for before, after in zip(frames0, frames1, strict=True)
@@ -234,6 +262,14 @@ async def _measure(
             for name, seconds in nodes0.items()
             if name in nodes1
         },
+        composite_ms_per_frame=_ms_per_frame(
+            metrics0, metrics, "tessera_view_composite_seconds_total"
+        ),
+        encode_ms_per_frame=_ms_per_frame(metrics0, metrics, "tessera_view_encode_seconds_total"),
+        input_fps=[
+            (inputs1[v] - inputs0.get(v, 0.0)) / participants / views_elapsed
+            for v in sorted(inputs1)
+        ],
     )
 
 
@@ -283,7 +319,7 @@ async def run_density_bench(config: DensityBenchConfig, agents: int = 0) -> Dens
                 rooms.append(room)
                 joins.append([1000 * t for c in room if (t := c.join_to_first_frame) is not None])
                 await asyncio.sleep(config.settle)
-                step = await _measure(server, rooms, config.window, cores)
+                step = await _measure(server, rooms, config.window, cores, config.participants)
                 steps.append(step)
                 print(_row(step), flush=True)
                 if not step.passed and not config.keep_going:
@@ -377,11 +413,19 @@ def _row(s: DensityStep) -> str:
         f"{s.clients_cpu_percent:>9.0f}{s.others_cpu_percent:>8.0f}{s.udp_drops:>8}"
         f"{s.incomplete_frames:>8}  {outcome}"
     )
+    # What a view frame cost its thread (CPU ms): compositing, then encoding.
+    frame_cost = (
+        f"inputs {min(s.input_fps, default=0):.1f} fps, "
+        f"view {s.composite_ms_per_frame:.1f}+{s.encode_ms_per_frame:.1f} ms"
+    )
     if s.portal_lag_p99_ms is not None:
         placement = "+".join(str(n) for n in s.rooms_by_agent)
         row += f"{'':>{10 - len(outcome)}}{s.portal_lag_p99_ms:>12.1f}{placement:>10}"
+        row += f"   {frame_cost}"
         if s.nodes_cpu_percent:
             row += "   " + " ".join(f"{n} {v:.0f}%" for n, v in s.nodes_cpu_percent.items())
+    else:
+        row += f"{'':>{10 - len(outcome)}}{frame_cost}"
     return row
 
 
