@@ -35,7 +35,6 @@ async def serve(
     config_file: str | None = None,
     port_file: str | None = None,
     aiortc_senders: bool = False,
-    one_read: bool = False,
 ) -> None:
     """Run the server until a termination signal arrives (or, without `port_file`, stdin ends).
 
@@ -67,7 +66,6 @@ async def serve(
     server = app[SERVER_KEY]
     server.port = int(runner.addresses[0][1])
     server.agent.shared_fanout = not aiortc_senders
-    server.agent.drain_reads = not one_read
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -149,25 +147,11 @@ def main() -> None:
         action="store_true",
         help="send subscribers with aiortc's own sender, not the shared fan-out (comparison)",
     )
-    parser.add_argument(
-        "--one-read",
-        action="store_true",
-        help="read one datagram per socket wake-up, as asyncio does (comparison)",
-    )
     args = parser.parse_args()
     if args.port_file is None and args.data_dir is None:
         parser.error("give --data-dir DIR, or CONFIG PORT_FILE")
     log_level = args.log_level or (None if args.config else "WARNING")
-    asyncio.run(
-        serve(
-            args.data_dir,
-            log_level,
-            args.config,
-            args.port_file,
-            args.aiortc_senders,
-            args.one_read,
-        )
-    )
+    asyncio.run(serve(args.data_dir, log_level, args.config, args.port_file, args.aiortc_senders))
 
 
 if __name__ == "__main__":

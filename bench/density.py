@@ -85,7 +85,6 @@ class DensityBenchConfig:
     full_receivers: bool = False  # aiortc's receive path in every participant (decrypt, reassemble)
     keep_going: bool = False  # measure every step up to max_rooms, passed or not
     pin_agents: bool = False  # a cluster: agent k on the k-th core only (one agent per core)
-    one_read: bool = False  # one process: asyncio's one datagram per socket wake-up (comparison)
 
 
 QUICK = DensityBenchConfig(participants=3, max_rooms=1, window=2.0, settle=1.5)
@@ -303,7 +302,7 @@ async def run_density_bench(config: DensityBenchConfig, agents: int = 0) -> Dens
                 Path(tmp), agents, cpus=cpus, pin_agents=config.pin_agents
             )
         else:
-            server = await ServerProcess.start(Path(tmp), cpus=cpus, one_read=config.one_read)
+            server = await ServerProcess.start(Path(tmp), cpus=cpus)
         try:
             for number in range(1, config.max_rooms + 1):
                 specs = [
@@ -534,12 +533,6 @@ def main(argv: list[str] | None = None) -> int:
         "Redis and the clients float)",
     )
     parser.add_argument(
-        "--one-read",
-        action="store_true",
-        help="the one process reads one datagram per socket wake-up, as asyncio does (before "
-        "media/udpdrain.py; for comparison)",
-    )
-    parser.add_argument(
         "--single",
         choices=("run", "skip"),
         default="run",
@@ -569,8 +562,6 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, full_receivers=True)
     if args.keep_going:
         config = dataclasses.replace(config, keep_going=True)
-    if args.one_read:
-        config = dataclasses.replace(config, one_read=True)
     if args.pin_agents:
         if not args.agents:
             parser.error("--pin-agents needs --agents")

@@ -302,12 +302,10 @@ class ServerProcess:
         timeout: float = 60.0,
         cpus: set[int] | None = None,
         aiortc_senders: bool = False,
-        one_read: bool = False,
     ) -> ServerProcess:
         """Start the server and wait for its ready line; `cpus` pins it (and all its threads).
 
         `aiortc_senders`: its subscribers are sent by aiortc's sender, not the shared fan-out.
-        `one_read`: it reads one datagram per socket wake-up (asyncio's way; comparison).
         """
         log = data_dir / "server.log"
 
@@ -326,7 +324,6 @@ class ServerProcess:
                 "--log-level",
                 "WARNING",
                 *(["--aiortc-senders"] if aiortc_senders else []),
-                *(["--one-read"] if one_read else []),
                 cwd=ROOT,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,

@@ -24,8 +24,6 @@ class WebrtcAgent:
         # Subscribers are sent by the shared fan-out; the fan-out benchmark turns it off to
         # measure aiortc's own sender beside it (bench/fanout.py).
         self.shared_fanout = True
-        # Connected sockets are read dry per wake-up; bench.density turns it off to compare.
-        self.drain_reads = True
 
     def create_transport(
         self,
@@ -40,7 +38,6 @@ class WebrtcAgent:
             stun_servers=self.stun_servers,
             connect_timeout=connect_timeout,
             shared_fanout=self.shared_fanout,
-            drain_reads=self.drain_reads,
         )
         self.transports[transport_id] = transport
         return transport

@@ -19,7 +19,6 @@ from aiortc.sdp import candidate_from_sdp
 from tessera.media import aiortcext
 from tessera.media.mediasource import ParameterError
 from tessera.media.rtpfanout import SharedRtpTrack
-from tessera.media.udpdrain import drain_datagrams
 
 from .offercheck import OfferError, check_offer
 from .publication import Publication
@@ -64,12 +63,8 @@ class Transport:
         stun_servers: list[str] | None = None,
         connect_timeout: float | None = None,
         shared_fanout: bool = True,
-        drain_reads: bool = True,
     ) -> None:
         self.id = transport_id
-        # Once connected, its UDP socket is read dry at each wake-up (media/udpdrain.py);
-        # False only for bench.density's comparison with asyncio's one read per wake-up.
-        self.drain_reads = drain_reads
         # Subscribers' packets go through the shared fan-out (media/rtpfanout.py); False only
         # for the fan-out benchmark's comparison with aiortc's sender.
         self.shared_fanout = shared_fanout
@@ -377,20 +372,12 @@ class Transport:
         logger.debug("connection %s", state, extra={"transport": self.id})
         if state == "connected" and not self.connected:
             self.connected = True
-            if self.drain_reads:
-                self._drain_reads()
             self.observer.transport_progress(self, {"id": self.id, "status": "ready"})
             self._announce_ready()
         elif state in ("failed", "closed") and not self.closed:
             if state == "failed":
                 self._log_refused_certificate()
             self.observer.transport_failed(self)
-
-    def _drain_reads(self) -> None:
-        for dtls in {t.receiver.transport for t in self.pc.getTransceivers()}:
-            endpoint = aiortcext.ice_datagram_endpoint(dtls)
-            if endpoint is not None and not drain_datagrams(endpoint[0]):
-                logger.info("socket read one datagram per wake-up", extra={"transport": self.id})
 
     def _log_refused_certificate(self) -> None:
         # The one DTLS failure a client can act on; aiortc logs none of them usefully.
