@@ -5,9 +5,10 @@ aioice's per-datagram path (a protocol callback, an asyncio queue, a task) in
 one Python process cannot take that on the core the server leaves it, so the
 benchmark would measure its own clients. Once a subscriber's connection is up,
 its socket leaves the event loop: this thread reads it 64 datagrams per system
-call into one buffer and counts frames (marker bits) and payload bytes from the
-clear RTP headers. Everything else (STUN consent checks, RTCP, DTLS) goes back
-to aioice on the event loop as if it had read it. Linux only (`recvmmsg`, epoll).
+call into one buffer and counts frames (sequence numbers and marker bits) and
+payload bytes from the clear RTP headers. Everything else (STUN consent checks,
+RTCP, DTLS) goes back to aioice on the event loop as if it had read it. Linux
+only (`recvmmsg`, epoll).
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ class CountedSocket:
 
     def __init__(
         self,
-        on_rtp: Callable[[int, bool], None],
+        on_rtp: Callable[[int, int, bool, int], None],
         protocol: asyncio.DatagramProtocol,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self.on_rtp = on_rtp  # (payload bytes, marker) on the reader thread
+        self.on_rtp = on_rtp  # (SSRC, sequence, marker, payload bytes) on the reader thread
         self.protocol = protocol
         self.loop = loop
 
@@ -142,7 +143,12 @@ class BatchReceiver:
                         header += 4 + 4 * int.from_bytes(
                             view[offset + header + 2 : offset + header + 4], "big"
                         )
-                    on_rtp(max(0, length - header), bool(b1 & 0x80))
+                    on_rtp(
+                        int.from_bytes(view[offset + 8 : offset + 12], "big"),
+                        int.from_bytes(view[offset + 2 : offset + 4], "big"),
+                        bool(b1 & 0x80),
+                        max(0, length - header),
+                    )
                     continue
                 data = bytes(view[offset : offset + length])
                 name = self._name(i)

@@ -104,10 +104,13 @@ class _Node:
 class ClusterProcess:
     """A redis-server, one `tessera portal` and `agents` `tessera agent` processes."""
 
-    def __init__(self, directory: Path, agents: int, cpus: set[int] | None) -> None:
+    def __init__(
+        self, directory: Path, agents: int, cpus: set[int] | None, pin_agents: bool = False
+    ) -> None:
         self.directory = directory
         self.agent_count = agents
         self.cpus = cpus
+        self.pin_agents = pin_agents
         self.key = secrets.token_hex(24)
         self.redis: asyncio.subprocess.Process | None = None
         self.portal: _Node | None = None
@@ -116,19 +119,26 @@ class ClusterProcess:
 
     @classmethod
     async def start(
-        cls, data_dir: Path, agents: int, timeout: float = 90.0, cpus: set[int] | None = None
+        cls,
+        data_dir: Path,
+        agents: int,
+        timeout: float = 90.0,
+        cpus: set[int] | None = None,
+        pin_agents: bool = False,
     ) -> ClusterProcess:
         """Start Redis, then the agents and the portal; return once every node has joined.
 
-        `cpus` pins every process of the cluster (and its threads). Raises RuntimeError
-        naming the node that did not come up (its log tail), after stopping the others.
+        `cpus` pins every process of the cluster (and its threads). `pin_agents` pins
+        agent k (and its threads) to the k-th CPU of `cpus` (or of this process's CPUs),
+        round robin: one agent per core. Raises RuntimeError naming the node that did
+        not come up (its log tail), after stopping the others.
         """
         if agents < 1:
             raise ValueError(f"a cluster needs at least one agent, not {agents}")
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        cluster = cls(data_dir, agents, cpus)
+        cluster = cls(data_dir, agents, cpus, pin_agents)
         try:
             await cluster._start(binary, timeout)
         except BaseException:
@@ -136,8 +146,11 @@ class ClusterProcess:
             raise
         return cluster
 
-    def _pin(self) -> Callable[[], None] | None:
+    def _pin(self, agent: int | None = None) -> Callable[[], None] | None:
         cpus = self.cpus
+        if agent is not None and self.pin_agents:
+            available = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
+            cpus = {available[agent % len(available)]}
         if cpus is None:
             return None
 
@@ -168,10 +181,10 @@ class ClusterProcess:
         redis_url = f"redis://127.0.0.1:{port}/0"
         config = cluster_config(self.directory, self.key)
         self.agents = [
-            await self._spawn("agent", f"agent-{i + 1}", config, redis_url)
+            await self._spawn("agent", f"agent-{i + 1}", config, redis_url, self._pin(i))
             for i in range(self.agent_count)
         ]
-        self.portal = await self._spawn("portal", "portal-1", config, redis_url)
+        self.portal = await self._spawn("portal", "portal-1", config, redis_url, self._pin())
         for node in [*self.agents, self.portal]:
             await self._wait_up(node, timeout)
         self._session = aiohttp.ClientSession()
@@ -193,7 +206,14 @@ class ClusterProcess:
                 writer.close()
                 return
 
-    async def _spawn(self, role: str, name: str, config: Path, redis_url: str) -> _Node:
+    async def _spawn(
+        self,
+        role: str,
+        name: str,
+        config: Path,
+        redis_url: str,
+        pin: Callable[[], None] | None,
+    ) -> _Node:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -207,7 +227,7 @@ class ClusterProcess:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            preexec_fn=self._pin(),
+            preexec_fn=pin,
         )  # fmt: skip
         node = _Node(name, process, self.directory / f"{name}.log")
         node.reader = asyncio.create_task(self._read_log(node), name=f"log of {name}")
@@ -261,6 +281,15 @@ class ClusterProcess:
         """Every process of the cluster: Redis, the portal, the agents."""
         redis = [self.redis.pid] if self.redis is not None else []
         return redis + [n.process.pid for n in self.nodes]
+
+    def node_cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds of each process so far, by name (redis, the portal, each agent)."""
+        seconds: dict[str, float] = {}
+        if self.redis is not None:
+            seconds["redis"] = process_cpu_seconds(self.redis.pid)
+        for node in self.nodes:
+            seconds[node.name] = process_cpu_seconds(node.process.pid)
+        return seconds
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of every process of the cluster so far."""

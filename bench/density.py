@@ -7,10 +7,15 @@ one at a time; after each, a window measures the server's CPU (its own
 process, pinned to N cores with --cores), every view's composited frame
 rate (the server's /metrics) and the frame rate every participant receives.
 
-A step passes when every view holds 30 fps +-1 (composited and received)
-and the server uses at most 70% of its cores. The answer is the largest
-passing step; the target is 2 rooms per core. Stops at the first failing
-step or at --rooms (default 6). Under two minutes on a 2-core machine.
+A step passes when every view holds 30 fps +-1 (composited and received),
+its inputs reach it decoded at 30 fps +-1 (mean over its inputs, the
+server's `tessera_view_input_frames` counter: a view composites 30 fps from
+whatever its inputs last delivered, so a starved server can show 30 fps of
+stale pictures), and the server uses at most 70% of its cores. The answer
+is the largest passing step; the target is 2 rooms per core. Stops at the
+first failing step (`--keep-going`: measures every step, and a step counts
+only if all before it passed too) or at --rooms (default 6). Under two
+minutes on a 2-core machine.
 
 With --agents N the same rooms then run on a cluster started by the
 benchmark (`ClusterProcess`: a redis-server, one `tessera portal`, N
@@ -22,6 +27,15 @@ to); view frame rates come from the agents' /metrics and the loop lag is
 the worst agent's. Every participant also times join -> first mixed frame
 (from the start of its login to the first frame of the view it receives);
 the comparison takes the median and p95 over the rooms both runs entered.
+
+The participants count the view's whole frames from the clear RTP headers of
+the SRTP packets they receive (sequence numbers and marker bits, read 64
+datagrams per system call on one thread: `bench/batchreceiver.py`), without
+decrypting; a frame that lost a packet is not counted (the "incomplete"
+column). They share the cores with the server, and aiortc's whole receive
+path for 36 participants in one Python process fell behind at 2-3 rooms (the
+kernel dropped their datagrams: the "UDP drops" column, `RcvbufErrors` of
+the whole machine in the window). `--full-receivers` runs that path again.
 """
 
 from __future__ import annotations
@@ -36,8 +50,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .batchreceiver import BatchReceiver
 from .clusterprocess import ClusterProcess
-from .machine import MachineInfo, SystemCpu
+from .machine import MachineInfo, SystemCpu, udp_receive_errors
 from .participants import Participant, ParticipantSpec, encode_scenes, enter_all
 from .report import (
     add_common_arguments,
@@ -67,6 +82,9 @@ class DensityBenchConfig:
     window: float = 6.0
     settle: float = 3.0
     server_cpus: frozenset[int] | None = None
+    full_receivers: bool = False  # aiortc's receive path in every participant (decrypt, reassemble)
+    keep_going: bool = False  # measure every step up to max_rooms, passed or not
+    pin_agents: bool = False  # a cluster: agent k on the k-th core only (one agent per core)
 
 
 QUICK = DensityBenchConfig(participants=3, max_rooms=1, window=2.0, settle=1.5)
@@ -86,6 +104,14 @@ class DensityStep:
     cores: int  # the server's cores
     rooms_by_agent: list[int] = field(default_factory=list)  # a cluster: rooms on each agent
     portal_lag_p99_ms: float | None = None  # a cluster: its portal's event-loop lag
+    udp_drops: int = 0  # datagrams the kernel dropped (RcvbufErrors, whole machine) in the window
+    incomplete_frames: int = 0  # frames the participants got with a packet missing, in the window
+    nodes_cpu_percent: dict[str, float] = field(default_factory=dict)  # a cluster: per process
+    # Thread CPU per composited frame, mean over the views (their /metrics counters).
+    composite_ms_per_frame: float = 0.0
+    encode_ms_per_frame: float = 0.0
+    # Decoded frames per input per second reaching each view (mean over its inputs).
+    input_fps: list[float] = field(default_factory=list)
 
     @property
     def cpu_share(self) -> float:
@@ -94,8 +120,8 @@ class DensityStep:
 
     @property
     def holds_frame_rate(self) -> bool:
-        """Every view composited and delivered 30 fps +-1."""
-        rates = self.view_fps + self.received_fps_min
+        """Every view composited and delivered 30 fps +-1, from inputs decoded at 30 fps +-1."""
+        rates = self.view_fps + self.received_fps_min + self.input_fps
         return bool(rates) and all(abs(r - FPS) <= FPS_TOLERANCE for r in rates)
 
     @property
@@ -130,9 +156,13 @@ class DensityFigures:
 
     @property
     def rooms(self) -> int:
-        """The largest step that passed (0 if none did)."""
-        passed = [s.rooms for s in self.steps if s.passed]
-        return max(passed) if passed else 0
+        """The largest step up to which every step passed (0 if the first did not)."""
+        rooms = 0
+        for step in sorted(self.steps, key=lambda s: s.rooms):
+            if not step.passed:
+                break
+            rooms = step.rooms
+        return rooms
 
     @property
     def rooms_per_core(self) -> float:
@@ -152,31 +182,61 @@ def _view_frames(metrics: Metrics) -> dict[str, float]:
     }
 
 
+def _per_view(metrics: Metrics, name: str) -> dict[str, float]:
+    return {dict(labels).get("view", "?"): value for labels, value in metrics.get(name, {}).items()}
+
+
+def _ms_per_frame(before: Metrics, after: Metrics, name: str) -> float:
+    """Seconds counter `name` per composited frame between two scrapes, in ms (all views)."""
+    frames0, frames1 = _view_frames(before), _view_frames(after)
+    seconds0, seconds1 = _per_view(before, name), _per_view(after, name)
+    frames = seconds = 0.0
+    for view, spent in seconds1.items():
+        spent -= seconds0.get(view, 0.0)
+        made = frames1.get(view, 0.0) - frames0.get(view, 0.0)
+        if spent >= 0 and made > 0:  # a view whose encoder was replaced restarts its count
+            frames, seconds = frames + made, seconds + spent
+    return 1000 * seconds / frames if frames > 0 else 0.0
+
+
 def _rooms(metrics: Metrics) -> int:
     return round(sum(metrics.get("tessera_rooms", {}).values()))
 
 
 async def _measure(
-    server: BenchServer, rooms: list[list[Participant]], window: float, cores: int
+    server: BenchServer,
+    rooms: list[list[Participant]],
+    window: float,
+    cores: int,
+    participants: int,
 ) -> DensityStep:
     # Each count is divided by the time between its own two readings: a /metrics
     # fetch takes a while on a loaded server (it once stretched a 6 s window
     # by 0.2 s and made 30 fps read as 31).
     fetch0 = time.monotonic()
-    views0 = _view_frames(await server.metrics())
+    metrics0 = await server.metrics()
+    views0 = _view_frames(metrics0)
     views_start = (fetch0 + time.monotonic()) / 2
     frames0 = [[c.frames for c in room] for room in rooms]
+    incomplete0 = _incomplete(rooms)
+    nodes0 = server.node_cpu_seconds() if isinstance(server, ClusterProcess) else {}
+    drops0 = udp_receive_errors()
     server0, own0, machine0 = server.cpu_seconds(), time.process_time(), SystemCpu.read()
     start = time.monotonic()
     await asyncio.sleep(window)
     frames1 = [[c.frames for c in room] for room in rooms]
     elapsed = time.monotonic() - start
     server1, own1 = server.cpu_seconds(), time.process_time()
+    drops = udp_receive_errors() - drops0
+    incomplete = _incomplete(rooms) - incomplete0
+    nodes1 = server.node_cpu_seconds() if isinstance(server, ClusterProcess) else {}
     machine = SystemCpu.read().busy_cores_since(machine0, elapsed) * 100
     fetch1 = time.monotonic()
     metrics = await server.metrics()
     views_elapsed = (fetch1 + time.monotonic()) / 2 - views_start
     views1 = _view_frames(metrics)
+    inputs0 = _per_view(metrics0, "tessera_view_input_frames_total")
+    inputs1 = _per_view(metrics, "tessera_view_input_frames_total")
     received = [
         min((f1 - f0) / elapsed for f0, f1 in zip(before, after, strict=True))
         for before, after in zip(frames0, frames1, strict=True)
@@ -199,7 +259,26 @@ async def _measure(
         cores=cores,
         rooms_by_agent=rooms_by_agent,
         portal_lag_p99_ms=portal_lag,
+        udp_drops=drops,
+        incomplete_frames=incomplete,
+        nodes_cpu_percent={
+            name: (nodes1[name] - seconds) / elapsed * 100
+            for name, seconds in nodes0.items()
+            if name in nodes1
+        },
+        composite_ms_per_frame=_ms_per_frame(
+            metrics0, metrics, "tessera_view_composite_seconds_total"
+        ),
+        encode_ms_per_frame=_ms_per_frame(metrics0, metrics, "tessera_view_encode_seconds_total"),
+        input_fps=[
+            (inputs1[v] - inputs0.get(v, 0.0)) / participants / views_elapsed
+            for v in sorted(inputs1)
+        ],
     )
+
+
+def _incomplete(rooms: list[list[Participant]]) -> int:
+    return sum(getattr(c, "incomplete_frames", 0) for room in rooms for c in room)
 
 
 async def run_density_bench(config: DensityBenchConfig, agents: int = 0) -> DensityFigures:
@@ -215,21 +294,28 @@ async def run_density_bench(config: DensityBenchConfig, agents: int = 0) -> Dens
     rooms: list[list[Participant]] = []
     joins: list[list[float]] = []
     error: str | None = None
+    reader = None if config.full_receivers else BatchReceiver()
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
         server: ServerProcess | ClusterProcess
         if agents:
-            server = await ClusterProcess.start(Path(tmp), agents, cpus=cpus)
+            server = await ClusterProcess.start(
+                Path(tmp), agents, cpus=cpus, pin_agents=config.pin_agents
+            )
         else:
             server = await ServerProcess.start(Path(tmp), cpus=cpus)
         try:
             for number in range(1, config.max_rooms + 1):
                 specs = [
-                    ParticipantSpec(user=f"r{number}-p{i}", video=scenes[i])
+                    ParticipantSpec(
+                        user=f"r{number}-p{i}",
+                        video=scenes[i],
+                        count_headers=not config.full_receivers,
+                    )
                     for i in range(config.participants)
                 ]
                 try:
                     room = await enter_all(
-                        server, f"density-{number}", specs, config.participants, 40
+                        server, f"density-{number}", specs, config.participants, 40, reader
                     )
                 except RuntimeError as exc:
                     error = f"room {number} could not start: {exc}"
@@ -237,10 +323,10 @@ async def run_density_bench(config: DensityBenchConfig, agents: int = 0) -> Dens
                 rooms.append(room)
                 joins.append([1000 * t for c in room if (t := c.join_to_first_frame) is not None])
                 await asyncio.sleep(config.settle)
-                step = await _measure(server, rooms, config.window, cores)
+                step = await _measure(server, rooms, config.window, cores, config.participants)
                 steps.append(step)
                 print(_row(step), flush=True)
-                if not step.passed:
+                if not step.passed and not config.keep_going:
                     break
         finally:
             await asyncio.gather(*(leave(c) for room in rooms for c in room))
@@ -314,10 +400,11 @@ def _columns(cluster: bool = False) -> list[str]:
     extra = (f"{'portal lag':>12}{'rooms on':>10}", f"{'p99 ms':>12}{'agents':>10}")
     return [
         f"   {'rooms':>5}{'server':>9}{'of its':>8}{'view fps (server)':>20}"
-        f"{'received fps':>14}{'loop lag':>10}{'clients':>9}{'others':>8}  pass"
-        + (f"{'':>7}{extra[0]}" if cluster else ""),
+        f"{'received fps':>14}{'loop lag':>10}{'clients':>9}{'others':>8}{'UDP':>8}"
+        f"{'incom-':>8}  pass" + (f"{'':>7}{extra[0]}" if cluster else ""),
         f"   {'':>5}{'% core':>9}{'cores':>8}{'min / max':>20}{'min':>14}{'p99 ms':>10}"
-        f"{'% core':>9}{'% core':>8}" + (f"{'':>13}{extra[1]}" if cluster else ""),
+        f"{'% core':>9}{'% core':>8}{'drops':>8}{'plete':>8}"
+        + (f"{'':>13}{extra[1]}" if cluster else ""),
     ]
 
 
@@ -327,11 +414,22 @@ def _row(s: DensityStep) -> str:
     row = (
         f"   {s.rooms:>5}{s.server_cpu_percent:>9.1f}{100 * s.cpu_share:>7.0f}%{views:>20}"
         f"{min(s.received_fps_min, default=0):>14.1f}{s.loop_lag_p99_ms:>10.1f}"
-        f"{s.clients_cpu_percent:>9.0f}{s.others_cpu_percent:>8.0f}  {outcome}"
+        f"{s.clients_cpu_percent:>9.0f}{s.others_cpu_percent:>8.0f}{s.udp_drops:>8}"
+        f"{s.incomplete_frames:>8}  {outcome}"
+    )
+    # What a view frame cost its thread (CPU ms): compositing, then encoding.
+    frame_cost = (
+        f"inputs {min(s.input_fps, default=0):.1f} fps, "
+        f"view {s.composite_ms_per_frame:.1f}+{s.encode_ms_per_frame:.1f} ms"
     )
     if s.portal_lag_p99_ms is not None:
         placement = "+".join(str(n) for n in s.rooms_by_agent)
         row += f"{'':>{10 - len(outcome)}}{s.portal_lag_p99_ms:>12.1f}{placement:>10}"
+        row += f"   {frame_cost}"
+        if s.nodes_cpu_percent:
+            row += "   " + " ".join(f"{n} {v:.0f}%" for n, v in s.nodes_cpu_percent.items())
+    else:
+        row += f"{'':>{10 - len(outcome)}}{frame_cost}"
     return row
 
 
@@ -419,6 +517,28 @@ def main(argv: list[str] | None = None) -> int:
     add_common_arguments(parser, cores=True)
     parser.add_argument("--rooms", type=int, metavar="N", help="at most N rooms (default 6)")
     parser.add_argument(
+        "--full-receivers",
+        action="store_true",
+        help="participants run aiortc's whole receive path (decrypt, reassemble) on the view",
+    )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="measure every step up to --rooms even after one fails (to see where CPU goes)",
+    )
+    parser.add_argument(
+        "--pin-agents",
+        action="store_true",
+        help="with --agents: pin agent k to the k-th core (one agent per core; the portal, "
+        "Redis and the clients float)",
+    )
+    parser.add_argument(
+        "--single",
+        choices=("run", "skip"),
+        default="run",
+        help="with --agents: 'skip' runs the cluster only (experiments; no comparison)",
+    )
+    parser.add_argument(
         "--agents",
         type=int,
         metavar="N",
@@ -438,6 +558,22 @@ def main(argv: list[str] | None = None) -> int:
     config = QUICK if args.quick else DensityBenchConfig()
     if args.rooms:
         config = dataclasses.replace(config, max_rooms=args.rooms)
+    if args.full_receivers:
+        config = dataclasses.replace(config, full_receivers=True)
+    if args.keep_going:
+        config = dataclasses.replace(config, keep_going=True)
+    if args.pin_agents:
+        if not args.agents:
+            parser.error("--pin-agents needs --agents")
+        config = dataclasses.replace(config, pin_agents=True)
+    if args.single == "skip":
+        if not args.agents:
+            parser.error("--single skip needs --agents")
+        print("", *_columns(cluster=True), sep="\n", flush=True)
+        figures = asyncio.run(run_density_bench(config, args.agents))
+        return finish(
+            "density", args.json, machine, figures, format_figures(figures), started, cpus
+        )
     if cpus is not None:
         config = dataclasses.replace(config, server_cpus=frozenset(cpus))
     if args.agents:

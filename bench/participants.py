@@ -24,8 +24,9 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from tessera.media.aiortcext import on_keyframe_request
 
+from .batchreceiver import BatchReceiver
 from .content import VIDEO_CLOCK, MovingPattern, encode_like_aiortc
-from .subscribers import BenchServer, TappedClient, leave
+from .subscribers import BenchServer, HeaderCountingClient, TappedClient, leave
 
 AUDIO_CLOCK = 48000
 AUDIO_FRAME = 960  # 20 ms
@@ -123,7 +124,7 @@ def audio_track(frames: list[bytes]) -> EncodedTrack:
 class Participant(TappedClient):
     """A benchmark participant: publishes pre-encoded media, counts what it receives."""
 
-    tap_kinds = ("video", "audio")
+    tap_kinds: tuple[str, ...] = ("video", "audio")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -137,6 +138,17 @@ class Participant(TappedClient):
         return self.first_frame_at - self.join_started
 
 
+class HeaderCountingParticipant(HeaderCountingClient, Participant):
+    """A participant that counts the view's whole frames from clear RTP headers (no decryption).
+
+    Its one peer connection carries its publication out and the view in: the only RTP
+    it receives is the view's video (RTCP about its publication, keyframe requests
+    included, still goes to aiortc). Video-only subscriptions only.
+    """
+
+    tap_kinds: tuple[str, ...] = ("video",)
+
+
 @dataclass(frozen=True)
 class ParticipantSpec:
     """What one participant does in a room."""
@@ -146,13 +158,25 @@ class ParticipantSpec:
     audio: list[bytes] | None = None  # publish this Opus loop
     subscribe_video: bool = True  # to the room's mixed view
     subscribe_audio: bool = False
+    # Count the view from RTP headers (HeaderCountingParticipant), not aiortc's receive path.
+    count_headers: bool = False
 
 
 async def enter(
-    server: BenchServer, room: str, spec: ParticipantSpec, timeout: float = 30.0
+    server: BenchServer,
+    room: str,
+    spec: ParticipantSpec,
+    timeout: float = 30.0,
+    reader: BatchReceiver | None = None,
 ) -> Participant:
-    """Join `room`, publish, subscribe to the view and wait for media to arrive."""
-    client = Participant(request_timeout=timeout)
+    """Join `room`, publish, subscribe to the view and wait for media to arrive.
+
+    With `spec.count_headers` and a `reader`, its socket is then read by that thread.
+    """
+    if spec.count_headers and (spec.subscribe_audio or not spec.subscribe_video):
+        raise ValueError("header counting is for video-only subscriptions")
+    kind = HeaderCountingParticipant if spec.count_headers else Participant
+    client = kind(request_timeout=timeout)
     try:
         client.join_started = time.monotonic()
         await client.join(server.token(spec.user, "presenter", room))
@@ -173,6 +197,8 @@ async def enter(
                 await asyncio.wait_for(client.first_frame.wait(), timeout)
             if spec.subscribe_audio:
                 await asyncio.wait_for(client.first_audio.wait(), timeout)
+        if reader is not None and isinstance(client, HeaderCountingParticipant):
+            client.read_in_batches(reader)
     except BaseException:
         await leave(client)
         raise
@@ -180,13 +206,18 @@ async def enter(
 
 
 async def enter_all(
-    server: BenchServer, room: str, specs: list[ParticipantSpec], batch: int, timeout: float
+    server: BenchServer,
+    room: str,
+    specs: list[ParticipantSpec],
+    batch: int,
+    timeout: float,
+    reader: BatchReceiver | None = None,
 ) -> list[Participant]:
     """Everyone in `specs` enters, `batch` at a time; on any failure all leave and it raises."""
     entered: list[Participant] = []
     for first in range(0, len(specs), batch):
         results = await asyncio.gather(
-            *(enter(server, room, spec, timeout) for spec in specs[first : first + batch]),
+            *(enter(server, room, spec, timeout, reader) for spec in specs[first : first + batch]),
             return_exceptions=True,
         )
         entered += [r for r in results if isinstance(r, Participant)]

@@ -45,6 +45,7 @@ from tessera_client import ConferenceClient
 
 from .batchreceiver import BatchReceiver, CountedSocket
 from .content import MovingVideoTrack
+from .framecount import RtpFrameCounter, rtp_header_length
 from .machine import SystemCpu, process_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,10 +192,27 @@ class HeaderCountingClient(TappedClient):
     The packets still take the real path to the client (ICE, DTLS-SRTP keys,
     one UDP socket per peer connection); the client reads the clear RTP
     header of each SRTP packet (RFC 3711: the payload is encrypted, the
-    header is not) and counts a frame at each marker bit, bytes as the RTP
-    payload plus the authentication tag. DTLS and SRTCP go on to aiortc as
-    usual. Only for video-only subscriptions: every RTP packet is counted.
+    header is not) and counts a frame at each marker bit whose frame lost no
+    packet (`RtpFrameCounter`: sequence numbers; frames with a gap count as
+    `incomplete_frames`), bytes as the RTP payload plus the authentication
+    tag. DTLS and SRTCP go on to aiortc as usual. Only for video-only
+    subscriptions: every RTP packet is counted.
     """
+
+    _counter: RtpFrameCounter | None = None
+
+    @property
+    def incomplete_frames(self) -> int:
+        """Frames whose last packet arrived but some packet before it did not."""
+        return self._counter.incomplete if self._counter is not None else 0
+
+    def _count_packet(self, ssrc: int, sequence: int, marker: bool, payload: int) -> None:
+        counter = self._counter
+        if counter is None:
+            counter = self._counter = RtpFrameCounter()
+        # Plain counters: on the event loop before `read_in_batches`, on its thread after.
+        counter.packet(ssrc, sequence, marker, payload)
+        self.frames, self.bytes = counter.frames, counter.bytes
 
     def _tap(self, track: MediaStreamTrack) -> None:
         if self.pc is None or track.kind not in self.tap_kinds:
@@ -217,15 +235,9 @@ class HeaderCountingClient(TappedClient):
         reader.add(
             transport,
             protocol,
-            CountedSocket(self._count_header, protocol, asyncio.get_running_loop()),
+            CountedSocket(self._count_packet, protocol, asyncio.get_running_loop()),
         )
         self._reader, self._read_transport = reader, transport
-
-    def _count_header(self, payload: int, marker: bool) -> None:
-        # On the reader thread: plain counters (the first frame was counted before).
-        self.bytes += payload
-        if marker:
-            self.frames += 1
 
     async def leave(self) -> None:
         if self._reader is not None:
@@ -234,12 +246,13 @@ class HeaderCountingClient(TappedClient):
         await super().leave()
 
     def _count(self, data: bytes) -> None:
-        header = 12 + 4 * (data[0] & 0x0F)
-        if data[0] & 0x10 and len(data) >= header + 4:
-            header += 4 + 4 * int.from_bytes(data[header + 2 : header + 4], "big")
-        self.bytes += max(0, len(data) - header)
-        if data[1] & 0x80:
-            self.frames += 1
+        self._count_packet(
+            int.from_bytes(data[8:12], "big"),
+            int.from_bytes(data[2:4], "big"),
+            bool(data[1] & 0x80),
+            max(0, len(data) - rtp_header_length(data, len(data))),
+        )
+        if self.frames:
             self._first_video()
 
 

@@ -16,6 +16,7 @@ class ViewCounters:
     composite_seconds: float
     encode_seconds: float
     started: float
+    input_frames: int = 0  # decoded video frames its inputs delivered, all together
 
 
 @dataclass(frozen=True)

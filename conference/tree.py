@@ -356,6 +356,7 @@ class ConferenceTree:
                     composite_seconds=v.stats.composite_seconds,
                     encode_seconds=sum(o.encode_seconds for o in v.video_outputs.values()),
                     started=v.stats.started,
+                    input_frames=v.stats.input_frames,
                 )
                 for v in views
             ],

@@ -61,18 +61,24 @@ class ViewStats:
     composite_seconds: float = 0.0
     audio_ticks: int = 0
     started: float = field(default_factory=time.monotonic)
+    # Decoded video frames that reached the view, all inputs together: a view composites
+    # 30 fps from whatever its inputs last delivered, so this shows inputs falling behind.
+    input_frames: int = 0
 
 
 class _VideoSink:
     """Keeps the newest decoded frame of one input for the compositor."""
 
-    def __init__(self, picture: InputPicture) -> None:
+    def __init__(self, picture: InputPicture, stats: ViewStats | None = None) -> None:
         self.picture = picture
+        self.stats = stats
 
     def on_frame(self, frame: av.VideoFrame | av.AudioFrame) -> None:
         if isinstance(frame, av.VideoFrame):
             self.picture.frame_time = time.monotonic()
             self.picture.frame = frame
+            if self.stats is not None:
+                self.stats.input_frames += 1
 
 
 @dataclass
@@ -302,7 +308,7 @@ class MixedStream(Stream):
             muted=audio is not None and not audio.active,
             screen=video is not None and video.spec.source == "screen-cast",
         )
-        mix_input = MixInput(stream, owner, picture, _VideoSink(picture), AudioSink())
+        mix_input = MixInput(stream, owner, picture, _VideoSink(picture, self.stats), AudioSink())
         mix_input.audio_sink.active = audio.active if audio is not None else False
         self.inputs[stream.id] = mix_input
         if self.video_options is not None:

@@ -97,6 +97,11 @@ class TesseraCollector(Collector):
         encode = CounterMetricFamily(
             "tessera_view_encode_seconds", "CPU seconds scaling and encoding outputs", labels=labels
         )
+        inputs = CounterMetricFamily(
+            "tessera_view_input_frames",
+            "Decoded video frames the view's inputs delivered (all inputs)",
+            labels=labels,
+        )
         now = time.monotonic()
         seen = set()
         for view in views:
@@ -110,9 +115,10 @@ class TesseraCollector(Collector):
             dropped.add_metric([view.id], view.dropped)
             composite.add_metric([view.id], view.composite_seconds)
             encode.add_metric([view.id], view.encode_seconds)
+            inputs.add_metric([view.id], view.input_frames)
         for gone in set(self._last) - seen:
             del self._last[gone]
-        yield from (fps, frames, dropped, composite, encode)
+        yield from (fps, frames, dropped, composite, encode, inputs)
 
 
 def create_registry(

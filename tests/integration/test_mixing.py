@@ -491,3 +491,30 @@ async def test_metrics_health_and_readiness(tessera: RunningServer) -> None:
     assert "tessera_event_loop_lag_seconds" in text
     for client in (pub_client, viewer):
         await client.leave()
+
+
+async def test_metrics_count_the_decoded_frames_a_views_inputs_deliver(
+    tessera: RunningServer,
+) -> None:
+    import aiohttp
+
+    viewer = await joined(tessera, "viewer")
+    sub = await viewer.subscribe(mixed_id(viewer))
+    await sub.wait_ready()
+    view = tessera.server.rooms[viewer.room_id].views["common"]  # type: ignore[index]
+    # Composing with no input yet: nothing decoded reached the view.
+    composed = view.stats.frames + 10
+    await eventually(lambda: view.stats.frames >= composed, what="10 frames of the empty view")
+    assert view.stats.input_frames == 0
+    pub_client = await joined(tessera, "pub")
+    pub = await pub_client.publish(video=ColorVideoTrack(RED))
+    await pub.wait_ready()
+    await eventually(lambda: view.stats.input_frames >= 30, what="30 decoded input frames")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(tessera.url + "/metrics") as resp:
+            text = await resp.text()
+    name = f'tessera_view_input_frames_total{{view="{mixed_id(viewer)}"}}'
+    line = next(line for line in text.splitlines() if line.startswith(name))
+    assert float(line.rsplit(" ", 1)[1]) >= 30
+    for client in (pub_client, viewer):
+        await client.leave()

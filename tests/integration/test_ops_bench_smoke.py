@@ -68,3 +68,9 @@ async def test_density_one_process_then_cluster() -> None:
     assert all(math.isfinite(v) and v > 0 for v in comparison.cluster_join_ms)
     printed = "\n".join(format_comparison(comparison))
     assert "join -> first mixed frame" in printed and "cluster: 1 portal + 2 agent(s)" in printed
+    # The views' inputs were counted; each process of the cluster has its CPU figure.
+    for figures in (comparison.single, comparison.cluster):
+        (step,) = figures.steps
+        assert len(step.input_fps) == 1 and step.input_fps[0] > 0
+        assert step.udp_drops >= 0 and step.encode_ms_per_frame > 0
+    assert {"redis", "portal-1", "agent-1", "agent-2"} <= set(cluster_step.nodes_cpu_percent)

@@ -79,3 +79,18 @@ def test_comparison_without_a_common_room_meets_nothing() -> None:
     assert comparison.common_rooms == 0
     assert all(math.isnan(v) for v in comparison.single_join_ms)
     assert not comparison.meets_join_target and not comparison.meets_rooms_target
+
+
+def test_with_keep_going_a_room_counts_only_if_every_step_before_it_passed() -> None:
+    # A loaded machine failed step 2; steps 3 and 4 happened to pass.
+    figures = _figures(2, [30.0, 25.0, 30.0, 30.0], [[100]] * 4)
+    assert figures.rooms == 1
+    assert _figures(2, [20.0, 30.0], [[100]] * 2).rooms == 0
+
+
+def test_a_view_at_30_fps_of_stale_inputs_does_not_hold_the_room() -> None:
+    import dataclasses
+
+    step = _step(1, 30.0)
+    assert dataclasses.replace(step, input_fps=[29.6]).passed
+    assert not dataclasses.replace(step, input_fps=[21.0]).passed
