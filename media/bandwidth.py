@@ -5,20 +5,24 @@
 PLIs) plus what was sent to it into an `Estimate`. Every time is passed in
 (seconds of a monotonic clock), so tests drive it without waiting.
 
-The estimate combines a loss-based rate (the rule of Google congestion
-control, RFC draft-ietf-rmcat-gcc: above 10 % loss the rate drops to what
-was sent times 1 - loss/2; below 2 % it grows 5 % per report) with the
-receiver's REMB (its delay-based estimate), the lower of the two. A REMB of
+The estimate combines a loss-based rate (after Google congestion control,
+draft-ietf-rmcat-gcc: below 2 % loss it grows 5 % per report, between 2 and
+10 % it holds; above 10 % it drops to what arrived, sent times 1 - loss,
+not GCC's 1 - loss/2: a ladder jumps to a rung rather than easing a
+sender's rate down) with the receiver's REMB (its delay-based estimate),
+the lower of the two. A REMB of
 0, one below `MIN_BITRATE` or above `MAX_BITRATE` is no estimate: it is
 counted as rejected and ignored, never followed.
 
 `RungChooser` picks a rung of a ladder (bitrates, highest first) from the
 estimate, with hysteresis: down at once on congestion (loss over 10 %, a
-REMB well under what is sent, or NACKs for over 10 % of the packets), to the
+REMB under half of what is sent, or NACKs for over 10 % of the packets), to the
 highest rung the estimate carries; up one rung at a time only after the
-current rung has held for `hold` seconds without congestion (a probe). A
-probe that ends in congestion within `probe_window` doubles the hold (up to
-`max_hold`): a link at its limit is not probed again and again. Without
+current rung has held for `hold` seconds without congestion (a probe).
+Going down on congestion makes the next hold at least `congested_hold` and
+doubles it each time (up to `max_hold`): a link at its limit is not probed
+again and again; a climb that meets no congestion within `probe_window`
+brings the hold back to `hold`. Without
 fresh feedback (no report for `stale_after` seconds) the rung holds and
 never climbs.
 """
@@ -34,10 +38,20 @@ MAX_BITRATE = 100_000_000
 # Loss (fraction) above which the link is congested, and below which the rate may grow.
 LOSS_HIGH = 0.10
 LOSS_LOW = 0.02
-# A REMB under this share of what is being sent says the receiver's queue is growing.
-REMB_OVERUSE = 0.85
+# A REMB under this share of what is being sent: the receiver sees its queue grow. Half, not
+# 0.85: aiortc's receiver answers any delay blip of a loaded machine with 0.85 x what arrived.
+REMB_OVERUSE = 0.5
 # Window of the sent, NACK and PLI rates (s).
 RATE_WINDOW = 2.0
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One rung of a ladder: the size and bitrate (bit/s) an output is encoded at."""
+
+    width: int
+    height: int
+    bitrate: int
 
 
 @dataclass(frozen=True)
@@ -119,7 +133,7 @@ class BandwidthEstimator:
         if sent <= 0:
             return
         if loss > LOSS_HIGH:
-            self._loss_based = sent * (1 - loss / 2)
+            self._loss_based = sent * (1 - loss)
         elif loss < LOSS_LOW:
             self._loss_based = max(self._loss_based or 0.0, sent) * 1.05
         elif self._loss_based is None:
@@ -207,13 +221,15 @@ class RungChooser:
     bitrates: tuple[int, ...]
     start: int = 0
     hold: float = 3.0  # seconds a rung holds, uncongested, before a probe one rung up
-    max_hold: float = 48.0
-    probe_window: float = 5.0  # congestion this soon after climbing: the probe failed
-    down_gap: float = 1.0  # a report this soon after going down may still count old loss
+    congested_hold: float = 8.0  # the least hold after going down on congestion
+    max_hold: float = 12.0  # the most: a lifted limit is found again within it
+    probe_window: float = 3.0  # congestion this soon after climbing: the probe failed
+    down_gap: float = 1.5  # a report this soon after going down may still count old loss
     headroom: float = 0.85  # a rung fits when its bitrate <= estimate * headroom
     rung: int = field(init=False)
     _changed: float | None = field(default=None, init=False)
     _climbed: float | None = field(default=None, init=False)
+    _went_down: float | None = field(default=None, init=False)
     _hold: float = field(default=0.0, init=False)
     switches: int = field(default=0, init=False)
     failed_probes: int = field(default=0, init=False)
@@ -243,15 +259,18 @@ class RungChooser:
             return self.rung  # no feedback: hold, never climb
         lowest = len(self.bitrates) - 1
         if estimate.congested:
-            if self.rung == lowest or now - self._changed < self.down_gap:
+            if self.rung == lowest or (
+                self._went_down is not None and now - self._went_down < self.down_gap
+            ):
                 return self.rung
             target = self.rung + 1
             if estimate.bitrate is not None:
                 target = max(target, self.fitting(estimate.bitrate))
             if self._climbed is not None and now - self._climbed <= self.probe_window:
                 self.failed_probes += 1
-                self._hold = min(self._hold * 2, self.max_hold)
+            self._hold = min(max(self._hold * 2, self.congested_hold), self.max_hold)
             self._climbed = None
+            self._went_down = now
             return self._move(now, min(target, lowest))
         if self._climbed is not None and now - self._climbed > self.probe_window:
             self._climbed = None
