@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -412,6 +413,14 @@ async def test_bad_feedback_keeps_a_sane_rung_and_starves_nobody(tessera: Runnin
             "subscription-control", {"id": subs["good"].id, "operation": "querybwe"}
         )
         assert reply["estimatedBitrate"] > 0 and reply["adaptive"]["rung"] == 0
+        # Prometheus: adaptive subscribers per view and rung.
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(tessera.url + "/metrics") as resp,
+        ):
+            text = await resp.text()
+        labels = f'resolution="640x360",rung="0",view="{room}-common"'
+        assert f"tessera_adaptive_subscribers{{{labels}}} 3.0" in text, text
         await bad.leave()
         await good.leave()
 
