@@ -61,7 +61,8 @@ class ShapingRelay(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]  # a datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        assert self.transport is not None
+        if self.transport is None or self.transport.is_closing():
+            return
         if addr == self.server:
             if self.client is not None:
                 self._towards_client(data)
@@ -96,7 +97,8 @@ class ShapingRelay(asyncio.DatagramProtocol):
             loop.call_at(leave, self._send, data)
 
     def _send(self, data: bytes) -> None:
-        if self.transport is not None and self.client is not None:
+        # Delayed packets may come due after the relay closed.
+        if self.transport is not None and not self.transport.is_closing() and self.client:
             self.transport.sendto(data, self.client)
 
 

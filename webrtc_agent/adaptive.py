@@ -43,7 +43,8 @@ logger = logging.getLogger(__name__)
 INTERVAL = 0.25
 # What a subscription's audio is kept aside for (bit/s): the mixed view's Opus.
 AUDIO_RESERVE = 64_000
-# Retransmissions a subscriber is answered, as a share of its rung's bitrate.
+# Retransmissions a subscriber is answered, as a share of its rung's bitrate (half a
+# second's worth at once).
 RETRANSMIT_SHARE = 0.25
 
 

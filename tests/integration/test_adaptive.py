@@ -186,8 +186,11 @@ async def test_a_limited_subscriber_settles_on_a_rung_that_fits_and_climbs_back(
                 60,
                 what="settling on a rung that fits 500 kbit/s",
             )
-            settled_in = time.monotonic() - started
             rung = adaptive.rung
+            # Settled: the subscriber decodes the rung it was switched to.
+            size = (adaptive.rungs[rung].width, adaptive.rungs[rung].height)
+            await eventually(lambda: received.sizes[-1] == size, 60, what=f"{size} decoded")
+            settled_in = time.monotonic() - started
             first = len(received.times)
             await eventually(
                 lambda: len(received.times) - first >= 180,
