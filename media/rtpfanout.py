@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -284,6 +285,15 @@ class SharedRtpTrack(MediaStreamTrack):
         self._rebase = False
         self._ready = False
         self._closed = False
+        # A rung of the same view being switched to: taken at its first keyframe (worker).
+        self._pending: RtpOutput | None = None
+        self.rung_switches = 0
+        # Bytes per second of retransmissions answered (None: every NACK): on a link that
+        # drops much, answering every NACK fills it with repeats and starves the new rung.
+        self.retransmit_budget: float | None = None
+        self._rtx_tokens = 0.0
+        self._rtx_time = 0.0
+        self.retransmits_refused = 0
         # Worker-thread state (set up in _on_start, before _ready).
         self._template: RtpHeaderTemplate | None = None
         self._rtx_template: RtpHeaderTemplate | None = None
@@ -310,6 +320,7 @@ class SharedRtpTrack(MediaStreamTrack):
         """Start taking packets from `source` (detaching from the previous one)."""
         if self.source is source:
             return
+        self._drop_pending()
         if self.output is not None:
             self.output.remove(self)
             self._rebase = self._last_timestamp is not None
@@ -398,6 +409,7 @@ class SharedRtpTrack(MediaStreamTrack):
         raise MediaStreamError
 
     def stop(self) -> None:
+        self._drop_pending()
         if self.output is not None:
             self.output.remove(self)
             self.output = None
@@ -414,8 +426,12 @@ class SharedRtpTrack(MediaStreamTrack):
 
     def send_frame(self, frame: OutputFrame, ntp: int, abs_time: int) -> None:
         """The subscriber's packets of `frame`: rewrite, protect, send (worker thread)."""
-        if not self._ready or self._closed or self._paused or frame.output is not self.output:
+        if not self._ready or self._closed or self._paused:
             return
+        if frame.output is not self.output:
+            if frame.output is not self._pending or not frame.keyframe:
+                return
+            self._take_pending(frame.output, frame.timestamp)
         if self._waiting_keyframe:
             if not frame.keyframe:
                 return
@@ -464,6 +480,13 @@ class SharedRtpTrack(MediaStreamTrack):
             return
         run = found[0]
         payload, timestamp, marker = stored
+        # A packet of a rung the subscriber has left is of no use after the new rung's
+        # keyframe; repeating it only takes the link from the new rung.
+        if (self._pending is None and run.output is not self.output) or not self._within_budget(
+            len(payload)
+        ):
+            self.retransmits_refused += 1
+            return
         timestamp = (timestamp + run.timestamp_offset) & 0xFFFFFFFF
         assert self._template is not None and self._srtp is not None
         if self._rtx_template is not None:
@@ -477,6 +500,20 @@ class SharedRtpTrack(MediaStreamTrack):
         self._send([self._srtp.protect(data)])
         self.retransmitted += 1
 
+    def _within_budget(self, size: int) -> bool:
+        """Take `size` bytes of the retransmission budget (worker thread); False: over it."""
+        budget = self.retransmit_budget
+        if budget is None:
+            return True
+        now = time.monotonic()
+        # At most half a second's worth saved up.
+        self._rtx_tokens = min(budget / 2, self._rtx_tokens + (now - self._rtx_time) * budget)
+        self._rtx_time = now
+        if self._rtx_tokens < size:
+            return False
+        self._rtx_tokens -= size
+        return True
+
     def _send(self, datagrams: list[bytes]) -> None:
         if self._route is not None:
             self._route.send(datagrams)
@@ -489,6 +526,40 @@ class SharedRtpTrack(MediaStreamTrack):
         task = asyncio.ensure_future(aiortcext.send_through_ice(self._sender.transport, datagrams))
         task.add_done_callback(_ignore_result)
 
+    def _drop_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and pending is not self.output:
+            pending.remove(self)
+
+    def _take_pending(self, output: RtpOutput, timestamp: int) -> None:
+        """The new rung's keyframe is here (worker thread): it is the track's output now.
+
+        Rungs of a view share the clock: the keyframe may be of the very tick whose
+        frame of the old rung was just sent. The same timestamp would make the receiver
+        join both into one frame, so from here on the timestamps are one step later.
+        """
+        if self._last_timestamp is not None:
+            behind = (self._last_timestamp - (timestamp + self._timestamp_offset)) & 0xFFFFFFFF
+            if behind < 0x80000000:  # at or before the last sent
+                self._timestamp_offset += behind + 1
+        previous = self.output
+        self.output = output
+        self.source = output.source
+        self._pending = None
+        self.rung_switches += 1
+        if previous is not None:
+            self._event_loop.call_soon_threadsafe(self._settle_switch, previous)
+
+    def _settle_switch(self, previous: RtpOutput) -> None:
+        """Loop thread, after a switch: leave the old rung's output, stay in the new one's
+        (a `_drop_pending` racing the switch may have left it)."""
+        if self._closed:
+            return
+        if self.output is not None:
+            self.output.add(self)
+        if previous is not self.output and previous is not self._pending:
+            previous.remove(self)
+
     def close_route(self) -> None:
         """Release the socket (worker thread: after every packet queued before the close)."""
         self._ready = False
@@ -500,6 +571,30 @@ class SharedRtpTrack(MediaStreamTrack):
     def dropped(self) -> int:
         """Packets the socket refused (its send buffer was full)."""
         return self._route.dropped if self._route is not None else 0
+
+
+def switch_rung(track: SharedRtpTrack, source: PacketSource) -> None:
+    """Move `track` to `source`, another rung of the same view, without a freeze.
+
+    The track joins the new rung's output at once but goes on sending the
+    current one until the new rung's next keyframe (requested here); that
+    frame is the first it sends of the new rung. Sequence numbers go on from
+    the last sent; timestamps keep their offset, as every rung of a view is
+    stamped from the same clock. Event loop thread.
+    """
+    if track.output is None or track._closed:
+        return
+    if source is track.source:
+        track._drop_pending()  # back to the rung it still sends
+        return
+    output = RtpOutput.of(source)
+    if output is track._pending:
+        return
+    track._drop_pending()
+    track._pending = output
+    output.add(track)
+    if track.kind == "video":
+        source.request_keyframe()
 
 
 def _ignore_result(task: asyncio.Future[None]) -> None:
