@@ -5,7 +5,7 @@ mediaOut and transcoding, notifying, autoMix, autoRecord, selectActiveAudio). Vi
 are added, removed, or re-laid while they run: a view's regions (``video.layout``,
 ``video.maxInput``), its background, ``keepActiveInputPrimary`` and ``audio.vad``
 change live. What its running encoders were built for (the video's format and
-parameters, ``motionFactor``, the audio format, having video at all) cannot change
+parameters, ``motionFactor``, its ``ladder``, the audio format, having video at all) cannot change
 while the room runs: such a change is refused with a 409 naming the field, and
 nothing changes. Removing the view and adding one under another label works live.
 """
@@ -21,7 +21,7 @@ from .errors import conflict
 from .roomoptions import RoomOptions
 
 # A view's fields (JSON paths) its encoders were built with.
-_FIXED_VIDEO = ("format", "parameters", "motionFactor")
+_FIXED_VIDEO = ("format", "parameters", "motionFactor", "ladder")
 _FIXED_AUDIO = ("format",)
 
 

@@ -473,6 +473,10 @@ class RoomService(ManagementCalls):
             return None
         if request.operation == "querybwe":
             # OWT: {"estimatedBitrate": bit/s}, the send side's estimate for the subscriber.
+            adaptive = subscription.adaptive
+            if adaptive is not None and adaptive.last.bitrate is not None:
+                # A video on a view's ladder: the adaptive estimate, its figures and rung.
+                return {"estimatedBitrate": adaptive.last.bitrate, "adaptive": adaptive.describe()}
             estimate = subscription.transport.estimated_bitrate(subscription)
             if estimate is None:
                 raise ConferenceError(

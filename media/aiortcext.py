@@ -745,3 +745,19 @@ def watch_receiver_reports(sender: RTCRtpSender, callback: Callable[[int, int], 
         await handle(packet)
 
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def watch_rtcp(sender: RTCRtpSender, callback: Callable[[AnyRtcpPacket], None]) -> None:
+    """Call `callback(packet)` with every RTCP packet the remote receiver sends `sender`
+    (before aiortc handles it): the adaptive delivery's estimate reads receiver
+    reports, REMB, NACK and PLI from them. A listener that raises is logged."""
+    handle = sender._handle_rtcp_packet
+
+    async def handle_rtcp(packet: AnyRtcpPacket) -> None:
+        try:
+            callback(packet)
+        except Exception:
+            logger.exception("RTCP listener failed")
+        await handle(packet)
+
+    sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]

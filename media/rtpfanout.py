@@ -284,6 +284,9 @@ class SharedRtpTrack(MediaStreamTrack):
         self._rebase = False
         self._ready = False
         self._closed = False
+        # A rung of the same view being switched to: taken at its first keyframe (worker).
+        self._pending: RtpOutput | None = None
+        self.rung_switches = 0
         # Worker-thread state (set up in _on_start, before _ready).
         self._template: RtpHeaderTemplate | None = None
         self._rtx_template: RtpHeaderTemplate | None = None
@@ -310,6 +313,7 @@ class SharedRtpTrack(MediaStreamTrack):
         """Start taking packets from `source` (detaching from the previous one)."""
         if self.source is source:
             return
+        self._drop_pending()
         if self.output is not None:
             self.output.remove(self)
             self._rebase = self._last_timestamp is not None
@@ -398,6 +402,7 @@ class SharedRtpTrack(MediaStreamTrack):
         raise MediaStreamError
 
     def stop(self) -> None:
+        self._drop_pending()
         if self.output is not None:
             self.output.remove(self)
             self.output = None
@@ -414,8 +419,12 @@ class SharedRtpTrack(MediaStreamTrack):
 
     def send_frame(self, frame: OutputFrame, ntp: int, abs_time: int) -> None:
         """The subscriber's packets of `frame`: rewrite, protect, send (worker thread)."""
-        if not self._ready or self._closed or self._paused or frame.output is not self.output:
+        if not self._ready or self._closed or self._paused:
             return
+        if frame.output is not self.output:
+            if frame.output is not self._pending or not frame.keyframe:
+                return
+            self._take_pending(frame.output)
         if self._waiting_keyframe:
             if not frame.keyframe:
                 return
@@ -489,6 +498,31 @@ class SharedRtpTrack(MediaStreamTrack):
         task = asyncio.ensure_future(aiortcext.send_through_ice(self._sender.transport, datagrams))
         task.add_done_callback(_ignore_result)
 
+    def _drop_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and pending is not self.output:
+            pending.remove(self)
+
+    def _take_pending(self, output: RtpOutput) -> None:
+        """The new rung's keyframe is here (worker thread): it is the track's output now."""
+        previous = self.output
+        self.output = output
+        self.source = output.source
+        self._pending = None
+        self.rung_switches += 1
+        if previous is not None:
+            self._event_loop.call_soon_threadsafe(self._settle_switch, previous)
+
+    def _settle_switch(self, previous: RtpOutput) -> None:
+        """Loop thread, after a switch: leave the old rung's output, stay in the new one's
+        (a `_drop_pending` racing the switch may have left it)."""
+        if self._closed:
+            return
+        if self.output is not None:
+            self.output.add(self)
+        if previous is not self.output and previous is not self._pending:
+            previous.remove(self)
+
     def close_route(self) -> None:
         """Release the socket (worker thread: after every packet queued before the close)."""
         self._ready = False
@@ -500,6 +534,30 @@ class SharedRtpTrack(MediaStreamTrack):
     def dropped(self) -> int:
         """Packets the socket refused (its send buffer was full)."""
         return self._route.dropped if self._route is not None else 0
+
+
+def switch_rung(track: SharedRtpTrack, source: PacketSource) -> None:
+    """Move `track` to `source`, another rung of the same view, without a freeze.
+
+    The track joins the new rung's output at once but goes on sending the
+    current one until the new rung's next keyframe (requested here); that
+    frame is the first it sends of the new rung. Sequence numbers go on from
+    the last sent; timestamps keep their offset, as every rung of a view is
+    stamped from the same clock. Event loop thread.
+    """
+    if track.output is None or track._closed:
+        return
+    if source is track.source:
+        track._drop_pending()  # back to the rung it still sends
+        return
+    output = RtpOutput.of(source)
+    if output is track._pending:
+        return
+    track._drop_pending()
+    track._pending = output
+    output.add(track)
+    if track.kind == "video":
+        source.request_keyframe()
 
 
 def _ignore_result(task: asyncio.Future[None]) -> None:

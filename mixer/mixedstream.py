@@ -31,6 +31,7 @@ from .audiosink import AUDIO_CHANNELS, AUDIO_SAMPLES, AudioSink
 from .captionoverlay import CaptionOverlay
 from .compositor import InputPicture, VideoCompositor
 from .decorations import Decorations, LabelStyle
+from .ladder import Rung, view_ladder
 from .layout import Layout, LayoutTemplates, Region
 from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
 from .overlay import OverlayError, OverlayRunner, load_overlay
@@ -279,6 +280,49 @@ class MixedStream(Stream):
 
     def frame_source(self, kind: str) -> FrameSource | None:
         return None
+
+    # -- the adaptive ladder (tessera.mixer.ladder) ---------------------
+
+    def ladder(self, fmt: VideoFormat) -> tuple[Rung, ...]:
+        """The rungs a subscriber of `fmt` is switched between, highest first.
+
+        Only a subscriber of the view's own format (no size, frame rate, bitrate or
+        keyframe interval asked for) adapts: one rung otherwise, or with ``ladder: []``.
+        """
+        if self.video_options is None:
+            return ()
+        top = self.encoder_settings(fmt)
+        if not fmt.is_original or fmt.height is not None:
+            return (Rung(top.width, top.height, top.bitrate),)
+        return view_ladder(top.width, top.height, top.bitrate, self.video_options.ladder)
+
+    def rung_source(self, fmt: VideoFormat, rung: int) -> PacketSource:
+        """The shared output of rung `rung` of `fmt`'s ladder (made on first use, closed
+        when its last subscriber leaves). Raises ParameterError for a rung not there."""
+        rungs = self.ladder(fmt)
+        if not 0 <= rung < len(rungs):
+            raise ParameterError(f"The view has no rung {rung}")
+        if rung == 0:
+            return self.packet_source("video", fmt)
+        top = self.encoder_settings(fmt)
+        step = rungs[rung]
+        settings = EncoderSettings(
+            codec=top.codec,
+            width=step.width,
+            height=step.height,
+            framerate=top.framerate,
+            bitrate=step.bitrate,
+            keyframe_interval=top.keyframe_interval,
+        )
+        if self.closed:
+            raise ParameterError("Stream does NOT exist")
+        output = self.video_outputs.get(settings)
+        if output is None:
+            output = MixedVideoOutput(
+                settings, self._loop, self.keyframe_min_interval, self._video_output_active
+            )
+            self.video_outputs[settings] = output
+        return output
 
     # -- inputs ---------------------------------------------------------
 

@@ -9,6 +9,7 @@ otherwise on purpose (the default view: VP8 1280x720 at 30 fps).
 
 from __future__ import annotations
 
+import itertools
 import re
 from fractions import Fraction
 from typing import Annotated, Any, Literal
@@ -35,6 +36,7 @@ __all__ = [
     "CustomLayout",
     "FractionString",
     "LabelOptions",
+    "LadderRung",
     "LayoutOptions",
     "LayoutTemplates",
     "MarkOptions",
@@ -305,6 +307,14 @@ class ViewAudio(OptionsModel):
         return fmt
 
 
+class LadderRung(OptionsModel):
+    """A rung of a view's adaptive ladder: a smaller size and bitrate of the same picture."""
+
+    resolution: Resolution
+    # Kbps, as the view's own bitrate.
+    bitrate: int = Field(gt=0, le=100_000)
+
+
 class ViewVideo(OptionsModel):
     """Video of a view: the composite's format, size, background and layout."""
 
@@ -334,6 +344,40 @@ class ViewVideo(OptionsModel):
     overlays: list[OverlayOptions] = Field(default_factory=list, max_length=8)
     # CPU per frame each overlay may take (ms, on average): see tessera.mixer.overlay.
     overlay_budget_ms: float = Field(default=2.0, gt=0, le=30)
+    # Tessera: the rungs below the view's own format that subscribers are switched between
+    # by their bandwidth (see tessera.mixer.ladder). None: the default ladder; []: none.
+    ladder: list[LadderRung] | None = Field(default=None, max_length=8)
+
+    @field_validator("ladder")
+    @classmethod
+    def _rungs_go_down(cls, ladder: list[LadderRung] | None) -> list[LadderRung] | None:
+        if ladder is None:
+            return None
+        for index, (upper, lower) in enumerate(itertools.pairwise(ladder)):
+            if lower.resolution.height > upper.resolution.height or lower.bitrate >= upper.bitrate:
+                raise ValueError(
+                    f"ladder.{index + 1}: rungs must go down in bitrate (and not up in height)"
+                )
+        return ladder
+
+    @model_validator(mode="after")
+    def _ladder_below_the_view(self) -> ViewVideo:
+        if not self.ladder:
+            return self
+        top, params = self.ladder[0], self.parameters
+        if top.resolution.height > params.resolution.height:
+            raise ValueError("ladder.0: a rung cannot be taller than the view")
+        if params.bitrate is not None and top.bitrate >= params.bitrate:
+            raise ValueError("ladder.0: a rung's bitrate must be below the view's")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _leave_out_default_ladder(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # OWT's schema has no ladder: the default is left out of the JSON.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("ladder", 0) is None:
+            data.pop("ladder")
+        return data
 
 
 class ViewOptions(OptionsModel):

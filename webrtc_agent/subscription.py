@@ -10,6 +10,7 @@ from tessera.media.mediasource import PacketSource, Stream, VideoFormat
 from tessera.media.packettrack import PacketTrack
 from tessera.media.rtpfanout import SharedRtpTrack
 
+from .adaptive import AUDIO_RESERVE, AdaptiveVideo, LadderStream
 from .session import SessionTransport
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class Subscription:
         self.tracks = {t.kind: t for t in tracks}
         self.ready = False
         self.closed = False
+        # The video's rung on a view's ladder, while it adapts (see adapt()).
+        self.adaptive: AdaptiveVideo | None = None
+        self._video_sender: Any = None
 
     @property
     def mids(self) -> dict[str, str]:
@@ -97,9 +101,13 @@ class Subscription:
             elif isinstance(track.format, str):
                 fmt = track.format
             source = stream.packet_source(kind, fmt, self.subscriber)
+            if kind == "video":
+                self._stop_adapting()
             track.packet_track.attach(source)
         track.stream = stream
         track.format = fmt
+        if kind == "video" and self._video_sender is not None:
+            self.adapt(kind, self._video_sender)
 
     def set_paused(self, kind: str, paused: bool) -> None:
         track = self.tracks.get(kind)
@@ -113,6 +121,8 @@ class Subscription:
         """The stream went away: stop the tracks that came from it. True if none are left."""
         for track in self.tracks.values():
             if track.stream.id == stream_id and track.packet_track is not None:
+                if track.kind == "video":
+                    self._stop_adapting()
                 track.packet_track.stop()
         return all(t.stream.id == stream_id for t in self.tracks.values())
 
@@ -124,7 +134,31 @@ class Subscription:
         if self.closed:
             return
         self.closed = True
+        self._stop_adapting()
         for track in self.tracks.values():
             if track.packet_track is not None:
                 track.packet_track.stop()
         self.transport.session_closed(self)
+
+    def adapt(self, kind: str, sender: Any) -> None:
+        """Move the video along its view's ladder by the subscriber's feedback, when it can:
+        a shared-fan-out video track of a view's own format whose ladder has rungs."""
+        if kind != "video":
+            return
+        self._video_sender = sender
+        track = self.tracks.get(kind)
+        if track is None or self.adaptive is not None:
+            return
+        packet_track, fmt, stream = track.packet_track, track.format, track.stream
+        if not isinstance(packet_track, SharedRtpTrack) or not isinstance(fmt, VideoFormat):
+            return
+        if not isinstance(stream, LadderStream) or len(stream.ladder(fmt)) < 2:
+            return
+        reserve = AUDIO_RESERVE if "audio" in self.tracks else 0
+        ids = {"subscription": self.id, "stream": stream.id}
+        self.adaptive = AdaptiveVideo(packet_track, sender, stream, fmt, reserve, ids)
+
+    def _stop_adapting(self) -> None:
+        if self.adaptive is not None:
+            self.adaptive.close()
+            self.adaptive = None

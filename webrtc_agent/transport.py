@@ -333,6 +333,7 @@ class Transport:
         transceiver.sender.replaceTrack(packet_track)
         if isinstance(packet_track, SharedRtpTrack):
             packet_track.use_sender(transceiver.sender)
+            session.adapt(kind, transceiver.sender)
         # Each subscription is its own MediaStream at the client (PROTOCOL.md).
         aiortcext.set_msid_stream(transceiver.sender, session.id)
         aiortcext.on_keyframe_request(transceiver.sender, packet_track.request_keyframe)

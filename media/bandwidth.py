@@ -1,0 +1,288 @@
+"""A subscriber's link estimate and the rung it should get: pure logic, no asyncio, no I/O.
+
+`BandwidthEstimator` turns what a subscriber's peer connection reports
+(receiver report blocks: loss, jitter, round-trip time; REMB; NACKs and
+PLIs) plus what was sent to it into an `Estimate`. Every time is passed in
+(seconds of a monotonic clock), so tests drive it without waiting.
+
+The estimate combines a loss-based rate (after Google congestion control,
+draft-ietf-rmcat-gcc: below 2 % loss it grows 5 % per report, between 2 and
+10 % it holds; above 10 % it drops to what arrived, sent times 1 - loss,
+not GCC's 1 - loss/2: a ladder jumps to a rung rather than easing a
+sender's rate down) with the receiver's REMB (its delay-based estimate),
+the lower of the two. A REMB of
+0, one below `MIN_BITRATE` or above `MAX_BITRATE` is no estimate: it is
+counted as rejected and ignored, never followed.
+
+`RungChooser` picks a rung of a ladder (bitrates, highest first) from the
+estimate, with hysteresis: down at once on congestion (loss over 10 %, a
+REMB under half of what is sent, or NACKs for over 10 % of the packets), to the
+highest rung the estimate carries; up one rung at a time only after the
+current rung has held for `hold` seconds without congestion (a probe).
+Going down on congestion makes the next hold at least `congested_hold` and
+doubles it each time (up to `max_hold`): a link at its limit is not probed
+again and again; a climb that meets no congestion within `probe_window`
+brings the hold back to `hold`. Without
+fresh feedback (no report for `stale_after` seconds) the rung holds and
+never climbs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+# Estimates outside these bounds are no estimate (bit/s).
+MIN_BITRATE = 30_000
+MAX_BITRATE = 100_000_000
+# Loss (fraction) above which the link is congested, and below which the rate may grow.
+LOSS_HIGH = 0.10
+LOSS_LOW = 0.02
+# A REMB under this share of what is being sent: the receiver sees its queue grow. Half, not
+# 0.85: aiortc's receiver answers any delay blip of a loaded machine with 0.85 x what arrived.
+REMB_OVERUSE = 0.5
+# Window of the sent, NACK and PLI rates (s).
+RATE_WINDOW = 2.0
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One rung of a ladder: the size and bitrate (bit/s) an output is encoded at."""
+
+    width: int
+    height: int
+    bitrate: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What is known of one subscriber's link at one moment (bit/s, fractions, seconds)."""
+
+    bitrate: int | None  # the estimate: min(loss-based, REMB); None before any feedback
+    loss: float  # fraction lost in the latest receiver report (0..1)
+    rtt: float | None  # round-trip time (s) from the latest report with an SR reference
+    jitter: float  # interarrival jitter (s) of the latest receiver report
+    remb: int | None  # the latest accepted REMB
+    sent_rate: int  # what was sent to the subscriber over the last RATE_WINDOW
+    nack_rate: float  # NACKed packets per second over the last RATE_WINDOW
+    pli_rate: float  # keyframe requests per second over the last RATE_WINDOW
+    congested: bool  # loss, REMB or NACKs say the link carries less than is sent
+    fresh: bool  # a receiver report or REMB arrived within stale_after seconds
+    reports: int  # receiver reports taken
+    rejected: int  # REMBs ignored as absurd (0, below MIN_BITRATE, above MAX_BITRATE)
+
+    def to_json(self) -> dict[str, object]:
+        """The camelCase figures REST, querybwe and metrics show."""
+        return {
+            "estimatedBitrate": self.bitrate,
+            "fractionLost": round(self.loss, 4),
+            "roundTripTime": None if self.rtt is None else round(self.rtt, 4),
+            "jitter": round(self.jitter, 4),
+            "remb": self.remb,
+            "sentBitrate": self.sent_rate,
+            "nackRate": round(self.nack_rate, 2),
+            "pliRate": round(self.pli_rate, 2),
+            "congested": self.congested,
+            "fresh": self.fresh,
+            "reports": self.reports,
+            "rembRejected": self.rejected,
+        }
+
+
+@dataclass
+class BandwidthEstimator:
+    """One subscriber's estimate from its feedback (see the module docstring)."""
+
+    clock_rate: int = 90000  # of the RTP timestamps jitter is counted in
+    stale_after: float = 4.0
+    _loss_based: float | None = None
+    _loss: float = 0.0
+    _rtt: float | None = None
+    _jitter: float = 0.0
+    _remb: int | None = None
+    _last_feedback: float | None = None
+    _reports: int = 0
+    _rejected: int = 0
+    # (time, cumulative octets, cumulative packets) of what was sent.
+    _sent: deque[tuple[float, int, int]] = field(default_factory=deque)
+    _nacks: deque[tuple[float, int]] = field(default_factory=deque)
+    _plis: deque[float] = field(default_factory=deque)
+
+    # -- inputs ------------------------------------------------------------
+
+    def on_sent(self, now: float, octets: int, packets: int) -> None:
+        """The cumulative octets and packets sent to the subscriber so far."""
+        if self._sent and (octets < self._sent[-1][1] or packets < self._sent[-1][2]):
+            self._sent.clear()  # a counter restarted: the rate starts again
+        self._sent.append((now, octets, packets))
+        while len(self._sent) > 2 and self._sent[1][0] <= now - RATE_WINDOW:
+            self._sent.popleft()
+
+    def on_receiver_report(
+        self, now: float, fraction_lost: int, jitter: int, rtt: float | None = None
+    ) -> None:
+        """A receiver report block: fraction lost (/256), jitter (RTP units), RTT (s) if known."""
+        loss = min(max(fraction_lost, 0), 255) / 256
+        self._loss = loss
+        self._jitter = max(jitter, 0) / self.clock_rate
+        if rtt is not None and 0 <= rtt < 60:
+            self._rtt = rtt
+        self._reports += 1
+        self._last_feedback = now
+        sent = self.sent_rate(now)
+        if sent <= 0:
+            return
+        if loss > LOSS_HIGH:
+            self._loss_based = sent * (1 - loss)
+        elif loss < LOSS_LOW:
+            self._loss_based = max(self._loss_based or 0.0, sent) * 1.05
+        elif self._loss_based is None:
+            self._loss_based = float(sent)
+        self._loss_based = min(max(self._loss_based, MIN_BITRATE), MAX_BITRATE)
+
+    def on_remb(self, now: float, bitrate: int) -> bool:
+        """A REMB naming the subscriber's stream; False (ignored) when it is absurd."""
+        if not MIN_BITRATE <= bitrate <= MAX_BITRATE:
+            self._rejected += 1
+            return False
+        self._remb = bitrate
+        self._last_feedback = now
+        return True
+
+    def on_nack(self, now: float, packets: int = 1) -> None:
+        """The subscriber asked for `packets` packets again."""
+        if packets > 0:
+            self._nacks.append((now, packets))
+
+    def on_pli(self, now: float) -> None:
+        """The subscriber asked for a keyframe."""
+        self._plis.append(now)
+
+    # -- outputs -----------------------------------------------------------
+
+    def sent_rate(self, now: float) -> int:
+        """Bit/s sent over the last RATE_WINDOW (0 until two samples span some time)."""
+        if len(self._sent) < 2:
+            return 0
+        first, last = self._sent[0], self._sent[-1]
+        span = last[0] - first[0]
+        if span <= 0:
+            return 0
+        return int((last[1] - first[1]) * 8 / span)
+
+    def _packet_rate(self) -> float:
+        if len(self._sent) < 2:
+            return 0.0
+        first, last = self._sent[0], self._sent[-1]
+        span = last[0] - first[0]
+        return (last[2] - first[2]) / span if span > 0 else 0.0
+
+    def estimate(self, now: float) -> Estimate:
+        """The figures now (old NACK/PLI samples are forgotten here)."""
+        while self._nacks and self._nacks[0][0] < now - RATE_WINDOW:
+            self._nacks.popleft()
+        while self._plis and self._plis[0] < now - RATE_WINDOW:
+            self._plis.popleft()
+        nack_rate = sum(n for _, n in self._nacks) / RATE_WINDOW
+        pli_rate = len(self._plis) / RATE_WINDOW
+        sent = self.sent_rate(now)
+        fresh = self._last_feedback is not None and now - self._last_feedback <= self.stale_after
+        candidates = [int(v) for v in (self._loss_based, self._remb) if v is not None]
+        bitrate = min(candidates) if candidates else None
+        packet_rate = self._packet_rate()
+        congested = fresh and (
+            self._loss > LOSS_HIGH
+            or (self._remb is not None and sent > 0 and self._remb < REMB_OVERUSE * sent)
+            or (packet_rate > 0 and nack_rate > LOSS_HIGH * packet_rate)
+        )
+        return Estimate(
+            bitrate=bitrate,
+            loss=self._loss,
+            rtt=self._rtt,
+            jitter=self._jitter,
+            remb=self._remb,
+            sent_rate=sent,
+            nack_rate=nack_rate,
+            pli_rate=pli_rate,
+            congested=congested,
+            fresh=fresh,
+            reports=self._reports,
+            rejected=self._rejected,
+        )
+
+
+@dataclass
+class RungChooser:
+    """Which rung of a ladder (bitrates in bit/s, highest first) one subscriber gets.
+
+    Starts at `start` (the top: what every subscriber got before a ladder).
+    """
+
+    bitrates: tuple[int, ...]
+    start: int = 0
+    hold: float = 3.0  # seconds a rung holds, uncongested, before a probe one rung up
+    congested_hold: float = 8.0  # the least hold after going down on congestion
+    max_hold: float = 12.0  # the most: a lifted limit is found again within it
+    probe_window: float = 3.0  # congestion this soon after climbing: the probe failed
+    down_gap: float = 1.5  # a report this soon after going down may still count old loss
+    headroom: float = 0.85  # a rung fits when its bitrate <= estimate * headroom
+    rung: int = field(init=False)
+    _changed: float | None = field(default=None, init=False)
+    _climbed: float | None = field(default=None, init=False)
+    _went_down: float | None = field(default=None, init=False)
+    _hold: float = field(default=0.0, init=False)
+    switches: int = field(default=0, init=False)
+    failed_probes: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.bitrates:
+            raise ValueError("a ladder needs at least one rung")
+        if any(b <= 0 for b in self.bitrates) or list(self.bitrates) != sorted(
+            self.bitrates, reverse=True
+        ):
+            raise ValueError("rung bitrates must be positive and highest first")
+        self.rung = min(max(self.start, 0), len(self.bitrates) - 1)
+        self._hold = self.hold
+
+    def fitting(self, bitrate: int) -> int:
+        """The highest rung that `bitrate` carries with headroom (the lowest if none does)."""
+        for index, rung_bitrate in enumerate(self.bitrates):
+            if rung_bitrate <= bitrate * self.headroom:
+                return index
+        return len(self.bitrates) - 1
+
+    def choose(self, now: float, estimate: Estimate) -> int:
+        """The rung for now; moves `rung` (and counts the switch) when it changes."""
+        if self._changed is None:
+            self._changed = now
+        if not estimate.fresh:
+            return self.rung  # no feedback: hold, never climb
+        lowest = len(self.bitrates) - 1
+        if estimate.congested:
+            if self.rung == lowest or (
+                self._went_down is not None and now - self._went_down < self.down_gap
+            ):
+                return self.rung
+            target = self.rung + 1
+            if estimate.bitrate is not None:
+                target = max(target, self.fitting(estimate.bitrate))
+            if self._climbed is not None and now - self._climbed <= self.probe_window:
+                self.failed_probes += 1
+            self._hold = min(max(self._hold * 2, self.congested_hold), self.max_hold)
+            self._climbed = None
+            self._went_down = now
+            return self._move(now, min(target, lowest))
+        if self._climbed is not None and now - self._climbed > self.probe_window:
+            self._climbed = None
+            self._hold = self.hold  # the probe held: the next climb comes as soon
+        if self.rung > 0 and now - self._changed >= self._hold and estimate.loss < LOSS_LOW * 2.5:
+            self._climbed = now
+            return self._move(now, self.rung - 1)
+        return self.rung
+
+    def _move(self, now: float, rung: int) -> int:
+        if rung != self.rung:
+            self.rung = rung
+            self.switches += 1
+            self._changed = now
+        return self.rung

@@ -1,0 +1,229 @@
+"""The per-subscriber estimate and the rung chooser (media/bandwidth.py): pure, driven by time."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tessera.media.bandwidth import (
+    MAX_BITRATE,
+    BandwidthEstimator,
+    Estimate,
+    RungChooser,
+)
+
+LADDER = (1_900_000, 1_000_000, 450_000, 150_000)
+
+
+def sending(estimator: BandwidthEstimator, start: float, end: float, bitrate: int) -> None:
+    """Record a steady send of `bitrate` from `start` to `end`, 10 samples a second."""
+    octets = estimator._sent[-1][1] if estimator._sent else 0
+    packets = estimator._sent[-1][2] if estimator._sent else 0
+    t = start
+    while t <= end + 1e-9:
+        estimator.on_sent(t, octets, packets)
+        octets += bitrate // 80
+        packets += max(1, bitrate // 80 // 1200)
+        t += 0.1
+
+
+def test_sent_rate_is_measured_over_the_window() -> None:
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 3.0, 800_000)
+    assert estimator.sent_rate(3.0) == pytest.approx(800_000, rel=0.02)
+
+
+def test_heavy_loss_drops_the_estimate_to_what_arrived() -> None:
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 2_000_000)
+    estimator.on_receiver_report(2.0, fraction_lost=128, jitter=900)  # 50 % lost
+    estimate = estimator.estimate(2.0)
+    assert estimate.congested
+    assert estimate.loss == pytest.approx(0.5)
+    assert estimate.jitter == pytest.approx(0.01)
+    assert estimate.bitrate == pytest.approx(2_000_000 * 0.5, rel=0.02)
+
+
+def test_low_loss_grows_the_estimate_and_remb_caps_it() -> None:
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 1_000_000)
+    estimator.on_receiver_report(2.0, fraction_lost=0, jitter=0, rtt=0.08)
+    first = estimator.estimate(2.0)
+    assert not first.congested
+    assert first.rtt == pytest.approx(0.08)
+    assert first.bitrate is not None and first.bitrate > 1_000_000
+    estimator.on_remb(2.1, 900_000)
+    assert estimator.estimate(2.1).bitrate == 900_000
+
+
+@pytest.mark.parametrize("remb", [0, -5, 1, MAX_BITRATE + 1, 2**40])
+def test_absurd_rembs_are_ignored_and_counted(remb: int) -> None:
+    estimator = BandwidthEstimator()
+    assert not estimator.on_remb(1.0, remb)
+    estimate = estimator.estimate(1.0)
+    assert estimate.remb is None and estimate.bitrate is None
+    assert estimate.rejected == 1
+    assert not estimate.fresh  # an absurd figure is no feedback either
+
+
+def test_a_remb_well_under_the_sent_rate_is_congestion() -> None:
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 1_000_000)
+    estimator.on_remb(2.0, 400_000)
+    assert estimator.estimate(2.0).congested
+    estimator.on_remb(2.1, 850_000)  # aiortc's answer to a delay blip
+    assert not estimator.estimate(2.1).congested
+
+
+def test_nacks_for_many_packets_are_congestion_and_age_out() -> None:
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 1_200_000)  # ~125 packets/s
+    estimator.on_receiver_report(2.0, 0, 0)
+    estimator.on_nack(2.0, packets=40)
+    assert estimator.estimate(2.0).congested
+    assert estimator.estimate(2.0).nack_rate == pytest.approx(20)
+    assert not estimator.estimate(4.5).congested  # outside the window (and fresh still)
+
+
+def test_pli_rate_is_counted() -> None:
+    estimator = BandwidthEstimator()
+    for t in (1.0, 1.5, 2.0):
+        estimator.on_pli(t)
+    assert estimator.estimate(2.0).pli_rate == pytest.approx(1.5)
+
+
+def test_out_of_range_report_fields_are_bounded() -> None:
+    estimator = BandwidthEstimator()
+    estimator.on_receiver_report(1.0, fraction_lost=999, jitter=-4, rtt=1e9)
+    estimate = estimator.estimate(1.0)
+    assert estimate.loss < 1.0 and estimate.jitter == 0.0 and estimate.rtt is None
+
+
+def test_feedback_goes_stale() -> None:
+    estimator = BandwidthEstimator(stale_after=4.0)
+    estimator.on_receiver_report(1.0, 0, 0)
+    assert estimator.estimate(5.0).fresh
+    assert not estimator.estimate(5.1).fresh
+
+
+def test_a_restarted_counter_restarts_the_rate() -> None:
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 1.0, 1_000_000)
+    estimator.on_sent(1.1, 10, 1)
+    assert estimator.sent_rate(1.1) == 0
+
+
+def figures(
+    *,
+    bitrate: int | None = None,
+    loss: float = 0.0,
+    congested: bool = False,
+    fresh: bool = True,
+) -> Estimate:
+    return Estimate(
+        bitrate=bitrate,
+        loss=loss,
+        rtt=None,
+        jitter=0.0,
+        remb=None,
+        sent_rate=0,
+        nack_rate=0.0,
+        pli_rate=0.0,
+        congested=congested,
+        fresh=fresh,
+        reports=1,
+        rejected=0,
+    )
+
+
+def test_chooser_goes_down_at_once_to_the_rung_that_fits() -> None:
+    chooser = RungChooser(LADDER)
+    assert chooser.choose(0.0, figures()) == 0
+    # 2 Mbit/s -> 300 kbit/s: the estimate is under every rung but the lowest.
+    assert chooser.choose(1.5, figures(bitrate=300_000, loss=0.6, congested=True)) == 3
+    assert chooser.switches == 1
+
+
+def test_chooser_goes_down_one_rung_without_an_estimate() -> None:
+    chooser = RungChooser(LADDER)
+    chooser.choose(0.0, figures())
+    assert chooser.choose(2.0, figures(loss=0.2, congested=True)) == 1
+
+
+def test_chooser_waits_before_a_second_step_down() -> None:
+    chooser = RungChooser(LADDER)
+    chooser.choose(0.0, figures())
+    chooser.choose(2.0, figures(loss=0.2, congested=True))
+    # The next report may still count the loss from before the switch.
+    assert chooser.choose(2.5, figures(loss=0.2, congested=True)) == 1
+    assert chooser.choose(3.6, figures(loss=0.2, congested=True)) == 2
+
+
+def test_chooser_climbs_one_rung_per_hold() -> None:
+    chooser = RungChooser(LADDER, start=3, hold=3.0)
+    rungs = [chooser.choose(t / 2, figures()) for t in range(0, 40)]
+    assert rungs[0] == 3
+    assert rungs[5] == 3  # 2.5 s: still holding
+    assert rungs[6] == 2  # 3.0 s: one rung up
+    assert 1 in rungs and rungs[-1] == 0
+    # Never two rungs at once.
+    assert all(a - b <= 1 for a, b in itertools.pairwise(rungs))
+
+
+def test_congestion_lengthens_the_hold_and_a_good_probe_shortens_it() -> None:
+    chooser = RungChooser(LADDER, start=2, hold=3.0, congested_hold=8.0, max_hold=12.0)
+    chooser.choose(0.0, figures())
+    assert chooser.choose(3.0, figures()) == 1  # probe
+    assert chooser.choose(4.0, figures(loss=0.3, congested=True)) == 2  # it failed
+    assert chooser.failed_probes == 1
+    assert chooser.choose(11.5, figures()) == 2  # 7.5 s later: the hold is 8 s now
+    assert chooser.choose(12.0, figures()) == 1
+    # Failing again doubles it, up to max_hold.
+    assert chooser.choose(13.0, figures(loss=0.3, congested=True)) == 2
+    assert chooser.choose(24.5, figures()) == 2
+    assert chooser.choose(25.0, figures()) == 1
+    # This probe holds past the window (3 s): the hold is back to 3 s, already passed.
+    assert chooser.choose(27.9, figures()) == 1
+    assert chooser.choose(28.1, figures()) == 0
+
+
+def test_heavy_loss_goes_straight_to_what_arrived() -> None:
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 1_900_000)
+    # 2 Mbit/s -> 300 kbit/s: 85 % of the top rung is lost.
+    estimator.on_receiver_report(2.0, fraction_lost=218, jitter=0)
+    chooser = RungChooser(LADDER)
+    chooser.choose(0.0, figures())
+    assert chooser.choose(2.0, estimator.estimate(2.0)) == 3
+
+
+def test_no_feedback_holds_the_rung_and_never_climbs() -> None:
+    chooser = RungChooser(LADDER, start=1)
+    for t in range(0, 60):
+        assert chooser.choose(float(t), figures(fresh=False, loss=0.9, congested=True)) == 1
+    assert chooser.switches == 0
+
+
+def test_moderate_loss_holds() -> None:
+    chooser = RungChooser(LADDER, start=2)
+    for t in range(0, 30):
+        assert chooser.choose(float(t), figures(loss=0.08)) == 2
+
+
+def test_the_lowest_rung_is_the_floor() -> None:
+    chooser = RungChooser(LADDER, start=3)
+    for t in range(0, 10):
+        assert chooser.choose(float(t), figures(bitrate=40_000, loss=0.9, congested=True)) == 3
+
+
+@pytest.mark.parametrize("ladder", [(), (100, 200), (0,), (500, -1)])
+def test_a_bad_ladder_is_refused(ladder: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError):
+        RungChooser(ladder)
+
+
+def test_estimate_json_names_the_figures() -> None:
+    data = figures(bitrate=500_000).to_json()
+    assert data["estimatedBitrate"] == 500_000
+    assert set(data) >= {"fractionLost", "roundTripTime", "remb", "nackRate", "pliRate"}

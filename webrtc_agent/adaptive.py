@@ -1,0 +1,191 @@
+"""AdaptiveVideo: one subscriber's video moved along a view's ladder by its own feedback.
+
+The subscriber's RTCP (receiver reports, REMB, NACK, PLI) and what the
+fan-out sent it feed a `BandwidthEstimator`; every `INTERVAL` a
+`RungChooser` picks the rung, and a change re-points the subscriber's
+`SharedRtpTrack` to that rung's shared output at its next keyframe
+(`rtpfanout.switch_rung`: the old rung plays until then). Audio is not
+adapted: its bitrate is kept out of what the video may take, so under
+congestion the video yields first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from aiortc import RTCRtpSender, clock
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+
+from tessera.media import aiortcext
+from tessera.media.bandwidth import MIN_BITRATE, BandwidthEstimator, Estimate, Rung, RungChooser
+from tessera.media.mediasource import PacketSource, VideoFormat
+from tessera.media.rtpfanout import SharedRtpTrack, switch_rung
+
+logger = logging.getLogger(__name__)
+
+# Seconds between two looks at a subscriber's figures.
+INTERVAL = 0.25
+# What a subscription's audio is kept aside for (bit/s): the mixed view's Opus.
+AUDIO_RESERVE = 64_000
+
+
+@runtime_checkable
+class LadderStream(Protocol):
+    """A stream that encodes a ladder of one picture (a mixed view)."""
+
+    def ladder(self, fmt: VideoFormat) -> tuple[Rung, ...]: ...
+
+    def rung_source(self, fmt: VideoFormat, rung: int) -> PacketSource: ...
+
+
+def rtt_of(lsr: int, dlsr: int, ntp_now: int) -> float | None:
+    """Round-trip time (s) from a report block's LSR/DLSR and the 64-bit NTP time now.
+
+    None when the receiver has had no sender report yet (LSR 0) or the figure is
+    negative (clocks of the middle 32 bits wrapped oddly, a forged block).
+    """
+    if lsr == 0:
+        return None
+    compact = (ntp_now >> 16) & 0xFFFFFFFF
+    delay = (compact - lsr - dlsr) & 0xFFFFFFFF
+    rtt = delay / 65536
+    return rtt if rtt < 60 else None
+
+
+class AdaptiveVideo:
+    """One subscriber's video on a view's ladder (event loop thread)."""
+
+    def __init__(
+        self,
+        track: SharedRtpTrack,
+        sender: RTCRtpSender,
+        stream: LadderStream,
+        fmt: VideoFormat,
+        audio_reserve: int,
+        log_ids: dict[str, str],
+    ) -> None:
+        self.track = track
+        self.sender = sender
+        self.stream = stream
+        self.format = fmt
+        self.rungs: Sequence[Rung] = stream.ladder(fmt)
+        self.audio_reserve = audio_reserve
+        self.estimator = BandwidthEstimator()
+        self.chooser = RungChooser(tuple(r.bitrate for r in self.rungs))
+        self.log_ids = log_ids
+        self.last: Estimate = self.estimator.estimate(time.monotonic())
+        self._timer: asyncio.TimerHandle | None = None
+        self.closed = False
+        aiortcext.watch_rtcp(sender, self._on_rtcp)
+        self._schedule()
+
+    @property
+    def rung(self) -> int:
+        return self.chooser.rung
+
+    def _schedule(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(INTERVAL, self._tick)
+
+    def _on_rtcp(self, packet: AnyRtcpPacket) -> None:
+        if self.closed:
+            return
+        now = time.monotonic()
+        ssrc = aiortcext.sender_ssrcs(self.sender)[0]
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == ssrc:
+                    rtt = rtt_of(report.lsr, report.dlsr, clock.current_ntp_time())
+                    self.estimator.on_receiver_report(now, report.fraction_lost, report.jitter, rtt)
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            if packet.media_ssrc == ssrc:
+                self.estimator.on_nack(now, len(packet.lost))
+        elif isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR) and packet.media_ssrc in (ssrc, 0):
+                self.estimator.on_pli(now)
+            elif packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    return  # another application-layer feedback
+                if ssrc in ssrcs and not self.estimator.on_remb(now, bitrate):
+                    logger.info(
+                        "REMB of %d bit/s ignored (outside %d..%d)",
+                        bitrate,
+                        MIN_BITRATE,
+                        100_000_000,
+                        extra=self.log_ids,
+                    )
+
+    def _tick(self) -> None:
+        if self.closed:
+            return
+        try:
+            self._update(time.monotonic())
+        except Exception:
+            # A failing subscriber keeps its rung; it must not stop adapting the others.
+            logger.exception("adaptive delivery failed", extra=self.log_ids)
+        self._schedule()
+
+    def _update(self, now: float) -> None:
+        track = self.track
+        self.estimator.on_sent(now, track.octets_sent, track.packets_sent)
+        estimate = self.estimator.estimate(now)
+        self.last = estimate
+        if estimate.bitrate is not None:
+            # The audio keeps its share: the video yields first.
+            estimate = dataclasses.replace(
+                estimate, bitrate=max(MIN_BITRATE, estimate.bitrate - self.audio_reserve)
+            )
+        before = self.chooser.rung
+        rung = self.chooser.choose(now, estimate)
+        if rung == before:
+            return
+        source = self.stream.rung_source(self.format, rung)
+        switch_rung(track, source)
+        target = self.rungs[rung]
+        logger.info(
+            "subscriber switched to rung %d (%dx%d, %d bit/s): estimate %s, loss %.3f",
+            rung,
+            target.width,
+            target.height,
+            target.bitrate,
+            estimate.bitrate,
+            estimate.loss,
+            extra=self.log_ids,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The estimate and rung, for querybwe, REST and metrics (camelCase)."""
+        rung = self.rungs[self.chooser.rung]
+        return {
+            **self.last.to_json(),
+            "rung": self.chooser.rung,
+            "rungs": len(self.rungs),
+            "rungResolution": {"width": rung.width, "height": rung.height},
+            "rungBitrate": rung.bitrate,
+            "rungSwitches": self.chooser.switches,
+            "failedProbes": self.chooser.failed_probes,
+        }
+
+    def close(self) -> None:
+        """Idempotent: stops looking (the track stays on the rung it is on)."""
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
