@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ async def _inbound_video(pc: Any) -> tuple[int, int]:
 async def _subscribe_and_report(args: argparse.Namespace) -> None:
     from tessera_client import ConferenceClient
 
+    # SIGTERM (SubscriberProcess.stop) leaves the room, as a closing browser tab does.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     async with ConferenceClient() as client:
         await client.join(args.token)
         parameters = None
@@ -99,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         asyncio.run(_subscribe_and_report(args))
+    except asyncio.CancelledError:
+        return 0  # stopped by SIGTERM, after leaving
     except Exception as exc:  # reported to the test, which decides
         _emit("error", message=f"{type(exc).__name__}: {exc}")
         return 1
