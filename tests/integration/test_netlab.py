@@ -128,8 +128,9 @@ async def test_delay_and_jitter_are_added_one_way() -> None:
             await eventually(lambda: len(arrivals.seen) == 100, what="100 delayed datagrams")
             delays = [(arrived - sent) * 1000 for arrived, _, sent in arrivals.seen]
             assert min(delays) >= 40.0  # never early: the relay holds each one
-            # Under load a packet can be later still; the median stays near 40..90 ms.
-            assert statistics.median(delays) < 90 + 150, delays
+            # Under load a packet can be later still; the median stays near 40..90 ms
+            # (a generous ceiling: it catches a delay applied twice or in the wrong unit).
+            assert statistics.median(delays) < 90 + 500, delays
             order = [sequence for _, sequence, _ in arrivals.seen]
             assert order != sorted(order), "50 ms of jitter at 19 ms spacing reorders some"
 
@@ -164,10 +165,12 @@ async def test_shaped_subscriber_gets_no_more_than_the_rate(tessera: RunningServ
                 60,
                 "300 packets through the limit",
             )
-            after, elapsed = lab.counters("down"), time.monotonic() - start
+            # A ceiling, not a speed: a loaded machine carries less in the window, never more.
+            ceiling = 400_000 * (time.monotonic() - start) * 1.05 + 8 * 5000
+            after = lab.counters("down")
             carried = (after.delivered_bytes - before.delivered_bytes) * 8
             # The publisher sends ~1 Mbit/s of noise; the link carries 400 kbit/s and a bucket.
-            assert 0 < carried <= 400_000 * elapsed * 1.05 + 8 * 5000, (carried, elapsed)
+            assert 0 < carried <= ceiling, (carried, ceiling)
             assert lab.shaper_drops("down") > 0, "the stream fitted the limit: nothing shown"
 
             lab.lift()
