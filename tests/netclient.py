@@ -13,6 +13,9 @@ decodes its video and writes JSON lines to stdout:
   video stats; the bytes a link carried are the lab's counters);
 - `{"event": "error", "message"}` before it exits on an error.
 
+Its video jitter buffer gives up on a lost packet after 0.4 s and waits for the next
+keyframe (asking for one), as browsers do; `--aiortc-buffer` keeps aiortc's own.
+
 `t` is `time.monotonic()`, one clock for every process of the machine, so a
 test compares it with its own `loop.time()`.
 
@@ -33,6 +36,62 @@ from typing import Any
 import av
 
 # -- the program (inside the namespace) -------------------------------------------
+
+# Seconds a browser-like receiver waits for a lost video packet before it gives up on it.
+GIVE_UP = 0.4
+
+
+def browser_like_buffer(capacity: int, give_up: float = GIVE_UP) -> Any:
+    """aiortc's video jitter buffer, giving up on a lost packet after `give_up` s as browsers do.
+
+    aiortc waits for a missing packet until 512 more arrived (seconds to a minute on a
+    low rung), so one unrecovered loss freezes its picture that long: no browser does
+    that. This one drops the hole, then every frame up to the next keyframe, and asks
+    for a keyframe (PLI), so the freezes the tests measure are the server's doing.
+    """
+    from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+    from aiortc.rtp import RtpPacket
+
+    from tessera.media.mediasource import is_keyframe
+
+    class BrowserLikeJitterBuffer(JitterBuffer):
+        def __init__(self) -> None:
+            super().__init__(capacity=capacity, is_video=True)
+            self.hole_since: float | None = None
+            self.need_keyframe = False
+            self.gave_up = 0
+
+        def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+            pli, frame = super().add(packet)
+            if frame is not None:
+                self.hole_since = None
+                if self.need_keyframe:
+                    if not is_keyframe("vp8", frame.data):
+                        return True, None
+                    self.need_keyframe = False
+                return pli, frame
+            if self._origin is None or self._packets[self._origin % self.capacity] is not None:
+                self.hole_since = None
+                return pli, None
+            now = time.monotonic()
+            if self.hole_since is None:
+                self.hole_since = now
+            elif now - self.hole_since > give_up:
+                skip = 1
+                while (
+                    skip < self.capacity
+                    and self._packets[(self._origin + skip) % self.capacity] is None
+                ):
+                    skip += 1
+                if skip < self.capacity:
+                    self.remove(skip)
+                self.hole_since = None
+                self.need_keyframe = True
+                self.gave_up += 1
+                pli = True
+            return pli, None
+
+    return BrowserLikeJitterBuffer()
 
 
 def _emit(event: str, **data: Any) -> None:
@@ -63,6 +122,11 @@ async def _subscribe_and_report(args: argparse.Namespace) -> None:
         subscription = await client.subscribe(
             args.stream, audio=args.audio, video_parameters=parameters
         )
+        video = subscription.transceivers.get("video")
+        if video is not None and not args.aiortc_buffer:
+            receiver: Any = video.receiver
+            current = receiver._RTCRtpReceiver__jitter_buffer
+            receiver._RTCRtpReceiver__jitter_buffer = browser_like_buffer(current.capacity)
         await subscription.wait_ready()
         _emit("ready", id=subscription.id)
         track = subscription.video_track
@@ -101,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audio", action="store_true", help="subscribe to audio too")
     parser.add_argument("--every", type=float, default=0.5, help="seconds between stats")
     parser.add_argument("--gap-ms", type=float, default=150.0, help="report gaps over this")
+    parser.add_argument(
+        "--aiortc-buffer",
+        action="store_true",
+        help="keep aiortc's jitter buffer (waits for a lost packet until 512 more arrived)",
+    )
     args = parser.parse_args(argv)
     try:
         asyncio.run(_subscribe_and_report(args))

@@ -4,8 +4,9 @@ The top rung is the publication as received (no transcode) at the bitrate it
 arrives at. Below it come 1/2 and 1/4 of its height at OWT's automatic bitrate
 for that size (`default_bitrate`, 30 fps): a 1280x720 publisher gives 640x360
 at 640 kbit/s and 320x180 at 288 kbit/s; a 640x360 one, 320x180 and 160x90 at
-72 kbit/s. A rung is left out when it is under 90 pixels high or not cheaper
-than the publisher's own stream (no help to a subscriber). Two rungs at most:
+72 kbit/s. A rung under 90 pixels high is left out. The sizes depend on the
+picture's size only, never on the measured bitrate: a subscriber's rung index
+keeps naming the same size while the publisher's rate moves. Two rungs at most:
 each one in use is a real encoder (decode once, scale + encode per rung).
 """
 
@@ -22,8 +23,6 @@ __all__ = ["ReceivedRate", "forward_ladder"]
 STEPS = ((1, 2), (1, 4))
 # Smaller rungs than this are left out (pixels of height).
 MIN_HEIGHT = 90
-# A rung must cost at most this share of the publisher's bitrate to be worth a switch.
-MAX_SHARE = 0.8
 # The frame rate the transcoded rungs are sized for (VideoTranscoder's default).
 RUNG_FRAMERATE = 30
 
@@ -42,8 +41,6 @@ def forward_ladder(width: int, height: int, bitrate: int, codec: str) -> tuple[R
             break
         rung_width = _even(width * numerator / denominator)
         rung_bitrate = default_bitrate(rung_width, rung_height, RUNG_FRAMERATE, codec)
-        if rung_bitrate > bitrate * MAX_SHARE:
-            continue
         rungs.append(Rung(rung_width, rung_height, rung_bitrate))
     return tuple(rungs)
 

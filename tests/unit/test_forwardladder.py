@@ -26,10 +26,12 @@ def test_rungs_under_90_pixels_are_left_out() -> None:
     assert forward_ladder(240, 160, 600_000, "vp8") == (Rung(240, 160, 600_000),)
 
 
-def test_a_rung_no_cheaper_than_the_publisher_is_left_out() -> None:
-    # A 640x360 publisher sending only 300 kbit/s: 320x180 at 288 kbit/s would not help.
-    rungs = forward_ladder(640, 360, 300_000, "vp8")
-    assert [(r.width, r.height) for r in rungs] == [(640, 360), (160, 90)]
+def test_the_sizes_do_not_move_with_the_publishers_bitrate() -> None:
+    # A subscriber's rung index must name the same size whatever the publisher sends now.
+    for bitrate in (100_000, 300_000, 1_500_000, 21_000_000):
+        rungs = forward_ladder(640, 360, bitrate, "vp8")
+        assert [(r.width, r.height) for r in rungs] == [(640, 360), (320, 180), (160, 90)]
+        assert rungs[0].bitrate == bitrate
 
 
 def test_odd_sizes_give_even_rungs() -> None:
