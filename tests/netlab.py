@@ -281,7 +281,8 @@ class NetLab:
 
     def __init__(self, seed: int = 17) -> None:
         tag = secrets.token_hex(3)
-        self.namespace = f"tessera-nl-{tag}"
+        # The pid in the name: a lab of a killed test run is found and removed (_remove_stale).
+        self.namespace = f"tessera-nl-{os.getpid()}-{tag}"
         self.host_device = f"nlh{tag}"
         self.guest_device = f"nln{tag}"
         self.host_address, self.guest_address = _pick_subnet()
@@ -295,7 +296,20 @@ class NetLab:
 
     # -- set-up and tear-down ------------------------------------------------
 
+    @staticmethod
+    def _remove_stale() -> None:
+        """Remove namespaces of labs whose test process died without closing them (SIGKILL).
+
+        Their TUN devices and routes went with the process; only the namespace stays."""
+        if not os.path.isdir("/var/run/netns"):
+            return
+        for name in os.listdir("/var/run/netns"):
+            match = re.fullmatch(r"tessera-nl-(\d+)-[0-9a-f]+", name)
+            if match and not os.path.exists(f"/proc/{match.group(1)}"):
+                subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
     def _open(self) -> None:
+        self._remove_stale()
         _run("ip", "netns", "add", self.namespace)
         guest_fd = in_namespace(self.namespace, lambda: _open_tun(self.guest_device))
         self._fds.append(guest_fd)

@@ -32,15 +32,22 @@ def _even(value: float) -> int:
 
 
 def forward_ladder(width: int, height: int, bitrate: int, codec: str) -> tuple[Rung, ...]:
-    """The rungs of a publication of `width` x `height` arriving at `bitrate` bit/s."""
-    top = Rung(width, height, bitrate)
-    rungs = [top]
+    """The rungs of a publication of `width` x `height` arriving at `bitrate` bit/s.
+
+    The top rung counts at least OWT's bitrate for its size (a publisher sending less
+    now may rise to it at any time), so the bitrates fall from rung to rung whatever
+    the publisher sends, as the rung chooser needs.
+    """
+    floor = default_bitrate(width, height, RUNG_FRAMERATE, codec)
+    rungs = [Rung(width, height, max(bitrate, floor))]
     for numerator, denominator in STEPS:
         rung_height = _even(height * numerator / denominator)
         if rung_height < MIN_HEIGHT:
             break
         rung_width = _even(width * numerator / denominator)
         rung_bitrate = default_bitrate(rung_width, rung_height, RUNG_FRAMERATE, codec)
+        if rung_bitrate >= rungs[-1].bitrate or rung_bitrate >= floor:
+            break  # OWT's bitrates bottom out at 50 kbit/s: no cheaper rung below
         rungs.append(Rung(rung_width, rung_height, rung_bitrate))
     return tuple(rungs)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 
-from tessera.media.bandwidth import Rung
+from tessera.media.bandwidth import Rung, RungChooser
 from tessera.media.mediasource import ParameterError, VideoFormat
 from tessera.webrtc_agent.forwardladder import ReceivedRate, forward_ladder
 from tessera.webrtc_agent.forwardstream import ForwardStream, TrackSpec, VideoTranscoder
@@ -28,10 +29,20 @@ def test_rungs_under_90_pixels_are_left_out() -> None:
 
 def test_the_sizes_do_not_move_with_the_publishers_bitrate() -> None:
     # A subscriber's rung index must name the same size whatever the publisher sends now.
-    for bitrate in (100_000, 300_000, 1_500_000, 21_000_000):
+    for bitrate in (30_000, 100_000, 300_000, 1_500_000, 21_000_000):
         rungs = forward_ladder(640, 360, bitrate, "vp8")
         assert [(r.width, r.height) for r in rungs] == [(640, 360), (320, 180), (160, 90)]
-        assert rungs[0].bitrate == bitrate
+        # Highest first, as RungChooser requires; the top at least OWT's 640 kbit/s.
+        assert rungs[0].bitrate == max(bitrate, 640_000)
+        assert rungs[0].bitrate > rungs[1].bitrate > rungs[2].bitrate
+
+
+def test_every_ladder_falls_from_rung_to_rung() -> None:
+    for width, height in ((1920, 1080), (1280, 720), (640, 480), (352, 288), (200, 180)):
+        for bitrate in (10_000, 500_000, 5_000_000):
+            rungs = forward_ladder(width, height, bitrate, "vp8")
+            RungChooser(tuple(r.bitrate for r in rungs))  # raises unless highest first
+            assert all(a.bitrate > b.bitrate for a, b in itertools.pairwise(rungs))
 
 
 def test_odd_sizes_give_even_rungs() -> None:
