@@ -19,6 +19,17 @@ class ViewCounters:
 
 
 @dataclass(frozen=True)
+class RungCounters:
+    """Adaptive subscribers of one view on one rung of its ladder (0 is the top)."""
+
+    view: str
+    rung: int
+    resolution: str  # "640x360"
+    subscribers: int
+    switches: int  # rung switches of these subscribers so far
+
+
+@dataclass(frozen=True)
 class ConferenceStats:
     """Rooms, participants, sessions, views, encoders and outputs of the room service now."""
 
@@ -35,3 +46,4 @@ class ConferenceStats:
     recordings: dict[str, int] = field(default_factory=dict)
     streaming_outs: dict[str, int] = field(default_factory=dict)
     view_counters: list[ViewCounters] = field(default_factory=list)
+    rung_counters: list[RungCounters] = field(default_factory=list)

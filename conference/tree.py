@@ -39,7 +39,7 @@ from .roomhost import LocalHost, RoomHost
 from .roomoptions import OptionsError
 from .service import Service
 from .settings import ConferenceSettings
-from .stats import ConferenceStats, ViewCounters
+from .stats import ConferenceStats, RungCounters, ViewCounters
 
 logger = logging.getLogger(__name__)
 
@@ -359,6 +359,7 @@ class ConferenceTree:
                 )
                 for v in views
             ],
+            rung_counters=_rung_counters(participants),
         )
 
     def stats(self) -> dict[str, Any]:
@@ -396,3 +397,27 @@ class ConferenceTree:
             await service.close(reason)
         await self.agent.close()
         await self.context.saves.flush()
+
+
+def _rung_counters(participants: list[Any]) -> list[RungCounters]:
+    """Adaptive subscribers per view and rung (tessera.webrtc_agent.adaptive)."""
+    found: dict[tuple[str, int], list[Any]] = {}
+    for participant in participants:
+        for subscription in participant.subscriptions.values():
+            adaptive = subscription.adaptive
+            if adaptive is not None:
+                stream_id = getattr(adaptive.stream, "id", "")
+                found.setdefault((stream_id, adaptive.rung), []).append(adaptive)
+    counters = []
+    for (view, rung), subscribers in sorted(found.items()):
+        step = subscribers[0].rungs[rung]
+        counters.append(
+            RungCounters(
+                view=view,
+                rung=rung,
+                resolution=f"{step.width}x{step.height}",
+                subscribers=len(subscribers),
+                switches=sum(a.chooser.switches for a in subscribers),
+            )
+        )
+    return counters

@@ -16,7 +16,7 @@ counted as rejected and ignored, never followed.
 
 `RungChooser` picks a rung of a ladder (bitrates, highest first) from the
 estimate, with hysteresis: down at once on congestion (loss over 10 %, a
-REMB under half of what is sent, or NACKs for over 10 % of the packets), to the
+falling REMB under half of what is sent, or NACKs for over 10 % of the packets), to the
 highest rung the estimate carries; up one rung at a time only after the
 current rung has held for `hold` seconds without congestion (a probe).
 Going down on congestion makes the next hold at least `congested_hold` and
@@ -100,6 +100,7 @@ class BandwidthEstimator:
     _rtt: float | None = None
     _jitter: float = 0.0
     _remb: int | None = None
+    _remb_falling: bool = False
     _last_feedback: float | None = None
     _reports: int = 0
     _rejected: int = 0
@@ -145,6 +146,9 @@ class BandwidthEstimator:
         if not MIN_BITRATE <= bitrate <= MAX_BITRATE:
             self._rejected += 1
             return False
+        # A receiver ramping up after a climb sends REMBs under the new rate that rise: only a
+        # falling one is its estimator seeing the queue grow (GCC's decrease).
+        self._remb_falling = self._remb is not None and bitrate < self._remb * 0.97
         self._remb = bitrate
         self._last_feedback = now
         return True
@@ -192,7 +196,12 @@ class BandwidthEstimator:
         packet_rate = self._packet_rate()
         congested = fresh and (
             self._loss > LOSS_HIGH
-            or (self._remb is not None and sent > 0 and self._remb < REMB_OVERUSE * sent)
+            or (
+                self._remb is not None
+                and self._remb_falling
+                and sent > 0
+                and self._remb < REMB_OVERUSE * sent
+            )
             or (packet_rate > 0 and nack_rate > LOSS_HIGH * packet_rate)
         )
         return Estimate(

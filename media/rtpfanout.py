@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -287,6 +288,12 @@ class SharedRtpTrack(MediaStreamTrack):
         # A rung of the same view being switched to: taken at its first keyframe (worker).
         self._pending: RtpOutput | None = None
         self.rung_switches = 0
+        # Bytes per second of retransmissions answered (None: every NACK): on a link that
+        # drops much, answering every NACK fills it with repeats and starves the new rung.
+        self.retransmit_budget: float | None = None
+        self._rtx_tokens = 0.0
+        self._rtx_time = 0.0
+        self.retransmits_refused = 0
         # Worker-thread state (set up in _on_start, before _ready).
         self._template: RtpHeaderTemplate | None = None
         self._rtx_template: RtpHeaderTemplate | None = None
@@ -424,7 +431,7 @@ class SharedRtpTrack(MediaStreamTrack):
         if frame.output is not self.output:
             if frame.output is not self._pending or not frame.keyframe:
                 return
-            self._take_pending(frame.output)
+            self._take_pending(frame.output, frame.timestamp)
         if self._waiting_keyframe:
             if not frame.keyframe:
                 return
@@ -473,6 +480,13 @@ class SharedRtpTrack(MediaStreamTrack):
             return
         run = found[0]
         payload, timestamp, marker = stored
+        # A packet of a rung the subscriber has left is of no use after the new rung's
+        # keyframe; repeating it only takes the link from the new rung.
+        if (self._pending is None and run.output is not self.output) or not self._within_budget(
+            len(payload)
+        ):
+            self.retransmits_refused += 1
+            return
         timestamp = (timestamp + run.timestamp_offset) & 0xFFFFFFFF
         assert self._template is not None and self._srtp is not None
         if self._rtx_template is not None:
@@ -485,6 +499,20 @@ class SharedRtpTrack(MediaStreamTrack):
             data = self._template.packet(sequence_number, timestamp, marker, payload)
         self._send([self._srtp.protect(data)])
         self.retransmitted += 1
+
+    def _within_budget(self, size: int) -> bool:
+        """Take `size` bytes of the retransmission budget (worker thread); False: over it."""
+        budget = self.retransmit_budget
+        if budget is None:
+            return True
+        now = time.monotonic()
+        # At most half a second's worth saved up.
+        self._rtx_tokens = min(budget / 2, self._rtx_tokens + (now - self._rtx_time) * budget)
+        self._rtx_time = now
+        if self._rtx_tokens < size:
+            return False
+        self._rtx_tokens -= size
+        return True
 
     def _send(self, datagrams: list[bytes]) -> None:
         if self._route is not None:
@@ -503,8 +531,17 @@ class SharedRtpTrack(MediaStreamTrack):
         if pending is not None and pending is not self.output:
             pending.remove(self)
 
-    def _take_pending(self, output: RtpOutput) -> None:
-        """The new rung's keyframe is here (worker thread): it is the track's output now."""
+    def _take_pending(self, output: RtpOutput, timestamp: int) -> None:
+        """The new rung's keyframe is here (worker thread): it is the track's output now.
+
+        Rungs of a view share the clock: the keyframe may be of the very tick whose
+        frame of the old rung was just sent. The same timestamp would make the receiver
+        join both into one frame, so from here on the timestamps are one step later.
+        """
+        if self._last_timestamp is not None:
+            behind = (self._last_timestamp - (timestamp + self._timestamp_offset)) & 0xFFFFFFFF
+            if behind < 0x80000000:  # at or before the last sent
+                self._timestamp_offset += behind + 1
         previous = self.output
         self.output = output
         self.source = output.source

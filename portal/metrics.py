@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tessera.conference.api import Conference
-from tessera.conference.stats import ViewCounters
+from tessera.conference.stats import RungCounters, ViewCounters
 
 from .looplag import LoopLagMonitor
 
@@ -83,6 +83,7 @@ class TesseraCollector(Collector):
         yield gauge("tessera_event_loop_tasks", "Tasks on the event loop", len(asyncio.all_tasks()))
         yield gauge("tessera_threads", "Threads of the process", threading.active_count())
         yield from self._views(counts.view_counters)
+        yield from self._rungs(counts.rung_counters)
 
     def _views(self, views: list[ViewCounters]) -> Iterator[Metric]:
         labels = ["view"]
@@ -113,6 +114,24 @@ class TesseraCollector(Collector):
         for gone in set(self._last) - seen:
             del self._last[gone]
         yield from (fps, frames, dropped, composite, encode)
+
+    def _rungs(self, rungs: list[RungCounters]) -> Iterator[Metric]:
+        labels = ["view", "rung", "resolution"]
+        subscribers = GaugeMetricFamily(
+            "tessera_adaptive_subscribers",
+            "Subscribers adapted by their bandwidth, per view and rung of its ladder",
+            labels=labels,
+        )
+        switches = GaugeMetricFamily(
+            "tessera_adaptive_rung_switches",
+            "Rung switches so far of the subscribers now on the rung",
+            labels=labels,
+        )
+        for rung in rungs:
+            key = [rung.view, str(rung.rung), rung.resolution]
+            subscribers.add_metric(key, rung.subscribers)
+            switches.add_metric(key, rung.switches)
+        yield from (subscribers, switches)
 
 
 def create_registry(

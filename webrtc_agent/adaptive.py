@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 INTERVAL = 0.25
 # What a subscription's audio is kept aside for (bit/s): the mixed view's Opus.
 AUDIO_RESERVE = 64_000
+# Retransmissions a subscriber is answered, as a share of its rung's bitrate (half a
+# second's worth at once).
+RETRANSMIT_SHARE = 0.25
 
 
 @runtime_checkable
@@ -92,6 +95,7 @@ class AdaptiveVideo:
         self.last: Estimate = self.estimator.estimate(time.monotonic())
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
+        self._budget_retransmissions()
         aiortcext.watch_rtcp(sender, self._on_rtcp)
         self._schedule()
 
@@ -158,17 +162,25 @@ class AdaptiveVideo:
             return
         source = self.stream.rung_source(self.format, rung)
         switch_rung(track, source)
+        self._budget_retransmissions()
         target = self.rungs[rung]
         logger.info(
-            "subscriber switched to rung %d (%dx%d, %d bit/s): estimate %s, loss %.3f",
+            "subscriber switched to rung %d (%dx%d, %d bit/s): estimate %s, loss %.3f,"
+            " REMB %s, sent %d bit/s, NACKed %.1f packets/s",
             rung,
             target.width,
             target.height,
             target.bitrate,
             estimate.bitrate,
             estimate.loss,
+            estimate.remb,
+            estimate.sent_rate,
+            estimate.nack_rate,
             extra=self.log_ids,
         )
+
+    def _budget_retransmissions(self) -> None:
+        self.track.retransmit_budget = RETRANSMIT_SHARE * self.rungs[self.chooser.rung].bitrate / 8
 
     def describe(self) -> dict[str, Any]:
         """The estimate and rung, for querybwe, REST and metrics (camelCase)."""
@@ -181,6 +193,8 @@ class AdaptiveVideo:
             "rungBitrate": rung.bitrate,
             "rungSwitches": self.chooser.switches,
             "failedProbes": self.chooser.failed_probes,
+            "retransmitted": self.track.retransmitted,
+            "retransmitsRefused": self.track.retransmits_refused,
         }
 
     def close(self) -> None:

@@ -67,13 +67,20 @@ def test_absurd_rembs_are_ignored_and_counted(remb: int) -> None:
     assert not estimate.fresh  # an absurd figure is no feedback either
 
 
-def test_a_remb_well_under_the_sent_rate_is_congestion() -> None:
+def test_a_falling_remb_well_under_the_sent_rate_is_congestion() -> None:
     estimator = BandwidthEstimator()
     sending(estimator, 0.0, 2.0, 1_000_000)
+    # Rising (a receiver ramping up after a climb): not congestion.
+    estimator.on_remb(1.0, 300_000)
     estimator.on_remb(2.0, 400_000)
-    assert estimator.estimate(2.0).congested
-    estimator.on_remb(2.1, 850_000)  # aiortc's answer to a delay blip
-    assert not estimator.estimate(2.1).congested
+    assert not estimator.estimate(2.0).congested
+    # Falling, under half of what is sent: the receiver's queue grows.
+    estimator.on_remb(2.1, 380_000)
+    assert estimator.estimate(2.1).congested
+    # aiortc's answer to a delay blip (0.85 x what arrived) is not.
+    estimator.on_remb(2.2, 850_000)
+    estimator.on_remb(2.3, 800_000)
+    assert not estimator.estimate(2.3).congested
 
 
 def test_nacks_for_many_packets_are_congestion_and_age_out() -> None:

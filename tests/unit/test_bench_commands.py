@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench import audio, compositor, density, fanout, latency, memory
+from bench import adaptive, audio, compositor, density, fanout, latency, memory
 
 
 def _run(module: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Any, str]:
@@ -150,3 +150,12 @@ def test_ingest_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "(transcoded)" in sources["transcode"]["plans"]["video"]
     assert sources["pass-through + decode"]["decoded_frames"] > 0
     assert "streaming-in benchmark" in printed
+
+
+def test_adaptive_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    figures, printed = _run(adaptive, tmp_path, capsys)
+    assert len(figures["top_ms"]) == len(figures["ladder_ms"]) == len(figures["four_rungs_ms"])
+    assert all(_finite(v) and v > 0 for v in figures["top_ms"] + figures["ladder_ms"])
+    # More rungs cost more: each of the default ladder's lower rungs is encoded on top.
+    assert np.mean(figures["ladder_ms"]) > np.mean(figures["top_ms"])
+    assert "whole default ladder / top rung alone" in printed
