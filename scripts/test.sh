@@ -12,6 +12,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v curl >/dev/null || missing+=(curl)  # the README's examples (test_readme.py)
+  command -v tc >/dev/null || missing+=(iproute2)  # tests/netlab.py: namespaces, tbf
   # Name labels in a view (mixer/textrender.py): Latin, Arabic, CJK and colour emoji fonts,
   # and FriBiDi, which Pillow's libraqm loads for right-to-left text.
   [ -f /usr/share/fonts/truetype/noto/NotoSans-Regular.ttf ] || missing+=(fonts-noto-core)

@@ -14,6 +14,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -64,9 +65,14 @@ class NodeDriver:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def spawn(cls, ready_timeout: float) -> tuple[asyncio.subprocess.Process, Any]:
-        """Start the script and wait for its ready line; the process and the line's value."""
+    async def spawn(
+        cls, ready_timeout: float, prefix: Sequence[str] = ()
+    ) -> tuple[asyncio.subprocess.Process, Any]:
+        """Start the script and wait for its ready line; the process and the line's value.
+
+        `prefix` runs it through another program (`ip netns exec NAME`: tests/netlab.py)."""
         process = await asyncio.create_subprocess_exec(
+            *prefix,
             "node",
             str(cls.script),
             cwd=ROOT,

@@ -135,3 +135,8 @@ def region_box(region: dict[str, Any]) -> tuple[float, float, float, float]:
         float(Fraction(area[k])) for k in ("left", "top", "width", "height")
     )
     return left, top, width, height
+
+
+# Room option `transcoding` of a room whose forward streams have no ladder (subscribers stay
+# on the publisher's stream as it is): for tests of what a forward subscriber gets unadapted.
+NO_LADDER = {"video": {"parameters": {"resolution": False}}}

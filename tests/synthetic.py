@@ -120,3 +120,35 @@ async def next_video_frame(track: MediaStreamTrack, timeout: float = 20) -> av.V
     frame = await asyncio.wait_for(track.recv(), timeout)
     assert isinstance(frame, av.VideoFrame)
     return frame
+
+
+class NoiseVideoTrack(MediaStreamTrack):
+    """Frames of changing noise at `fps`, in real time: as many bits as an encoder allows.
+
+    A pool of noise frames is cycled (drawing a new one per frame costs a core); a
+    solid colour would fit any link, and a link limit would show nothing.
+    """
+
+    kind = "video"
+
+    def __init__(self, width: int = 640, height: int = 360, fps: int = 30, pool: int = 15):
+        super().__init__()
+        self.fps = fps
+        noise = np.random.default_rng(17)
+        self._frames = [
+            noise.integers(0, 256, (height * 3 // 2, width), dtype=np.uint8) for _ in range(pool)
+        ]
+        self._start: float | None = None
+        self._count = 0
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._count / self.fps
+        await asyncio.sleep(max(0.0, due - time.monotonic()))  # stimulus: real-time pace
+        planes = self._frames[self._count % len(self._frames)]
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        frame.pts = self._count * VIDEO_CLOCK // self.fps
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self._count += 1
+        return frame

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -19,6 +20,7 @@ from av.video.reformatter import VideoReformatter
 
 from tessera.media import aiortcext
 from tessera.media.aiortcext import EncodedFrameTap
+from tessera.media.bandwidth import Rung
 from tessera.media.mediasource import (
     VIDEO_TIME_BASE,
     FrameSource,
@@ -34,6 +36,7 @@ from tessera.media.mediasource import (
 from tessera.media.streaminfo import optional_video
 from tessera.media.videoencoder import EncoderSettings, VideoEncoder, default_bitrate
 
+from .forwardladder import ReceivedRate, forward_ladder
 from .mediaformats import CodecFormat
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ class ForwardTrack(PacketSource):
         # Called when a later keyframe has another size (the publisher changed resolution).
         self.on_resize: Callable[[], None] | None = None
         self.format: CodecFormat | None = None  # what was negotiated, once bound
+        self.received = ReceivedRate()  # the publisher's bitrate, for the ladder's top rung
 
     def bind(self, receiver: RTCRtpReceiver, codec: RTCRtpCodecParameters) -> None:
         """Attach to the aiortc receiver once the transport negotiated the track."""
@@ -82,6 +86,7 @@ class ForwardTrack(PacketSource):
 
     def _on_encoded(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> None:
         if self.kind == "video":
+            self.received.add(time.monotonic(), len(data))
             # Header bytes only: None for anything but a VP8 keyframe.
             size = vp8_frame_size(data) if self.codec == "vp8" else None
             if size is not None and size != self.frame_size:
@@ -431,6 +436,48 @@ class ForwardStream(Stream):
             )
             self.transcoders[fmt] = transcoder
         return transcoder
+
+    # -- the adaptive ladder (forwardladder.py; webrtc_agent/adaptive.py moves subscribers) --
+
+    def ladder(self, fmt: VideoFormat) -> tuple[Rung, ...]:
+        """The rungs a subscriber of `fmt` is switched between, highest first.
+
+        Only a subscriber of the publication as it is (its codec, no size, frame
+        rate, bitrate or keyframe interval asked for) adapts, and only once the
+        picture's size is known; one rung or none otherwise.
+        """
+        track = self.tracks.get("video")
+        if track is None or track.codec == "" or fmt.codec != track.codec:
+            return ()
+        size = self._resolution(track)
+        if size is None:
+            return ()
+        bitrate = track.received.bitrate(time.monotonic())
+        if bitrate is None:
+            bitrate = default_bitrate(size[0], size[1], 30, track.codec)
+        if not fmt.is_original or not self._may_scale():
+            return (Rung(size[0], size[1], bitrate),)
+        return forward_ladder(size[0], size[1], bitrate, track.codec)
+
+    def _may_scale(self) -> bool:
+        """The room allows resolution transcoding (OWT's transcoding.video.parameters.resolution):
+        rungs are such transcodes, so a room that forbids them keeps every subscriber on top."""
+        video = self.transcoding.get("video") if self.transcoding else None
+        parameters = video.get("parameters") if isinstance(video, dict) else None
+        return isinstance(parameters, dict) and bool(parameters.get("resolution"))
+
+    def rung_source(self, fmt: VideoFormat, rung: int) -> PacketSource:
+        """Rung 0: the publisher's packets; below: the shared transcoder of that size (made
+        on first use, closed when its last subscriber leaves). ParameterError if no such rung."""
+        rungs = self.ladder(fmt)
+        if not 0 <= rung < len(rungs):
+            raise ParameterError(f"The stream has no rung {rung}")
+        if self.closed:
+            raise ParameterError("Stream does NOT exist")
+        if rung == 0:
+            return self.packet_source("video", fmt)
+        step = rungs[rung]
+        return self.packet_source("video", replace(fmt, width=step.width, height=step.height))
 
     def _transcoder_idle(self, transcoder: VideoTranscoder) -> None:
         if self.transcoders.get(transcoder.format) is transcoder:

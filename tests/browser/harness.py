@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,9 @@ class Browser(NodeDriver):
         self.pages: list[Page] = []
 
     @classmethod
-    async def launch(cls) -> Browser:
-        process, version = await cls.spawn(ready_timeout=60)
+    async def launch(cls, prefix: Sequence[str] = ()) -> Browser:
+        """Chromium; `prefix` runs it through another program (`lab.command()`: a namespace)."""
+        process, version = await cls.spawn(ready_timeout=60, prefix=prefix)
         return cls(process, str(version))
 
     async def new_page(self, url: str | None = None, width: int = 1280, height: int = 800) -> Page:

@@ -23,7 +23,7 @@ from tessera.webrtc_agent.forwardstream import ForwardStream
 from tessera.webrtc_agent.subscription import Subscription
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
-from tests.support import RunningServer
+from tests.support import NO_LADDER, RunningServer, room_with
 from tests.synthetic import ColorVideoTrack
 
 VIDEO_CLOCK = 90000
@@ -101,9 +101,11 @@ def forward_video(tessera: RunningServer, room_id: str, stream_id: str) -> Packe
     return source
 
 
-async def publish(tessera: RunningServer, track: MediaStreamTrack) -> tuple[ConferenceClient, str]:
+async def publish(
+    tessera: RunningServer, track: MediaStreamTrack, room: str = "default"
+) -> tuple[ConferenceClient, str]:
     publisher = ConferenceClient()
-    await publisher.join(tessera.token(user="publisher"))
+    await publisher.join(tessera.token(user="publisher", room=room))
     publication = await publisher.publish(video=track)
     await publication.wait_ready()
     return publisher, publication.id
@@ -221,9 +223,12 @@ class RelayedClient(ConferenceClient):
 async def test_a_lossy_subscriber_gets_packets_back_from_the_shared_history(
     tessera: RunningServer,
 ) -> None:
-    publisher, stream_id = await publish(tessera, StampedVideoTrack())
+    # Without forward ladders: this lossy subscriber is to stay on the stream as it is
+    # (tests/integration/test_forward_adaptive.py moves one to a rung).
+    room = await room_with(tessera, "no-ladder", transcoding=NO_LADDER)
+    publisher, stream_id = await publish(tessera, StampedVideoTrack(), room)
     direct = ConferenceClient()
-    await direct.join(tessera.token(user="direct"))
+    await direct.join(tessera.token(user="direct", room=room))
     direct_sub = await direct.subscribe(stream_id, audio=False)
     await direct_sub.wait_ready()
     loop = asyncio.get_running_loop()
@@ -234,7 +239,7 @@ async def test_a_lossy_subscriber_gets_packets_back_from_the_shared_history(
         lossy = RelayedClient()
         lossy.relay = relay
         lossy.relay_port = transport.get_extra_info("sockname")[1]
-        await lossy.join(tessera.token(user="lossy"))
+        await lossy.join(tessera.token(user="lossy", room=room))
 
         subscription = await lossy.subscribe(stream_id, audio=False)
         assert relay.server[1] != 0

@@ -8,7 +8,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from tessera_client import ClientError, Subscription
 from tests.eventually import eventually
-from tests.support import RunningServer, joined
+from tests.support import NO_LADDER, RunningServer, joined, room_with
 from tests.synthetic import ColorVideoTrack, ToneTrack, next_video_frame
 
 
@@ -37,14 +37,17 @@ class ReportedBandwidth:
 
 
 async def test_two_subscribers_get_their_own_receivers_estimates(tessera: RunningServer) -> None:
-    publisher = await joined(tessera, "cam")
+    # Forward subscribers on a ladder answer with the adaptive estimate (its own test):
+    # here the receivers' REMB figures themselves, unadapted.
+    room = await room_with(tessera, "no-ladder", transcoding=NO_LADDER)
+    publisher = await joined(tessera, "cam", room=room)
     pub = await publisher.publish(video=ColorVideoTrack((40, 160, 40)))
     await pub.wait_ready()
     reports = {}
     subscriptions = {}
     # Exact in REMB's 18-bit mantissa, and outside aiortc's 250 kbit/s..1.5 Mbit/s clamp.
     for user, bitrate in (("slow", 150_000), ("fast", 2_400_000)):
-        client = await joined(tessera, user)
+        client = await joined(tessera, user, room=room)
         await eventually(lambda c=client: pub.id in c.streams, what=f"{user} sees the stream")  # type: ignore[misc]
         sub = await client.subscribe(pub.id)
         await sub.wait_ready()

@@ -5,7 +5,7 @@
 // `#token=<token>` (from your own app server) skips the form and joins with it.
 // Before joining, a preview shows the camera and the microphone's level; the media
 // previewed is the media published. `?room=<name>` (an invite link) fills in the room.
-import { ConferenceClient, ConferenceError, REACTIONS, parseSignal } from "./tessera.js";
+import { ConferenceClient, ConferenceError, ConnectionMeter, REACTIONS, parseSignal } from "./tessera.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -31,6 +31,9 @@ const state = {
   layoutBase: null, // the region set the room's view shows now (moderators read it)
   captionsSeen: false, // the room sent a caption: it has captions, the control shows
   captionsOn: true, // the person's choice: show captions or not
+  // This browser's own connection: {loss, rtt, limited, level} from getStats every 2 s.
+  quality: null,
+  qualityTimer: null,
 };
 // Tests and curious people can look at the page's state from the console.
 window.tessera = state;
@@ -163,10 +166,13 @@ function enterConference(info) {
   else Promise.resolve(state.previewStarting).then(stopPreview); // watching only: camera off
   refreshRecordings();
   state.recordingsTimer = setInterval(refreshRecordings, 5000);
+  startQualityMeter();
 }
 
 function leaveConference(message = "") {
   clearInterval(state.recordingsTimer);
+  clearInterval(state.qualityTimer);
+  state.quality = null;
   for (const track of state.localStream ? state.localStream.getTracks() : []) track.stop();
   if (state.screen) for (const track of state.screen.stream.getTracks()) track.stop();
   Object.assign(state, {
@@ -498,6 +504,7 @@ function renderParticipants() {
         icon.textContent = "screen";
         icons.append(icon);
       }
+      if (p.id === client.id && state.quality) icons.prepend(qualityIcon(state.quality));
       if (client.raisedHands.has(p.id)) {
         const hand = document.createElement("span");
         hand.className = "hand";
@@ -511,6 +518,45 @@ function renderParticipants() {
       return item;
     }),
   );
+}
+
+// -- connection quality -----------------------------------------------------------------------
+// Shown for this browser's own connection only: its getStats figures are the only ones the
+// page has (the server does not report other participants' links to the page).
+
+const QUALITY_LABELS = { good: "Good connection", fair: "Fair connection", poor: "Poor connection" };
+
+function startQualityMeter() {
+  const meter = new ConnectionMeter();
+  clearInterval(state.qualityTimer);
+  state.qualityTimer = setInterval(async () => {
+    const client = state.client;
+    if (!client) return;
+    try {
+      const quality = await meter.measure(client.pc);
+      const changed = !state.quality || state.quality.level !== quality.level;
+      state.quality = quality;
+      if (changed) renderParticipants();
+    } catch (error) {
+      console.warn("connection figures unavailable", error);
+    }
+  }, 2000);
+}
+
+function qualityIcon(quality) {
+  const icon = document.createElement("span");
+  icon.className = "quality";
+  icon.dataset.quality = quality.level;
+  const figures = [];
+  if (quality.loss !== null) figures.push(`${(quality.loss * 100).toFixed(1)} % lost`);
+  if (quality.rtt !== null) figures.push(`${Math.round(quality.rtt * 1000)} ms round trip`);
+  if (quality.limited) figures.push("video held back for bandwidth");
+  const label = QUALITY_LABELS[quality.level] || "Connection not measured yet";
+  icon.title = figures.length ? `${label}: ${figures.join(", ")}` : label;
+  icon.setAttribute("role", "img");
+  icon.setAttribute("aria-label", icon.title);
+  icon.textContent = "▂▄▆";
+  return icon;
 }
 
 // -- chat -------------------------------------------------------------------------------------

@@ -955,3 +955,58 @@ function orderCodecs(names) {
   };
   return [...capabilities.codecs].sort((a, b) => rank(a) - rank(b));
 }
+
+// -- connection quality (the page's indicator) ------------------------------------------------
+
+/**
+ * "good", "fair" or "poor" for a connection's figures, "unknown" before there are any.
+ * `loss`: share of packets lost (0..1) over the last interval, either way; `rtt` in seconds;
+ * `limited`: the browser holds its video back for lack of bandwidth.
+ */
+export function connectionQuality({ loss = null, rtt = null, limited = false } = {}) {
+  if (loss === null && rtt === null) return "unknown";
+  if ((loss ?? 0) > 0.1 || (rtt ?? 0) > 0.5) return "poor";
+  if ((loss ?? 0) > 0.02 || (rtt ?? 0) > 0.25 || limited) return "fair";
+  return "good";
+}
+
+/**
+ * This client's own connection figures from its peer connection's statistics (getStats):
+ * loss of what it receives (inbound-rtp, since the last measure) and of what it sends (the
+ * server's receiver reports: remote-inbound-rtp), the round trip of the selected candidate
+ * pair, whether its video is limited by bandwidth. Only figures of this browser's own link.
+ */
+export class ConnectionMeter {
+  constructor() {
+    this.previous = new Map(); // inbound-rtp id -> {received, lost}
+  }
+
+  async measure(pc) {
+    if (!pc) return { loss: null, rtt: null, limited: false, level: "unknown" };
+    const stats = await pc.getStats();
+    let received = 0;
+    let lost = 0;
+    let sentLoss = null;
+    let rtt = null;
+    let limited = false;
+    stats.forEach((report) => {
+      if (report.type === "inbound-rtp") {
+        const before = this.previous.get(report.id) || { received: 0, lost: 0 };
+        const now = { received: report.packetsReceived || 0, lost: report.packetsLost || 0 };
+        received += Math.max(0, now.received - before.received);
+        lost += Math.max(0, now.lost - before.lost);
+        this.previous.set(report.id, now);
+      } else if (report.type === "remote-inbound-rtp" && typeof report.fractionLost === "number") {
+        sentLoss = Math.max(sentLoss ?? 0, report.fractionLost);
+      } else if (report.type === "candidate-pair" && report.nominated && report.state === "succeeded") {
+        if (typeof report.currentRoundTripTime === "number") rtt = report.currentRoundTripTime;
+      } else if (report.type === "outbound-rtp" && report.kind === "video") {
+        limited = limited || report.qualityLimitationReason === "bandwidth";
+      }
+    });
+    const receivedLoss = received + lost > 0 ? lost / (received + lost) : null;
+    const loss = receivedLoss === null && sentLoss === null ? null : Math.max(receivedLoss ?? 0, sentLoss ?? 0);
+    const figures = { loss, rtt, limited };
+    return { ...figures, level: connectionQuality(figures) };
+  }
+}
