@@ -86,7 +86,8 @@ AIORTC_VERSION = "1.16"
 # it): (what holds it, the name). A holder "Class.method" means the name is an attribute
 # that method sets on another object (so it is looked up in the method's code).
 PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
-    ("RTCRtpReceiver", "_RTCRtpReceiver__decoder_queue"),  # install_encoded_tap
+    ("RTCRtpReceiver", "_RTCRtpReceiver__decoder_queue"),  # install_encoded_tap, stop_decoder
+    ("RTCRtpReceiver", "_RTCRtpReceiver__decoder_thread"),  # stop_decoder
     ("RTCRtpReceiver", "_RTCRtpReceiver__jitter_buffer"),  # install_low_latency_buffer
     ("RTCRtpReceiver", "_RTCRtpReceiver__rtx_ssrc"),  # send_picture_loss
     ("RTCRtpReceiver", "_RTCRtpReceiver__started"),  # receiver_started
@@ -369,6 +370,22 @@ def send_picture_loss(receiver: RTCRtpReceiver) -> None:
         return
     task = asyncio.ensure_future(receiver._send_rtcp_pli(sources[0]))
     task.add_done_callback(_log_failure)
+
+
+async def stop_decoder(receiver: RTCRtpReceiver) -> None:
+    """End the receiver's decoder thread without joining it on the event loop thread.
+
+    aiortc's ``RTCRtpReceiver.stop()`` (``pc.close()``) joins it on the loop: the thread
+    first finishes the frame it decodes, and on a busy machine that held the loop for
+    80-120 ms (issue 15's stall detector). Once this returns, stop() has nothing to join.
+    """
+    thread = getattr(receiver, "_RTCRtpReceiver__decoder_thread", None)
+    if thread is None:
+        return
+    # No frame is queued for it from now on (aiortc queues only while it is set).
+    receiver._RTCRtpReceiver__decoder_thread = None  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__decoder_queue.put(None)  # type: ignore[attr-defined]
+    await asyncio.to_thread(thread.join)
 
 
 def receiver_started(receiver: RTCRtpReceiver) -> bool:

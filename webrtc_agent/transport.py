@@ -435,6 +435,8 @@ class Transport:
         self._deadlines.clear()
         for session in list(self.sessions.values()):
             session.close()
+        receivers = [transceiver.receiver for transceiver in self.pc.getTransceivers()]
+        await asyncio.gather(*(aiortcext.stop_decoder(receiver) for receiver in receivers))
         await self.pc.close()
 
 

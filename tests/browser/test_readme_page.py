@@ -62,9 +62,19 @@ async def test_readme_html_block_runs_as_written(
         await watcher.leave()
 
 
-async def test_readme_peerjs_block_runs_as_written(
-    browser: Browser, tessera: RunningServer
-) -> None:
+# Stimulus: the server answers the peer's id request late, as on a loaded machine. peerjs
+# drops what a peer sends before its socket opens: a block that called before "open" lost
+# its OFFER then, and its video never played (the flake of issue 15).
+SLOW_ID = """() => {
+  const fetch = window.fetch;
+  window.fetch = (url, ...rest) => String(url).includes("/id")
+    ? new Promise((resolve) => setTimeout(() => resolve(fetch(url, ...rest)), 1500))
+    : fetch(url, ...rest);
+}"""
+
+
+async def run_peerjs_block(browser: Browser, tessera: RunningServer, before: str = "") -> None:
+    """Run the README's PeerJS block in a page and see it show the blue of bob's answer."""
     (js,) = [b for b in readme_blocks() if b.language == "js" and b.skip is None]
     bob, bob_id = await peer_page(browser, tessera, BLUE, "bob")  # answers with blue
     assert bob_id == "bob"
@@ -74,6 +84,20 @@ async def test_readme_peerjs_block_runs_as_written(
         "() => { const v = document.createElement('video'); v.autoplay = v.muted = true;"
         " v.style.cssText = 'width: 320px; height: 180px'; document.body.prepend(v); }"
     )
+    if before:
+        await page.evaluate(before)
     await page.evaluate(f"async () => {{\n{js.text}\n}}")
     await page.wait_for_colour("document.querySelector('video')", BLUE)
     await bob.wait_for("() => Object.keys(window.videos).length === 1")
+
+
+async def test_readme_peerjs_block_runs_as_written(
+    browser: Browser, tessera: RunningServer
+) -> None:
+    await run_peerjs_block(browser, tessera)
+
+
+async def test_readme_peerjs_block_calls_once_its_peer_is_open(
+    browser: Browser, tessera: RunningServer
+) -> None:
+    await run_peerjs_block(browser, tessera, before=SLOW_ID)
