@@ -320,7 +320,8 @@ async def test_subscribers_on_different_rungs_see_the_same_picture(
         for rtp, picture in sorted(received[1].pictures.items()):
             diffs = [(float(np.abs(top - picture).mean()), top_rtp) for top_rtp, top in tops]
             _, best_rtp = min(diffs)
-            offsets.append(round(((best_rtp - rtp) & 0xFFFFFFFF) / 3000))
+            # Signed: the best match may be a timestamp or two behind (a switch's nudge).
+            offsets.append(round(((best_rtp - rtp + 2**31) % 2**32 - 2**31) / 3000))
         common = max(set(offsets), key=offsets.count)
 
         def counterpart(rtp: int, ticks: int) -> np.ndarray | None:
