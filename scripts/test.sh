@@ -44,4 +44,5 @@ mypy -p tessera.portal -p tessera.conference -p tessera.cluster -p tessera.webrt
 mypy bench
 mypy clients/python/tessera_client
 echo "== pytest"
-pytest -q -p no:cacheprovider tests clients/python/tests "$@"
+# The slowest tests are listed at the end: the whole suite must stay under 15 minutes.
+pytest -q -p no:cacheprovider --durations=25 tests clients/python/tests "$@"
