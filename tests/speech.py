@@ -3,7 +3,6 @@ audio track that notes when the speech began and ended."""
 
 from __future__ import annotations
 
-import asyncio
 import fractions
 import shutil
 import subprocess
@@ -13,6 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
+
+from tests.synthetic import RealTimePace
 
 RATE = 48000
 FRAME = RATE // 50  # 20 ms
@@ -62,7 +63,7 @@ class SpeechTrack(MediaStreamTrack):
         self._samples = np.zeros(0, np.int16)
         self._speech = (-1, -1)
         self._sent = 0
-        self._start: float | None = None
+        self._pace = RealTimePace()
         self.spoken: list[float] = []  # [start, end] once played
 
     def speak(self) -> None:
@@ -72,10 +73,7 @@ class SpeechTrack(MediaStreamTrack):
         self._speech = (begin, begin + len(self._speech_samples))
 
     async def recv(self) -> av.AudioFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self._sent / RATE
-        await asyncio.sleep(max(0.0, due - time.monotonic()))  # stimulus: real-time pace
+        await self._pace.until(self._sent, RATE)
         chunk = self._samples[self._sent : self._sent + FRAME]
         if len(chunk) < FRAME:
             chunk = np.concatenate([chunk, np.zeros(FRAME - len(chunk), np.int16)])

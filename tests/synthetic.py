@@ -15,6 +15,21 @@ VIDEO_CLOCK = 90000
 AUDIO_RATE = 48000
 
 
+class RealTimePace:
+    """A live source's pace: item ``position`` of a stream at ``rate`` items a second is
+    released ``position / rate`` seconds after the first (the one stimulus every synthetic
+    source shares; nothing waits on it before asserting)."""
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+
+    async def until(self, position: int, rate: float) -> None:
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        await asyncio.sleep(max(0.0, self._start + position / rate - now))  # stimulus
+
+
 class ColorVideoTrack(MediaStreamTrack):
     """Frames of one RGB colour at `fps`, in real time."""
 
@@ -30,14 +45,11 @@ class ColorVideoTrack(MediaStreamTrack):
         self._frame = av.VideoFrame.from_ndarray(rgb_frame, format="rgb24").reformat(
             format="yuv420p"
         )
-        self._start: float | None = None
+        self._pace = RealTimePace()
         self._count = 0
 
     async def recv(self) -> av.VideoFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self._count / self.fps
-        await asyncio.sleep(max(0.0, due - time.monotonic()))  # stimulus: real-time pace
+        await self._pace.until(self._count, self.fps)
         frame = av.VideoFrame.from_ndarray(self._frame.to_ndarray(), format="yuv420p")
         frame.pts = self._count * VIDEO_CLOCK // self.fps
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
@@ -55,13 +67,10 @@ class ToneTrack(MediaStreamTrack):
         self.frequency = frequency
         self.amplitude = amplitude
         self._samples = 0
-        self._start: float | None = None
+        self._pace = RealTimePace()
 
     async def recv(self) -> av.AudioFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self._samples / AUDIO_RATE
-        await asyncio.sleep(max(0.0, due - time.monotonic()))  # stimulus: real-time pace
+        await self._pace.until(self._samples, AUDIO_RATE)
         n = AUDIO_RATE // 50
         t = (np.arange(n) + self._samples) / AUDIO_RATE
         wave = (self.amplitude * 32767 * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
@@ -138,14 +147,11 @@ class NoiseVideoTrack(MediaStreamTrack):
         self._frames = [
             noise.integers(0, 256, (height * 3 // 2, width), dtype=np.uint8) for _ in range(pool)
         ]
-        self._start: float | None = None
+        self._pace = RealTimePace()
         self._count = 0
 
     async def recv(self) -> av.VideoFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self._count / self.fps
-        await asyncio.sleep(max(0.0, due - time.monotonic()))  # stimulus: real-time pace
+        await self._pace.until(self._count, self.fps)
         planes = self._frames[self._count % len(self._frames)]
         frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
         frame.pts = self._count * VIDEO_CLOCK // self.fps

@@ -8,7 +8,6 @@ import asyncio
 import fractions
 import itertools
 import re
-import time
 from typing import Any
 
 import av
@@ -24,7 +23,7 @@ from tessera.webrtc_agent.subscription import Subscription
 from tessera_client import ConferenceClient
 from tests.eventually import eventually
 from tests.support import NO_LADDER, RunningServer, room_with
-from tests.synthetic import ColorVideoTrack
+from tests.synthetic import ColorVideoTrack, RealTimePace
 
 VIDEO_CLOCK = 90000
 BITS = 8  # frame number bits stamped into each picture
@@ -42,14 +41,11 @@ class StampedVideoTrack(MediaStreamTrack):
         x = np.linspace(0, 4 * np.pi, width)
         y = np.linspace(0, 3 * np.pi, height)
         self._pattern = np.add.outer(np.sin(y), np.cos(x))
-        self._start: float | None = None
+        self._pace = RealTimePace()
         self._count = 0
 
     async def recv(self) -> av.VideoFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self._count / self.fps
-        await asyncio.sleep(max(0.0, due - time.monotonic()))  # stimulus: real-time pace
+        await self._pace.until(self._count, self.fps)
         n = self._count
         luma = (128 + 50 * np.roll(self._pattern, 4 * n, axis=1)).astype(np.uint8)
         luma[:BLOCK, :] = 0

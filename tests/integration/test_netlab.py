@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import statistics
 import struct
@@ -14,7 +13,7 @@ from tests.eventually import eventually
 from tests.netclient import SubscriberProcess
 from tests.netlab import NetLab, in_namespace, open_netlab
 from tests.support import RunningServer
-from tests.synthetic import NoiseVideoTrack
+from tests.synthetic import NoiseVideoTrack, RealTimePace
 
 DATAGRAM = 1200
 
@@ -60,11 +59,9 @@ class Arrivals:
 async def send_datagrams(target: tuple[str, int], count: int, kbit: int) -> None:
     """`count` datagrams from the host to `target`, paced at `kbit` kbit/s."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        start = time.monotonic()
-        interval = DATAGRAM * 8 / (kbit * 1000)
+        pace = RealTimePace()
         for sequence in range(count):
-            due = start + sequence * interval
-            await asyncio.sleep(max(0.0, due - time.monotonic()))  # stimulus: the send pace
+            await pace.until(sequence, kbit * 1000 / (DATAGRAM * 8))
             payload = struct.pack("!Id", sequence, time.monotonic())
             sock.sendto(payload.ljust(DATAGRAM, b"\0"), target)
 

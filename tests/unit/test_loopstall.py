@@ -26,16 +26,17 @@ async def test_a_blocking_call_on_the_loop_is_a_stall_with_its_place() -> None:
     assert "time.sleep(0.3)" in stall.stack
 
 
-def short_blocking_call() -> None:
+def short_blocking_call(done: asyncio.Event) -> None:
     time.sleep(0.06)  # stimulus: a block just past the 50 ms the churn test allows
+    done.set()
 
 
 async def test_a_60_ms_block_on_the_loop_is_a_stall() -> None:
     detector = LoopStallDetector(threshold=0.05)
+    done = asyncio.Event()
     with detector.watching():
-        await asyncio.sleep(0)
-        asyncio.get_running_loop().call_soon(short_blocking_call)
-        await asyncio.sleep(0)
+        asyncio.get_running_loop().call_soon(short_blocking_call, done)
+        await done.wait()
     assert len(detector.stalls) == 1, detector.report()
     stall = detector.stalls[0]
     assert stall.held > 0.05 and stall.cpu < 0.05 and "short_blocking_call" in stall.callback
