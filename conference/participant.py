@@ -14,6 +14,8 @@ from .background import spawn
 from .context import ConferenceContext
 from .errors import ConferenceError
 from .events import TRANSPORT_EVENT, ClientAddress
+from .linkquality import LinkFigures, worst
+from .subscriptionview import subscription_link, subscription_view
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +83,18 @@ class Participant:
         return {"id": self.id, "user": self.user, "role": self.role}
 
     def detail(self) -> dict[str, Any]:
-        """OWT's ParticipantDetail: ``{id, user, role, permission}``."""
-        return {**self.describe(), "permission": self.permission}
+        """OWT's ParticipantDetail ``{id, user, role, permission}``, and Tessera's
+        ``subscriptions`` (its webrtc subscriptions with their estimates; subscriptionview.py)."""
+        return {
+            **self.describe(),
+            "permission": self.permission,
+            "subscriptions": [subscription_view(s) for s in self.subscriptions.values()],
+        }
+
+    def link_figures(self) -> LinkFigures:
+        """The worst figures of the participant's measured paths (linkquality.py)."""
+        measured = (subscription_link(s) for s in self.subscriptions.values())
+        return worst(f for f in measured if f is not None)
 
     # -- limits and permissions ------------------------------------------
 

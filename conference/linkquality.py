@@ -1,0 +1,68 @@
+"""The figures a participant's connection quality is judged by (pure).
+
+The conference page shows each participant's connection quality as good, fair or
+poor. It judges every participant, itself included, with one function
+(``connectionQuality`` in web/js/tessera.js) of three figures: the share of packets
+lost, the round-trip time, and whether video is held back for bandwidth. The page
+measures its own; the room service makes the others' from the adaptive estimates of
+their subscriptions (``AdaptiveVideo.describe()``, webrtc_agent/adaptive.py): the worst
+of them, as a participant's connection is as good as its worst path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LinkFigures:
+    """Loss (0..1), round trip (s) and whether video is held back; None: not measured."""
+
+    loss: float | None = None
+    rtt: float | None = None
+    limited: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """What the page's ``connectionQuality`` takes (its ``loss``, ``rtt``, ``limited``)."""
+        return {"loss": self.loss, "rtt": self.rtt, "limited": self.limited}
+
+
+def subscription_figures(described: Mapping[str, Any], needed: int) -> LinkFigures:
+    """One adapted subscription's figures from its ``describe()`` and the bitrate the top
+    rung of its ladder needs. Loss and round trip count once the subscriber has sent a
+    receiver report; its video is held back while it is on a rung below the top or its
+    estimate is below what the top needs."""
+    reported = _number(described.get("reports")) or 0
+    loss = _number(described.get("fractionLost")) if reported > 0 else None
+    rtt = _number(described.get("roundTripTime")) if reported > 0 else None
+    rung = _number(described.get("rung")) or 0
+    estimate = _number(described.get("estimatedBitrate"))
+    limited = rung > 0 or (estimate is not None and estimate < needed)
+    return LinkFigures(
+        loss=None if loss is None else min(max(loss, 0.0), 1.0),
+        rtt=None if rtt is None or rtt < 0 else rtt,
+        limited=limited,
+    )
+
+
+def worst(figures: Iterable[LinkFigures]) -> LinkFigures:
+    """The worst of several paths' figures: the highest loss and round trip measured, held
+    back if any is."""
+    listed = list(figures)
+    losses = [f.loss for f in listed if f.loss is not None]
+    rtts = [f.rtt for f in listed if f.rtt is not None]
+    return LinkFigures(
+        loss=max(losses) if losses else None,
+        rtt=max(rtts) if rtts else None,
+        limited=any(f.limited for f in listed),
+    )
+
+
+def _number(value: Any) -> float | None:
+    # bool is an int: not a figure; nor is NaN or an infinity.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
