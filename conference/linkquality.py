@@ -30,17 +30,18 @@ class LinkFigures:
         return {"loss": self.loss, "rtt": self.rtt, "limited": self.limited}
 
 
-def subscription_figures(described: Mapping[str, Any], needed: int) -> LinkFigures:
-    """One adapted subscription's figures from its ``describe()`` and the bitrate the top
-    rung of its ladder needs. Loss and round trip count once the subscriber has sent a
-    receiver report; its video is held back while it is on a rung below the top or its
-    estimate is below what the top needs."""
+def subscription_figures(described: Mapping[str, Any]) -> LinkFigures:
+    """One adapted subscription's figures from its ``describe()``. Loss and round trip count
+    once the subscriber has sent a receiver report. Its video is held back while it is on a
+    rung below the top, or while its estimate says the link cannot carry what is sent
+    (``congested``: loss over 10 %, a falling REMB under half the rate sent, or NACKs for
+    over a tenth of the packets). The estimate is not compared with the top rung's nominal
+    bitrate: a still picture is sent far below it, and the estimate follows what is sent."""
     reported = _number(described.get("reports")) or 0
     loss = _number(described.get("fractionLost")) if reported > 0 else None
     rtt = _number(described.get("roundTripTime")) if reported > 0 else None
     rung = _number(described.get("rung")) or 0
-    estimate = _number(described.get("estimatedBitrate"))
-    limited = rung > 0 or (estimate is not None and estimate < needed)
+    limited = rung > 0 or described.get("congested") is True
     return LinkFigures(
         loss=None if loss is None else min(max(loss, 0.0), 1.0),
         rtt=None if rtt is None or rtt < 0 else rtt,

@@ -33,9 +33,7 @@ def subscription_link(subscription: Subscription) -> LinkFigures | None:
     """The figures of the subscriber's link this subscription measures, or None if it does
     not adapt (only an adapted video has an estimate of its own)."""
     adaptive = subscription.adaptive
-    if adaptive is None or not adaptive.rungs:
-        return None
-    return subscription_figures(adaptive.describe(), adaptive.rungs[0].bitrate)
+    return None if adaptive is None else subscription_figures(adaptive.describe())
 
 
 def _track_view(track: SubscribedTrack) -> dict[str, Any]:

@@ -45,6 +45,7 @@ async def test_rest_and_connection_quality_show_a_lossy_subscribers_estimate(
             assert [s["id"] for s in listed] == [subscription.id], listed
             adaptive: dict[str, Any] = listed[0]["adaptive"]
             assert adaptive["reports"] > 0 and adaptive["fractionLost"] >= 0.1, adaptive
+            assert adaptive["estimatedBitrate"] is not None, adaptive  # querybwe answers
             return listed[0]
 
         shown = await eventually(lossy_in_rest, 30, "the subscriber's loss in its detail")

@@ -13,7 +13,6 @@ from tessera.conference.linkquality import LinkFigures, subscription_figures, wo
 from tests.nodedriver import ROOT, run_node
 
 NODE_SCRIPT = Path(__file__).with_name("quality_node.mjs")
-TOP = 1_900_000  # what the top rung needs (bit/s)
 
 
 def described(**figures: Any) -> dict[str, Any]:
@@ -23,6 +22,7 @@ def described(**figures: Any) -> dict[str, Any]:
         "fractionLost": 0.0,
         "roundTripTime": 0.02,
         "reports": 2,
+        "congested": False,
         "rung": 0,
         "rungs": 4,
     }
@@ -34,14 +34,16 @@ def described(**figures: Any) -> dict[str, Any]:
     [
         ({}, LinkFigures(loss=0.0, rtt=0.02, limited=False)),
         ({"fractionLost": 0.2, "rung": 2}, LinkFigures(loss=0.2, rtt=0.02, limited=True)),
-        # An estimate below what the top rung needs holds video back before a switch.
-        ({"estimatedBitrate": 900_000}, LinkFigures(loss=0.0, rtt=0.02, limited=True)),
+        # An estimate that cannot carry what is sent holds video back before a switch; one
+        # below the top rung's nominal bitrate does not (a still picture is sent below it).
+        ({"congested": True}, LinkFigures(loss=0.0, rtt=0.02, limited=True)),
+        ({"estimatedBitrate": 90_000}, LinkFigures(loss=0.0, rtt=0.02, limited=False)),
         # No receiver report yet: loss and round trip are not measured (0 means nothing).
         ({"reports": 0, "roundTripTime": None}, LinkFigures(limited=False)),
         ({"estimatedBitrate": None, "roundTripTime": None}, LinkFigures(loss=0.0)),
         # Figures that are not figures are not taken; a share stays within 0..1.
         (
-            {"fractionLost": float("nan"), "roundTripTime": -1.0, "rung": True},
+            {"fractionLost": float("nan"), "roundTripTime": -1.0, "rung": True, "congested": 1},
             LinkFigures(loss=None, rtt=None, limited=False),
         ),
         ({"fractionLost": 7.0, "reports": "2"}, LinkFigures(limited=False)),
@@ -49,7 +51,7 @@ def described(**figures: Any) -> dict[str, Any]:
     ],
 )
 def test_subscription_figures(figures: dict[str, Any], expected: LinkFigures) -> None:
-    assert subscription_figures(described(**figures), TOP) == expected
+    assert subscription_figures(described(**figures)) == expected
 
 
 def test_a_participant_is_as_good_as_its_worst_path() -> None:
@@ -86,6 +88,6 @@ def test_the_page_classifies_figures_into_levels() -> None:
 def test_server_figures_and_the_page_agree_on_a_lossy_subscriber() -> None:
     # What the room service sends for a participant whose subscription loses a fifth of
     # its packets and fell two rungs, as the page judges it; and one not yet measured.
-    lossy = worst([subscription_figures(described(fractionLost=0.2, rung=2), TOP)])
-    fresh = worst([subscription_figures(described(reports=0), TOP)])
+    lossy = worst([subscription_figures(described(fractionLost=0.2, rung=2))])
+    fresh = worst([subscription_figures(described(reports=0))])
     assert levels([lossy.to_json(), fresh.to_json()]) == ["poor", "unknown"]
