@@ -5,8 +5,9 @@ poor. It judges every participant, itself included, with one function
 (``connectionQuality`` in web/js/tessera.js) of three figures: the share of packets
 lost, the round-trip time, and whether video is held back for bandwidth. The page
 measures its own; the room service makes the others' from the adaptive estimates of
-their subscriptions (``AdaptiveVideo.describe()``, webrtc_agent/adaptive.py): the worst
-of them, as a participant's connection is as good as its worst path.
+their subscriptions (``AdaptiveVideo.describe()``, webrtc_agent/adaptive.py) and the loss
+of what their publications send (``ReceivedLoss``): the worst of them, as a participant's
+connection is as good as its worst path.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+# Seconds a publisher's loss is measured over, at least: a shorter window is noise.
+LOSS_WINDOW = 1.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,36 @@ def subscription_figures(described: Mapping[str, Any]) -> LinkFigures:
         rtt=None if rtt is None or rtt < 0 else rtt,
         limited=limited,
     )
+
+
+@dataclass
+class ReceivedLoss:
+    """The share of a publisher's packets that did not arrive, over the last window of at
+    least ``window`` seconds, from the receiver's cumulative counts (the caller gives the
+    time and the counts). None until two looks a window apart, and for a window in which
+    nothing was sent (a paused publication has nothing to judge)."""
+
+    window: float = LOSS_WINDOW
+    loss: float | None = None
+    _at: float | None = None
+    _expected: int = 0
+    _received: int = 0
+
+    def update(self, now: float, expected: int, received: int) -> float | None:
+        """Take the counts now; the loss of the last whole window."""
+        if self._at is not None and now - self._at < self.window and expected >= self._expected:
+            return self.loss
+        if self._at is not None and expected >= self._expected:
+            more = expected - self._expected
+            # Retransmissions count as received again: never below no loss.
+            arrived = received - self._received
+            self.loss = min(max(1 - arrived / more, 0.0), 1.0) if more > 0 else None
+        # First look, a whole window, or counts that went back (a receiver restarted).
+        self._at, self._expected, self._received = now, expected, received
+        return self.loss
+
+    def figures(self) -> LinkFigures:
+        return LinkFigures(loss=self.loss)
 
 
 def worst(figures: Iterable[LinkFigures]) -> LinkFigures:

@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from tessera.conference.linkquality import LinkFigures, subscription_figures, worst
+from tessera.conference.linkquality import (
+    LinkFigures,
+    ReceivedLoss,
+    subscription_figures,
+    worst,
+)
 from tests.nodedriver import ROOT, run_node
 
 NODE_SCRIPT = Path(__file__).with_name("quality_node.mjs")
@@ -63,6 +68,23 @@ def test_a_participant_is_as_good_as_its_worst_path() -> None:
     assert worst(paths) == LinkFigures(loss=0.15, rtt=0.3, limited=True)
     assert worst([]) == LinkFigures()
     assert worst([LinkFigures()]).to_json() == {"loss": None, "rtt": None, "limited": False}
+
+
+def test_a_publishers_loss_is_measured_over_whole_windows() -> None:
+    meter = ReceivedLoss(window=1.0)
+    assert meter.update(0.0, 100, 100) is None  # one look: nothing to compare yet
+    assert meter.update(0.4, 150, 140) is None  # within the window: not yet
+    assert meter.update(1.0, 200, 180) == pytest.approx(0.2)  # 80 of the 100 sent
+    assert meter.update(1.5, 300, 300) == pytest.approx(0.2)  # the last whole window
+    # Retransmitted packets arrive twice: never below no loss.
+    assert meter.update(2.0, 250 + 50, 330) == pytest.approx(0.0)
+    assert meter.update(3.0, 300, 330) is None  # nothing sent (paused): nothing to judge
+    assert meter.figures() == LinkFigures()
+    # Counts that go back (a receiver restarted) start a new window, keeping the figure.
+    assert meter.update(4.0, 400, 405) == pytest.approx(0.25)
+    assert meter.update(4.5, 10, 10) == pytest.approx(0.25)
+    assert meter.update(5.5, 110, 60) == pytest.approx(0.5)
+    assert meter.figures() == LinkFigures(loss=0.5)
 
 
 def levels(figures: list[dict[str, Any]]) -> list[str]:
