@@ -527,8 +527,8 @@ function renderParticipants() {
 
 // -- connection quality -----------------------------------------------------------------------
 // This browser's own connection from its getStats figures; everyone else's from the figures
-// the server measures of their subscriptions (the connection-quality request), judged by the
-// same connectionQuality. A participant the server has no figures of shows no indicator.
+// the server measures of their subscriptions and publications (the connection-quality request),
+// judged by the same connectionQuality. A participant the server has no figures of shows none.
 
 const QUALITY_LABELS = { good: "Good connection", fair: "Fair connection", poor: "Poor connection" };
 
