@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fractions
 import itertools
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,6 +158,11 @@ async def test_a_lossy_subscriber_gets_in_band_fec_and_a_clean_one_does_not(
                 "clean": await clean.subscribe(view_id),
             }
             heard = {name: hear(sub) for name, sub in subs.items()}
+            # The answer asks for in-band FEC in the Opus fmtp (RFC 7587: the receiver says).
+            answer = clean.pc.remoteDescription.sdp if clean.pc else ""
+            opus = re.search(r"a=rtpmap:(\d+) opus/48000/2", answer)
+            assert opus is not None, answer
+            assert re.search(rf"a=fmtp:{opus.group(1)} .*useinbandfec=1", answer), answer
             audio = {name: audio_of(tessera, sub.id) for name, sub in subs.items()}
             view: MixedStream = tessera.server.rooms[room_id].views["common"]  # type: ignore[index]
             await eventually(
