@@ -171,6 +171,9 @@ async def test_a_lossy_subscriber_gets_in_band_fec_and_a_clean_one_does_not(
             )
             assert not view.fec_outputs and view.stats.fec_ticks == 0
 
+            # The 4 s hold before FEC goes off is unit-tested (test_opusfec.py); here 1 s
+            # of it shows the way back and keeps the suite short.
+            audio["lossy"].switch.off_hold = 1.0
             relay.shape(None, loss=0.08)
             await eventually(
                 lambda: audio["lossy"].encoding == "opus+fec",
