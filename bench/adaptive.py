@@ -9,6 +9,11 @@ alternate between the three so that the machine's load falls on all alike.
 Thread CPU time per frame (composite + scale + encode), frames as fast as
 the thread goes (no pacing). Target: the whole ladder costs at most 1.6x
 the top rung alone.
+
+Audio, in the same run: the audio thread's encode of the full mix per 20 ms
+tick (voiced, syllable-paced sound: what a FEC encode codes in hybrid mode),
+the plain Opus encode alone against it with the second, in-band FEC encode
+that runs while a lossy subscriber receives it (alternating blocks).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from tessera.media.videoencoder import EncoderSettings, default_bitrate
 from tessera.mixer.compositor import InputPicture, VideoCompositor
 from tessera.mixer.ladder import view_ladder
 from tessera.mixer.layout import Layout, LayoutTemplates
-from tessera.mixer.outputs import MixedVideoOutput
+from tessera.mixer.outputs import MixedVideoOutput, SharedMixEncoder
 
 from .machine import MachineInfo
 from .report import add_common_arguments, finish, header, percentile, verdict
@@ -46,9 +51,10 @@ class AdaptiveBenchConfig:
     blocks: int = 10  # per way, alternating
     frames_per_block: int = 60
     warmup: int = 30
+    audio_ticks_per_block: int = 250  # 5 s of audio
 
 
-QUICK = AdaptiveBenchConfig(blocks=2, frames_per_block=15, warmup=5)
+QUICK = AdaptiveBenchConfig(blocks=2, frames_per_block=15, warmup=5, audio_ticks_per_block=25)
 
 
 @dataclass
@@ -61,6 +67,17 @@ class AdaptiveFigures:
     four_rungs_ms: list[float] = field(default_factory=list)
     per_rung_ms: dict[str, float] = field(default_factory=dict)
     composite_ms: float = 0.0
+    # ms of audio-thread CPU per 20 ms tick: the plain encode alone, plain + FEC encodes.
+    audio_plain_ms: list[float] = field(default_factory=list)
+    audio_fec_ms: list[float] = field(default_factory=list)
+
+    @property
+    def fec_extra_core_share(self) -> float:
+        """What the second (FEC) encode adds, as a share of one core (50 ticks a second)."""
+        if not self.audio_plain_ms or not self.audio_fec_ms:
+            return 0.0
+        extra_ms = float(np.mean(self.audio_fec_ms)) - float(np.mean(self.audio_plain_ms))
+        return extra_ms * 50 / 1000
 
     @property
     def ratio(self) -> float:
@@ -181,6 +198,42 @@ def run_adaptive_bench(config: AdaptiveBenchConfig) -> AdaptiveFigures:
     return figures
 
 
+def _voiced_ticks(count: int) -> list[np.ndarray]:
+    """Stereo 20 ms ticks of voiced, syllable-paced sound (a full mix of one talker)."""
+    t = np.arange(count * 960) / 48000
+    voiced = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((150, 300, 450, 600), 1))
+    envelope = (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) ** 2
+    noise = np.random.default_rng(5).normal(0, 0.05, t.size)
+    mono = ((voiced * 0.3 + noise) * envelope * 10000).astype(np.int16)
+    stereo = np.repeat(mono, 2)
+    return [stereo[i * 1920 : (i + 1) * 1920] for i in range(count)]
+
+
+def run_audio_fec_bench(config: AdaptiveBenchConfig, figures: AdaptiveFigures) -> None:
+    """The full mix's plain Opus encode alone, then with the FEC encode beside it,
+    in alternating blocks (single thread: the audio thread's work)."""
+    ticks = _voiced_ticks(250)
+    plain, fec = SharedMixEncoder(False), SharedMixEncoder(True)
+    tick = 0
+
+    def one_tick(with_fec: bool) -> float:
+        nonlocal tick
+        samples = ticks[tick % len(ticks)]
+        started = time.thread_time()
+        plain.encode(samples, tick * 960)
+        if with_fec:
+            fec.encode(samples, tick * 960)
+        tick += 1
+        return time.thread_time() - started
+
+    for _ in range(config.warmup):
+        one_tick(True)
+    for _ in range(config.blocks):
+        for spent_ms, with_fec in ((figures.audio_plain_ms, False), (figures.audio_fec_ms, True)):
+            for _ in range(config.audio_ticks_per_block):
+                spent_ms.append(one_tick(with_fec) * 1000)
+
+
 def format_figures(figures: AdaptiveFigures, config: AdaptiveBenchConfig) -> list[str]:
     top = figures.top_ms
     lines = [
@@ -213,6 +266,28 @@ def format_figures(figures: AdaptiveFigures, config: AdaptiveBenchConfig) -> lis
         f"four-rung example / top rung alone: {figures.four_rungs_ratio:.2f}x"
         f" (target <= {TARGET}x): {verdict(figures.four_rungs_ratio <= TARGET)}",
     ]
+    audio = (
+        ("plain Opus alone", figures.audio_plain_ms),
+        ("plain + in-band FEC", figures.audio_fec_ms),
+    )
+    if figures.audio_plain_ms:
+        lines += [
+            "",
+            f"audio-thread CPU per 20 ms tick (the full mix's Opus encodes, 64 kbit/s stereo,"
+            f" voiced sound), {len(figures.audio_plain_ms)} ticks each way",
+            "",
+            f"  {'ms per tick':<24}{'median':>8}{'p90':>8}{'mean':>8}",
+        ]
+        for name, values in audio:
+            lines.append(
+                f"  {name:<24}{percentile(values, 50):>8.3f}{percentile(values, 90):>8.3f}"
+                f"{float(np.mean(values)):>8.3f}"
+            )
+        lines += [
+            "",
+            f"the FEC encode adds {100 * figures.fec_extra_core_share:.2f} % of a core per view"
+            " while a lossy subscriber receives it",
+        ]
     return lines
 
 
@@ -229,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
     config = QUICK if args.quick else AdaptiveBenchConfig()
     figures = run_adaptive_bench(config)
+    run_audio_fec_bench(config, figures)
     lines = format_figures(figures, config)
     return finish("adaptive", args.json, machine, figures, lines, started)
 

@@ -476,13 +476,17 @@ class RoomService(ManagementCalls):
             adaptive = subscription.adaptive
             if adaptive is not None and adaptive.last.bitrate is not None:
                 # A video on a view's ladder: the adaptive estimate, its figures and rung.
-                return {"estimatedBitrate": adaptive.last.bitrate, "adaptive": adaptive.describe()}
+                return {
+                    "estimatedBitrate": adaptive.last.bitrate,
+                    "adaptive": adaptive.describe(),
+                    **_audio_of(subscription),
+                }
             estimate = subscription.transport.estimated_bitrate(subscription)
             if estimate is None:
                 raise ConferenceError(
                     "No bandwidth estimate yet: the subscriber has not reported one (REMB)"
                 )
-            return {"estimatedBitrate": estimate}
+            return {"estimatedBitrate": estimate, **_audio_of(subscription)}
         update = parse_subscription_update(request.data)
         changes: list[tuple[str, Any, VideoFormat | str]] = []
         for kind, wanted in (("audio", update.audio), ("video", update.video)):
@@ -652,3 +656,10 @@ def check_origin(service: ServiceRecord, origin: str | None) -> None:
     if origin and allowed and "*" not in allowed and origin not in allowed:
         logger.warning("origin refused", extra={"service": service.id, "origin": origin})
         raise forbidden(f"Origin {origin} is not allowed")
+
+
+def _audio_of(subscription: Any) -> dict[str, Any]:
+    """querybwe's word on a view's audio: which encoding the subscriber gets (in-band FEC
+    while its link loses packets) and the loss that decided it."""
+    audio = getattr(subscription, "adaptive_audio", None)
+    return {"audio": audio.describe()} if audio is not None else {}

@@ -17,6 +17,8 @@ class ViewCounters:
     encode_seconds: float
     started: float
     input_frames: int = 0  # decoded video frames its inputs delivered, all together
+    # CPU seconds of the full mix's second Opus encode, with in-band FEC (for lossy subscribers).
+    fec_encode_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,17 @@ class RungCounters:
     resolution: str  # "640x360"
     subscribers: int
     switches: int  # rung switches of these subscribers so far
+
+
+@dataclass(frozen=True)
+class AudioCounters:
+    """Subscribers of one view's audio on one encoding: "opus", or "opus+fec" (in-band FEC
+    for a lossy link, tessera.webrtc_agent.adaptiveaudio)."""
+
+    view: str
+    encoding: str
+    subscribers: int
+    switches: int  # FEC switches (on or off) of these subscribers so far
 
 
 @dataclass(frozen=True)
@@ -48,3 +61,4 @@ class ConferenceStats:
     streaming_outs: dict[str, int] = field(default_factory=dict)
     view_counters: list[ViewCounters] = field(default_factory=list)
     rung_counters: list[RungCounters] = field(default_factory=list)
+    audio_counters: list[AudioCounters] = field(default_factory=list)

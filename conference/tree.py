@@ -39,7 +39,7 @@ from .roomhost import LocalHost, RoomHost
 from .roomoptions import OptionsError
 from .service import Service
 from .settings import ConferenceSettings
-from .stats import ConferenceStats, RungCounters, ViewCounters
+from .stats import AudioCounters, ConferenceStats, RungCounters, ViewCounters
 
 logger = logging.getLogger(__name__)
 
@@ -357,10 +357,12 @@ class ConferenceTree:
                     encode_seconds=sum(o.encode_seconds for o in v.video_outputs.values()),
                     started=v.stats.started,
                     input_frames=v.stats.input_frames,
+                    fec_encode_seconds=v.stats.fec_encode_seconds,
                 )
                 for v in views
             ],
             rung_counters=_rung_counters(participants),
+            audio_counters=_audio_counters(participants),
         )
 
     def stats(self) -> dict[str, Any]:
@@ -422,3 +424,23 @@ def _rung_counters(participants: list[Any]) -> list[RungCounters]:
             )
         )
     return counters
+
+
+def _audio_counters(participants: list[Any]) -> list[AudioCounters]:
+    """Subscribers of views' audio per encoding (tessera.webrtc_agent.adaptiveaudio)."""
+    found: dict[tuple[str, str], list[Any]] = {}
+    for participant in participants:
+        for subscription in participant.subscriptions.values():
+            audio = getattr(subscription, "adaptive_audio", None)
+            if audio is not None:
+                stream_id = getattr(audio.stream, "id", "")
+                found.setdefault((stream_id, audio.encoding), []).append(audio)
+    return [
+        AudioCounters(
+            view=view,
+            encoding=encoding,
+            subscribers=len(subscribers),
+            switches=sum(a.switch.switches for a in subscribers),
+        )
+        for (view, encoding), subscribers in sorted(found.items())
+    ]

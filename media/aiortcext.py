@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import os
 import queue
@@ -494,6 +495,21 @@ def restrict_codecs(
         if c in kept or (c.name.lower() == "rtx" and int(str(c.parameters.get("apt", -1))) in pts)
     ]
     return True
+
+
+def ask_inband_fec(transceiver: RTCRtpTransceiver) -> None:
+    """Say ``useinbandfec=1`` in the answer's Opus fmtp (RFC 7587): the receiver decides
+    whether a sender adds in-band FEC, and aiortc's answer carries no Opus fmtp at all.
+
+    Called between setRemoteDescription and createAnswer: a publishing browser then
+    codes FEC, which the subscribers its stream is forwarded to can use.
+    """
+    transceiver._codecs = [
+        dataclasses.replace(codec, parameters={**codec.parameters, "useinbandfec": 1})
+        if codec.mimeType.lower() == "audio/opus"
+        else codec
+        for codec in transceiver._codecs
+    ]
 
 
 def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | None:

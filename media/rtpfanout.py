@@ -431,6 +431,11 @@ class SharedRtpTrack(MediaStreamTrack):
         if frame.output is not self.output:
             if frame.output is not self._pending or not frame.keyframe:
                 return
+            if self.kind == "audio" and self._tick_sent(frame.timestamp):
+                # The old encoding already sent this tick: the new one, stamped from
+                # the same clock, goes on from its next packet (no repeat, no gap).
+                self._take_pending(frame.output, frame.timestamp, rebase=False)
+                return
             self._take_pending(frame.output, frame.timestamp)
         if self._waiting_keyframe:
             if not frame.keyframe:
@@ -531,14 +536,22 @@ class SharedRtpTrack(MediaStreamTrack):
         if pending is not None and pending is not self.output:
             pending.remove(self)
 
-    def _take_pending(self, output: RtpOutput, timestamp: int) -> None:
+    def _tick_sent(self, timestamp: int) -> bool:
+        """Whether a packet of the output's `timestamp` is at or before the last sent."""
+        if self._last_timestamp is None:
+            return False
+        behind = (self._last_timestamp - (timestamp + self._timestamp_offset)) & 0xFFFFFFFF
+        return behind < 0x80000000
+
+    def _take_pending(self, output: RtpOutput, timestamp: int, rebase: bool = True) -> None:
         """The new rung's keyframe is here (worker thread): it is the track's output now.
 
         Rungs of a view share the clock: the keyframe may be of the very tick whose
         frame of the old rung was just sent. The same timestamp would make the receiver
-        join both into one frame, so from here on the timestamps are one step later.
+        join both into one frame, so from here on the timestamps are one step later
+        (unless `rebase` is False: that frame is not sent, the next one follows on).
         """
-        if self._last_timestamp is not None:
+        if rebase and self._last_timestamp is not None:
             behind = (self._last_timestamp - (timestamp + self._timestamp_offset)) & 0xFFFFFFFF
             if behind < 0x80000000:  # at or before the last sent
                 self._timestamp_offset += behind + 1
@@ -575,6 +588,10 @@ class SharedRtpTrack(MediaStreamTrack):
 
 def switch_rung(track: SharedRtpTrack, source: PacketSource) -> None:
     """Move `track` to `source`, another rung of the same view, without a freeze.
+
+    Audio (every packet starts anew) switches at the new encoding's first packet of a
+    tick the old one has not sent: both carry the view's clock, so the subscriber's
+    sequence numbers and timestamps go on without a repeat or a gap.
 
     The track joins the new rung's output at once but goes on sending the
     current one until the new rung's next keyframe (requested here); that

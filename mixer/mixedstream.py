@@ -34,7 +34,7 @@ from .compositor import InputPicture, VideoCompositor
 from .decorations import Decorations, LabelStyle
 from .ladder import Rung, view_ladder
 from .layout import Layout, LayoutTemplates, Region
-from .outputs import MixedAudioOutput, MixedVideoOutput, OpusEncoder
+from .outputs import MixedAudioOutput, MixedVideoOutput, SharedMixEncoder
 from .overlay import Overlay, OverlayError, OverlayRunner, load_overlay
 from .tickthread import TickThread, ticks
 from .viewoptions import ViewAudio, ViewOptions, ViewVideo
@@ -66,6 +66,11 @@ class ViewStats:
     # Decoded video frames that reached the view, all inputs together: a view composites
     # 30 fps from whatever its inputs last delivered, so this shows inputs falling behind.
     input_frames: int = 0
+    # The full mix's shared Opus encodes, plain and with in-band FEC: thread CPU time and
+    # ticks encoded (the FEC one runs only while a lossy subscriber receives it).
+    mix_encode_seconds: float = 0.0
+    fec_encode_seconds: float = 0.0
+    fec_ticks: int = 0
 
 
 class _VideoSink:
@@ -163,6 +168,8 @@ class MixedStream(Stream):
         self.active_input: str | None = None
         self.video_outputs: dict[EncoderSettings, MixedVideoOutput] = {}
         self.audio_outputs: dict[str | None, MixedAudioOutput] = {}
+        # The same with in-band FEC, for lossy subscribers (see audio_source).
+        self.fec_outputs: dict[str | None, MixedAudioOutput] = {}
         self.stats = ViewStats()
         # Snapshots the view threads read; replaced (never mutated) on the loop thread.
         self._assignments: tuple[tuple[tuple[Region, str | None], ...], int] = ((), -1)
@@ -327,6 +334,24 @@ class MixedStream(Stream):
                 settings, self._loop, self.keyframe_min_interval, self._video_output_active
             )
             self.video_outputs[settings] = output
+        return output
+
+    # -- in-band FEC for lossy subscribers (webrtc_agent/adaptiveaudio.py) --
+
+    def audio_source(self, subscriber: str | None, fec: bool) -> PacketSource:
+        """The view's Opus for `subscriber`: plain (as `packet_source` gives it) or with
+        in-band FEC on. The FEC variant is the same audio, stamped alike, encoded only
+        while someone receives it. Raises ParameterError as `packet_source` does."""
+        if not fec:
+            return self.packet_source("audio", "opus", subscriber)
+        if self.closed:
+            raise ParameterError("Stream does NOT exist")
+        if self.audio_options is None:
+            raise ParameterError("Stream has no audio track")
+        output = self.fec_outputs.get(subscriber)
+        if output is None:
+            output = MixedAudioOutput(subscriber, self._loop, self._audio_output_active, fec=True)
+            self.fec_outputs[subscriber] = output
         return output
 
     # -- inputs ---------------------------------------------------------
@@ -548,7 +573,8 @@ class MixedStream(Stream):
         self._output_changed(self.video_outputs, output.settings, output, active)
 
     def _audio_output_active(self, output: MixedAudioOutput, active: bool) -> None:
-        self._output_changed(self.audio_outputs, output.key, output, active)
+        outputs = self.fec_outputs if output.fec else self.audio_outputs
+        self._output_changed(outputs, output.key, output, active)
 
     def _output_changed(
         self, outputs: dict[Any, Any], key: Any, output: PacketSource, active: bool
@@ -558,7 +584,9 @@ class MixedStream(Stream):
             outputs.pop(key, None)
             output.close()
         self._video_outs = tuple(o for o in self.video_outputs.values() if o.sink_count)
-        self._audio_outs = tuple(o for o in self.audio_outputs.values() if o.sink_count)
+        self._audio_outs = tuple(
+            o for o in (*self.audio_outputs.values(), *self.fec_outputs.values()) if o.sink_count
+        )
         self._update_threads()
 
     def _update_threads(self) -> None:
@@ -671,7 +699,8 @@ class MixedStream(Stream):
             selection=TalkerSelection(self.max_mixed_talkers),
         )
         vad = VoiceActivity()
-        full_encoder = OpusEncoder(AUDIO_CHANNELS)
+        # The full mix's encodes: plain, and with in-band FEC while someone receives it.
+        full_encoders = {False: SharedMixEncoder(False), True: SharedMixEncoder(True)}
         # The last full mixes, oldest first: they prime an output's new own encoder.
         history: deque[np.ndarray] = deque(maxlen=PRIMING_TICKS)
         previous: tuple[tuple[str, str, AudioSink], ...] = ()
@@ -698,7 +727,7 @@ class MixedStream(Stream):
                 if changed is not None:
                     self._loop.call_soon_threadsafe(self._set_active_input, changed)
             pts = tick * AUDIO_SAMPLES
-            full_packets: list[Any] | None = None
+            full_packets: dict[bool, list[Any]] = {}
             # A participant is heard in the full mix through (at most) one of its
             # streams: that one's mix-minus is what it gets.
             owners: dict[str, str] = {}
@@ -713,15 +742,23 @@ class MixedStream(Stream):
                         packets = output.encode_minus(result.minus[own], pts, history)
                     else:
                         output.release_own_encoder()
-                        if full_packets is None:
-                            full_packets = full_encoder.encode(result.full, pts)
-                        packets = full_packets
+                        if output.fec not in full_packets:
+                            full_packets[output.fec] = full_encoders[output.fec].encode(
+                                result.full, pts, history
+                            )
+                        packets = full_packets[output.fec]
                 except Exception:
                     logger.exception("audio encoding failed", extra=self.log_ids)
                     continue
                 if packets:
                     batch.append((output, packets))
             MixedAudioOutput.deliver_all(self._loop, batch)
+            for fec, encoder in full_encoders.items():
+                if fec not in full_packets:
+                    encoder.idle()
+            self.stats.mix_encode_seconds = full_encoders[False].encode_seconds
+            self.stats.fec_encode_seconds = full_encoders[True].encode_seconds
+            self.stats.fec_ticks = full_encoders[True].ticks
             history.append(result.full)
             self.stats.audio_ticks += 1
         # Nobody is heard while the audio thread is stopped: no speaker's border either.
@@ -741,7 +778,8 @@ class MixedStream(Stream):
         self.inputs.clear()
         for video_output in self.video_outputs.values():
             video_output.close()
-        for audio_output in self.audio_outputs.values():
+        for audio_output in (*self.audio_outputs.values(), *self.fec_outputs.values()):
             audio_output.close()
         self.video_outputs.clear()
         self.audio_outputs.clear()
+        self.fec_outputs.clear()

@@ -114,11 +114,21 @@ class MixedVideoOutput(PacketSource):
         super().close()
 
 
-class OpusEncoder:
-    """A 48 kHz Opus encoder for 20 ms frames of interleaved int16 (one thread at a time)."""
+# The loss (%) an encoder with in-band FEC is set up for: libopus sizes its LBRR copy by
+# it, and with FEC on at any loss it codes speech in hybrid mode (SILK carries the LBRR).
+FEC_EXPECTED_LOSS = 10
 
-    def __init__(self, channels: int = 2) -> None:
+
+class OpusEncoder:
+    """A 48 kHz Opus encoder for 20 ms frames of interleaved int16 (one thread at a time).
+
+    `fec`: in-band FEC on (each packet carries a coarse copy of the previous frame
+    for a receiver that lost it), for subscribers on a lossy link.
+    """
+
+    def __init__(self, channels: int = 2, fec: bool = False) -> None:
         self.channels = channels
+        self.fec = fec
         layout = "stereo" if channels == 2 else "mono"
         ctx = av.CodecContext.create("libopus", "w")
         ctx.sample_rate = 48000
@@ -126,7 +136,10 @@ class OpusEncoder:
         ctx.format = "s16"
         ctx.time_base = AUDIO_TIME_BASE
         ctx.bit_rate = 64000 if channels == 2 else 32000
-        ctx.options = {"application": "voip", "frame_duration": "20"}
+        options = {"application": "voip", "frame_duration": "20"}
+        if fec:
+            options |= {"fec": "1", "packet_loss": str(FEC_EXPECTED_LOSS)}
+        ctx.options = options
         ctx.open()
         self._context: Any = ctx
         self._layout = layout
@@ -144,8 +157,48 @@ class OpusEncoder:
         return packets
 
 
+class SharedMixEncoder:
+    """A view's one encode of its full mix in one variant (plain, or with in-band FEC).
+
+    Audio thread only. The encoder is made on the first tick an output needs it,
+    primed with the full mixes of the ticks before (as `MixedAudioOutput.encode_minus`
+    primes a participant's own: a subscriber switched to it hears no jump), and
+    dropped by `idle()` on a tick nobody needed it: a variant nobody receives costs
+    nothing. Packets of every variant carry the same timestamps (tick x 960).
+    """
+
+    def __init__(self, fec: bool) -> None:
+        self.fec = fec
+        self.encoder: OpusEncoder | None = None
+        self.encode_seconds = 0.0  # thread CPU time
+        self.ticks = 0  # ticks encoded
+        self.starts = 0  # encoders made
+
+    def encode(
+        self, samples: np.ndarray, pts: int, history: Sequence[np.ndarray] = ()
+    ) -> list[Packet]:
+        started = time.thread_time()
+        encoder = self.encoder
+        if encoder is None:
+            encoder = self.encoder = OpusEncoder(2, self.fec)
+            self.starts += 1
+            for age, earlier in enumerate(history):
+                encoder.encode(earlier, pts - (len(history) - age) * (earlier.size // 2))
+        packets = encoder.encode(samples, pts)
+        self.ticks += 1
+        self.encode_seconds += time.thread_time() - started
+        return packets
+
+    def idle(self) -> None:
+        """Nobody needed this variant this tick: drop the encoder."""
+        self.encoder = None
+
+
 class MixedAudioOutput(PacketSource):
     """A view's mixed audio for one participant (or, with key None, for recorders).
+
+    With `fec`, the same audio encoded with in-band FEC on (see OpusEncoder): the
+    view's shared FEC encode of the full mix, or a FEC encoder of its own.
 
     A participant heard in the mix (one of its talkers) gets its own mix-minus
     from its own encoder; everyone else's output relays the one shared encode
@@ -160,9 +213,11 @@ class MixedAudioOutput(PacketSource):
         key: str | None,
         loop: asyncio.AbstractEventLoop,
         on_active: Callable[[MixedAudioOutput, bool], None],
+        fec: bool = False,
     ) -> None:
         super().__init__("audio", "opus", 48000)
         self.key = key
+        self.fec = fec
         self._loop = loop
         self._on_active = on_active
         self.own_encoder: OpusEncoder | None = None
@@ -191,7 +246,7 @@ class MixedAudioOutput(PacketSource):
         # A local: close() on the loop thread may drop the attribute meanwhile.
         encoder = self.own_encoder
         if encoder is None:
-            encoder = self.own_encoder = OpusEncoder(2)
+            encoder = self.own_encoder = OpusEncoder(2, self.fec)
             for age, earlier in enumerate(history):
                 encoder.encode(earlier, pts - (len(history) - age) * (earlier.size // 2))
         packets = encoder.encode(samples, pts)

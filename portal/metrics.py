@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tessera.conference.api import Conference
-from tessera.conference.stats import RungCounters, ViewCounters
+from tessera.conference.stats import AudioCounters, RungCounters, ViewCounters
 
 from .looplag import LoopLagMonitor
 
@@ -84,6 +84,7 @@ class TesseraCollector(Collector):
         yield gauge("tessera_threads", "Threads of the process", threading.active_count())
         yield from self._views(counts.view_counters)
         yield from self._rungs(counts.rung_counters)
+        yield from self._audio(counts.view_counters, counts.audio_counters)
 
     def _views(self, views: list[ViewCounters]) -> Iterator[Metric]:
         labels = ["view"]
@@ -138,6 +139,30 @@ class TesseraCollector(Collector):
             subscribers.add_metric(key, rung.subscribers)
             switches.add_metric(key, rung.switches)
         yield from (subscribers, switches)
+
+    def _audio(self, views: list[ViewCounters], audio: list[AudioCounters]) -> Iterator[Metric]:
+        fec_seconds = CounterMetricFamily(
+            "tessera_view_audio_fec_encode_seconds",
+            "CPU seconds of the full mix's second Opus encode, with in-band FEC",
+            labels=["view"],
+        )
+        for view in views:
+            fec_seconds.add_metric([view.id], view.fec_encode_seconds)
+        subscribers = GaugeMetricFamily(
+            "tessera_audio_subscribers",
+            "Subscribers of a view's audio per encoding (opus+fec: in-band FEC, lossy link)",
+            labels=["view", "encoding"],
+        )
+        switches = GaugeMetricFamily(
+            "tessera_audio_fec_switches",
+            "FEC switches so far of the subscribers now on the encoding",
+            labels=["view", "encoding"],
+        )
+        for counters in audio:
+            key = [counters.view, counters.encoding]
+            subscribers.add_metric(key, counters.subscribers)
+            switches.add_metric(key, counters.switches)
+        yield from (fec_seconds, subscribers, switches)
 
 
 def create_registry(

@@ -11,6 +11,7 @@ from tessera.media.packettrack import PacketTrack
 from tessera.media.rtpfanout import SharedRtpTrack
 
 from .adaptive import AUDIO_RESERVE, AdaptiveVideo, LadderStream
+from .adaptiveaudio import AdaptiveAudio, FecStream
 from .session import SessionTransport
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class Subscription:
         # The video's rung on a view's ladder, while it adapts (see adapt()).
         self.adaptive: AdaptiveVideo | None = None
         self._video_sender: Any = None
+        # The audio's in-band FEC switch, on a view's mix (see adapt()).
+        self.adaptive_audio: AdaptiveAudio | None = None
+        self._audio_sender: Any = None
 
     @property
     def mids(self) -> dict[str, str]:
@@ -103,11 +107,15 @@ class Subscription:
             source = stream.packet_source(kind, fmt, self.subscriber)
             if kind == "video":
                 self._stop_adapting()
+            else:
+                self._stop_adapting_audio()
             track.packet_track.attach(source)
         track.stream = stream
         track.format = fmt
         if kind == "video" and self._video_sender is not None:
             self.adapt(kind, self._video_sender)
+        if kind == "audio" and self._audio_sender is not None:
+            self.adapt(kind, self._audio_sender)
 
     def set_paused(self, kind: str, paused: bool) -> None:
         track = self.tracks.get(kind)
@@ -123,6 +131,8 @@ class Subscription:
             if track.stream.id == stream_id and track.packet_track is not None:
                 if track.kind == "video":
                     self._stop_adapting()
+                else:
+                    self._stop_adapting_audio()
                 track.packet_track.stop()
         return all(t.stream.id == stream_id for t in self.tracks.values())
 
@@ -135,6 +145,7 @@ class Subscription:
             return
         self.closed = True
         self._stop_adapting()
+        self._stop_adapting_audio()
         for track in self.tracks.values():
             if track.packet_track is not None:
                 track.packet_track.stop()
@@ -142,7 +153,11 @@ class Subscription:
 
     def adapt(self, kind: str, sender: Any) -> None:
         """Move the video along its view's ladder by the subscriber's feedback, when it can:
-        a shared-fan-out video track of a view's own format whose ladder has rungs."""
+        a shared-fan-out video track of a view's own format whose ladder has rungs.
+        An audio track of a view gets in-band FEC while its link loses packets."""
+        if kind == "audio":
+            self._adapt_audio(sender)
+            return
         if kind != "video":
             return
         self._video_sender = sender
@@ -162,3 +177,22 @@ class Subscription:
         if self.adaptive is not None:
             self.adaptive.close()
             self.adaptive = None
+
+    def _adapt_audio(self, sender: Any) -> None:
+        """Switch a shared-fan-out audio track of a view between its plain and FEC Opus."""
+        self._audio_sender = sender
+        track = self.tracks.get("audio")
+        if track is None or self.adaptive_audio is not None:
+            return
+        packet_track, stream = track.packet_track, track.stream
+        if not isinstance(packet_track, SharedRtpTrack) or not isinstance(stream, FecStream):
+            return
+        if track.format != "opus":
+            return
+        ids = {"subscription": self.id, "stream": stream.id}
+        self.adaptive_audio = AdaptiveAudio(packet_track, sender, stream, self.subscriber, ids)
+
+    def _stop_adapting_audio(self) -> None:
+        if self.adaptive_audio is not None:
+            self.adaptive_audio.close()
+            self.adaptive_audio = None

@@ -233,6 +233,8 @@ class Transport:
                         newly.append(rider)
                 if session not in newly:
                     newly.append(session)
+            for transceiver in self.pc.getTransceivers():
+                aiortcext.ask_inband_fec(transceiver)
             try:
                 answer = await self.pc.createAnswer()
                 await self.pc.setLocalDescription(answer)

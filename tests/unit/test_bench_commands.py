@@ -159,3 +159,7 @@ def test_adaptive_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     # More rungs cost more: each of the default ladder's lower rungs is encoded on top.
     assert np.mean(figures["ladder_ms"]) > np.mean(figures["top_ms"])
     assert "whole default ladder / top rung alone" in printed
+    # The FEC encode runs beside the plain one: it costs something, both in one run.
+    assert len(figures["audio_plain_ms"]) == len(figures["audio_fec_ms"]) > 0
+    assert np.mean(figures["audio_fec_ms"]) > np.mean(figures["audio_plain_ms"])
+    assert "the FEC encode adds" in printed
