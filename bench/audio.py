@@ -42,7 +42,7 @@ class AudioBenchConfig:
     server_cpus: frozenset[int] | None = None
 
 
-QUICK = AudioBenchConfig(steps=(2, 4), window=1.5, settle=1.0, batch=4)
+QUICK = AudioBenchConfig(steps=(2, 4), window=1.0, settle=0.5, batch=4)
 
 
 @dataclass(frozen=True)

@@ -21,23 +21,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from tessera.media.udpbatch import mmsg_libc
+
 logger = logging.getLogger(__name__)
 
 BATCH = 64
 SLOT = 2048
 NAME = 128  # sizeof(struct sockaddr_storage)
 MSG_DONTWAIT = 0x40
-
-_CDEF = """
-struct iovec { void *iov_base; size_t iov_len; };
-struct msghdr {
-    void *msg_name; unsigned int msg_namelen;
-    struct iovec *msg_iov; size_t msg_iovlen;
-    void *msg_control; size_t msg_controllen; int msg_flags;
-};
-struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
-int recvmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags, void *timeout);
-"""
 
 
 class CountedSocket:
@@ -58,12 +49,8 @@ class BatchReceiver:
     """The reader thread and its epoll set (one per benchmark process)."""
 
     def __init__(self) -> None:
-        from cffi import FFI  # type: ignore[import-untyped]
-
-        ffi = FFI()
-        ffi.cdef(_CDEF)
+        ffi, self._libc = mmsg_libc()  # the server's sendmmsg declarations, recvmmsg among them
         self._ffi = ffi
-        self._libc = ffi.dlopen(None)
         self._buffer = ffi.new("char[]", BATCH * SLOT)
         self._view = ffi.buffer(self._buffer)
         self._names = ffi.new("char[]", BATCH * NAME)

@@ -87,7 +87,7 @@ class DensityBenchConfig:
     pin_agents: bool = False  # a cluster: agent k on the k-th core only (one agent per core)
 
 
-QUICK = DensityBenchConfig(participants=3, max_rooms=1, window=2.0, settle=1.5)
+QUICK = DensityBenchConfig(participants=3, max_rooms=1, window=1.5, settle=1.0)
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,7 @@ from .subscribers import SubscriberBenchConfig, SubscriberFigures, run_subscribe
 FULL = SubscriberBenchConfig(
     steps=(0, 1, 10, 100, 300), window=5.0, settle=5.0, batch=10, batch_receivers=True
 )
-QUICK = SubscriberBenchConfig(
-    steps=(0, 1, 3), window=1.5, settle=0.5, batch=3, batch_receivers=True
-)
+QUICK = SubscriberBenchConfig(steps=(0, 2), window=1.0, settle=0.3, batch=2, batch_receivers=True)
 PATHS = ("aiortc", "shared")
 #: At most this much of a core per added subscriber, from 10 subscribers on (shared path).
 TARGET_PERCENT = 0.3

@@ -145,7 +145,7 @@ async def run(seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         # Longer than the window: the files do not loop while measured.
-        length = seconds + 5
+        length = seconds + 2
         passthrough = write_source(
             folder / "baseline.mkv",
             length,
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = MachineInfo.collect()
     for line in header("Tessera streaming-in benchmark", machine):
         print(line)
-    figures = asyncio.run(run(2.0 if args.quick else args.seconds))
+    figures = asyncio.run(run(1.0 if args.quick else args.seconds))
     lines = [
         "",
         "1280x720 30 fps source: CPU in % of one core per second of media (per wall second)",

@@ -46,7 +46,7 @@ class MemoryBenchConfig:
     rounds: int = 2
 
 
-QUICK = MemoryBenchConfig(participants=2, settle=1.5, empty_wait=1.5, rounds=1)
+QUICK = MemoryBenchConfig(participants=2, settle=1.0, empty_wait=1.0, rounds=1)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ PARTICIPANT_CALLS = (
     "stream_control",
     "subscription_control",
     "text",
+    "connection_quality",
 )
 # Management calls on one room (service id, room id or name first): to its agent if hosted.
 ROOM_CALLS = (
@@ -521,6 +522,12 @@ class ClusterRooms(RoomService):
 
     async def text(self, ref: ParticipantRef, request: TextRequest) -> None:
         await self._on_room_agent(ref.room_id, "text", ref, request)
+
+    async def connection_quality(self, ref: ParticipantRef) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._on_room_agent(
+            ref.room_id, "connection_quality", ref
+        )
+        return result
 
     # -- management calls on a room ------------------------------------------------------
 

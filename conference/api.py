@@ -222,3 +222,10 @@ class Conference(Protocol):
         self, service_id: str, room: str, stream_id: str
     ) -> dict[str, Any]: ...
     async def remove_streaming_in(self, service_id: str, room: str, stream_id: str) -> None: ...
+
+    # -- connection quality --
+
+    async def connection_quality(self, ref: ParticipantRef) -> list[dict[str, Any]]:
+        """``[{id, loss, rtt, limited}]`` of everyone in the caller's room (the page's
+        connection-quality indicators)."""
+        ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Protocol
 
 from tessera.webrtc_agent.publication import Publication
@@ -14,6 +15,8 @@ from .background import spawn
 from .context import ConferenceContext
 from .errors import ConferenceError
 from .events import TRANSPORT_EVENT, ClientAddress
+from .linkquality import LinkFigures, ReceivedLoss, worst
+from .subscriptionview import subscription_link, subscription_view
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,8 @@ class Participant:
         self.keep_time = 0.0  # seconds kept after a lost connection (0: removed at once)
         self.protocol = "1.2"  # the client's protocol version, for its front end
         self.closed = False
+        # The loss of what each publication sends, measured when asked (link_figures).
+        self._received_loss: dict[str, ReceivedLoss] = {}
 
     @property
     def log_ids(self) -> dict[str, str]:
@@ -81,8 +86,25 @@ class Participant:
         return {"id": self.id, "user": self.user, "role": self.role}
 
     def detail(self) -> dict[str, Any]:
-        """OWT's ParticipantDetail: ``{id, user, role, permission}``."""
-        return {**self.describe(), "permission": self.permission}
+        """OWT's ParticipantDetail ``{id, user, role, permission}``, and Tessera's
+        ``subscriptions`` (its webrtc subscriptions with their estimates; subscriptionview.py)."""
+        return {
+            **self.describe(),
+            "permission": self.permission,
+            "subscriptions": [subscription_view(s) for s in self.subscriptions.values()],
+        }
+
+    def link_figures(self) -> LinkFigures:
+        """The worst figures of the participant's measured paths (linkquality.py): its
+        adapted subscriptions' estimates and the loss of what its publications send."""
+        measured = [subscription_link(s) for s in self.subscriptions.values()]
+        now = time.monotonic()
+        meters = {p: self._received_loss.get(p) or ReceivedLoss() for p in self.publications}
+        self._received_loss = meters  # those of ended publications go
+        for publication_id, meter in meters.items():
+            meter.update(now, *self.publications[publication_id].received_counts())
+            measured.append(meter.figures())
+        return worst(f for f in measured if f is not None)
 
     # -- limits and permissions ------------------------------------------
 

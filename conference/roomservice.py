@@ -627,6 +627,16 @@ class RoomService(ManagementCalls):
             stream.close()  # still connecting: its POST fails
         logger.info("streaming-in removed", extra=stream.log_ids)
 
+    # -- connection quality (the conference page's indicators) -------------------
+
+    async def connection_quality(self, ref: ParticipantRef) -> list[dict[str, Any]]:
+        """The figures each participant of the caller's room is judged by: ``[{id, loss,
+        rtt, limited}]`` (linkquality.py; None where a figure is not measured)."""
+        room, _ = self._participant(ref)
+        return [
+            {"id": p.id, **p.link_figures().to_json()} for p in list(room.participants.values())
+        ]
+
 
 def track_info(info: dict[str, Any], kind: str) -> dict[str, Any]:
     """The first track of ``kind`` in a stream's info (``media.tracks``), or {}."""

@@ -129,6 +129,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("RTCRtpSender", "_RTCRtpSender__octet_count"),
     ("RTCRtpSender", "_RTCRtpSender__ntp_timestamp"),
     ("RTCRtpSender", "_RTCRtpSender__rtp_timestamp"),
+    ("RTCRtpReceiver", "_RTCRtpReceiver__remote_streams"),  # received_counts
 )
 
 
@@ -778,3 +779,17 @@ def watch_rtcp(sender: RTCRtpSender, callback: Callable[[AnyRtcpPacket], None]) 
         await handle(packet)
 
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def received_counts(receiver: RTCRtpReceiver) -> tuple[int, int]:
+    """(packets expected, packets received) of what the remote sender sent `receiver`, from
+    the sequence numbers aiortc counts for its receiver reports (read, never reset: its
+    own interval counters stay as they are). Retransmissions count as received again."""
+    streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", {})
+    expected = received = 0
+    for stream in list(streams.values()):
+        if stream.base_seq is None or stream.max_seq is None:
+            continue
+        expected += stream.packets_expected
+        received += stream.packets_received
+    return expected, received

@@ -29,6 +29,7 @@ struct msghdr {
 };
 struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
 int sendmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags);
+int recvmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags, void *timeout);
 """
 
 _ffi: Any = None
@@ -56,6 +57,14 @@ def _load() -> bool:
 def sendmmsg_available() -> bool:
     """Whether batches go out with one `sendmmsg` call (else one `sendto` each)."""
     return _load()
+
+
+def mmsg_libc() -> tuple[Any, Any]:
+    """cffi and libc with `struct mmsghdr`, `sendmmsg` and `recvmmsg` declared (Linux);
+    OSError where libc has none of them."""
+    if not _load():
+        raise OSError("libc has no sendmmsg/recvmmsg here")
+    return _ffi, _libc
 
 
 def sockaddr(family: int, host: str, port: int) -> bytes:

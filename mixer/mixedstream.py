@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -315,13 +316,8 @@ class MixedStream(Stream):
             return self.packet_source("video", fmt)
         top = self.encoder_settings(fmt)
         step = rungs[rung]
-        settings = EncoderSettings(
-            codec=top.codec,
-            width=step.width,
-            height=step.height,
-            framerate=top.framerate,
-            bitrate=step.bitrate,
-            keyframe_interval=top.keyframe_interval,
+        settings = dataclasses.replace(
+            top, width=step.width, height=step.height, bitrate=step.bitrate
         )
         if self.closed:
             raise ParameterError("Stream does NOT exist")

@@ -87,6 +87,7 @@ class Portal:
             "stream-control": self.on_stream_control,
             "subscription-control": self.on_subscription_control,
             "text": self.on_text,
+            "connection-quality": self.on_connection_quality,
         }
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
@@ -447,6 +448,13 @@ class Portal:
         request = m.parse(m.Text, data)
         await self.conference.text(ref, TextRequest(to=request.to, message=request.message))
         return None
+
+    async def on_connection_quality(self, ref: ParticipantRef, data: Any) -> Any:
+        """Tessera's: the figures each participant's connection quality is judged by
+        (``{participants: [{id, loss, rtt, limited}]}``); the page polls it."""
+        if data not in (None, {}):
+            raise RequestError("Invalid connection-quality request: it takes no data")
+        return {"participants": await self.conference.connection_quality(ref)}
 
 
 def client_address(environ: dict[str, Any]) -> str | None:

@@ -69,3 +69,12 @@ async def eventually(
                 raise AssertionError(f"{message} ({last_error})") from last_error
             raise AssertionError(message)
         await asyncio.sleep(interval)
+
+
+async def within(step: Awaitable[T], timeout: float, what: str) -> T:
+    """Await one step (a close, a process's exit) for at most ``timeout`` seconds: a step
+    that hangs fails naming itself, instead of the whole test's timeout naming nothing."""
+    try:
+        return await asyncio.wait_for(step, timeout)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not done within {timeout:g} s") from None

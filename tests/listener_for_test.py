@@ -1,6 +1,7 @@
 """The listener alone, out of file descriptors: `python -m tests.listener_for_test`.
 
-Lowers its open-file limit to 256, listens (a /healthz route), then opens /dev/null
+Lowers its open-file limit to 256, listens (a /healthz route; failed accepts tallied
+every 3 s), then opens /dev/null
 until no descriptor is left and prints the port. A line on stdin closes those
 files: the clients that waited get answered. Logs go to stderr as JSON.
 """
@@ -18,6 +19,8 @@ from tessera.portal.config import load_config
 from tessera.portal.listener import listen
 from tessera.portal.logs import configure_logging
 
+TALLY_INTERVAL = 3.0
+
 
 async def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
@@ -30,6 +33,10 @@ async def main() -> None:
 
     app.router.add_get("/healthz", healthz)
     _runner, site = await listen(app, config, "127.0.0.1", 0, 0.5)
+    # Its failed accepts are tallied every TALLY_INTERVAL s (10 s in production): the test
+    # waits for two warnings, not twenty seconds.
+    assert site.accepting is not None
+    site.accepting.tally.interval = TALLY_INTERVAL
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)

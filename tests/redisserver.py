@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from tests.eventually import eventually
+from tests.eventually import eventually, within
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -78,7 +78,8 @@ class RedisServer:
         """Kill the server (SIGKILL: what a crash looks like to its clients)."""
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
-            await self.process.wait()
+            pid = self.process.pid
+            await within(self.process.wait(), 30, f"redis-server (pid {pid}) exiting on SIGKILL")
         self.process = None
 
     async def restart(self) -> None:

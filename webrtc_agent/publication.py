@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tessera.media import aiortcext
+
 from .forwardstream import ForwardStream, TrackSpec
 from .session import SessionTransport
 
@@ -38,6 +40,16 @@ class Publication:
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "type": "publication", "ready": self.ready}
+
+    def received_counts(self) -> tuple[int, int]:
+        """(packets expected, packets received) from the publisher so far, every track."""
+        expected = received = 0
+        for track in self.stream.tracks.values():
+            if track.receiver is not None:
+                more_expected, more_received = aiortcext.received_counts(track.receiver)
+                expected += more_expected
+                received += more_received
+        return expected, received
 
     def close(self) -> None:
         """Idempotent; the owning Transport forgets the session."""

@@ -1,22 +1,29 @@
 """The conference page shows the quality of its own connection, from its getStats figures:
-good on a clean link, poor when a fifth of what it receives is lost (needs root: netlab)."""
+good on a clean link, poor when a fifth of what it receives is lost; and, on another
+participant's page, that participant's quality from the figures the server measures of its
+subscriptions (the connection-quality request), poor too (needs root: netlab)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import pytest
 
-from tests.browser.harness import Browser, missing_requirements
-from tests.netlab import netlab_or_skip, open_netlab
+from tests.browser.harness import Browser, Page, missing_requirements
+from tests.netlab import NetLab, netlab_or_skip, open_netlab
 from tests.support import RunningServer
 
-OWN_QUALITY = """() => {
-  const id = window.tessera.client.id;
-  const mine = document.querySelector(`#participant-list li[data-participant="${id}"] .quality`);
-  return mine ? {level: mine.dataset.quality, title: mine.title} : null;
+# The indicator a page shows for participant `id`, or null.
+QUALITY_OF = """(id) => {
+  const shown = document.querySelector(`#participant-list li[data-participant="${id}"] .quality`);
+  return shown ? {level: shown.dataset.quality, title: shown.title} : null;
 }"""
 
 
-async def test_own_connection_quality_follows_the_link(tessera: RunningServer) -> None:
+@contextlib.asynccontextmanager
+async def behind_the_lab(tessera: RunningServer) -> AsyncIterator[tuple[NetLab, Browser]]:
+    """A network lab whose Chromium reaches `tessera` only through the lab's link."""
     reason = missing_requirements()
     if reason is not None:
         pytest.skip(f"browser tests skipped: {reason}")
@@ -25,27 +32,52 @@ async def test_own_connection_quality_follows_the_link(tessera: RunningServer) -
         await lab.forward_tcp(tessera.port)
         browser = await Browser.launch(prefix=lab.command())
         try:
-            page = await browser.new_page(tessera.url + "/")
-            await page.fill("#name", "Ada")
-            await page.fill("#room", "default")
-            await page.click("#join-button")
-            await page.wait_for(
-                "() => window.tessera.camera && window.tessera.mixedSubscription", timeout=60
-            )
-            shows = f"(level) => {{ const q = ({OWN_QUALITY})(); return q && q.level === level; }}"
-            await page.wait_for(shows, "good", timeout=60)
-
-            lab.set_loss(0.2, "down")  # a fifth of the mixed view's packets never arrive
-            await page.wait_for(shows, "poor", timeout=60)
-            shown = await page.evaluate(OWN_QUALITY)
-            assert "% lost" in shown["title"], shown
-
-            lab.set_loss(0.0, "down")
-            await page.wait_for(shows, "good", timeout=60)
-            # Others' links are not reported to the page: no indicator is made up for them.
-            others = await page.evaluate(
-                "() => document.querySelectorAll('#participant-list .quality').length"
-            )
-            assert others == 1
+            yield lab, browser
         finally:
             await browser.close()
+
+
+async def joined_page(browser: Browser, tessera: RunningServer, name: str) -> Page:
+    """A conference page of `browser` that joined room "default" as `name`, publishing and
+    receiving the mixed view."""
+    page = await browser.new_page(tessera.url + "/")
+    await page.fill("#name", name)
+    await page.fill("#room", "default")
+    await page.click("#join-button")
+    await page.wait_for(
+        "() => window.tessera.camera && window.tessera.mixedSubscription", timeout=60
+    )
+    return page
+
+
+async def test_connection_quality_of_oneself_and_of_others_follows_their_links(
+    tessera: RunningServer,
+) -> None:
+    # Ada's page is behind the lab's link; Grace's reaches the server directly.
+    async with behind_the_lab(tessera) as (lab, inside):
+        outside = await Browser.launch()
+        try:
+            ada = await joined_page(inside, tessera, "Ada")
+            grace = await joined_page(outside, tessera, "Grace")
+            ada_id = await ada.evaluate("() => window.tessera.client.id")
+            grace_id = await grace.evaluate("() => window.tessera.client.id")
+            is_level = f"([id, level]) => ({QUALITY_OF})(id)?.level === level"
+            # Measured (an indicator shows) and not poor: good, or fair while the video
+            # climbs the view's ladder after joining.
+            fine = f"(id) => {{ const q = ({QUALITY_OF})(id); return q && q.level !== 'poor'; }}"
+            await ada.wait_for(is_level, [ada_id, "good"], timeout=60)  # its own getStats
+            await grace.wait_for(fine, ada_id, timeout=60)  # the server's figures of Ada
+
+            lab.set_loss(0.2, "down")  # a fifth of what Ada receives never arrives
+            await ada.wait_for(is_level, [ada_id, "poor"], timeout=60)
+            await grace.wait_for(is_level, [ada_id, "poor"], timeout=60)
+            for page in (ada, grace):
+                shown = await page.evaluate(QUALITY_OF, ada_id)
+                assert "% lost" in shown["title"], shown
+            # Grace's own link is clean: Ada's page does not make her poor too.
+            await ada.wait_for(fine, grace_id, timeout=60)
+
+            lab.set_loss(0.0, "down")
+            await ada.wait_for(is_level, [ada_id, "good"], timeout=60)
+        finally:
+            await outside.close()

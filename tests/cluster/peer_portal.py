@@ -22,6 +22,7 @@ from tessera.portal.clusterpeers import cluster_peer_model
 from tessera.portal.config import Config, load_config
 from tessera.portal.peergateway import PeerGateway
 from tessera.portal.server import Server
+from tests.eventually import within
 
 # Short, so that a portal's death frees its peers' ids quickly in tests.
 TEST_LEASE = 1.5
@@ -52,9 +53,10 @@ class PeerPortal:
         return f"http://127.0.0.1:{self.port}"
 
     async def stop(self) -> None:
-        await self.gateway.close()
-        await self.runner.cleanup()
-        await self.bus.close()
+        # Each step bounded and named: a hang says where.
+        await within(self.gateway.close(), 20, f"{self.bus.node_id}'s PeerJS gateway closing")
+        await within(self.runner.cleanup(), 20, f"{self.bus.node_id}'s HTTP site stopping")
+        await within(self.bus.close(), 20, f"{self.bus.node_id}'s bus closing")
 
 
 async def start_peer_portal(

@@ -109,6 +109,14 @@ async def test_clients_on_two_portals_meet_in_one_room(cluster: Cluster) -> None
         )
         assert status == 200
         assert sorted(p["user"] for p in participants) == ["alice", "bob"]
+        # Bob's subscriptions and the mixed one's estimate, from the agent (plain data).
+        bobs = next(p for p in participants if p["user"] == "bob")["subscriptions"]
+        assert {s["id"] for s in bobs} == {forward.id, mixed.id}
+        assert "adaptive" in next(s for s in bobs if s["id"] == mixed.id)
+    # The page's connection-quality request, routed to the room's agent too.
+    figures = await alice.request("connection-quality")
+    listed = {p["id"] for p in figures["participants"]}
+    assert listed == {alice.participant_id, bob.participant_id}
 
     await bob.leave()
     left = await alice.next_event("participant", lambda d: d["action"] == "leave")

@@ -180,10 +180,20 @@ async def test_health_metrics_status_and_logs(cluster: Cluster) -> None:
             mine = next(a for a in shown["agents"] if a["id"] == agent)
             assert alice.room_id in mine["hostedRooms"]
             assert mine["load"]["rooms"] >= 1 and mine["load"]["participants"] >= 1, mine
+            # What the service runs there, and in the whole cluster (issue 16).
+            assert mine["load"]["services"]["default"]["room"] >= 1, mine
+            assert shown["services"]["default"]["room"] >= 1, shown["services"]
             return mine
 
         mine = await eventually(load_shown, 30, "the agent's load in cluster status")
         assert set(mine["load"]) >= {"rooms", "participants", "encoders", "cpu"}
+        table = cli(cluster, "cluster", "status")
+        assert table.returncode == 0, table.stderr
+        lines = table.stdout.splitlines()
+        services = lines.index(next(line for line in lines if line.startswith("service (agent)")))
+        assert lines[services].split()[2:] == ["rooms", "recordings", "streaming-outs"]
+        rows = {line.split()[0]: line.split()[1:] for line in lines[services + 1 :]}
+        assert int(rows["default"][0]) >= 1 and int(rows[agent][0]) >= 1, table.stdout
 
         # Logs name the room and the agent: the agent's lines carry its node id, and the
         # portal's placement line names both.

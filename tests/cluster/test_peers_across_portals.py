@@ -24,7 +24,7 @@ from tessera.conference.tokens import issue_token
 from tessera.portal.server import Server
 from tessera_client import PeerClient
 from tests.cluster.peer_portal import PeerPortal, peer_config, start_peer_portal
-from tests.eventually import eventually
+from tests.eventually import eventually, within
 from tests.integration.test_peer import RawPeer
 from tests.redisserver import RedisServer
 from tests.synthetic import ColorVideoTrack, close_to, mean_rgb, next_video_frame
@@ -54,9 +54,10 @@ async def cluster(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Cl
             )
         yield Cluster(redis_server, server, *portals)
     finally:
+        # Each close bounded and named (a teardown once hung here for 90 s, unexplained).
         for portal in portals:
-            await portal.stop()
-        await server.close()
+            await within(portal.stop(), 70, f"the portal on {portal.url} stopping")
+        await within(server.close(), 30, "the room service closing")
 
 
 async def raw_peer(portal_url: str, peer_id: str, token: str = "secret") -> RawPeer:

@@ -213,8 +213,9 @@ async def test_accept_out_of_files_backs_off_with_one_warning() -> None:
         port = int(await asyncio.wait_for(proc.stdout.readline(), 60))
         url = f"http://127.0.0.1:{port}"
         waiting = asyncio.ensure_future(healthz_latencies(url, 20))
-        # Out of descriptors, the listener retries each second: the failures of the
-        # first 10 s are one warning, then one more, never a line per attempt.
+        # Out of descriptors, the listener retries each second: the failures of the first
+        # tally interval (3 s in this listener, 10 s by default) are one warning, then one
+        # more, never a line per attempt.
         accept_failed = lambda: [line for line in lines if "accept() failed" in line]  # noqa: E731
         await eventually(lambda: len(accept_failed()) >= 2, 40, "a second accept() warning")
         assert len(accept_failed()) == 2, accept_failed()

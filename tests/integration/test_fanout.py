@@ -352,7 +352,7 @@ async def test_a_subscriber_that_stops_reading_does_not_slow_the_others(
     frames_then = source.packets
     stalled_then = stalled.frames
     healthy_then = [c.frames for c in healthy]
-    await eventually(lambda: source.packets >= frames_then + 150, 60, what="10 s of frames")
+    await eventually(lambda: source.packets >= frames_then + 60, 60, what="4 s of frames")
     made = source.packets - frames_then
     # Every frame the publisher sent in that time reached each healthy subscriber.
     await eventually(

@@ -28,6 +28,7 @@ REQUESTS = [
     "stream-control",
     "subscription-control",
     "text",
+    "connection-quality",
     "no-such-thing",
 ]
 

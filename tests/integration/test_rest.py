@@ -689,9 +689,15 @@ async def test_participant_get_patch_and_drop(api: Api) -> None:
     base = f"/v1/rooms/{room.id}/participants"
 
     status, listed = await api.call("GET", base)
-    # OWT's ParticipantDetail, exactly.
+    # OWT's ParticipantDetail, exactly, and Tessera's webrtc subscriptions.
     assert status == 200 and listed == [
-        {"id": alice.id, "user": "alice", "role": "presenter", "permission": alice.permission}
+        {
+            "id": alice.id,
+            "user": "alice",
+            "role": "presenter",
+            "permission": alice.permission,
+            "subscriptions": [],
+        }
     ]
     assert listed[0]["permission"]["publish"] == {"audio": True, "video": True}
     status, one = await api.call("GET", f"/v1.1/rooms/{room.id}/participants/{alice.id}")

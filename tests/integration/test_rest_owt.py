@@ -239,7 +239,8 @@ async def test_participant_detail_patch_and_drop_as_owt(
     listed = await owt.send("GET", f"v1/rooms/{room}/participants")
     assert listed.status == 200
     detail = next(p for p in listed.json if p["user"] == "bob")
-    # OWT's participant.getDetail(): exactly {id, user, role, permission}.
+    # OWT's participant.getDetail(): exactly {id, user, role, permission}; and Tessera's
+    # webrtc subscriptions (bob has none; test_subscription_estimate.py).
     assert detail == {
         "id": bob.participant_id,
         "user": "bob",
@@ -248,6 +249,7 @@ async def test_participant_detail_patch_and_drop_as_owt(
             "publish": {"audio": False, "video": False},
             "subscribe": {"audio": True, "video": True},
         },
+        "subscriptions": [],
     }
     one = await owt.send("GET", f"v1/rooms/{room}/participants/{bob.participant_id}")
     assert one.json == detail

@@ -25,8 +25,45 @@ def test_status_table_lists_every_node_with_its_rooms() -> None:
     row = next(line for line in text.splitlines() if line.startswith("agent   agent-a"))
     assert "42%" in row and row.split()[-3:] == ["2", "9", "ok"]
     assert next(line for line in text.splitlines() if "agent-b" in line).endswith("draining")
-    assert text.splitlines()[-1] == "2 room(s) hosted"
+    assert "2 room(s) hosted" in text.splitlines()
+    assert text.splitlines()[-1] == "no service runs rooms, recordings or streaming-outs"
     assert status.to_json()["agents"][0]["hostedRooms"] == ["svc/r1", "svc/r2"]
+    assert status.to_json()["services"] == {}
+
+
+def test_status_shows_each_services_counts_per_agent_and_in_total() -> None:
+    status = ClusterStatus(
+        nodes=[
+            NodeInfo(id="portal-a", role="portal", load=NodeLoad(services={"x": {"room": 9}})),
+            NodeInfo(
+                id="agent-a",
+                role="agent",
+                load=NodeLoad(services={"acme": {"room": 2, "recording": 1}, "zeta": {"room": 1}}),
+            ),
+            NodeInfo(
+                id="agent-b",
+                role="agent",
+                load=NodeLoad(services={"acme": {"room": 1, "streaming-out": 3}}),
+            ),
+        ],
+        rooms={"agent-a": ["r1", "r2", "r3"], "agent-b": ["r4"]},
+    )
+    # A portal hosts nothing: what it may report is not counted.
+    assert status.to_json()["services"] == {
+        "acme": {"recording": 1, "room": 3, "streaming-out": 3},
+        "zeta": {"room": 1},
+    }
+    lines = format_status(status, now=10.0).splitlines()
+    start = lines.index("4 room(s) hosted") + 1
+    table = [line.split() for line in lines[start:]]
+    assert table == [
+        ["service", "(agent)", "rooms", "recordings", "streaming-outs"],
+        ["acme", "3", "1", "3"],
+        ["agent-a", "2", "1", "0"],
+        ["agent-b", "1", "0", "3"],
+        ["zeta", "1", "0", "0"],
+        ["agent-a", "1", "0", "0"],
+    ]
 
 
 def test_plan_starts_m_portals_and_n_agents_on_counted_ports(tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ const state = {
   // This browser's own connection: {loss, rtt, limited, level} from getStats every 2 s.
   quality: null,
   qualityTimer: null,
+  // Everyone else's connection, as the server measures it: id -> {loss, rtt, limited, level}.
+  othersQuality: new Map(),
 };
 // Tests and curious people can look at the page's state from the console.
 window.tessera = state;
@@ -173,6 +175,7 @@ function leaveConference(message = "") {
   clearInterval(state.recordingsTimer);
   clearInterval(state.qualityTimer);
   state.quality = null;
+  state.othersQuality = new Map();
   for (const track of state.localStream ? state.localStream.getTracks() : []) track.stop();
   if (state.screen) for (const track of state.screen.stream.getTracks()) track.stop();
   Object.assign(state, {
@@ -505,6 +508,8 @@ function renderParticipants() {
         icons.append(icon);
       }
       if (p.id === client.id && state.quality) icons.prepend(qualityIcon(state.quality));
+      const theirs = p.id === client.id ? null : state.othersQuality.get(p.id);
+      if (theirs && theirs.level !== "unknown") icons.prepend(qualityIcon(theirs));
       if (client.raisedHands.has(p.id)) {
         const hand = document.createElement("span");
         hand.className = "hand";
@@ -521,8 +526,9 @@ function renderParticipants() {
 }
 
 // -- connection quality -----------------------------------------------------------------------
-// Shown for this browser's own connection only: its getStats figures are the only ones the
-// page has (the server does not report other participants' links to the page).
+// This browser's own connection from its getStats figures; everyone else's from the figures
+// the server measures of their subscriptions and publications (the connection-quality request),
+// judged by the same connectionQuality. A participant the server has no figures of shows none.
 
 const QUALITY_LABELS = { good: "Good connection", fair: "Fair connection", poor: "Poor connection" };
 
@@ -540,7 +546,25 @@ function startQualityMeter() {
     } catch (error) {
       console.warn("connection figures unavailable", error);
     }
+    refreshOthersQuality(client);
   }, 2000);
+}
+
+async function refreshOthersQuality(client) {
+  let listed;
+  try {
+    listed = await client.connectionQuality();
+  } catch (error) {
+    console.warn("others' connection figures unavailable", error);
+    return;
+  }
+  if (client !== state.client) return; // left meanwhile
+  const before = state.othersQuality;
+  const now = new Map(listed.map((q) => [q.id, q]));
+  const changed =
+    now.size !== before.size || [...now].some(([id, q]) => !before.has(id) || before.get(id).level !== q.level);
+  state.othersQuality = now;
+  if (changed) renderParticipants();
 }
 
 function qualityIcon(quality) {

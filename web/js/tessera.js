@@ -410,6 +410,26 @@ export class ConferenceClient extends EventTarget {
     await this.send(encodeReaction(emoji));
   }
 
+  /**
+   * Tessera's `connection-quality` request: everyone's connection figures as the server
+   * measures them from their subscriptions, `[{id, loss, rtt, limited, level}]` (`level`
+   * from connectionQuality, as for this client's own figures; "unknown" where none).
+   */
+  async connectionQuality() {
+    const reply = await this.request("connection-quality");
+    const listed = reply && Array.isArray(reply.participants) ? reply.participants : [];
+    return listed
+      .filter((p) => p && typeof p.id === "string")
+      .map((p) => {
+        const figures = {
+          loss: typeof p.loss === "number" ? p.loss : null,
+          rtt: typeof p.rtt === "number" ? p.rtt : null,
+          limited: p.limited === true,
+        };
+        return { id: p.id, ...figures, level: connectionQuality(figures) };
+      });
+  }
+
   /** Log out and close everything. */
   async leave() {
     if (!this.socket) return;
