@@ -16,12 +16,14 @@ counted as rejected and ignored, never followed.
 
 `RungChooser` picks a rung of a ladder (bitrates, highest first) from the
 estimate, with hysteresis: down at once on congestion (loss over 10 %, a
-falling REMB under half of what is sent, or NACKs for over 10 % of the packets), to the
+falling REMB under half of what is sent, or NACKs for over 10 % of the packets, each
+packet counted once however often it is NACKed), to the
 highest rung the estimate carries; up one rung at a time only after the
 current rung has held for `hold` seconds without congestion (a probe).
 Going down on congestion makes the next hold at least `congested_hold` and
-doubles it each time (up to `max_hold`): a link at its limit is not probed
-again and again; a climb that meets no congestion within `probe_window`
+doubles it each time after a climb (up to `max_hold`): a link at its limit is not probed
+again and again; stepping down again without a climb between (one congestion of a
+link that fell far) keeps the hold; a climb that meets no congestion within `probe_window`
 brings the hold back to `hold`. Without
 fresh feedback (no report for `stale_after` seconds) the rung holds and
 never climbs.
@@ -30,6 +32,7 @@ never climbs.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # Estimates outside these bounds are no estimate (bit/s).
@@ -43,6 +46,8 @@ LOSS_LOW = 0.02
 REMB_OVERUSE = 0.5
 # Window of the sent, NACK and PLI rates (s).
 RATE_WINDOW = 2.0
+# Sequence numbers of NACKed packets remembered, so that a packet NACKed again counts once.
+NACK_MEMORY = 2048
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class BandwidthEstimator:
     _sent: deque[tuple[float, int, int]] = field(default_factory=deque)
     _nacks: deque[tuple[float, int]] = field(default_factory=deque)
     _plis: deque[float] = field(default_factory=deque)
+    _nacked: dict[int, None] = field(default_factory=dict)  # insertion-ordered, bounded
 
     # -- inputs ------------------------------------------------------------
 
@@ -157,6 +163,24 @@ class BandwidthEstimator:
         """The subscriber asked for `packets` packets again."""
         if packets > 0:
             self._nacks.append((now, packets))
+
+    def on_nacked(self, now: float, sequence_numbers: Iterable[int]) -> int:
+        """A NACK's sequence numbers: each packet counts once, however often it is asked for.
+
+        A receiver repeats what it still misses: aiortc sends its whole list of missing
+        packets (up to 128) in every NACK, so after a rung switch, whose left rung's packets
+        are not repeated, each new loss would count them all again. Returns how many counted.
+        """
+        fresh = 0
+        for number in sequence_numbers:
+            if number in self._nacked:
+                continue
+            self._nacked[number] = None
+            fresh += 1
+            if len(self._nacked) > NACK_MEMORY:
+                del self._nacked[next(iter(self._nacked))]
+        self.on_nack(now, fresh)
+        return fresh
 
     def on_pli(self, now: float) -> None:
         """The subscriber asked for a keyframe."""
@@ -277,7 +301,12 @@ class RungChooser:
                 target = max(target, self.fitting(estimate.bitrate))
             if self._climbed is not None and now - self._climbed <= self.probe_window:
                 self.failed_probes += 1
-            self._hold = min(max(self._hold * 2, self.congested_hold), self.max_hold)
+            if self._went_down is not None and self._changed == self._went_down:
+                # Down again without a climb between: one congestion stepping down (a link
+                # that fell far), not a failed probe; the hold stays.
+                self._hold = max(self._hold, self.congested_hold)
+            else:
+                self._hold = min(max(self._hold * 2, self.congested_hold), self.max_hold)
             self._climbed = None
             self._went_down = now
             return self._move(now, min(target, lowest))

@@ -94,6 +94,13 @@ class KeyframeRequester:
         else:
             self._pending = asyncio.get_running_loop().call_later(wait, self._fire)
 
+    def request_now(self) -> None:
+        """A request that must not wait for the interval (a decoder that cannot start without
+        a keyframe); the next ordinary one waits a whole interval after it."""
+        if self._pending is not None:
+            self._pending.cancel()
+        self._fire()
+
     def _fire(self) -> None:
         self._pending = None
         self._last = time.monotonic()

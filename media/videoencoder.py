@@ -25,6 +25,9 @@ class EncoderSettings:
     framerate: int
     bitrate: int  # bits per second
     keyframe_interval: int  # seconds between periodic keyframes (OWT semantics)
+    # VP8: a keyframe's size at most this % of one frame's share of the bitrate (libvpx
+    # max-intra-rate); 0: as large as rate control lets it be.
+    max_intra_rate: int = 0
 
 
 # OWT's partial-linear table: pixels per frame at 30 fps -> kbit/s (mediaUtil.js).
@@ -93,6 +96,8 @@ class VideoEncoder:
                 "qmin": "2",
                 "qmax": "56",
             }
+            if s.max_intra_rate > 0:
+                ctx.options = {**ctx.options, "max-intra-rate": str(s.max_intra_rate)}
         elif s.codec == "h264":
             ctx = av.CodecContext.create("libx264", "w")
             ctx.options = {

@@ -46,13 +46,22 @@ def browser_like_buffer(capacity: int, give_up: float = GIVE_UP) -> Any:
 
     aiortc waits for a missing packet until 512 more arrived (seconds to a minute on a
     low rung), so one unrecovered loss freezes its picture that long: no browser does
-    that. This one drops the hole, then every frame up to the next keyframe, and asks
-    for a keyframe (PLI), so the freezes the tests measure are the server's doing.
+    that. This one drops an unfinished frame (a hole at or after its first packet) after
+    `give_up`, then every frame up to the next keyframe, and asks for a keyframe (PLI);
+    and a keyframe that arrives whole behind an unfinished frame is decoded at once, the
+    frames before it dropped (libwebrtc's frame buffer decodes the newest whole keyframe:
+    a rung switch starts on one). So the freezes the tests measure are the server's doing.
     """
+    from aiortc.codecs.vpx import VpxPayloadDescriptor
     from aiortc.jitterbuffer import JitterBuffer, JitterFrame
     from aiortc.rtp import RtpPacket
+    from aiortc.utils import uint16_add
 
-    from tessera.media.mediasource import is_keyframe
+    from tessera.media.mediasource import vp8_frame_size
+
+    def whole_keyframe(data: bytes) -> bool:
+        # The start code too: a frame cut at its head may have any first byte.
+        return vp8_frame_size(data) is not None
 
     class BrowserLikeJitterBuffer(JitterBuffer):
         def __init__(self) -> None:
@@ -60,28 +69,74 @@ def browser_like_buffer(capacity: int, give_up: float = GIVE_UP) -> Any:
             self.hole_since: float | None = None
             self.need_keyframe = False
             self.gave_up = 0
+            self.jumped = 0
+
+        def _at(self, offset: int) -> RtpPacket | None:
+            assert self._origin is not None
+            return self._packets[(self._origin + offset) % self.capacity]
+
+        def _first_hole(self, before: int) -> int | None:
+            """The offset of the first missing packet before offset `before`, if any."""
+            return next((i for i in range(before) if self._at(i) is None), None)
+
+        def _jump_to_keyframe(self, packet: RtpPacket) -> bool:
+            """`packet` ends a whole keyframe behind an unfinished frame: start from it."""
+            if not packet.marker or self._origin is None:
+                return False
+            last = uint16_add(packet.sequence_number, -self._origin)
+            if last >= self.capacity:
+                return False
+            first = last
+            while first > 0:
+                previous = self._at(first - 1)
+                if previous is None or previous.timestamp != packet.timestamp:
+                    break
+                first -= 1
+            if first == 0:
+                return False  # nothing before it: it comes out as usual
+            head = self._at(first)
+            assert head is not None
+            try:
+                descriptor, _ = VpxPayloadDescriptor.parse(head.payload)
+            except ValueError:
+                return False
+            if not descriptor.partition_start or descriptor.partition_id != 0:
+                return False  # its first packet is missing
+            data = b"".join(self._at(i)._data for i in range(first, last + 1))  # type: ignore[union-attr]
+            if not whole_keyframe(data):
+                return False
+            self.remove(first)
+            return True
 
         def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
             pli, frame = super().add(packet)
             if frame is not None:
                 self.hole_since = None
                 if self.need_keyframe:
-                    if not is_keyframe("vp8", frame.data):
+                    if not whole_keyframe(frame.data):
                         return True, None
                     self.need_keyframe = False
                 return pli, frame
-            if self._origin is None or self._packets[self._origin % self.capacity] is not None:
+            if self._jump_to_keyframe(packet):
+                self.hole_since = None
+                self.need_keyframe = False
+                self.jumped += 1
+                return pli, None
+            assert self._origin is not None
+            newest = uint16_add(packet.sequence_number, -self._origin)
+            if newest >= self.capacity:
+                return pli, None  # an old packet (a late retransmission): not taken
+            hole = self._first_hole(newest)
+            if hole is None:
                 self.hole_since = None
                 return pli, None
             now = time.monotonic()
             if self.hole_since is None:
                 self.hole_since = now
             elif now - self.hole_since > give_up:
-                skip = 1
-                while (
-                    skip < self.capacity
-                    and self._packets[(self._origin + skip) % self.capacity] is None
-                ):
+                # Drop the unfinished frame and the hole, up to the next packet that came.
+                skip = hole + 1
+                while skip < self.capacity and self._at(skip) is None:
                     skip += 1
                 if skip < self.capacity:
                     self.remove(skip)

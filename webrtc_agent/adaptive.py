@@ -118,7 +118,7 @@ class AdaptiveVideo:
                     self.estimator.on_receiver_report(now, report.fraction_lost, report.jitter, rtt)
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             if packet.media_ssrc == ssrc:
-                self.estimator.on_nack(now, len(packet.lost))
+                self.estimator.on_nacked(now, packet.lost)
         elif isinstance(packet, RtcpPsfbPacket):
             if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR) and packet.media_ssrc in (ssrc, 0):
                 self.estimator.on_pli(now)

@@ -41,6 +41,12 @@ from .mediaformats import CodecFormat
 
 logger = logging.getLogger(__name__)
 
+# A transcode's keyframe at most 3x a frame's share of its bitrate (libwebrtc's least
+# max-intra-rate): a subscriber is put on a rung because its link is small, and a keyframe
+# several times larger than the bottleneck's queue (a fresh 320x180 VP8 encoder's first one
+# of a noisy picture: 34 kB at 288 kbit/s) is lost at its tail at every rung switch.
+MAX_INTRA_RATE = 300
+
 
 @dataclass
 class TrackSpec:
@@ -108,6 +114,10 @@ class ForwardTrack(PacketSource):
         if self.kind == "video":
             self._keyframes.request()
 
+    def request_keyframe_now(self) -> None:
+        if self.kind == "video":
+            self._keyframes.request_now()
+
     def _send_pli(self) -> None:
         if self.receiver is not None:
             aiortcext.send_picture_loss(self.receiver)
@@ -132,7 +142,9 @@ class DecodedTrack(FrameSource):
         track = self._track
         if track.tap is not None:
             track.tap.decode = True
-        track.request_keyframe()  # the decoder has to start on a keyframe
+        # The decoder has to start on a keyframe: asked for at once, not after the interval
+        # keyframe requests keep (a transcoder starting is a subscriber waiting for its rung).
+        track.request_keyframe_now()
         if self._reader is None and track.receiver is not None:
             self._reader = asyncio.ensure_future(self._read(track.receiver))
 
@@ -249,6 +261,7 @@ class VideoTranscoder(PacketSource):
                     framerate=framerate,
                     bitrate=bitrate,
                     keyframe_interval=self.format.keyframe_interval or 100,
+                    max_intra_rate=MAX_INTRA_RATE,
                 )
             )
             keyframe = True

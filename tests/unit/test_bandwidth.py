@@ -234,3 +234,34 @@ def test_estimate_json_names_the_figures() -> None:
     data = figures(bitrate=500_000).to_json()
     assert data["estimatedBitrate"] == 500_000
     assert set(data) >= {"fractionLost", "roundTripTime", "remb", "nackRate", "pliRate"}
+
+
+def test_a_packet_nacked_again_counts_once() -> None:
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 1_200_000)  # ~125 packets/s
+    estimator.on_receiver_report(2.0, 0, 0)
+    # aiortc repeats its whole list of missing packets in every NACK.
+    assert estimator.on_nacked(1.0, [10, 11]) == 2
+    assert estimator.on_nacked(1.5, [10, 11, 40]) == 1
+    assert estimator.on_nacked(2.0, [10, 11, 40, 70]) == 1
+    assert estimator.estimate(2.0).nack_rate == pytest.approx(2.0)  # 4 packets in 2 s
+    assert not estimator.estimate(2.0).congested
+
+
+def test_nack_memory_is_bounded() -> None:
+    estimator = BandwidthEstimator()
+    estimator.on_nacked(0.0, range(5000))
+    assert len(estimator._nacked) <= 2048
+    assert estimator.on_nacked(0.1, [0]) == 1  # long forgotten: counts again
+
+
+def test_stepping_down_twice_in_one_congestion_keeps_the_hold() -> None:
+    # A link that fell far: down a rung, and down again once down_gap passed. That is one
+    # congestion, not a failed probe: the climb comes congested_hold after the last step.
+    chooser = RungChooser(LADDER, hold=3.0, congested_hold=8.0, max_hold=12.0)
+    chooser.choose(0.0, figures())
+    assert chooser.choose(1.0, figures(loss=0.3, congested=True)) == 1
+    assert chooser.choose(2.6, figures(loss=0.3, congested=True)) == 2
+    assert chooser.choose(10.5, figures()) == 2
+    assert chooser.choose(10.6, figures()) == 1  # 8 s after the last step, not 12
+    assert chooser.failed_probes == 0

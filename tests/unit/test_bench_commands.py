@@ -163,3 +163,44 @@ def test_adaptive_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert len(figures["audio_plain_ms"]) == len(figures["audio_fec_ms"]) > 0
     assert np.mean(figures["audio_fec_ms"]) > np.mean(figures["audio_plain_ms"])
     assert "the FEC encode adds" in printed
+
+
+def test_forwardadapt_figures_and_verdicts() -> None:
+    # The scenario itself needs root and a network lab: tests/integration/test_forward_adaptive.py
+    # runs it (bench.forwardadapt.RunWatch); here the figures' arithmetic and the table.
+    from bench import forwardadapt
+    from bench.report import json_ready
+
+    figures = forwardadapt.ForwardAdaptFigures(
+        publisher_bitrate=1_500_000,
+        runs=[
+            forwardadapt.RunFigures(
+                decided=0.6, switched=0.7, settled=2.0, settled_size=(320, 180),
+                fps_on_lower=29.5, longest_gap_ms=40.0, climb_decided=5.5, climbed=5.6,
+            ),
+            forwardadapt.RunFigures(
+                decided=0.7, switched=0.8, settled=12.5, settled_size=(160, 90),
+                fps_on_lower=24.0, longest_gap_ms=600.0,
+            ),
+        ],
+    )  # fmt: skip
+    assert figures.settle_times == [2.0, 12.5] and figures.climb_times == [5.6]
+    assert figures.settled_in_time == 1 and figures.climbed_in_time == 1
+    lines = forwardadapt.format_figures(figures, forwardadapt.ForwardAdaptConfig(runs=2))
+    text = "\n".join(lines)
+    assert "settled within 10 s: 1 of 2 (MISSED)" in text
+    assert "back on top within 20 s: 1 of 2 (MISSED)" in text
+    assert "longest gap 600 ms" in text
+    assert "no gap over 500 ms on the lower rungs: 1 of 2 (MISSED)" in text
+    assert "back on top missed" in forwardadapt.describe_run(figures.runs[1])
+    assert json_ready(figures)["settled_in_time"] == 1
+    # A lab's first looks: the first moment each condition held.
+    timeline = forwardadapt.Timeline()
+    state = {"rung": 0}
+    timeline.watch("down", lambda: state["rung"] > 0)
+    timeline.look(1.0)
+    state["rung"] = 2
+    timeline.look(1.5)
+    state["rung"] = 0
+    timeline.look(2.0)
+    assert timeline.since("down", 0.5) == 1.0 and timeline.since("up", 0.5) is None
