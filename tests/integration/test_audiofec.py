@@ -23,13 +23,13 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
-from tessera.media.opuspacket import inspect_packet
 from tessera.mixer.mixedstream import MixedStream
 from tessera.webrtc_agent.adaptiveaudio import AdaptiveAudio
 from tessera_client import ConferenceClient
 from tessera_client.errors import ClientError
 from tests.eventually import eventually
 from tests.integration.test_adaptive import server_subscription
+from tests.opuspacket import inspect_packet
 from tests.shapingrelay import relayed_client
 from tests.support import RunningServer, api
 from tests.synthetic import RealTimePace

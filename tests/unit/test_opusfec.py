@@ -11,8 +11,8 @@ import numpy.typing as npt
 import pytest
 
 from tessera.media.fecswitch import FecSwitch
-from tessera.media.opuspacket import inspect_packet, silk_frames
 from tessera.mixer.outputs import OpusEncoder, SharedMixEncoder
+from tests.opuspacket import inspect_packet, silk_frames
 
 RATE = 48_000
 FRAME = 960

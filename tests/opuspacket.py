@@ -1,4 +1,4 @@
-"""What an Opus packet's first bytes tell (RFC 6716): its mode and whether it carries FEC.
+"""What an Opus packet's first bytes tell (RFC 6716; a test instrument): its mode and FEC.
 
 Pure: no I/O. In-band FEC is SILK's LBRR ("low bit-rate redundancy"): a
 packet in SILK or hybrid mode may carry a coarser copy of the previous
