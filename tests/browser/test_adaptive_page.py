@@ -3,8 +3,9 @@ subscribes to a mixed view with a ladder: the server moves it to a rung that fit
 decodes that rung on, and climbs back to the top when the limit is lifted (issue 17).
 
 Chromium's own feedback drives it (receiver reports, NACK, PLI and its REMB: the server's
-answer offers abs-send-time and goog-remb, not transport-cc). Times, frame rate and freezes
-are printed, not asserted.
+answer offers abs-send-time and goog-remb, not transport-cc). Times, frame rates and gaps
+(getStats freezes; requestVideoFrameCallback in page and media time) are printed, not
+asserted.
 """
 
 from __future__ import annotations
@@ -79,14 +80,17 @@ async def decodes(page: Page, size: tuple[int, int]) -> bool:
 
 
 def presented(frames: list[list[Any]]) -> str:
-    """Frame rate and longest gap of presented frames, in page time and in media time."""
+    """Frame rate and longest gap of presented frames (with the sizes either side of it), in
+    page time and in media time."""
     if len(frames) < 2:
         return f"{len(frames)} frames"
     times = [f[0] / 1000 for f in frames]
     gaps = [b - a for a, b in itertools.pairwise(times)]
+    at = gaps.index(max(gaps))
+    around = f"{frames[at][2]}x{frames[at][3]} -> {frames[at + 1][2]}x{frames[at + 1][3]}"
     text = (
         f"{len(frames)} frames presented at {(len(times) - 1) / (times[-1] - times[0]):.1f}"
-        f" fps (page time), longest gap {max(gaps) * 1000:.0f} ms"
+        f" fps (page time), longest gap {max(gaps) * 1000:.0f} ms ({around})"
     )
     stamps = [f[1] for f in frames]
     if None not in stamps:
@@ -113,6 +117,7 @@ async def test_the_page_on_a_limited_link_settles_on_a_rung_and_climbs_back(
         before = await inbound(page)
         print(f"negotiated feedback {feedback}; on top: {adaptive.describe()}")
 
+        at_limit = await page.evaluate(FRAME_COUNT)
         lab.set_rate(LIMIT, "down")
         lab.set_loss(LOSS, "down")
         lab.set_delay(DELAY_MS)
@@ -126,8 +131,11 @@ async def test_the_page_on_a_limited_link_settles_on_a_rung_and_climbs_back(
 
         await eventually(on_a_fitting_rung, 60, "the page decodes the rung it was moved to")
         settled_in = time.monotonic() - limited
-        settled = await inbound(page)
         first = await page.evaluate(FRAME_COUNT)
+        settled = await inbound(page)
+        print(
+            f"from the limit to settling: {presented(await page.evaluate(FRAMES_SINCE, at_limit))}"
+        )
 
         async def seconds_decoded(seconds: float) -> bool:
             return (await inbound(page))["decoded"] - settled["decoded"] >= 30 * seconds
