@@ -6,7 +6,8 @@ PLIs) plus what was sent to it into an `Estimate`. Every time is passed in
 (seconds of a monotonic clock), so tests drive it without waiting.
 
 The estimate combines a loss-based rate (after Google congestion control,
-draft-ietf-rmcat-gcc: below 2 % loss it grows 5 % per report, between 2 and
+draft-ietf-rmcat-gcc: below 2 % loss it grows 5 % per loss figure (receiver reports
+counted together until they cover `LOSS_MIN_PACKETS`), between 2 and
 10 % it holds; above 10 % it drops to what arrived, sent times 1 - loss,
 not GCC's 1 - loss/2: a ladder jumps to a rung rather than easing a
 sender's rate down) with the receiver's REMB (its delay-based estimate),
@@ -48,6 +49,11 @@ REMB_OVERUSE = 0.5
 RATE_WINDOW = 2.0
 # Sequence numbers of NACKed packets remembered, so that a packet NACKed again counts once.
 NACK_MEMORY = 2048
+# The fewest packets a loss figure covers. Chromium sends a receiver report with every NACK
+# and REMB, as often as every few ms: a report's own fraction lost then covers 0-10 packets
+# (2 lost of 4: "50 %" on a link losing a third). Loss is counted from the reports'
+# cumulative figures until this many packets were expected (as libwebrtc's sender does).
+LOSS_MIN_PACKETS = 20
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ class Estimate:
     """What is known of one subscriber's link at one moment (bit/s, fractions, seconds)."""
 
     bitrate: int | None  # the estimate: min(loss-based, REMB); None before any feedback
-    loss: float  # fraction lost in the latest receiver report (0..1)
+    loss: float  # fraction lost over the latest counted reports (0..1)
     rtt: float | None  # round-trip time (s) from the latest report with an SR reference
     jitter: float  # interarrival jitter (s) of the latest receiver report
     remb: int | None  # the latest accepted REMB
@@ -114,6 +120,8 @@ class BandwidthEstimator:
     _nacks: deque[tuple[float, int]] = field(default_factory=deque)
     _plis: deque[float] = field(default_factory=deque)
     _nacked: dict[int, None] = field(default_factory=dict)  # insertion-ordered, bounded
+    # (extended highest sequence number, cumulative lost) where the loss count started
+    _loss_base: tuple[int, int] | None = None
 
     # -- inputs ------------------------------------------------------------
 
@@ -126,16 +134,32 @@ class BandwidthEstimator:
             self._sent.popleft()
 
     def on_receiver_report(
-        self, now: float, fraction_lost: int, jitter: int, rtt: float | None = None
+        self,
+        now: float,
+        fraction_lost: int,
+        jitter: int,
+        rtt: float | None = None,
+        highest_sequence: int | None = None,
+        packets_lost: int | None = None,
     ) -> None:
-        """A receiver report block: fraction lost (/256), jitter (RTP units), RTT (s) if known."""
-        loss = min(max(fraction_lost, 0), 255) / 256
-        self._loss = loss
+        """A receiver report block: fraction lost (/256), jitter (RTP units), RTT (s) if known.
+
+        With the block's extended highest sequence number and cumulative packets lost, the
+        loss is counted over at least `LOSS_MIN_PACKETS` packets: a block covering fewer
+        refreshes jitter and RTT, and the loss waits for the next.
+        """
         self._jitter = max(jitter, 0) / self.clock_rate
         if rtt is not None and 0 <= rtt < 60:
             self._rtt = rtt
         self._reports += 1
         self._last_feedback = now
+        if highest_sequence is None or packets_lost is None:
+            loss: float | None = min(max(fraction_lost, 0), 255) / 256
+        else:
+            loss = self._counted_loss(fraction_lost, highest_sequence, packets_lost)
+        if loss is None:
+            return
+        self._loss = loss
         sent = self.sent_rate(now)
         if sent <= 0:
             return
@@ -146,6 +170,23 @@ class BandwidthEstimator:
         elif self._loss_based is None:
             self._loss_based = float(sent)
         self._loss_based = min(max(self._loss_based, MIN_BITRATE), MAX_BITRATE)
+
+    def _counted_loss(self, fraction_lost: int, highest: int, lost: int) -> float | None:
+        """The loss since the count started once it covers `LOSS_MIN_PACKETS`, else None.
+
+        The first block (nothing to count from) and one whose figures go backwards (a
+        receiver that restarted, a forged block) give their own fraction lost and start the
+        count again.
+        """
+        base = self._loss_base
+        expected = None if base is None else (highest - base[0]) & 0xFFFFFFFF
+        if base is None or expected is None or expected >= 2**31:
+            self._loss_base = (highest, lost)
+            return min(max(fraction_lost, 0), 255) / 256
+        if expected < LOSS_MIN_PACKETS:
+            return None
+        self._loss_base = (highest, lost)
+        return min(max((lost - base[1]) / expected, 0.0), 1.0)
 
     def on_remb(self, now: float, bitrate: int) -> bool:
         """A REMB naming the subscriber's stream; False (ignored) when it is absurd."""

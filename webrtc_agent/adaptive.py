@@ -115,7 +115,14 @@ class AdaptiveVideo:
             for report in packet.reports:
                 if report.ssrc == ssrc:
                     rtt = rtt_of(report.lsr, report.dlsr, clock.current_ntp_time())
-                    self.estimator.on_receiver_report(now, report.fraction_lost, report.jitter, rtt)
+                    self.estimator.on_receiver_report(
+                        now,
+                        report.fraction_lost,
+                        report.jitter,
+                        rtt,
+                        highest_sequence=report.highest_sequence,
+                        packets_lost=report.packets_lost,
+                    )
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             if packet.media_ssrc == ssrc:
                 self.estimator.on_nacked(now, packet.lost)

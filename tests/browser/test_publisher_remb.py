@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from tests.browser.harness import Browser, missing_requirements
+from tests.browser.labbrowser import behind_the_lab, joined_page
 from tests.eventually import eventually
-from tests.netlab import netlab_or_skip, open_netlab
 from tests.support import RunningServer
 
 # kbit/s of the publisher's uplink once it has climbed.
@@ -33,60 +30,47 @@ OUTBOUND = """async () => {
 
 
 async def test_chromium_publisher_settles_under_its_uplink(tessera: RunningServer) -> None:
-    reason = missing_requirements()
-    if reason is not None:
-        pytest.skip(f"browser tests skipped: {reason}")
-    netlab_or_skip()
-    async with open_netlab() as lab:
-        await lab.forward_tcp(tessera.port)
-        browser = await Browser.launch(prefix=lab.command())
-        try:
-            page = await browser.new_page(tessera.url + "/")
-            await page.fill("#name", "Ada")
-            await page.fill("#room", "default")
-            await page.click("#join-button")
-            await page.wait_for("() => window.tessera.camera", timeout=60)
-            # aiortc's receiver estimates from abs-send-time and sends REMB (goog-remb).
-            answer = await page.evaluate("() => window.tessera.client.pc.remoteDescription.sdp")
-            assert "abs-send-time" in answer and "goog-remb" in answer
-            samples: list[dict[str, float]] = []
+    async with behind_the_lab(tessera) as (lab, browser):
+        page = await joined_page(browser, tessera, "Ada")
+        # aiortc's receiver estimates from abs-send-time and sends REMB (goog-remb).
+        answer = await page.evaluate("() => window.tessera.client.pc.remoteDescription.sdp")
+        assert "abs-send-time" in answer and "goog-remb" in answer
+        samples: list[dict[str, float]] = []
 
-            async def sample() -> dict[str, float]:
-                value = await page.evaluate(OUTBOUND)
-                assert value is not None, "no outbound video yet"
-                samples.append(value)
-                return value
+        async def sample() -> dict[str, float]:
+            value = await page.evaluate(OUTBOUND)
+            assert value is not None, "no outbound video yet"
+            samples.append(value)
+            return value
 
-            await eventually(lambda: sample(), 60, "the camera sends video")
+        await eventually(lambda: sample(), 60, "the camera sends video")
 
-            async def above_the_limit() -> bool:
-                return (await sample())["target"] > 2 * LIMIT * 1000
+        async def above_the_limit() -> bool:
+            return (await sample())["target"] > 2 * LIMIT * 1000
 
-            # Unlimited, the server's REMB lets Chromium climb over twice the limit to come
-            # (its fake camera settles near 320 kbit/s here): else settling would show nothing.
-            await eventually(above_the_limit, 60, "Chromium's target over twice the limit", 0.5)
-            lab.set_rate(LIMIT, "up")
-            limited = time.monotonic()
+        # Unlimited, the server's REMB lets Chromium climb over twice the limit to come
+        # (its fake camera settles near 320 kbit/s here): else settling would show nothing.
+        await eventually(above_the_limit, 60, "Chromium's target over twice the limit", 0.5)
+        lab.set_rate(LIMIT, "up")
+        limited = time.monotonic()
 
-            def settled() -> bool:
-                # Chromium's target under the link and what it sends over 2 s under it too.
-                last = samples[-1]
-                window = [s for s in samples if s["t"] >= last["t"] - 2000]
-                if len(window) < 2 or last["t"] - window[0]["t"] < 1500:
-                    return False
-                seconds = (last["t"] - window[0]["t"]) / 1000
-                rate = (last["bytes"] - window[0]["bytes"]) * 8 / seconds
-                return last["target"] <= LIMIT * 1000 and rate <= LIMIT * 1000
+        def settled() -> bool:
+            # Chromium's target under the link and what it sends over 2 s under it too.
+            last = samples[-1]
+            window = [s for s in samples if s["t"] >= last["t"] - 2000]
+            if len(window) < 2 or last["t"] - window[0]["t"] < 1500:
+                return False
+            seconds = (last["t"] - window[0]["t"]) / 1000
+            rate = (last["bytes"] - window[0]["bytes"]) * 8 / seconds
+            return last["target"] <= LIMIT * 1000 and rate <= LIMIT * 1000
 
-            async def sampled_and_settled() -> bool:
-                await sample()
-                return settled()
+        async def sampled_and_settled() -> bool:
+            await sample()
+            return settled()
 
-            await eventually(sampled_and_settled, 60, "the publisher under its uplink", 0.5)
-            print(
-                f"settled {time.monotonic() - limited:.1f} s after the limit: target "
-                f"{samples[-1]['target']:.0f} bit/s; tbf dropped {lab.shaper_drops('up')}; "
-                f"highest target before {max(s['target'] for s in samples):.0f}"
-            )
-        finally:
-            await browser.close()
+        await eventually(sampled_and_settled, 60, "the publisher under its uplink", 0.5)
+        print(
+            f"settled {time.monotonic() - limited:.1f} s after the limit: target "
+            f"{samples[-1]['target']:.0f} bit/s; tbf dropped {lab.shaper_drops('up')}; "
+            f"highest target before {max(s['target'] for s in samples):.0f}"
+        )

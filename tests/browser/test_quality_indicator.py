@@ -5,13 +5,8 @@ subscriptions (the connection-quality request), poor too (needs root: netlab).""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
-import pytest
-
-from tests.browser.harness import Browser, Page, missing_requirements
-from tests.netlab import NetLab, netlab_or_skip, open_netlab
+from tests.browser.harness import Browser
+from tests.browser.labbrowser import behind_the_lab, joined_page
 from tests.support import RunningServer
 
 # The indicator a page shows for participant `id`, or null.
@@ -19,35 +14,6 @@ QUALITY_OF = """(id) => {
   const shown = document.querySelector(`#participant-list li[data-participant="${id}"] .quality`);
   return shown ? {level: shown.dataset.quality, title: shown.title} : null;
 }"""
-
-
-@contextlib.asynccontextmanager
-async def behind_the_lab(tessera: RunningServer) -> AsyncIterator[tuple[NetLab, Browser]]:
-    """A network lab whose Chromium reaches `tessera` only through the lab's link."""
-    reason = missing_requirements()
-    if reason is not None:
-        pytest.skip(f"browser tests skipped: {reason}")
-    netlab_or_skip()
-    async with open_netlab() as lab:
-        await lab.forward_tcp(tessera.port)
-        browser = await Browser.launch(prefix=lab.command())
-        try:
-            yield lab, browser
-        finally:
-            await browser.close()
-
-
-async def joined_page(browser: Browser, tessera: RunningServer, name: str) -> Page:
-    """A conference page of `browser` that joined room "default" as `name`, publishing and
-    receiving the mixed view."""
-    page = await browser.new_page(tessera.url + "/")
-    await page.fill("#name", name)
-    await page.fill("#room", "default")
-    await page.click("#join-button")
-    await page.wait_for(
-        "() => window.tessera.camera && window.tessera.mixedSubscription", timeout=60
-    )
-    return page
 
 
 async def test_connection_quality_of_oneself_and_of_others_follows_their_links(

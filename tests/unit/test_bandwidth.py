@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from tessera.media.bandwidth import (
+    LOSS_MIN_PACKETS,
     MAX_BITRATE,
     BandwidthEstimator,
     Estimate,
@@ -265,3 +266,42 @@ def test_stepping_down_twice_in_one_congestion_keeps_the_hold() -> None:
     assert chooser.choose(10.5, figures()) == 2
     assert chooser.choose(10.6, figures()) == 1  # 8 s after the last step, not 12
     assert chooser.failed_probes == 0
+
+
+def test_loss_of_frequent_short_reports_is_counted_over_enough_packets() -> None:
+    # Chromium's reports ride on each NACK: 2 lost of 4 reads "50 %" on a link losing 20 %.
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 1_000_000)
+    estimator.on_receiver_report(2.0, 0, 0, highest_sequence=1000, packets_lost=0)
+    highest, lost = 1000, 0
+    for step in range(4):
+        highest, lost = highest + 4, lost + (2 if step == 0 else 0)
+        estimator.on_receiver_report(2.0, 128 if step == 0 else 0, 0, None, highest, lost)
+        figures = estimator.estimate(2.0)
+        assert figures.loss == 0.0 and not figures.congested  # under LOSS_MIN_PACKETS yet
+    assert estimator.estimate(2.0).reports == 5  # counted, fresh, just no loss figure yet
+    highest += LOSS_MIN_PACKETS - 16
+    estimator.on_receiver_report(2.0, 0, 0, None, highest, lost)
+    assert estimator.estimate(2.0).loss == pytest.approx(2 / LOSS_MIN_PACKETS)
+    # The count starts again from there.
+    estimator.on_receiver_report(2.0, 255, 0, None, highest + 5, lost + 5)
+    assert estimator.estimate(2.0).loss == pytest.approx(2 / LOSS_MIN_PACKETS)
+
+
+def test_the_first_report_and_figures_going_backwards_give_the_reports_own_loss() -> None:
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 1_000_000)
+    estimator.on_receiver_report(2.0, 64, 0, None, highest_sequence=500, packets_lost=3)
+    assert estimator.estimate(2.0).loss == pytest.approx(0.25)  # nothing to count from
+    estimator.on_receiver_report(2.0, 0, 0, None, highest_sequence=100, packets_lost=3)
+    assert estimator.estimate(2.0).loss == 0.0  # a receiver that restarted: its own figure
+    estimator.on_receiver_report(2.0, 0, 0, None, highest_sequence=140, packets_lost=13)
+    assert estimator.estimate(2.0).loss == pytest.approx(0.25)  # 10 of 40 since the restart
+
+
+def test_sequence_numbers_wrapping_count_on() -> None:
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 1_000_000)
+    estimator.on_receiver_report(2.0, 0, 0, None, highest_sequence=2**32 - 10, packets_lost=0)
+    estimator.on_receiver_report(2.0, 0, 0, None, highest_sequence=30, packets_lost=4)
+    assert estimator.estimate(2.0).loss == pytest.approx(0.1)
