@@ -152,18 +152,26 @@ class RunWatch:
         self._transcoders: set[tuple[int, int]] = set()
 
     async def until(self, condition: Callable[[], bool], timeout: float) -> bool:
-        """Look every POLL until `condition` holds (True) or `timeout` s passed (False)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.subscriber.check_alive()
+        """Look every POLL until `condition` holds (True) or `timeout` s passed (False);
+        a subscriber that ended is an error, not a phase that did not end."""
+        from tests.eventually import eventually
+
+        def looked() -> bool:
+            try:
+                self.subscriber.check_alive()
+            except AssertionError as exc:  # eventually() would take it for "not yet"
+                raise RuntimeError(str(exc)) from exc
             self.timeline.look(time.monotonic())
             self._transcoders.update((f.width, f.height) for f in self.stream.transcoders)
             self.figures.transcoders = sorted(self._transcoders)
             self.figures.rung_switches = self.adaptive.chooser.switches - self._switches
-            if condition():
-                return True
-            await asyncio.sleep(POLL)
-        return False
+            return condition()
+
+        try:
+            await eventually(looked, timeout, interval=POLL)
+        except AssertionError:
+            return False
+        return True
 
     async def settle(self, config: ForwardAdaptConfig) -> bool:
         """Limit the downlink; wait for the first lower-rung picture, then `config.on_lower` s."""

@@ -56,6 +56,32 @@ NACK_MEMORY = 2048
 LOSS_MIN_PACKETS = 20
 
 
+class CountedLoss:
+    """The loss of a receiver's reports counted over at least `min_packets` packets, from
+    their cumulative figures (extended highest sequence number, cumulative packets lost).
+
+    A block covering fewer gives None (the count goes on to the next). The first block
+    (nothing to count from) and one whose figures go backwards (a receiver that
+    restarted, a forged block) give their own fraction lost and start the count again.
+    """
+
+    def __init__(self, min_packets: int = LOSS_MIN_PACKETS) -> None:
+        self.min_packets = min_packets
+        self._base: tuple[int, int] | None = None
+
+    def update(self, fraction_lost: int, highest: int, lost: int) -> float | None:
+        """One report block's figures (fraction lost /256); the counted loss (0..1) or None."""
+        base = self._base
+        expected = None if base is None else (highest - base[0]) & 0xFFFFFFFF
+        if base is None or expected is None or expected >= 2**31:
+            self._base = (highest, lost)
+            return min(max(fraction_lost, 0), 255) / 256
+        if expected < self.min_packets:
+            return None
+        self._base = (highest, lost)
+        return min(max((lost - base[1]) / expected, 0.0), 1.0)
+
+
 @dataclass(frozen=True)
 class Rung:
     """One rung of a ladder: the size and bitrate (bit/s) an output is encoded at."""
@@ -121,7 +147,7 @@ class BandwidthEstimator:
     _plis: deque[float] = field(default_factory=deque)
     _nacked: dict[int, None] = field(default_factory=dict)  # insertion-ordered, bounded
     # (extended highest sequence number, cumulative lost) where the loss count started
-    _loss_base: tuple[int, int] | None = None
+    _counted: CountedLoss = field(default_factory=CountedLoss)
 
     # -- inputs ------------------------------------------------------------
 
@@ -156,7 +182,7 @@ class BandwidthEstimator:
         if highest_sequence is None or packets_lost is None:
             loss: float | None = min(max(fraction_lost, 0), 255) / 256
         else:
-            loss = self._counted_loss(fraction_lost, highest_sequence, packets_lost)
+            loss = self._counted.update(fraction_lost, highest_sequence, packets_lost)
         if loss is None:
             return
         self._loss = loss
@@ -170,23 +196,6 @@ class BandwidthEstimator:
         elif self._loss_based is None:
             self._loss_based = float(sent)
         self._loss_based = min(max(self._loss_based, MIN_BITRATE), MAX_BITRATE)
-
-    def _counted_loss(self, fraction_lost: int, highest: int, lost: int) -> float | None:
-        """The loss since the count started once it covers `LOSS_MIN_PACKETS`, else None.
-
-        The first block (nothing to count from) and one whose figures go backwards (a
-        receiver that restarted, a forged block) give their own fraction lost and start the
-        count again.
-        """
-        base = self._loss_base
-        expected = None if base is None else (highest - base[0]) & 0xFFFFFFFF
-        if base is None or expected is None or expected >= 2**31:
-            self._loss_base = (highest, lost)
-            return min(max(fraction_lost, 0), 255) / 256
-        if expected < LOSS_MIN_PACKETS:
-            return None
-        self._loss_base = (highest, lost)
-        return min(max((lost - base[1]) / expected, 0.0), 1.0)
 
     def on_remb(self, now: float, bitrate: int) -> bool:
         """A REMB naming the subscriber's stream; False (ignored) when it is absurd."""

@@ -157,6 +157,15 @@ class OpusEncoder:
         return packets
 
 
+def primed_encoder(fec: bool, history: Sequence[np.ndarray], pts: int) -> OpusEncoder:
+    """A new stereo encoder that has already coded `history` (the mixes of the ticks
+    before `pts`, oldest first): its first packet continues them, without a jump."""
+    encoder = OpusEncoder(2, fec)
+    for age, earlier in enumerate(history):
+        encoder.encode(earlier, pts - (len(history) - age) * (earlier.size // 2))
+    return encoder
+
+
 class SharedMixEncoder:
     """A view's one encode of its full mix in one variant (plain, or with in-band FEC).
 
@@ -180,10 +189,8 @@ class SharedMixEncoder:
         started = time.thread_time()
         encoder = self.encoder
         if encoder is None:
-            encoder = self.encoder = OpusEncoder(2, self.fec)
+            encoder = self.encoder = primed_encoder(self.fec, history, pts)
             self.starts += 1
-            for age, earlier in enumerate(history):
-                encoder.encode(earlier, pts - (len(history) - age) * (earlier.size // 2))
         packets = encoder.encode(samples, pts)
         self.ticks += 1
         self.encode_seconds += time.thread_time() - started
@@ -246,9 +253,7 @@ class MixedAudioOutput(PacketSource):
         # A local: close() on the loop thread may drop the attribute meanwhile.
         encoder = self.own_encoder
         if encoder is None:
-            encoder = self.own_encoder = OpusEncoder(2, self.fec)
-            for age, earlier in enumerate(history):
-                encoder.encode(earlier, pts - (len(history) - age) * (earlier.size // 2))
+            encoder = self.own_encoder = primed_encoder(self.fec, history, pts)
         packets = encoder.encode(samples, pts)
         self.encode_seconds += time.thread_time() - started
         return packets

@@ -3,7 +3,6 @@ audio track that notes when the speech began and ended."""
 
 from __future__ import annotations
 
-import fractions
 import shutil
 import subprocess
 import time
@@ -13,9 +12,9 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
 
-from tests.synthetic import RealTimePace
+from tests.synthetic import AUDIO_RATE, RealTimePace, mono_frame
 
-RATE = 48000
+RATE = AUDIO_RATE
 FRAME = RATE // 50  # 20 ms
 # A voice and pace the shipped English model hears well (measured: 9-11 of 13-14 words).
 VOICE = "en-us+f2"
@@ -83,9 +82,6 @@ class SpeechTrack(MediaStreamTrack):
             self.spoken.append(now)
         if self._sent < end <= self._sent + FRAME:
             self.spoken.append(now)
-        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._sent
-        frame.time_base = fractions.Fraction(1, RATE)
+        frame = mono_frame(chunk, self._sent)
         self._sent += FRAME
         return frame

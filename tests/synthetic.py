@@ -57,6 +57,15 @@ class ColorVideoTrack(MediaStreamTrack):
         return frame
 
 
+def mono_frame(wave: np.ndarray, pts: int) -> av.AudioFrame:
+    """One frame of mono int16 samples at AUDIO_RATE, stamped `pts` (in samples)."""
+    frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = AUDIO_RATE
+    frame.pts = pts
+    frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+    return frame
+
+
 class ToneTrack(MediaStreamTrack):
     """A sine tone at `frequency` Hz, 20 ms frames, in real time."""
 
@@ -74,10 +83,7 @@ class ToneTrack(MediaStreamTrack):
         n = AUDIO_RATE // 50
         t = (np.arange(n) + self._samples) / AUDIO_RATE
         wave = (self.amplitude * 32767 * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = AUDIO_RATE
-        frame.pts = self._samples
-        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        frame = mono_frame(wave, self._samples)
         self._samples += n
         return frame
 

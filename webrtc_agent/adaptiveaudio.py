@@ -2,7 +2,8 @@
 
 A view encodes its Opus plainly and, while a lossy subscriber receives it,
 once more with in-band FEC (MixedStream.audio_source). Each receiver report
-about the subscriber's audio feeds a `FecSwitch`; when it turns FEC on or
+about the subscriber's audio (its loss counted over at least 20 packets, as the
+video's estimate counts it: `bandwidth.CountedLoss`) feeds a `FecSwitch`; when it turns FEC on or
 off, the subscriber's `SharedRtpTrack` moves to the other encoding at a
 packet boundary (`rtpfanout.switch_rung`: its sequence numbers and
 timestamps go on).
@@ -15,8 +16,10 @@ import time
 from typing import Any, Protocol, runtime_checkable
 
 from aiortc import RTCRtpSender
+from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 
 from tessera.media import aiortcext
+from tessera.media.bandwidth import CountedLoss
 from tessera.media.fecswitch import FecSwitch
 from tessera.media.mediasource import PacketSource, ParameterError
 from tessera.media.rtpfanout import SharedRtpTrack, switch_rung
@@ -46,19 +49,30 @@ class AdaptiveAudio:
         self.stream = stream
         self.subscriber = subscriber
         self.switch = FecSwitch()
+        self.loss = CountedLoss()
         self.log_ids = log_ids
         self.closed = False
-        aiortcext.watch_receiver_reports(sender, self._on_report)
+        self._ssrc = sender._ssrc
+        aiortcext.watch_rtcp(sender, self._on_rtcp)
 
     @property
     def fec(self) -> bool:
         """Whether the subscriber is (being switched) on the FEC encoding."""
         return self.switch.on
 
-    def _on_report(self, fraction_lost: int, jitter: int) -> None:
-        if self.closed:
+    def _on_rtcp(self, packet: Any) -> None:
+        if self.closed or not isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             return
-        if not self.switch.update(time.monotonic(), fraction_lost / 256):
+        for report in packet.reports:
+            if report.ssrc == self._ssrc:
+                loss = self.loss.update(
+                    report.fraction_lost, report.highest_sequence, report.packets_lost
+                )
+                if loss is not None:
+                    self._on_loss(loss)
+
+    def _on_loss(self, loss: float) -> None:
+        if not self.switch.update(time.monotonic(), loss):
             return
         try:
             source = self.stream.audio_source(self.subscriber, self.switch.on)

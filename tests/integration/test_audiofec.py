@@ -10,7 +10,6 @@ encoding, and the FEC encode stops when nobody receives it.
 from __future__ import annotations
 
 import contextlib
-import fractions
 import itertools
 import re
 from collections.abc import AsyncIterator
@@ -32,7 +31,7 @@ from tests.integration.test_adaptive import server_subscription
 from tests.opuspacket import inspect_packet
 from tests.shapingrelay import relayed_client
 from tests.support import RunningServer, api
-from tests.synthetic import RealTimePace
+from tests.synthetic import RealTimePace, mono_frame
 
 RATE = 48_000
 FRAME = 960
@@ -68,10 +67,7 @@ class VoiceTrack(MediaStreamTrack):
         envelope = (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) ** 2
         noise = self._noise.normal(0, 0.05, FRAME)
         wave = ((voiced * 0.3 + noise) * envelope * 10000).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._samples
-        frame.time_base = fractions.Fraction(1, RATE)
+        frame = mono_frame(wave, self._samples)
         self._samples += FRAME
         return frame
 
