@@ -12,10 +12,13 @@ its inputs reach it decoded at 30 fps +-1 (mean over its inputs, the
 server's `tessera_view_input_frames` counter: a view composites 30 fps from
 whatever its inputs last delivered, so a starved server can show 30 fps of
 stale pictures), and the server uses at most 70% of its cores. The answer
-is the largest passing step; the target is 2 rooms per core. Stops at the
-first failing step (`--keep-going`: measures every step, and a step counts
-only if all before it passed too) or at --rooms (default 6). Under two
-minutes on a 2-core machine.
+is the largest passing step; the target is 2 rooms per core. A step over
+the CPU limit alone still counts towards "rooms at 30 fps" (how many rooms
+the server holds at frame rate however much of the machine it takes: the
+cluster's target); the run stops at the first step whose frame rates fail
+(`--keep-going`: measures every step, and a step counts only if all before
+it passed too) or at --rooms (default 6). Under two minutes on a 2-core
+machine.
 
 With --agents N the same rooms then run on a cluster started by the
 benchmark (`ClusterProcess`: a redis-server, one `tessera portal`, N
@@ -160,6 +163,16 @@ class DensityFigures:
         rooms = 0
         for step in sorted(self.steps, key=lambda s: s.rooms):
             if not step.passed:
+                break
+            rooms = step.rooms
+        return rooms
+
+    @property
+    def rooms_at_frame_rate(self) -> int:
+        """The largest step up to which every step held 30 fps, whatever its CPU."""
+        rooms = 0
+        for step in sorted(self.steps, key=lambda s: s.rooms):
+            if not step.holds_frame_rate:
                 break
             rooms = step.rooms
         return rooms
@@ -326,7 +339,7 @@ async def run_density_bench(config: DensityBenchConfig, agents: int = 0) -> Dens
                 step = await _measure(server, rooms, config.window, cores, config.participants)
                 steps.append(step)
                 print(_row(step), flush=True)
-                if not step.passed and not config.keep_going:
+                if not step.holds_frame_rate and not config.keep_going:
                     break
         finally:
             await asyncio.gather(*(leave(c) for room in rooms for c in room))
@@ -381,8 +394,9 @@ class DensityComparison:
 
     @property
     def meets_rooms_target(self) -> bool:
-        """The cluster holds at least `rooms_target` rooms at 30 fps."""
-        return self.cluster.rooms >= self.rooms_target
+        """The cluster holds at least `rooms_target` rooms at 30 fps (views, inputs and
+        participants), whatever share of the machine they take."""
+        return self.cluster.rooms_at_frame_rate >= self.rooms_target
 
     @property
     def meets_join_target(self) -> bool:
@@ -485,15 +499,20 @@ def format_comparison(comparison: DensityComparison) -> list[str]:
         *format_figures(cluster),
         "",
         f"one process against the {cluster.mode}:",
-        f"   rooms at 30 fps              {single.rooms:>8} {cluster.rooms:>8}",
+        f"   rooms at 30 fps              {single.rooms_at_frame_rate:>8} "
+        f"{cluster.rooms_at_frame_rate:>8}",
+        f"   ... within {100 * CPU_LIMIT:.0f} % CPU too      {single.rooms:>8} {cluster.rooms:>8}",
         f"   loop lag p99 (largest pass)  {lag(single):>24} | {lag(cluster)} (worst agent)",
         f"   join -> first mixed frame, over the {comparison.common_rooms} room(s) both entered:",
         f"      median ms                 {_ms(s_median):>8} {_ms(c_median):>8}",
         f"      p95 ms                    {_ms(s_p95):>8} {_ms(c_p95):>8}",
         "",
-        f"cluster: rooms at 30 fps {cluster.rooms} (one process {single.rooms}) - target >= "
-        f"{comparison.rooms_target} ({ROOMS_PER_CORE_TARGET:g} per core): "
-        f"{verdict(comparison.meets_rooms_target)}",
+        f"cluster: rooms at 30 fps {cluster.rooms_at_frame_rate} (one process "
+        f"{single.rooms_at_frame_rate}) - target >= {comparison.rooms_target} "
+        f"({ROOMS_PER_CORE_TARGET:g} per core): {verdict(comparison.meets_rooms_target)}",
+        f"cluster: rooms at 30 fps within {100 * CPU_LIMIT:.0f} % of the cores {cluster.rooms} "
+        f"(one process {single.rooms}) - density target >= {comparison.rooms_target}: "
+        f"{verdict(cluster.rooms >= comparison.rooms_target)}",
         f"cluster: join -> first mixed frame median {_ms(comparison.join_delay_ms)} ms above "
         f"one process - target <= {JOIN_DELAY_TARGET_MS:g} ms: "
         f"{verdict(comparison.meets_join_target)}",

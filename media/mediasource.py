@@ -71,27 +71,56 @@ class VideoFormat:
         )
 
 
+# How soon a new receiver's first keyframe may follow the last one (s). Shorter than a
+# source's interval for repeated requests: everyone of a room joining at once would
+# otherwise wait up to that whole interval for their first picture.
+FIRST_KEYFRAME_INTERVAL = 0.25
+
+
 class KeyframeRequester:
     """Forwards keyframe requests to `send`, at most one per `min_interval` seconds.
 
     A request inside the interval is not dropped but deferred to the end of it,
-    so that a new subscriber still gets its keyframe promptly.
+    so that a new subscriber still gets its keyframe promptly. A receiver's
+    first picture (`request_first`) waits at most `first_interval` after the
+    last keyframe: a burst of joins costs a keyframe every quarter second,
+    not a second's wait for most of them.
     """
 
-    def __init__(self, send: Callable[[], None], min_interval: float) -> None:
+    def __init__(
+        self,
+        send: Callable[[], None],
+        min_interval: float,
+        first_interval: float = FIRST_KEYFRAME_INTERVAL,
+    ) -> None:
         self._send = send
         self._min_interval = min_interval
+        self._first_interval = min(first_interval, min_interval)
         self._last = -1e9
         self._pending: asyncio.TimerHandle | None = None
+        self._due = 0.0
         self.sent = 0
 
     def request(self) -> None:
+        """A receiver lost a picture: a keyframe within `min_interval` of the last."""
+        self._request_within(self._min_interval)
+
+    def request_first(self) -> None:
+        """A receiver's first picture (it joined, or moved to this source)."""
+        self._request_within(self._first_interval)
+
+    def _request_within(self, interval: float) -> None:
+        due = self._last + interval
         if self._pending is not None:
-            return
-        wait = self._last + self._min_interval - time.monotonic()
+            if self._due <= due:
+                return  # one is coming soon enough
+            self._pending.cancel()
+            self._pending = None
+        wait = due - time.monotonic()
         if wait <= 0:
             self._fire()
         else:
+            self._due = due
             self._pending = asyncio.get_running_loop().call_later(wait, self._fire)
 
     def request_now(self) -> None:
@@ -158,7 +187,12 @@ class PacketSource:
                 logger.exception("packet sink failed")
 
     def request_keyframe(self) -> None:
-        """A receiver lost a picture or just joined."""
+        """A receiver lost a picture."""
+
+    def request_first_keyframe(self) -> None:
+        """A receiver's first picture (it joined, resumed or switched to this source): may
+        come sooner after the last keyframe than a repeated request."""
+        self.request_keyframe()
 
     def _on_first_sink(self) -> None:
         pass

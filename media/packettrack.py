@@ -57,7 +57,8 @@ class PacketTrack(MediaStreamTrack):
         self.source = source
         self._waiting_keyframe = self.kind == "video"
         source.add_sink(self)
-        self.request_keyframe()
+        if self.source is not None and self.kind == "video":
+            self.source.request_first_keyframe()
 
     def request_keyframe(self) -> None:
         if self.source is not None and self.kind == "video":
@@ -70,7 +71,8 @@ class PacketTrack(MediaStreamTrack):
         self._queue.clear()
         if not paused:
             self._waiting_keyframe = self.kind == "video"
-            self.request_keyframe()
+            if self.source is not None and self.kind == "video":
+                self.source.request_first_keyframe()
 
     def on_packet(self, packet: Packet, keyframe: bool) -> None:
         if self._paused or self.readyState != "live":

@@ -328,7 +328,10 @@ class SharedRtpTrack(MediaStreamTrack):
         self._waiting_keyframe = self.kind == "video"
         self.output = RtpOutput.of(source)
         self.output.add(self)
-        self.request_keyframe()
+        if self._ready:
+            # Not before: a keyframe it cannot send yet would only make the one it asks for
+            # once started (_on_start) wait out the source's interval.
+            self._request_first_keyframe()
 
     def use_sender(self, sender: RTCRtpSender) -> None:
         """Send for `sender` once aiortc starts it; answer its NACKs; hear its reports."""
@@ -340,6 +343,10 @@ class SharedRtpTrack(MediaStreamTrack):
     def request_keyframe(self) -> None:
         if self.source is not None and self.kind == "video":
             self.source.request_keyframe()
+
+    def _request_first_keyframe(self) -> None:
+        if self.source is not None and self.kind == "video":
+            self.source.request_first_keyframe()
 
     def resync(self) -> None:
         """Its picture chain broke (frames skipped): restart at the next keyframe."""
@@ -354,7 +361,7 @@ class SharedRtpTrack(MediaStreamTrack):
             self._waiting_keyframe = self.kind == "video"
         self._paused = paused
         if not paused:
-            self.request_keyframe()
+            self._request_first_keyframe()
 
     def _on_start(self, parameters: RTCRtpSendParameters) -> None:
         if self._ready or self._closed or self._sender is None:
@@ -394,7 +401,7 @@ class SharedRtpTrack(MediaStreamTrack):
         self._rtx_sequence = (origin >> 16) & 0x7FFF
         self._timestamp_offset = int.from_bytes(os.urandom(4), "big")
         self._ready = True
-        self.request_keyframe()
+        self._request_first_keyframe()
 
     def _on_nack(self, sequence_number: int) -> None:
         if self._ready and not self._closed:
@@ -611,7 +618,7 @@ def switch_rung(track: SharedRtpTrack, source: PacketSource) -> None:
     track._pending = output
     output.add(track)
     if track.kind == "video":
-        source.request_keyframe()
+        source.request_first_keyframe()
 
 
 def _ignore_result(task: asyncio.Future[None]) -> None:

@@ -71,6 +71,9 @@ class MixedVideoOutput(PacketSource):
     def request_keyframe(self) -> None:
         self._keyframes.request()
 
+    def request_first_keyframe(self) -> None:
+        self._keyframes.request_first()
+
     def encode(self, canvas: av.VideoFrame, pts: int) -> None:
         """Called on the view thread for every composed frame."""
         with self._encode_lock:

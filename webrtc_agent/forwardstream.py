@@ -114,6 +114,10 @@ class ForwardTrack(PacketSource):
         if self.kind == "video":
             self._keyframes.request()
 
+    def request_first_keyframe(self) -> None:
+        if self.kind == "video":
+            self._keyframes.request_first()
+
     def request_keyframe_now(self) -> None:
         if self.kind == "video":
             self._keyframes.request_now()
@@ -214,6 +218,9 @@ class VideoTranscoder(PacketSource):
 
     def request_keyframe(self) -> None:
         self._keyframes.request()
+
+    def request_first_keyframe(self) -> None:
+        self._keyframes.request_first()
 
     def _mark_keyframe(self) -> None:
         self._force_keyframe = True
@@ -352,7 +359,7 @@ class ForwardStream(Stream):
             return
         track.active = active
         if active:
-            track.request_keyframe()
+            track.request_first_keyframe()
 
     def _resized(self) -> None:
         video = self.tracks.get("video")

@@ -94,3 +94,19 @@ def test_a_view_at_30_fps_of_stale_inputs_does_not_hold_the_room() -> None:
     step = _step(1, 30.0)
     assert dataclasses.replace(step, input_fps=[29.6]).passed
     assert not dataclasses.replace(step, input_fps=[21.0]).passed
+
+
+def test_rooms_over_the_cpu_limit_count_at_frame_rate_but_not_within_it() -> None:
+    import dataclasses
+
+    # Four rooms at 30 fps taking 85 % of the machine: held at frame rate (the cluster's
+    # target), not within the 70 % density bound; a fifth at 25 fps ends both counts.
+    steps = [_step(1, 30.0), _step(2, 30.0), _step(3, 30.0)]
+    steps.append(dataclasses.replace(_step(4, 30.0), server_cpu_percent=170.0))
+    steps.append(dataclasses.replace(_step(5, 25.0), server_cpu_percent=170.0))
+    cluster = DensityFigures(DensityBenchConfig(), cores=2, steps=steps, agents=2)
+    assert (cluster.rooms, cluster.rooms_at_frame_rate) == (3, 4)
+    single = _figures(0, [30.0, 30.0, 30.0, 24.0], [[100]] * 4)
+    comparison = DensityComparison(single=single, cluster=cluster)
+    assert single.rooms_at_frame_rate == 3 and comparison.meets_rooms_target
+    assert not dataclasses.replace(cluster, steps=steps[:3]).rooms_at_frame_rate >= 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from fractions import Fraction
 
 import av
@@ -111,4 +112,23 @@ async def test_keyframe_requests_are_rate_limited_but_not_lost() -> None:
     # busy machine can only make it later).
     await eventually(lambda: len(sent) == 2, what="the deferred request")
     assert sent[1] - sent[0] >= 0.19
+    requester.close()
+
+
+async def test_a_first_picture_waits_a_shorter_interval_than_a_repeat() -> None:
+    # Nine participants joining at once: each one's first keyframe comes within the short
+    # first interval of the last, not the whole interval meant for repeated requests.
+    sent: list[float] = []
+    requester = KeyframeRequester(
+        lambda: sent.append(time.monotonic()), min_interval=30.0, first_interval=0.05
+    )
+    requester.request()  # the last keyframe, just sent
+    requester.request()  # a repeat: deferred by the whole interval
+    requester.request_first()  # a newcomer: brings the deferred one forward
+    requester.request_first()  # another: the one coming is soon enough
+    assert len(sent) == 1
+    await eventually(lambda: len(sent) == 2, what="the newcomer's keyframe")
+    assert sent[1] - sent[0] >= 0.045
+    requester.request()  # a repeat after it still waits the whole interval
+    assert len(sent) == 2 and requester._pending is not None
     requester.close()
