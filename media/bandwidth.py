@@ -28,6 +28,17 @@ link that fell far) keeps the hold; a climb that meets no congestion within `pro
 brings the hold back to `hold`. Without
 fresh feedback (no report for `stale_after` seconds) the rung holds and
 never climbs.
+
+A switch of rung tells the estimator where the new rung's packets begin
+(`BandwidthEstimator.on_switch`): from then on congestion is judged only on
+feedback about those packets (NACKs of later sequence numbers, loss counted
+from a report past the switch), so the NACKs and loss of the congestion that
+caused a step down, which go on arriving for a round trip and more, do not
+cause a second step. What does is the new rung itself: its own NACK and
+packet rates since the switch, and its send rate (`Estimate.rung_rate`):
+a rung stepped down to that sends more than the estimate carries and over
+`OVERSHOOT` times its nominal bitrate (content that encodes well over what
+the rung was chosen by) goes down again.
 """
 
 from __future__ import annotations
@@ -47,6 +58,12 @@ LOSS_LOW = 0.02
 REMB_OVERUSE = 0.5
 # Window of the sent, NACK and PLI rates (s).
 RATE_WINDOW = 2.0
+# The shortest span the NACK and packet rates are counted over after a switch (s).
+MIN_RATE_SPAN = 0.5
+# The span a rung's own send rate is measured over after a switch before it is judged (s).
+RUNG_RATE_SPAN = 1.0
+# A rung sending more than this times its nominal bitrate encodes over what it was chosen by.
+OVERSHOOT = 1.25
 # Sequence numbers of NACKed packets remembered, so that a packet NACKed again counts once.
 NACK_MEMORY = 2048
 # The fewest packets a loss figure covers. Chromium sends a receiver report with every NACK
@@ -68,11 +85,23 @@ class CountedLoss:
     def __init__(self, min_packets: int = LOSS_MIN_PACKETS) -> None:
         self.min_packets = min_packets
         self._base: tuple[int, int] | None = None
+        self._from: int | None = None  # a 16-bit sequence number the next count starts past
+
+    def restart_at(self, sequence_number: int) -> None:
+        """Count again from the first report whose highest sequence number reaches
+        `sequence_number` (16 bits): the loss of earlier packets is not counted."""
+        self._from = sequence_number & 0xFFFF
 
     def update(self, fraction_lost: int, highest: int, lost: int) -> float | None:
         """One report block's figures (fraction lost /256); the counted loss (0..1) or None."""
         base = self._base
         expected = None if base is None else (highest - base[0]) & 0xFFFFFFFF
+        if self._from is not None:
+            if (highest - self._from) & 0xFFFF >= 0x8000:
+                return None  # the report covers nothing past the switch yet
+            self._from = None
+            self._base = (highest, lost)  # count from here: the switch's packets onwards
+            return None
         if base is None or expected is None or expected >= 2**31:
             self._base = (highest, lost)
             return min(max(fraction_lost, 0), 255) / 256
@@ -104,6 +133,9 @@ class Estimate:
     nack_rate: float  # NACKed packets per second over the last RATE_WINDOW
     pli_rate: float  # keyframe requests per second over the last RATE_WINDOW
     congested: bool  # loss, REMB or NACKs say the link carries less than is sent
+    # Bit/s sent since the last switch once it spans RUNG_RATE_SPAN (None before): what the
+    # rung costs as encoded, which on hard content can be well over its nominal bitrate.
+    rung_rate: int | None
     fresh: bool  # a receiver report or REMB arrived within stale_after seconds
     reports: int  # receiver reports taken
     rejected: int  # REMBs ignored as absurd (0, below MIN_BITRATE, above MAX_BITRATE)
@@ -120,6 +152,7 @@ class Estimate:
             "nackRate": round(self.nack_rate, 2),
             "pliRate": round(self.pli_rate, 2),
             "congested": self.congested,
+            "rungRate": self.rung_rate,
             "fresh": self.fresh,
             "reports": self.reports,
             "rembRejected": self.rejected,
@@ -148,6 +181,11 @@ class BandwidthEstimator:
     _nacked: dict[int, None] = field(default_factory=dict)  # insertion-ordered, bounded
     # (extended highest sequence number, cumulative lost) where the loss count started
     _counted: CountedLoss = field(default_factory=CountedLoss)
+    # The first sequence number of the current rung (None: no switch yet): NACKs of earlier
+    # packets and loss figures from before it are the previous rung's, not congestion now.
+    _switched_at: int | None = None
+    _switch_time: float | None = None
+    _loss_stale: bool = False
 
     # -- inputs ------------------------------------------------------------
 
@@ -186,6 +224,7 @@ class BandwidthEstimator:
         if loss is None:
             return
         self._loss = loss
+        self._loss_stale = False
         sent = self.sent_rate(now)
         if sent <= 0:
             return
@@ -209,6 +248,23 @@ class BandwidthEstimator:
         self._last_feedback = now
         return True
 
+    def on_switch(self, now: float, first_sequence: int) -> None:
+        """The subscriber's packets from `first_sequence` (16 bits) on are of a new rung.
+
+        Feedback about earlier packets still arrives for a round trip or more (queued
+        packets, the receiver's NACK retries): it describes the rung left, so from here
+        congestion is judged on later packets only. The loss figure stays shown until a
+        counted one of the new rung replaces it, but no longer counts as congestion; the
+        NACK and packet rates congestion is judged on are the new rung's, over the time
+        since the switch (at least `MIN_RATE_SPAN`) until it spans RATE_WINDOW.
+        """
+        self._switched_at = first_sequence & 0xFFFF
+        self._switch_time = now
+        self._nacks.clear()
+        self._counted.restart_at(first_sequence)
+        self._loss_stale = True
+        self._remb_falling = False
+
     def on_nack(self, now: float, packets: int = 1) -> None:
         """The subscriber asked for `packets` packets again."""
         if packets > 0:
@@ -219,12 +275,16 @@ class BandwidthEstimator:
 
         A receiver repeats what it still misses: aiortc sends its whole list of missing
         packets (up to 128) in every NACK, so after a rung switch, whose left rung's packets
-        are not repeated, each new loss would count them all again. Returns how many counted.
+        are not repeated, each new loss would count them all again. Packets sent before the
+        last rung switch are not counted (`on_switch`). Returns how many counted.
         """
         fresh = 0
+        switched = self._switched_at
         for number in sequence_numbers:
             if number in self._nacked:
                 continue
+            if switched is not None and (number - switched) & 0xFFFF >= 0x8000:
+                continue  # a packet of the rung left
             self._nacked[number] = None
             fresh += 1
             if len(self._nacked) > NACK_MEMORY:
@@ -248,10 +308,22 @@ class BandwidthEstimator:
             return 0
         return int((last[1] - first[1]) * 8 / span)
 
-    def _packet_rate(self) -> float:
-        if len(self._sent) < 2:
+    def _rung_rate(self, now: float) -> int | None:
+        """Bit/s sent since the last switch, once that spans RUNG_RATE_SPAN."""
+        if self._switch_time is None:
+            return None
+        first = next((s for s in self._sent if s[0] >= self._switch_time), None)
+        last = self._sent[-1] if self._sent else None
+        if first is None or last is None or last[0] - first[0] < RUNG_RATE_SPAN:
+            return None
+        return int((last[1] - first[1]) * 8 / (last[0] - first[0]))
+
+    def _packet_rate(self, since: float) -> float:
+        """Packets per second sent from the first sample at or after `since`."""
+        first = next((s for s in self._sent if s[0] >= since), None)
+        if first is None:
             return 0.0
-        first, last = self._sent[0], self._sent[-1]
+        last = self._sent[-1]
         span = last[0] - first[0]
         return (last[2] - first[2]) / span if span > 0 else 0.0
 
@@ -261,15 +333,20 @@ class BandwidthEstimator:
             self._nacks.popleft()
         while self._plis and self._plis[0] < now - RATE_WINDOW:
             self._plis.popleft()
-        nack_rate = sum(n for _, n in self._nacks) / RATE_WINDOW
+        # Since a switch the rates are the new rung's alone: a window still holding the old
+        # rung's packets would make its NACK threshold too high to see it congest.
+        since = now - RATE_WINDOW
+        if self._switch_time is not None and self._switch_time > since:
+            since = min(self._switch_time, now - MIN_RATE_SPAN)
+        nack_rate = sum(n for _, n in self._nacks) / (now - since)
         pli_rate = len(self._plis) / RATE_WINDOW
         sent = self.sent_rate(now)
         fresh = self._last_feedback is not None and now - self._last_feedback <= self.stale_after
         candidates = [int(v) for v in (self._loss_based, self._remb) if v is not None]
         bitrate = min(candidates) if candidates else None
-        packet_rate = self._packet_rate()
+        packet_rate = self._packet_rate(since)
         congested = fresh and (
-            self._loss > LOSS_HIGH
+            (self._loss > LOSS_HIGH and not self._loss_stale)
             or (
                 self._remb is not None
                 and self._remb_falling
@@ -288,6 +365,7 @@ class BandwidthEstimator:
             nack_rate=nack_rate,
             pli_rate=pli_rate,
             congested=congested,
+            rung_rate=self._rung_rate(now),
             fresh=fresh,
             reports=self._reports,
             rejected=self._rejected,
@@ -341,7 +419,21 @@ class RungChooser:
         if not estimate.fresh:
             return self.rung  # no feedback: hold, never climb
         lowest = len(self.bitrates) - 1
-        if estimate.congested:
+        # A rung just stepped down to that sends more than the estimate carries because its
+        # content encodes well over its nominal bitrate (the rung was chosen by that) does
+        # not fit: down again, as on congestion. A rung near its nominal rate was chosen
+        # right; a receiver's REMB lagging behind after the step is no reason. (On
+        # the lowest rung there is nowhere to go: a receiver's REMB there follows what
+        # arrives, and must not keep it from climbing.)
+        overshoot = (
+            self.rung < lowest
+            and estimate.rung_rate is not None
+            and estimate.bitrate is not None
+            and self._went_down is not None
+            and self._changed == self._went_down
+            and estimate.rung_rate > max(estimate.bitrate, self.bitrates[self.rung] * OVERSHOOT)
+        )
+        if estimate.congested or overshoot:
             if self.rung == lowest or (
                 self._went_down is not None and now - self._went_down < self.down_gap
             ):

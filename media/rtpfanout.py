@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCRtpSender, clock
@@ -288,6 +289,9 @@ class SharedRtpTrack(MediaStreamTrack):
         # A rung of the same view being switched to: taken at its first keyframe (worker).
         self._pending: RtpOutput | None = None
         self.rung_switches = 0
+        # Called on the event loop thread after a switch of rung, with the sequence number
+        # of the new rung's first packet (feedback about earlier ones is the old rung's).
+        self.on_rung_switch: Callable[[int], None] | None = None
         # Bytes per second of retransmissions answered (None: every NACK): on a link that
         # drops much, answering every NACK fills it with repeats and starves the new rung.
         self.retransmit_budget: float | None = None
@@ -567,14 +571,17 @@ class SharedRtpTrack(MediaStreamTrack):
         self.source = output.source
         self._pending = None
         self.rung_switches += 1
+        first = (self._runs.origin + self._count) & 0xFFFF
         if previous is not None:
-            self._event_loop.call_soon_threadsafe(self._settle_switch, previous)
+            self._event_loop.call_soon_threadsafe(self._settle_switch, previous, first)
 
-    def _settle_switch(self, previous: RtpOutput) -> None:
+    def _settle_switch(self, previous: RtpOutput, first_sequence: int) -> None:
         """Loop thread, after a switch: leave the old rung's output, stay in the new one's
         (a `_drop_pending` racing the switch may have left it)."""
         if self._closed:
             return
+        if self.on_rung_switch is not None:
+            self.on_rung_switch(first_sequence)
         if self.output is not None:
             self.output.add(self)
         if previous is not self.output and previous is not self._pending:

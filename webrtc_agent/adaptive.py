@@ -4,7 +4,10 @@ The subscriber's RTCP (receiver reports, REMB, NACK, PLI) and what the
 fan-out sent it feed a `BandwidthEstimator`; every `INTERVAL` a
 `RungChooser` picks the rung, and a change re-points the subscriber's
 `SharedRtpTrack` to that rung's shared output at its next keyframe
-(`rtpfanout.switch_rung`: the old rung plays until then). Audio is not
+(`rtpfanout.switch_rung`: the old rung plays until then); once it is sent,
+the estimator hears where the new rung's packets begin, so the feedback
+still arriving about the old rung's is not taken for congestion of the
+new one. Audio is not
 adapted: its bitrate is kept out of what the video may take, so under
 congestion the video yields first.
 """
@@ -96,6 +99,7 @@ class AdaptiveVideo:
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
         self._budget_retransmissions()
+        track.on_rung_switch = self._on_switched
         aiortcext.watch_rtcp(sender, self._on_rtcp)
         self._schedule()
 
@@ -142,6 +146,10 @@ class AdaptiveVideo:
                         100_000_000,
                         extra=self.log_ids,
                     )
+
+    def _on_switched(self, first_sequence: int) -> None:
+        if not self.closed:
+            self.estimator.on_switch(time.monotonic(), first_sequence)
 
     def _tick(self) -> None:
         if self.closed:
@@ -207,6 +215,8 @@ class AdaptiveVideo:
     def close(self) -> None:
         """Idempotent: stops looking (the track stays on the rung it is on)."""
         self.closed = True
+        if self.track.on_rung_switch == self._on_switched:
+            self.track.on_rung_switch = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -9,6 +9,7 @@ import pytest
 from tessera.media.bandwidth import (
     LOSS_MIN_PACKETS,
     MAX_BITRATE,
+    MIN_RATE_SPAN,
     BandwidthEstimator,
     Estimate,
     RungChooser,
@@ -128,6 +129,7 @@ def figures(
     loss: float = 0.0,
     congested: bool = False,
     fresh: bool = True,
+    rung_rate: int | None = None,
 ) -> Estimate:
     return Estimate(
         bitrate=bitrate,
@@ -139,6 +141,7 @@ def figures(
         nack_rate=0.0,
         pli_rate=0.0,
         congested=congested,
+        rung_rate=rung_rate,
         fresh=fresh,
         reports=1,
         rejected=0,
@@ -305,3 +308,86 @@ def test_sequence_numbers_wrapping_count_on() -> None:
     estimator.on_receiver_report(2.0, 0, 0, None, highest_sequence=2**32 - 10, packets_lost=0)
     estimator.on_receiver_report(2.0, 0, 0, None, highest_sequence=30, packets_lost=4)
     assert estimator.estimate(2.0).loss == pytest.approx(0.1)
+
+
+def test_feedback_about_the_rung_left_is_not_congestion_of_the_new_one() -> None:
+    # Down a rung at sequence number 5000: the receiver goes on NACKing what the old rung lost
+    # in the queue and reporting its loss for a round trip and more. None of it is about the
+    # new rung, so it must not step down again; NACKs and loss of the new rung's packets do.
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 1_200_000)  # ~125 packets/s
+    estimator.on_receiver_report(1.0, 0, 0, None, highest_sequence=4800, packets_lost=0)
+    estimator.on_receiver_report(2.0, 0, 0, None, highest_sequence=4990, packets_lost=40)
+    estimator.on_nacked(2.0, range(4950, 4990))
+    assert estimator.estimate(2.0).congested  # the old rung's congestion: 40 of 190 lost
+    estimator.on_switch(2.0, 5000)
+    figures = estimator.estimate(2.1)
+    assert not figures.congested and figures.loss > 0.1  # still shown, no longer counted
+    # Retries of the old packets and a report not yet past the switch: still nothing.
+    assert estimator.on_nacked(2.2, range(4940, 5000)) == 0
+    estimator.on_receiver_report(2.3, 60, 0, None, highest_sequence=4999, packets_lost=55)
+    assert not estimator.estimate(2.3).congested
+    # The first report past the switch starts the new count; clean packets after it: clear.
+    estimator.on_receiver_report(2.5, 0, 0, None, highest_sequence=5010, packets_lost=55)
+    estimator.on_receiver_report(2.8, 0, 0, None, highest_sequence=5060, packets_lost=55)
+    assert estimator.estimate(2.8).loss == 0.0
+    assert not estimator.estimate(2.8).congested
+    # The new rung losing too (a link that fell far): congestion again.
+    estimator.on_receiver_report(3.1, 0, 0, None, highest_sequence=5110, packets_lost=70)
+    assert estimator.estimate(3.1).loss == pytest.approx(15 / 50)
+    assert estimator.estimate(3.1).congested
+    assert estimator.on_nacked(3.1, range(5090, 5130)) == 40
+
+
+def test_the_switch_point_wraps_with_the_sequence_numbers() -> None:
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 1_200_000)
+    estimator.on_receiver_report(1.0, 0, 0, None, highest_sequence=65500, packets_lost=0)
+    estimator.on_switch(1.0, 65530)
+    assert estimator.on_nacked(2.0, [65500, 65529]) == 0  # before the switch
+    assert estimator.on_nacked(2.0, [65530, 65535, 0, 20]) == 4  # at and after it, wrapped
+    estimator.on_receiver_report(2.0, 0, 0, None, highest_sequence=65536 + 10, packets_lost=0)
+    estimator.on_receiver_report(2.5, 0, 0, None, highest_sequence=65536 + 40, packets_lost=9)
+    assert estimator.estimate(2.5).loss == pytest.approx(9 / 30)
+
+
+def test_after_a_switch_congestion_is_judged_on_the_new_rungs_rates() -> None:
+    # From 16 Mbit/s (~1400 packets/s) down to ~50 packets/s: 8 NACKs a second are 16 % of
+    # the new rung, congestion, though a 2 s window still holding the old rung's packets
+    # would put the threshold at hundreds a second.
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 16_000_000)
+    estimator.on_receiver_report(2.0, 0, 0)
+    estimator.on_switch(2.0, 1000)
+    sending(estimator, 2.1, 3.0, 500_000)
+    estimator.on_receiver_report(3.0, 0, 0)
+    estimator.on_nacked(3.0, range(1100, 1108))
+    figures = estimator.estimate(3.0)
+    assert figures.nack_rate == pytest.approx(8.0)  # 8 over the 1 s since the switch
+    assert figures.congested
+    # A few NACKs right after the switch count over at least MIN_RATE_SPAN, not 0.1 s.
+    estimator = BandwidthEstimator()
+    sending(estimator, 0.0, 2.0, 500_000)
+    estimator.on_receiver_report(2.0, 0, 0)
+    estimator.on_switch(2.0, 1000)
+    estimator.on_nacked(2.1, [1001])
+    assert estimator.estimate(2.1).nack_rate == pytest.approx(1 / MIN_RATE_SPAN)
+
+
+def test_a_rung_that_sends_more_than_the_estimate_goes_down_again_but_not_below_the_floor() -> None:
+    # Stepped down to 1 Mbit/s on a 1.2 Mbit/s estimate, the rung's hard content sends 1.5:
+    # it does not fit, down again once down_gap passed. On the lowest rung nothing is lower,
+    # and the receiver's REMB there follows what arrives: it must not keep it from climbing.
+    chooser = RungChooser(LADDER, hold=3.0, congested_hold=8.0)
+    chooser.choose(0.0, figures())
+    assert chooser.choose(1.0, figures(bitrate=1_200_000, congested=True)) == 1
+    assert chooser.choose(1.5, figures(bitrate=1_200_000, rung_rate=1_500_000)) == 1  # gap
+    assert chooser.choose(2.6, figures(bitrate=1_200_000, rung_rate=1_100_000)) == 1  # fits
+    # Near its nominal rate the rung was chosen right: a REMB lagging under it is no reason.
+    assert chooser.choose(2.65, figures(bitrate=800_000, rung_rate=1_200_000)) == 1
+    assert chooser.choose(2.7, figures(bitrate=1_200_000, rung_rate=1_500_000)) == 2
+    assert chooser.choose(3.0, figures(bitrate=400_000, congested=True)) == 2  # down_gap
+    assert chooser.choose(4.6, figures(bitrate=140_000, congested=True)) == 3
+    assert chooser.choose(12.7, figures(bitrate=140_000, rung_rate=160_000)) == 2
+    # After a climb a rung over the estimate is a probe, not an overshoot: it holds.
+    assert chooser.choose(13.0, figures(bitrate=300_000, rung_rate=450_000)) == 2
