@@ -79,6 +79,15 @@ async def decodes(page: Page, size: tuple[int, int]) -> bool:
     return (stats["width"], stats["height"]) == size
 
 
+def media_gap(frames: list[list[Any]]) -> float | None:
+    """The longest step (s) of RTP time between consecutive presented frames: a picture that
+    stood still (lost, waiting for a keyframe), whatever the page's own rendering did."""
+    stamps = [f[1] for f in frames]
+    if len(stamps) < 2 or None in stamps:
+        return None
+    return max(((b - a) % 2**32) / 90000 for a, b in itertools.pairwise(stamps))
+
+
 def presented(frames: list[list[Any]]) -> str:
     """Frame rate and longest gap of presented frames (with the sizes either side of it), in
     page time and in media time."""
@@ -146,10 +155,12 @@ async def test_the_page_on_a_limited_link_settles_on_a_rung_and_climbs_back(
         assert limited_stats["height"] < TOP[1], limited_stats
         frames = await page.evaluate(FRAMES_SINCE, first)
         span = (limited_stats["t"] - settled["t"]) / 1000
+        decoded_fps = (limited_stats["decoded"] - settled["decoded"]) / span
+        longest = media_gap(frames)
         print(
             f"settled on rung {adaptive.rung} {rung_size(adaptive)} decoded"
             f" {settled_in:.1f} s after the limit; then"
-            f" {(limited_stats['decoded'] - settled['decoded']) / span:.1f} fps decoded,"
+            f" {decoded_fps:.1f} fps decoded,"
             f" {limited_stats['freezes'] - settled['freezes']} freezes"
             f" ({(limited_stats['frozen'] - settled['frozen']) * 1000:.0f} ms);"
             f" {presented(frames)}; since the limit lost"
@@ -159,6 +170,15 @@ async def test_the_page_on_a_limited_link_settles_on_a_rung_and_climbs_back(
             f" {lab.counters('down').lost}, tbf dropped {lab.shaper_drops('down')};"
             f" server: {adaptive.describe()}"
         )
+        # Settled: at least 25 fps arrive, and no picture stands still for over 500 ms (in
+        # media time: what the server sent and the page showed, not how smoothly a loaded
+        # machine rendered it). Arrive: decoded by getStats or presented by the video
+        # element, whichever counts more: in about 1 run of 4, getStats' framesDecoded
+        # stalls with a freeze of seconds (freezeCount) while the element presents every
+        # frame at 28 fps with no media-time gap over 67 ms.
+        shown_fps = (len(frames) - 1) / ((frames[-1][0] - frames[0][0]) / 1000)
+        assert max(decoded_fps, shown_fps) >= 25, (decoded_fps, shown_fps)
+        assert longest is not None and longest <= 0.5, f"a {longest} s freeze after settling"
 
         lab.lift()
         lab.set_loss(0.0)
