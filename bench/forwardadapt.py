@@ -67,6 +67,9 @@ class RunFigures:
     settled_size: tuple[int, int] | None = None
     fps_on_lower: float = 0.0
     longest_gap_ms: float = 0.0
+    # Where it ended (s after the first lower-rung picture) and the sizes either side of it.
+    longest_gap_at: float | None = None
+    longest_gap_sizes: str = ""
     climb_decided: float | None = None
     climbed: float | None = None
     rung_switches: int = 0
@@ -196,9 +199,15 @@ class RunWatch:
         figures.settled_size = next((f["width"], f["height"]) for f in frames if f["t"] == at)
         await self.until(lambda: time.monotonic() >= at + config.on_lower, config.on_lower + 1)
         figures.fps_on_lower = self.subscriber.report.fps_since(at)
-        figures.longest_gap_ms = max(
-            (float(f["gap_ms"]) for f in frames if f["t"] > at), default=0.0
-        )
+        after = [(i, f) for i, f in enumerate(frames) if f["t"] > at]
+        if after:
+            index, worst = max(after, key=lambda item: float(item[1]["gap_ms"]))
+            before = frames[index - 1]
+            figures.longest_gap_ms = float(worst["gap_ms"])
+            figures.longest_gap_at = worst["t"] - at
+            figures.longest_gap_sizes = (
+                f"{before['width']}x{before['height']} -> {worst['width']}x{worst['height']}"
+            )
         return True
 
     async def climb(self, config: ForwardAdaptConfig) -> bool:
@@ -311,13 +320,19 @@ def _seconds(value: float | None) -> str:
     return "missed" if value is None else f"{value:.1f} s"
 
 
+def _gap_place(run: RunFigures) -> str:
+    if run.longest_gap_at is None:
+        return ""
+    return f" ending {run.longest_gap_at:.1f} s after settling, {run.longest_gap_sizes}"
+
+
 def describe_run(run: RunFigures) -> str:
     """One run's figures in a line."""
     size = "x".join(map(str, run.settled_size)) if run.settled_size else "-"
     return (
         f"decided {_seconds(run.decided)}, switched {_seconds(run.switched)}, settled "
         f"{_seconds(run.settled)} on {size} ({run.fps_on_lower:.1f} fps, longest gap "
-        f"{run.longest_gap_ms:.0f} ms); after the lift climb decided "
+        f"{run.longest_gap_ms:.0f} ms{_gap_place(run)}); after the lift climb decided "
         f"{_seconds(run.climb_decided)}, back on top {_seconds(run.climbed)}"
     )
 

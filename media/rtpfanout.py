@@ -264,6 +264,10 @@ class RtpOutput:
         }
 
 
+# The fewest bytes of retransmissions a budget lets through at once: two full packets.
+RETRANSMIT_BURST = 2_400
+
+
 class SharedRtpTrack(MediaStreamTrack):
     """One subscriber's sender of a shared output: header rewrite, SRTP and send only.
 
@@ -522,8 +526,9 @@ class SharedRtpTrack(MediaStreamTrack):
         if budget is None:
             return True
         now = time.monotonic()
-        # At most half a second's worth saved up.
-        self._rtx_tokens = min(budget / 2, self._rtx_tokens + (now - self._rtx_time) * budget)
+        # At most half a second's worth saved up, and never too little for a whole packet.
+        cap = max(budget / 2, RETRANSMIT_BURST)
+        self._rtx_tokens = min(cap, self._rtx_tokens + (now - self._rtx_time) * budget)
         self._rtx_time = now
         if self._rtx_tokens < size:
             return False

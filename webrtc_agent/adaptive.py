@@ -49,6 +49,9 @@ AUDIO_RESERVE = 64_000
 # Retransmissions a subscriber is answered, as a share of its rung's bitrate (half a
 # second's worth at once).
 RETRANSMIT_SHARE = 0.25
+# ... but never less (bytes/s): a quarter of a low rung's bitrate (2.2 kB/s at 72 kbit/s)
+# could not repeat its lost keyframe, and the subscriber froze until the next one.
+MIN_RETRANSMIT_BUDGET = 4_000
 
 
 @runtime_checkable
@@ -195,7 +198,8 @@ class AdaptiveVideo:
         )
 
     def _budget_retransmissions(self) -> None:
-        self.track.retransmit_budget = RETRANSMIT_SHARE * self.rungs[self.chooser.rung].bitrate / 8
+        share = RETRANSMIT_SHARE * self.rungs[self.chooser.rung].bitrate / 8
+        self.track.retransmit_budget = max(share, MIN_RETRANSMIT_BUDGET)
 
     def describe(self) -> dict[str, Any]:
         """The estimate and rung, for querybwe, REST and metrics (camelCase)."""
