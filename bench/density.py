@@ -50,6 +50,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,19 +161,17 @@ class DensityFigures:
     @property
     def rooms(self) -> int:
         """The largest step up to which every step passed (0 if the first did not)."""
-        rooms = 0
-        for step in sorted(self.steps, key=lambda s: s.rooms):
-            if not step.passed:
-                break
-            rooms = step.rooms
-        return rooms
+        return self._rooms_while(lambda step: step.passed)
 
     @property
     def rooms_at_frame_rate(self) -> int:
         """The largest step up to which every step held 30 fps, whatever its CPU."""
+        return self._rooms_while(lambda step: step.holds_frame_rate)
+
+    def _rooms_while(self, holds: Callable[[DensityStep], bool]) -> int:
         rooms = 0
         for step in sorted(self.steps, key=lambda s: s.rooms):
-            if not step.holds_frame_rate:
+            if not holds(step):
                 break
             rooms = step.rooms
         return rooms

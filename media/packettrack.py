@@ -57,12 +57,15 @@ class PacketTrack(MediaStreamTrack):
         self.source = source
         self._waiting_keyframe = self.kind == "video"
         source.add_sink(self)
-        if self.source is not None and self.kind == "video":
-            self.source.request_first_keyframe()
+        self._request_first_keyframe()
 
     def request_keyframe(self) -> None:
         if self.source is not None and self.kind == "video":
             self.source.request_keyframe()
+
+    def _request_first_keyframe(self) -> None:
+        if self.source is not None and self.kind == "video":
+            self.source.request_first_keyframe()
 
     def set_paused(self, paused: bool) -> None:
         if paused == self._paused:
@@ -71,8 +74,7 @@ class PacketTrack(MediaStreamTrack):
         self._queue.clear()
         if not paused:
             self._waiting_keyframe = self.kind == "video"
-            if self.source is not None and self.kind == "video":
-                self.source.request_first_keyframe()
+            self._request_first_keyframe()
 
     def on_packet(self, packet: Packet, keyframe: bool) -> None:
         if self._paused or self.readyState != "live":
