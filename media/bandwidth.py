@@ -308,24 +308,23 @@ class BandwidthEstimator:
             return 0
         return int((last[1] - first[1]) * 8 / span)
 
-    def _rung_rate(self, now: float) -> int | None:
+    def _sent_since(self, since: float) -> tuple[float, float, float]:
+        """(span s, bit/s, packets/s) sent from the first sample at or after `since`."""
+        first = next((s for s in self._sent if s[0] >= since), None)
+        if first is None:
+            return (0.0, 0.0, 0.0)
+        last = self._sent[-1]
+        span = last[0] - first[0]
+        if span <= 0:
+            return (0.0, 0.0, 0.0)
+        return (span, (last[1] - first[1]) * 8 / span, (last[2] - first[2]) / span)
+
+    def _rung_rate(self) -> int | None:
         """Bit/s sent since the last switch, once that spans RUNG_RATE_SPAN."""
         if self._switch_time is None:
             return None
-        first = next((s for s in self._sent if s[0] >= self._switch_time), None)
-        last = self._sent[-1] if self._sent else None
-        if first is None or last is None or last[0] - first[0] < RUNG_RATE_SPAN:
-            return None
-        return int((last[1] - first[1]) * 8 / (last[0] - first[0]))
-
-    def _packet_rate(self, since: float) -> float:
-        """Packets per second sent from the first sample at or after `since`."""
-        first = next((s for s in self._sent if s[0] >= since), None)
-        if first is None:
-            return 0.0
-        last = self._sent[-1]
-        span = last[0] - first[0]
-        return (last[2] - first[2]) / span if span > 0 else 0.0
+        span, bitrate, _ = self._sent_since(self._switch_time)
+        return int(bitrate) if span >= RUNG_RATE_SPAN else None
 
     def estimate(self, now: float) -> Estimate:
         """The figures now (old NACK/PLI samples are forgotten here)."""
@@ -344,7 +343,7 @@ class BandwidthEstimator:
         fresh = self._last_feedback is not None and now - self._last_feedback <= self.stale_after
         candidates = [int(v) for v in (self._loss_based, self._remb) if v is not None]
         bitrate = min(candidates) if candidates else None
-        packet_rate = self._packet_rate(since)
+        packet_rate = self._sent_since(since)[2]
         congested = fresh and (
             (self._loss > LOSS_HIGH and not self._loss_stale)
             or (
@@ -365,7 +364,7 @@ class BandwidthEstimator:
             nack_rate=nack_rate,
             pli_rate=pli_rate,
             congested=congested,
-            rung_rate=self._rung_rate(now),
+            rung_rate=self._rung_rate(),
             fresh=fresh,
             reports=self._reports,
             rejected=self._rejected,

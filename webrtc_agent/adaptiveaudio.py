@@ -52,7 +52,7 @@ class AdaptiveAudio:
         self.loss = CountedLoss()
         self.log_ids = log_ids
         self.closed = False
-        self._ssrc = sender._ssrc
+        self._ssrc = aiortcext.sender_ssrcs(sender)[0]
         aiortcext.watch_rtcp(sender, self._on_rtcp)
 
     @property
