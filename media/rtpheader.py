@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .transportcc import TRANSPORT_CC_URI
+
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 
@@ -30,8 +32,9 @@ class RtpHeaderTemplate:
     """One sender's RTP header, rewritten in place for each packet it sends.
 
     `extension_ids` maps a header extension URI to the id the subscriber
-    negotiated; the ones Tessera writes are the MID and abs-send-time (the
-    others a sender of pre-encoded packets has nothing for, as in aiortc).
+    negotiated; the ones Tessera writes are the MID, abs-send-time and the
+    transport-wide sequence number (the others a sender of pre-encoded packets
+    has nothing for, as in aiortc).
     """
 
     def __init__(
@@ -56,6 +59,16 @@ class RtpHeaderTemplate:
             elements += bytes([abs_id << 4 | 2])
             self.abs_send_time_offset = 12 + 4 + len(elements)
             elements += b"\x00\x00\x00"
+        self.transport_sequence_offset: int | None = None
+        transport_id = extension_ids.get(TRANSPORT_CC_URI)
+        if transport_id is not None:
+            if not 1 <= transport_id <= 14:
+                raise ValueError(
+                    f"transport-wide sequence id {transport_id} does not fit a one-byte extension"
+                )
+            elements += bytes([transport_id << 4 | 1])
+            self.transport_sequence_offset = 12 + 4 + len(elements)
+            elements += b"\x00\x00"
         elements += b"\x00" * (-len(elements) % 4)
         self.first_byte = 0x80 | (0x10 if elements else 0)
         self.ssrc = ssrc
@@ -71,6 +84,12 @@ class RtpHeaderTemplate:
         offset = self.abs_send_time_offset
         if offset is not None:
             self.buffer[offset : offset + 3] = (value & 0xFFFFFF).to_bytes(3, "big")
+
+    def set_transport_sequence(self, value: int) -> None:
+        """The transport-wide sequence number of the packet written next (one per packet)."""
+        offset = self.transport_sequence_offset
+        if offset is not None:
+            self.buffer[offset : offset + 2] = (value & 0xFFFF).to_bytes(2, "big")
 
     def packet(self, sequence_number: int, timestamp: int, marker: int, payload: bytes) -> bytes:
         """The whole RTP packet (in the clear) for one shared payload."""

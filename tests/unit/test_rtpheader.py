@@ -13,6 +13,7 @@ from tessera.media.rtpheader import (
     SentRuns,
     abs_send_time,
 )
+from tessera.media.transportcc import TRANSPORT_CC_URI
 
 IDS = {MID_URI: 4, ABS_SEND_TIME_URI: 3}
 
@@ -59,6 +60,29 @@ def test_only_negotiated_extensions_are_written() -> None:
     assert packet.extensions.mid is None
 
 
+def test_each_packet_carries_its_transport_wide_sequence_number() -> None:
+    ids = {MID_URI: 4, ABS_SEND_TIME_URI: 2, TRANSPORT_CC_URI: 5}
+    template = RtpHeaderTemplate(7, 96, ids, "1")
+    template.set_abs_send_time(0xABCDEF)
+    numbers = []
+    for transport_sequence in (65535, 65536, 7):
+        template.set_transport_sequence(transport_sequence)
+        packet = parse(template.packet(1, 1, 0, b"x"), ids)
+        numbers.append(packet.extensions.transport_sequence_number)
+        assert packet.extensions.mid == "1"
+        assert packet.extensions.abs_send_time == 0xABCDEF
+        assert packet.payload == b"x"
+    assert numbers == [65535, 0, 7]
+
+
+def test_without_transport_cc_negotiated_no_number_is_written() -> None:
+    template = RtpHeaderTemplate(7, 96, {MID_URI: 4}, "1")
+    template.set_transport_sequence(12)  # a no-op: the subscriber did not negotiate it
+    packet = parse(template.packet(1, 1, 0, b"x"), {MID_URI: 4, TRANSPORT_CC_URI: 5})
+    assert packet.extensions.transport_sequence_number is None
+    assert packet.extensions.mid == "1"
+
+
 @pytest.mark.parametrize(
     ("ssrc", "payload_type", "ids", "mid"),
     [
@@ -66,6 +90,7 @@ def test_only_negotiated_extensions_are_written() -> None:
         (-1, 96, {}, None),
         (1, 96, {MID_URI: 15}, "0"),
         (1, 96, {MID_URI: 1}, "x" * 17),
+        (1, 96, {TRANSPORT_CC_URI: 15}, None),
     ],
 )
 def test_values_that_cannot_be_written_are_refused(
