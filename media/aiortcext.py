@@ -1,6 +1,6 @@
 """The few places where Tessera reaches into aiortc's private state.
 
-aiortc has no public API for nine things an SFU/MCU needs: taking the encoded
+aiortc has no public API for ten things an SFU/MCU needs: taking the encoded
 frames a receiver has reassembled (to forward them without decoding), turning
 decoding on and off, hearing a receiver's keyframe request on a sender that
 sends pre-encoded packets, hearing a receiver's bandwidth estimate (REMB),
@@ -9,7 +9,9 @@ frames without aiortc's fixed extra delay, giving each subscription its own
 msid stream id, checking DTLS-SRTP at start-up, and (for benchmark clients)
 taking SRTP packets before they are decrypted, and (for the shared fan-out)
 sending a subscriber's RTP from a thread of Tessera's own: its SRTP key, its
-socket, its NACKs and its sender-report counters. Keeping every such
+socket, its NACKs and its sender-report counters, and (for transport-wide
+congestion control) answering the transport-cc extension and feedback aiortc
+does not know and reading the feedback it drops. Keeping every such
 reach-in here means an aiortc upgrade is checked in one file
 (tests/integration cover each of them).
 
@@ -50,7 +52,12 @@ from aiortc import (
 )
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import SRTP_PROFILES
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtcpFeedback,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpSendParameters,
+)
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     AnyRtcpPacket,
@@ -67,6 +74,7 @@ from OpenSSL import SSL
 from pylibsrtp import Policy, Session
 
 from .mediasource import is_keyframe
+from .transportcc import TRANSPORT_CC_URI, transport_feedbacks
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +139,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("RTCRtpSender", "_RTCRtpSender__ntp_timestamp"),
     ("RTCRtpSender", "_RTCRtpSender__rtp_timestamp"),
     ("RTCRtpReceiver", "_RTCRtpReceiver__remote_streams"),  # received_counts
+    ("RTCDtlsTransport", "_handle_rtcp_data"),  # watch_transport_feedback
 )
 
 
@@ -510,6 +519,64 @@ def ask_inband_fec(transceiver: RTCRtpTransceiver) -> None:
         else codec
         for codec in transceiver._codecs
     ]
+
+
+def answer_transport_cc(
+    transceiver: RTCRtpTransceiver, extension_id: int, payload_types: set[int]
+) -> None:
+    """Answer the transport-wide sequence number extension at the offer's `extension_id`,
+    and ``transport-cc`` feedback on the codecs of `payload_types` (those that offered it).
+
+    aiortc knows neither (its receiver sends no such feedback), so it drops both from
+    every answer. Called between setRemoteDescription and createAnswer, on every offer:
+    aiortc negotiates each m-line's extensions and codecs again each time.
+    """
+    extensions: list[RTCRtpHeaderExtensionParameters] = [
+        e for e in transceiver._headerExtensions if e.uri != TRANSPORT_CC_URI
+    ]
+    taken = {e.id for e in extensions}
+    if extension_id in taken or not 1 <= extension_id <= 14:
+        return  # the offer gave its id to another extension, or one a one-byte header lacks
+    transceiver._headerExtensions = [
+        *extensions,
+        RTCRtpHeaderExtensionParameters(id=extension_id, uri=TRANSPORT_CC_URI),
+    ]
+    transceiver._codecs = [
+        dataclasses.replace(
+            codec, rtcpFeedback=[*codec.rtcpFeedback, RTCRtcpFeedback(type="transport-cc")]
+        )
+        if codec.payloadType in payload_types
+        and not any(f.type == "transport-cc" for f in codec.rtcpFeedback)
+        else codec
+        for codec in transceiver._codecs
+    ]
+
+
+def watch_transport_feedback(dtls: RTCDtlsTransport, callback: Callable[[bytes], None]) -> None:
+    """Call `callback(body)` with each transport-cc feedback (RTCP RTPFB FMT 15) the remote
+    end sends on `dtls` (the body after the RTCP header), before aiortc handles its
+    compound packet: aiortc reads a transport-cc feedback as NACK pairs and keeps nothing
+    of it. Idempotent per callback; a callback that raises is logged.
+    """
+    listeners: list[Callable[[bytes], None]] | None = getattr(dtls, "_tessera_twcc", None)
+    if listeners is None:
+        handle = dtls._handle_rtcp_data
+        found: list[Callable[[bytes], None]] = []
+
+        async def handle_rtcp_data(data: bytes) -> None:
+            for body in transport_feedbacks(data):
+                for listener in list(found):
+                    try:
+                        listener(body)
+                    except Exception:
+                        logger.exception("transport-cc feedback listener failed")
+            await handle(data)
+
+        dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
+        dtls._tessera_twcc = found  # type: ignore[attr-defined]
+        listeners = found
+    if callback not in listeners:
+        listeners.append(callback)
 
 
 def negotiated_codec(transceiver: RTCRtpTransceiver) -> RTCRtpCodecParameters | None:

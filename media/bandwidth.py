@@ -10,14 +10,16 @@ draft-ietf-rmcat-gcc: below 2 % loss it grows 5 % per loss figure (receiver repo
 counted together until they cover `LOSS_MIN_PACKETS`), between 2 and
 10 % it holds; above 10 % it drops to what arrived, sent times 1 - loss,
 not GCC's 1 - loss/2: a ladder jumps to a rung rather than easing a
-sender's rate down) with the receiver's REMB (its delay-based estimate),
-the lower of the two. A REMB of
+sender's rate down) with a delay-based estimate, the lower of the two: the
+receiver's REMB, or, when the subscriber sends transport-cc feedback (and
+then no REMB), the sender's own (media/transportwide.py; its overuse
+detector's signal stands for a falling REMB). A delay-based estimate of
 0, one below `MIN_BITRATE` or above `MAX_BITRATE` is no estimate: it is
 counted as rejected and ignored, never followed.
 
 `RungChooser` picks a rung of a ladder (bitrates, highest first) from the
 estimate, with hysteresis: down at once on congestion (loss over 10 %, a
-falling REMB under half of what is sent, or NACKs for over 10 % of the packets, each
+falling delay-based estimate under half of what is sent, or NACKs for over 10 % of the packets, each
 packet counted once however often it is NACKed), to the
 highest rung the estimate carries; up one rung at a time only after the
 current rung has held for `hold` seconds without congestion (a probe).
@@ -129,6 +131,8 @@ class Estimate:
     rtt: float | None  # round-trip time (s) from the latest report with an SR reference
     jitter: float  # interarrival jitter (s) of the latest receiver report
     remb: int | None  # the latest accepted REMB
+    delay_based: int | None  # the latest delay-based estimate: REMB's, or transport-cc's
+    transport_cc: bool  # the delay-based estimate is the sender's own (transport-cc)
     sent_rate: int  # what was sent to the subscriber over the last RATE_WINDOW
     nack_rate: float  # NACKed packets per second over the last RATE_WINDOW
     pli_rate: float  # keyframe requests per second over the last RATE_WINDOW
@@ -148,6 +152,8 @@ class Estimate:
             "roundTripTime": None if self.rtt is None else round(self.rtt, 4),
             "jitter": round(self.jitter, 4),
             "remb": self.remb,
+            "delayBasedBitrate": self.delay_based,
+            "transportCc": self.transport_cc,
             "sentBitrate": self.sent_rate,
             "nackRate": round(self.nack_rate, 2),
             "pliRate": round(self.pli_rate, 2),
@@ -170,7 +176,12 @@ class BandwidthEstimator:
     _rtt: float | None = None
     _jitter: float = 0.0
     _remb: int | None = None
-    _remb_falling: bool = False
+    # The latest delay-based estimate: the receiver's REMB, or the sender's own from
+    # transport-cc feedback (a receiver sending that sends no REMB). Falling: the
+    # receiver's estimator (or the sender's overuse detector) saw its queue grow.
+    _delay: int | None = None
+    _delay_falling: bool = False
+    _transport_cc: bool = False
     _last_feedback: float | None = None
     _reports: int = 0
     _rejected: int = 0
@@ -243,8 +254,22 @@ class BandwidthEstimator:
             return False
         # A receiver ramping up after a climb sends REMBs under the new rate that rise: only a
         # falling one is its estimator seeing the queue grow (GCC's decrease).
-        self._remb_falling = self._remb is not None and bitrate < self._remb * 0.97
-        self._remb = bitrate
+        self._delay_falling = self._delay is not None and bitrate < self._delay * 0.97
+        self._remb = self._delay = bitrate
+        self._transport_cc = False
+        self._last_feedback = now
+        return True
+
+    def on_delay_based(self, now: float, bitrate: int, overused: bool) -> bool:
+        """The sender's own delay-based estimate of the link (from transport-cc feedback,
+        media/transportwide.py), and whether its detector saw the link overused since the
+        last one: what a REMB and its fall say. False (ignored) when it is absurd."""
+        if not MIN_BITRATE <= bitrate <= MAX_BITRATE:
+            self._rejected += 1
+            return False
+        self._delay_falling = overused
+        self._delay = bitrate
+        self._transport_cc = True
         self._last_feedback = now
         return True
 
@@ -263,7 +288,7 @@ class BandwidthEstimator:
         self._nacks.clear()
         self._counted.restart_at(first_sequence)
         self._loss_stale = True
-        self._remb_falling = False
+        self._delay_falling = False
 
     def on_nack(self, now: float, packets: int = 1) -> None:
         """The subscriber asked for `packets` packets again."""
@@ -341,16 +366,16 @@ class BandwidthEstimator:
         pli_rate = len(self._plis) / RATE_WINDOW
         sent = self.sent_rate(now)
         fresh = self._last_feedback is not None and now - self._last_feedback <= self.stale_after
-        candidates = [int(v) for v in (self._loss_based, self._remb) if v is not None]
+        candidates = [int(v) for v in (self._loss_based, self._delay) if v is not None]
         bitrate = min(candidates) if candidates else None
         packet_rate = self._sent_since(since)[2]
         congested = fresh and (
             (self._loss > LOSS_HIGH and not self._loss_stale)
             or (
-                self._remb is not None
-                and self._remb_falling
+                self._delay is not None
+                and self._delay_falling
                 and sent > 0
-                and self._remb < REMB_OVERUSE * sent
+                and self._delay < REMB_OVERUSE * sent
             )
             or (packet_rate > 0 and nack_rate > LOSS_HIGH * packet_rate)
         )
@@ -360,6 +385,8 @@ class BandwidthEstimator:
             rtt=self._rtt,
             jitter=self._jitter,
             remb=self._remb,
+            delay_based=self._delay,
+            transport_cc=self._transport_cc,
             sent_rate=sent,
             nack_rate=nack_rate,
             pli_rate=pli_rate,

@@ -37,6 +37,8 @@ from . import aiortcext
 from .mediasource import Packet, PacketSource
 from .rtpheader import RtpHeaderTemplate, SentRuns, abs_send_time
 from .threadstart import LaunchedThread
+from .transportcc import TRANSPORT_CC_URI
+from .transportwide import TransportWideCc
 from .udpbatch import UdpBatchSender
 
 logger = logging.getLogger(__name__)
@@ -306,6 +308,9 @@ class SharedRtpTrack(MediaStreamTrack):
         self._template: RtpHeaderTemplate | None = None
         self._rtx_template: RtpHeaderTemplate | None = None
         self._srtp: Session | None = None
+        # The transport's sequence numbers and sent log, when the subscriber negotiated
+        # transport-cc (set in _on_start, before _ready).
+        self.transport_cc: TransportWideCc | None = None
         self._route: UdpBatchSender | None = None
         self._runs = SentRuns(0)
         self._rtx_sequence = 0
@@ -393,6 +398,8 @@ class SharedRtpTrack(MediaStreamTrack):
         self._template = RtpHeaderTemplate(ssrc, codec.payloadType, extension_ids, mid)
         if rtx_type is not None:
             self._rtx_template = RtpHeaderTemplate(rtx_ssrc, rtx_type, extension_ids, mid)
+        if TRANSPORT_CC_URI in extension_ids:
+            self.transport_cc = TransportWideCc.of(dtls)
         key, profile = aiortcext.sender_srtp_key(dtls)
         policy = Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
         # A retransmission without RTX repeats a sequence number.
@@ -474,10 +481,19 @@ class SharedRtpTrack(MediaStreamTrack):
         packet = template.packet
         payloads = frame.payloads
         last = len(payloads) - 1
-        datagrams = [
-            protect(packet(sequence + i, timestamp, i == last, payload))
-            for i, payload in enumerate(payloads)
-        ]
+        transport_cc = self.transport_cc
+        if transport_cc is None:
+            datagrams = [
+                protect(packet(sequence + i, timestamp, i == last, payload))
+                for i, payload in enumerate(payloads)
+            ]
+        else:
+            now = time.monotonic()
+            header = template.length
+            datagrams = []
+            for i, payload in enumerate(payloads):
+                template.set_transport_sequence(transport_cc.sent(now, header + len(payload)))
+                datagrams.append(protect(packet(sequence + i, timestamp, i == last, payload)))
         self._send(datagrams)
         sent = len(payloads)
         self._count = count + sent
@@ -509,6 +525,11 @@ class SharedRtpTrack(MediaStreamTrack):
             return
         timestamp = (timestamp + run.timestamp_offset) & 0xFFFFFFFF
         assert self._template is not None and self._srtp is not None
+        template = self._rtx_template or self._template
+        if self.transport_cc is not None:
+            # A repeat is a packet of its own on the transport: it gets its own number.
+            size = template.length + len(payload) + (2 if self._rtx_template else 0)
+            template.set_transport_sequence(self.transport_cc.sent(time.monotonic(), size))
         if self._rtx_template is not None:
             # RFC 4588: the original sequence number, then the payload, on the RTX stream.
             data = self._rtx_template.packet(

@@ -1,7 +1,8 @@
 """AdaptiveVideo: one subscriber's video moved along a view's ladder by its own feedback.
 
-The subscriber's RTCP (receiver reports, REMB, NACK, PLI) and what the
-fan-out sent it feed a `BandwidthEstimator`; every `INTERVAL` a
+The subscriber's RTCP (receiver reports, REMB, NACK, PLI), the sender's own
+delay-based estimate from its transport-cc feedback (when it sends that
+instead of REMB) and what the fan-out sent it feed a `BandwidthEstimator`; every `INTERVAL` a
 `RungChooser` picks the rung, and a change re-points the subscriber's
 `SharedRtpTrack` to that rung's shared output at its next keyframe
 (`rtpfanout.switch_rung`: the old rung plays until then); once it is sent,
@@ -99,6 +100,7 @@ class AdaptiveVideo:
         self.chooser = RungChooser(tuple(r.bitrate for r in self.rungs))
         self.log_ids = log_ids
         self.last: Estimate = self.estimator.estimate(time.monotonic())
+        self._feedbacks_seen = 0  # of the transport's transport-cc feedback
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
         self._budget_retransmissions()
@@ -167,6 +169,15 @@ class AdaptiveVideo:
     def _update(self, now: float) -> None:
         track = self.track
         self.estimator.on_sent(now, track.octets_sent, track.packets_sent)
+        transport_cc = track.transport_cc
+        if transport_cc is not None and self.last.rtt is not None:
+            transport_cc.rtt = self.last.rtt  # GCC's response time (the transport's RTT)
+        if transport_cc is not None and transport_cc.feedbacks != self._feedbacks_seen:
+            bitrate = transport_cc.bitrate
+            if bitrate is not None:
+                overused = transport_cc.last_overuse > self._feedbacks_seen
+                self.estimator.on_delay_based(now, bitrate, overused)
+            self._feedbacks_seen = transport_cc.feedbacks
         estimate = self.estimator.estimate(now)
         self.last = estimate
         if estimate.bitrate is not None:
@@ -184,14 +195,15 @@ class AdaptiveVideo:
         target = self.rungs[rung]
         logger.info(
             "subscriber switched to rung %d (%dx%d, %d bit/s): estimate %s, loss %.3f,"
-            " REMB %s, sent %d bit/s, NACKed %.1f packets/s",
+            " delay-based %s (%s), sent %d bit/s, NACKed %.1f packets/s",
             rung,
             target.width,
             target.height,
             target.bitrate,
             estimate.bitrate,
             estimate.loss,
-            estimate.remb,
+            estimate.delay_based,
+            "transport-cc" if estimate.transport_cc else "REMB",
             estimate.sent_rate,
             estimate.nack_rate,
             extra=self.log_ids,
@@ -204,8 +216,10 @@ class AdaptiveVideo:
     def describe(self) -> dict[str, Any]:
         """The estimate and rung, for querybwe, REST and metrics (camelCase)."""
         rung = self.rungs[self.chooser.rung]
+        transport_cc = self.track.transport_cc
         return {
             **self.last.to_json(),
+            **(transport_cc.describe() if transport_cc is not None else {}),
             "rung": self.chooser.rung,
             "rungs": len(self.rungs),
             "rungResolution": {"width": rung.width, "height": rung.height},

@@ -19,6 +19,8 @@ from aiortc.sdp import candidate_from_sdp
 from tessera.media import aiortcext
 from tessera.media.mediasource import ParameterError
 from tessera.media.rtpfanout import SharedRtpTrack
+from tessera.media.transportcc import TRANSPORT_CC_URI
+from tessera.media.transportwide import TransportWideCc
 
 from .offercheck import OfferError, check_offer
 from .publication import Publication
@@ -235,6 +237,7 @@ class Transport:
                     newly.append(session)
             for transceiver in self.pc.getTransceivers():
                 aiortcext.ask_inband_fec(transceiver)
+            self._answer_transport_cc()
             try:
                 answer = await self.pc.createAnswer()
                 await self.pc.setLocalDescription(answer)
@@ -253,6 +256,39 @@ class Transport:
                     self._negotiated.add(session.id)
             if self.connected:
                 self._announce_ready()
+
+    def _answer_transport_cc(self) -> None:
+        """Answer transport-cc on the subscriptions' video m-lines whose offer has it.
+
+        The subscriber then sends transport-wide feedback instead of REMB, and the
+        fan-out estimates the link from it (media/transportwide.py). Only where the
+        shared fan-out sends (it numbers the packets) and only on m-lines that send
+        nothing but media out: aiortc's receiver gives no such feedback, and a
+        publishing browser that expected it would hold its bitrate down.
+        """
+        description = self.pc.remoteDescription
+        if not self.shared_fanout or description is None:
+            return
+        offered = {m.rtp.muxId: m for m in _parse(description.sdp).media}
+        for transceiver in self.pc.getTransceivers():
+            mid = transceiver.mid
+            if transceiver.kind != "video" or transceiver.direction != "sendonly" or mid is None:
+                continue
+            media = offered.get(mid)
+            if not isinstance(self._claimed.get(mid), Subscription) or media is None:
+                continue
+            extension = next(
+                (e.id for e in media.rtp.headerExtensions if e.uri == TRANSPORT_CC_URI), None
+            )
+            payload_types = {
+                c.payloadType
+                for c in media.rtp.codecs
+                if c.payloadType is not None
+                and any(f.type == "transport-cc" for f in c.rtcpFeedback)
+            }
+            # Both or neither: a receiver gives this feedback only with both (libwebrtc).
+            if extension is not None and payload_types:
+                aiortcext.answer_transport_cc(transceiver, extension, payload_types)
 
     def _claim_by_kind(self) -> None:
         # Sessions of older clients named no mids: give each the first new
@@ -413,15 +449,19 @@ class Transport:
         }
 
     def estimated_bitrate(self, session: MediaSession) -> int | None:
-        """What the subscriber's receiver last estimated it can take (REMB, bit/s), if it did.
+        """What the subscriber's link is estimated to carry (bit/s), once it is.
 
-        A receiver's REMB covers the SSRCs it names (a browser names every video
-        stream it receives on the connection): the video sender's figure, else
-        the audio sender's. None until the receiver has sent one.
+        With transport-cc, the fan-out's delay-based estimate of the whole transport.
+        Else the receiver's own (REMB): it covers the SSRCs it names (a browser names
+        every video stream it receives on the connection): the video sender's figure,
+        else the audio sender's. None until there is one.
         """
         estimates: dict[str, int] = {}
         for transceiver in self.pc.getTransceivers():
             if transceiver.mid in session.mids:
+                transport_cc = TransportWideCc.find(transceiver.sender.transport)
+                if transport_cc is not None and transport_cc.bitrate is not None:
+                    return transport_cc.bitrate
                 bitrate = aiortcext.estimated_bitrate(transceiver.sender)
                 if bitrate is not None:
                     estimates[transceiver.kind] = bitrate

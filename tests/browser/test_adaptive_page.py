@@ -2,10 +2,10 @@
 subscribes to a mixed view with a ladder: the server moves it to a rung that fits, the page
 decodes that rung on, and climbs back to the top when the limit is lifted (issue 17).
 
-Chromium's own feedback drives it (receiver reports, NACK, PLI and its REMB: the server's
-answer offers abs-send-time and goog-remb, not transport-cc). Times, frame rates and gaps
-(getStats freezes; requestVideoFrameCallback in page and media time) are printed, not
-asserted.
+Chromium's own feedback drives it: receiver reports, NACK, PLI and its transport-cc
+feedback (the server answers transport-cc on the subscription's video; Chromium then
+sends no REMB, and the server estimates the delay itself). Times (getStats freezes;
+requestVideoFrameCallback in page and media time) are printed, not asserted.
 """
 
 from __future__ import annotations
@@ -179,6 +179,11 @@ async def test_the_page_on_a_limited_link_settles_on_a_rung_and_climbs_back(
         shown_fps = (len(frames) - 1) / ((frames[-1][0] - frames[0][0]) / 1000)
         assert max(decoded_fps, shown_fps) >= 25, (decoded_fps, shown_fps)
         assert longest is not None and longest <= 0.5, f"a {longest} s freeze after settling"
+        # The delay-based estimate is the server's own, from Chromium's transport-cc feedback.
+        described = adaptive.describe()
+        assert "transport-cc" in feedback, answer
+        assert described["transportCc"] and described["remb"] is None, described
+        assert described["feedbacks"] > 0 and described["feedbacksMalformed"] == 0, described
 
         lab.lift()
         lab.set_loss(0.0)

@@ -137,6 +137,8 @@ def figures(
         rtt=None,
         jitter=0.0,
         remb=None,
+        delay_based=None,
+        transport_cc=False,
         sent_rate=0,
         nack_rate=0.0,
         pli_rate=0.0,
