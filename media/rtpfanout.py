@@ -35,7 +35,13 @@ from pylibsrtp import Policy, Session
 
 from . import aiortcext
 from .mediasource import Packet, PacketSource
-from .rtpheader import RtpHeaderTemplate, SentRuns, abs_send_time
+from .rtpheader import (
+    RtpHeaderTemplate,
+    SentRuns,
+    abs_send_time,
+    vp8_picture_id,
+    with_picture_id,
+)
 from .threadstart import LaunchedThread
 from .transportcc import TRANSPORT_CC_URI
 from .transportwide import TransportWideCc
@@ -165,6 +171,7 @@ class RtpOutput:
         self.source = source
         self.kind = source.kind
         self.worker = worker
+        self.vp8 = source.codec == "vp8"
         channels = 2 if source.codec == "opus" else None
         self._packer = get_encoder(
             RTCRtpCodecParameters(
@@ -304,6 +311,7 @@ class SharedRtpTrack(MediaStreamTrack):
         self._rtx_tokens = 0.0
         self._rtx_time = 0.0
         self.retransmits_refused = 0
+        self.retransmits_over_budget = 0  # of those refused: the rest were of a rung left
         # Worker-thread state (set up in _on_start, before _ready).
         self._template: RtpHeaderTemplate | None = None
         self._rtx_template: RtpHeaderTemplate | None = None
@@ -318,6 +326,10 @@ class SharedRtpTrack(MediaStreamTrack):
         self._expect: tuple[RtpOutput | None, int] = (None, -1)
         self._timestamp_offset = 0
         self._last_timestamp: int | None = None
+        # VP8 PictureIDs go on across outputs (_continue_picture_ids).
+        self._picture_id_output: RtpOutput | None = None
+        self._picture_id_offset = 0
+        self._last_picture_id: int | None = None
         # Figures (written by the worker, read anywhere).
         self.delivered = 0  # frames
         self.packets_sent = 0
@@ -472,14 +484,22 @@ class SharedRtpTrack(MediaStreamTrack):
                 step = VIDEO_STEP if self.kind == "video" else AUDIO_STEP
                 self._timestamp_offset = self._last_timestamp + step - frame.timestamp
         count = self._count
+        payloads = frame.payloads
+        if frame.output.vp8:
+            payloads = self._continue_picture_ids(frame.output, payloads)
         if self._expect[0] is not frame.output or self._expect[1] != frame.first_index:
-            self._runs.start(count, frame.first_index, frame.output, self._timestamp_offset)
+            self._runs.start(
+                count,
+                frame.first_index,
+                frame.output,
+                self._timestamp_offset,
+                self._picture_id_offset,
+            )
         timestamp = (frame.timestamp + self._timestamp_offset) & 0xFFFFFFFF
         template.set_abs_send_time(abs_time)
         sequence = self._runs.origin + count
         protect = srtp.protect
         packet = template.packet
-        payloads = frame.payloads
         last = len(payloads) - 1
         transport_cc = self.transport_cc
         if transport_cc is None:
@@ -505,6 +525,23 @@ class SharedRtpTrack(MediaStreamTrack):
         if self._sender is not None:
             aiortcext.report_sent(self._sender, self.packets_sent, self.octets_sent, ntp, timestamp)
 
+    def _continue_picture_ids(self, output: RtpOutput, payloads: list[bytes]) -> list[bytes]:
+        """The frame's payloads with VP8 PictureIDs that go on from the last this subscriber
+        got (worker thread): each output numbers its own frames, and a browser drops a
+        frame, even a keyframe, whose PictureID is not newer than the last it decoded."""
+        found = vp8_picture_id(payloads[0])
+        if found is None:
+            return payloads
+        if output is not self._picture_id_output:
+            self._picture_id_output = output
+            if self._last_picture_id is not None:
+                self._picture_id_offset = (self._last_picture_id + 1 - found[0]) & 0x7FFF
+        picture_id = (found[0] + self._picture_id_offset) & 0x7FFF
+        self._last_picture_id = picture_id
+        if not self._picture_id_offset:
+            return payloads
+        return [with_picture_id(payload, picture_id) for payload in payloads]
+
     def retransmit_now(self, sequence_number: int) -> None:
         """Answer one NACKed sequence number from the output's history (worker thread)."""
         if not self._ready or self._closed:
@@ -518,12 +555,18 @@ class SharedRtpTrack(MediaStreamTrack):
         payload, timestamp, marker = stored
         # A packet of a rung the subscriber has left is of no use after the new rung's
         # keyframe; repeating it only takes the link from the new rung.
-        if (self._pending is None and run.output is not self.output) or not self._within_budget(
-            len(payload)
-        ):
+        if self._pending is None and run.output is not self.output:
             self.retransmits_refused += 1
             return
+        if not self._within_budget(len(payload)):
+            self.retransmits_refused += 1
+            self.retransmits_over_budget += 1
+            return
         timestamp = (timestamp + run.timestamp_offset) & 0xFFFFFFFF
+        if run.picture_id_offset:
+            picture = vp8_picture_id(payload)
+            if picture is not None:
+                payload = with_picture_id(payload, picture[0] + run.picture_id_offset)
         assert self._template is not None and self._srtp is not None
         template = self._rtx_template or self._template
         if self.transport_cc is not None:

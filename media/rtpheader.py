@@ -105,6 +105,36 @@ class RtpHeaderTemplate:
         return bytes(self.buffer) + payload
 
 
+def vp8_picture_id(payload: bytes) -> tuple[int, int, int] | None:
+    """A VP8 payload's PictureID (RFC 7741 4.2): (value, offset, length in bytes), or None
+    when the descriptor carries none (or is cut short)."""
+    if len(payload) < 3 or not payload[0] & 0x80 or not payload[1] & 0x80:
+        return None  # no extension byte (X), or no PictureID in it (I)
+    if payload[2] & 0x80:  # M: 15 bits
+        if len(payload) < 4:
+            return None
+        return (payload[2] & 0x7F) << 8 | payload[3], 2, 2
+    return payload[2], 2, 1
+
+
+def with_picture_id(payload: bytes, picture_id: int) -> bytes:
+    """The VP8 payload with its PictureID replaced by `picture_id`, written in 15 bits.
+
+    A subscriber moved between encodings of one view (rungs), each with its own
+    PictureID sequence, must see one sequence going forward: Chromium drops a frame,
+    keyframes included, whose PictureID is not newer than the last it decoded.
+    """
+    found = vp8_picture_id(payload)
+    if found is None:
+        return payload
+    _, offset, length = found
+    return (
+        payload[:offset]
+        + (0x8000 | (picture_id & 0x7FFF)).to_bytes(2, "big")
+        + payload[offset + length :]
+    )
+
+
 @dataclass(frozen=True)
 class SentRun:
     """Consecutive packets a subscriber got from one output: its n-th to the output's index."""
@@ -113,6 +143,7 @@ class SentRun:
     first_index: int  # the output's packet index of that packet
     output: Any  # whose history holds the payloads
     timestamp_offset: int  # added to the output's timestamps for this subscriber
+    picture_id_offset: int = 0  # added (mod 2^15) to the output's VP8 PictureIDs
 
 
 class SentRuns:
@@ -128,8 +159,10 @@ class SentRuns:
         self.origin = origin & 0xFFFF
         self._runs: deque[SentRun] = deque(maxlen=limit)
 
-    def start(self, count: int, index: int, output: Any, timestamp_offset: int) -> None:
-        self._runs.append(SentRun(count, index, output, timestamp_offset))
+    def start(
+        self, count: int, index: int, output: Any, timestamp_offset: int, picture_id_offset: int = 0
+    ) -> None:
+        self._runs.append(SentRun(count, index, output, timestamp_offset, picture_id_offset))
 
     def sequence_number(self, count: int) -> int:
         return (self.origin + count) & 0xFFFF

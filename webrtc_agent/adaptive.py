@@ -228,6 +228,8 @@ class AdaptiveVideo:
             "failedProbes": self.chooser.failed_probes,
             "retransmitted": self.track.retransmitted,
             "retransmitsRefused": self.track.retransmits_refused,
+            "retransmitsOverBudget": self.track.retransmits_over_budget,
+            "nacksUnanswered": self.track.nacks_unanswered,
         }
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,9 +23,10 @@ import aiohttp
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci
 
 from tessera.media.rtpfanout import switch_rung
+from tessera.media.rtpheader import vp8_picture_id
 from tessera.mixer.mixedstream import MixedStream
 from tessera.webrtc_agent.adaptive import AdaptiveVideo
 from tessera.webrtc_agent.subscription import Subscription
@@ -467,6 +469,7 @@ async def test_a_switch_between_rungs_has_no_gap(tessera: RunningServer) -> None
         assert subscription.video_track is not None
         adaptive = adaptive_of(tessera, subscription.id)
         adaptive.close()  # the test moves it: every rung, down and up
+        picture_ids = note_picture_ids(subscription)
         received = Received()
         async with receiving(subscription.video_track, received):
             await eventually(lambda: len(received.times) >= 15, 60, what="frames of the top")
@@ -485,3 +488,24 @@ async def test_a_switch_between_rungs_has_no_gap(tessera: RunningServer) -> None
         # No freeze at a switch: the old rung played until the new rung's keyframe.
         assert gap <= 0.2, f"a gap of {gap * 1000:.0f} ms"
         assert adaptive.track.rung_switches == 4
+        # Each rung numbers its own VP8 pictures; the subscriber sees one sequence going on
+        # (a browser drops a keyframe whose PictureID is not newer than the last decoded).
+        steps = [(b - a) & 0x7FFF for a, b in itertools.pairwise(picture_ids)]
+        jumps = [step for step in steps if 64 < step < 0x7FFF - 64]
+        assert len(picture_ids) > 60 and not jumps, jumps
+
+
+def note_picture_ids(subscription: Any) -> list[int]:
+    """The VP8 PictureIDs a subscriber's receiver gets, one per picture, in arrival order."""
+    picture_ids: list[int] = []
+    buffer = subscription.transceivers["video"].receiver._RTCRtpReceiver__jitter_buffer
+    add = buffer.add
+
+    def add_and_note(packet: RtpPacket) -> Any:
+        found = vp8_picture_id(packet.payload)
+        if found is not None and (not picture_ids or picture_ids[-1] != found[0]):
+            picture_ids.append(found[0])
+        return add(packet)
+
+    buffer.add = add_and_note
+    return picture_ids

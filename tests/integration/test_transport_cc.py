@@ -152,11 +152,13 @@ async def test_a_subscriber_is_stepped_down_by_delay_alone_and_climbs_back(
                 assert dropped_at_step == [0], "the step down waited for loss"
 
                 relay.shape(None)
+                lifted = time.monotonic()
                 await eventually(
                     lambda: adaptive.rung == 0 and sending_chosen(adaptive),
                     90,
                     what="climbing back to the top rung",
                 )
+                print(f"back on the top rung {time.monotonic() - lifted:.1f} s after the lift")
         finally:
             feedback.close()
         assert feedback.sent > 0 and adaptive.track.transport_cc is not None

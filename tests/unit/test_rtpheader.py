@@ -12,6 +12,8 @@ from tessera.media.rtpheader import (
     RtpHeaderTemplate,
     SentRuns,
     abs_send_time,
+    vp8_picture_id,
+    with_picture_id,
 )
 from tessera.media.transportcc import TRANSPORT_CC_URI
 
@@ -129,3 +131,18 @@ def test_old_runs_are_forgotten() -> None:
     assert runs.lookup(5, 30) is None
     found = runs.lookup(15, 30)
     assert found is not None and found[1] == 105
+
+
+def test_a_vp8_picture_id_is_read_and_rewritten_in_fifteen_bits() -> None:
+    seven = bytes([0x90, 0x80, 0x05]) + b"frame"  # X, S; I; a 7-bit PictureID of 5
+    fifteen = bytes([0x80, 0x80, 0x80 | 0x12, 0x34]) + b"frame"  # M: 15 bits, 0x1234
+    assert vp8_picture_id(seven) == (5, 2, 1)
+    assert vp8_picture_id(fifteen) == (0x1234, 2, 2)
+    rewritten = with_picture_id(seven, 0x7FFF + 3)  # modulo 2^15
+    assert rewritten == bytes([0x90, 0x80, 0x80, 0x02]) + b"frame"
+    assert vp8_picture_id(rewritten) == (2, 2, 2)
+    assert with_picture_id(fifteen, 7)[4:] == b"frame"
+    # No PictureID (no X, or X without I), or a descriptor cut short: nothing to rewrite.
+    for payload in (b"\x10frame", bytes([0x80, 0x40, 0x01]) + b"f", b"\x80\x80", b"\x80\x80\x81"):
+        assert vp8_picture_id(payload) is None
+        assert with_picture_id(payload, 9) == payload
