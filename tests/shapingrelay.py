@@ -155,13 +155,16 @@ class RelayedClient(ConferenceClient):
         return pc
 
 
-async def relayed_client() -> tuple[RelayedClient, ShapingRelay, asyncio.DatagramTransport]:
-    """A client behind a new relay (close the returned transport when done)."""
+async def relayed_client(
+    client_class: type[RelayedClient] = RelayedClient,
+) -> tuple[RelayedClient, ShapingRelay, asyncio.DatagramTransport]:
+    """A client (of `client_class`) behind a new relay (close the returned transport when
+    done)."""
     relay = ShapingRelay()
     loop = asyncio.get_running_loop()
     # On every address: the server's candidate address, which the answer names, reaches it.
     transport, _ = await loop.create_datagram_endpoint(lambda: relay, local_addr=("0.0.0.0", 0))
-    client = RelayedClient(relay, transport.get_extra_info("sockname")[1])
+    client = client_class(relay, transport.get_extra_info("sockname")[1])
     return client, relay, transport
 
 

@@ -151,9 +151,9 @@ async def published(
 
 @contextlib.asynccontextmanager
 async def limited(
-    tessera: RunningServer, room: str, user: str
+    tessera: RunningServer, room: str, user: str, client_class: type[RelayedClient] = RelayedClient
 ) -> AsyncIterator[tuple[RelayedClient, ShapingRelay]]:
-    client, relay, transport = await relayed_client()
+    client, relay, transport = await relayed_client(client_class)
     try:
         await client.join(tessera.token(room=room, user=user))
         yield client, relay

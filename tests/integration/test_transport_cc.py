@@ -8,26 +8,23 @@ whose offer carries transport-cc, answering with feedback (tests/twccreceiver.py
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from tessera.media.transportcc import TransportFeedback
-from tessera_client import ConferenceClient
 from tests.eventually import eventually
 from tests.integration.test_adaptive import (
     Received,
     adaptive_of,
     fits,
     ladder_room,
+    limited,
     mixed,
     published,
     receiving,
     sending_chosen,
 )
-from tests.shapingrelay import RelayedClient, ShapingRelay, resume_at_keyframes
+from tests.shapingrelay import RelayedClient, resume_at_keyframes
 from tests.support import RunningServer
 from tests.synthetic import ColorVideoTrack
 from tests.twccreceiver import TransportCcFeedback, answered_transport_cc, offer_transport_cc
@@ -40,28 +37,14 @@ class TransportCcClient(RelayedClient):
         return offer_transport_cc(super()._via_relay(data))
 
 
-@contextlib.asynccontextmanager
-async def transport_cc_client(
-    tessera: RunningServer, room: str, user: str
-) -> AsyncIterator[tuple[TransportCcClient, ShapingRelay]]:
-    relay = ShapingRelay()
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: relay, local_addr=("0.0.0.0", 0))
-    client = TransportCcClient(relay, transport.get_extra_info("sockname")[1])
-    try:
-        await client.join(tessera.token(room=room, user=user))
-        yield client, relay
-        await client.leave()
-    finally:
-        transport.close()
-
-
 async def test_transport_cc_is_answered_on_subscriptions_video_only(
     tessera: RunningServer,
 ) -> None:
     room = await ladder_room(tessera)
-    async with published(tessera, room), transport_cc_client(tessera, room, "both") as pair:
-        client: ConferenceClient = pair[0]
+    async with (
+        published(tessera, room),
+        limited(tessera, room, "both", TransportCcClient) as (client, _),
+    ):
         # Its own camera first: a publication's m-line must not get transport-cc (the
         # server's receiver sends no such feedback, and a browser would hold its rate down).
         publication = await client.publish(video=ColorVideoTrack((200, 40, 40)))
@@ -101,7 +84,7 @@ async def test_a_subscriber_is_stepped_down_by_delay_alone_and_climbs_back(
     room = await ladder_room(tessera)
     async with (
         published(tessera, room),
-        transport_cc_client(tessera, room, "twcc") as (client, relay),
+        limited(tessera, room, "twcc", TransportCcClient) as (client, relay),
     ):
         subscription = await client.subscribe(mixed(client), audio=False)
         resume_at_keyframes(subscription)
@@ -129,7 +112,7 @@ async def test_a_subscriber_is_stepped_down_by_delay_alone_and_climbs_back(
                 # A deep queue: the link delays what it cannot carry and drops nothing, so
                 # neither loss nor NACKs say it is congested; only the growing delay does.
                 relay.shape(250_000, queue_delay=20.0)
-                limited = time.monotonic()
+                limited_at = time.monotonic()
                 dropped_at_step: list[int] = []
 
                 def stepped_down() -> bool:
@@ -138,7 +121,7 @@ async def test_a_subscriber_is_stepped_down_by_delay_alone_and_climbs_back(
                     return bool(dropped_at_step)
 
                 await eventually(stepped_down, 60, what="a step down on delay")
-                stepped_in = time.monotonic() - limited
+                stepped_in = time.monotonic() - limited_at
                 await eventually(
                     lambda: fits(adaptive, 250_000), 60, what="a rung that fits 250 kbit/s"
                 )
