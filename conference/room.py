@@ -392,8 +392,9 @@ class Room:
                 raise ConferenceError(f"{kind.capitalize()} is forbidden in this room (mediaIn)")
 
     def media_settings(self) -> dict[str, Any]:
-        """mediaIn, mediaOut and transcoding in their JSON form, for a new ForwardStream."""
-        return dict(self._media)
+        """mediaIn, mediaOut and transcoding in their JSON form, and the agent's limit on
+        transcodes, for a new ForwardStream."""
+        return {**self._media, "transcodes": self._context.agent.transcodes}
 
     def publication_ready(self, participant: Participant, publication: Publication) -> None:
         """A publication is negotiated and connected: list it and tell everyone."""

@@ -52,6 +52,8 @@ class ConferenceSettings:
     # it was asked for fails (a progress error to its client).
     connect_timeout: float = 30.0
     keyframe_min_interval: float = 1.0
+    # Forward transcodes one agent runs at once (0: 4 per core).
+    max_transcodes: int = 0
     frame_timeout: float = 2.0
     max_mixed_talkers: int = 3
     # "module:Class" overlays that views may load besides the example (``[mixer] overlays``).

@@ -88,6 +88,7 @@ class ConferenceTree:
         self.agent = WebrtcAgent(
             stun_servers=list(settings.stun_servers),
             keyframe_min_interval=settings.keyframe_min_interval,
+            max_transcodes=settings.max_transcodes,
         )
         self.context = ConferenceContext(
             settings=settings,

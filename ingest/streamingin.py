@@ -21,6 +21,7 @@ import av
 from tessera.media.mediasource import Packet
 from tessera.webrtc_agent.forwardstream import DecodedTrack, ForwardStream, ForwardTrack, TrackSpec
 from tessera.webrtc_agent.mediaformats import CodecFormat
+from tessera.webrtc_agent.transcodelimit import TranscodeLimit
 
 from .plan import TrackPlan, plan_tracks
 from .puller import (
@@ -119,6 +120,7 @@ class StreamingIn(ForwardStream):
         media_out: dict[str, Any],
         transcoding: dict[str, Any],
         keyframe_min_interval: float = 1.0,
+        transcodes: TranscodeLimit | None = None,
     ) -> None:
         super().__init__(
             uuid.uuid4().hex,
@@ -129,6 +131,7 @@ class StreamingIn(ForwardStream):
             media_out=media_out,
             transcoding=transcoding,
             keyframe_min_interval=keyframe_min_interval,
+            transcodes=transcodes,
         )
         self.room_id = room_id
         self.options = options

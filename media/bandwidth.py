@@ -420,6 +420,8 @@ class RungChooser:
     _hold: float = field(default=0.0, init=False)
     switches: int = field(default=0, init=False)
     failed_probes: int = field(default=0, init=False)
+    refused: int = field(default=0, init=False)  # moves that could not be had (`correct`)
+    _previous: int = field(default=0, init=False)  # the rung before the last move
 
     def __post_init__(self) -> None:
         if not self.bitrates:
@@ -486,8 +488,23 @@ class RungChooser:
             return self._move(now, self.rung - 1)
         return self.rung
 
+    def correct(self, rung: int) -> None:
+        """The rung chosen could not be had (no capacity to encode it): the subscriber is on
+        `rung` (the one it was on, or another that runs). The time of the move stands: the
+        next climb waits a hold, the next step down `down_gap`; a move that did not happen
+        is not counted, and a climb that did not happen is no probe."""
+        rung = min(max(rung, 0), len(self.bitrates) - 1)
+        if rung == self.rung:
+            return
+        self.refused += 1
+        self.rung = rung
+        if rung == self._previous:
+            self.switches -= 1
+            self._climbed = None
+
     def _move(self, now: float, rung: int) -> int:
         if rung != self.rung:
+            self._previous = self.rung
             self.rung = rung
             self.switches += 1
             self._changed = now

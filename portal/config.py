@@ -150,6 +150,7 @@ class WebRTCConfig(_Section):
     keyframe_min_interval: Seconds
     connect_timeout: Seconds
     stun_servers: list[str]
+    max_transcodes: int = Field(ge=0, le=100_000)
 
     @field_validator("stun_servers")
     @classmethod

@@ -87,6 +87,7 @@ def conference_settings(config: Config, advertised_host: Any) -> ConferenceSetti
         stun_servers=tuple(config.webrtc.stun_servers),
         connect_timeout=config.webrtc.connect_timeout,
         keyframe_min_interval=config.webrtc.keyframe_min_interval,
+        max_transcodes=config.webrtc.max_transcodes,
         frame_timeout=config.mixer.frame_timeout,
         max_mixed_talkers=config.mixer.max_mixed_talkers,
         overlays=tuple(config.mixer.overlays),

@@ -38,7 +38,7 @@ from aiortc.rtp import (
 
 from tessera.media import aiortcext
 from tessera.media.bandwidth import MIN_BITRATE, BandwidthEstimator, Estimate, Rung, RungChooser
-from tessera.media.mediasource import PacketSource, VideoFormat
+from tessera.media.mediasource import PacketSource, ParameterError, VideoFormat
 from tessera.media.rtpfanout import SharedRtpTrack, switch_rung
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,10 @@ class AdaptiveVideo:
         rung = self.chooser.choose(now, estimate)
         if rung == before:
             return
-        source = self.stream.rung_source(self.format, rung)
+        source = self._rung_source(rung, before)
+        if source is None:
+            return
+        rung = self.chooser.rung
         switch_rung(track, source)
         self._budget_retransmissions()
         target = self.rungs[rung]
@@ -209,6 +212,32 @@ class AdaptiveVideo:
             extra=self.log_ids,
         )
 
+    def _rung_source(self, rung: int, before: int) -> PacketSource | None:
+        """The source of `rung`, or (going down) of the highest lower rung that can be had;
+        None (the subscriber stays on `before`) when none can: a forward rung is a
+        transcode, and the agent may run all it may (`TranscodeLimit`)."""
+        candidates = range(rung, len(self.rungs)) if rung > before else range(rung, rung + 1)
+        for candidate in candidates:
+            try:
+                source = self.stream.rung_source(self.format, candidate)
+            except ParameterError as exc:
+                reason = str(exc)
+                continue
+            self.chooser.correct(candidate)
+            return source
+        self.chooser.correct(before)
+        # Tried again at most every down_gap while congested: said once, then every tenth.
+        log = logger.warning if self.chooser.refused % 10 == 1 else logger.debug
+        log(
+            "subscriber stays on rung %d, rung %d cannot be had (%d times): %s",
+            before,
+            rung,
+            self.chooser.refused,
+            reason,
+            extra=self.log_ids,
+        )
+        return None
+
     def _budget_retransmissions(self) -> None:
         share = RETRANSMIT_SHARE * self.rungs[self.chooser.rung].bitrate / 8
         self.track.retransmit_budget = max(share, MIN_RETRANSMIT_BUDGET)
@@ -226,6 +255,7 @@ class AdaptiveVideo:
             "rungBitrate": rung.bitrate,
             "rungSwitches": self.chooser.switches,
             "failedProbes": self.chooser.failed_probes,
+            "rungsRefused": self.chooser.refused,
             "retransmitted": self.track.retransmitted,
             "retransmitsRefused": self.track.retransmits_refused,
             "retransmitsOverBudget": self.track.retransmits_over_budget,

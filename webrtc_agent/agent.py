@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .transcodelimit import TranscodeLimit
 from .transport import Transport, TransportObserver
 
 
@@ -16,10 +17,16 @@ class WebrtcAgent:
     """
 
     def __init__(
-        self, *, stun_servers: list[str] | None = None, keyframe_min_interval: float = 1.0
+        self,
+        *,
+        stun_servers: list[str] | None = None,
+        keyframe_min_interval: float = 1.0,
+        max_transcodes: int = 0,
     ):
         self.stun_servers = list(stun_servers or [])
         self.keyframe_min_interval = keyframe_min_interval
+        # Forward transcodes (other formats, adaptive rungs) running at once on this agent.
+        self.transcodes = TranscodeLimit(max_transcodes)
         self.transports: dict[str, Transport] = {}
         # Subscribers are sent by the shared fan-out; the fan-out benchmark turns it off to
         # measure aiortc's own sender beside it (bench/fanout.py).
@@ -47,7 +54,12 @@ class WebrtcAgent:
         await transport.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"transports": len(self.transports)}
+        return {
+            "transports": len(self.transports),
+            "transcodes": self.transcodes.running,
+            "transcodeLimit": self.transcodes.limit,
+            "transcodesRefused": self.transcodes.refused,
+        }
 
     async def close(self) -> None:
         transports = list(self.transports.values())

@@ -38,6 +38,7 @@ from tessera.media.videoencoder import EncoderSettings, VideoEncoder, default_bi
 
 from .forwardladder import ReceivedRate, forward_ladder
 from .mediaformats import CodecFormat
+from .transcodelimit import TranscodeLimit
 
 logger = logging.getLogger(__name__)
 
@@ -317,6 +318,7 @@ class ForwardStream(Stream):
         media_out: dict[str, Any],
         transcoding: dict[str, Any],
         keyframe_min_interval: float = 1.0,
+        transcodes: TranscodeLimit | None = None,
     ) -> None:
         self.id = stream_id
         self.owner = owner
@@ -327,6 +329,8 @@ class ForwardStream(Stream):
         self.transcoding = transcoding
         self.in_views: list[str] = []
         self._keyframe_min_interval = keyframe_min_interval
+        # The agent's limit on transcodes at once (None: none, as in unit tests).
+        self._transcodes = transcodes
         self.tracks: dict[str, ForwardTrack] = {
             spec.kind: ForwardTrack(spec, keyframe_min_interval) for spec in tracks
         }
@@ -451,6 +455,11 @@ class ForwardStream(Stream):
             return track
         transcoder = self.transcoders.get(fmt)
         if transcoder is None:
+            if self.closed:
+                raise ParameterError("Stream does NOT exist")
+            if self._transcodes is not None and not self._transcodes.take():
+                logger.warning("transcode of %s refused: %s", fmt, self._transcodes.refusal())
+                raise ParameterError(self._transcodes.refusal())
             transcoder = VideoTranscoder(
                 track, fmt, self._keyframe_min_interval, self._transcoder_idle
             )
@@ -502,6 +511,8 @@ class ForwardStream(Stream):
     def _transcoder_idle(self, transcoder: VideoTranscoder) -> None:
         if self.transcoders.get(transcoder.format) is transcoder:
             del self.transcoders[transcoder.format]
+            if self._transcodes is not None:
+                self._transcodes.give_back()
         transcoder.close()
 
     def frame_source(self, kind: str) -> FrameSource | None:
@@ -514,6 +525,8 @@ class ForwardStream(Stream):
         self.closed = True
         for transcoder in list(self.transcoders.values()):
             transcoder.close()
+            if self._transcodes is not None:
+                self._transcodes.give_back()
         self.transcoders.clear()
         for track in self.tracks.values():
             track.close()

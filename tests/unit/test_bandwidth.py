@@ -393,3 +393,18 @@ def test_a_rung_that_sends_more_than_the_estimate_goes_down_again_but_not_below_
     assert chooser.choose(12.7, figures(bitrate=140_000, rung_rate=160_000)) == 2
     # After a climb a rung over the estimate is a probe, not an overshoot: it holds.
     assert chooser.choose(13.0, figures(bitrate=300_000, rung_rate=450_000)) == 2
+
+
+def test_a_move_that_cannot_be_had_is_undone_and_not_retried_at_once() -> None:
+    chooser = RungChooser(LADDER)
+    assert chooser.choose(0.0, figures()) == 0
+    congested = figures(bitrate=300_000, loss=0.6, congested=True)
+    assert chooser.choose(1.0, congested) == 3
+    chooser.correct(0)  # no capacity to encode rung 3: the subscriber is still on the top
+    assert (chooser.rung, chooser.switches, chooser.refused) == (0, 0, 1)
+    assert chooser.choose(1.5, congested) == 0  # within down_gap: no new try yet
+    assert chooser.choose(3.0, congested) == 3  # then again
+    chooser.correct(2)  # rung 2 runs (for someone else): the move went there
+    assert (chooser.rung, chooser.switches, chooser.refused) == (2, 1, 2)
+    chooser.correct(2)  # what is already so changes nothing
+    assert chooser.refused == 2
