@@ -458,7 +458,8 @@ class ForwardStream(Stream):
             if self.closed:
                 raise ParameterError("Stream does NOT exist")
             if self._transcodes is not None and not self._transcodes.take():
-                logger.warning("transcode of %s refused: %s", fmt, self._transcodes.refusal())
+                # Logged by the caller (the subscription's failure, or the adaptive rung's).
+                logger.debug("transcode of %s refused: %s", fmt, self._transcodes.refusal())
                 raise ParameterError(self._transcodes.refusal())
             transcoder = VideoTranscoder(
                 track, fmt, self._keyframe_min_interval, self._transcoder_idle
