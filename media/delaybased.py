@@ -16,7 +16,9 @@ compared with an adaptive threshold (overusing, normal, underusing); an AIMD con
 (`AimdRateControl`) backs off to 0.85 times the acknowledged rate on overuse, holds on
 underuse and otherwise grows by 8 %/s, or by about half a packet per response time once
 near the link capacity it has seen at its decreases, never past 1.5 times what arrives
-plus 10 kbit/s.
+plus 10 kbit/s. The start bitrate is a guess: unless the estimate decreased first, it
+starts again from the acknowledged rate once that has been measured for 5 s (as
+libwebrtc's rate control initialises).
 
 Where it departs from libwebrtc: no probing (Tessera probes by climbing one rung of its
 ladder after a hold, `media/bandwidth.py`) and no pacer (a frame's packets leave in one
@@ -99,6 +101,10 @@ MIN_ADDITIVE_INCREASE = 4_000.0  # bit/s per second
 INCREASE_LIMIT_FACTOR = 1.5  # of the acknowledged rate, plus INCREASE_LIMIT_EXTRA
 INCREASE_LIMIT_EXTRA = 10_000.0
 DEFAULT_RTT = 0.1  # s, until the caller gives one
+# Seconds of acknowledged rates after which an estimate that has not decreased yet starts
+# again from what arrives (libwebrtc's AimdRateControl initialisation): the start bitrate
+# is a guess.
+INITIALIZATION_TIME = 5.0
 MAX_RTT = 10.0
 DETECTOR_DELAY = 0.1  # s the overuse detector takes to react, part of the response time
 FRAME_RATE = 30.0  # of the additive increase's packet size estimate
@@ -372,6 +378,9 @@ class AimdRateControl:
         self.link_capacity = LinkCapacity()
         self._latest_throughput = float(start_bitrate)
         self._last_change: float | None = None
+        # The estimate started from the acknowledged rate, or decreased: no longer a guess.
+        self._initialized = False
+        self._first_acknowledged: float | None = None
 
     def time_to_reduce_further(self, now: float, throughput: float | None) -> bool:
         """Whether a decrease may follow the last change: a round trip later, or at once
@@ -390,6 +399,12 @@ class AimdRateControl:
         """The detector's signal and the acknowledged rate (bit/s, None if not measured)."""
         throughput = self._latest_throughput if acknowledged is None else acknowledged
         self._latest_throughput = throughput
+        if not self._initialized and acknowledged is not None:
+            if self._first_acknowledged is None:
+                self._first_acknowledged = now
+            elif now - self._first_acknowledged >= INITIALIZATION_TIME:
+                self.bitrate = self._clamp(acknowledged)
+                self._initialized = True
         if usage == "normal":
             if self.state == "hold":
                 self._last_change = now
@@ -419,6 +434,7 @@ class AimdRateControl:
             if throughput < self.link_capacity.lower_bound():
                 self.link_capacity.reset()  # far from the capacity seen: start it again
             self.link_capacity.on_overuse(throughput)
+            self._initialized = True
             self.state = "hold"  # until the queue has drained
             self._last_change = now
         if new_bitrate is not None:

@@ -162,6 +162,18 @@ def test_under_capacity_the_estimate_grows_and_is_capped_by_what_arrives() -> No
     assert estimator.rejected == 0
 
 
+def test_a_start_estimate_under_what_arrives_starts_again_from_it_after_five_seconds() -> None:
+    estimator = DelayBasedEstimator(start_bitrate=300_000)
+    sim = Simulation(estimator, Link(capacity=20_000_000), fixed(2_000_000))
+    sim.run_until(4.5)
+    guessed = estimator.bitrate
+    assert guessed is not None and guessed < 1_000_000  # 300 kbit/s x 1.08^4.5: a guess
+    sim.run_until(6.5)
+    # 5 s of acknowledged rates: the estimate is what arrives, then grows from there.
+    assert estimator.bitrate is not None and estimator.bitrate >= 1_900_000
+    assert {s.state for s in sim.samples} == {"normal"}
+
+
 def test_two_megabits_into_half_a_megabit_overuses_and_drops_under_the_capacity() -> None:
     capacity = 500_000
     estimator = DelayBasedEstimator()
