@@ -175,7 +175,6 @@ class BandwidthEstimator:
     _loss: float = 0.0
     _rtt: float | None = None
     _jitter: float = 0.0
-    _remb: int | None = None
     # The latest delay-based estimate: the receiver's REMB, or the sender's own from
     # transport-cc feedback (a receiver sending that sends no REMB). Falling: the
     # receiver's estimator (or the sender's overuse detector) saw its queue grow.
@@ -255,7 +254,7 @@ class BandwidthEstimator:
         # A receiver ramping up after a climb sends REMBs under the new rate that rise: only a
         # falling one is its estimator seeing the queue grow (GCC's decrease).
         self._delay_falling = self._delay is not None and bitrate < self._delay * 0.97
-        self._remb = self._delay = bitrate
+        self._delay = bitrate
         self._transport_cc = False
         self._last_feedback = now
         return True
@@ -384,7 +383,7 @@ class BandwidthEstimator:
             loss=self._loss,
             rtt=self._rtt,
             jitter=self._jitter,
-            remb=self._remb,
+            remb=None if self._transport_cc else self._delay,
             delay_based=self._delay,
             transport_cc=self._transport_cc,
             sent_rate=sent,

@@ -39,6 +39,7 @@ from .rtpheader import (
     RtpHeaderTemplate,
     SentRuns,
     abs_send_time,
+    shift_picture_id,
     vp8_picture_id,
     with_picture_id,
 )
@@ -502,18 +503,13 @@ class SharedRtpTrack(MediaStreamTrack):
         packet = template.packet
         last = len(payloads) - 1
         transport_cc = self.transport_cc
-        if transport_cc is None:
-            datagrams = [
-                protect(packet(sequence + i, timestamp, i == last, payload))
-                for i, payload in enumerate(payloads)
-            ]
-        else:
-            now = time.monotonic()
-            header = template.length
-            datagrams = []
-            for i, payload in enumerate(payloads):
-                template.set_transport_sequence(transport_cc.sent(now, header + len(payload)))
-                datagrams.append(protect(packet(sequence + i, timestamp, i == last, payload)))
+        now = time.monotonic()
+        datagrams = []
+        for i, payload in enumerate(payloads):
+            if transport_cc is not None:
+                size = template.length + len(payload)
+                template.set_transport_sequence(transport_cc.sent(now, size))
+            datagrams.append(protect(packet(sequence + i, timestamp, i == last, payload)))
         self._send(datagrams)
         sent = len(payloads)
         self._count = count + sent
@@ -564,23 +560,21 @@ class SharedRtpTrack(MediaStreamTrack):
             return
         timestamp = (timestamp + run.timestamp_offset) & 0xFFFFFFFF
         if run.picture_id_offset:
-            picture = vp8_picture_id(payload)
-            if picture is not None:
-                payload = with_picture_id(payload, picture[0] + run.picture_id_offset)
+            payload = shift_picture_id(payload, run.picture_id_offset)
         assert self._template is not None and self._srtp is not None
-        template = self._rtx_template or self._template
-        if self.transport_cc is not None:
-            # A repeat is a packet of its own on the transport: it gets its own number.
-            size = template.length + len(payload) + (2 if self._rtx_template else 0)
-            template.set_transport_sequence(self.transport_cc.sent(time.monotonic(), size))
         if self._rtx_template is not None:
             # RFC 4588: the original sequence number, then the payload, on the RTX stream.
-            data = self._rtx_template.packet(
-                self._rtx_sequence, timestamp, marker, sequence_number.to_bytes(2, "big") + payload
-            )
+            template = self._rtx_template
+            payload = sequence_number.to_bytes(2, "big") + payload
+            sequence_number = self._rtx_sequence
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
         else:
-            data = self._template.packet(sequence_number, timestamp, marker, payload)
+            template = self._template
+        if self.transport_cc is not None:
+            # A repeat is a packet of its own on the transport: it gets its own number.
+            size = template.length + len(payload)
+            template.set_transport_sequence(self.transport_cc.sent(time.monotonic(), size))
+        data = template.packet(sequence_number, timestamp, marker, payload)
         self._send([self._srtp.protect(data)])
         self.retransmitted += 1
 

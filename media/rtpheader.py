@@ -135,6 +135,12 @@ def with_picture_id(payload: bytes, picture_id: int) -> bytes:
     )
 
 
+def shift_picture_id(payload: bytes, offset: int) -> bytes:
+    """The VP8 payload with `offset` added to its PictureID (modulo 2^15), if it has one."""
+    found = vp8_picture_id(payload)
+    return payload if found is None else with_picture_id(payload, found[0] + offset)
+
+
 @dataclass(frozen=True)
 class SentRun:
     """Consecutive packets a subscriber got from one output: its n-th to the output's index."""

@@ -5,9 +5,10 @@ aiortc offers no transport-cc: `offer_transport_cc` adds the extension and the
 them), and `TransportCcFeedback` makes the client's peer connection answer
 what arrives: it reads each RTP packet's transport-wide sequence number off
 the clear header (SRTP encrypts the payload only) as the datagram arrives,
-and every `interval` sends which packets arrived and when (RTCP RTPFB FMT 15),
-as libwebrtc's receiver does. Its REMB is switched off: a browser receiving
-transport-wide numbers sends no REMB.
+and once `interval` has passed since its last feedback, the packet that
+arrives sends which packets arrived and when (RTCP RTPFB FMT 15), as
+libwebrtc's receiver does about every 50 ms while media flows. Its REMB is
+switched off: a browser receiving transport-wide numbers sends no REMB.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class TransportCcFeedback:
         self._arrivals: dict[int, int] = {}  # extended sequence number -> arrival (us)
         self._next: int | None = None  # the first extended number not reported yet
         self._highest: int | None = None
+        self._last_feedback = time.monotonic()
+        self._tasks: set[asyncio.Future[None]] = set()
         ice = self.dtls.transport
         receive = ice._recv
 
@@ -87,7 +90,7 @@ class TransportCcFeedback:
             return data
 
         ice._recv = next_datagram
-        self._task = asyncio.ensure_future(self._run())
+        self._closed = False
 
     def _on_datagram(self, data: bytes) -> None:
         # RTP (not RTCP, STUN or DTLS), still protected: its header is in the clear.
@@ -109,22 +112,28 @@ class TransportCcFeedback:
             return  # already reported (late or repeated)
         self._highest = extended if self._highest is None else max(self._highest, extended)
         self._arrivals[extended] = arrival
+        if not self._closed and arrival / 1e6 - self._last_feedback >= self.interval:
+            self._last_feedback = arrival / 1e6
+            task = asyncio.ensure_future(self._send_feedback(self._feedback()))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _run(self) -> None:
-        count = 0
-        while True:
-            await asyncio.sleep(self.interval)  # stimulus: the feedback cadence of a receiver
-            if self._next is None or self._highest is None or self._highest < self._next:
-                continue
-            first, last = self._next, min(self._highest, self._next + 0xFFFE)
-            arrivals = tuple(self._arrivals.pop(n, None) for n in range(first, last + 1))
-            self._next = last + 1
-            feedback = TransportFeedback(1, 0, first & 0xFFFF, count & 0xFF, arrivals)
-            count += 1
-            with contextlib.suppress(ConnectionError):
-                await self.dtls._send_rtp(feedback.to_bytes())
-                self.sent += 1
-                self.reported += len(arrivals)
+    def _feedback(self) -> TransportFeedback:
+        """Everything from the first number not reported yet to the highest arrived."""
+        assert self._next is not None and self._highest is not None
+        first, last = self._next, min(self._highest, self._next + 0xFFFE)
+        arrivals = tuple(self._arrivals.pop(n, None) for n in range(first, last + 1))
+        self._next = last + 1
+        feedback = TransportFeedback(1, 0, first & 0xFFFF, self.sent & 0xFF, arrivals)
+        self.sent += 1
+        self.reported += len(arrivals)
+        return feedback
+
+    async def _send_feedback(self, feedback: TransportFeedback) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self.dtls._send_rtp(feedback.to_bytes())
 
     def close(self) -> None:
-        self._task.cancel()
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()

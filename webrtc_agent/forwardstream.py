@@ -525,10 +525,7 @@ class ForwardStream(Stream):
             return
         self.closed = True
         for transcoder in list(self.transcoders.values()):
-            transcoder.close()
-            if self._transcodes is not None:
-                self._transcodes.give_back()
-        self.transcoders.clear()
+            self._transcoder_idle(transcoder)
         for track in self.tracks.values():
             track.close()
 
